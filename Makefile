@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+PACKAGES := -e schemas -e services/api -e services/writer -e services/trainer -e '.[test]'
+
+.PHONY: demo test install lint schemas up
+
+$(STAMP): pyproject.toml schemas/pyproject.toml services/api/pyproject.toml services/writer/pyproject.toml services/trainer/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(PACKAGES)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/epochscope demo
+
+up: $(STAMP)
+	$(BIN)/epochscope up
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schemas: $(STAMP)
+	$(BIN)/epochscope-export-schemas schemas/json

@@ -1,0 +1,1 @@
+"""Epochscope's shared contract: the job config, events, topics and job tokens."""

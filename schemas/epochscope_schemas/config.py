@@ -1,0 +1,110 @@
+"""The job config a user submits, with its predictions config.
+
+The models hold the rules that never change. Server limits (how many samples, how often, how many
+tokens) are settings, not literals: `PredictionLimits` reads them from the environment and the API
+applies them with `limit_violations` when a job is submitted. Consumers of stored or in-flight
+configs (trainer, writer) never re-check them, so lowering a limit cannot break a running job.
+"""
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PredictionLimits(BaseSettings):
+    """Server-side bounds on a predictions config (env: EPOCHSCOPE_PREDICTIONS_MAX_SAMPLE_COUNT...)."""
+
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_PREDICTIONS_")
+
+    max_sample_count: int = 64
+    min_step_interval: int = 10
+    max_new_tokens: int = 512
+
+
+class SampleFrequency(StrEnum):
+    EPOCH = "epoch"
+    EVAL = "eval"
+    STEPS = "steps"
+
+
+class PredictionsConfig(BaseModel):
+    """What to predict, how often, and how to generate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    sample_count: Annotated[int, Field(ge=1, description="Prompts per round.")] = 8
+    sample_frequency: SampleFrequency = SampleFrequency.EPOCH
+    step_interval: Annotated[
+        int | None, Field(ge=1, description="Global steps between rounds, for sample_frequency=steps.")
+    ] = None
+    samples_path: Annotated[
+        str | None, Field(description="Optional JSONL prediction set; default: the training data.")
+    ] = None
+    seed: int = 42
+    max_new_tokens: Annotated[int, Field(ge=1)] = 64
+    temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 means greedy decoding.")] = 0.0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _steps_need_an_interval(self) -> "PredictionsConfig":
+        if self.sample_frequency == SampleFrequency.STEPS and self.step_interval is None:
+            raise ValueError("step_interval is required when sample_frequency is 'steps'")
+        return self
+
+
+class LoraConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: Annotated[int, Field(ge=1, le=256)] = 8
+    alpha: Annotated[int, Field(ge=1)] = 16
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+class JobConfig(BaseModel):
+    """A fine-tuning job: model, data, hyperparameters and predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, description="Hugging Face model id or local path.")]
+    dataset_path: Annotated[
+        str, Field(min_length=1, description="JSONL: chat `messages` or `prompt`/`completion` rows.")
+    ]
+    num_epochs: Annotated[int, Field(ge=1, le=100)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
+    learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 2e-4
+    max_length: Annotated[int, Field(ge=8, le=32768)] = 512
+    lora: LoraConfig | None = None
+    predictions: PredictionsConfig = PredictionsConfig()
+
+    @field_validator("model", "dataset_path")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+Loc = tuple[str, ...]
+
+
+def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[Loc, str]]:
+    """(field path, message) for every server limit the config exceeds; empty when it fits."""
+    predictions = config.predictions
+    violations: list[tuple[Loc, str]] = []
+    if predictions.sample_count > limits.max_sample_count:
+        violations.append(
+            (("predictions", "sample_count"), f"must be at most {limits.max_sample_count} (server limit)")
+        )
+    if predictions.max_new_tokens > limits.max_new_tokens:
+        violations.append(
+            (("predictions", "max_new_tokens"), f"must be at most {limits.max_new_tokens} (server limit)")
+        )
+    if predictions.step_interval is not None and predictions.step_interval < limits.min_step_interval:
+        violations.append(
+            (("predictions", "step_interval"), f"must be at least {limits.min_step_interval} (server limit)")
+        )
+    return violations

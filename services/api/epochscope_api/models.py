@@ -1,0 +1,44 @@
+"""Response bodies of the REST API (request bodies are the shared models in epochscope_schemas)."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from epochscope_schemas.events import JobStatus
+
+
+class Job(BaseModel):
+    job_id: UUID
+    status: JobStatus
+    status_message: str | None
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class Prediction(BaseModel):
+    round_index: int
+    epoch: float
+    step: int
+    sample_id: str
+    sample_index: int
+    prompt: str
+    ground_truth: str | None
+    prediction: str
+    tokens_generated: int
+    latency_ms: float
+    created_at: datetime
+
+
+class PredictionPage(BaseModel):
+    items: list[Prediction]
+    next_cursor: str | None
+
+
+class ErrorResponse(BaseModel):
+    detail: str

@@ -1,0 +1,51 @@
+"""Predictions of one job, newest rounds last, with keyset pagination."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from epochscope_api.auth import CurrentUser
+from epochscope_api.cursor import decode_cursor, encode_cursor
+from epochscope_api.db import user_transaction
+from epochscope_api.models import Prediction, PredictionPage
+from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings, fetch_job
+
+router = APIRouter(prefix="/v1/jobs/{job_id}/predictions", tags=["predictions"])
+
+PREDICTION_COLUMNS = (
+    "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction,"
+    " tokens_generated, latency_ms, created_at"
+)
+
+
+@router.get("", response_model=PredictionPage, responses=NOT_FOUND, operation_id="list_predictions")
+async def list_predictions(
+    job_id: uuid.UUID,
+    user_id: CurrentUser,
+    pool: Pool,
+    settings: Settings,
+    epoch: Annotated[float | None, Query(description="Only this epoch.")] = None,
+    step: Annotated[int | None, Query(ge=0, description="Only this global step.")] = None,
+    limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> PredictionPage:
+    limit = min(limit, settings.predictions_page_max)
+    after_step, after_sample = decode_cursor(cursor, 2) if cursor else (-1, "")
+    async with user_transaction(pool, user_id) as conn:
+        await fetch_job(conn, job_id)
+        rows = await conn.fetch(
+            f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
+            " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
+            " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
+            " ORDER BY step, sample_id LIMIT $6",
+            job_id,
+            int(after_step),
+            str(after_sample),
+            epoch,
+            step,
+            limit + 1,
+        )
+    items = [Prediction(**dict(row)) for row in rows[:limit]]
+    next_cursor = encode_cursor([items[-1].step, items[-1].sample_id]) if len(rows) > limit else None
+    return PredictionPage(items=items, next_cursor=next_cursor)

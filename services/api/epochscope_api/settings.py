@@ -1,0 +1,32 @@
+"""The API's one settings object, read from the environment (EPOCHSCOPE_*)."""
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epochscope_schemas.config import PredictionLimits
+from epochscope_schemas.kafka import KafkaSettings
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
+
+    database_url: str = "postgresql://epochscope_api@127.0.0.1:5432/epochscope"
+    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
+    job_token_secret: SecretStr = SecretStr("dev-job-token-secret-change-me")
+    job_token_ttl_hours: float = 72.0
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str = "http://127.0.0.1:8000"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    outbox_poll_seconds: float = 1.0
+    predictions_page_max: int = 500
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    limits: PredictionLimits = Field(default_factory=PredictionLimits)
+
+
+@lru_cache
+def get_settings() -> ApiSettings:
+    return ApiSettings()

@@ -1,0 +1,61 @@
+"""The shared models: their committed JSON Schema, validation rules and server limits."""
+
+import json
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from pydantic import ValidationError
+
+from epochscope_schemas.config import JobConfig, PredictionLimits, limit_violations
+from epochscope_schemas.events import JobStatusEvent, PredictionEvent, encode_event, parse_event
+from epochscope_schemas.export import render, schema_documents
+
+JSON_DIR = Path(__file__).resolve().parent.parent / "schemas" / "json"
+
+
+def test_committed_json_schemas_match_the_models() -> None:
+    documents = schema_documents()
+    committed = {path.name for path in JSON_DIR.glob("*.json")}
+    assert committed == set(documents), "run `make schemas` and commit schemas/json"
+    for name, document in documents.items():
+        assert (JSON_DIR / name).read_text() == render(document), f"{name} drifted: run `make schemas`"
+
+
+def test_events_round_trip_through_json() -> None:
+    event = PredictionEvent(
+        job_id=uuid4(),
+        round_index=0,
+        epoch=1.0,
+        step=4,
+        sample_id="row-000001",
+        sample_index=0,
+        prompt="p",
+        ground_truth="g",
+        prediction="x",
+    )
+    assert parse_event(encode_event(event)) == event
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [{"schema_version": 2}, {"type": "nope"}, {"job_id": "not-a-uuid"}, {"status": "exploded"}],
+)
+def test_parse_event_rejects_unknown_versions_types_and_bad_fields(patch: dict) -> None:
+    raw = json.loads(encode_event(JobStatusEvent(job_id=uuid4(), status="running")))
+    with pytest.raises(ValidationError):
+        parse_event(json.dumps(raw | patch))
+
+
+def test_steps_frequency_needs_an_interval() -> None:
+    with pytest.raises(ValidationError, match="step_interval"):
+        JobConfig(model="m", dataset_path="d", predictions={"sample_frequency": "steps"})
+
+
+def test_server_limits_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = JobConfig(model="m", dataset_path="d", predictions={"enabled": True, "sample_count": 20})
+    assert limit_violations(config, PredictionLimits()) == []
+    monkeypatch.setenv("EPOCHSCOPE_PREDICTIONS_MAX_SAMPLE_COUNT", "10")
+    assert limit_violations(config, PredictionLimits()) == [
+        (("predictions", "sample_count"), "must be at most 10 (server limit)")
+    ]
