@@ -2,16 +2,20 @@
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import uvicorn
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from epochscope_api.db import create_pool
+from epochscope_api.errors import error_responses, install_error_handlers
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.routers import health, jobs, predictions
 from epochscope_api.settings import ApiSettings, get_settings
+from epochscope_schemas.log_config import configure_logging
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -37,12 +41,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
+        )
+    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
     for router in (health.router, jobs.router, predictions.router):
-        app.include_router(router)
+        app.include_router(router, responses=error_responses(401, 422) if router is not health.router else None)
     return app
 
 
 def run() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    configure_logging("api", settings.log_level)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)

@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from epochscope_schemas.events import JobStatus
 
@@ -19,6 +19,11 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[Job]
+    next_cursor: str | None
 
 
 class Prediction(BaseModel):
@@ -37,8 +42,5 @@ class Prediction(BaseModel):
 
 class PredictionPage(BaseModel):
     items: list[Prediction]
-    next_cursor: str | None
-
-
-class ErrorResponse(BaseModel):
-    detail: str
+    next_cursor: str | None = Field(description="Continue after this page's last row; null when the page is empty.")
+    has_more: bool = Field(description="More rows exist now; a live client keeps next_cursor to ask for newer ones.")

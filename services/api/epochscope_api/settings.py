@@ -13,8 +13,8 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
 
     database_url: str = "postgresql://epochscope_api@127.0.0.1:5432/epochscope"
-    jwt_secret: SecretStr = SecretStr("dev-jwt-secret-change-me")
-    job_token_secret: SecretStr = SecretStr("dev-job-token-secret-change-me")
+    jwt_secret: SecretStr  # required: HS256 key for users' bearer tokens
+    job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -23,6 +23,8 @@ class ApiSettings(BaseSettings):
     db_pool_max: int = 10
     outbox_poll_seconds: float = 1.0
     predictions_page_max: int = 500
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
+    log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     limits: PredictionLimits = Field(default_factory=PredictionLimits)
 

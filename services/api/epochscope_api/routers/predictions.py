@@ -47,5 +47,5 @@ async def list_predictions(
             limit + 1,
         )
     items = [Prediction(**dict(row)) for row in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].step, items[-1].sample_id]) if len(rows) > limit else None
-    return PredictionPage(items=items, next_cursor=next_cursor)
+    next_cursor = encode_cursor([items[-1].step, items[-1].sample_id]) if items else cursor
+    return PredictionPage(items=items, next_cursor=next_cursor, has_more=len(rows) > limit)

@@ -1,0 +1,124 @@
+"""`epochscope demo`: the main job, end to end, on the embedded local stack.
+
+Starts the stack, submits the demo job over HTTP as any client would, prints each round's
+predictions next to the ground truth as they arrive, and exits 0 when the job completes.
+"""
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from epochscope.local_stack import LocalStack
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_MODEL = "smollm2-135m-instruct"
+DEMO_USER = "demo"
+POLL_SECONDS = 1.0
+
+
+def demo_job_config(dataset: Path, epochs: int, samples: int) -> dict[str, Any]:
+    return {
+        "model": DEMO_MODEL,
+        "dataset_path": str(dataset),
+        "num_epochs": epochs,
+        "batch_size": 8,
+        "learning_rate": 2e-3,
+        "max_length": 256,
+        "lora": {"r": 16, "alpha": 32},
+        "predictions": {"enabled": True, "sample_count": samples, "max_new_tokens": 40, "seed": 7},
+    }
+
+
+def round_table(round_index: int, rows: list[dict[str, Any]]) -> Table:
+    first = rows[0]
+    matches = sum(row["prediction"].strip() == (row["ground_truth"] or "").strip() for row in rows)
+    table = Table(
+        title=f"Round {round_index}: epoch {first['epoch']:g}, step {first['step']} - {matches}/{len(rows)} exact",
+        show_lines=True,
+        expand=True,
+    )
+    table.add_column("sample", no_wrap=True)
+    table.add_column("ground truth", ratio=1)
+    table.add_column("prediction", ratio=1)
+    for row in sorted(rows, key=lambda r: r["sample_index"]):
+        same = row["prediction"].strip() == (row["ground_truth"] or "").strip()
+        table.add_row(
+            row["sample_id"], row["ground_truth"] or "", f"[{'green' if same else 'yellow'}]{row['prediction']}"
+        )
+    return table
+
+
+class JobFollower:
+    """Polls the API for new predictions and prints every round once it is complete."""
+
+    def __init__(self, client: httpx.Client, job_id: str, samples: int, console: Console) -> None:
+        self.client, self.job_id, self.samples, self.console = client, job_id, samples, console
+        self.cursor: str | None = None
+        self.rounds: dict[int, list[dict[str, Any]]] = {}
+        self.printed: set[int] = set()
+
+    def poll(self) -> dict[str, Any]:
+        while True:
+            params = {"limit": 200} | ({"cursor": self.cursor} if self.cursor else {})
+            page = self.client.get(f"/v1/jobs/{self.job_id}/predictions", params=params).raise_for_status().json()
+            for row in page["items"]:
+                self.rounds.setdefault(row["round_index"], []).append(row)
+            self.cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        job = self.client.get(f"/v1/jobs/{self.job_id}").raise_for_status().json()
+        self._print_rounds(final=job["status"] in ("completed", "failed", "cancelled"))
+        return job
+
+    def _print_rounds(self, final: bool) -> None:
+        for index in sorted(self.rounds):
+            rows = self.rounds[index]
+            if index not in self.printed and (len(rows) >= self.samples or final):
+                self.console.print(round_table(index, rows))
+                self.printed.add(index)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="epochscope demo", description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=Path(".epochscope"))
+    parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=1500.0, help="Seconds to wait for the job.")
+    args = parser.parse_args(argv)
+    console = Console()
+    started = time.monotonic()
+    with LocalStack(data_dir=args.data_dir, api_port=args.api_port) as stack:
+        console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
+        headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
+        with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
+            config = demo_job_config(DEMO_DIR / "data" / "train.jsonl", args.epochs, args.samples)
+            job = client.post("/v1/jobs", json=config).raise_for_status().json()
+            job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
+            console.print(f"Submitted job {job['job_id']}: {args.epochs} epochs, {args.samples} samples per round")
+            console.print(f"Job URL: {job_url}")
+            follower = JobFollower(client, job["job_id"], args.samples, console)
+            with console.status("waiting for the trainer (the first run converts the demo model once)") as status:
+                while True:
+                    job = follower.poll()
+                    status.update(
+                        f"job {job['status']} - {len(follower.printed)} round(s) so far - "
+                        f"{time.monotonic() - started:.0f}s elapsed"
+                    )
+                    if job["status"] in ("completed", "failed", "cancelled"):
+                        break
+                    if time.monotonic() - started > args.timeout:
+                        console.print(f"[red]Gave up after {args.timeout:.0f}s; the job is still {job['status']}.")
+                        return 1
+                    time.sleep(POLL_SECONDS)
+    elapsed = time.monotonic() - started
+    if job["status"] != "completed":
+        console.print(f"[red]Job {job['status']}: {job['status_message']}")
+        return 1
+    console.print(f"[bold green]Job completed[/] in {elapsed:.0f}s with {len(follower.printed)} rounds. {job_url}")
+    return 0

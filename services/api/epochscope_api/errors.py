@@ -1,0 +1,57 @@
+"""One error model for every error the API returns, and the handlers that produce it.
+
+Validation errors keep FastAPI's shape (`detail` is a list of field errors with `loc`), minus the
+echoed input, so a client names the bad field the same way everywhere. No traceback ever leaves.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("epochscope.api.errors")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    detail: str | list[FieldError]
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI `responses` entries for the given status codes, all with the shared error model."""
+    descriptions = {
+        401: "Missing or invalid bearer token.",
+        404: "No such job for this user.",
+        422: "A field is invalid; `detail` names it.",
+    }
+    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()]
+    return JSONResponse(ErrorResponse(detail=errors).model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse(
+        ErrorResponse(detail=str(exc.detail)).model_dump(), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(ErrorResponse(detail="internal error").model_dump(), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,224 @@
+"""End to end on the real local stack: API -> Kafka -> trainer (tiny model) -> Kafka -> writer -> Postgres."""
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
+from epochscope_schemas.job_token import verify_job_token
+from epochscope_schemas.topics import TRAINING_PREDICTIONS
+
+pytestmark = pytest.mark.stack
+
+JOB_TIMEOUT_S = 300
+
+
+def write_dataset(path: Path, rows: int = 8) -> Path:
+    with path.open("w") as handle:
+        for i in range(rows):
+            messages = [
+                {"role": "user", "content": f"What is {i} plus {i}?"},
+                {"role": "assistant", "content": f"{i + i}"},
+            ]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+def job_config(model_dir: Path, dataset: Path, predictions: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": str(model_dir),
+        "dataset_path": str(dataset),
+        "num_epochs": 2,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "max_length": 64,
+        "predictions": predictions,
+    }
+
+
+def headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_for_final_status(client: httpx.AsyncClient, job_id: str, token: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while time.monotonic() < deadline:
+        job = (await client.get(f"/v1/jobs/{job_id}", headers=headers(token))).json()
+        if job["status"] in ("completed", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish in {JOB_TIMEOUT_S}s")
+
+
+async def all_predictions(client: httpx.AsyncClient, job_id: str, token: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        response = await client.get(f"/v1/jobs/{job_id}/predictions", params=params, headers=headers(token))
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return items
+
+
+async def messages_for_job(bootstrap_servers: str, topic: str, job_id: str) -> list[bytes]:
+    """Every message on `topic` keyed by `job_id`, read from the beginning without a group."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        found: list[bytes] = []
+        while batch := await consumer.getmany(timeout_ms=1500):
+            found += [m.value for records in batch.values() for m in records if m.key == job_id.encode()]
+        return found
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("data") / "train.jsonl")
+
+
+@pytest.fixture(scope="module")
+async def finished_job(full_stack: Any, tiny_model_dir: Path, dataset: Path) -> dict[str, Any]:
+    """One job with predictions for 2 epochs x 3 samples, run to the end (shared by several tests)."""
+    token = full_stack.mint_token("alice")
+    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": 8}
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        created = await client.post(
+            "/v1/jobs", json=job_config(tiny_model_dir, dataset, predictions), headers=headers(token)
+        )
+        assert created.status_code == 201, created.text
+        job = await wait_for_final_status(client, created.json()["job_id"], token)
+    return job
+
+
+async def test_job_flows_end_to_end_with_predictions_for_every_epoch(full_stack: Any, finished_job: dict) -> None:
+    token = full_stack.mint_token("alice")
+    assert finished_job["status"] == "completed", finished_job
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        rows = await all_predictions(client, finished_job["job_id"], token)
+    assert len(rows) == 6
+    assert sorted({round(row["epoch"]) for row in rows}) == [1, 2]
+    for epoch in (1, 2):
+        in_epoch = [row for row in rows if round(row["epoch"]) == epoch]
+        assert len({row["sample_id"] for row in in_epoch}) == 3
+    # The same seeded samples in every round, each with its ground truth.
+    assert {r["sample_id"] for r in rows if round(r["epoch"]) == 1} == {
+        r["sample_id"] for r in rows if round(r["epoch"]) == 2
+    }
+    assert all(row["ground_truth"] and row["prompt"] for row in rows)
+
+
+async def test_trainer_child_saw_the_jobs_identity(full_stack: Any, finished_job: dict) -> None:
+    seen = json.loads(
+        (Path(full_stack.env["EPOCHSCOPE_TRAINER_WORK_DIR"]) / finished_job["job_id"] / "job_env.json").read_text()
+    )
+    assert seen["JOB_ID"] == finished_job["job_id"]
+    assert seen["JOB_USER_ID"] == "alice"
+    claims = verify_job_token(
+        full_stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"], seen["JOB_TOKEN"], uuid.UUID(seen["JOB_ID"])
+    )
+    assert claims.user_id == "alice"
+
+
+async def test_disabled_predictions_complete_without_prediction_events(
+    full_stack: Any, tiny_model_dir: Path, dataset: Path
+) -> None:
+    token = full_stack.mint_token("carol")
+    config = job_config(tiny_model_dir, dataset, {"enabled": False, "sample_count": 3})
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        created = await client.post("/v1/jobs", json=config, headers=headers(token))
+        assert created.status_code == 201, created.text
+        job = await wait_for_final_status(client, created.json()["job_id"], token)
+        assert job["status"] == "completed", job
+        assert await all_predictions(client, job["job_id"], token) == []
+    bootstrap = full_stack.env["EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS"]
+    assert await messages_for_job(bootstrap, TRAINING_PREDICTIONS, job["job_id"]) == []
+
+
+async def test_another_users_job_is_404_and_the_database_refuses_to_leak(full_stack: Any, finished_job: dict) -> None:
+    job_id = finished_job["job_id"]
+    bob = full_stack.mint_token("bob")
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        assert (await client.get(f"/v1/jobs/{job_id}", headers=headers(bob))).status_code == 404
+        assert (await client.get(f"/v1/jobs/{job_id}/predictions", headers=headers(bob))).status_code == 404
+        assert (await client.get(f"/v1/jobs/{job_id}")).status_code == 401
+
+    # No WHERE clause on the owner: row-level security alone decides what the API role sees.
+    conn = await asyncpg.connect(full_stack.env["EPOCHSCOPE_API_DATABASE_URL"])
+    try:
+        for user, expected in (("bob", 0), ("alice", 6)):
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('app.user_id', $1, true)", user)
+                count = await conn.fetchval(
+                    "SELECT count(*) FROM training_predictions WHERE job_id = $1", uuid.UUID(job_id)
+                )
+                jobs = await conn.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", uuid.UUID(job_id))
+            assert (count, jobs) == (expected, 1 if expected else 0), user
+        assert await conn.fetchval("SELECT count(*) FROM training_predictions") == 0  # no user set: nothing
+    finally:
+        await conn.close()
+
+
+async def test_a_redelivered_prediction_event_leaves_one_row(full_stack: Any, finished_job: dict) -> None:
+    job_id = finished_job["job_id"]
+    bootstrap = full_stack.env["EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS"]
+    original = parse_event(next(iter(await messages_for_job(bootstrap, TRAINING_PREDICTIONS, job_id))))
+    assert isinstance(original, PredictionEvent)
+    redelivered = original.model_copy(update={"event_id": uuid.uuid4(), "prediction": "a changed answer"})
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in (original, original, redelivered):
+            await producer.send_and_wait(TRAINING_PREDICTIONS, encode_event(event), key=job_id.encode())
+    finally:
+        await producer.stop()
+
+    token = full_stack.mint_token("alice")
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        await asyncio.sleep(3)  # let the writer consume the three copies
+        rows = await all_predictions(client, job_id, token)
+    assert len(rows) == 6
+    same_key = [r for r in rows if (r["step"], r["sample_id"]) == (original.step, original.sample_id)]
+    assert [r["prediction"] for r in same_key] == [original.prediction]
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"num_epochs": 0}, ["body", "num_epochs"]),
+        ({"learning_rate": "fast"}, ["body", "learning_rate"]),
+        ({"model": ""}, ["body", "model"]),
+        ({"dataset_path": "/nonexistent/train.jsonl"}, ["body", "dataset_path"]),
+        ({"predictions": {"enabled": True, "sample_count": 100000}}, ["body", "predictions", "sample_count"]),
+        ({"predictions": {"sample_frequency": "steps"}}, ["body", "predictions"]),
+        ({"surprise": 1}, ["body", "surprise"]),
+    ],
+)
+async def test_invalid_job_configs_get_422_naming_the_field_and_store_nothing(
+    full_stack: Any, tiny_model_dir: Path, dataset: Path, patch: dict, field: list[str]
+) -> None:
+    user = f"mallory-{uuid.uuid4()}"
+    token = full_stack.mint_token(user)
+    config = job_config(tiny_model_dir, dataset, {"enabled": True}) | patch
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.post("/v1/jobs", json=config, headers=headers(token))
+    assert response.status_code == 422, response.text
+    assert field in [error["loc"] for error in response.json()["detail"]]
+    conn = await asyncpg.connect(full_stack.postgres.admin_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1", user) == 0
+    finally:
+        await conn.close()
