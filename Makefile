@@ -32,3 +32,4 @@ lint: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/epochscope-export-schemas schemas/json
+	$(BIN)/epochscope-export-openapi schemas/openapi.json

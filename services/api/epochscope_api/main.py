@@ -13,7 +13,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from epochscope_api.db import create_pool
 from epochscope_api.errors import error_responses, install_error_handlers
 from epochscope_api.outbox import OutboxRelay
-from epochscope_api.routers import health, jobs, predictions
+from epochscope_api.routers import estimate, health, jobs, predictions
 from epochscope_api.settings import ApiSettings, get_settings
 from epochscope_schemas.log_config import configure_logging
 
@@ -50,7 +50,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    for router in (health.router, jobs.router, predictions.router):
+    for router in (health.router, jobs.router, predictions.router, estimate.router):
         app.include_router(router, responses=error_responses(401, 422) if router is not health.router else None)
     return app
 

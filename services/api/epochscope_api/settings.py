@@ -23,6 +23,11 @@ class ApiSettings(BaseSettings):
     db_pool_max: int = 10
     outbox_poll_seconds: float = 1.0
     predictions_page_max: int = 500
+    estimate_default_tokens_per_second: float = Field(default=40.0, gt=0, description="Generation throughput.")
+    estimate_tokens_per_second: dict[str, float] = Field(
+        default_factory=lambda: {"smollm2-135m-instruct": 60.0}, description="Per-model throughput, JSON in env."
+    )
+    estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -1,24 +1,34 @@
 """Liveness and readiness probes."""
 
 from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", operation_id="healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+class Health(BaseModel):
+    status: str
 
 
-@router.get("/readyz", operation_id="readyz")
-async def readyz(request: Request, response: Response) -> dict[str, bool]:
+class Readiness(BaseModel):
+    database: bool
+    broker: bool
+
+
+@router.get("/healthz", response_model=Health, operation_id="healthz")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, operation_id="readyz")
+async def readyz(request: Request, response: Response) -> Readiness:
     """Ready when the database answers and the outbox relay has reached the broker."""
     try:
         async with request.app.state.pool.acquire() as conn:
-            database = await conn.fetchval("SELECT true")
+            database = bool(await conn.fetchval("SELECT true"))
     except Exception:
         database = False
-    broker = request.app.state.relay.broker_reachable
-    if not (database and broker):
+    readiness = Readiness(database=database, broker=request.app.state.relay.broker_reachable)
+    if not (readiness.database and readiness.broker):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"database": bool(database), "broker": broker}
+    return readiness
