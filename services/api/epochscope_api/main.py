@@ -12,8 +12,9 @@ from prometheus_fastapi_instrumentator import Instrumentator
 
 from epochscope_api.db import create_pool
 from epochscope_api.errors import error_responses, install_error_handlers
+from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
-from epochscope_api.routers import estimate, health, jobs, predictions
+from epochscope_api.routers import estimate, health, jobs, predictions, stream
 from epochscope_api.settings import ApiSettings, get_settings
 from epochscope_schemas.log_config import configure_logging
 
@@ -24,6 +25,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+        app.state.hub = NotificationHub(settings.database_url)
         app.state.relay = OutboxRelay(app.state.pool, settings.kafka, settings.outbox_poll_seconds)
         relay_task = asyncio.create_task(app.state.relay.run(), name="outbox-relay")
         try:
@@ -32,6 +34,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay_task
+            await app.state.hub.close()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -50,7 +53,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    for router in (health.router, jobs.router, predictions.router, estimate.router):
+    for router in (health.router, jobs.router, predictions.router, stream.router, estimate.router):
         app.include_router(router, responses=error_responses(401, 422) if router is not health.router else None)
     return app
 

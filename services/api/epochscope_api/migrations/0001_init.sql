@@ -23,6 +23,7 @@ CREATE INDEX jobs_owner_created ON jobs (owner_id, created_at DESC, job_id DESC)
 
 CREATE TABLE training_predictions (
     job_id           uuid NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
+    seq              bigint GENERATED ALWAYS AS IDENTITY,  -- commit order within a job: the live stream's cursor
     step             integer NOT NULL,
     sample_id        text NOT NULL,
     owner_id         text NOT NULL,
@@ -40,6 +41,7 @@ CREATE TABLE training_predictions (
     -- The natural key: a redelivered event is a no-op. It also serves keyset pagination.
     PRIMARY KEY (job_id, step, sample_id)
 );
+CREATE UNIQUE INDEX training_predictions_job_seq ON training_predictions (job_id, seq);
 
 CREATE TABLE outbox (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

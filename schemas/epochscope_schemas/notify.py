@@ -1,0 +1,8 @@
+"""Postgres LISTEN/NOTIFY contract between the writer (NOTIFY after each commit) and the API's live stream."""
+
+from uuid import UUID
+
+
+def job_channel(job_id: UUID) -> str:
+    """The channel the writer notifies when a job's predictions or status change (payload: small JSON)."""
+    return f"job_{job_id.hex}"
