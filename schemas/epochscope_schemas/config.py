@@ -32,11 +32,11 @@ class SampleFrequency(StrEnum):
 class PredictionsConfig(BaseModel):
     """What to predict, how often, and how to generate."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: `true` is not a temperature
 
     enabled: bool = False
     sample_count: Annotated[int, Field(ge=1, description="Prompts per round.")] = 8
-    sample_frequency: SampleFrequency = SampleFrequency.EPOCH
+    sample_frequency: Annotated[SampleFrequency, Field(strict=False)] = SampleFrequency.EPOCH
     step_interval: Annotated[
         int | None, Field(ge=1, description="Global steps between rounds, for sample_frequency=steps.")
     ] = None
@@ -56,7 +56,7 @@ class PredictionsConfig(BaseModel):
 
 
 class LoraConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     r: Annotated[int, Field(ge=1, le=256)] = 8
     alpha: Annotated[int, Field(ge=1)] = 16
@@ -67,7 +67,7 @@ class LoraConfig(BaseModel):
 class JobConfig(BaseModel):
     """A fine-tuning job: model, data, hyperparameters and predictions."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: Annotated[str, Field(min_length=1, description="Hugging Face model id or local path.")]
     dataset_path: Annotated[

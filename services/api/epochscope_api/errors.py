@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("epochscope.api.errors")
 
@@ -28,6 +29,7 @@ class ErrorResponse(BaseModel):
 def error_responses(*codes: int) -> dict[int | str, dict]:
     """OpenAPI `responses` entries for the given status codes, all with the shared error model."""
     descriptions = {
+        400: "The request body is not JSON.",
         401: "Missing or invalid bearer token.",
         404: "No such job for this user.",
         422: "A field is invalid; `detail` names it.",
@@ -40,9 +42,22 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(ErrorResponse(detail=errors).model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(exc.headers or {})
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        headers["Allow"] = _allowed_methods(request)
     return JSONResponse(
-        ErrorResponse(detail=str(exc.detail)).model_dump(), status_code=exc.status_code, headers=exc.headers
+        ErrorResponse(detail=str(exc.detail)).model_dump(), status_code=exc.status_code, headers=headers
     )
 
 

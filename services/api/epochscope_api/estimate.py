@@ -12,7 +12,7 @@ from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 
 
 class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     predictions: PredictionsConfig
     num_epochs: int = Field(ge=1, le=100)

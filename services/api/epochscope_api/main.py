@@ -54,7 +54,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         app, include_in_schema=False
     )
     for router in (health.router, jobs.router, predictions.router, stream.router, estimate.router):
-        app.include_router(router, responses=error_responses(401, 422) if router is not health.router else None)
+        app.include_router(router, responses=error_responses(400, 401, 422) if router is not health.router else None)
     return app
 
 

@@ -20,7 +20,12 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, operation_id="readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database or the broker is unreachable."}},
+    operation_id="readyz",
+)
 async def readyz(request: Request, response: Response) -> Readiness:
     """Ready when the database answers and the outbox relay has reached the broker."""
     try:
