@@ -1,11 +1,11 @@
 """Response bodies of the REST API (request bodies are the shared models in epochscope_schemas)."""
 
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStatus
 
 
@@ -13,7 +13,7 @@ class Job(BaseModel):
     job_id: UUID
     status: JobStatus
     status_message: str | None
-    config: dict[str, Any]
+    config: JobConfig
     metrics: dict[str, float]
     created_at: datetime
     updated_at: datetime
