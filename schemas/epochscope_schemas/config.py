@@ -7,7 +7,10 @@ configs (trainer, writer) never re-check them, so lowering a limit cannot break 
 """
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +32,35 @@ class SampleFrequency(StrEnum):
     STEPS = "steps"
 
 
+class ValidatorKind(StrEnum):
+    JSON_PARSE = "json_parse"
+    JSON_SCHEMA = "json_schema"
+
+
+class ValidatorConfig(BaseModel):
+    """A check each prediction must pass: valid JSON, or JSON matching a JSON Schema."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    kind: Annotated[ValidatorKind, Field(strict=False)]
+    json_schema: Annotated[
+        dict[str, Any] | None, Field(description="The JSON Schema predictions must match (kind json_schema).")
+    ] = None
+
+    @model_validator(mode="after")
+    def _schema_matches_kind(self) -> "ValidatorConfig":
+        if self.kind == ValidatorKind.JSON_SCHEMA:
+            if self.json_schema is None:
+                raise ValueError("json_schema is required when kind is 'json_schema'")
+            try:
+                Draft202012Validator.check_schema(self.json_schema)
+            except SchemaError as exc:
+                raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
+        elif self.json_schema is not None:
+            raise ValueError("json_schema is only allowed when kind is 'json_schema'")
+        return self
+
+
 class PredictionsConfig(BaseModel):
     """What to predict, how often, and how to generate."""
 
@@ -47,6 +79,7 @@ class PredictionsConfig(BaseModel):
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
     temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 means greedy decoding.")] = 0.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    validators: Annotated[list[ValidatorConfig], Field(max_length=8)] = []
 
     @model_validator(mode="after")
     def _steps_need_an_interval(self) -> "PredictionsConfig":
@@ -77,8 +110,24 @@ class JobConfig(BaseModel):
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 2e-4
     max_length: Annotated[int, Field(ge=8, le=32768)] = 512
+    eval_dataset_path: Annotated[str | None, Field(description="JSONL eval split, same formats.")] = None
+    eval_fraction: Annotated[
+        float | None, Field(gt=0.0, lt=1.0, description="Hold out this fraction of the data for eval.")
+    ] = None
     lora: LoraConfig | None = None
     predictions: PredictionsConfig = PredictionsConfig()
+
+    @model_validator(mode="after")
+    def _eval_split(self) -> "JobConfig":
+        if self.eval_dataset_path is not None and self.eval_fraction is not None:
+            raise ValueError("give eval_dataset_path or eval_fraction, not both")
+        if self.predictions.sample_frequency == SampleFrequency.EVAL and not self.has_eval_split:
+            raise ValueError("sample_frequency 'eval' needs an eval split: set eval_dataset_path or eval_fraction")
+        return self
+
+    @property
+    def has_eval_split(self) -> bool:
+        return self.eval_dataset_path is not None or self.eval_fraction is not None
 
     @field_validator("model", "dataset_path")
     @classmethod

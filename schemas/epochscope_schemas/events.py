@@ -47,6 +47,16 @@ class JobCancelEvent(Envelope):
     user_id: str
 
 
+class PredictionScores(BaseModel):
+    """Quality of one prediction against its ground truth, each in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exact_match: Annotated[float, Field(ge=0, le=1, description="Normalized exact match (0 or 1).")]
+    f1: Annotated[float, Field(ge=0, le=1, description="Token-level F1.")]
+    rouge_l: Annotated[float, Field(ge=0, le=1, description="ROUGE-L F-measure.")]
+
+
 class PredictionEvent(Envelope):
     """One model answer to one sample prompt in one prediction round."""
 
@@ -61,6 +71,50 @@ class PredictionEvent(Envelope):
     prediction: str
     tokens_generated: Annotated[int, Field(ge=0)] = 0
     latency_ms: Annotated[float, Field(ge=0)] = 0.0
+    valid: bool | None = Field(default=None, description="Passed every validator; null without validators.")
+    validation_error: str | None = Field(default=None, max_length=2000)
+    scores: PredictionScores | None = Field(default=None, description="Against the ground truth, when there is one.")
+
+
+class RoundSummaryEvent(Envelope):
+    """Published once per prediction round, after its predictions."""
+
+    type: Literal["round.summary"] = "round.summary"
+    round_index: Annotated[int, Field(ge=0)]
+    epoch: Annotated[float, Field(ge=0)]
+    step: Annotated[int, Field(ge=0)]
+    trigger: str = Field(description="What started the round: epoch, eval or steps.")
+    predictions: Annotated[int, Field(ge=0)]
+    validated: Annotated[int, Field(ge=0, description="Predictions that ran through validators.")] = 0
+    valid: Annotated[int, Field(ge=0)] = 0
+    scored: Annotated[int, Field(ge=0, description="Predictions with a ground truth to score against.")] = 0
+    mean_exact_match: float | None = None
+    mean_f1: float | None = None
+    mean_rouge_l: float | None = None
+    tokens_generated: Annotated[int, Field(ge=0)] = 0
+    wall_ms: Annotated[float, Field(ge=0, description="Round wall time.")] = 0.0
+    stall_ms: Annotated[float, Field(ge=0, description="How long training waited for this round.")] = 0.0
+
+
+class ProgressEvent(Envelope):
+    """Training progress at a configurable interval: the data of the progress bar and the loss chart."""
+
+    type: Literal["job.progress"] = "job.progress"
+    step: Annotated[int, Field(ge=0)]
+    max_steps: Annotated[int, Field(ge=0)]
+    epoch: Annotated[float, Field(ge=0)]
+    num_epochs: Annotated[int, Field(ge=1)]
+    loss: float | None = None
+    learning_rate: float | None = None
+    samples_per_second: float | None = None
+
+
+class WarningEvent(Envelope):
+    """Something the user should know that did not stop training (a missing samples file, a failed round)."""
+
+    type: Literal["job.warning"] = "job.warning"
+    code: Annotated[str, Field(min_length=1, max_length=100)]
+    message: Annotated[str, Field(max_length=2000)]
 
 
 class JobStatus(StrEnum):
@@ -85,10 +139,24 @@ class JobStatusEvent(Envelope):
 
 
 Event = Annotated[
-    JobStartEvent | JobCancelEvent | PredictionEvent | JobStatusEvent,
+    JobStartEvent
+    | JobCancelEvent
+    | PredictionEvent
+    | RoundSummaryEvent
+    | JobStatusEvent
+    | ProgressEvent
+    | WarningEvent,
     Field(discriminator="type"),
 ]
-EVENT_TYPES: tuple[type[Envelope], ...] = (JobStartEvent, JobCancelEvent, PredictionEvent, JobStatusEvent)
+EVENT_TYPES: tuple[type[Envelope], ...] = (
+    JobStartEvent,
+    JobCancelEvent,
+    PredictionEvent,
+    RoundSummaryEvent,
+    JobStatusEvent,
+    ProgressEvent,
+    WarningEvent,
+)
 
 _event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
 

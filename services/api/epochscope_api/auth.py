@@ -1,5 +1,6 @@
 """The current user, from a verified JWT bearer token (HS256; user id = `sub`)."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import jwt
@@ -7,6 +8,11 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 _bearer = HTTPBearer(auto_error=False, description="JWT signed with EPOCHSCOPE_JWT_SECRET; `sub` is the user id.")
+
+
+def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
+    """A bearer token for `user_id` (what `epochscope token` prints for local development)."""
+    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm="HS256")
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -48,6 +48,7 @@ class OutboxRelay:
         try:
             while True:
                 try:
+                    await self._producer_started()  # connect eagerly: readiness reports the broker
                     while await self._publish_batch():
                         pass
                     backoff = self._poll_seconds
@@ -62,7 +63,8 @@ class OutboxRelay:
                     pass
                 self._wakeup.clear()
         finally:
-            await self._pool.release(listener)  # release() drops the listener
+            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            await self._pool.release(listener)
             await self._reset_producer()
 
     def _on_notify(self, *_: object) -> None:

@@ -1,0 +1,170 @@
+"""The embedded local stack: Postgres, a Kafka-protocol broker, the API, writers and a trainer, on one machine.
+
+Everything listens on loopback only. Secrets are generated once per data folder and kept there, so
+tokens minted for one `epochscope up` keep working after a restart.
+"""
+
+import asyncio
+import json
+import secrets
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from epochscope.broker import TansuBroker, ensure_topics
+from epochscope.ports import free_port
+from epochscope.postgres import PostgresCluster
+from epochscope.processes import ServiceProcess
+from epochscope_api.auth import mint_user_token
+from epochscope_api.migrate import MigrateSettings, migrate
+
+PARTITIONS = 4
+API_START_TIMEOUT_S = 60
+
+
+class StackError(RuntimeError):
+    """A part of the local stack failed to start; the message says which and where its log is."""
+
+
+class LocalStack:
+    """Context manager: start everything on enter, stop everything (in reverse order) on exit."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        api_port: int | None = None,
+        writers: int = 1,
+        trainers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        self.logs = self.data_dir / "logs"
+        self.api_port = api_port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.writer_count = writers
+        self.trainer_count = trainers
+        self._extra_env = extra_env or {}
+        self._secrets = self._load_secrets()
+        self.postgres = PostgresCluster(self.data_dir / "postgres" / "data")
+        self.broker = TansuBroker(self.logs / "broker.log")
+        self.processes: list[ServiceProcess] = []
+
+    @property
+    def api_database_url(self) -> str:
+        return self.postgres.url_for("epochscope_api", self._secrets["api_db_password"])
+
+    @property
+    def writer_database_url(self) -> str:
+        return self.postgres.url_for("epochscope_writer", self._secrets["writer_db_password"])
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The settings every service gets: the same EPOCHSCOPE_* variables a production deployment sets."""
+        return {
+            "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
+            "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
+            "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
+            "EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / "trainer"),
+            "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(self.data_dir / "models"),
+            "EPOCHSCOPE_PUBLIC_URL": self.api_url,
+            **self._extra_env,
+        }
+
+    def mint_token(self, user_id: str, ttl: timedelta = timedelta(hours=12)) -> str:
+        """A bearer token for `user_id`, signed with this stack's secret (for local development only)."""
+        return mint_user_token(self._secrets["jwt_secret"], user_id, ttl)
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start every part, or, if one fails, stop those already started and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.broker.start()
+        self.postgres.start()
+        asyncio.run(self._prepare())
+        self.processes.append(self._service("api", ["epochscope-api"], {
+            "EPOCHSCOPE_DATABASE_URL": self.api_database_url,
+            "EPOCHSCOPE_API_PORT": str(self.api_port),
+        }))
+        for index in range(self.writer_count):
+            self.add_writer(index)
+        for index in range(self.trainer_count):
+            self.processes.append(self._service(f"trainer-{index}", ["epochscope-trainer"], {}))
+        for process in self.processes:
+            process.start()
+        self._wait_for_api()
+
+    def add_writer(self, index: int, start: bool = False) -> ServiceProcess:
+        writer = self._service(f"writer-{index}", ["epochscope-writer"], {
+            "EPOCHSCOPE_DATABASE_URL": self.writer_database_url,
+        })
+        self.processes.append(writer)
+        if start:
+            writer.start()
+        return writer
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+        self.broker.stop()
+        if self.postgres.running():
+            self.postgres.stop()
+
+    def service(self, name: str) -> ServiceProcess:
+        return next(process for process in self.processes if process.name == name)
+
+    async def _prepare(self) -> None:
+        settings = MigrateSettings(
+            admin_database_url=self.postgres.admin_url,
+            api_db_password=self._secrets["api_db_password"],
+            writer_db_password=self._secrets["writer_db_password"],
+        )
+        await migrate(settings)
+        await ensure_topics(self.broker.bootstrap_servers, PARTITIONS)
+
+    def _service(self, name: str, command: list[str], env: dict[str, str]) -> ServiceProcess:
+        return ServiceProcess(name, command, {**self.env, **env}, self.logs / f"{name}.log")
+
+    def _wait_for_api(self) -> None:
+        deadline = time.monotonic() + API_START_TIMEOUT_S
+        api = self.service("api")
+        while time.monotonic() < deadline:
+            if not api.running():
+                raise StackError(f"the API exited during start-up; see {api.log_path}:\n{api.log_tail()}")
+            try:
+                if httpx.get(f"{self.api_url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"the API was not ready after {API_START_TIMEOUT_S}s; see {api.log_path}")
+
+    def _load_secrets(self) -> dict[str, str]:
+        path = self.data_dir / "secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        names = ("jwt_secret", "job_token_secret", "api_db_password", "writer_db_password")
+        generated = {name: secrets.token_urlsafe(32) for name in names}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(generated, indent=2))
+        path.chmod(0o600)
+        return generated
