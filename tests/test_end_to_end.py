@@ -157,7 +157,7 @@ async def test_another_users_job_is_404_and_the_database_refuses_to_leak(full_st
         assert (await client.get(f"/v1/jobs/{job_id}")).status_code == 401
 
     # No WHERE clause on the owner: row-level security alone decides what the API role sees.
-    conn = await asyncpg.connect(full_stack.env["EPOCHSCOPE_API_DATABASE_URL"])
+    conn = await asyncpg.connect(full_stack.api_database_url)
     try:
         for user, expected in (("bob", 0), ("alice", 6)):
             async with conn.transaction():

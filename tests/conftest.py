@@ -1,0 +1,40 @@
+"""Shared fixtures: the real local stack (Postgres, Tansu, API, writer, trainer) and a tiny model."""
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from epochscope.local_stack import LocalStack
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def traversable_temp_dir(prefix: str) -> Path:
+    """A temp folder other users can enter: as root, Postgres runs as an unprivileged user."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def full_stack() -> Iterator[LocalStack]:
+    root = traversable_temp_dir("epochscope-stack-")
+    stack = LocalStack(root, extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"})
+    try:
+        with stack:
+            yield stack
+    finally:
+        # Keep the services' logs for CI: test-artifacts/stack-logs/.
+        if stack.logs.exists():
+            shutil.copytree(stack.logs, ARTIFACTS / "stack-logs", dirs_exist_ok=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(traversable_temp_dir("epochscope-tiny-model-") / "model")
