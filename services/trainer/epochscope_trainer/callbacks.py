@@ -1,0 +1,216 @@
+"""TRL/transformers callbacks: prediction rounds, progress events, and stopping on cancel."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from epochscope_schemas.config import PredictionsConfig, SampleFrequency
+from epochscope_schemas.events import Envelope, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_trainer.generation import GenerationSettings, generate
+from epochscope_trainer.quality import OutputValidator, score
+from epochscope_trainer.sampler import Sample, render_prompt
+
+log = logging.getLogger("epochscope.trainer.callbacks")
+
+Publish = Callable[[str, Envelope], None]
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """What every event of the job carries."""
+
+    job_id: Any
+    job_token: str
+
+    def envelope(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "job_token": self.job_token}
+
+
+class PredictionsCallback(TrainerCallback):
+    """Ask the model about a fixed set of samples at every epoch end, evaluation or N steps.
+
+    Args:
+        config: the job's predictions config (trigger, generation settings, validators).
+        samples: the seeded sample set, the same in every round.
+        tokenizer: renders chat prompts and decodes answers.
+        publish: hands an event to the background publisher (never blocks).
+        job: the job id and token every event carries.
+
+    Only one round runs per global step, whichever triggers land on it. Only the main process
+    generates and publishes. A failing round is reported as a warning event; training goes on.
+    """
+
+    def __init__(
+        self,
+        config: PredictionsConfig,
+        samples: list[Sample],
+        tokenizer: Any,
+        publish: Publish,
+        job: JobIdentity,
+    ) -> None:
+        self.config = config
+        self.samples = samples
+        self.tokenizer = tokenizer
+        self.publish = publish
+        self.job = job
+        self.validator = OutputValidator(config.validators)
+        self.generation = GenerationSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
+        self.rounds_run = 0
+        self._steps_done: set[int] = set()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        interval = self.config.step_interval
+        if self.config.sample_frequency == SampleFrequency.STEPS and interval and state.global_step % interval == 0:
+            self.run_round(state, kwargs["model"], "steps")
+
+    def on_epoch_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.config.sample_frequency == SampleFrequency.EPOCH:
+            self.run_round(state, kwargs["model"], "epoch")
+
+    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.config.sample_frequency == SampleFrequency.EVAL:
+            self.run_round(state, kwargs["model"], "eval")
+
+    def run_round(self, state: TrainerState, model: Any, trigger: str) -> None:
+        if state.global_step in self._steps_done or not self.samples or not state.is_world_process_zero:
+            return
+        self._steps_done.add(state.global_step)
+        round_index = self.rounds_run
+        self.rounds_run += 1
+        started = time.perf_counter()
+        try:
+            prompts = [render_prompt(sample, self.tokenizer) for sample in self.samples]
+            generations = generate(model, self.tokenizer, prompts, self.generation)
+        except Exception as exc:  # noqa: BLE001  a failed round must not stop training
+            log.exception("prediction round %d failed", round_index)
+            self.publish(
+                TRAINING_STATUS,
+                WarningEvent(
+                    **self.job.envelope(),
+                    code="prediction_round_failed",
+                    message=f"round {round_index} at step {state.global_step}: {type(exc).__name__}: {exc}"[:2000],
+                ),
+            )
+            return
+        wall_ms = (time.perf_counter() - started) * 1000
+        epoch = round(state.epoch or 0.0, 4)
+        events = []
+        for sample, prompt, generation in zip(self.samples, prompts, generations, strict=True):
+            validation = self.validator(generation.text)
+            events.append(
+                PredictionEvent(
+                    **self.job.envelope(),
+                    round_index=round_index,
+                    epoch=epoch,
+                    step=state.global_step,
+                    sample_id=sample.sample_id,
+                    sample_index=sample.index,
+                    prompt=prompt,
+                    ground_truth=sample.ground_truth,
+                    prediction=generation.text,
+                    tokens_generated=generation.tokens,
+                    latency_ms=generation.latency_ms,
+                    valid=validation.valid,
+                    validation_error=validation.error[:2000] if validation.error else None,
+                    scores=score(generation.text, sample.ground_truth) if sample.ground_truth is not None else None,
+                )
+            )
+        for event in events:
+            self.publish(TRAINING_PREDICTIONS, event)
+        self.publish(TRAINING_STATUS, summarize(events, round_index, epoch, state.global_step, trigger, wall_ms))
+        log.info(
+            "prediction round %d at step %d: %d predictions in %.0f ms",
+            round_index,
+            state.global_step,
+            len(events),
+            wall_ms,
+        )
+
+
+def summarize(
+    events: list[PredictionEvent], round_index: int, epoch: float, step: int, trigger: str, wall_ms: float
+) -> RoundSummaryEvent:
+    """Counts and means of one round; the training stall equals the wall time (generation is inline)."""
+    validated = [e for e in events if e.valid is not None]
+    scored = [e.scores for e in events if e.scores is not None]
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    first = events[0]
+    return RoundSummaryEvent(
+        job_id=first.job_id,
+        job_token=first.job_token,
+        round_index=round_index,
+        epoch=epoch,
+        step=step,
+        trigger=trigger,
+        predictions=len(events),
+        validated=len(validated),
+        valid=sum(1 for e in validated if e.valid),
+        scored=len(scored),
+        mean_exact_match=mean([s.exact_match for s in scored]),
+        mean_f1=mean([s.f1 for s in scored]),
+        mean_rouge_l=mean([s.rouge_l for s in scored]),
+        tokens_generated=sum(e.tokens_generated for e in events),
+        wall_ms=wall_ms,
+        stall_ms=wall_ms,
+    )
+
+
+class ProgressCallback(TrainerCallback):
+    """A progress event at every log step (logging_steps): step, epoch, loss, learning rate, throughput."""
+
+    def __init__(self, publish: Publish, job: JobIdentity, num_epochs: int) -> None:
+        self.publish = publish
+        self.job = job
+        self.num_epochs = num_epochs
+        self._started = time.perf_counter()
+        self._samples_seen = 0
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self._samples_seen += args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        elapsed = time.perf_counter() - self._started
+        self.publish(
+            TRAINING_STATUS,
+            ProgressEvent(
+                **self.job.envelope(),
+                step=state.global_step,
+                max_steps=state.max_steps,
+                epoch=round(state.epoch or 0.0, 4),
+                num_epochs=self.num_epochs,
+                loss=logs.get("loss"),
+                learning_rate=logs.get("learning_rate"),
+                samples_per_second=self._samples_seen / elapsed if elapsed > 0 else None,
+            ),
+        )
+
+
+class StopOnRequest(TrainerCallback):
+    """Stops training at the next step once `stop` is set (by a cancel or shutdown signal)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.stop.is_set():
+            control.should_training_stop = True

@@ -1,0 +1,93 @@
+"""Batched generation for a prediction round, leaving the model exactly as training left it."""
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    tokens: int
+    latency_ms: float  # wall time of the batch this prediction was generated in
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int
+    temperature: float  # 0: greedy
+    top_p: float
+    seed: int
+    batch_size: int = 16
+
+
+@contextmanager
+def inference_mode(model: Any, tokenizer: Any) -> Iterator[None]:
+    """Eval mode, KV cache on, activation (gradient) checkpointing off, left padding; all restored afterwards."""
+    was_training = model.training
+    config = model.config
+    use_cache = getattr(config, "use_cache", True)
+    checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
+    padding_side = tokenizer.padding_side
+    if checkpointing:
+        model.activation_checkpointing_disable()
+    model.eval()
+    config.use_cache = True
+    tokenizer.padding_side = "left"
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        tokenizer.padding_side = padding_side
+        config.use_cache = use_cache
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        model.train(was_training)
+
+
+def generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings) -> list[Generation]:
+    """One Generation per prompt, in prompt order. Batches hold prompts of similar length (less padding)."""
+    if not prompts:
+        return []
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    results: dict[int, Generation] = {}
+    device = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    sampling = settings.temperature > 0
+    with inference_mode(model, tokenizer):
+        for start in range(0, len(order), settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            inputs = tokenizer(
+                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(device)
+            torch.manual_seed(settings.seed + start)
+            started = time.perf_counter()
+            output = model.generate(
+                **inputs,
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=sampling,
+                temperature=settings.temperature if sampling else None,
+                top_p=settings.top_p if sampling else None,
+                top_k=None,
+                pad_token_id=pad_id,
+            )
+            latency_ms = (time.perf_counter() - started) * 1000
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            for row, index in enumerate(batch):
+                tokens = _generated_length(new_tokens[row].tolist(), tokenizer.eos_token_id, pad_id)
+                text = tokenizer.decode(new_tokens[row][:tokens], skip_special_tokens=True)
+                results[index] = Generation(text.strip(), tokens, latency_ms)
+    return [results[i] for i in range(len(prompts))]
+
+
+def _generated_length(ids: list[int], eos_id: int | None, pad_id: int | None) -> int:
+    """Tokens up to and excluding the first end-of-sequence (or the padding after it)."""
+    for position, token in enumerate(ids):
+        if token == eos_id or (token == pad_id and pad_id != eos_id):
+            return position
+    return len(ids)

@@ -1,0 +1,235 @@
+"""`epochscope-train-job`: run one job in its own process (started by the trainer service).
+
+Reads the job's config from `<job dir>/config.json` and its identity from the environment (JOB_ID,
+JOB_USER_ID, JOB_TOKEN); publishes status, progress, warning, prediction and round-summary events.
+SIGUSR1 cancels the job (it ends as cancelled); SIGTERM stops it for a trainer shutdown (no final
+status: the job is re-run when a trainer picks it up again). Exit codes: 0 finished (completed,
+failed or cancelled, all events delivered), 3 events left undelivered in the spool, 4 interrupted.
+"""
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from epochscope_schemas.config import JobConfig
+from epochscope_schemas.events import JobStatus, JobStatusEvent, WarningEvent
+from epochscope_schemas.log_config import configure_logging
+from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, StopOnRequest
+from epochscope_trainer.data import Dataset, load_jsonl, training_record
+from epochscope_trainer.models import resolve_model
+from epochscope_trainer.publisher import EventPublisher
+from epochscope_trainer.sampler import Sample, select_samples
+from epochscope_trainer.settings import TrainerSettings
+
+log = logging.getLogger("epochscope.trainer.job")
+
+EXIT_UNDELIVERED = 3
+EXIT_INTERRUPTED = 4
+SPOOL_FILE = "spool.jsonl"
+
+
+class JobRun:
+    """One job: load data and model, train with the callbacks, report the outcome."""
+
+    def __init__(
+        self, config: JobConfig, job: JobIdentity, job_dir: Path, settings: TrainerSettings, publisher: EventPublisher
+    ) -> None:
+        self.config = config
+        self.job = job
+        self.job_dir = job_dir
+        self.settings = settings
+        self.publisher = publisher
+        self.cancel = threading.Event()
+        self.shutdown = threading.Event()
+        self.stop = threading.Event()  # either of the two: stop training at the next step
+
+    def status(self, status: JobStatus, message: str | None = None, metrics: dict[str, float] | None = None) -> None:
+        self.publisher.publish(
+            TRAINING_STATUS,
+            JobStatusEvent(**self.job.envelope(), status=status, message=message, metrics=metrics or {}),
+        )
+
+    def warn(self, code: str, message: str) -> None:
+        log.warning("%s: %s", code, message)
+        self.publisher.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=code, message=message[:2000]))
+
+    def run(self) -> JobStatus | None:
+        """The final status published, or None when interrupted by a shutdown."""
+        self.status(JobStatus.RUNNING, "loading the model and the data")
+        try:
+            metrics = self._train()
+        except Exception as exc:  # noqa: BLE001  any failure ends the job as failed, with a short reason
+            log.exception("job failed")
+            self.status(JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000])
+            return JobStatus.FAILED
+        if self.shutdown.is_set() and not self.cancel.is_set():
+            return None
+        if self.cancel.is_set():
+            self.status(JobStatus.CANCELLED, "cancelled by the user", metrics)
+            return JobStatus.CANCELLED
+        self.status(JobStatus.COMPLETED, "training finished", metrics)
+        return JobStatus.COMPLETED
+
+    def _train(self) -> dict[str, float]:
+        import torch
+        from datasets import Dataset as HFDataset
+        from peft import LoraConfig
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from trl import SFTConfig, SFTTrainer
+
+        config = self.config
+        train = self._load("dataset_path", Path(config.dataset_path))
+        if not train.examples:
+            raise ValueError(f"no usable rows in {config.dataset_path} ({train.skipped} malformed)")
+        train_rows, eval_rows = self._split(train)
+        samples = self._samples(train)
+        model_path = resolve_model(config.model, self.settings.model_cache_dir)
+        use_cuda = torch.cuda.is_available()
+        bf16 = use_cuda and torch.cuda.is_bf16_supported()
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if bf16 else torch.float32)
+        args = SFTConfig(
+            output_dir=str(self.job_dir / "output"),
+            num_train_epochs=config.num_epochs,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            max_length=config.max_length,
+            logging_steps=self.settings.progress_every_steps,
+            eval_strategy="epoch" if eval_rows else "no",
+            save_strategy="no",
+            report_to=[],
+            bf16=bf16,
+            activation_checkpointing=False,  # on a CPU it costs far more than it saves
+            use_cpu=not use_cuda,
+            seed=config.predictions.seed,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        peft_config = None
+        if config.lora is not None:
+            lora = config.lora
+            peft_config = LoraConfig(
+                r=lora.r,
+                lora_alpha=lora.alpha,
+                lora_dropout=lora.dropout,
+                target_modules=lora.target_modules,
+                task_type="CAUSAL_LM",
+            )
+        callbacks: list[Any] = [
+            ProgressCallback(self.publisher.publish, self.job, config.num_epochs),
+            StopOnRequest(self.stop),
+        ]
+        if samples:
+            callbacks.append(
+                PredictionsCallback(config.predictions, samples, tokenizer, self.publisher.publish, self.job)
+            )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=HFDataset.from_list([training_record(e) for e in train_rows.examples]),
+            eval_dataset=HFDataset.from_list([training_record(e) for e in eval_rows.examples]) if eval_rows else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+            callbacks=callbacks,
+        )
+        self.status(
+            JobStatus.RUNNING,
+            json.dumps(
+                {
+                    "model": model_path,
+                    "device": "cuda" if use_cuda else "cpu",
+                    "precision": "bf16" if bf16 else "fp32",
+                    "train_rows": len(train_rows.examples),
+                    "eval_rows": len(eval_rows.examples) if eval_rows else 0,
+                    "skipped_rows": train.skipped,
+                    "samples": len(samples),
+                    "max_steps": trainer.state.max_steps or None,
+                }
+            ),
+        )
+        result = trainer.train()
+        return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+
+    def _load(self, field: str, path: Path) -> Dataset:
+        dataset = load_jsonl(path)
+        if dataset.skipped:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in dataset.skip_reasons.items())
+            self.warn("rows_skipped", f"{field}: skipped {dataset.skipped} malformed row(s) of {path}: {reasons}")
+        return dataset
+
+    def _split(self, train: Dataset) -> tuple[Dataset, Dataset | None]:
+        config = self.config
+        if config.eval_dataset_path is not None:
+            return train, self._load("eval_dataset_path", Path(config.eval_dataset_path))
+        if config.eval_fraction is None:
+            return train, None
+        shuffled = list(train.examples)
+        random.Random(config.predictions.seed).shuffle(shuffled)
+        held_out = max(1, round(len(shuffled) * config.eval_fraction))
+        return Dataset(shuffled[held_out:], format=train.format), Dataset(shuffled[:held_out], format=train.format)
+
+    def _samples(self, train: Dataset) -> list[Sample]:
+        """The prediction set; a missing or empty samples file is a warning and training goes on."""
+        predictions = self.config.predictions
+        if not predictions.enabled:
+            return []
+        source = train
+        if predictions.samples_path is not None:
+            try:
+                source = self._load("samples_path", Path(predictions.samples_path))
+            except OSError as exc:
+                self.warn("samples_unreadable", f"cannot read samples_path: {exc}; training without predictions")
+                return []
+            if not source.examples:
+                self.warn("samples_empty", f"{predictions.samples_path} has no usable rows; no predictions")
+                return []
+        return select_samples(source, predictions.sample_count, predictions.seed)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="epochscope-train-job", description=__doc__)
+    parser.add_argument("--job-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    settings = TrainerSettings()
+    configure_logging("trainer-job", settings.log_level)
+    job_id = uuid.UUID(os.environ["JOB_ID"])
+    identity = {name: os.environ[name] for name in ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")}
+    (args.job_dir / "job_env.json").write_text(json.dumps(identity))
+    config = JobConfig.model_validate_json((args.job_dir / "config.json").read_text())
+    publisher = EventPublisher(settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size)
+    publisher.start()
+    run = JobRun(config, JobIdentity(job_id, identity["JOB_TOKEN"]), args.job_dir, settings, publisher)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        (run.cancel if signum == signal.SIGUSR1 else run.shutdown).set()
+        run.stop.set()
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    outcome = run.run()
+    undelivered = publisher.close(settings.flush_timeout_s)
+    if undelivered:
+        log.error(
+            "%d event(s) undelivered after %.0fs; left in %s",
+            undelivered,
+            settings.flush_timeout_s,
+            args.job_dir / SPOOL_FILE,
+        )
+        sys.exit(EXIT_UNDELIVERED)
+    sys.exit(EXIT_INTERRUPTED if outcome is None else 0)
+
+
+if __name__ == "__main__":
+    main()

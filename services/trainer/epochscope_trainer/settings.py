@@ -1,0 +1,21 @@
+"""The trainer's one settings object, read from the environment (EPOCHSCOPE_*)."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epochscope_schemas.kafka import KafkaSettings
+
+
+class TrainerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_TRAINER_")
+
+    work_dir: Path = Field(default=Path("trainer-work"), description="One folder per job: config, spool, outputs.")
+    model_cache_dir: Path = Field(default=Path("model-cache"), description="Converted models (GGUF -> safetensors).")
+    progress_every_steps: int = Field(default=1, ge=1, description="Publish a progress event every N global steps.")
+    publish_queue_size: int = Field(default=10_000, ge=1, description="Events held in memory before spooling.")
+    flush_timeout_s: float = Field(default=30.0, ge=0, description="How long the end of a job waits for delivery.")
+    cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
+    log_level: str = "INFO"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
