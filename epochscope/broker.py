@@ -55,7 +55,9 @@ async def ensure_topics(bootstrap_servers: str, partitions: int, timeout_s: floa
             await asyncio.sleep(0.2)
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in _all_topics() if t not in existing]
+        missing = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1) for t in _all_topics() if t not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)

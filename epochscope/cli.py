@@ -1,8 +1,8 @@
 """`epochscope`: run the embedded local stack, mint a dev token, or run the demo job.
 
-    epochscope up [--writers N]     start Postgres, the broker, the API, writers and a trainer; Ctrl-C stops
-    epochscope token --user alice   print a bearer token for the local stack (development only)
-    epochscope demo                 run the demo job end to end and print its predictions per epoch
+epochscope up [--writers N]     start Postgres, the broker, the API, writers and a trainer; Ctrl-C stops
+epochscope token --user alice   print a bearer token for the local stack (development only)
+epochscope demo                 run the demo job end to end and print its predictions per epoch
 """
 
 import argparse
@@ -53,7 +53,9 @@ def token(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="epochscope", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="epochscope", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="run the local stack until Ctrl-C")
     up_parser.add_argument("--api-port", type=int, default=8000)

@@ -100,10 +100,16 @@ class LocalStack:
         self.broker.start()
         self.postgres.start()
         asyncio.run(self._prepare())
-        self.processes.append(self._service("api", ["epochscope-api"], {
-            "EPOCHSCOPE_DATABASE_URL": self.api_database_url,
-            "EPOCHSCOPE_API_PORT": str(self.api_port),
-        }))
+        self.processes.append(
+            self._service(
+                "api",
+                ["epochscope-api"],
+                {
+                    "EPOCHSCOPE_DATABASE_URL": self.api_database_url,
+                    "EPOCHSCOPE_API_PORT": str(self.api_port),
+                },
+            )
+        )
         for index in range(self.writer_count):
             self.add_writer(index)
         for index in range(self.trainer_count):
@@ -113,9 +119,13 @@ class LocalStack:
         self._wait_for_api()
 
     def add_writer(self, index: int, start: bool = False) -> ServiceProcess:
-        writer = self._service(f"writer-{index}", ["epochscope-writer"], {
-            "EPOCHSCOPE_DATABASE_URL": self.writer_database_url,
-        })
+        writer = self._service(
+            f"writer-{index}",
+            ["epochscope-writer"],
+            {
+                "EPOCHSCOPE_DATABASE_URL": self.writer_database_url,
+            },
+        )
         self.processes.append(writer)
         if start:
             writer.start()

@@ -45,8 +45,12 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def running(self) -> bool:
-        return subprocess.run([*self._as_user, str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"],
-                              capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                [*self._as_user, str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"], capture_output=True
+            ).returncode
+            == 0
+        )
 
     def _init(self) -> None:
         self.data.mkdir(parents=True, exist_ok=True)

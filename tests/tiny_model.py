@@ -12,7 +12,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 CORPUS = [
-    "What is the capital of France? Paris. The answer is 42. {\"city\": \"Paris\", \"country\": \"FR\"}",
+    'What is the capital of France? Paris. The answer is 42. {"city": "Paris", "country": "FR"}',
     "0 1 2 3 4 5 6 7 8 9 10 plus minus times equals question answer hello world",
 ]
 
