@@ -1,0 +1,41 @@
+#!/bin/sh
+# Run docker compose on Epochscope's production-shaped stack with its settings file.
+#
+#   deploy/compose.sh                        # = up -d --build --wait: build, start, wait until healthy
+#   deploy/compose.sh up -d --scale writer=4 # any other docker compose arguments
+#   deploy/compose.sh logs -f writer
+#
+# On first use it writes deploy/.env (mode 600) from deploy/compose.env.example with fresh random
+# secrets; edit it to change any setting. The trainer's profile follows the machine: "gpu" where
+# nvidia-smi lists a GPU, "cpu" elsewhere; set COMPOSE_PROFILES to choose yourself.
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(dirname "$here")"
+env_file="${ENV_FILE:-$here/.env}"
+
+secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+cluster_id() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-22; }
+
+if [ ! -f "$env_file" ]; then
+  umask 077
+  sed -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$(secret)/" \
+      -e "s/^EPOCHSCOPE_API_DB_PASSWORD=.*/EPOCHSCOPE_API_DB_PASSWORD=$(secret)/" \
+      -e "s/^EPOCHSCOPE_WRITER_DB_PASSWORD=.*/EPOCHSCOPE_WRITER_DB_PASSWORD=$(secret)/" \
+      -e "s/^EPOCHSCOPE_JWT_SECRET=.*/EPOCHSCOPE_JWT_SECRET=$(secret)/" \
+      -e "s/^EPOCHSCOPE_JOB_TOKEN_SECRET=.*/EPOCHSCOPE_JOB_TOKEN_SECRET=$(secret)/" \
+      -e "s/^KAFKA_CLUSTER_ID=.*/KAFKA_CLUSTER_ID=$(cluster_id)/" \
+      "$here/compose.env.example" >"$env_file"
+  echo "wrote $env_file with fresh secrets" >&2
+fi
+
+if [ -z "${COMPOSE_PROFILES:-}" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+    COMPOSE_PROFILES=gpu
+  else
+    COMPOSE_PROFILES=cpu
+  fi
+  export COMPOSE_PROFILES
+fi
+
+[ "$#" -gt 0 ] || set -- up -d --build --wait
+exec docker compose --project-directory "$root" -f "$root/docker-compose.yml" --env-file "$env_file" "$@"
