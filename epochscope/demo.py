@@ -21,35 +21,59 @@ DEMO_USER = "demo"
 POLL_SECONDS = 1.0
 
 
-def demo_job_config(dataset: Path, epochs: int, samples: int) -> dict[str, Any]:
+BOOKING_SCHEMA = {
+    "type": "object",
+    "required": ["city", "country", "nights"],
+    "properties": {
+        "city": {"type": "string"},
+        "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "nights": {"type": "integer", "minimum": 1},
+    },
+    "additionalProperties": False,
+}
+
+
+def demo_job_config(data_dir: Path, epochs: int, samples: int) -> dict[str, Any]:
+    """LoRA on the demo model; predictions on held-out requests, checked against the booking schema."""
     return {
         "model": DEMO_MODEL,
-        "dataset_path": str(dataset),
+        "dataset_path": str(data_dir / "train.jsonl"),
         "num_epochs": epochs,
         "batch_size": 8,
         "learning_rate": 2e-3,
         "max_length": 256,
         "lora": {"r": 16, "alpha": 32},
-        "predictions": {"enabled": True, "sample_count": samples, "max_new_tokens": 40, "seed": 7},
+        "predictions": {
+            "enabled": True,
+            "sample_count": samples,
+            "samples_path": str(data_dir / "samples.jsonl"),
+            "max_new_tokens": 40,
+            "seed": 7,
+            "validators": [{"kind": "json_schema", "json_schema": BOOKING_SCHEMA}],
+        },
     }
 
 
 def round_table(round_index: int, rows: list[dict[str, Any]]) -> Table:
+    """One round: each sample's ground truth next to the prediction, green when they match exactly."""
     first = rows[0]
     matches = sum(row["prediction"].strip() == (row["ground_truth"] or "").strip() for row in rows)
+    valid = sum(bool(row.get("valid")) for row in rows)
     table = Table(
-        title=f"Round {round_index}: epoch {first['epoch']:g}, step {first['step']} - {matches}/{len(rows)} exact",
+        title=f"Round {round_index}: epoch {first['epoch']:g}, step {first['step']} - "
+        f"{matches}/{len(rows)} exact, {valid}/{len(rows)} valid JSON bookings",
         show_lines=True,
         expand=True,
     )
     table.add_column("sample", no_wrap=True)
-    table.add_column("ground truth", ratio=1)
-    table.add_column("prediction", ratio=1)
+    table.add_column("ground truth", ratio=1, overflow="fold")
+    table.add_column("prediction", ratio=1, overflow="fold")
+    table.add_column("valid", no_wrap=True)
     for row in sorted(rows, key=lambda r: r["sample_index"]):
         same = row["prediction"].strip() == (row["ground_truth"] or "").strip()
-        table.add_row(
-            row["sample_id"], row["ground_truth"] or "", f"[{'green' if same else 'yellow'}]{row['prediction']}"
-        )
+        color = "green" if same else "yellow"
+        mark = {True: "[green]yes", False: "[red]no", None: "-"}[row.get("valid")]
+        table.add_row(row["sample_id"], row["ground_truth"] or "", f"[{color}]{row['prediction']}", mark)
     return table
 
 
@@ -97,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            config = demo_job_config(DEMO_DIR / "data" / "train.jsonl", args.epochs, args.samples)
+            config = demo_job_config(DEMO_DIR / "data", args.epochs, args.samples)
             job = client.post("/v1/jobs", json=config).raise_for_status().json()
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
             console.print(f"Submitted job {job['job_id']}: {args.epochs} epochs, {args.samples} samples per round")

@@ -92,7 +92,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def finished_job(full_stack: Any, tiny_model_dir: Path, dataset: Path) -> dict[str, Any]:
-    """One job with predictions for 2 epochs x 3 samples, run to the end (shared by several tests)."""
+    """One job with predictions for a baseline + 2 epochs x 3 samples, run to the end (shared by several tests)."""
     token = full_stack.mint_token("alice")
     predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": 8}
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
@@ -109,9 +109,9 @@ async def test_job_flows_end_to_end_with_predictions_for_every_epoch(full_stack:
     assert finished_job["status"] == "completed", finished_job
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         rows = await all_predictions(client, finished_job["job_id"], token)
-    assert len(rows) == 6
-    assert sorted({round(row["epoch"]) for row in rows}) == [1, 2]
-    for epoch in (1, 2):
+    assert len(rows) == 9  # a baseline round before training, then one per epoch
+    assert sorted({round(row["epoch"]) for row in rows}) == [0, 1, 2]
+    for epoch in (0, 1, 2):
         in_epoch = [row for row in rows if round(row["epoch"]) == epoch]
         assert len({row["sample_id"] for row in in_epoch}) == 3
     # The same seeded samples in every round, each with its ground truth.
@@ -159,7 +159,7 @@ async def test_another_users_job_is_404_and_the_database_refuses_to_leak(full_st
     # No WHERE clause on the owner: row-level security alone decides what the API role sees.
     conn = await asyncpg.connect(full_stack.api_database_url)
     try:
-        for user, expected in (("bob", 0), ("alice", 6)):
+        for user, expected in (("bob", 0), ("alice", 9)):
             async with conn.transaction():
                 await conn.execute("SELECT set_config('app.user_id', $1, true)", user)
                 count = await conn.fetchval(
@@ -190,7 +190,7 @@ async def test_a_redelivered_prediction_event_leaves_one_row(full_stack: Any, fi
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         await asyncio.sleep(3)  # let the writer consume the three copies
         rows = await all_predictions(client, job_id, token)
-    assert len(rows) == 6
+    assert len(rows) == 9
     same_key = [r for r in rows if (r["step"], r["sample_id"]) == (original.step, original.sample_id)]
     assert [r["prediction"] for r in same_key] == [original.prediction]
 

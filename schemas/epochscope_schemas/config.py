@@ -80,6 +80,9 @@ class PredictionsConfig(BaseModel):
     temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 means greedy decoding.")] = 0.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     validators: Annotated[list[ValidatorConfig], Field(max_length=8)] = []
+    baseline_round: Annotated[
+        bool, Field(description="Also predict once before training starts, to see where the model began.")
+    ] = True
 
     @model_validator(mode="after")
     def _steps_need_an_interval(self) -> "PredictionsConfig":

@@ -83,7 +83,7 @@ class RoundSummaryEvent(Envelope):
     round_index: Annotated[int, Field(ge=0)]
     epoch: Annotated[float, Field(ge=0)]
     step: Annotated[int, Field(ge=0)]
-    trigger: str = Field(description="What started the round: epoch, eval or steps.")
+    trigger: str = Field(description="What started the round: baseline (before training), epoch, eval or steps.")
     predictions: Annotated[int, Field(ge=0)]
     validated: Annotated[int, Field(ge=0, description="Predictions that ran through validators.")] = 0
     valid: Annotated[int, Field(ge=0)] = 0

@@ -33,7 +33,8 @@ class JobIdentity:
 
 
 class PredictionsCallback(TrainerCallback):
-    """Ask the model about a fixed set of samples at every epoch end, evaluation or N steps.
+    """Ask the model about a fixed set of samples at every epoch end, evaluation or N steps
+    (and once before training, unless `baseline_round` is off).
 
     Args:
         config: the job's predictions config (trigger, generation settings, validators).

@@ -8,6 +8,8 @@ runs the job while the group consumer is busy.
 """
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -28,6 +30,7 @@ from epochscope_trainer.settings import TrainerSettings
 log = logging.getLogger("epochscope.trainer")
 
 POLL_MS = 500
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class CancelWatcher:
@@ -124,6 +127,7 @@ class Trainer:
                     env=env,
                     stdout=job_log,
                     stderr=job_log,
+                    preexec_fn=_stop_with_parent,
                 )
             except OSError as exc:
                 await self.publish_status(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
@@ -179,6 +183,12 @@ class Trainer:
         await self.producer.send_and_wait(
             TRAINING_STATUS, status_event.model_dump_json().encode(), key=str(event.job_id).encode()
         )
+
+
+def _stop_with_parent() -> None:
+    """In the child: get SIGTERM (a shutdown, so the job is re-run) if this trainer dies, even by SIGKILL."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def serve(settings: TrainerSettings) -> None:
