@@ -1,0 +1,57 @@
+"""Dead-letter records: what the writer publishes to `<topic>.dlq` for an event it refuses."""
+
+import base64
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class DeadLetterReason(StrEnum):
+    UNDECODABLE = "undecodable"  # not UTF-8 JSON, or not a JSON object
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    SCHEMA_INVALID = "schema_invalid"
+    UNEXPECTED_EVENT_TYPE = "unexpected_event_type"  # a valid event on a topic the writer does not apply it from
+    UNSTORABLE_VALUE = "unstorable_value"  # valid JSON Postgres cannot hold (NUL in text, integer overflow)
+    INVALID_TOKEN = "invalid_token"  # missing, forged, expired, or for another job
+    UNKNOWN_JOB = "unknown_job"
+    OWNER_MISMATCH = "owner_mismatch"  # the token's user is not the job's owner
+    JOB_FINISHED = "job_finished"  # the job finished longer ago than the grace period
+    REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
+
+
+class DeadLetter(BaseModel):
+    """One refused Kafka record, with enough to inspect and replay it."""
+
+    reason: DeadLetterReason
+    detail: str = Field(max_length=2000)
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    payload_base64: str = Field(description="The original record value, byte for byte.")
+    dead_lettered_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def for_record(
+        cls,
+        reason: DeadLetterReason,
+        detail: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+    ) -> "DeadLetter":
+        return cls(
+            reason=reason,
+            detail=detail[:2000],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key.decode("utf-8", "replace") if key is not None else None,
+            payload_base64=base64.b64encode(value or b"").decode(),
+        )
+
+    def payload(self) -> bytes:
+        return base64.b64decode(self.payload_base64)

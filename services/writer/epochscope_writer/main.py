@@ -1,0 +1,78 @@
+"""`epochscope-writer`: run the writer until SIGTERM or SIGINT, then stop cleanly."""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from epochscope_schemas.log_config import configure_logging
+from epochscope_writer.health import HealthServer
+from epochscope_writer.metrics import WriterMetrics
+from epochscope_writer.service import Writer
+from epochscope_writer.settings import WriterSettings
+
+log = logging.getLogger("epochscope.writer")
+
+
+async def serve(settings: WriterSettings) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    metrics = WriterMetrics()
+    writer = Writer(settings, metrics)
+    health = HealthServer(metrics.registry, ready=lambda: writer.kafka_ok and writer.database_ok)
+    if settings.writer_health_port is not None:
+        await health.start(settings.writer_health_host, settings.writer_health_port)
+    try:
+        await _start_with_retry(writer, stopping, settings.writer_retry_max_s)
+        if not stopping.is_set():
+            log.info(
+                "writer started",
+                extra={"batch_size": settings.writer_batch_size, "linger_ms": settings.writer_linger_ms},
+            )
+            await writer.run(stopping)
+    finally:
+        await writer.close()
+        await health.close()
+        log.info("writer stopped")
+
+
+async def _start_with_retry(writer: Writer, stopping: asyncio.Event, max_delay: float) -> None:
+    """The broker may come up after the writer: keep trying until it answers or we are told to stop."""
+    delay = 0.2
+    while not stopping.is_set():
+        try:
+            await writer.start()
+            return
+        except Exception as exc:  # noqa: BLE001  any start failure is retried the same way
+            log.warning("cannot reach the broker yet (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+            await writer.close()
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, max_delay)
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(prog="epochscope-writer", description=__doc__)
+    parser.add_argument("--health-port", type=int, help="serve /healthz, /readyz and /metrics on this port")
+    args = parser.parse_args()
+    try:
+        settings = WriterSettings()
+    except ValidationError as exc:
+        print(f"epochscope-writer: bad settings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.health_port is not None:
+        settings.writer_health_port = args.health_port
+    configure_logging("writer", settings.log_level)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    run()

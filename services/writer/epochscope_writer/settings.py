@@ -1,0 +1,28 @@
+"""The writer's one settings object, read from the environment (EPOCHSCOPE_*)."""
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epochscope_schemas.kafka import KafkaSettings
+
+
+class WriterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
+
+    database_url: str = "postgresql://epochscope_writer@127.0.0.1:5432/epochscope"
+    job_token_secret: SecretStr  # required: HS256 key the API signs job tokens with
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    writer_batch_size: int = Field(default=1000, ge=1, description="Most events applied in one DB transaction.")
+    writer_linger_ms: int = Field(default=50, ge=0, description="How long to wait for a batch to fill.")
+    writer_health_host: str = "0.0.0.0"
+    writer_health_port: int | None = Field(default=None, description="Serve /healthz, /readyz, /metrics; off if unset.")
+    writer_finished_job_grace_s: float = Field(
+        default=3600.0, ge=0, description="Events for a job finished longer ago than this are dead-lettered."
+    )
+    writer_db_connect_timeout_s: float = 5.0
+    writer_db_command_timeout_s: float = 30.0
+    writer_retry_initial_s: float = 0.2
+    writer_retry_max_s: float = 10.0
+    writer_owner_cache_size: int = 10_000
+    log_level: str = "INFO"

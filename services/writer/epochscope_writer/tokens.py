@@ -1,0 +1,31 @@
+"""Job-token checks, cached per token so a batch of a thousand events costs one signature check."""
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+from epochscope_schemas.job_token import InvalidJobToken, JobTokenClaims, verify_job_token
+from epochscope_writer.dead_letters import DeadLetterReason
+from epochscope_writer.decoding import Rejection
+
+
+class TokenVerifier:
+    def __init__(self, secret: str, cache_size: int = 10_000) -> None:
+        self._secret = secret
+        self._cache_size = cache_size
+        self._verified: dict[tuple[str, UUID], JobTokenClaims] = {}
+
+    def verify(self, token: str | None, job_id: UUID) -> JobTokenClaims | Rejection:
+        """Signature, audience, expiry and job id; only tokens that verified are cached."""
+        cached = self._verified.get((token, job_id)) if token else None
+        if cached is not None:
+            if cached.expires_at > datetime.now(UTC):
+                return cached
+            del self._verified[(token, job_id)]
+        try:
+            claims = verify_job_token(self._secret, token, job_id)
+        except InvalidJobToken as exc:
+            return Rejection(DeadLetterReason.INVALID_TOKEN, str(exc))
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[(token, job_id)] = claims
+        return claims
