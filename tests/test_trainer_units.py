@@ -1,10 +1,12 @@
 """The trainer's pure parts and its generator on a tiny model: no broker, no database."""
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.config import PredictionsConfig, ValidatorConfig
@@ -141,3 +143,36 @@ def test_one_round_per_global_step_whatever_triggers_land_on_it(tiny: tuple[Any,
     assert (summary.predictions, summary.validated, summary.scored, summary.trigger) == (3, 3, 3, "steps")
     assert summary.stall_ms == summary.wall_ms > 0
     assert all(p.valid is not None and p.scores is not None for p in predictions)
+
+
+def test_background_rounds_match_inline_rounds_and_stall_only_for_the_snapshot(
+    tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    model, tokenizer = tiny
+    dataset = load_jsonl(write_rows(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(6)]))
+    samples = select_samples(dataset, 4, 0)
+    job = JobIdentity("0b7c1f7e-5d4c-4a7e-9a51-2f1f1d1f0c11", "token")
+    args, control, state = (
+        TrainingArguments(output_dir=str(tmp_path / "o"), report_to=[]),
+        TrainerControl(),
+        TrainerState(),
+    )
+    outputs: dict[bool, list[Envelope]] = {}
+    for background in (False, True):
+        published: list[Envelope] = []
+        config = PredictionsConfig(enabled=True, sample_count=4, max_new_tokens=48, background=background)
+        callback = PredictionsCallback(config, samples, tokenizer, lambda _t, e, out=published: out.append(e), job)
+        for step in (1, 2):
+            state.global_step, state.epoch = step, float(step)
+            callback.on_epoch_end(args, state, control, model=model)
+            with torch.no_grad():  # training moves the weights between rounds, and takes time
+                model.lm_head.weight.add_(0.05)
+            time.sleep(0.5)
+        callback.on_train_end(args, state, control, model=model)
+        outputs[background] = published
+        with torch.no_grad():
+            model.lm_head.weight.sub_(0.1)
+    texts = {b: [e.prediction for e in out if isinstance(e, PredictionEvent)] for b, out in outputs.items()}
+    assert texts[True] == texts[False] and len(texts[True]) == 8
+    background_rounds = [e for e in outputs[True] if isinstance(e, RoundSummaryEvent)]
+    assert all(r.stall_ms < r.wall_ms for r in background_rounds)

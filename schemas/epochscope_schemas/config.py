@@ -79,6 +79,13 @@ class PredictionsConfig(BaseModel):
     temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 means greedy decoding.")] = 0.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     validators: Annotated[list[ValidatorConfig], Field(max_length=8)] = []
+    background: Annotated[
+        bool,
+        Field(
+            description="Generate on a snapshot of the weights in a background thread while training goes on; "
+            "training stalls only for the snapshot. Single-process jobs only."
+        ),
+    ] = False
     baseline_round: Annotated[
         bool, Field(description="Also predict once before training starts, to see where the model began.")
     ] = True

@@ -1,18 +1,21 @@
 """TRL/transformers callbacks: prediction rounds, progress events, and stopping on cancel."""
 
+import copy
 import logging
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 from epochscope_schemas.events import Envelope, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.generation import GenerationSettings, generate
+from epochscope_trainer.distributed import any_rank, world
+from epochscope_trainer.generation import Generation, GenerationSettings, generate_across_ranks
 from epochscope_trainer.quality import OutputValidator, score
 from epochscope_trainer.sampler import Sample, render_prompt
 
@@ -37,14 +40,16 @@ class PredictionsCallback(TrainerCallback):
     (and once before training, unless `baseline_round` is off).
 
     Args:
-        config: the job's predictions config (trigger, generation settings, validators).
+        config: the job's predictions config (trigger, generation settings, validators, background).
         samples: the seeded sample set, the same in every round.
         tokenizer: renders chat prompts and decodes answers.
         publish: hands an event to the background publisher (never blocks).
         job: the job id and token every event carries.
 
-    Only one round runs per global step, whichever triggers land on it. Only the main process
-    generates and publishes. A failing round is reported as a warning event; training goes on.
+    Only one round runs per global step, whichever triggers land on it. Under several processes the
+    prompts are split across ranks and gathered, and only rank 0 publishes. With `background`, a
+    round generates on a snapshot of the weights in a worker thread while training goes on. A failing
+    round is reported as a warning event; training goes on.
     """
 
     def __init__(
@@ -64,6 +69,19 @@ class PredictionsCallback(TrainerCallback):
         self.generation = GenerationSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
         self.rounds_run = 0
         self._steps_done: set[int] = set()
+        self._worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="predictions") if config.background else None
+        )
+        self._pending: Future[None] | None = None
+        self._shadow: Any = None  # the background rounds' copy of the model
+        self._shadow_tokenizer: Any = None
+        self._trainable: list[str] = []
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self.config.baseline_round:
+            self.run_round(state, kwargs["model"], "baseline")
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         interval = self.config.step_interval
@@ -80,66 +98,107 @@ class PredictionsCallback(TrainerCallback):
         if self.config.sample_frequency == SampleFrequency.EVAL:
             self.run_round(state, kwargs["model"], "eval")
 
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.wait()
+
+    def wait(self) -> None:
+        """Until the background round in flight, if any, has published."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
     def run_round(self, state: TrainerState, model: Any, trigger: str) -> None:
-        if state.global_step in self._steps_done or not self.samples or not state.is_world_process_zero:
+        if state.global_step in self._steps_done or not self.samples:
             return
         self._steps_done.add(state.global_step)
-        round_index = self.rounds_run
+        key = RoundKey(self.rounds_run, round(state.epoch or 0.0, 4), state.global_step, trigger)
         self.rounds_run += 1
+        if self._worker is None or world()[1] > 1:
+            self._round(model, self.tokenizer, key, stall_ms=None)
+            return
+        started = time.perf_counter()
+        self.wait()  # one round in flight at most
+        shadow = self._snapshot(model)
+        stall_ms = (time.perf_counter() - started) * 1000
+        self._pending = self._worker.submit(self._round, shadow, self._shadow_tokenizer, key, stall_ms)
+
+    def _snapshot(self, model: Any) -> Any:
+        """The weights as they are now, for a background round. The first call copies the model; later
+        calls copy only what training changes (the trainable parameters: LoRA adapters, or all)."""
+        if self._shadow is None:
+            self._trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+            self._shadow = copy.deepcopy(model)
+            self._shadow_tokenizer = copy.deepcopy(self.tokenizer)
+            return self._shadow
+        source = dict(model.named_parameters())
+        target = dict(self._shadow.named_parameters())
+        with torch.no_grad():
+            for name in self._trainable:
+                target[name].copy_(source[name])
+        return self._shadow
+
+    def _round(self, model: Any, tokenizer: Any, key: "RoundKey", stall_ms: float | None) -> None:
+        rank, _ = world()
         started = time.perf_counter()
         try:
-            prompts = [render_prompt(sample, self.tokenizer) for sample in self.samples]
-            generations = generate(model, self.tokenizer, prompts, self.generation)
+            prompts = [render_prompt(sample, tokenizer) for sample in self.samples]
+            generations = generate_across_ranks(model, tokenizer, prompts, self.generation)
         except Exception as exc:  # noqa: BLE001  a failed round must not stop training
-            log.exception("prediction round %d failed", round_index)
-            self.publish(
-                TRAINING_STATUS,
-                WarningEvent(
-                    **self.job.envelope(),
-                    code="prediction_round_failed",
-                    message=f"round {round_index} at step {state.global_step}: {type(exc).__name__}: {exc}"[:2000],
-                ),
-            )
+            log.exception("prediction round %d failed", key.index)
+            if rank == 0:
+                message = f"round {key.index} at step {key.step}: {type(exc).__name__}: {exc}"
+                self.publish(
+                    TRAINING_STATUS,
+                    WarningEvent(**self.job.envelope(), code="prediction_round_failed", message=message[:2000]),
+                )
             return
         wall_ms = (time.perf_counter() - started) * 1000
-        epoch = round(state.epoch or 0.0, 4)
-        events = []
-        for sample, prompt, generation in zip(self.samples, prompts, generations, strict=True):
-            validation = self.validator(generation.text)
-            events.append(
-                PredictionEvent(
-                    **self.job.envelope(),
-                    round_index=round_index,
-                    epoch=epoch,
-                    step=state.global_step,
-                    sample_id=sample.sample_id,
-                    sample_index=sample.index,
-                    prompt=prompt,
-                    ground_truth=sample.ground_truth,
-                    prediction=generation.text,
-                    tokens_generated=generation.tokens,
-                    latency_ms=generation.latency_ms,
-                    valid=validation.valid,
-                    validation_error=validation.error[:2000] if validation.error else None,
-                    scores=score(generation.text, sample.ground_truth) if sample.ground_truth is not None else None,
-                )
-            )
+        if rank != 0:
+            return
+        events = [
+            self._prediction(key, sample, prompt, generation)
+            for sample, prompt, generation in zip(self.samples, prompts, generations, strict=True)
+        ]
         for event in events:
             self.publish(TRAINING_PREDICTIONS, event)
-        self.publish(TRAINING_STATUS, summarize(events, round_index, epoch, state.global_step, trigger, wall_ms))
-        log.info(
-            "prediction round %d at step %d: %d predictions in %.0f ms",
-            round_index,
-            state.global_step,
-            len(events),
-            wall_ms,
+        self.publish(TRAINING_STATUS, summarize(events, key, wall_ms, wall_ms if stall_ms is None else stall_ms))
+        log.info("prediction round %d at step %d: %d predictions in %.0f ms", key.index, key.step, len(events), wall_ms)
+
+    def _prediction(self, key: "RoundKey", sample: Sample, prompt: str, generation: Generation) -> PredictionEvent:
+        validation = self.validator(generation.text)
+        return PredictionEvent(
+            **self.job.envelope(),
+            round_index=key.index,
+            epoch=key.epoch,
+            step=key.step,
+            sample_id=sample.sample_id,
+            sample_index=sample.index,
+            prompt=prompt,
+            ground_truth=sample.ground_truth,
+            prediction=generation.text,
+            tokens_generated=generation.tokens,
+            latency_ms=generation.latency_ms,
+            valid=validation.valid,
+            validation_error=validation.error[:2000] if validation.error else None,
+            scores=score(generation.text, sample.ground_truth) if sample.ground_truth is not None else None,
         )
 
 
-def summarize(
-    events: list[PredictionEvent], round_index: int, epoch: float, step: int, trigger: str, wall_ms: float
-) -> RoundSummaryEvent:
-    """Counts and means of one round; the training stall equals the wall time (generation is inline)."""
+@dataclass(frozen=True)
+class RoundKey:
+    """Where a round sits in training: its index, epoch (fractional), global step, and what triggered it."""
+
+    index: int
+    epoch: float
+    step: int
+    trigger: str
+
+
+def summarize(events: list[PredictionEvent], key: RoundKey, wall_ms: float, stall_ms: float) -> RoundSummaryEvent:
+    """Counts and means of one round. Inline rounds stall training for their wall time; background
+    rounds only for the weight snapshot."""
     validated = [e for e in events if e.valid is not None]
     scored = [e.scores for e in events if e.scores is not None]
 
@@ -150,10 +209,10 @@ def summarize(
     return RoundSummaryEvent(
         job_id=first.job_id,
         job_token=first.job_token,
-        round_index=round_index,
-        epoch=epoch,
-        step=step,
-        trigger=trigger,
+        round_index=key.index,
+        epoch=key.epoch,
+        step=key.step,
+        trigger=key.trigger,
         predictions=len(events),
         validated=len(validated),
         valid=sum(1 for e in validated if e.valid),
@@ -163,7 +222,7 @@ def summarize(
         mean_rouge_l=mean([s.rouge_l for s in scored]),
         tokens_generated=sum(e.tokens_generated for e in events),
         wall_ms=wall_ms,
-        stall_ms=wall_ms,
+        stall_ms=stall_ms,
     )
 
 
@@ -207,11 +266,11 @@ class ProgressCallback(TrainerCallback):
 
 
 class StopOnRequest(TrainerCallback):
-    """Stops training at the next step once `stop` is set (by a cancel or shutdown signal)."""
+    """Stops training at the next step once `requested()` is true on any rank (a cancel or a shutdown)."""
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
+    def __init__(self, requested: Callable[[], bool]) -> None:
+        self.requested = requested
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.stop.is_set():
+        if any_rank(self.requested()):
             control.should_training_stop = True

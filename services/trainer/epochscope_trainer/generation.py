@@ -8,6 +8,8 @@ from typing import Any
 
 import torch
 
+from epochscope_trainer.distributed import gather_to_all, world
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -82,6 +84,21 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
                 tokens = _generated_length(new_tokens[row].tolist(), tokenizer.eos_token_id, pad_id)
                 text = tokenizer.decode(new_tokens[row][:tokens], skip_special_tokens=True)
                 results[index] = Generation(text.strip(), tokens, latency_ms)
+    return [results[i] for i in range(len(prompts))]
+
+
+def generate_across_ranks(
+    model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings
+) -> list[Generation]:
+    """Each rank generates every world-size-th prompt; all ranks get all results, in prompt order."""
+    rank, size = world()
+    if size == 1:
+        return generate(model, tokenizer, prompts, settings)
+    mine = list(range(rank, len(prompts), size))
+    local = generate(model, tokenizer, [prompts[i] for i in mine], settings)
+    results: dict[int, Generation] = {}
+    for other_rank, generations in enumerate(gather_to_all(local)):
+        results.update(zip(range(other_rank, len(prompts), size), generations, strict=True))
     return [results[i] for i in range(len(prompts))]
 
 

@@ -2,9 +2,10 @@
 
 Reads the job's config from `<job dir>/config.json` and its identity from the environment (JOB_ID,
 JOB_USER_ID, JOB_TOKEN); publishes status, progress, warning, prediction and round-summary events.
-SIGUSR1 cancels the job (it ends as cancelled); SIGTERM stops it for a trainer shutdown (no final
-status: the job is re-run when a trainer picks it up again). Exit codes: 0 finished (completed,
-failed or cancelled, all events delivered), 3 events left undelivered in the spool, 4 interrupted.
+A file named `cancel` in the job dir cancels the job (it ends as cancelled); SIGTERM stops it for a
+trainer shutdown (no final status: the job is re-run when a trainer picks it up again). Exit codes:
+0 finished (completed, failed or cancelled, all events delivered), 3 events left undelivered in
+the spool, 4 interrupted. Under torchrun every rank trains; only rank 0 publishes.
 """
 
 import argparse
@@ -20,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStatus, JobStatusEvent, WarningEvent
+from epochscope_schemas.events import Envelope, JobStatus, JobStatusEvent, WarningEvent
 from epochscope_schemas.log_config import configure_logging
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, StopOnRequest
+from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.data import Dataset, load_jsonl, training_record
+from epochscope_trainer.distributed import world
 from epochscope_trainer.models import resolve_model
 from epochscope_trainer.publisher import EventPublisher
 from epochscope_trainer.sampler import Sample, select_samples
@@ -35,32 +37,38 @@ log = logging.getLogger("epochscope.trainer.job")
 EXIT_UNDELIVERED = 3
 EXIT_INTERRUPTED = 4
 SPOOL_FILE = "spool.jsonl"
+CANCEL_FILE = "cancel"
 
 
 class JobRun:
     """One job: load data and model, train with the callbacks, report the outcome."""
 
     def __init__(
-        self, config: JobConfig, job: JobIdentity, job_dir: Path, settings: TrainerSettings, publisher: EventPublisher
+        self, config: JobConfig, job: JobIdentity, job_dir: Path, settings: TrainerSettings, publish: Publish
     ) -> None:
         self.config = config
         self.job = job
         self.job_dir = job_dir
         self.settings = settings
-        self.publisher = publisher
-        self.cancel = threading.Event()
+        self.publish = publish
         self.shutdown = threading.Event()
-        self.stop = threading.Event()  # either of the two: stop training at the next step
+
+    @property
+    def cancelled(self) -> bool:
+        return (self.job_dir / CANCEL_FILE).exists()
+
+    def stop_requested(self) -> bool:
+        return self.cancelled or self.shutdown.is_set()
 
     def status(self, status: JobStatus, message: str | None = None, metrics: dict[str, float] | None = None) -> None:
-        self.publisher.publish(
+        self.publish(
             TRAINING_STATUS,
             JobStatusEvent(**self.job.envelope(), status=status, message=message, metrics=metrics or {}),
         )
 
     def warn(self, code: str, message: str) -> None:
         log.warning("%s: %s", code, message)
-        self.publisher.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=code, message=message[:2000]))
+        self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=code, message=message[:2000]))
 
     def run(self) -> JobStatus | None:
         """The final status published, or None when interrupted by a shutdown."""
@@ -71,9 +79,9 @@ class JobRun:
             log.exception("job failed")
             self.status(JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:1000])
             return JobStatus.FAILED
-        if self.shutdown.is_set() and not self.cancel.is_set():
+        if self.shutdown.is_set() and not self.cancelled:
             return None
-        if self.cancel.is_set():
+        if self.cancelled:
             self.status(JobStatus.CANCELLED, "cancelled by the user", metrics)
             return JobStatus.CANCELLED
         self.status(JobStatus.COMPLETED, "training finished", metrics)
@@ -128,13 +136,11 @@ class JobRun:
                 task_type="CAUSAL_LM",
             )
         callbacks: list[Any] = [
-            ProgressCallback(self.publisher.publish, self.job, config.num_epochs),
-            StopOnRequest(self.stop),
+            ProgressCallback(self.publish, self.job, config.num_epochs),
+            StopOnRequest(self.stop_requested),
         ]
         if samples:
-            callbacks.append(
-                PredictionsCallback(config.predictions, samples, tokenizer, self.publisher.publish, self.job)
-            )
+            callbacks.append(PredictionsCallback(config.predictions, samples, tokenizer, self.publish, self.job))
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -151,11 +157,14 @@ class JobRun:
                     "model": model_path,
                     "device": "cuda" if use_cuda else "cpu",
                     "precision": "bf16" if bf16 else "fp32",
+                    "processes": world()[1],
+                    "backend": torch.distributed.get_backend() if world()[1] > 1 else None,
                     "train_rows": len(train_rows.examples),
                     "eval_rows": len(eval_rows.examples) if eval_rows else 0,
                     "skipped_rows": train.skipped,
                     "samples": len(samples),
-                    "max_steps": trainer.state.max_steps or None,
+                    "lora": config.lora is not None,
+                    "predictions_mode": "background" if config.predictions.background else "inline",
                 }
             ),
         )
@@ -203,32 +212,40 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = TrainerSettings()
-    configure_logging("trainer-job", settings.log_level)
+    rank = int(os.environ.get("RANK", "0"))
+    configure_logging(f"trainer-job-{rank}" if rank else "trainer-job", settings.log_level)
     job_id = uuid.UUID(os.environ["JOB_ID"])
     identity = {name: os.environ[name] for name in ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")}
-    (args.job_dir / "job_env.json").write_text(json.dumps(identity))
     config = JobConfig.model_validate_json((args.job_dir / "config.json").read_text())
-    publisher = EventPublisher(settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size)
-    publisher.start()
-    run = JobRun(config, JobIdentity(job_id, identity["JOB_TOKEN"]), args.job_dir, settings, publisher)
-
-    def on_signal(signum: int, _frame: object) -> None:
-        (run.cancel if signum == signal.SIGUSR1 else run.shutdown).set()
-        run.stop.set()
-
-    signal.signal(signal.SIGUSR1, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    publisher = None
+    if rank == 0:
+        (args.job_dir / "job_env.json").write_text(json.dumps(identity))
+        publisher = EventPublisher(settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size)
+        publisher.start()
+    run = JobRun(
+        config,
+        JobIdentity(job_id, identity["JOB_TOKEN"]),
+        args.job_dir,
+        settings,
+        publisher.publish if publisher else _discard,
+    )
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: run.shutdown.set())
     outcome = run.run()
-    undelivered = publisher.close(settings.flush_timeout_s)
-    if undelivered:
-        log.error(
-            "%d event(s) undelivered after %.0fs; left in %s",
-            undelivered,
-            settings.flush_timeout_s,
-            args.job_dir / SPOOL_FILE,
-        )
-        sys.exit(EXIT_UNDELIVERED)
+    if publisher is not None:
+        undelivered = publisher.close(settings.flush_timeout_s)
+        if undelivered:
+            log.error(
+                "%d event(s) undelivered after %.0fs; left in %s",
+                undelivered,
+                settings.flush_timeout_s,
+                args.job_dir / SPOOL_FILE,
+            )
+            sys.exit(EXIT_UNDELIVERED)
     sys.exit(EXIT_INTERRUPTED if outcome is None else 0)
+
+
+def _discard(topic: str, event: Envelope) -> None:
+    """Ranks other than 0 publish nothing: rank 0 speaks for the job."""
 
 
 if __name__ == "__main__":

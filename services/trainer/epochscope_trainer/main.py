@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus, JobStatusEvent, parse_event
 from epochscope_schemas.log_config import configure_logging
 from epochscope_schemas.topics import JOBS_START, TRAINERS_GROUP, TRAINING_STATUS, dead_letter_topic
-from epochscope_trainer.job_runner import EXIT_UNDELIVERED, SPOOL_FILE
+from epochscope_trainer.job_runner import CANCEL_FILE, EXIT_UNDELIVERED, SPOOL_FILE
 from epochscope_trainer.publisher import EventPublisher
 from epochscope_trainer.settings import TrainerSettings
 
@@ -119,11 +119,7 @@ class Trainer:
         with open(job_dir / "job.log", "ab") as job_log:
             try:
                 child = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "epochscope_trainer.job_runner",
-                    "--job-dir",
-                    str(job_dir),
+                    *self.job_command(job_dir),
                     env=env,
                     stdout=job_log,
                     stderr=job_log,
@@ -132,7 +128,7 @@ class Trainer:
             except OSError as exc:
                 await self.publish_status(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
                 return True
-            code = await self.supervise(child, job_id)
+            code = await self.supervise(child, job_dir, job_id)
         log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
         if code == EXIT_UNDELIVERED or (job_dir / SPOOL_FILE).exists():
             await self.deliver_spool(job_dir)
@@ -142,19 +138,27 @@ class Trainer:
             await self.publish_status(event, JobStatus.FAILED, f"the training process exited with code {code}")
         return True
 
-    async def supervise(self, child: asyncio.subprocess.Process, job_id: str) -> int:
-        """Wait for the child, forwarding a cancel (SIGUSR1) or a shutdown (SIGTERM) to it.
+    def job_command(self, job_dir: Path) -> list[str]:
+        """The child: one process, or torchrun with `processes_per_job` ranks (gloo on CPU, nccl on GPU)."""
+        job = ["-m", "epochscope_trainer.job_runner", "--job-dir", str(job_dir)]
+        processes = self.settings.processes_per_job
+        if processes == 1:
+            return [sys.executable, *job]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *job]
+
+    async def supervise(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> int:
+        """Wait for the child, passing on a cancel (a file in the job dir) or a shutdown (SIGTERM).
 
         The partitions are paused meanwhile: polling keeps this member in the group without
         fetching the next job, which waits for this one (one job per trainer).
         """
         self.consumer.pause(*self.consumer.assignment())
         try:
-            return await self._supervise(child, job_id)
+            return await self._supervise(child, job_dir, job_id)
         finally:
             self.consumer.resume(*self.consumer.paused())
 
-    async def _supervise(self, child: asyncio.subprocess.Process, job_id: str) -> int:
+    async def _supervise(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> int:
         cancel_sent = stop_sent = False
         while True:
             try:
@@ -167,7 +171,7 @@ class Trainer:
                 stop_sent = True
             elif job_id in self.cancels.cancelled and not cancel_sent:
                 log.info("cancelling job %s", job_id)
-                child.send_signal(signal.SIGUSR1)
+                (job_dir / CANCEL_FILE).touch()
                 cancel_sent = True
 
     async def deliver_spool(self, job_dir: Path) -> None:

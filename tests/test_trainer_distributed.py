@@ -1,0 +1,93 @@
+"""A job under torchrun with 2 CPU processes (gloo): prompts split across ranks, only rank 0 publishes."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from conftest import traversable_temp_dir
+from test_end_to_end import write_dataset
+
+from epochscope.broker import TansuBroker, ensure_topics
+from epochscope_schemas.config import JobConfig
+from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, RoundSummaryEvent, parse_event
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+
+pytestmark = pytest.mark.stack
+
+
+async def read_all(bootstrap: str, topic: str, job_id: str) -> list[object]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        events: list[object] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch and events:
+                break
+            events += [parse_event(r.value) for records in batch.values() for r in records if r.key == job_id.encode()]
+        return events
+    finally:
+        await consumer.stop()
+
+
+async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tiny_model_dir: Path) -> None:
+    root = traversable_temp_dir("epochscope-ddp-")
+    broker = TansuBroker(root / "broker.log")
+    broker.start()
+    try:
+        await ensure_topics(broker.bootstrap_servers, partitions=1)
+        job_id = str(uuid.uuid4())
+        job_dir = root / job_id
+        job_dir.mkdir()
+        dataset = write_dataset(root / "train.jsonl", rows=16)
+        config = JobConfig(
+            model=str(tiny_model_dir),
+            dataset_path=str(dataset),
+            num_epochs=2,
+            batch_size=2,
+            max_length=32,
+            predictions={"enabled": True, "sample_count": 5, "max_new_tokens": 4},
+        )
+        (job_dir / "config.json").write_text(config.model_dump_json())
+        env = {
+            **os.environ,
+            "JOB_ID": job_id,
+            "JOB_USER_ID": "ddp-user",
+            "JOB_TOKEN": "not-checked-here",
+            "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "OMP_NUM_THREADS": "1",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "epochscope_trainer.job_runner",
+            "--job-dir",
+            str(job_dir),
+        ]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        predictions = await read_all(broker.bootstrap_servers, TRAINING_PREDICTIONS, job_id)
+        statuses = await read_all(broker.bootstrap_servers, TRAINING_STATUS, job_id)
+    finally:
+        broker.stop()
+    assert all(isinstance(p, PredictionEvent) for p in predictions)
+    keys = [(p.step, p.sample_id) for p in predictions]
+    assert len(keys) == 5 * 3 and len(set(keys)) == 15  # baseline + 2 epochs, 5 samples, each once
+    rounds = [e for e in statuses if isinstance(e, RoundSummaryEvent)]
+    assert [r.predictions for r in rounds] == [5, 5, 5]
+    finals = [e.status for e in statuses if isinstance(e, JobStatusEvent) and e.status.is_final]
+    assert finals == [JobStatus.COMPLETED]
+    resolved = [json.loads(e.message) for e in statuses if isinstance(e, JobStatusEvent) and "{" in (e.message or "")]
+    assert [(r["processes"], r["backend"]) for r in resolved] == [(2, "gloo")]
+    assert json.loads((job_dir / "job_env.json").read_text())["JOB_ID"] == job_id
