@@ -10,7 +10,8 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,19 +47,85 @@ async def insert_job(admin: asyncpg.Connection, owner: str, status: str = "runni
     return job_id
 
 
+async def notify(admin: asyncpg.Connection, job_id: uuid.UUID, kind: str) -> None:
+    await admin.execute("SELECT pg_notify($1, $2)", job_channel(job_id), json.dumps({"kind": kind}))
+
+
 async def insert_round(admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, step: int, samples: int = 3) -> None:
-    """One round's predictions, committed and announced the way the writer does it."""
+    """One round's predictions (every other one valid, each scored), committed and announced as the writer does."""
     async with admin.transaction():
         await admin.executemany(
             "INSERT INTO training_predictions (job_id, step, sample_id, owner_id, round_index, epoch, sample_index,"
-            " prompt, ground_truth, prediction, event_id, occurred_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'p', 'g', $8, $9, now())",
+            " prompt, ground_truth, prediction, tokens_generated, valid, validation_error, exact_match, f1, rouge_l,"
+            " event_id, occurred_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'p', 'g', $8, 4, $9, $10, $11, 0.5, 0.25, $12, now())",
             [
-                (job_id, step, f"row-{i:06d}", owner, step, float(step), i, f"answer {step}/{i}", uuid.uuid4())
+                (
+                    job_id,
+                    step,
+                    f"row-{i:06d}",
+                    owner,
+                    step,
+                    float(step),
+                    i,
+                    f"answer {step}/{i}",
+                    i % 2 == 0,
+                    None if i % 2 == 0 else "not JSON",
+                    float(i == 0),
+                    uuid.uuid4(),
+                )
                 for i in range(samples)
             ],
         )
-        await admin.execute("SELECT pg_notify($1, $2)", job_channel(job_id), json.dumps({"step": step}))
+        await notify(admin, job_id, "predictions")
+
+
+async def insert_summary(admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, round_index: int) -> None:
+    """The trainer's summary of a round (it disagrees with the stored rows on purpose: it wins)."""
+    await admin.execute(
+        "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated, valid,"
+        " scored, mean_exact_match, mean_f1, mean_rouge_l, tokens_generated, wall_ms, stall_ms, occurred_at)"
+        " VALUES ($1, $2::int, $3, $2::int::float8, $2::int, 'epoch', 8, 8, 6, 8, 0.125, 0.5, 0.25, 64, 1500, 1400,"
+        " now())",
+        job_id,
+        round_index,
+        owner,
+    )
+    await notify(admin, job_id, "round")
+
+
+async def insert_progress(admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, steps: range) -> None:
+    """Progress history and the job's latest progress, as the writer stores them."""
+    async with admin.transaction():
+        await admin.executemany(
+            "INSERT INTO job_progress (job_id, step, owner_id, max_steps, epoch, loss, learning_rate,"
+            " samples_per_second, occurred_at) VALUES ($1, $2, $3, 100, $4, $5, 0.001, 12.5, now())",
+            [(job_id, step, owner, step / 50, 2.0 / (step + 1)) for step in steps],
+        )
+        latest = {
+            "step": steps[-1],
+            "max_steps": 100,
+            "epoch": steps[-1] / 50,
+            "num_epochs": 2,
+            "loss": 2.0 / (steps[-1] + 1),
+            "learning_rate": 0.001,
+            "samples_per_second": 12.5,
+            "occurred_at": datetime.now(UTC).isoformat(),
+        }
+        await admin.execute("UPDATE jobs SET progress = $2::jsonb WHERE job_id = $1", job_id, json.dumps(latest))
+        await notify(admin, job_id, "progress")
+
+
+async def insert_warning(admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, code: str) -> None:
+    await admin.execute(
+        "INSERT INTO job_warnings (event_id, job_id, owner_id, code, message, occurred_at)"
+        " VALUES ($1, $2, $3, $4, 'something to know', now())",
+        uuid.uuid4(),
+        job_id,
+        owner,
+        code,
+    )
+    await notify(admin, job_id, "warning")
 
 
 def auth(full_stack: Any, user: str) -> dict[str, str]:
@@ -73,6 +140,7 @@ async def test_another_users_job_is_404_on_every_endpoint(full_stack: Any, admin
         ("GET", f"/v1/jobs/{job_id}/predictions"),
         ("GET", f"/v1/jobs/{job_id}/rounds"),
         ("GET", f"/v1/jobs/{job_id}/samples/row-000000"),
+        ("GET", f"/v1/jobs/{job_id}/progress"),
         ("GET", f"/v1/jobs/{job_id}/stream"),
         ("POST", f"/v1/jobs/{job_id}/cancel"),
         ("DELETE", f"/v1/jobs/{job_id}"),
@@ -83,7 +151,7 @@ async def test_another_users_job_is_404_on_every_endpoint(full_stack: Any, admin
             assert (await client.request(method, path)).status_code == 401, path
         listed = (await client.get("/v1/jobs", headers=auth(full_stack, "bob"), params={"limit": 500})).json()
         assert str(job_id) not in {job["job_id"] for job in listed["items"]}
-        for method, path in requests[:4]:  # and the owner still sees everything: the 404s were not vacuous
+        for method, path in requests[:5]:  # and the owner still sees everything: the 404s were not vacuous
             assert (await client.request(method, path, headers=auth(full_stack, "alice"))).status_code == 200, path
 
 
@@ -114,49 +182,190 @@ async def test_pagination_returns_every_row_once_while_rows_are_inserted(
     assert seen == sorted(seen)
 
 
+DATA_EVENTS = ("prediction", "round", "progress", "warning")
+
+
 async def read_stream(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], stop_after: int | None
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], stop_at: Counter[str] | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """(events, last id) until `end`, or until `stop_after` prediction events."""
+    """(events, id of the last data event) until `end`, or until the data events counted reach `stop_at`."""
     events: list[dict[str, Any]] = []
+    seen: Counter[str] = Counter()
     last_id = headers.get("Last-Event-ID")
     async with aconnect_sse(client, "GET", url, headers=headers) as source:
         async for sse in source.aiter_sse():
-            events.append({"event": sse.event, "id": sse.id, "data": sse.data})
-            if sse.event == "prediction":
+            events.append({"event": sse.event, "data": sse.data})
+            if sse.event in DATA_EVENTS:
                 last_id = sse.id
-            if sse.event == "end" or (stop_after and sum(e["event"] == "prediction" for e in events) >= stop_after):
+                seen[sse.event] += 1
+            if sse.event == "end" or (stop_at and seen >= stop_at):
                 break
     return events, last_id
 
 
-async def test_stream_delivers_new_rows_and_resumes_without_gaps_or_repeats(
+def delivered(events: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Each data event's natural key, by event name."""
+    keys: dict[str, Callable[[dict[str, Any]], Any]] = {
+        "prediction": lambda row: (row["step"], row["sample_id"]),
+        "round": lambda row: row["round_index"],
+        "progress": lambda row: row["step"],
+        "warning": lambda row: row["code"],
+    }
+    found: dict[str, list[Any]] = {name: [] for name in keys}
+    for event in events:
+        if event["event"] in keys:
+            found[event["event"]].append(keys[event["event"]](json.loads(event["data"])))
+    return found
+
+
+async def test_stream_delivers_every_kind_of_row_and_resumes_without_gaps_or_repeats(
     full_stack: Any, admin: asyncpg.Connection
 ) -> None:
     job_id = await insert_job(admin, "viewer")
     await insert_round(admin, job_id, "viewer", step=1)  # before the client connects
     url = f"/v1/jobs/{job_id}/stream"
     headers = auth(full_stack, "viewer")
+    first_batch = Counter(prediction=6, round=1, progress=5, warning=1)
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        first_task = asyncio.create_task(read_stream(client, url, headers, stop_after=6))
+        first_task = asyncio.create_task(read_stream(client, url, headers, stop_at=first_batch))
         await asyncio.sleep(0.5)
-        await insert_round(admin, job_id, "viewer", step=2)  # after it connected
+        # After it connected, each kind announced on its own, the way the writer does it.
+        await insert_round(admin, job_id, "viewer", step=2)
+        await insert_summary(admin, job_id, "viewer", round_index=1)
+        await insert_progress(admin, job_id, "viewer", range(0, 5))
+        await insert_warning(admin, job_id, "viewer", "samples_missing")
         first, last_id = await asyncio.wait_for(first_task, 20)
-        # Disconnected; more rows land, then the job ends.
+        # Disconnected; more rows of every kind land, then the job ends.
         await insert_round(admin, job_id, "viewer", step=3)
+        for round_index in (2, 3):
+            await insert_summary(admin, job_id, "viewer", round_index)
+        await insert_progress(admin, job_id, "viewer", range(5, 10))
+        await insert_warning(admin, job_id, "viewer", "round_failed")
         await admin.execute("UPDATE jobs SET status = 'completed' WHERE job_id = $1", job_id)
-        await admin.execute("SELECT pg_notify($1, '{}')", job_channel(job_id))
+        await notify(admin, job_id, "status")
         second, _ = await asyncio.wait_for(read_stream(client, url, headers | {"Last-Event-ID": last_id}, None), 20)
 
-    def keys(events: list[dict[str, Any]]) -> list[tuple[int, str]]:
-        rows = [json.loads(e["data"]) for e in events if e["event"] == "prediction"]
-        return [(row["step"], row["sample_id"]) for row in rows]
+    before, after = delivered(first), delivered(second)
+    assert {name: len(keys) for name, keys in before.items()} == dict(first_batch)
+    predictions = before["prediction"] + after["prediction"]
+    assert len(predictions) == len(set(predictions)) == 9
+    assert sorted(step for step, _ in predictions) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert before["round"] + after["round"] == [1, 2, 3]
+    assert before["progress"] + after["progress"] == list(range(10))
+    assert before["warning"] + after["warning"] == ["samples_missing", "round_failed"]
+    assert second[-1] == {"event": "end", "data": "completed"}
+    statuses = [json.loads(e["data"]) for e in first + second if e["event"] == "status"]
+    assert statuses[0]["job_id"] == str(job_id) and statuses[-1]["status"] == "completed"
 
-    delivered = keys(first) + keys(second)
-    assert len(delivered) == len(set(delivered)) == 9
-    assert sorted(step for step, _ in delivered) == [1, 1, 1, 2, 2, 2, 3, 3, 3]
-    assert second[-1] == {"event": "end", "id": None, "data": "completed"}
-    assert any(e["event"] == "status" for e in first)
+
+async def test_stream_refuses_a_foreign_last_event_id(full_stack: Any, admin: asyncpg.Connection) -> None:
+    job_id = await insert_job(admin, "viewer")
+    headers = auth(full_stack, "viewer") | {"Last-Event-ID": "12"}
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.get(f"/v1/jobs/{job_id}/stream", headers=headers)
+    assert response.status_code == 422
+    assert "Last-Event-ID" in response.json()["detail"]
+
+
+async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admin: asyncpg.Connection) -> None:
+    job_id = await insert_job(admin, "reader")
+    for step in (0, 1, 2):
+        await insert_round(admin, job_id, "reader", step=step)
+    for round_index in (0, 1):  # round 2 has no summary yet
+        await insert_summary(admin, job_id, "reader", round_index)
+    await insert_progress(admin, job_id, "reader", range(10))
+    for code in ("samples_missing", "round_failed"):
+        await insert_warning(admin, job_id, "reader", code)
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=auth(full_stack, "reader")) as client:
+        job = (await client.get(f"/v1/jobs/{job_id}")).json()
+        rounds = (await client.get(f"/v1/jobs/{job_id}/rounds")).json()["items"]
+        progress = (await client.get(f"/v1/jobs/{job_id}/progress")).json()
+        tail = (await client.get(f"/v1/jobs/{job_id}/progress", params={"after_step": 4, "limit": 3})).json()
+        listed = (await client.get("/v1/jobs")).json()["items"]
+        page = (await client.get(f"/v1/jobs/{job_id}/predictions", params={"step": 2})).json()["items"]
+        sample = (await client.get(f"/v1/jobs/{job_id}/samples/row-000000")).json()
+
+    assert job["status"] == "running"
+    assert job["progress"]["step"] == 9 and job["progress"]["max_steps"] == 100
+    assert job["progress"]["loss"] == pytest.approx(0.2)
+    assert [w["code"] for w in job["warnings"]] == ["samples_missing", "round_failed"]
+    assert job["rounds"] == rounds
+    assert [(r["round_index"], r["summarized"]) for r in rounds] == [(0, True), (1, True), (2, False)]
+    summarized, aggregated = rounds[1], rounds[2]
+    assert summarized | {"occurred_at": None} == {
+        "round_index": 1,
+        "epoch": 1.0,
+        "step": 1,
+        "trigger": "epoch",
+        "summarized": True,
+        "predictions": 8,
+        "validated": 8,
+        "valid": 6,
+        "validator_pass_rate": 0.75,
+        "scored": 8,
+        "mean_exact_match": 0.125,
+        "mean_f1": 0.5,
+        "mean_rouge_l": 0.25,
+        "tokens": 64,
+        "wall_ms": 1500.0,
+        "stall_ms": 1400.0,
+        "occurred_at": None,
+    }
+    assert aggregated | {"occurred_at": None} == {
+        "round_index": 2,
+        "epoch": 2.0,
+        "step": 2,
+        "trigger": None,
+        "summarized": False,
+        "predictions": 3,
+        "validated": 3,
+        "valid": 2,
+        "validator_pass_rate": pytest.approx(2 / 3),
+        "scored": 3,
+        "mean_exact_match": pytest.approx(1 / 3),
+        "mean_f1": 0.5,
+        "mean_rouge_l": 0.25,
+        "tokens": 12,
+        "wall_ms": None,
+        "stall_ms": None,
+        "occurred_at": None,
+    }
+    assert [p["step"] for p in progress["items"]] == list(range(10)) and not progress["has_more"]
+    assert progress["items"][0] | {"occurred_at": None} == {
+        "step": 0,
+        "max_steps": 100,
+        "epoch": 0.0,
+        "loss": 2.0,
+        "learning_rate": 0.001,
+        "samples_per_second": 12.5,
+        "occurred_at": None,
+    }
+    assert [p["step"] for p in tail["items"]] == [5, 6, 7] and tail["has_more"]
+    assert next(item for item in listed if item["job_id"] == str(job_id))["progress"]["step"] == 9
+    assert [(p["valid"], p["validation_error"], p["scores"]) for p in page] == [
+        (True, None, {"exact_match": 1.0, "f1": 0.5, "rouge_l": 0.25}),
+        (False, "not JSON", {"exact_match": 0.0, "f1": 0.5, "rouge_l": 0.25}),
+        (True, None, {"exact_match": 0.0, "f1": 0.5, "rouge_l": 0.25}),
+    ]
+    assert [(r["step"], r["valid"], r["scores"]["exact_match"]) for r in sample["rounds"]] == [
+        (0, True, 1.0),
+        (1, True, 1.0),
+        (2, True, 1.0),
+    ]
+
+
+async def test_delete_removes_the_job_and_everything_it_accumulated(full_stack: Any, admin: asyncpg.Connection) -> None:
+    job_id = await insert_job(admin, "deleter", status="completed")
+    await insert_round(admin, job_id, "deleter", step=1)
+    await insert_summary(admin, job_id, "deleter", round_index=1)
+    await insert_progress(admin, job_id, "deleter", range(3))
+    await insert_warning(admin, job_id, "deleter", "round_failed")
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.delete(f"/v1/jobs/{job_id}", headers=auth(full_stack, "deleter"))
+        assert response.status_code == 204
+        assert (await client.get(f"/v1/jobs/{job_id}", headers=auth(full_stack, "deleter"))).status_code == 404
+    for table in ("jobs", "training_predictions", "job_rounds", "job_progress", "job_warnings"):
+        assert await admin.fetchval(f"SELECT count(*) FROM {table} WHERE job_id = $1", job_id) == 0, table
 
 
 async def test_schemathesis_finds_no_server_error_and_every_response_matches_the_spec(

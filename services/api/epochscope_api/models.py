@@ -6,7 +6,19 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStatus
+from epochscope_schemas.events import JobStatus, PredictionScores
+
+
+class ProgressPoint(BaseModel):
+    """Training progress at one step: a point of the loss chart; the latest one is the progress bar."""
+
+    step: int
+    max_steps: int
+    epoch: float
+    loss: float | None = Field(description="Training loss; null when not logged at this step or not finite.")
+    learning_rate: float | None
+    samples_per_second: float | None
+    occurred_at: datetime
 
 
 class Job(BaseModel):
@@ -15,6 +27,7 @@ class Job(BaseModel):
     status_message: str | None
     config: JobConfig
     metrics: dict[str, float]
+    progress: ProgressPoint | None = Field(description="The latest progress the trainer reported; null before.")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -24,6 +37,57 @@ class Job(BaseModel):
 class JobPage(BaseModel):
     items: list[Job]
     next_cursor: str | None
+
+
+class RoundSummary(BaseModel):
+    """One prediction round: the trainer's summary once it arrived, until then aggregated from its predictions."""
+
+    round_index: int
+    epoch: float
+    step: int
+    trigger: str | None = Field(
+        description="What started the round: baseline, epoch, eval or steps; null until summarized."
+    )
+    summarized: bool = Field(
+        description="True: the trainer's round summary. False: aggregated from the predictions stored so far."
+    )
+    predictions: int
+    validated: int = Field(description="Predictions that ran through validators.")
+    valid: int = Field(description="Predictions that passed every validator.")
+    validator_pass_rate: float | None = Field(description="valid / validated; null when nothing was validated.")
+    scored: int = Field(description="Predictions scored against a ground truth.")
+    mean_exact_match: float | None
+    mean_f1: float | None
+    mean_rouge_l: float | None
+    tokens: int = Field(description="Tokens generated in the round.")
+    wall_ms: float | None = Field(description="Round wall time; null until summarized.")
+    stall_ms: float | None = Field(description="How long training waited for the round; null until summarized.")
+    occurred_at: datetime = Field(description="When the round was summarized, or its latest prediction was stored.")
+
+
+class RoundList(BaseModel):
+    items: list[RoundSummary]
+
+
+class JobWarning(BaseModel):
+    """Something the trainer reported that did not stop training."""
+
+    warning_id: UUID
+    code: str
+    message: str
+    occurred_at: datetime
+
+
+class JobDetail(Job):
+    """A job with its per-round summary and the warnings reported so far (oldest first)."""
+
+    rounds: list[RoundSummary]
+    warnings: list[JobWarning]
+
+
+class ProgressHistory(BaseModel):
+    items: list[ProgressPoint] = Field(description="In step order.")
+    has_more: bool = Field(description="More points exist: ask again with after_step = the last step.")
 
 
 class Prediction(BaseModel):
@@ -37,6 +101,9 @@ class Prediction(BaseModel):
     prediction: str
     tokens_generated: int
     latency_ms: float
+    valid: bool | None = Field(description="Passed every validator; null when the job has no validators.")
+    validation_error: str | None = Field(description="Why the prediction failed a validator.")
+    scores: PredictionScores | None = Field(description="Against the ground truth; null without one.")
     created_at: datetime
 
 
@@ -46,21 +113,6 @@ class PredictionPage(BaseModel):
     has_more: bool = Field(description="More rows exist now; a live client keeps next_cursor to ask for newer ones.")
 
 
-class RoundSummary(BaseModel):
-    round_index: int
-    epoch: float
-    step: int
-    predictions: int
-    tokens: int
-    mean_latency_ms: float
-    first_at: datetime
-    last_at: datetime
-
-
-class RoundList(BaseModel):
-    items: list[RoundSummary]
-
-
 class SampleRound(BaseModel):
     round_index: int
     epoch: float
@@ -68,6 +120,9 @@ class SampleRound(BaseModel):
     prediction: str
     tokens_generated: int
     latency_ms: float
+    valid: bool | None
+    validation_error: str | None
+    scores: PredictionScores | None
 
 
 class SampleHistory(BaseModel):

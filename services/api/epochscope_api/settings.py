@@ -23,6 +23,7 @@ class ApiSettings(BaseSettings):
     db_pool_max: int = 10
     outbox_poll_seconds: float = 1.0
     predictions_page_max: int = 500
+    progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
     estimate_default_tokens_per_second: float = Field(default=40.0, gt=0, description="Generation throughput.")
     estimate_tokens_per_second: dict[str, float] = Field(

@@ -1,18 +1,20 @@
-"""Jobs: create (job row + start event in one transaction), read."""
+"""Jobs: create (job row + start event in one transaction), list, read (with progress, rounds and warnings),
+progress history, cancel, delete."""
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 
 from epochscope_api.auth import CurrentUser
-from epochscope_api.cursor import decode_cursor, encode_cursor
+from epochscope_api.cursor import INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
 from epochscope_api.errors import error_responses
-from epochscope_api.models import Job, JobPage
+from epochscope_api.models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.outbox import enqueue
+from epochscope_api.queries import JOB_COLUMNS, ensure_job, fetch_job, fetch_job_detail, fetch_progress, job_of
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.config import JobConfig
@@ -22,8 +24,15 @@ from epochscope_schemas.topics import JOBS_START
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JOB_COLUMNS = "job_id, status, status_message, config, metrics, created_at, updated_at, started_at, finished_at"
 NOT_FOUND = error_responses(404)
+
+
+def _timestamp(value: Any) -> datetime:
+    return datetime.fromisoformat(text(value))
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return uuid.UUID(text(value))
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -36,14 +45,6 @@ def get_settings(request: Request) -> ApiSettings:
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 Settings = Annotated[ApiSettings, Depends(get_settings)]
-
-
-async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
-    """The job as the current user sees it (RLS), or 404: another user's job does not exist for them."""
-    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
-    return Job(**dict(row))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Job, operation_id="create_job")
@@ -76,7 +77,7 @@ async def list_jobs(
 ) -> JobPage:
     """The current user's jobs, newest first."""
     limit = min(limit, settings.predictions_page_max)
-    before = decode_cursor(cursor, 2) if cursor else None
+    before = decode_cursor(cursor, _timestamp, _uuid) if cursor else None
     async with user_transaction(pool, user_id) as conn:
         rows = await conn.fetch(
             f"SELECT {JOB_COLUMNS} FROM jobs"
@@ -84,21 +85,41 @@ async def list_jobs(
             " AND ($2::timestamptz IS NULL OR (created_at, job_id) < ($2, $3::uuid))"
             " ORDER BY created_at DESC, job_id DESC LIMIT $4",
             status_filter,
-            datetime.fromisoformat(before[0]) if before else None,
+            before[0] if before else None,
             before[1] if before else None,
             limit + 1,
         )
-    items = [Job(**dict(row)) for row in rows[:limit]]
+    items = [job_of(row) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
     return JobPage(
         items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.job_id)]) if last else None
     )
 
 
-@router.get("/{job_id}", response_model=Job, responses=NOT_FOUND, operation_id="get_job")
-async def get_job(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> Job:
+@router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND, operation_id="get_job")
+async def get_job(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> JobDetail:
+    """The job with its status, latest progress, per-round summary and warnings."""
     async with user_transaction(pool, user_id) as conn:
-        return await fetch_job(conn, job_id)
+        return await fetch_job_detail(conn, job_id)
+
+
+@router.get("/{job_id}/progress", response_model=ProgressHistory, responses=NOT_FOUND, operation_id="get_job_progress")
+async def get_job_progress(
+    job_id: uuid.UUID,
+    user_id: CurrentUser,
+    pool: Pool,
+    settings: Settings,
+    after_step: Annotated[
+        int, Query(ge=-1, le=INT4_MAX, description="Only points after this step (the last one a client has).")
+    ] = -1,
+    limit: Annotated[int, Query(ge=1, description="At most this many, and at most the server's limit.")] = 10_000,
+) -> ProgressHistory:
+    """The training progress history in step order: loss, learning rate and throughput, for the loss chart."""
+    limit = min(limit, settings.progress_page_max)
+    async with user_transaction(pool, user_id) as conn:
+        await ensure_job(conn, job_id)
+        points = await fetch_progress(conn, job_id, after_step, limit + 1)
+    return ProgressHistory(items=points[:limit], has_more=len(points) > limit)
 
 
 @router.post(

@@ -1,21 +1,31 @@
-"""Predictions of one job, newest rounds last, with keyset pagination."""
+"""Predictions of one job: a keyset-paged list, the per-round summary, one sample across all rounds."""
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 
 from epochscope_api.auth import CurrentUser
-from epochscope_api.cursor import decode_cursor, encode_cursor
+from epochscope_api.cursor import INT4, INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
-from epochscope_api.models import Prediction, PredictionPage, RoundList, RoundSummary, SampleHistory, SampleRound
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings, fetch_job
+from epochscope_api.models import PredictionPage, RoundList, SampleHistory
+from epochscope_api.queries import (
+    PREDICTION_COLUMNS,
+    ensure_job,
+    fetch_rounds,
+    fetch_sample_history,
+    prediction_of,
+)
+from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
-PREDICTION_COLUMNS = (
-    "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction,"
-    " tokens_generated, latency_ms, created_at"
+# Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
+PAGE_QUERY = (
+    f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
+    " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
+    " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
+    " ORDER BY step, sample_id LIMIT $6"
 )
 
 
@@ -26,65 +36,42 @@ async def list_predictions(
     pool: Pool,
     settings: Settings,
     epoch: Annotated[float | None, Query(description="Only this epoch.")] = None,
-    step: Annotated[int | None, Query(ge=0, description="Only this global step.")] = None,
+    step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> PredictionPage:
+    """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice."""
     limit = min(limit, settings.predictions_page_max)
-    after_step, after_sample = decode_cursor(cursor, 2) if cursor else (-1, "")
+    after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
     async with user_transaction(pool, user_id) as conn:
-        await fetch_job(conn, job_id)
-        rows = await conn.fetch(
-            f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
-            " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
-            " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
-            " ORDER BY step, sample_id LIMIT $6",
-            job_id,
-            int(after_step),
-            str(after_sample),
-            epoch,
-            step,
-            limit + 1,
-        )
-    items = [Prediction(**dict(row)) for row in rows[:limit]]
+        await ensure_job(conn, job_id)
+        rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
+    items = [prediction_of(row) for row in rows[:limit]]
     next_cursor = encode_cursor([items[-1].step, items[-1].sample_id]) if items else cursor
     return PredictionPage(items=items, next_cursor=next_cursor, has_more=len(rows) > limit)
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")
 async def list_rounds(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> RoundList:
-    """One line per prediction round, in order."""
+    """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives."""
     async with user_transaction(pool, user_id) as conn:
-        await fetch_job(conn, job_id)
-        rows = await conn.fetch(
-            "SELECT round_index, min(epoch) AS epoch, min(step) AS step, count(*) AS predictions,"
-            " sum(tokens_generated) AS tokens, avg(latency_ms) AS mean_latency_ms,"
-            " min(created_at) AS first_at, max(created_at) AS last_at"
-            " FROM training_predictions WHERE job_id = $1 GROUP BY round_index ORDER BY round_index",
-            job_id,
-        )
-    return RoundList(items=[RoundSummary(**dict(row)) for row in rows])
+        await ensure_job(conn, job_id)
+        return RoundList(items=await fetch_rounds(conn, job_id))
 
 
 @router.get(
     "/samples/{sample_id}", response_model=SampleHistory, responses=NOT_FOUND, operation_id="get_sample_history"
 )
-async def get_sample_history(job_id: uuid.UUID, sample_id: str, user_id: CurrentUser, pool: Pool) -> SampleHistory:
+async def get_sample_history(
+    job_id: uuid.UUID,
+    sample_id: Annotated[str, Path(max_length=200)],
+    user_id: CurrentUser,
+    pool: Pool,
+) -> SampleHistory:
     """One sample across all rounds, with its ground truth."""
     async with user_transaction(pool, user_id) as conn:
-        await fetch_job(conn, job_id)
-        rows = await conn.fetch(
-            f"SELECT {PREDICTION_COLUMNS} FROM training_predictions WHERE job_id = $1 AND sample_id = $2 ORDER BY step",
-            job_id,
-            sample_id,
-        )
-    if not rows:
+        await ensure_job(conn, job_id)
+        history = None if "\x00" in sample_id else await fetch_sample_history(conn, job_id, sample_id)
+    if history is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="sample not found")
-    first = rows[0]
-    return SampleHistory(
-        sample_id=first["sample_id"],
-        sample_index=first["sample_index"],
-        prompt=first["prompt"],
-        ground_truth=first["ground_truth"],
-        rounds=[SampleRound(**{name: row[name] for name in SampleRound.model_fields}) for row in rows],
-    )
+    return history

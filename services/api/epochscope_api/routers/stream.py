@@ -1,77 +1,135 @@
-"""Live stream of a job's new predictions and status changes over Server-Sent Events.
+"""Live stream of a job over Server-Sent Events: its predictions, round summaries, progress, warnings and status.
 
-Each prediction event's id is its commit sequence number; a client that reconnects with
-Last-Event-ID resumes right after it, without gaps or repeats. The stream ends with an `end`
-event once the job is final and every row has been sent.
+Every data event's id is the stream position after it (one opaque cursor over all four feeds); a
+client that reconnects with that Last-Event-ID resumes right after it, without gaps or repeats. A
+NOTIFY from the writer says which feed changed, so only that one is read again. The stream ends
+with an `end` event once the job is final and every row has been sent.
 """
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Request
+from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from epochscope_api.auth import StreamUser
+from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.db import user_transaction
-from epochscope_api.models import Prediction
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings, fetch_job
-from epochscope_api.routers.predictions import PREDICTION_COLUMNS
+from epochscope_api.errors import error_responses
+from epochscope_api.live import KINDS
+from epochscope_api.queries import (
+    ensure_job,
+    fetch_job,
+    fetch_new_predictions,
+    fetch_progress,
+    fetch_summarized_rounds,
+    fetch_warnings,
+    warning_of,
+)
+from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
-BATCH = 500
+BATCH = 500  # rows per feed per read
+Rows = list[tuple[int, BaseModel]]  # (the feed's key, the event's data)
+
+
+async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
+    return list(await fetch_new_predictions(conn, job_id, after, BATCH))
+
+
+async def _rounds(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
+    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, BATCH)]
+
+
+async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
+    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, BATCH)]
+
+
+async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
+    return [(row["seq"], warning_of(row)) for row in await fetch_warnings(conn, job_id, after, BATCH)]
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One kind of row a job accumulates, read in the order of its key."""
+
+    kind: str  # the NOTIFY kind that announces new rows
+    event: str  # the SSE event name
+    start: int  # below every key: the position before the first row
+    part: Part  # checks the key inside a Last-Event-ID
+    read: Callable[[asyncpg.Connection, uuid.UUID, int], Awaitable[Rows]]
+
+
+FEEDS = (
+    Feed("predictions", "prediction", 0, INT8, _predictions),  # key: commit sequence
+    Feed("round", "round", -1, INT4, _rounds),  # key: round index
+    Feed("progress", "progress", -1, INT4, _progress),  # key: step
+    Feed("warning", "warning", 0, INT8, _warnings),  # key: commit sequence
+)
+
 STREAM_RESPONSES = {
     200: {
-        "description": "text/event-stream: `prediction` events (id = sequence), `status` events, a final `end`.",
+        "description": (
+            "text/event-stream. Events and their data: `prediction` (Prediction), `round` (RoundSummary, as the"
+            " trainer summarized it), `progress` (ProgressPoint), `warning` (JobWarning), `status` (Job, on connect"
+            " and on every status change) and a final `end` (the final status, or `deleted`). Each data event's id"
+            " is the stream position: send the last one back as Last-Event-ID to resume without gaps or repeats."
+        ),
         "content": {"text/event-stream": {}},
     },
     **NOT_FOUND,
+    **error_responses(422),
 }
 
 
-def _sequence(last_event_id: str | None) -> int:
-    return int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+def parse_position(last_event_id: str | None) -> list[int]:
+    """The last key sent of each feed, from a Last-Event-ID (a 422 if this stream did not make it)."""
+    if not last_event_id:
+        return [feed.start for feed in FEEDS]
+    return decode_cursor(last_event_id, *(feed.part for feed in FEEDS), name="Last-Event-ID")
 
 
 async def _events(
-    request: Request, pool: Pool, user_id: str, job_id: uuid.UUID, after: int, poll: float
+    request: Request, pool: Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
 ) -> AsyncIterator[ServerSentEvent]:
     last_status = None
-    async with request.app.state.hub.watch(job_id) as wakeup:
+    async with request.app.state.hub.watch(job_id) as watch:
+        kinds = KINDS
         while True:
-            wakeup.clear()  # before reading, so a change committed meanwhile wakes us again
             async with user_transaction(pool, user_id) as conn:
                 try:
                     job = await fetch_job(conn, job_id)
                 except HTTPException:  # deleted while watched
                     yield ServerSentEvent(event="end", data="deleted")
                     return
-                rows = await conn.fetch(
-                    f"SELECT seq, {PREDICTION_COLUMNS} FROM training_predictions"
-                    " WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                    job_id,
-                    after,
-                    BATCH,
-                )
-            for row in rows:
-                after = row["seq"]
-                prediction = Prediction(**{name: row[name] for name in Prediction.model_fields})
-                yield ServerSentEvent(event="prediction", id=str(after), data=prediction.model_dump_json())
-            status = job.model_dump_json(exclude={"config"})
+                reads = [
+                    (index, await feed.read(conn, job_id, position[index]))
+                    for index, feed in enumerate(FEEDS)
+                    if feed.kind in kinds
+                ]
+            for index, rows in reads:
+                for key, data in rows:
+                    position[index] = key
+                    yield ServerSentEvent(
+                        event=FEEDS[index].event, id=encode_cursor(position), data=data.model_dump_json()
+                    )
+            status = job.model_dump_json(exclude={"progress"})
             if status != last_status:
                 last_status = status
-                yield ServerSentEvent(event="status", data=status)
-            if len(rows) == BATCH:
-                continue
-            if job.status.is_final:
+                yield ServerSentEvent(event="status", data=job.model_dump_json())
+            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == BATCH)
+            if unfinished:
+                kinds = unfinished | watch.take()
+            elif job.status.is_final:
                 yield ServerSentEvent(event="end", data=job.status.value)
                 return
-            try:
-                await asyncio.wait_for(wakeup.wait(), timeout=poll)
-            except TimeoutError:
-                pass
+            else:
+                kinds = await watch.wait(poll)
 
 
 @router.get("/stream", responses=STREAM_RESPONSES, response_class=EventSourceResponse, operation_id="stream_job")
@@ -81,9 +139,13 @@ async def stream_job(
     user_id: StreamUser,
     pool: Pool,
     settings: Settings,
-    last_event_id: Annotated[str | None, Header(description="Resume after this prediction sequence.")] = None,
+    last_event_id: Annotated[
+        str | None, Header(description="Resume after this event: the id of the last event received.")
+    ] = None,
 ) -> EventSourceResponse:
+    """The job's rows as they are stored, from the start or from Last-Event-ID, until it ends."""
     async with user_transaction(pool, user_id) as conn:
-        await fetch_job(conn, job_id)  # 404 before the stream opens
-    events = _events(request, pool, user_id, job_id, _sequence(last_event_id), settings.stream_poll_seconds)
+        await ensure_job(conn, job_id)  # 404 before the stream opens
+    position = parse_position(last_event_id)
+    events = _events(request, pool, user_id, job_id, position, settings.stream_poll_seconds)
     return EventSourceResponse(events, ping=15)

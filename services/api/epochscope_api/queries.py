@@ -1,0 +1,187 @@
+"""The API's reads of Postgres, each run on a connection inside the caller's user transaction (RLS).
+
+Row-level security decides what exists: another user's job reads as no job at all, hence a 404.
+"""
+
+import uuid
+from typing import Any
+
+import asyncpg
+from fastapi import HTTPException, status
+
+from epochscope_api.models import (
+    Job,
+    JobDetail,
+    JobWarning,
+    Prediction,
+    ProgressPoint,
+    RoundSummary,
+    SampleHistory,
+    SampleRound,
+)
+from epochscope_schemas.events import PredictionScores
+
+JOB_COLUMNS = (
+    "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
+)
+PREDICTION_COLUMNS = (
+    "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
+    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, created_at"
+)
+PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, occurred_at"
+WARNING_COLUMNS = "seq, event_id AS warning_id, code, message, occurred_at"
+# The trainer's round summaries, in the shape of an aggregate over a round's predictions (below).
+_SUMMARIZED_ROUNDS = (
+    "SELECT round_index, epoch, step, trigger, true AS summarized, predictions, validated, valid, scored,"
+    " mean_exact_match, mean_f1, mean_rouge_l, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
+    " FROM job_rounds WHERE job_id = $1"
+)
+_AGGREGATED_ROUNDS = (
+    "SELECT round_index, min(epoch), min(step), NULL, false, count(*), count(valid), count(*) FILTER (WHERE valid),"
+    " count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), sum(tokens_generated), NULL::float8,"
+    " NULL::float8, max(created_at)"
+    " FROM training_predictions p WHERE job_id = $1"
+    " AND NOT EXISTS (SELECT 1 FROM job_rounds r WHERE r.job_id = $1 AND r.round_index = p.round_index)"
+    " GROUP BY round_index"
+)
+
+
+def job_not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
+
+
+def job_of(row: asyncpg.Record) -> Job:
+    return Job(**dict(row))
+
+
+def _scores(row: asyncpg.Record) -> PredictionScores | None:
+    if row["exact_match"] is None or row["f1"] is None or row["rouge_l"] is None:
+        return None
+    return PredictionScores(exact_match=row["exact_match"], f1=row["f1"], rouge_l=row["rouge_l"])
+
+
+def prediction_of(row: asyncpg.Record) -> Prediction:
+    return Prediction(
+        round_index=row["round_index"],
+        epoch=row["epoch"],
+        step=row["step"],
+        sample_id=row["sample_id"],
+        sample_index=row["sample_index"],
+        prompt=row["prompt"],
+        ground_truth=row["ground_truth"],
+        prediction=row["prediction"],
+        tokens_generated=row["tokens_generated"],
+        latency_ms=row["latency_ms"],
+        valid=row["valid"],
+        validation_error=row["validation_error"],
+        scores=_scores(row),
+        created_at=row["created_at"],
+    )
+
+
+def round_of(row: asyncpg.Record) -> RoundSummary:
+    fields: dict[str, Any] = dict(row)
+    validated = fields["validated"]
+    fields["validator_pass_rate"] = fields["valid"] / validated if validated else None
+    return RoundSummary(**fields)
+
+
+def progress_of(row: asyncpg.Record) -> ProgressPoint:
+    return ProgressPoint(**dict(row))
+
+
+def warning_of(row: asyncpg.Record) -> JobWarning:
+    return JobWarning(**{name: row[name] for name in JobWarning.model_fields})
+
+
+async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
+    """The job as the current user sees it, or a 404."""
+    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
+    if row is None:
+        raise job_not_found()
+    return job_of(row)
+
+
+async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    """A 404 unless the current user has this job (cheaper than fetch_job: no config to decode)."""
+    if not await conn.fetchval("SELECT true FROM jobs WHERE job_id = $1", job_id):
+        raise job_not_found()
+
+
+async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
+    """Every round in order: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
+    rows = await conn.fetch(f"{_SUMMARIZED_ROUNDS} UNION ALL {_AGGREGATED_ROUNDS} ORDER BY round_index", job_id)
+    return [round_of(row) for row in rows]
+
+
+async def fetch_summarized_rounds(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_round: int, limit: int
+) -> list[RoundSummary]:
+    rows = await conn.fetch(
+        f"{_SUMMARIZED_ROUNDS} AND round_index > $2 ORDER BY round_index LIMIT $3", job_id, after_round, limit
+    )
+    return [round_of(row) for row in rows]
+
+
+async def fetch_warnings(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_seq: int = 0, limit: int | None = None
+) -> list[asyncpg.Record]:
+    """Warnings in the order they were stored (`seq`), after `after_seq`; every one when `limit` is None."""
+    return await conn.fetch(
+        f"SELECT {WARNING_COLUMNS} FROM job_warnings WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        job_id,
+        after_seq,
+        limit,
+    )
+
+
+async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobDetail:
+    job = await fetch_job(conn, job_id)
+    rounds = await fetch_rounds(conn, job_id)
+    warnings = [warning_of(row) for row in await fetch_warnings(conn, job_id)]
+    return JobDetail(**dict(job), rounds=rounds, warnings=warnings)
+
+
+async def fetch_progress(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_step: int, limit: int
+) -> list[ProgressPoint]:
+    rows = await conn.fetch(
+        f"SELECT {PROGRESS_COLUMNS} FROM job_progress WHERE job_id = $1 AND step > $2 ORDER BY step LIMIT $3",
+        job_id,
+        after_step,
+        limit,
+    )
+    return [progress_of(row) for row in rows]
+
+
+async def fetch_new_predictions(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_seq: int, limit: int
+) -> list[tuple[int, Prediction]]:
+    """(seq, prediction) in commit order after `after_seq`: what a live client has not seen yet."""
+    rows = await conn.fetch(
+        f"SELECT seq, {PREDICTION_COLUMNS} FROM training_predictions"
+        " WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        job_id,
+        after_seq,
+        limit,
+    )
+    return [(row["seq"], prediction_of(row)) for row in rows]
+
+
+async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, sample_id: str) -> SampleHistory | None:
+    rows = await conn.fetch(
+        f"SELECT {PREDICTION_COLUMNS} FROM training_predictions WHERE job_id = $1 AND sample_id = $2 ORDER BY step",
+        job_id,
+        sample_id,
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    predictions = [prediction_of(row) for row in rows]
+    return SampleHistory(
+        sample_id=first["sample_id"],
+        sample_index=first["sample_index"],
+        prompt=first["prompt"],
+        ground_truth=first["ground_truth"],
+        rounds=[SampleRound(**{name: getattr(p, name) for name in SampleRound.model_fields}) for p in predictions],
+    )
