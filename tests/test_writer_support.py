@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from conftest import traversable_temp_dir
+from conftest import ARTIFACTS, traversable_temp_dir
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
@@ -162,6 +162,11 @@ def stack_fixture() -> Iterator[Stack]:
         yield built
     finally:
         stop_stack(built)
+        # Keep the writers' and the broker's logs for CI: test-artifacts/writer-logs/<root>/.
+        logs = ARTIFACTS / "writer-logs" / root.name
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in root.glob("*.log"):
+            shutil.copy(log, logs)
         shutil.rmtree(root, ignore_errors=True)
 
 

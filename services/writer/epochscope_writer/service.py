@@ -52,6 +52,8 @@ class Writer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.writer_batch_size,
+            session_timeout_ms=settings.writer_session_timeout_ms,
+            heartbeat_interval_ms=settings.writer_heartbeat_interval_ms,
         )
         self._producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=False)
         self._conn: asyncpg.Connection | None = None

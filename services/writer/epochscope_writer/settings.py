@@ -20,6 +20,10 @@ class WriterSettings(BaseSettings):
     writer_finished_job_grace_s: float = Field(
         default=3600.0, ge=0, description="Events for a job finished longer ago than this are dead-lettered."
     )
+    writer_session_timeout_ms: int = Field(
+        default=10_000, ge=1000, description="A replica silent this long (crashed) loses its partitions to the others."
+    )
+    writer_heartbeat_interval_ms: int = Field(default=3000, ge=100)
     writer_db_connect_timeout_s: float = 5.0
     writer_db_command_timeout_s: float = 30.0
     writer_retry_initial_s: float = 0.2
