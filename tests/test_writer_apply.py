@@ -163,14 +163,14 @@ async def test_notifies_the_job_channel_after_commit(stack: Stack, producer: AIO
         await publish_events(producer, [status(job, JobStatus.RUNNING, now())])
         predictions = 0
         kinds: set[str] = set()
-        while predictions < 6 or kinds != {"prediction", "round", "progress", "warning", "status"}:
+        while predictions < 6 or kinds != {"predictions", "round", "progress", "warning", "status"}:
             channel, note = await asyncio.wait_for(received.get(), timeout=20)
             if note["job_id"] != str(job.job_id):
                 assert channel == job_channel(other.job_id)
                 continue
             assert channel == job_channel(job.job_id)
             kinds.add(note["kind"])
-            if note["kind"] == "prediction":
+            if note["kind"] == "predictions":
                 assert 3 <= note["first_step"] <= note["last_step"] <= 4
                 assert note["first_seq"] <= note["last_seq"]
                 predictions += note["count"]

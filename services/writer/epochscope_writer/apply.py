@@ -147,7 +147,7 @@ class BatchApplier:
                 conn,
                 job_id,
                 {
-                    "kind": "prediction",
+                    "kind": "predictions",
                     "count": len(rows),
                     "first_step": min(steps),
                     "last_step": max(steps),
