@@ -91,7 +91,9 @@ class PredictionsCallback(TrainerCallback):
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        if self.config.sample_frequency == SampleFrequency.EPOCH:
+        # A stop request (cancel, shutdown) also ends the epoch, part-way: that is no epoch's round.
+        completed_epoch = abs((state.epoch or 0.0) - round(state.epoch or 0.0)) < 1e-6
+        if self.config.sample_frequency == SampleFrequency.EPOCH and completed_epoch:
             self.run_round(state, kwargs["model"], "epoch")
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
