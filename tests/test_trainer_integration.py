@@ -154,3 +154,17 @@ async def test_events_published_while_the_broker_is_down_are_spooled_and_deliver
         broker.stop()
     assert received == [f"event {i}" for i in range(40)]
     assert spool.read_text() == ""
+
+
+async def test_a_failing_job_reports_the_error_class_without_a_traceback(
+    full_stack: Any, dataset: Path, tmp_path: Path
+) -> None:
+    token = full_stack.mint_token("failer")
+    broken_model = tmp_path / "not-a-model"
+    broken_model.mkdir()
+    config = long_job(broken_model, dataset, num_epochs=1)
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        job = await wait_for_final_status(client, await submit(client, token, config), token)
+    assert job["status"] == "failed", job
+    assert job["status_message"].startswith(("OSError:", "ValueError:")), job["status_message"]
+    assert "Traceback" not in job["status_message"]
