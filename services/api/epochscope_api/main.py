@@ -14,8 +14,9 @@ from epochscope_api.db import create_pool
 from epochscope_api.errors import error_responses, install_error_handlers
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
-from epochscope_api.routers import estimate, health, jobs, predictions, stream
+from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
 from epochscope_api.settings import ApiSettings, get_settings
+from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
 
 
@@ -53,8 +54,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    for router in (health.router, jobs.router, predictions.router, stream.router, estimate.router):
+    for router in (health.router, jobs.router, predictions.router, stream.router, estimate.router, limits.router):
         app.include_router(router, responses=error_responses(400, 401, 422) if router is not health.router else None)
+    app.include_router(ui.router)
     return app
 
 

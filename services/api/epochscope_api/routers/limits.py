@@ -1,0 +1,28 @@
+"""Server limits a client needs before it submits a job (the web UI's sample count slider, page sizes)."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from epochscope_api.auth import CurrentUser
+from epochscope_api.routers.jobs import Settings
+
+router = APIRouter(prefix="/v1", tags=["operations"])
+
+
+class Limits(BaseModel):
+    max_sample_count: int = Field(description="Most prompts per prediction round.")
+    min_step_interval: int = Field(description="Fewest global steps between rounds, for sample_frequency=steps.")
+    max_new_tokens: int = Field(description="Most tokens generated per prediction.")
+    page_max: int = Field(description="Largest page a list endpoint returns.")
+
+
+@router.get("/limits", response_model=Limits, operation_id="get_limits")
+async def get_limits(_: CurrentUser, settings: Settings) -> Limits:
+    """The limits this server applies when a job is submitted, from its settings."""
+    limits = settings.limits
+    return Limits(
+        max_sample_count=limits.max_sample_count,
+        min_step_interval=limits.min_step_interval,
+        max_new_tokens=limits.max_new_tokens,
+        page_max=settings.predictions_page_max,
+    )

@@ -1,0 +1,1 @@
+"""The web UI: static files (HTML, CSS, JS modules, no build step) served by the API itself."""

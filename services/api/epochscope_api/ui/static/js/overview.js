@@ -1,0 +1,79 @@
+// The job's overview tab: loss chart, rounds summary and a quality chart per round.
+
+import { passRate, roundScore } from "./api.js";
+import { lineChart } from "./charts.js";
+import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
+
+const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
+
+export function overviewTab(panel, context) {
+  const lossBox = h("div", { id: "loss-chart" });
+  const qualityBox = h("div", { id: "quality-chart" });
+  const roundsBox = h("div", { id: "rounds-summary" });
+  const predictionsOn = Boolean(context.state.job.config.predictions?.enabled);
+  panel.append(
+    h("div", { class: predictionsOn ? "grid-2 charts" : "charts" },
+      h("section", { class: "card", "aria-labelledby": "loss-title" }, h("h2", { id: "loss-title" }, "Training loss"), lossBox),
+      predictionsOn ? h("section", { class: "card", "aria-labelledby": "quality-title" }, h("h2", { id: "quality-title" }, "Prediction quality per round"), qualityBox) : null,
+    ),
+    predictionsOn
+      ? h("section", { class: "card", "aria-labelledby": "rounds-title" }, h("h2", { id: "rounds-title" }, "Rounds"), roundsBox)
+      : h("p", { class: "muted" }, "Predictions were not enabled for this job."),
+  );
+
+  function render() {
+    const { progress, rounds, job } = context.state;
+    let lossPoints = progress.filter((p) => p.loss != null).map((p) => ({ x: p.step, y: p.loss }));
+    if (!lossPoints.length && job.progress?.loss != null) lossPoints = [{ x: job.progress.step, y: job.progress.loss }];
+    clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
+    if (!predictionsOn) return;
+
+    const series = [
+      { name: "Exact match", color: COLORS.exact, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "exact_match") })) },
+      { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
+      { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
+      { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
+    ].filter((line) => line.points.some((p) => p.y != null));
+    clear(
+      qualityBox,
+      series.length
+        ? lineChart(series, { title: "Quality by round", xLabel: "round", yLabel: "score", yMin: 0, yMax: 1, integerX: true, formatY: (v) => `${Math.round(v * 100)}%` })
+        : h("p", { class: "muted" }, rounds.length ? "No scores or validator results in these rounds." : "No rounds yet."),
+    );
+
+    if (!rounds.length) {
+      clear(roundsBox, h("p", { class: "muted", id: "no-rounds" }, "No prediction rounds yet. They appear here live while the job runs."));
+      return;
+    }
+    clear(
+      roundsBox,
+      h("div", { class: "table-wrap" },
+        h("table", { class: "data", id: "rounds-table" },
+          h("caption", { class: "sr-only" }, "One row per prediction round"),
+          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", ""].map((name) => h("th", { scope: "col" }, name)))),
+          h("tbody", {},
+            rounds.map((r) =>
+              h("tr", { dataset: { roundIndex: r.round_index } },
+                h("th", { scope: "row" }, r.round_index),
+                h("td", {}, fmtEpoch(r.epoch)),
+                h("td", {}, r.step),
+                h("td", {}, r.trigger ?? "—", r.summarized === false ? h("span", { class: "muted" }, " (in progress)") : null),
+                h("td", { class: "num" }, fmtInt(r.predictions)),
+                h("td", { class: "num", dataset: { col: "pass-rate" } }, fmtPct(passRate(r))),
+                h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
+                h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
+                h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
+                h("td", { class: "num" }, fmtInt(r.tokens ?? r.tokens_generated)),
+                h("td", {}, h("a", { href: `#/jobs/${context.jobId}/predictions?step=${r.step}` }, `Round ${r.round_index} predictions`)),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  render();
+  context.onRefresh(render);
+  return {};
+}

@@ -1,0 +1,525 @@
+"""The web UI in a real browser: Debian's chromium driven by Playwright, against the real local stack.
+
+Two kinds of jobs: one submitted through the form and trained for real by the trainer (tiny model),
+watched live until its rounds appear; and one inserted straight into Postgres as the administrator,
+with rounds, scores, validator results and progress, so the table, the charts and the comparison view
+have known data to be checked against the API. Screenshots of the form, the predictions table and the
+comparison view land in test-artifacts/screenshots/ and are copied to docs/screenshots/ (README).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from epochscope_schemas.notify import job_channel
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+REAL_JOB_TIMEOUT_MS = 150_000
+VALIDATOR_BADGE = {True: "valid", False: "invalid", None: "—"}
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium when it is missing (CI runs as root on a clean Debian machine)."""
+    if CHROMIUM.exists():
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"], check=True, env=env)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    ensure_chromium()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield opened
+    await context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@pytest.fixture
+async def admin(full_stack: Any) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(full_stack.postgres.admin_url)
+    yield conn
+    await conn.close()
+
+
+def screenshot_path(name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS / name
+
+
+def publish_screenshot(name: str) -> None:
+    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SCREENSHOTS / name, DOCS_SCREENSHOTS / name)
+
+
+async def api_get(full_stack: Any, user: str, path: str, **params: Any) -> Any:
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.get(
+            path, params=params, headers={"Authorization": f"Bearer {full_stack.mint_token(user)}"}
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def api_post(full_stack: Any, user: str, path: str, body: dict[str, Any]) -> Any:
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.post(
+            path, json=body, headers={"Authorization": f"Bearer {full_stack.mint_token(user)}"}
+        )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def sign_in(page: Page, api_url: str, token: str) -> None:
+    await page.goto(f"{api_url}/ui/")
+    await page.get_by_label("Bearer token").fill(token)
+    await page.get_by_role("button", name=re.compile("^Sign in")).click()
+    await expect(page.get_by_role("heading", name="Jobs", exact=True)).to_be_visible()
+
+
+def main_nav(page: Page, name: str) -> Any:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
+
+
+# ---- data inserted as the administrator, the way the writer stores it
+
+
+def sample_text(sample: int) -> tuple[str, str]:
+    prompt = f"Book a room in city number {sample} for {sample + 1} nights, and answer with a JSON booking please."
+    truth = json.dumps({"city": f"City{sample}", "country": "FR", "nights": sample + 1})
+    return prompt, truth
+
+
+def prediction_text(sample: int, round_index: int) -> str:
+    """Predictions that converge on the ground truth round by round (so diffs have something to show)."""
+    if round_index == 0:
+        return f"I think the city is City{sample} maybe"
+    if round_index == 1:
+        return json.dumps({"city": f"City{sample}", "nights": sample})
+    return sample_text(sample)[1]
+
+
+def progress_document(step: int, epoch: float, loss: float) -> dict[str, Any]:
+    """jobs.progress as the writer stores it: the latest progress event's fields."""
+    return {
+        "step": step,
+        "max_steps": 40,
+        "epoch": epoch,
+        "num_epochs": 4,
+        "loss": loss,
+        "learning_rate": 0.0002,
+        "samples_per_second": 12.0,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+
+
+async def insert_job(admin: asyncpg.Connection, owner: str, samples: int, status: str = "running") -> uuid.UUID:
+    job_id = uuid.uuid4()
+    config = {
+        "model": "tiny-inserted",
+        "dataset_path": "/data/bookings.jsonl",
+        "num_epochs": 4,
+        "batch_size": 4,
+        "predictions": {"enabled": True, "sample_count": samples, "validators": [{"kind": "json_parse"}]},
+    }
+    progress = progress_document(step=20, epoch=2.0, loss=1.9)
+    await admin.execute(
+        "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at, progress, started_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, now())",
+        job_id,
+        owner,
+        json.dumps(config),
+        status,
+        datetime.now(UTC) + timedelta(hours=1),
+        json.dumps(progress),
+    )
+    await admin.executemany(
+        "INSERT INTO job_progress (job_id, step, owner_id, max_steps, epoch, loss, learning_rate, occurred_at)"
+        " VALUES ($1, $2, $3, 40, $4, $5, 0.0002, now())",
+        [(job_id, step, owner, step / 10, 3.0 - step * 0.055) for step in range(2, 21, 2)],
+    )
+    return job_id
+
+
+async def insert_round(
+    admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, round_index: int, samples: int
+) -> None:
+    """One round's predictions and its summary, committed and announced the way the writer does it."""
+    step = (round_index + 1) * 10
+    epoch = float(round_index + 1)
+    rows = []
+    for sample in range(samples):
+        prompt, truth = sample_text(sample)
+        prediction = prediction_text(sample, round_index)
+        try:
+            json.loads(prediction)
+            valid, error = True, None
+        except ValueError:
+            valid, error = False, "not valid JSON: Expecting value at line 1 column 1"
+        exact = 1.0 if prediction == truth else 0.0
+        f1 = {0: 0.2, 1: 0.7}.get(round_index, 1.0)
+        rows.append(
+            (job_id, step, f"row-{sample:06d}", owner, round_index, epoch, sample, prompt, truth, prediction)
+            + (len(prediction.split()), valid, error, exact, f1, f1 - 0.05, uuid.uuid4())
+        )
+    passed = sum(1 for row in rows if row[11])
+    async with admin.transaction():
+        await admin.executemany(
+            "INSERT INTO training_predictions (job_id, step, sample_id, owner_id, round_index, epoch, sample_index,"
+            " prompt, ground_truth, prediction, tokens_generated, valid, validation_error, exact_match, f1, rouge_l,"
+            " event_id, latency_ms, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+            " $14, $15, $16, $17, 12.5, now())",
+            rows,
+        )
+        await admin.execute(
+            "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated,"
+            " valid, scored, mean_exact_match, mean_f1, mean_rouge_l, tokens_generated, wall_ms, stall_ms, occurred_at)"
+            " VALUES ($1, $2, $3, $4, $5, 'epoch', $6, $6, $7, $6, $8, $9, $10, $11, 900, 850, now())",
+            job_id,
+            round_index,
+            owner,
+            epoch,
+            step,
+            samples,
+            passed,
+            sum(row[13] for row in rows) / samples,
+            sum(row[14] for row in rows) / samples,
+            sum(row[15] for row in rows) / samples,
+            sum(row[10] for row in rows),
+        )
+        for kind in ("predictions", "round"):
+            await admin.execute("SELECT pg_notify($1, $2)", job_channel(job_id), json.dumps({"kind": kind}))
+
+
+async def finish_job(admin: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    async with admin.transaction():
+        await admin.execute(
+            "UPDATE jobs SET status = 'completed', finished_at = now(), updated_at = now(), metrics = $2,"
+            " progress = $3 WHERE job_id = $1",
+            job_id,
+            json.dumps({"train_loss": 1.23}),
+            json.dumps(progress_document(step=40, epoch=4.0, loss=1.2)),
+        )
+        await admin.execute("SELECT pg_notify($1, $2)", job_channel(job_id), json.dumps({"kind": "status"}))
+
+
+def write_dataset(path: Path, rows: int = 8) -> Path:
+    with path.open("w") as handle:
+        for i in range(rows):
+            messages = [
+                {"role": "user", "content": f"What is {i} plus {i}? Answer in JSON."},
+                {"role": "assistant", "content": json.dumps({"answer": i + i})},
+            ]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+async def estimate_figure(page: Page, name: str) -> str:
+    return (await page.locator(f"#estimate-{name}").text_content() or "").strip()
+
+
+# ---- tests
+
+
+async def test_sign_in_refuses_a_bad_token_and_each_user_sees_only_their_jobs(
+    full_stack: Any, admin: asyncpg.Connection, page: Page
+) -> None:
+    alice_job = await insert_job(admin, "alice-ui", samples=2)
+    await page.goto(f"{full_stack.api_url}/")
+    await page.get_by_label("Bearer token").fill("not-a-token")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#token-error")).to_contain_text("refused")
+    assert "#/signin" in page.url
+
+    await sign_in(page, full_stack.api_url, full_stack.mint_token("bob-ui"))
+    await expect(page.locator("#signed-in-user")).to_have_text("bob-ui")
+    await expect(page.get_by_text("No jobs yet")).to_be_visible()
+    await page.goto(f"{full_stack.api_url}/ui/#/jobs/{alice_job}")
+    await expect(page.get_by_role("heading", name="Job not found")).to_be_visible()
+
+    await page.get_by_role("button", name="Sign out").click()
+    await sign_in(page, full_stack.api_url, full_stack.mint_token("alice-ui"))
+    await expect(page.locator(f'#jobs-table tr[data-job-id="{alice_job}"]')).to_be_visible()
+    listed = await api_get(full_stack, "alice-ui", "/v1/jobs")
+    await expect(page.locator("#jobs-table tbody tr")).to_have_count(len(listed["items"]))
+
+
+async def test_new_job_form_estimates_live_and_shows_server_errors_next_to_their_fields(
+    full_stack: Any, page: Page
+) -> None:
+    await sign_in(page, full_stack.api_url, full_stack.mint_token("formy"))
+    await main_nav(page, "New job").click()
+    await expect(page.get_by_role("heading", name="New fine-tuning job")).to_be_visible()
+    limits = await api_get(full_stack, "formy", "/v1/limits")
+
+    # Every control has a label.
+    unlabelled = await page.evaluate(
+        """() => [...document.querySelectorAll('main input, main select, main textarea')]
+            .filter(el => !el.labels?.length && !el.getAttribute('aria-label')).map(el => el.id || el.name)"""
+    )
+    assert unlabelled == []
+
+    def estimate_body(sample_count: int) -> dict[str, Any]:
+        predictions = {"enabled": True, "sample_count": sample_count, "max_new_tokens": 64}
+        return {"predictions": predictions, "num_epochs": 3, "dataset_size": 1000, "batch_size": 8, "model": None}
+
+    expected = await api_post(full_stack, "formy", "/v1/predictions/estimate", estimate_body(8))
+    await expect(page.locator("#estimate-predictions")).to_have_text(f"{expected['predictions']:,}")
+    before = await estimate_figure(page, "price")
+
+    # The slider, by keyboard: End goes to the server's max; the estimate follows.
+    slider = page.get_by_label(re.compile("^Sample count"))
+    await slider.focus()
+    await page.keyboard.press("End")
+    await expect(page.locator("#sample-count-value")).to_have_text(str(limits["max_sample_count"]))
+    assert await slider.get_attribute("max") == str(limits["max_sample_count"])
+    expected = await api_post(
+        full_stack, "formy", "/v1/predictions/estimate", estimate_body(limits["max_sample_count"])
+    )
+    await expect(page.locator("#estimate-predictions")).to_have_text(f"{expected['predictions']:,}")
+    await expect(page.locator("#estimate-tokens")).to_have_text(f"{expected['tokens']:,}")
+    assert await estimate_figure(page, "price") != before
+
+    # A warning past the threshold, and none under it.
+    await expect(page.locator("#estimate-warning")).to_be_hidden()
+    await page.get_by_label("Warn above (USD)").fill(str(expected["price_usd"] / 2))
+    await expect(page.locator("#estimate-warning")).to_be_visible()
+    await expect(page.locator("#estimate-warning")).to_contain_text("above your warning threshold")
+    await page.keyboard.press("Tab")
+    for _ in range(limits["max_sample_count"] - 16):
+        await slider.press("ArrowLeft")
+    await expect(page.locator("#sample-count-value")).to_have_text("16")
+    await page.get_by_label("Warn above (USD)").fill("5")
+    await expect(page.locator("#estimate-warning")).to_be_hidden()
+
+    # The JSON Schema textarea shows a parse error inline, and clears it once the schema parses.
+    await page.get_by_label("Require valid JSON").check()
+    await page.get_by_label("Match a JSON Schema").check()
+    schema = page.get_by_label("JSON Schema", exact=True)
+    await schema.fill('{"type": "object", "required": ["answer"')
+    await expect(page.locator("#json-schema-parse-error")).to_contain_text("Not valid JSON")
+    await expect(schema).to_have_attribute("aria-invalid", "true")
+    await schema.fill('{"type": "object", "required": ["answer"], "properties": {"answer": {"type": "integer"}}}')
+    await expect(page.locator("#json-schema-parse-error")).to_be_hidden()
+
+    await page.get_by_label("Dataset path").fill("/data/train.jsonl")
+    await page.get_by_label("Every N steps").check()
+    await page.get_by_label(re.compile(r"^N \(steps")).fill(str(limits["min_step_interval"] * 5))
+    await expect(page.locator("#estimate-rounds")).to_have_text(str(3000 // 8 // (limits["min_step_interval"] * 5)))
+    await page.get_by_label("At the end of every epoch").check()
+    await expect(page.locator("#estimate-rounds")).to_have_text("3")
+    await page.screenshot(path=screenshot_path("form.png"), full_page=True)
+    publish_screenshot("form.png")
+
+    # Server 422s land next to their fields: a missing dataset file and a step interval under the limit.
+    await page.get_by_label("Dataset path").fill("/no/such/train.jsonl")
+    await page.get_by_label("Every N steps").check()
+    await page.get_by_label(re.compile(r"^N \(steps")).fill("1")
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.locator("#dataset-path-error")).to_contain_text("file not found")
+    await expect(page.locator("#step-interval-error")).to_contain_text(f"at least {limits['min_step_interval']}")
+    await expect(page.get_by_label("Dataset path")).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#form-errors")).to_contain_text("rejected 2 fields")
+    assert page.url.endswith("#/new")
+    assert (await api_get(full_stack, "formy", "/v1/jobs"))["items"] == []
+
+
+async def test_job_page_table_and_comparison_match_the_api_and_update_live(
+    full_stack: Any, admin: asyncpg.Connection, page: Page
+) -> None:
+    owner, samples = "carol-ui", 12
+    job_id = await insert_job(admin, owner, samples=samples)
+    for round_index in range(2):
+        await insert_round(admin, job_id, owner, round_index, samples)
+
+    await sign_in(page, full_stack.api_url, full_stack.mint_token(owner))
+    await page.get_by_role("link", name=f"Job {str(job_id)[:8]}").click()
+    await expect(page.locator(".job-head .badge")).to_have_text("running")
+    await expect(page.locator("#live-status")).to_contain_text("Live")
+    job = await api_get(full_stack, owner, f"/v1/jobs/{job_id}")
+    progress = job["progress"]
+    await expect(page.locator("#progress-text")).to_contain_text(
+        f"Step {progress['step']} / {progress['max_steps']} · epoch {progress['epoch']:g} / 4"
+    )
+    assert await page.locator("#progress-bar").get_attribute("max") == str(progress["max_steps"])
+    history = await api_get(full_stack, owner, f"/v1/jobs/{job_id}/progress")
+    points = await page.locator('#loss-chart [data-series="Loss"] circle').count()
+    assert points == len([point for point in history["items"] if point["loss"] is not None]) > 0
+
+    # Rounds summary, as the API reports it.
+    rounds = (await api_get(full_stack, owner, f"/v1/jobs/{job_id}/rounds"))["items"]
+    table = page.locator("#rounds-table tbody tr")
+    await expect(table).to_have_count(len(rounds))
+    for index, summary in enumerate(rounds):
+        await expect(table.nth(index).locator("th")).to_have_text(str(summary["round_index"]))
+        await expect(table.nth(index).locator("td").nth(3)).to_have_text(str(summary["predictions"]))
+    await expect(page.locator("#quality-chart svg")).to_be_visible()
+    await expect(page.locator("#loss-chart svg")).to_be_visible()
+
+    # Live: a new round written while the page is open appears without a reload.
+    await page.evaluate("window.__notReloaded = true")
+    await insert_round(admin, job_id, owner, 2, samples)
+    await expect(table).to_have_count(3)
+    assert await page.evaluate("window.__notReloaded === true")
+    await page.screenshot(path=screenshot_path("job.png"), full_page=True)
+    publish_screenshot("job.png")
+
+    # The predictions table: first page, filters, pagination, expand, badges and scores.
+    await page.get_by_role("link", name="Predictions", exact=True).click()
+    rows = page.locator("#predictions-table tbody tr")
+    await expect(rows).to_have_count(25)
+    api_page = await api_get(full_stack, owner, f"/v1/jobs/{job_id}/predictions", limit=25)
+    for index, item in enumerate(api_page["items"][:5]):
+        row = rows.nth(index)
+        await expect(row).to_have_attribute("data-sample-id", item["sample_id"])
+        await expect(row.locator('[data-col="validator"]')).to_have_text(VALIDATOR_BADGE[item.get("valid")])
+    await expect(page.get_by_role("button", name="← Previous")).to_be_disabled()
+    await page.get_by_role("button", name="Next →").click()
+    await expect(page.locator("#page-info")).to_have_text(f"Page 2 · rows 26–{3 * samples}")
+    await expect(rows).to_have_count(3 * samples - 25)
+    second = await api_get(
+        full_stack, owner, f"/v1/jobs/{job_id}/predictions", limit=25, cursor=api_page["next_cursor"]
+    )
+    await expect(rows.first).to_have_attribute("data-sample-id", second["items"][0]["sample_id"])
+    await expect(page.get_by_role("button", name="Next →")).to_be_disabled()
+    await page.get_by_label("Round", exact=True).select_option(label="Round 1 (epoch 2, step 20)")
+    await expect(rows).to_have_count(samples)
+    round_one = await api_get(full_stack, owner, f"/v1/jobs/{job_id}/predictions", step=20, limit=100)
+    first = round_one["items"][0]
+    prompt_cell = rows.first.locator('[data-col="prompt"] button')
+    await expect(prompt_cell).to_have_attribute("aria-expanded", "false")
+    assert first["prompt"] not in (await prompt_cell.text_content() or "")
+    await prompt_cell.click()
+    await expect(prompt_cell).to_have_attribute("aria-expanded", "true")
+    await expect(prompt_cell).to_have_text(first["prompt"])
+    await expect(rows.first.locator('[data-col="prediction"]')).to_contain_text(first["prediction"][:20])
+    await expect(rows.first.locator('[data-col="ground-truth"]')).to_contain_text(first["ground_truth"][:20])
+    if "f1" in first or "scores" in first:
+        f1 = first.get("f1", (first.get("scores") or {}).get("f1"))
+        await expect(rows.first.locator('[data-col="f1"]')).to_have_text(f"{f1:g}")
+    await page.screenshot(path=screenshot_path("predictions.png"), full_page=True)
+    publish_screenshot("predictions.png")
+    await page.get_by_label("Round", exact=True).select_option("")
+    await page.get_by_label("Epoch", exact=True).select_option(label="1")
+    await expect(rows).to_have_count(samples)
+    await expect(rows.first.locator("td").nth(1)).to_have_text("1")
+
+    # The comparison view: one sample at every round, ground truth and word diffs.
+    await rows.nth(3).get_by_role("link", name="row-000003").click()
+    await expect(page.get_by_label("Sample", exact=True)).to_have_value("row-000003")
+    history = await api_get(full_stack, owner, f"/v1/jobs/{job_id}/samples/row-000003")
+    await expect(page.locator("#compare-ground-truth")).to_have_text(history["ground_truth"])
+    await expect(page.locator("#compare-prompt")).to_have_text(history["prompt"])
+    cards = page.locator(".round-card")
+    await expect(cards).to_have_count(len(history["rounds"]))
+    for index, sample_round in enumerate(history["rounds"]):
+        await expect(cards.nth(index).locator(".prediction-text")).to_have_text(sample_round["prediction"])
+    await expect(cards.nth(0).locator(".diff-previous")).to_contain_text("First round")
+    await expect(cards.nth(1).locator(".diff-previous ins").first).to_be_visible()
+    await expect(cards.nth(1).locator(".diff-previous del").first).to_be_visible()
+    await expect(cards.nth(0).locator(".diff-truth del").first).to_be_visible()
+    await expect(cards.nth(2).locator(".diff-truth")).to_contain_text("Matches the ground truth")
+    await page.screenshot(path=screenshot_path("comparison.png"), full_page=True)
+    publish_screenshot("comparison.png")
+
+    # Keyboard: the next sample button is reachable and works.
+    await page.get_by_role("button", name="Next sample →").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Sample", exact=True)).to_have_value("row-000004")
+
+    # Live status: the job finishing reaches the page without a reload.
+    await finish_job(admin, job_id)
+    await expect(page.locator(".job-head .badge")).to_have_text("completed")
+    await expect(page.locator("#live-status")).to_contain_text("ended")
+    assert await page.evaluate("window.__notReloaded === true")
+
+
+async def test_a_job_submitted_through_the_form_shows_its_rounds_live(
+    full_stack: Any, tiny_model_dir: Path, tmp_path: Path, page: Page
+) -> None:
+    user = "dora-ui"
+    dataset = write_dataset(tmp_path / "train.jsonl")
+    await sign_in(page, full_stack.api_url, full_stack.mint_token(user))
+    await main_nav(page, "New job").click()
+    await page.get_by_label("Model").fill(str(tiny_model_dir))
+    await page.get_by_label("Dataset path").fill(str(dataset))
+    await page.get_by_label("Epochs").fill("2")
+    await page.get_by_label("Batch size").fill("4")
+    await page.get_by_label("Learning rate").fill("0.001")
+    await page.get_by_label("Max sequence length").fill("64")
+    await page.get_by_label("LoRA", exact=True).uncheck()
+    slider = page.get_by_label(re.compile("^Sample count"))
+    await slider.focus()
+    await page.keyboard.press("Home")
+    await page.keyboard.press("ArrowRight")
+    await page.keyboard.press("ArrowRight")
+    await expect(page.locator("#sample-count-value")).to_have_text("3")
+    await page.get_by_label("Max new tokens").fill("8")
+    await page.get_by_label("Require valid JSON").check()
+    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": 8}
+    body = {"predictions": predictions, "num_epochs": 2, "dataset_size": 1000, "batch_size": 4}
+    expected = await api_post(full_stack, user, "/v1/predictions/estimate", body | {"model": str(tiny_model_dir)})
+    await expect(page.locator("#estimate-predictions")).to_have_text(f"{expected['predictions']:,}")
+    await page.get_by_role("button", name="Create job").click()
+
+    await expect(page).to_have_url(re.compile(r"#/jobs/[0-9a-f-]{36}$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    await page.evaluate("window.__notReloaded = true")
+    rounds = page.locator("#rounds-table tbody tr")
+    await expect(rounds.first).to_be_visible(timeout=REAL_JOB_TIMEOUT_MS)
+    await expect(page.locator(".job-head .badge")).to_have_text("completed", timeout=REAL_JOB_TIMEOUT_MS)
+    assert await page.evaluate("window.__notReloaded === true")
+
+    api_rounds = (await api_get(full_stack, user, f"/v1/jobs/{job_id}/rounds"))["items"]
+    assert len(api_rounds) >= 2  # one per epoch (and a baseline round before training, if the trainer makes one)
+    await expect(rounds).to_have_count(len(api_rounds))
+    progress = (await api_get(full_stack, user, f"/v1/jobs/{job_id}"))["progress"]
+    await expect(page.locator("#progress-text")).to_contain_text(f"Step {progress['step']} / {progress['max_steps']}")
+    await page.get_by_role("link", name="Predictions", exact=True).click()
+    predictions = (await api_get(full_stack, user, f"/v1/jobs/{job_id}/predictions", limit=100))["items"]
+    rows = page.locator("#predictions-table tbody tr")
+    await expect(rows).to_have_count(len(predictions))
+    for index, item in enumerate(predictions):
+        await expect(rows.nth(index)).to_have_attribute("data-sample-id", item["sample_id"])
+        await expect(rows.nth(index).locator('[data-col="validator"]')).to_have_text(VALIDATOR_BADGE[item.get("valid")])
+
+    await page.get_by_role("link", name="Compare", exact=True).click()
+    await expect(page.locator(".round-card").first).to_be_visible()
+    sample_id = await page.get_by_label("Sample", exact=True).input_value()
+    assert sample_id in {item["sample_id"] for item in predictions}
+    history = await api_get(full_stack, user, f"/v1/jobs/{job_id}/samples/{sample_id}")
+    await expect(page.locator("#compare-ground-truth")).to_have_text(history["ground_truth"])
+    await expect(page.locator(".round-card")).to_have_count(len(history["rounds"]))
+    for index, sample_round in enumerate(history["rounds"]):
+        shown = sample_round["prediction"] or "(empty)"
+        await expect(page.locator(".round-card .prediction-text").nth(index)).to_have_text(shown)
