@@ -8,6 +8,7 @@ comparison view land in test-artifacts/screenshots/ and are copied to docs/scree
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -335,13 +336,24 @@ async def test_new_job_form_estimates_live_and_shows_server_errors_next_to_their
     await page.get_by_label("Dataset path").fill("/data/train.jsonl")
     await page.get_by_label("Every N steps").check()
     await page.get_by_label(re.compile(r"^N \(steps")).fill(str(limits["min_step_interval"] * 5))
-    await expect(page.locator("#estimate-rounds")).to_have_text(str(3000 // 8 // (limits["min_step_interval"] * 5)))
+    await expect(page.locator("#estimate-rounds")).to_have_text(
+        str(math.ceil(1000 / 8) * 3 // (limits["min_step_interval"] * 5))
+    )
     await page.get_by_label("At the end of every epoch").check()
     await expect(page.locator("#estimate-rounds")).to_have_text("3")
     await page.screenshot(path=screenshot_path("form.png"), full_page=True)
     publish_screenshot("form.png")
 
-    # Server 422s land next to their fields: a missing dataset file and a step interval under the limit.
+    # Server 422s land next to their fields: a schema that parses but is no JSON Schema...
+    await schema.fill('{"type": "no-such-type"}')
+    await page.get_by_role("button", name="Create job").click()
+    await expect(page.locator("#json-schema-error")).to_contain_text("not a valid JSON Schema")
+    await expect(page.locator("#form-errors")).to_be_focused()
+    await page.locator("#form-errors").get_by_role("button", name=re.compile("^JSON Schema: ")).click()
+    await expect(schema).to_be_focused()
+    await expect(page.locator("#dataset-path-error")).to_be_hidden()
+    await schema.fill('{"type": "object"}')
+    # ...then a missing dataset file and a step interval under the server's limit.
     await page.get_by_label("Dataset path").fill("/no/such/train.jsonl")
     await page.get_by_label("Every N steps").check()
     await page.get_by_label(re.compile(r"^N \(steps")).fill("1")
@@ -350,6 +362,9 @@ async def test_new_job_form_estimates_live_and_shows_server_errors_next_to_their
     await expect(page.locator("#step-interval-error")).to_contain_text(f"at least {limits['min_step_interval']}")
     await expect(page.get_by_label("Dataset path")).to_have_attribute("aria-invalid", "true")
     await expect(page.locator("#form-errors")).to_contain_text("rejected 2 fields")
+    await expect(page.locator("#json-schema-error")).to_be_hidden()
+    await expect(page.locator("#estimate-rounds")).to_have_text(str(math.ceil(1000 / 8) * 3))  # one every step
+    await page.screenshot(path=screenshot_path("form-errors.png"), full_page=True)
     assert page.url.endswith("#/new")
     assert (await api_get(full_stack, "formy", "/v1/jobs"))["items"] == []
 

@@ -327,28 +327,32 @@ export function newJobView(root, _route, { navigate }) {
     return { error: null, control: null };
   }
 
+  // Each error next to its field, and a summary on top listing them all (each one a way to its field).
   function showFieldErrors(errors) {
-    const unplaced = [];
-    let first = null;
+    const summary = [];
     for (const item of errors) {
       const { error, control } = slotFor(item.loc || []);
       const text = item.msg.replace(/^Value error, /, "");
-      if (!error) {
-        unplaced.push(`${(item.loc || []).filter((p) => p !== "body").join(".") || "request"}: ${text}`);
-        continue;
+      const where = (item.loc || []).filter((part) => part !== "body").join(".") || "request";
+      if (error) {
+        error.textContent = error.textContent ? `${error.textContent} ${text}` : text;
+        error.hidden = false;
+        control?.setAttribute("aria-invalid", "true");
       }
-      error.textContent = error.textContent ? `${error.textContent} ${text}` : text;
-      error.hidden = false;
-      control?.setAttribute("aria-invalid", "true");
-      first ??= control;
+      const name = control?.labels?.[0]?.textContent.trim() || where;
+      summary.push(
+        control
+          ? h("li", {}, h("button", { type: "button", class: "link", onclick: () => control.focus() }, `${name}: ${text}`))
+          : h("li", {}, `${name}: ${text}`),
+      );
     }
     clear(
       formError,
       h("p", {}, errors.length === 1 ? "The server rejected one field:" : `The server rejected ${errors.length} fields:`),
-      unplaced.length ? h("ul", {}, unplaced.map((text) => h("li", {}, text))) : null,
+      h("ul", {}, summary),
     );
     formError.hidden = false;
-    (first ?? formError).focus();
+    formError.focus();
   }
 
   // ---- estimate
