@@ -4,7 +4,7 @@ Two kinds of jobs: one submitted through the form and trained for real by the tr
 watched live until its rounds appear; and one inserted straight into Postgres as the administrator,
 with rounds, scores, validator results and progress, so the table, the charts and the comparison view
 have known data to be checked against the API. Screenshots of the form, the predictions table and the
-comparison view land in test-artifacts/screenshots/ and are copied to docs/screenshots/ (README).
+comparison view land in test-artifacts/screenshots/ (and, with EPOCHSCOPE_UPDATE_SCREENSHOTS=1, docs/screenshots/).
 """
 
 import json
@@ -79,8 +79,10 @@ def screenshot_path(name: str) -> Path:
 
 
 def publish_screenshot(name: str) -> None:
-    DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SCREENSHOTS / name, DOCS_SCREENSHOTS / name)
+    """Refresh the README's copy only on request (EPOCHSCOPE_UPDATE_SCREENSHOTS=1): a test run leaves the tree clean."""
+    if os.environ.get("EPOCHSCOPE_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SCREENSHOTS / name, DOCS_SCREENSHOTS / name)
 
 
 async def api_get(full_stack: Any, user: str, path: str, **params: Any) -> Any:
