@@ -33,13 +33,13 @@ def user_from_token(request: Request, token: str | None) -> str:
     return user_id
 
 
-def current_user(
+async def current_user(  # async, as every dependency here: FastAPI runs a plain `def` in a worker thread
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     return user_from_token(request, credentials.credentials if credentials else None)
 
 
-def stream_user(
+async def stream_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     access_token: Annotated[

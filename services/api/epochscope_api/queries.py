@@ -19,7 +19,6 @@ from epochscope_api.models import (
     SampleHistory,
     SampleRound,
 )
-from epochscope_schemas.events import PredictionScores
 
 JOB_COLUMNS = (
     "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
@@ -54,29 +53,16 @@ def job_of(row: asyncpg.Record) -> Job:
     return Job(**dict(row))
 
 
-def _scores(row: asyncpg.Record) -> PredictionScores | None:
-    if row["exact_match"] is None or row["f1"] is None or row["rouge_l"] is None:
-        return None
-    return PredictionScores(exact_match=row["exact_match"], f1=row["f1"], rouge_l=row["rouge_l"])
+def prediction_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """A prediction row as Prediction's fields (scores nested), so a whole page is validated in one call."""
+    fields = dict(row)
+    scores = {name: fields.pop(name) for name in ("exact_match", "f1", "rouge_l")}
+    fields["scores"] = None if None in scores.values() else scores
+    return fields
 
 
 def prediction_of(row: asyncpg.Record) -> Prediction:
-    return Prediction(
-        round_index=row["round_index"],
-        epoch=row["epoch"],
-        step=row["step"],
-        sample_id=row["sample_id"],
-        sample_index=row["sample_index"],
-        prompt=row["prompt"],
-        ground_truth=row["ground_truth"],
-        prediction=row["prediction"],
-        tokens_generated=row["tokens_generated"],
-        latency_ms=row["latency_ms"],
-        valid=row["valid"],
-        validation_error=row["validation_error"],
-        scores=_scores(row),
-        created_at=row["created_at"],
-    )
+    return Prediction.model_validate(prediction_fields(row))
 
 
 def round_of(row: asyncpg.Record) -> RoundSummary:
@@ -177,11 +163,10 @@ async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, samp
     if not rows:
         return None
     first = rows[0]
-    predictions = [prediction_of(row) for row in rows]
     return SampleHistory(
         sample_id=first["sample_id"],
         sample_index=first["sample_index"],
         prompt=first["prompt"],
         ground_truth=first["ground_truth"],
-        rounds=[SampleRound(**{name: getattr(p, name) for name in SampleRound.model_fields}) for p in predictions],
+        rounds=[SampleRound.model_validate(prediction_fields(row)) for row in rows],
     )

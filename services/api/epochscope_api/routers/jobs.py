@@ -35,11 +35,12 @@ def _uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(text(value))
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
+# Dependencies are async: FastAPI would run a plain `def` in a worker thread, a thread hop per request.
+async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 

@@ -14,18 +14,23 @@ from epochscope_api.queries import (
     ensure_job,
     fetch_rounds,
     fetch_sample_history,
-    prediction_of,
+    job_not_found,
+    prediction_fields,
 )
 from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
+# The job comes along in the same round trip: no row means no such job for this user (RLS), and a
+# single row of NULLs means the job has nothing past the cursor.
 PAGE_QUERY = (
+    "SELECT page.* FROM jobs LEFT JOIN LATERAL ("
     f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
     " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
     " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
     " ORDER BY step, sample_id LIMIT $6"
+    ") page ON true WHERE jobs.job_id = $1"
 )
 
 
@@ -44,11 +49,18 @@ async def list_predictions(
     limit = min(limit, settings.predictions_page_max)
     after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
     async with user_transaction(pool, user_id) as conn:
-        await ensure_job(conn, job_id)
         rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
-    items = [prediction_of(row) for row in rows[:limit]]
-    next_cursor = encode_cursor([items[-1].step, items[-1].sample_id]) if items else cursor
-    return PredictionPage(items=items, next_cursor=next_cursor, has_more=len(rows) > limit)
+    if not rows:
+        raise job_not_found()
+    rows = [row for row in rows if row["step"] is not None]
+    last = rows[min(limit, len(rows)) - 1] if rows else None
+    return PredictionPage.model_validate(
+        {
+            "items": [prediction_fields(row) for row in rows[:limit]],
+            "next_cursor": encode_cursor([last["step"], last["sample_id"]]) if last else cursor,
+            "has_more": len(rows) > limit,
+        }
+    )
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")

@@ -1,0 +1,289 @@
+"""Read latency of one 50-row predictions page: through the API, and the same SQL straight through asyncpg.
+
+One run on a fresh local stack (embedded Postgres; the API as its own process, as `epochscope up`
+runs it; no writer or trainer), one job holding ~60,000 predictions inserted directly. For 1, 10
+and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
+
+- ours: GET /v1/jobs/{job_id}/predictions?limit=50 over keep-alive HTTP/1.1, from a minimal client
+  so that the load generator itself costs little;
+- peer: what the API asks of Postgres for that page, through asyncpg, as the API's role, with a pool
+  the size of the API's: a transaction that sets the RLS user and runs the page query (which also
+  checks that the job is the user's).
+
+Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
+Usage: python bench/api_read.py [--smoke] [--results-dir DIR]
+"""
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from common import RESULTS, print_table, write_results
+
+from epochscope.local_stack import LocalStack
+from epochscope_api.cursor import encode_cursor
+from epochscope_api.db import create_pool, user_transaction
+from epochscope_api.routers.predictions import PAGE_QUERY
+from epochscope_api.settings import ApiSettings
+
+NAME = "api_read"
+OWNER = "bench-reader"
+PAGE_SIZE = 50
+CONCURRENCY = (1, 10, 50)
+PEER_NAME = "asyncpg, same SQL"
+TARGET_P99_MS_AT_50 = 25.0
+TARGET_DEEP_OVER_FIRST = 1.5
+
+
+@dataclass(frozen=True)
+class Size:
+    samples_per_round: int
+    rounds: int
+    deep_page: int  # 1-based page number of the deep page
+    warmup_s: float
+    duration_s: float
+
+    @property
+    def rows(self) -> int:
+        return self.samples_per_round * self.rounds
+
+
+FULL = Size(samples_per_round=50, rounds=1_200, deep_page=1_000, warmup_s=1.0, duration_s=5.0)
+SMOKE = Size(samples_per_round=50, rounds=21, deep_page=20, warmup_s=0.1, duration_s=0.3)
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    after: tuple[int, str]  # the keyset key it starts after
+    path: str
+
+
+@dataclass(frozen=True)
+class Measurement:
+    latencies_ms: list[float]
+    duration_s: float
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms)
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    @property
+    def per_second(self) -> float:
+        return len(self.latencies_ms) / self.duration_s
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection that sends a prepared GET and reads a Content-Length body."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> "HttpConnection":
+        return cls(*await asyncio.open_connection(host, port))
+
+    async def get(self, request: bytes) -> tuple[int, bytes]:
+        self._writer.write(request)
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
+
+
+def prediction_rows(job_id: uuid.UUID, size: Size) -> list[tuple[Any, ...]]:
+    """Predictions the size of real ones: a prompt, a ground truth, a 64-token answer, scores."""
+    now = datetime.now(UTC)
+    rows = []
+    for round_index in range(size.rounds):
+        step = round_index * 10
+        for index in range(size.samples_per_round):
+            prompt = f"Question {index}: " + "Summarize the following passage in one sentence. " * 4
+            truth = f"Reference answer {index}, " + "the passage says what it says. " * 3
+            answer = f"Round {round_index}, answer {index}: " + "the model's attempt at a summary. " * 6
+            rows.append(
+                (
+                    *(job_id, step, f"sample-{index:05d}", OWNER, round_index, step / 100, index),
+                    *(prompt, truth, answer, 64, 120.5, index % 3 != 0, None if index % 3 else "not JSON"),
+                    *(float(index % 2), 0.5, 0.4, uuid.uuid4(), now),
+                )
+            )
+    return rows
+
+
+async def seed(admin_url: str, size: Size) -> tuple[uuid.UUID, tuple[int, str]]:
+    """One job with `size.rows` predictions; returns (job id, the keyset key the deep page starts after)."""
+    job_id = uuid.uuid4()
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(
+            "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at)"
+            " VALUES ($1, $2, $3, 'completed', $4)",
+            job_id,
+            OWNER,
+            json.dumps({"model": "bench", "dataset_path": "/dev/null"}),
+            datetime.now(UTC) + timedelta(days=1),
+        )
+        columns = [
+            *("job_id", "step", "sample_id", "owner_id", "round_index", "epoch", "sample_index", "prompt"),
+            *("ground_truth", "prediction", "tokens_generated", "latency_ms", "valid", "validation_error"),
+            *("exact_match", "f1", "rouge_l", "event_id", "occurred_at"),
+        ]
+        await conn.copy_records_to_table("training_predictions", records=prediction_rows(job_id, size), columns=columns)
+        await conn.execute("ANALYZE training_predictions")
+        before = await conn.fetchrow(  # the last row of the page before the deep one
+            "SELECT step, sample_id FROM training_predictions WHERE job_id = $1 ORDER BY step, sample_id"
+            " OFFSET $2 LIMIT 1",
+            job_id,
+            (size.deep_page - 1) * PAGE_SIZE - 1,
+        )
+    finally:
+        await conn.close()
+    return job_id, (before["step"], before["sample_id"])
+
+
+def row(metric: str, unit: str, ours: float, peer: float) -> dict[str, Any]:
+    return {"metric": metric, "unit": unit, "ours": round(ours, 3), "peer": round(peer, 3), "peer_name": PEER_NAME}
+
+
+async def measure(request: Callable[[int], Awaitable[None]], clients: int, size: Size) -> Measurement:
+    """Each client sends requests back to back; latencies of those started after the warm-up, for duration_s."""
+    latencies: list[float] = []
+    start = time.perf_counter()
+    measure_from = start + size.warmup_s
+    end = measure_from + size.duration_s
+
+    async def client(index: int) -> None:
+        while (began := time.perf_counter()) < end:
+            await request(index)
+            if began >= measure_from:
+                latencies.append((time.perf_counter() - began) * 1000)
+
+    await asyncio.gather(*(client(index) for index in range(clients)))
+    return Measurement(latencies, size.duration_s)
+
+
+def run(size: Size, results_dir: Path) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
+    root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
+    try:
+        with LocalStack(root, writers=0, trainers=0) as stack:
+            return asyncio.run(bench(stack, size, results_dir))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
+    job_id, deep_key = await seed(stack.postgres.admin_url, size)
+    pool_size = ApiSettings(jwt_secret="unused", job_token_secret="unused").db_pool_max
+    pool = await create_pool(stack.api_database_url, pool_size, pool_size)
+    token = stack.mint_token(OWNER)
+    path = f"/v1/jobs/{job_id}/predictions?limit={PAGE_SIZE}"
+    pages = (
+        Page("first page", (-1, ""), path),
+        Page(f"page {size.deep_page:,}", deep_key, f"{path}&cursor={encode_cursor(list(deep_key))}"),
+    )
+    host, port = "127.0.0.1", stack.api_port
+    connections = [await HttpConnection.open(host, port) for _ in range(max(CONCURRENCY))]
+    rows: list[dict[str, Any]] = []
+    p99_at_most: list[tuple[float, float]] = []  # (ours, peer) per page, at the highest concurrency
+    try:
+        for page in pages:
+            request = f"GET {page.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+            encoded = request.encode()
+            after_step, after_sample = page.after
+
+            async def ours(index: int, encoded: bytes = encoded) -> None:
+                status, _ = await connections[index].get(encoded)
+                if status != 200:
+                    raise RuntimeError(f"API answered {status}")
+
+            async def peer(_: int, after_step: int = after_step, after_sample: str = after_sample) -> None:
+                async with user_transaction(pool, OWNER) as conn:
+                    await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, None, None, PAGE_SIZE + 1)
+
+            # Both sides return the same rows before anything is timed.
+            status, body = await connections[0].get(encoded)
+            api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
+            async with user_transaction(pool, OWNER) as conn:
+                sql_rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, None, None, PAGE_SIZE)
+            if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
+                raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
+
+            for clients in CONCURRENCY:
+                api = await measure(ours, clients, size)
+                sql = await measure(peer, clients, size)
+                case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
+                rows += [
+                    row(f"p50 {case}", "ms", api.p50, sql.p50),
+                    row(f"p99 {case}", "ms", api.p99, sql.p99),
+                    row(f"requests/s {case}", "req/s", api.per_second, sql.per_second),
+                ]
+                if clients == max(CONCURRENCY):
+                    p99_at_most.append((api.p99, sql.p99))
+    finally:
+        for connection in connections:
+            await connection.close()
+        await pool.close()
+    (first, first_peer), (deep, deep_peer) = p99_at_most
+    most = max(CONCURRENCY)
+    rows.append(
+        row(f"p99 deep page / first page, {most} clients", "x", deep / first, deep_peer / first_peer)
+        | {"better": "lower"}
+    )
+    params = {
+        "rows": size.rows,
+        "page_size": PAGE_SIZE,
+        "deep_page": size.deep_page,
+        "concurrency": list(CONCURRENCY),
+        "warmup_s": size.warmup_s,
+        "duration_s": size.duration_s,
+        "db_pool": pool_size,
+        "api_processes": 1,
+    }
+    notes = [
+        f"p99 at {most} clients: first page {first:.1f} ms, deep page {deep:.1f} ms"
+        f" (target <= {TARGET_P99_MS_AT_50:g} ms: {'met' if max(first, deep) <= TARGET_P99_MS_AT_50 else 'missed'})",
+        f"deep / first page p99 at {most} clients: {deep / first:.2f}x"
+        f" (target <= {TARGET_DEEP_OVER_FIRST:g}x: {'met' if deep / first <= TARGET_DEEP_OVER_FIRST else 'missed'})",
+    ]
+    print_table(f"Predictions page, {PAGE_SIZE} rows of {size.rows:,}: API vs {PEER_NAME}", rows, "; ".join(notes))
+    targets = {"p99_ms_at_50_clients": TARGET_P99_MS_AT_50, "deep_over_first_p99": TARGET_DEEP_OVER_FIRST}
+    path = write_results(NAME, params, rows, results_dir, targets=targets, notes=notes)
+    print(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that the benchmark works")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    run(SMOKE if args.smoke else FULL, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()
