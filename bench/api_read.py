@@ -7,11 +7,11 @@ and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
 - ours: GET /v1/jobs/{job_id}/predictions?limit=50 over keep-alive HTTP/1.1, from a minimal client
   so that the load generator itself costs little;
 - peer: what the API asks of Postgres for that page, through asyncpg, as the API's role, with a pool
-  the size of the API's: a transaction that sets the RLS user and runs the page query (which also
+  as large as the API's (all workers'): a transaction that sets the RLS user and runs the page query (which also
   checks that the job is the user's).
 
 Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
-Usage: python bench/api_read.py [--smoke] [--results-dir DIR]
+Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 """
 
 import argparse
@@ -22,7 +22,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -186,19 +187,53 @@ async def measure(request: Callable[[int], Awaitable[None]], clients: int, size:
     return Measurement(latencies, size.duration_s)
 
 
-def run(size: Size, results_dir: Path) -> Path:
+@asynccontextmanager
+async def http_connections(host: str, port: int, count: int) -> AsyncIterator[list[HttpConnection]]:
+    """Fresh connections for one measurement (the server closes keep-alive connections left idle)."""
+    connections = [await HttpConnection.open(host, port) for _ in range(count)]
+    try:
+        yield connections
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def measure_api(host: str, port: int, request: bytes, clients: int, size: Size) -> Measurement:
+    async with http_connections(host, port, clients) as connections:
+
+        async def one(index: int) -> None:
+            status, _ = await connections[index].get(request)
+            if status != 200:
+                raise RuntimeError(f"the API answered {status}")
+
+        return await measure(one, clients, size)
+
+
+async def measure_sql(
+    pool: asyncpg.Pool, job_id: uuid.UUID, after: tuple[int, str], clients: int, size: Size
+) -> Measurement:
+    async def one(_: int) -> None:
+        async with user_transaction(pool, OWNER) as conn:
+            await conn.fetch(PAGE_QUERY, job_id, *after, None, None, PAGE_SIZE + 1)
+
+    return await measure(one, clients, size)
+
+
+def run(size: Size, api_workers: int, results_dir: Path) -> Path:
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
     root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
     try:
-        with LocalStack(root, writers=0, trainers=0) as stack:
-            return asyncio.run(bench(stack, size, results_dir))
+        env = {"EPOCHSCOPE_API_WORKERS": str(api_workers)}
+        with LocalStack(root, writers=0, trainers=0, extra_env=env) as stack:
+            return asyncio.run(bench(stack, size, api_workers, results_dir))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
+async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Path) -> Path:
     job_id, deep_key = await seed(stack.postgres.admin_url, size)
-    pool_size = ApiSettings(jwt_secret="unused", job_token_secret="unused").db_pool_max
+    # The API's database connections: a pool per worker.
+    pool_size = ApiSettings(jwt_secret="unused", job_token_secret="unused").db_pool_max * api_workers
     pool = await create_pool(stack.api_database_url, pool_size, pool_size)
     token = stack.mint_token(OWNER)
     path = f"/v1/jobs/{job_id}/predictions?limit={PAGE_SIZE}"
@@ -207,35 +242,24 @@ async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
         Page(f"page {size.deep_page:,}", deep_key, f"{path}&cursor={encode_cursor(list(deep_key))}"),
     )
     host, port = "127.0.0.1", stack.api_port
-    connections = [await HttpConnection.open(host, port) for _ in range(max(CONCURRENCY))]
     rows: list[dict[str, Any]] = []
     p99_at_most: list[tuple[float, float]] = []  # (ours, peer) per page, at the highest concurrency
     try:
         for page in pages:
             request = f"GET {page.path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
-            encoded = request.encode()
-            after_step, after_sample = page.after
-
-            async def ours(index: int, encoded: bytes = encoded) -> None:
-                status, _ = await connections[index].get(encoded)
-                if status != 200:
-                    raise RuntimeError(f"API answered {status}")
-
-            async def peer(_: int, after_step: int = after_step, after_sample: str = after_sample) -> None:
-                async with user_transaction(pool, OWNER) as conn:
-                    await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, None, None, PAGE_SIZE + 1)
-
+            request_bytes = request.encode()
             # Both sides return the same rows before anything is timed.
-            status, body = await connections[0].get(encoded)
+            async with http_connections(host, port, 1) as (connection,):
+                status, body = await connection.get(request_bytes)
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
             async with user_transaction(pool, OWNER) as conn:
-                sql_rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, None, None, PAGE_SIZE)
+                sql_rows = await conn.fetch(PAGE_QUERY, job_id, *page.after, None, None, PAGE_SIZE)
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 
             for clients in CONCURRENCY:
-                api = await measure(ours, clients, size)
-                sql = await measure(peer, clients, size)
+                api = await measure_api(host, port, request_bytes, clients, size)
+                sql = await measure_sql(pool, job_id, page.after, clients, size)
                 case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
                 rows += [
                     row(f"p50 {case}", "ms", api.p50, sql.p50),
@@ -245,8 +269,6 @@ async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
                 if clients == max(CONCURRENCY):
                     p99_at_most.append((api.p99, sql.p99))
     finally:
-        for connection in connections:
-            await connection.close()
         await pool.close()
     (first, first_peer), (deep, deep_peer) = p99_at_most
     most = max(CONCURRENCY)
@@ -262,7 +284,7 @@ async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
         "warmup_s": size.warmup_s,
         "duration_s": size.duration_s,
         "db_pool": pool_size,
-        "api_processes": 1,
+        "api_workers": api_workers,
     }
     notes = [
         f"p99 at {most} clients: first page {first:.1f} ms, deep page {deep:.1f} ms"
@@ -280,9 +302,10 @@ async def bench(stack: LocalStack, size: Size, results_dir: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that the benchmark works")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of the API")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
-    run(SMOKE if args.smoke else FULL, args.results_dir)
+    run(SMOKE if args.smoke else FULL, args.api_workers, args.results_dir)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import uvicorn
-from asgi_correlation_id import CorrelationIdMiddleware
+from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -60,7 +61,24 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
+def served_app() -> FastAPI:
+    """The app as `epochscope-api` serves it, built in each worker process: settings from the environment, JSON
+    logs in which every record made while serving a request carries its id (`correlation_id`, as X-Request-ID)."""
+    settings = get_settings()
+    configure_logging("api", settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(CorrelationIdFilter(default_value=None))
+    return create_app(settings)
+
+
 def run() -> None:
     settings = get_settings()
     configure_logging("api", settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.run(
+        "epochscope_api.main:served_app",
+        factory=True,
+        host=settings.api_host,
+        port=settings.api_port,
+        workers=settings.api_workers,
+        log_config=None,
+    )

@@ -18,6 +18,12 @@ class ApiSettings(BaseSettings):
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_workers: int = Field(
+        default=1,
+        ge=1,
+        description="uvicorn worker processes, each with its own pool and outbox relay; /metrics then counts one"
+        " worker per scrape, so prefer more replicas where there is a load balancer.",
+    )
     public_url: str = "http://127.0.0.1:8000"
     db_pool_min: int = 1
     db_pool_max: int = 10
