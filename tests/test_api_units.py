@@ -21,15 +21,18 @@ def test_committed_openapi_matches_the_app() -> None:
     assert OPENAPI_PATH.read_text() == render(openapi_document()), "run `make schemas` and commit schemas/openapi.json"
 
 
-def test_every_body_is_a_named_component_and_operation_ids_are_readable() -> None:
+def test_every_body_is_a_named_component_errors_share_one_model_and_operation_ids_are_readable() -> None:
     document = openapi_document()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             assert operation["operationId"].replace("_", "").isalpha(), (method, path)
-            for response in operation["responses"].values():
-                for media in response.get("content", {}).values():
+            bodies = [("request", operation.get("requestBody", {})), *operation["responses"].items()]
+            for code, body in bodies:
+                for media in body.get("content", {}).values():
                     schema = media.get("schema", {})
                     assert "$ref" in schema or schema == {}, (method, path, media)
+                    if code.startswith("4"):  # one error model
+                        assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
 
 
 def request(**predictions: object) -> EstimateRequest:
