@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from generated_client import api_module, generated_client
 
 from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
 from epochscope_schemas.job_token import verify_job_token
@@ -222,3 +223,30 @@ async def test_invalid_job_configs_get_422_naming_the_field_and_store_nothing(
         assert await conn.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1", user) == 0
     finally:
         await conn.close()
+
+
+async def test_the_generated_client_runs_a_real_job_and_reads_its_rounds(
+    full_stack: Any, tiny_model_dir: Path, dataset: Path
+) -> None:
+    package = generated_client()
+    models = package.models
+    client = package.AuthenticatedClient(base_url=full_stack.api_url, token=full_stack.mint_token("client-e2e"))
+    config = models.JobConfig.from_dict(
+        job_config(tiny_model_dir, dataset, {"enabled": True, "sample_count": 2, "max_new_tokens": 4})
+    )
+    job = await api_module("jobs.create_job").asyncio(client=client, body=config)
+    assert isinstance(job, models.Job), job
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while (detail := await api_module("jobs.get_job").asyncio(job.job_id, client=client)).status.value not in (
+        "completed",
+        "failed",
+        "cancelled",
+    ):
+        assert time.monotonic() < deadline, detail
+        await asyncio.sleep(0.5)
+    assert detail.status.value == "completed", detail
+    page = await api_module("predictions.list_predictions").asyncio(job.job_id, client=client, limit=50)
+    assert [(row.round_index, row.sample_index) for row in page.items] == [(r, i) for r in range(3) for i in range(2)]
+    assert all(row.scores is not None and row.ground_truth for row in page.items)
+    # Every round summarized by the trainer itself (not aggregated by the API from rows).
+    assert [(r.round_index, r.predictions, r.summarized) for r in detail.rounds] == [(r, 2, True) for r in range(3)]
