@@ -1,16 +1,28 @@
-"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions."""
+"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, and
+token verification (against a JWKS served from this process)."""
 
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
+from pydantic import SecretStr, ValidationError
 
+from epochscope_api.auth import TokenVerifier, mint_user_token
 from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.estimate import EstimateRequest, estimate
 from epochscope_api.live import KINDS, kinds_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
+from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.config import JobConfig, PredictionLimits
 
@@ -93,3 +105,76 @@ def test_a_nul_character_is_a_field_error(tmp_path: Path) -> None:
     with pytest.raises(RequestValidationError) as raised:
         check_job_config(config, PredictionLimits())
     assert [error["loc"] for error in raised.value.errors()] == [("body", "model")]
+
+
+@pytest.fixture
+def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
+    """(JWKS URL, private key) of a minimal identity provider serving one RSA public key, kid "k1"."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    body = json.dumps({"keys": [public | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json", key
+    finally:
+        server.shutdown()
+
+
+LOCAL_SECRET = "a-local-secret-of-at-least-32-bytes"
+
+
+def verifier(**settings: Any) -> TokenVerifier:
+    return TokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
+
+
+def provider_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
+    claims = {"sub": "carol", "aud": "epochscope", "exp": datetime.now(UTC) + timedelta(minutes=5)} | claims
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+
+
+async def test_tokens_from_an_identity_provider_are_verified_against_its_jwks(
+    identity_provider: tuple[str, rsa.RSAPrivateKey],
+) -> None:
+    url, key = identity_provider
+    # Both ways at once: the provider's tokens (audience checked) and locally minted HS256 ones.
+    check = verifier(jwks_url=url, jwt_audience="epochscope", jwt_secret=SecretStr(LOCAL_SECRET))
+    assert await check.user_id(provider_token(key)) == "carol"
+    assert await check.user_id(mint_user_token(LOCAL_SECRET, "dave", timedelta(minutes=5))) == "dave"
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    refused = [
+        provider_token(key, aud="someone-else"),
+        provider_token(key, exp=datetime.now(UTC) - timedelta(minutes=1)),
+        provider_token(other_key),  # not the provider's key
+        mint_user_token("another-secret-of-at-least-32-bytes", "dave", timedelta(minutes=5)),
+        "not.a.token",
+    ]
+    for token in refused:
+        with pytest.raises(HTTPException) as raised:
+            await check.user_id(token)
+        assert raised.value.status_code == 401
+
+
+async def test_without_a_secret_an_hs256_token_is_refused(identity_provider: tuple[str, rsa.RSAPrivateKey]) -> None:
+    url, _ = identity_provider
+    forged = mint_user_token("a-guessed-secret-of-at-least-32-bytes", "mallory", timedelta(minutes=5))
+    with pytest.raises(HTTPException):
+        await verifier(jwks_url=url).user_id(forged)
+
+
+def test_settings_need_a_way_to_verify_users() -> None:
+    with pytest.raises(ValidationError):
+        ApiSettings(job_token_secret=SecretStr("unused"))
+    with pytest.raises(ValidationError):
+        ApiSettings(job_token_secret=SecretStr("unused"), jwks_url="http://idp", jwks_algorithms=["HS256"])

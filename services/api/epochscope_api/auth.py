@@ -1,42 +1,82 @@
-"""The current user, from a verified JWT bearer token (HS256; user id = `sub`)."""
+"""The current user, from a verified JWT bearer token; user id = `sub`.
 
+Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
+identity provider whose public keys are at EPOCHSCOPE_JWKS_URL; with both set, the token's `alg`
+header picks the key, and each key accepts only its own algorithms (no HS256/RS256 confusion).
+"""
+
+import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import jwt
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-_bearer = HTTPBearer(auto_error=False, description="JWT signed with EPOCHSCOPE_JWT_SECRET; `sub` is the user id.")
+from epochscope_api.settings import ApiSettings
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT, HS256 with EPOCHSCOPE_JWT_SECRET or signed by a key at EPOCHSCOPE_JWKS_URL; `sub` is the user.",
+)
+HS256 = "HS256"
 
 
 def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
     """A bearer token for `user_id` (what `epochscope token` prints for local development)."""
-    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm="HS256")
+    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm=HS256)
 
 
 def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def user_from_token(request: Request, token: str | None) -> str:
+class TokenVerifier:
+    """Verifies users' bearer tokens as the settings say; one per app (the JWKS client caches the key set)."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+        self._jwks = (
+            jwt.PyJWKClient(settings.jwks_url, lifespan=settings.jwks_cache_seconds, timeout=10)
+            if settings.jwks_url
+            else None
+        )
+        self._jwks_algorithms = settings.jwks_algorithms
+        self._options: dict[str, Any] = {"require": ["sub", "exp"]}
+        self._provider_claims: dict[str, Any] = {"audience": settings.jwt_audience, "issuer": settings.jwt_issuer}
+
+    async def user_id(self, token: str) -> str:
+        """The token's `sub`; a 401 for anything not signed by a configured key, expired, or for someone else."""
+        try:
+            if jwt.get_unverified_header(token).get("alg") == HS256 and self._secret is not None:
+                claims = jwt.decode(token, self._secret, algorithms=[HS256], options=self._options)
+            elif self._jwks is not None:
+                # The key set is cached; a miss fetches it over the network, so never on the event loop.
+                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                claims = jwt.decode(
+                    token, key, algorithms=self._jwks_algorithms, options=self._options, **self._provider_claims
+                )
+            else:
+                raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted here")
+        except jwt.PyJWTError as exc:
+            raise _unauthorized(f"invalid token: {exc}") from exc
+        user_id = claims["sub"]
+        if not isinstance(user_id, str) or not user_id:
+            raise _unauthorized("token has no user")
+        return user_id
+
+
+async def _user(request: Request, token: str | None) -> str:
     if not token:
         raise _unauthorized("missing bearer token")
-    secret = request.app.state.settings.jwt_secret.get_secret_value()
-    try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub"]})
-    except jwt.PyJWTError as exc:
-        raise _unauthorized(f"invalid token: {exc}") from exc
-    user_id = claims["sub"]
-    if not isinstance(user_id, str) or not user_id:
-        raise _unauthorized("token has no user")
-    return user_id
+    verifier: TokenVerifier = request.app.state.verifier
+    return await verifier.user_id(token)
 
 
 async def current_user(  # async, as every dependency here: FastAPI runs a plain `def` in a worker thread
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
-    return user_from_token(request, credentials.credentials if credentials else None)
+    return await _user(request, credentials.credentials if credentials else None)
 
 
 async def stream_user(
@@ -46,7 +86,7 @@ async def stream_user(
         str | None, Query(description="The bearer token, for browsers' EventSource, which cannot send headers.")
     ] = None,
 ) -> str:
-    return user_from_token(request, credentials.credentials if credentials else access_token)
+    return await _user(request, credentials.credentials if credentials else access_token)
 
 
 CurrentUser = Annotated[str, Depends(current_user)]

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_fastapi_instrumentator import Instrumentator
 
+from epochscope_api.auth import TokenVerifier
 from epochscope_api.db import create_pool
 from epochscope_api.errors import error_responses, install_error_handlers
 from epochscope_api.live import NotificationHub
@@ -46,6 +47,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.verifier = TokenVerifier(settings)
     install_error_handlers(app)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     if settings.cors_origins:

@@ -2,7 +2,7 @@
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.config import PredictionLimits
@@ -13,7 +13,13 @@ class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
 
     database_url: str = "postgresql://epochscope_api@127.0.0.1:5432/epochscope"
-    jwt_secret: SecretStr  # required: HS256 key for users' bearer tokens
+    # Users' bearer tokens: an HS256 key, an identity provider's JWKS, or both (at least one).
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256 key of users' bearer tokens.")
+    jwks_url: str | None = Field(default=None, description="Public keys of an identity provider (JWKS).")
+    jwks_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
+    jwks_cache_seconds: float = Field(default=300.0, gt=0, description="How long the fetched key set is kept.")
+    jwt_audience: str | None = Field(default=None, description="Required `aud` of the JWKS-signed tokens, when set.")
+    jwt_issuer: str | None = Field(default=None, description="Required `iss` of the JWKS-signed tokens, when set.")
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
@@ -40,6 +46,14 @@ class ApiSettings(BaseSettings):
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     limits: PredictionLimits = Field(default_factory=PredictionLimits)
+
+    @model_validator(mode="after")
+    def _some_way_to_verify_users(self) -> "ApiSettings":
+        if self.jwt_secret is None and self.jwks_url is None:
+            raise ValueError("set EPOCHSCOPE_JWT_SECRET or EPOCHSCOPE_JWKS_URL: users' tokens need a key")
+        if any(algorithm.upper().startswith("HS") for algorithm in self.jwks_algorithms):
+            raise ValueError("jwks_algorithms: only asymmetric algorithms (a JWKS holds public keys)")
+        return self
 
 
 @lru_cache
