@@ -353,6 +353,14 @@ async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admi
         (2, True, 1.0),
     ]
 
+    # Round 3 is summarized and round 2 never is: the gap is still aggregated from its predictions.
+    await insert_round(admin, job_id, "reader", step=3)
+    await insert_summary(admin, job_id, "reader", round_index=3)
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=auth(full_stack, "reader")) as client:
+        rounds = (await client.get(f"/v1/jobs/{job_id}/rounds")).json()["items"]
+    assert [(r["round_index"], r["summarized"]) for r in rounds] == [(0, True), (1, True), (2, False), (3, True)]
+    assert rounds[2] == aggregated | {"occurred_at": rounds[2]["occurred_at"]}
+
 
 async def test_delete_removes_the_job_and_everything_it_accumulated(full_stack: Any, admin: asyncpg.Connection) -> None:
     job_id = await insert_job(admin, "deleter", status="completed")

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from fastapi import HTTPException, status
+from pydantic import TypeAdapter
 
 from epochscope_api.models import (
     Job,
@@ -35,14 +36,24 @@ _SUMMARIZED_ROUNDS = (
     " mean_exact_match, mean_f1, mean_rouge_l, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
     " FROM job_rounds WHERE job_id = $1"
 )
+# Rounds without a summary: those after the last summarized one (in progress), and any gap below it.
+# Only their predictions are read (index on job_id, round_index), not the job's whole history.
 _AGGREGATED_ROUNDS = (
     "SELECT round_index, min(epoch), min(step), NULL, false, count(*), count(valid), count(*) FILTER (WHERE valid),"
     " count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), sum(tokens_generated), NULL::float8,"
     " NULL::float8, max(created_at)"
-    " FROM training_predictions p WHERE job_id = $1"
-    " AND NOT EXISTS (SELECT 1 FROM job_rounds r WHERE r.job_id = $1 AND r.round_index = p.round_index)"
+    " FROM training_predictions WHERE job_id = $1 AND (round_index > (SELECT last FROM summarized)"
+    " OR round_index = ANY(ARRAY(SELECT generate_series(0, (SELECT last FROM summarized))"
+    " EXCEPT SELECT round_index FROM job_rounds WHERE job_id = $1)))"
     " GROUP BY round_index"
 )
+_ROUNDS = (
+    "WITH summarized AS (SELECT coalesce(max(round_index), -1) AS last FROM job_rounds WHERE job_id = $1)"
+    f" {_SUMMARIZED_ROUNDS} UNION ALL {_AGGREGATED_ROUNDS} ORDER BY round_index"
+)
+
+_ROUND_LIST = TypeAdapter(list[RoundSummary])
+_SAMPLE_ROUNDS = TypeAdapter(list[SampleRound])
 
 
 def job_not_found() -> HTTPException:
@@ -65,11 +76,16 @@ def prediction_of(row: asyncpg.Record) -> Prediction:
     return Prediction.model_validate(prediction_fields(row))
 
 
-def round_of(row: asyncpg.Record) -> RoundSummary:
-    fields: dict[str, Any] = dict(row)
+def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
+    fields = dict(row)
     validated = fields["validated"]
     fields["validator_pass_rate"] = fields["valid"] / validated if validated else None
-    return RoundSummary(**fields)
+    return fields
+
+
+def rounds_of(rows: list[asyncpg.Record]) -> list[RoundSummary]:
+    """Round rows as models, validated in one call (a long job has thousands of rounds)."""
+    return _ROUND_LIST.validate_python([_round_fields(row) for row in rows])
 
 
 def progress_of(row: asyncpg.Record) -> ProgressPoint:
@@ -96,8 +112,8 @@ async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
 
 async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
     """Every round in order: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
-    rows = await conn.fetch(f"{_SUMMARIZED_ROUNDS} UNION ALL {_AGGREGATED_ROUNDS} ORDER BY round_index", job_id)
-    return [round_of(row) for row in rows]
+    rows = await conn.fetch(_ROUNDS, job_id)
+    return rounds_of(rows)
 
 
 async def fetch_summarized_rounds(
@@ -106,7 +122,7 @@ async def fetch_summarized_rounds(
     rows = await conn.fetch(
         f"{_SUMMARIZED_ROUNDS} AND round_index > $2 ORDER BY round_index LIMIT $3", job_id, after_round, limit
     )
-    return [round_of(row) for row in rows]
+    return rounds_of(rows)
 
 
 async def fetch_warnings(
@@ -168,5 +184,5 @@ async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, samp
         sample_index=first["sample_index"],
         prompt=first["prompt"],
         ground_truth=first["ground_truth"],
-        rounds=[SampleRound.model_validate(prediction_fields(row)) for row in rows],
+        rounds=_SAMPLE_ROUNDS.validate_python([prediction_fields(row) for row in rows]),
     )
