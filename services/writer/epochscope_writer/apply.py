@@ -53,6 +53,7 @@ class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     applied: Counter[str] = field(default_factory=Counter)  # kind -> rows inserted or statuses changed
     duplicates: Counter[str] = field(default_factory=Counter)  # kind -> redelivered rows, stale statuses
+    notifications: list[tuple[UUID, dict[str, object]]] = field(default_factory=list)  # sent in one statement
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,15 @@ class _Accepted:
     record: KafkaRecord
     event: WriterEvent
     token_user: str
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """A fetched batch after decoding and token checks; applying it may be retried, so it is never changed."""
+
+    records: list[KafkaRecord]
+    accepted: tuple[_Accepted, ...]
+    dead_letters: tuple[DeadLetter, ...]
 
 
 class JobOwners:
@@ -88,12 +98,27 @@ class BatchApplier:
         self._owners = owners
         self._finished_grace = finished_grace
 
-    async def apply(self, conn: asyncpg.Connection, records: list[KafkaRecord], isolate: bool = False) -> BatchResult:
+    def check(self, records: list[KafkaRecord]) -> CheckedBatch:
+        """Decode and verify tokens: CPU only, so it can run while the previous batch waits on the database."""
+        accepted: list[_Accepted] = []
+        dead_letters: list[DeadLetter] = []
+        for record in records:
+            decoded = decode_record(record.topic, record.value)
+            if isinstance(decoded, Rejection):
+                dead_letters.append(_dead_letter(record, decoded.reason, decoded.detail))
+                continue
+            claims = self._verifier.verify(decoded.job_token, decoded.job_id)
+            if isinstance(claims, Rejection):
+                dead_letters.append(_dead_letter(record, claims.reason, claims.detail))
+                continue
+            accepted.append(_Accepted(record, decoded, claims.user_id))
+        return CheckedBatch(records, tuple(accepted), tuple(dead_letters))
+
+    async def apply(self, conn: asyncpg.Connection, batch: CheckedBatch, isolate: bool = False) -> BatchResult:
         """Run inside a transaction. `isolate` puts each write in a savepoint, to single out a poison event."""
-        result = BatchResult()
-        accepted = self._check_records(records, result)
+        result = BatchResult(dead_letters=list(batch.dead_letters))
         by_owner: dict[str, list[_Accepted]] = defaultdict(list)
-        for item in accepted:
+        for item in batch.accepted:
             owner = await self._owners.owner(conn, item.event.job_id)
             if owner is None:
                 self._reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
@@ -106,21 +131,8 @@ class BatchApplier:
         for owner, items in by_owner.items():
             await store.act_as(conn, owner)
             await self._apply_for_owner(conn, owner, items, isolate, result)
+        await store.notify(conn, result.notifications)
         return result
-
-    def _check_records(self, records: list[KafkaRecord], result: BatchResult) -> list[_Accepted]:
-        accepted = []
-        for record in records:
-            decoded = decode_record(record.topic, record.value)
-            if isinstance(decoded, Rejection):
-                self._reject(result, record, decoded.reason, decoded.detail)
-                continue
-            claims = self._verifier.verify(decoded.job_token, decoded.job_id)
-            if isinstance(claims, Rejection):
-                self._reject(result, record, claims.reason, claims.detail)
-                continue
-            accepted.append(_Accepted(record, decoded, claims.user_id))
-        return accepted
 
     async def _apply_for_owner(
         self, conn: asyncpg.Connection, owner: str, items: list[_Accepted], isolate: bool, result: BatchResult
@@ -143,17 +155,18 @@ class BatchApplier:
         for job_id, rows in _group(new_predictions, lambda row: row.job_id).items():
             steps = [row.step for row in rows]
             seqs = [row.seq for row in rows]
-            await store.notify(
-                conn,
-                job_id,
-                {
-                    "kind": "predictions",
-                    "count": len(rows),
-                    "first_step": min(steps),
-                    "last_step": max(steps),
-                    "first_seq": min(seqs),
-                    "last_seq": max(seqs),
-                },
+            result.notifications.append(
+                (
+                    job_id,
+                    {
+                        "kind": "predictions",
+                        "count": len(rows),
+                        "first_step": min(steps),
+                        "last_step": max(steps),
+                        "first_seq": min(seqs),
+                        "last_seq": max(seqs),
+                    },
+                )
             )
         for kind, insert in (
             ("round", store.insert_rounds),
@@ -162,12 +175,12 @@ class BatchApplier:
         ):
             new_rows = await self._write(conn, kind, by_kind[kind], partial(insert, conn, owner), isolate, result)
             for job_id, job_rows in _group(new_rows, lambda job_id: job_id).items():
-                await store.notify(conn, job_id, {"kind": kind, "count": len(job_rows)})
+                result.notifications.append((job_id, {"kind": kind, "count": len(job_rows)}))
         applied = await self._write(
             conn, "status", by_kind["status"], partial(store.apply_statuses, conn), isolate, result
         )
         for job_id, statuses in _group(applied, lambda event: event.job_id).items():
-            await store.notify(conn, job_id, {"kind": "status", "status": statuses[-1].status.value})
+            result.notifications.append((job_id, {"kind": "status", "status": statuses[-1].status.value}))
 
     async def _write(
         self,
@@ -201,11 +214,13 @@ class BatchApplier:
 
     @staticmethod
     def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:
-        result.dead_letters.append(
-            DeadLetter.for_record(
-                reason, detail, record.topic, record.partition, record.offset, record.key, record.value
-            )
-        )
+        result.dead_letters.append(_dead_letter(record, reason, detail))
+
+
+def _dead_letter(record: KafkaRecord, reason: DeadLetterReason, detail: str) -> DeadLetter:
+    return DeadLetter.for_record(
+        reason, detail, record.topic, record.partition, record.offset, record.key, record.value
+    )
 
 
 def _group(rows: list[T], key: Callable[[T], K]) -> dict[K, list[T]]:

@@ -50,11 +50,34 @@ class Rejection:
 
 
 def decode_record(topic: str, value: bytes | None) -> WriterEvent | Rejection:
-    """Parse, validate and check that Postgres can store the event."""
+    """Parse, validate and check that Postgres can store the event.
+
+    The valid path parses once (pydantic's JSON parser); only a payload that fails is parsed again, to
+    name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
+    """
+    raw = value or b""
     try:
-        document = json.loads(value or b"")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Rejection(DeadLetterReason.UNDECODABLE, f"not UTF-8 JSON: {exc}")
+        event = parse_event(raw)
+    except ValidationError as exc:
+        return _diagnose(raw, exc)
+    allowed = EVENT_TYPES_BY_TOPIC.get(topic, ())
+    if type(event) not in allowed:
+        return Rejection(
+            DeadLetterReason.UNEXPECTED_EVENT_TYPE, f"{event.__class__.__name__} is not applied from {topic}"
+        )
+    problem = _unstorable(event, raw)  # type: ignore[arg-type]  # one of the allowed types
+    if problem:
+        return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem)
+    if event.occurred_at.tzinfo is None:
+        event = event.model_copy(update={"occurred_at": event.occurred_at.replace(tzinfo=UTC)})
+    return event  # type: ignore[return-value]
+
+
+def _diagnose(raw: bytes, exc: ValidationError) -> Rejection:
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as decode_error:
+        return Rejection(DeadLetterReason.UNDECODABLE, f"not UTF-8 JSON: {decode_error}")
     if not isinstance(document, dict):
         return Rejection(DeadLetterReason.UNDECODABLE, f"expected a JSON object, got {type(document).__name__}")
     version = document.get("schema_version", SCHEMA_VERSION)
@@ -62,21 +85,7 @@ def decode_record(topic: str, value: bytes | None) -> WriterEvent | Rejection:
         return Rejection(
             DeadLetterReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {version!r}, this writer knows {SCHEMA_VERSION}"
         )
-    try:
-        event = parse_event(value or b"")
-    except ValidationError as exc:
-        return Rejection(DeadLetterReason.SCHEMA_INVALID, _summarize(exc))
-    allowed = EVENT_TYPES_BY_TOPIC.get(topic, ())
-    if not isinstance(event, allowed):
-        return Rejection(
-            DeadLetterReason.UNEXPECTED_EVENT_TYPE, f"{event.__class__.__name__} is not applied from {topic}"
-        )
-    problem = _unstorable(event)
-    if problem:
-        return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem)
-    if event.occurred_at.tzinfo is None:
-        event = event.model_copy(update={"occurred_at": event.occurred_at.replace(tzinfo=UTC)})
-    return event
+    return Rejection(DeadLetterReason.SCHEMA_INVALID, _summarize(exc))
 
 
 def _summarize(exc: ValidationError) -> str:
@@ -85,24 +94,38 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
 
 
-def _unstorable(event: WriterEvent) -> str | None:
+# Every int field of these events is an int4 column.
+_INT_FIELDS: dict[type[Envelope], tuple[str, ...]] = {
+    cls: tuple(name for name, field in cls.model_fields.items() if field.annotation is int)
+    for types in EVENT_TYPES_BY_TOPIC.values()
+    for cls in types
+}
+
+
+def _unstorable(event: WriterEvent, raw: bytes) -> str | None:
     """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb."""
-    problem = _unstorable_value(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
-    if problem is None and isinstance(event, JobStatusEvent):
+    for name in _INT_FIELDS[type(event)]:
+        number = getattr(event, name)
+        if number > PG_INT_MAX:
+            return f"{name} {number} exceeds {PG_INT_MAX}"
+    # JSON must escape a NUL as \u0000, so a payload without that escape has none (the fast, usual path).
+    if b"\\u0000" in raw:
+        problem = _nul_in(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
+        if problem:
+            return problem
+    if isinstance(event, JobStatusEvent):
         for name, number in event.metrics.items():
             if not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
-    return problem
+    return None
 
 
-def _unstorable_value(value: object, path: str) -> str | None:
+def _nul_in(value: object, path: str) -> str | None:
     if isinstance(value, str):
         return f"{path or 'a field'} contains a NUL character" if "\x00" in value else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{path} {value} exceeds {PG_INT_MAX}" if value > PG_INT_MAX else None
     if isinstance(value, dict):
         for key, item in value.items():
-            problem = _unstorable_value(key, f"{path} key") or _unstorable_value(item, f"{path}.{key}".lstrip("."))
+            problem = _nul_in(key, f"{path} key") or _nul_in(item, f"{path}.{key}".lstrip("."))
             if problem:
                 return problem
     return None

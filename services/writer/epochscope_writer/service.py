@@ -5,21 +5,24 @@ point redelivers the batch, and the idempotent writes make that harmless (at-lea
 once in effect). With the database unreachable the writer pauses its partitions, keeps the batch, retries
 with backoff and commits nothing. On a rebalance the batch in flight is either finished (the revoke
 callback waits for it) or dropped uncommitted for the partitions' next owner, never half-applied.
+While a batch is in the database, the next one is fetched and decoded (CPU work that would otherwise
+wait its turn); it is applied only after this one commits, so the order of commits is unchanged.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS, WRITERS_GROUP, dead_letter_topic
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS, dead_letter_topic
 from epochscope_writer import store
-from epochscope_writer.apply import BatchApplier, BatchResult, JobOwners, is_input_error
+from epochscope_writer.apply import BatchApplier, BatchResult, CheckedBatch, JobOwners, is_input_error
 from epochscope_writer.dead_letters import DeadLetter
 from epochscope_writer.decoding import KafkaRecord
 from epochscope_writer.metrics import WriterMetrics
@@ -36,6 +39,12 @@ class Unavailable(Exception):
     """The database or the broker could not complete the batch; retry it later, unchanged."""
 
 
+@dataclass(frozen=True)
+class _Batch:
+    generation: int  # of the fetch: a batch fetched across a rebalance is discarded
+    checked: CheckedBatch
+
+
 class Writer:
     def __init__(self, settings: WriterSettings, metrics: WriterMetrics) -> None:
         self._settings = settings
@@ -48,16 +57,17 @@ class Writer:
         kafka = settings.kafka.client_kwargs()
         self._consumer = AIOKafkaConsumer(
             **kafka,
-            group_id=WRITERS_GROUP,
+            group_id=settings.writer_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.writer_batch_size,
+            max_partition_fetch_bytes=settings.writer_partition_fetch_bytes,
             session_timeout_ms=settings.writer_session_timeout_ms,
             heartbeat_interval_ms=settings.writer_heartbeat_interval_ms,
         )
         self._producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=False)
         self._conn: asyncpg.Connection | None = None
-        self._pending: list[KafkaRecord] | None = None
+        self._pending: _Batch | None = None
         self._batch_lock = asyncio.Lock()
         self._generation = 0  # bumped on every revoke: a fetch that spans one is discarded
         self.database_ok = False
@@ -77,25 +87,39 @@ class Writer:
             await self._conn.close(timeout=2)
 
     async def run(self, stopping: asyncio.Event) -> None:
+        """Apply batches until `stopping`; the next batch is fetched and checked while this one is in the database."""
         backoff = self._settings.writer_retry_initial_s
-        while not stopping.is_set():
-            if self._pending is None:
-                generation = self._generation
-                records = await self._fetch(stopping)
-                if not records:
-                    continue
-                if generation != self._generation:
-                    await self._rewind(records)
-                    continue
-                self._pending = records
-            try:
-                await self._apply_pending()
-                backoff = self._settings.writer_retry_initial_s
-            except Unavailable as exc:
-                self.metrics.database_retries.inc()
-                log.warning("batch not applied, retrying in %.1fs: %s", backoff, exc, extra={"retry_in_s": backoff})
-                await self._wait_paused(backoff, stopping)
-                backoff = min(backoff * 2, self._settings.writer_retry_max_s)
+        ahead: asyncio.Task[_Batch] | None = None
+        try:
+            while not stopping.is_set():
+                if self._pending is None:
+                    batch = await (ahead or self._next_batch(stopping))
+                    ahead = None
+                    if not batch.checked.records:
+                        continue
+                    if batch.generation != self._generation:
+                        await self._rewind(batch.checked.records)
+                        continue
+                    self._pending = batch
+                if ahead is None:
+                    ahead = asyncio.create_task(self._next_batch(stopping))
+                try:
+                    await self._apply_pending()
+                    backoff = self._settings.writer_retry_initial_s
+                except Unavailable as exc:
+                    self.metrics.database_retries.inc()
+                    log.warning("batch not applied, retrying in %.1fs: %s", backoff, exc, extra={"retry_in_s": backoff})
+                    await asyncio.wait({ahead})  # no fetch may run beside the paused polling below
+                    await self._wait_paused(backoff, stopping)
+                    backoff = min(backoff * 2, self._settings.writer_retry_max_s)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def _next_batch(self, stopping: asyncio.Event) -> _Batch:
+        generation = self._generation
+        records = await self._fetch(stopping)
+        return _Batch(generation, self._applier.check(records))
 
     async def _fetch(self, stopping: asyncio.Event) -> list[KafkaRecord]:
         """Up to batch_size records, waiting at most linger_ms for more once the first have arrived."""
@@ -120,27 +144,27 @@ class Writer:
 
     async def _apply_pending(self) -> None:
         async with self._batch_lock:
-            records = self._pending
-            if records is None:  # revoked while we waited: the partitions' next owner applies them
+            batch = self._pending
+            if batch is None:  # revoked while we waited: the partitions' next owner applies them
                 return
             started = time.perf_counter()
-            result = await self._apply_and_commit_db(records)
+            result = await self._apply_and_commit_db(batch.checked)
             self._pending = None
-            await self._commit_offsets(records)
-            self._record(result, len(records), time.perf_counter() - started)
+            await self._commit_offsets(batch.checked.records)
+            self._record(result, len(batch.checked.records), time.perf_counter() - started)
             for tp in self._consumer.paused():
                 self._consumer.resume(tp)
 
-    async def _apply_and_commit_db(self, records: list[KafkaRecord]) -> BatchResult:
+    async def _apply_and_commit_db(self, batch: CheckedBatch) -> BatchResult:
         try:
             conn = await self._connection()
             try:
-                return await self._transaction(conn, records, isolate=False)
+                return await self._transaction(conn, batch, isolate=False)
             except asyncpg.PostgresError as exc:
                 if not is_input_error(exc):
                     raise
                 log.warning("a record in the batch was refused by the database; retrying one by one: %s", exc)
-                return await self._transaction(conn, records, isolate=True)
+                return await self._transaction(conn, batch, isolate=True)
         except KafkaError as exc:  # dead letters not acknowledged: the transaction rolled back
             raise Unavailable(f"broker: {type(exc).__name__}: {exc}") from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
@@ -148,9 +172,9 @@ class Writer:
             self._drop_connection()
             raise Unavailable(f"database: {type(exc).__name__}: {exc}") from exc
 
-    async def _transaction(self, conn: asyncpg.Connection, records: list[KafkaRecord], isolate: bool) -> BatchResult:
+    async def _transaction(self, conn: asyncpg.Connection, batch: CheckedBatch, isolate: bool) -> BatchResult:
         async with conn.transaction():
-            result = await self._applier.apply(conn, records, isolate=isolate)
+            result = await self._applier.apply(conn, batch, isolate=isolate)
             await self._publish_dead_letters(result.dead_letters)
         self.database_ok = True
         return result

@@ -4,6 +4,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.topics import WRITERS_GROUP
 
 
 class WriterSettings(BaseSettings):
@@ -13,8 +14,14 @@ class WriterSettings(BaseSettings):
     job_token_secret: SecretStr  # required: HS256 key the API signs job tokens with
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
+    writer_group_id: str = Field(
+        default=WRITERS_GROUP, description="Kafka consumer group; a second group replays the topics independently."
+    )
     writer_batch_size: int = Field(default=1000, ge=1, description="Most events applied in one DB transaction.")
     writer_linger_ms: int = Field(default=50, ge=0, description="How long to wait for a batch to fill.")
+    writer_partition_fetch_bytes: int = Field(
+        default=4 << 20, ge=1 << 16, description="Most bytes one fetch takes from a partition: a few batches' worth."
+    )
     writer_health_host: str = "0.0.0.0"
     writer_health_port: int | None = Field(default=None, description="Serve /healthz, /readyz, /metrics; off if unset.")
     writer_finished_job_grace_s: float = Field(

@@ -312,7 +312,14 @@ async def apply_statuses(conn: asyncpg.Connection, events: list[JobStatusEvent])
     return applied
 
 
-async def notify(conn: asyncpg.Connection, job_id: UUID, payload: dict[str, object]) -> None:
-    """Queue a notification on the job's channel; Postgres delivers it only if the transaction commits."""
-    body = json.dumps({"job_id": str(job_id), **payload}, separators=(",", ":"))
-    await conn.execute("SELECT pg_notify($1, $2)", job_channel(job_id), body)
+async def notify(conn: asyncpg.Connection, notifications: list[tuple[UUID, dict[str, object]]]) -> None:
+    """Queue each (job, payload) on the job's channel, in one round trip; delivered only if the transaction commits."""
+    if not notifications:
+        return
+    channels = [job_channel(job_id) for job_id, _ in notifications]
+    bodies = [
+        json.dumps({"job_id": str(job_id), **payload}, separators=(",", ":")) for job_id, payload in notifications
+    ]
+    await conn.execute(
+        "SELECT pg_notify(channel, body) FROM unnest($1::text[], $2::text[]) AS n(channel, body)", channels, bodies
+    )
