@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _TIME_UNITS = {"ns", "us", "µs", "ms", "s"}
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)  # logs: wide enough for a results table
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,51 @@ def test_api_read_smoke(tmp_path: Path) -> None:
         for clients in ("1 client", "10 clients", "50 clients"):
             assert {f"p50 {page}, {clients}", f"p99 {page}, {clients}", f"requests/s {page}, {clients}"} <= metrics
     assert all(row["ours"] > 0 and row["peer"] > 0 for row in document["rows"])
+
+
+@pytest.mark.stack
+def test_writer_throughput_smoke(tmp_path: Path) -> None:
+    document = run_smoke("writer_throughput.py", tmp_path)
+    assert document["name"] == "writer_throughput"
+    assert {"cpu_model", "cores", "gpu"} <= set(document["machine"])
+    assert document["params"]["smoke"] is True
+    rows = document["rows"]
+    assert {row["peer_name"] for row in rows} >= {"naive insert+commit per event", "raw COPY (ceiling)", "1 writer"}
+    for row in rows:
+        assert row["unit"] == "rows/s" and row["better"] == "higher"
+        assert row["ours"] > 0 and row["peer"] > 0
+        assert row["ratio"] == pytest.approx(row["ours"] / row["peer"], abs=1e-3)
+
+
+def test_prediction_round_smoke(tmp_path: Path) -> None:
+    document = run_smoke("prediction_round.py", tmp_path)
+    assert document["name"] == "prediction_round"
+    assert document["params"]["model"] == "tiny"
+    rows = {(row["metric"], row["peer_name"]): row for row in document["rows"]}
+    trl, naive = "TRL LogCompletionsCallback", "naive one-prompt-at-a-time loop"
+    assert {
+        ("round wall time, ours sync", trl),
+        ("round wall time, ours sync", naive),
+        ("training stall per round, ours async", trl),
+        ("tokens/s, ours sync", naive),
+    } <= set(rows)
+    for row in rows.values():
+        assert row["better"] == ("higher" if row["unit"] == "tokens/s" else "lower")
+        assert row["ours"] > 0 and row["peer"] >= 0
+    rounds = document["params"]["rounds"] * document["params"]["repeats"]
+    assert {name: variant["rounds"] for name, variant in document["variants"].items()} == {
+        name: rounds for name in ("ours_sync", "ours_async", "trl", "naive")
+    }
+
+
+@pytest.mark.stack
+def test_freshness_smoke(tmp_path: Path) -> None:
+    document = run_smoke("freshness.py", tmp_path)
+    assert document["name"] == "freshness"
+    assert document["params"]["rounds_measured"] == document["params"]["rounds"]
+    metrics = {row["metric"] for row in document["rows"]}
+    for what in ("rows visible through the API", "last prediction on the SSE stream", "round event on the SSE stream"):
+        assert {f"round end -> {what}, p50", f"round end -> {what}, p99"} <= metrics
+    for row in document["rows"]:
+        assert row["unit"] == "ms" and row["better"] == "lower"
+        assert row["ours"] > 0 and row["peer"] > 0
