@@ -102,8 +102,8 @@ def print_table(title: str, rows: Rows, caption: str | None = None) -> None:
         table.add_row(
             row.metric,
             row.unit,
-            _number(row.ours),
-            _number(row.peer),
+            format_number(row.ours),
+            format_number(row.peer),
             row.peer_name,
             f"{ratio:.2f}x" if ratio is not None else "-",
             row.direction or "",
@@ -111,7 +111,7 @@ def print_table(title: str, rows: Rows, caption: str | None = None) -> None:
     console.print(table)
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
 
 
