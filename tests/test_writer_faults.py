@@ -206,6 +206,8 @@ async def test_two_writers_split_partitions_and_apply_each_row_once(
     writers.extend([stack.start_writer(), stack.start_writer()])
     partitions = "epochscope_writer_assigned_partitions"
     await wait_for(lambda: _all_assigned(writers, partitions), timeout=60)
+    for writer in writers:  # ready while idle: readiness does not wait for traffic
+        await wait_for(lambda writer=writer: _ready_is(writer, 200), timeout=20)
     payloads = prediction_payloads(pair_jobs, 500)
     for key, value in payloads:
         await publish(producer, TRAINING_PREDICTIONS, key, value)

@@ -96,6 +96,8 @@ class Writer:
                     batch = await (ahead or self._next_batch(stopping))
                     ahead = None
                     if not batch.checked.records:
+                        if not self.database_ok:
+                            await self._probe_database()
                         continue
                     if batch.generation != self._generation:
                         await self._rewind(batch.checked.records)
@@ -115,6 +117,15 @@ class Writer:
         finally:
             if ahead is not None:
                 ahead.cancel()
+
+    async def _probe_database(self) -> None:
+        """Idle and not known good: connect, so readiness tells the truth about the database without traffic."""
+        try:
+            await self._connection()
+            self.database_ok = True
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._drop_connection()
+            log.info("database not reachable yet: %s: %s", type(exc).__name__, exc)
 
     async def _next_batch(self, stopping: asyncio.Event) -> _Batch:
         generation = self._generation
