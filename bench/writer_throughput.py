@@ -19,6 +19,7 @@ Writes bench/results/writer_throughput.json. Usage:
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import statistics
@@ -314,8 +315,22 @@ def metric(port: int, name: str) -> float:
     )
 
 
-async def writers(stack: Stack, count: int, expected: int, group: str) -> tuple[float, list[float]]:
-    """rows/s of `count` writer processes in a fresh consumer group; also each writer's share of the rows."""
+@dataclass(frozen=True)
+class WriterRun:
+    rows_per_s: float
+    rows_per_writer: list[float]
+    writer_cpu_s: float  # CPU time of the writer processes while timed
+    postgres_cpu_s: float  # CPU time of their database backends while timed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def writers(stack: Stack, count: int, expected: int, group: str) -> WriterRun:
+    """rows/s of `count` writer processes in a fresh consumer group, with each one's share and their CPU time."""
     lock = await asyncpg.connect(stack.postgres.admin_url)
     processes: list[tuple[ServiceProcess, int]] = []
     try:
@@ -337,12 +352,22 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> tuple[
             process.start()
             processes.append((process, port))
         await _wait_until_blocked(lock, processes)
+        backends = await lock.fetch("SELECT pid FROM pg_stat_activity WHERE usename = 'epochscope_writer'")
+        pids = [process.process.pid for process, _ in processes if process.process is not None]
+        backend_pids = [row["pid"] for row in backends]
+        writer_cpu = sum(map(cpu_seconds, pids))
+        postgres_cpu = sum(map(cpu_seconds, backend_pids))
         started = time.perf_counter()
         await lock.execute("COMMIT")
         while True:
             applied = [metric(port, "epochscope_writer_rows_applied_total") for _, port in processes]
             if sum(applied) >= expected:
-                return expected / (time.perf_counter() - started), applied
+                return WriterRun(
+                    expected / (time.perf_counter() - started),
+                    applied,
+                    sum(map(cpu_seconds, pids)) - writer_cpu,
+                    sum(map(cpu_seconds, backend_pids)) - postgres_cpu,
+                )
             for process, _ in processes:
                 if not process.running():
                     raise RuntimeError(f"{process.name} exited:\n{process.log_tail()}")
@@ -384,6 +409,7 @@ async def scenario(
     them; each is the median of its rounds. Every run is checked for exactly its rows, no duplicates."""
     runs: dict[str, list[float]] = {name: [] for name in MEASUREMENTS}
     shares: dict[str, list[list[float]]] = {"writers_1": [], "writers_2": []}
+    cpu: dict[str, list[tuple[float, float]]] = {"writers_1": [], "writers_2": []}  # µs per row: writers, postgres
     expected = len(events)
     for round_index in range(repeat):
         for name in MEASUREMENTS:
@@ -396,8 +422,10 @@ async def scenario(
             else:
                 count = int(name.rsplit("_", 1)[1])
                 group = f"bench-{label.replace(' ', '-')}-{count}-{round_index}"
-                rate, applied = await writers(stack, count, expected, group)
-                shares[name].append(applied)
+                run = await writers(stack, count, expected, group)
+                rate = run.rows_per_s
+                shares[name].append(run.rows_per_writer)
+                cpu[name].append((1e6 * run.writer_cpu_s / expected, 1e6 * run.postgres_cpu_s / expected))
             rows, distinct = await count_bench_rows(stack, jobs)
             if (rows, distinct) != (wanted, wanted):
                 raise RuntimeError(f"{label} {name}: {rows} rows, {distinct} distinct, expected {wanted}")
@@ -408,6 +436,13 @@ async def scenario(
         **{name: statistics.median(rates) for name, rates in runs.items()},
         "runs": {name: [round(rate, 1) for rate in rates] for name, rates in runs.items()},
         "rows_per_writer": shares,
+        "cpu_us_per_row": {
+            name: {
+                "writer_processes": round(statistics.median(w for w, _ in pairs), 1),
+                "their_postgres_backends": round(statistics.median(p for _, p in pairs), 1),
+            }
+            for name, pairs in cpu.items()
+        },
     }
 
 
@@ -451,6 +486,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny run that checks the benchmark works")
     parser.add_argument("--results-dir", type=Path, default=RESULTS, help=f"where {NAME}.json goes")
     args = parser.parse_args()
+    load_at_start = round(os.getloadavg()[0], 2)  # the machine is shared: say how busy it was
     if args.smoke:
         args.events, args.prefill, args.naive_events, args.repeat = 2000, 2000, 200, 1
     with local_stack() as stack:
@@ -471,6 +507,7 @@ def main() -> None:
         "writer_batch_size": WriterSettings.model_fields["writer_batch_size"].default,
         "writer_linger_ms": WriterSettings.model_fields["writer_linger_ms"].default,
         "durable_commits": not args.no_fsync,
+        "load_average_1m_at_start": load_at_start,
         "repeat": args.repeat,
         "smoke": args.smoke,
         "prefill_seconds": round(measured["prefill_s"], 1),
