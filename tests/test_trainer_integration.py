@@ -88,7 +88,8 @@ async def test_a_trainer_killed_mid_job_reruns_it_after_restart(
         job = await wait_for_final_status(client, job_id, token)
         assert job["status"] == "completed", job
         rows = await all_predictions(client, job_id, token)
-    assert len(rows) == (1 + 4) * 2, sorted((r["round_index"], r["step"], r["epoch"]) for r in rows)  # baseline + one round per epoch, each once despite the re-run
+    # A baseline and one round per epoch, each once despite the re-run.
+    assert len(rows) == (1 + 4) * 2, sorted((r["round_index"], r["step"], r["epoch"]) for r in rows)
     assert trainer.log_path.read_text().count(f"starting job {job_id}") == 2  # run, crash, re-run
     assert trainer.running()
 
