@@ -14,12 +14,11 @@ from uuid import UUID
 
 import asyncpg
 
-from epochscope_schemas.notify import job_channel
+from epochscope_schemas.notify import ChangeKind, job_channel
 
 log = logging.getLogger("epochscope.api.live")
 
-# The kinds of change the writer announces on a job's channel.
-KINDS = frozenset({"predictions", "status", "round", "progress", "warning"})
+KINDS = frozenset(kind.value for kind in ChangeKind)
 
 
 def kinds_of(payload: str) -> frozenset[str]:

@@ -19,6 +19,7 @@ from uuid import UUID
 import asyncpg
 
 from epochscope_schemas.events import JobStatusEvent, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.notify import ChangeKind
 from epochscope_writer import store
 from epochscope_writer.dead_letters import DeadLetter, DeadLetterReason
 from epochscope_writer.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
@@ -159,7 +160,7 @@ class BatchApplier:
                 (
                     job_id,
                     {
-                        "kind": "predictions",
+                        "kind": ChangeKind.PREDICTIONS,
                         "count": len(rows),
                         "first_step": min(steps),
                         "last_step": max(steps),
@@ -169,9 +170,9 @@ class BatchApplier:
                 )
             )
         for kind, insert in (
-            ("round", store.insert_rounds),
-            ("progress", store.insert_progress),
-            ("warning", store.insert_warnings),
+            (ChangeKind.ROUND, store.insert_rounds),
+            (ChangeKind.PROGRESS, store.insert_progress),
+            (ChangeKind.WARNING, store.insert_warnings),
         ):
             new_rows = await self._write(conn, kind, by_kind[kind], partial(insert, conn, owner), isolate, result)
             for job_id, job_rows in _group(new_rows, lambda job_id: job_id).items():
@@ -180,7 +181,7 @@ class BatchApplier:
             conn, "status", by_kind["status"], partial(store.apply_statuses, conn), isolate, result
         )
         for job_id, statuses in _group(applied, lambda event: event.job_id).items():
-            result.notifications.append((job_id, {"kind": "status", "status": statuses[-1].status.value}))
+            result.notifications.append((job_id, {"kind": ChangeKind.STATUS, "status": statuses[-1].status.value}))
 
     async def _write(
         self,
