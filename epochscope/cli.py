@@ -23,7 +23,8 @@ DEFAULT_DATA_DIR = Path(".epochscope")
 def up(args: argparse.Namespace) -> int:
     console = Console()
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a supervisor stopping us
+        signal.signal(sig, lambda *_: stopping.set())
     stack = LocalStack(args.data_dir, api_port=args.api_port, writers=args.writers)
     with console.status("starting Postgres, the broker and the services"):
         stack.start()
@@ -32,14 +33,11 @@ def up(args: argparse.Namespace) -> int:
         console.print(f"  Postgres: {stack.postgres.admin_url}   broker: {stack.broker.bootstrap_servers}")
         console.print(f"  logs: {stack.logs}   a token: epochscope token --user <you> --data-dir {args.data_dir}")
         console.print("Ctrl-C stops everything.")
-        try:
-            while not stopping.wait(1):
-                dead = [p.name for p in stack.processes if not p.running()]
-                if dead:
-                    console.print(f"[red]{', '.join(dead)} exited; see {stack.logs}")
-                    return 1
-        except KeyboardInterrupt:
-            pass
+        while not stopping.wait(1):
+            dead = [p.name for p in stack.processes if not p.running()]
+            if dead:
+                console.print(f"[red]{', '.join(dead)} exited; see {stack.logs}")
+                return 1
         return 0
     finally:
         with console.status("stopping"):

@@ -77,6 +77,17 @@ def round_table(round_index: int, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def progress_line(job: dict[str, Any]) -> str:
+    """What the job is doing: training progress once there is some, else the trainer's last message."""
+    progress = job.get("progress")
+    if job["status"] == "running" and progress:
+        loss = f", loss {progress['loss']:.3f}" if progress.get("loss") is not None else ""
+        return f"training: step {progress['step']}/{progress['max_steps']}, epoch {progress['epoch']:.2f}{loss}"
+    if job["status"] == "running" and (job.get("status_message") or "").startswith("loading"):
+        return "loading the model (the first run converts the demo model to safetensors, about half a minute)"
+    return f"job {job['status']}"
+
+
 class JobFollower:
     """Polls the API for new predictions and prints every round once it is complete."""
 
@@ -130,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             with console.status("waiting for the trainer (the first run converts the demo model once)") as status:
                 while True:
                     job = follower.poll()
-                    status.update(
-                        f"job {job['status']} - {len(follower.printed)} round(s) so far - "
-                        f"{time.monotonic() - started:.0f}s elapsed"
-                    )
+                    status.update(f"{progress_line(job)} - {time.monotonic() - started:.0f}s elapsed")
                     if job["status"] in ("completed", "failed", "cancelled"):
                         break
                     if time.monotonic() - started > args.timeout:
