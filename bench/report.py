@@ -1,6 +1,6 @@
 """Print the committed benchmark results (bench/results/*.json) as Markdown tables, for the README.
 
-    .venv/bin/python bench/report.py
+.venv/bin/python bench/report.py
 """
 
 import json
