@@ -57,7 +57,7 @@ from epochscope_schemas.events import Envelope, RoundSummaryEvent
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback
 from epochscope_trainer.data import load_jsonl, training_record
 from epochscope_trainer.generation import GenerationSettings
-from epochscope_trainer.models import resolve_model
+from epochscope_trainer.model_loading import resolve_model
 from epochscope_trainer.sampler import Sample, render_prompt, select_samples
 
 NAME = "prediction_round"

@@ -18,7 +18,7 @@ from epochscope.ports import free_port
 from epochscope_schemas.events import JobStatusEvent
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.publisher import EventPublisher
+from epochscope_trainer.spooling_publisher import EventPublisher
 
 pytestmark = pytest.mark.stack
 

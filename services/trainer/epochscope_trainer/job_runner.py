@@ -27,10 +27,10 @@ from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.data import Dataset, load_jsonl, training_record
 from epochscope_trainer.distributed import world
-from epochscope_trainer.models import resolve_model
-from epochscope_trainer.publisher import EventPublisher
+from epochscope_trainer.model_loading import resolve_model
 from epochscope_trainer.sampler import Sample, select_samples
 from epochscope_trainer.settings import TrainerSettings
+from epochscope_trainer.spooling_publisher import EventPublisher
 
 log = logging.getLogger("epochscope.trainer.job")
 

