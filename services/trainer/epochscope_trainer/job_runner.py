@@ -1,17 +1,15 @@
 """`epochscope-train-job`: run one job in its own process (started by the trainer service).
 
-Reads the job's config from `<job dir>/config.json` and its identity from the environment (JOB_ID,
-JOB_USER_ID, JOB_TOKEN); publishes status, progress, warning, prediction and round-summary events.
-A file named `cancel` in the job dir cancels the job (it ends as cancelled); SIGTERM stops it for a
-trainer shutdown (no final status: the job is re-run when a trainer picks it up again). Exit codes:
-0 finished (completed, failed or cancelled, all events delivered), 3 events left undelivered in
-the spool, 4 interrupted. Under torchrun every rank trains; only rank 0 publishes.
+Speaks the child side of `child_protocol`: reads the job's config from the job folder and its
+identity from the environment; publishes status, progress, warning, prediction and round-summary
+events. The cancel file cancels the job (it ends as cancelled); SIGTERM stops it for a trainer
+shutdown (no final status: the job is re-run when a trainer picks it up again). The exit code is a
+`ChildExit`. Under torchrun every rank trains; only rank 0 publishes.
 """
 
 import argparse
 import json
 import logging
-import os
 import random
 import signal
 import sys
@@ -25,6 +23,14 @@ from epochscope_schemas.events import Envelope, JobStatus, JobStatusEvent, Warni
 from epochscope_schemas.log_config import configure_logging
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, Publish, StopOnRequest
+from epochscope_trainer.child_protocol import (
+    SPOOL_FILE,
+    ChildExit,
+    cancel_requested,
+    child_rank,
+    read_identity,
+    read_job_config,
+)
 from epochscope_trainer.data import Dataset, load_jsonl, training_record
 from epochscope_trainer.distributed import world
 from epochscope_trainer.model_loading import resolve_model
@@ -33,11 +39,6 @@ from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.spooling_publisher import EventPublisher
 
 log = logging.getLogger("epochscope.trainer.job")
-
-EXIT_UNDELIVERED = 3
-EXIT_INTERRUPTED = 4
-SPOOL_FILE = "spool.jsonl"
-CANCEL_FILE = "cancel"
 
 
 class JobRun:
@@ -55,7 +56,7 @@ class JobRun:
 
     @property
     def cancelled(self) -> bool:
-        return (self.job_dir / CANCEL_FILE).exists()
+        return cancel_requested(self.job_dir)
 
     def stop_requested(self) -> bool:
         return self.cancelled or self.shutdown.is_set()
@@ -212,11 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = TrainerSettings()
-    rank = int(os.environ.get("RANK", "0"))
+    rank = child_rank()
     configure_logging(f"trainer-job-{rank}" if rank else "trainer-job", settings.log_level)
-    job_id = uuid.UUID(os.environ["JOB_ID"])
-    identity = {name: os.environ[name] for name in ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")}
-    config = JobConfig.model_validate_json((args.job_dir / "config.json").read_text())
+    identity = read_identity()
+    job_id = uuid.UUID(identity["JOB_ID"])
+    config = read_job_config(args.job_dir)
     publisher = None
     if rank == 0:
         (args.job_dir / "job_env.json").write_text(json.dumps(identity))
@@ -240,8 +241,8 @@ def main(argv: list[str] | None = None) -> None:
                 settings.flush_timeout_s,
                 args.job_dir / SPOOL_FILE,
             )
-            sys.exit(EXIT_UNDELIVERED)
-    sys.exit(EXIT_INTERRUPTED if outcome is None else 0)
+            sys.exit(ChildExit.UNDELIVERED)
+    sys.exit(ChildExit.INTERRUPTED if outcome is None else ChildExit.FINISHED)
 
 
 def _discard(topic: str, event: Envelope) -> None:

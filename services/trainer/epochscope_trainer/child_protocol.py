@@ -1,0 +1,76 @@
+"""The contract between the trainer service and a job's child process; both sides import it.
+
+The service writes the job's config into the job folder, starts the child with the job's identity in
+its environment, asks it to cancel by creating a file, and reads the outcome from its exit code and
+from a spool file of events it could not deliver. Under torchrun every rank reads the same folder.
+"""
+
+import os
+import sys
+from enum import IntEnum
+from pathlib import Path
+
+from epochscope_schemas.config import JobConfig
+from epochscope_schemas.events import JobStartEvent
+
+CONFIG_FILE = "config.json"  # the job's config, written by the service before the child starts
+CANCEL_FILE = "cancel"  # created by the service: the user cancelled; the child ends the job as cancelled
+SPOOL_FILE = "spool.jsonl"  # events the child could not deliver; the service delivers them after it exits
+LOG_FILE = "job.log"  # the child's stdout and stderr
+IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
+
+
+class ChildExit(IntEnum):
+    """The child's exit codes; any other code is a crash."""
+
+    FINISHED = 0  # completed, failed or cancelled, and all events delivered
+    UNDELIVERED = 3  # events left in the spool file
+    INTERRUPTED = 4  # stopped by SIGTERM for a trainer shutdown: no final status, the job is re-run
+
+
+def prepare_job_dir(work_dir: Path, event: JobStartEvent) -> Path:
+    """The job's folder under `work_dir`, with the config the child reads."""
+    job_dir = work_dir / str(event.job_id)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / CONFIG_FILE).write_text(event.config.model_dump_json(indent=2))
+    return job_dir
+
+
+def read_job_config(job_dir: Path) -> JobConfig:
+    return JobConfig.model_validate_json((job_dir / CONFIG_FILE).read_text())
+
+
+def child_env(event: JobStartEvent) -> dict[str, str]:
+    """The service's environment plus the job's identity (IDENTITY_ENV)."""
+    identity = (str(event.job_id), event.user_id, event.job_token or "")
+    return {**os.environ, **dict(zip(IDENTITY_ENV, identity, strict=True))}
+
+
+def read_identity() -> dict[str, str]:
+    """In the child: the job's identity from the environment, by IDENTITY_ENV name."""
+    return {name: os.environ[name] for name in IDENTITY_ENV}
+
+
+def child_rank() -> int:
+    """In the child: this process's rank under torchrun (which sets RANK), 0 for a plain process."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def job_command(job_dir: Path, processes: int) -> list[str]:
+    """The child: one process, or torchrun with `processes` ranks (gloo on CPU, nccl on GPU)."""
+    job = ["-m", "epochscope_trainer.job_runner", "--job-dir", str(job_dir)]
+    if processes == 1:
+        return [sys.executable, *job]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *job]
+
+
+def request_cancel(job_dir: Path) -> None:
+    (job_dir / CANCEL_FILE).touch()
+
+
+def cancel_requested(job_dir: Path) -> bool:
+    return (job_dir / CANCEL_FILE).exists()
+
+
+def has_spool(job_dir: Path) -> bool:
+    return (job_dir / SPOOL_FILE).exists()

@@ -1,0 +1,109 @@
+"""The consumer loop: take one job-start event at a time, run it, then commit its offset.
+
+One job at a time per trainer (one per GPU); scale out with more trainers in the "trainers" group.
+The start event's offset is committed only after the job is done with, so a trainer killed mid-job
+leaves the job to be re-run when a trainer takes the partition again.
+"""
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import TopicPartition
+from pydantic import ValidationError
+
+from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
+from epochscope_schemas.topics import JOBS_START, dead_letter_topic
+from epochscope_trainer.cancel_watcher import CancelWatcher
+from epochscope_trainer.job_supervisor import JobSupervisor
+from epochscope_trainer.kafka_ports import EventProducer, JobConsumer
+from epochscope_trainer.status_publisher import StatusPublisher
+
+log = logging.getLogger("epochscope.trainer")
+
+POLL_MS = 500
+
+
+class JobConsumerLoop:
+    """Owns the Kafka clients' lifetime; hands each start event to the supervisor.
+
+    Args:
+        consumer: the "trainers" group consumer of the start topic, committing by hand.
+        producer: for dead letters (and, through `status`, the service's status events).
+        cancels: the cancel watcher, run beside the loop.
+        supervisor: runs one job to its end.
+        status: publishes the service's own status events.
+        stopping: set when the service shuts down.
+        keep_alive_s: how often the paused consumer polls while a job runs.
+    """
+
+    def __init__(
+        self,
+        consumer: JobConsumer,
+        producer: EventProducer,
+        cancels: CancelWatcher,
+        supervisor: JobSupervisor,
+        status: StatusPublisher,
+        stopping: asyncio.Event,
+        keep_alive_s: float,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.cancels = cancels
+        self.supervisor = supervisor
+        self.status = status
+        self.stopping = stopping
+        self.keep_alive_s = keep_alive_s
+
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        watcher = asyncio.create_task(self.cancels.run())
+        log.info("trainer started", extra={"work_dir": str(self.supervisor.work_dir)})
+        try:
+            while not self.stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=POLL_MS, max_records=1)
+                for tp, records in batch.items():
+                    for record in records:
+                        finished = await self.handle(record.value or b"", tp, record.offset)
+                        if not finished:
+                            return  # shutting down mid-job: leave the offset for the next trainer
+                        await self.consumer.commit({tp: record.offset + 1})
+        finally:
+            watcher.cancel()
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def handle(self, value: bytes, tp: TopicPartition, offset: int) -> bool:
+        """Process one record; False when the job was interrupted by a shutdown."""
+        try:
+            event = parse_event(value)
+        except ValidationError as exc:
+            log.warning("dead-lettering an invalid record at %s:%d@%d", tp.topic, tp.partition, offset)
+            headers = [("reason", f"schema_invalid: {exc.error_count()} error(s)".encode())]
+            await self.producer.send_and_wait(dead_letter_topic(JOBS_START), value, headers=headers)
+            return True
+        if not isinstance(event, JobStartEvent):
+            return True  # cancels are the watcher's
+        if str(event.job_id) in self.cancels.cancelled:
+            await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
+            return True
+        return await self._run_paused(event)
+
+    async def _run_paused(self, event: JobStartEvent) -> bool:
+        """Run the job with the partitions paused: polling keeps this member in the group without
+        fetching the next job, which waits for this one (one job per trainer)."""
+        self.consumer.pause(*self.consumer.assignment())
+        keep_alive = asyncio.create_task(self._keep_alive())
+        try:
+            return await self.supervisor.run(event)
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
+            self.consumer.resume(*self.consumer.paused())
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(self.keep_alive_s)
+            await self.consumer.getmany(timeout_ms=0)

@@ -1,0 +1,106 @@
+"""Running one job's child process to its end, and reporting what the child could not."""
+
+import asyncio
+import ctypes
+import ctypes.util
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Container
+from pathlib import Path
+
+from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_trainer.child_protocol import (
+    LOG_FILE,
+    ChildExit,
+    child_env,
+    has_spool,
+    prepare_job_dir,
+    request_cancel,
+)
+from epochscope_trainer.status_publisher import StatusPublisher
+
+log = logging.getLogger("epochscope.trainer")
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class JobSupervisor:
+    """Starts a job's child, passes on a cancel (a file in the job folder) or a shutdown (SIGTERM),
+    delivers the events it left undelivered, and reports a crash as a failed job.
+
+    Args:
+        work_dir: one folder per job is made under it.
+        check_s: how often a running child is checked for a cancel or a shutdown.
+        command: the child's command line for a job folder (`child_protocol.job_command`).
+        cancelled: ids of the jobs users have cancelled (the cancel watcher's set).
+        stopping: set when the service shuts down.
+        status: publishes the service's own status events.
+        deliver_spool: delivers a job folder's spool file.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        check_s: float,
+        command: Callable[[Path], list[str]],
+        cancelled: Container[str],
+        stopping: asyncio.Event,
+        status: StatusPublisher,
+        deliver_spool: Callable[[Path], Awaitable[None]],
+    ) -> None:
+        self.work_dir = work_dir
+        self.check_s = check_s
+        self.command = command
+        self.cancelled = cancelled
+        self.stopping = stopping
+        self.status = status
+        self.deliver_spool = deliver_spool
+
+    async def run(self, event: JobStartEvent) -> bool:
+        """Run the job; False when a shutdown interrupted it (it is to be re-run), True when it is done with."""
+        job_id = str(event.job_id)
+        job_dir = prepare_job_dir(self.work_dir, event)
+        log.info("starting job %s", job_id, extra={"job_id": job_id})
+        with open(job_dir / LOG_FILE, "ab") as job_log:
+            try:
+                child = await asyncio.create_subprocess_exec(
+                    *self.command(job_dir),
+                    env=child_env(event),
+                    stdout=job_log,
+                    stderr=job_log,
+                    preexec_fn=_stop_with_parent,
+                )
+            except OSError as exc:
+                await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
+                return True
+            code = await self._wait(child, job_dir, job_id)
+        log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
+        if code == ChildExit.UNDELIVERED or has_spool(job_dir):
+            await self.deliver_spool(job_dir)
+        if self.stopping.is_set() and code != ChildExit.FINISHED:
+            return False
+        if code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
+            await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
+        return True
+
+    async def _wait(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> int:
+        """The child's exit code; meanwhile a shutdown becomes SIGTERM and a cancel the cancel file, once each."""
+        cancel_sent = stop_sent = False
+        while True:
+            try:
+                return await asyncio.wait_for(child.wait(), timeout=self.check_s)
+            except TimeoutError:
+                pass
+            if self.stopping.is_set() and not stop_sent:
+                child.send_signal(signal.SIGTERM)
+                stop_sent = True
+            elif job_id in self.cancelled and not cancel_sent:
+                log.info("cancelling job %s", job_id)
+                request_cancel(job_dir)
+                cancel_sent = True
+
+
+def _stop_with_parent() -> None:
+    """In the child: get SIGTERM (a shutdown, so the job is re-run) if this trainer dies, even by SIGKILL."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

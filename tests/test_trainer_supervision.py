@@ -1,0 +1,293 @@
+"""The trainer service's job supervision against fake Kafka adapters and a trivial child: no broker, no model.
+
+The child below speaks `child_protocol` as the real one does (config and identity in, cancel file,
+exit codes out), so these tests pin the service's side of the protocol.
+"""
+
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+
+from epochscope_schemas.config import JobConfig
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus, JobStatusEvent
+from epochscope_schemas.topics import JOBS_START, TRAINING_STATUS, dead_letter_topic
+from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
+from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_command
+from epochscope_trainer.job_consumer import JobConsumerLoop
+from epochscope_trainer.settings import TrainerSettings
+
+# The child's behaviour is its job's `model` field: "exit:<code>", "until-cancel" or "until-sigterm".
+CHILD = """
+import json, signal, sys, time
+from pathlib import Path
+from epochscope_trainer.child_protocol import ChildExit, cancel_requested, read_identity, read_job_config
+
+job_dir = Path(sys.argv[1])
+config = read_job_config(job_dir)
+(job_dir / "seen.json").write_text(json.dumps({"identity": read_identity(), "dataset": config.dataset_path}))
+mode = config.model
+if mode.startswith("exit:"):
+    time.sleep(0.3)
+    sys.exit(int(mode.split(":")[1]))
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(ChildExit.INTERRUPTED))
+(job_dir / "started").touch()
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    if mode == "until-cancel" and cancel_requested(job_dir):
+        sys.exit(ChildExit.FINISHED)
+    time.sleep(0.02)
+sys.exit(9)
+"""
+
+
+@dataclass
+class FakeRecord:
+    value: bytes | None
+    offset: int
+
+
+@dataclass
+class FakeJobConsumer:
+    """Hands out its records one poll at a time; once they are all out, it stops the service."""
+
+    values: list[bytes]
+    stopping: asyncio.Event
+    wait_for: asyncio.Event | None = None  # hold the first record back until this is set
+    tp: TopicPartition = TopicPartition(JOBS_START, 0)
+    committed: list[int] = field(default_factory=list)
+    polls_while_paused: int = 0
+    running: bool = False
+    _paused: set[TopicPartition] = field(default_factory=set)
+
+    async def start(self) -> None:
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[FakeRecord]]:
+        if self._paused:
+            self.polls_while_paused += 1
+            return {}
+        if self.wait_for is not None:
+            await self.wait_for.wait()
+        offset = len(self.committed)
+        if offset == len(self.values):
+            self.stopping.set()
+            return {}
+        return {self.tp: [FakeRecord(self.values[offset], offset)]}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committed.append(offsets[self.tp])
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self._paused)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._paused.difference_update(partitions)
+
+
+class FakeCancelStream:
+    """The cancel watcher's records: whatever the test puts on `queue`."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[FakeRecord] = asyncio.Queue()
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def __aiter__(self) -> AsyncIterator[FakeRecord]:
+        return self._records()
+
+    async def _records(self) -> AsyncIterator[FakeRecord]:
+        while True:
+            yield await self.queue.get()
+
+
+@dataclass
+class FakeProducer:
+    sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> object:
+        self.sent.append((topic, value, key, headers))
+        return None
+
+    def statuses(self) -> list[JobStatusEvent]:
+        return [JobStatusEvent.model_validate_json(v or b"") for t, v, _, _ in self.sent if t == TRAINING_STATUS]
+
+
+@dataclass
+class Harness:
+    service: JobConsumerLoop
+    jobs: FakeJobConsumer
+    cancels: FakeCancelStream
+    producer: FakeProducer
+    spools: list[Path]
+    commands: list[Path]
+
+
+def start_event(mode: str, job_id: uuid.UUID | None = None) -> JobStartEvent:
+    return JobStartEvent(
+        job_id=job_id or uuid.uuid4(),
+        job_token="token-1",
+        user_id="user-1",
+        config=JobConfig(model=mode, dataset_path="/data/train.jsonl"),
+    )
+
+
+def harness(tmp_path: Path, values: list[bytes], command: Callable[[Path], list[str]] | None = None) -> Harness:
+    stopping = asyncio.Event()
+    jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
+    spools: list[Path] = []
+    commands: list[Path] = []
+
+    def child(job_dir: Path) -> list[str]:
+        commands.append(job_dir)
+        return [sys.executable, "-c", CHILD, str(job_dir)]
+
+    async def deliver_spool(job_dir: Path) -> None:
+        spools.append(job_dir)
+
+    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05)
+    service = bootstrap(
+        settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
+    )
+    return Harness(service, jobs, cancels, producer, spools, commands)
+
+
+async def wait_for_file(path: Path, timeout: float = 20) -> None:
+    async with asyncio.timeout(timeout):
+        while not path.exists():
+            await asyncio.sleep(0.02)
+
+
+async def test_finished_jobs_run_one_at_a_time_and_commit_their_offsets(tmp_path: Path) -> None:
+    first, second = start_event("exit:0"), start_event("exit:0")
+    h = harness(tmp_path, [first.model_dump_json().encode(), second.model_dump_json().encode()])
+    await asyncio.wait_for(h.service.run(), 30)
+    assert h.jobs.committed == [1, 2]
+    assert h.commands == [tmp_path / str(first.job_id), tmp_path / str(second.job_id)]
+    assert h.producer.sent == [] and h.spools == []
+    assert h.jobs.polls_while_paused > 0 and h.jobs.paused() == set() and not h.jobs.running
+    seen = json.loads((tmp_path / str(first.job_id) / "seen.json").read_text())
+    assert seen == {
+        "identity": {"JOB_ID": str(first.job_id), "JOB_USER_ID": "user-1", "JOB_TOKEN": "token-1"},
+        "dataset": "/data/train.jsonl",
+    }
+
+
+async def test_a_crashed_child_is_reported_failed(tmp_path: Path) -> None:
+    event = start_event("exit:7")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    await asyncio.wait_for(h.service.run(), 30)
+    assert h.jobs.committed == [1]
+    (status,) = h.producer.statuses()
+    assert (status.job_id, status.job_token, status.status) == (event.job_id, "token-1", JobStatus.FAILED)
+    assert status.message == "the training process exited with code 7"
+    assert h.producer.sent[0][2] == str(event.job_id).encode()
+
+
+async def test_undelivered_events_are_handed_to_spool_delivery_and_the_job_is_not_failed(tmp_path: Path) -> None:
+    event = start_event(f"exit:{int(ChildExit.UNDELIVERED)}")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    await asyncio.wait_for(h.service.run(), 30)
+    assert h.spools == [tmp_path / str(event.job_id)]
+    assert h.producer.sent == [] and h.jobs.committed == [1]
+
+
+async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: Path) -> None:
+    event = start_event("until-cancel")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    running = asyncio.create_task(h.service.run())
+    job_dir = tmp_path / str(event.job_id)
+    await wait_for_file(job_dir / "started")
+    cancel = JobCancelEvent(job_id=event.job_id, user_id="user-1")
+    await h.cancels.queue.put(FakeRecord(cancel.model_dump_json().encode(), 0))
+    await asyncio.wait_for(running, 30)
+    assert (job_dir / CANCEL_FILE).exists()
+    assert h.producer.sent == [] and h.jobs.committed == [1]  # the child reports the cancel itself
+
+
+async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> None:
+    event = start_event("exit:0")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    h.jobs.wait_for = h.service.cancels.changed
+    await h.cancels.queue.put(FakeRecord(b"not an event", 0))  # skipped: the group consumer dead-letters it
+    cancel = JobCancelEvent(job_id=event.job_id, user_id="user-1")
+    await h.cancels.queue.put(FakeRecord(cancel.model_dump_json().encode(), 1))
+    await asyncio.wait_for(h.service.run(), 30)
+    assert h.commands == []
+    (status,) = h.producer.statuses()
+    assert (status.status, status.message) == (JobStatus.CANCELLED, "cancelled before it started")
+    assert h.jobs.committed == [1]
+
+
+async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
+    h = harness(tmp_path, [b'{"type": "job.start"}'])
+    await asyncio.wait_for(h.service.run(), 30)
+    ((topic, value, _, headers),) = h.producer.sent
+    assert (topic, value) == (dead_letter_topic(JOBS_START), b'{"type": "job.start"}')
+    assert headers is not None and headers[0][0] == "reason" and headers[0][1].startswith(b"schema_invalid: ")
+    assert h.jobs.committed == [1] and h.commands == []
+
+
+async def test_a_shutdown_mid_job_stops_the_child_and_leaves_the_offset(tmp_path: Path) -> None:
+    event = start_event("until-sigterm")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    running = asyncio.create_task(h.service.run())
+    await wait_for_file(tmp_path / str(event.job_id) / "started")
+    h.service.stopping.set()
+    await asyncio.wait_for(running, 30)
+    assert h.jobs.committed == [] and h.producer.sent == []
+    assert not h.jobs.running
+
+
+async def test_a_child_that_cannot_start_is_reported_failed(tmp_path: Path) -> None:
+    event = start_event("exit:0")
+    h = harness(tmp_path, [event.model_dump_json().encode()], command=lambda _: [str(tmp_path / "no-such-program")])
+    await asyncio.wait_for(h.service.run(), 30)
+    (status,) = h.producer.statuses()
+    assert status.status == JobStatus.FAILED
+    assert status.message is not None and status.message.startswith("cannot start the training process: ")
+    assert h.jobs.committed == [1]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_child_command_runs_the_job_runner_alone_or_under_torchrun(processes: int) -> None:
+    command = job_command(Path("/work/job"), processes)
+    assert command[0] == sys.executable
+    assert command[-3:] == ["epochscope_trainer.job_runner", "--job-dir", "/work/job"]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    assert (command[1:5] == torchrun) is (processes > 1)
