@@ -6,6 +6,7 @@ exit codes out), so these tests pin the service's side of the protocol.
 
 import asyncio
 import json
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus, JobStatusEvent
 from epochscope_schemas.topics import JOBS_START, TRAINING_STATUS, dead_letter_topic
+from epochscope_trainer import main
 from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
 from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_command
 from epochscope_trainer.job_consumer import JobConsumerLoop
@@ -291,3 +294,35 @@ def test_the_child_command_runs_the_job_runner_alone_or_under_torchrun(processes
     assert command[-3:] == ["epochscope_trainer.job_runner", "--job-dir", "/work/job"]
     torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     assert (command[1:5] == torchrun) is (processes > 1)
+
+
+async def test_serve_restarts_the_service_while_the_broker_is_unreachable_and_not_once_it_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[asyncio.Event] = []
+
+    class Unreachable:
+        def __init__(self, stopping: asyncio.Event, succeed_at: int | None) -> None:
+            self.stopping, self.succeed_at = stopping, succeed_at
+
+        async def run(self) -> None:
+            attempts.append(self.stopping)
+            if len(attempts) == self.succeed_at:
+                return
+            if self.succeed_at is None:
+                self.stopping.set()  # a shutdown while the broker is down: no further attempt
+            raise KafkaConnectionError("broker down")
+
+    settings = TrainerSettings(work_dir=tmp_path)
+    loop = asyncio.get_running_loop()
+    try:
+        monkeypatch.setattr(main, "bootstrap", lambda _settings, stopping: Unreachable(stopping, succeed_at=3))
+        await asyncio.wait_for(main.serve(settings), 30)
+        assert len(attempts) == 3 and len(set(map(id, attempts))) == 1  # one stop signal across the attempts
+        attempts.clear()
+        monkeypatch.setattr(main, "bootstrap", lambda _settings, stopping: Unreachable(stopping, succeed_at=None))
+        await asyncio.wait_for(main.serve(settings), 30)
+        assert len(attempts) == 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # serve() took them over; give them back
+            loop.remove_signal_handler(sig)

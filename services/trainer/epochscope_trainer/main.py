@@ -11,12 +11,22 @@ import logging
 import signal
 
 from aiokafka.errors import KafkaError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_when_event_set,
+    wait_exponential_jitter,
+)
 
 from epochscope_schemas.log_config import configure_logging
 from epochscope_trainer.bootstrap import bootstrap
 from epochscope_trainer.settings import TrainerSettings
 
 log = logging.getLogger("epochscope.trainer")
+
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 10.0
 
 
 async def serve(settings: TrainerSettings) -> None:
@@ -25,15 +35,26 @@ async def serve(settings: TrainerSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    delay = 0.5
-    while not stopping.is_set():
-        try:
-            await bootstrap(settings, stopping).run()
-            return
-        except KafkaError as exc:
-            log.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError),
+        wait=wait_exponential_jitter(multiplier=RETRY_INITIAL_S, max=RETRY_MAX_S),  # plus up to 1 s of jitter
+        stop=stop_when_event_set(stopping),  # an asyncio.Event works too: it only calls is_set()
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await bootstrap(settings, stopping).run()
+    except KafkaError:
+        if not stopping.is_set():
+            raise
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    delay = state.next_action.sleep if state.next_action else 0.0
+    log.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
 
 
 def run() -> None:
