@@ -33,10 +33,12 @@ from epochscope_trainer.child_protocol import (
 )
 from epochscope_trainer.data import Dataset, load_jsonl, training_record
 from epochscope_trainer.distributed import world
-from epochscope_trainer.model_loading import resolve_model
+from epochscope_trainer.model_loading import load_model_and_tokenizer, resolve_model
+from epochscope_trainer.precision import this_machine
 from epochscope_trainer.sampler import Sample, select_samples
 from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.spooling_publisher import EventPublisher
+from epochscope_trainer.training_args import lora_config, sft_config
 
 log = logging.getLogger("epochscope.trainer.job")
 
@@ -91,9 +93,7 @@ class JobRun:
     def _train(self) -> dict[str, float]:
         import torch
         from datasets import Dataset as HFDataset
-        from peft import LoraConfig
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTTrainer
 
         config = self.config
         train = self._load("dataset_path", Path(config.dataset_path))
@@ -102,40 +102,11 @@ class JobRun:
         train_rows, eval_rows = self._split(train)
         samples = self._samples(train)
         model_path = resolve_model(config.model, self.settings.model_cache_dir)
-        use_cuda = torch.cuda.is_available()
-        bf16 = use_cuda and torch.cuda.is_bf16_supported()
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.bfloat16 if bf16 else torch.float32)
-        args = SFTConfig(
-            output_dir=str(self.job_dir / "output"),
-            num_train_epochs=config.num_epochs,
-            per_device_train_batch_size=config.batch_size,
-            per_device_eval_batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            max_length=config.max_length,
-            logging_steps=self.settings.progress_every_steps,
-            eval_strategy="epoch" if eval_rows else "no",
-            save_strategy="no",
-            report_to=[],
-            bf16=bf16,
-            activation_checkpointing=False,  # on a CPU it costs far more than it saves
-            use_cpu=not use_cuda,
-            seed=config.predictions.seed,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
+        precision = this_machine()
+        model, tokenizer = load_model_and_tokenizer(model_path, precision.torch_dtype())
+        args = sft_config(
+            config, precision, self.job_dir / "output", self.settings.progress_every_steps, has_eval=bool(eval_rows)
         )
-        peft_config = None
-        if config.lora is not None:
-            lora = config.lora
-            peft_config = LoraConfig(
-                r=lora.r,
-                lora_alpha=lora.alpha,
-                lora_dropout=lora.dropout,
-                target_modules=lora.target_modules,
-                task_type="CAUSAL_LM",
-            )
         callbacks: list[Any] = [
             ProgressCallback(self.publish, self.job, config.num_epochs),
             StopOnRequest(self.stop_requested),
@@ -148,7 +119,7 @@ class JobRun:
             train_dataset=HFDataset.from_list([training_record(e) for e in train_rows.examples]),
             eval_dataset=HFDataset.from_list([training_record(e) for e in eval_rows.examples]) if eval_rows else None,
             processing_class=tokenizer,
-            peft_config=peft_config,
+            peft_config=lora_config(config.lora),
             callbacks=callbacks,
         )
         self.status(
@@ -156,8 +127,8 @@ class JobRun:
             json.dumps(
                 {
                     "model": model_path,
-                    "device": "cuda" if use_cuda else "cpu",
-                    "precision": "bf16" if bf16 else "fp32",
+                    "device": precision.device,
+                    "precision": precision.label,
                     "processes": world()[1],
                     "backend": torch.distributed.get_backend() if world()[1] > 1 else None,
                     "train_rows": len(train_rows.examples),

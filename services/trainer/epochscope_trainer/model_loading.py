@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("epochscope.trainer.model_loading")
 
@@ -58,3 +59,14 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
     except OSError:  # another trainer finished first; keep its copy
         shutil.rmtree(partial, ignore_errors=True)
     log.info("converted model cached at %s", target)
+
+
+def load_model_and_tokenizer(model_path: str, dtype: Any) -> tuple[Any, Any]:
+    """The model in `dtype` and its tokenizer, with a pad token (the end-of-sequence token if it has none)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    return model, tokenizer
