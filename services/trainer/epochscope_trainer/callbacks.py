@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 from epochscope_schemas.events import Envelope, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.distributed import any_rank, world
 from epochscope_trainer.generation import Generation, GenerationSettings, generate_across_ranks
 from epochscope_trainer.quality import OutputValidator, score
 from epochscope_trainer.sampler import Sample, render_prompt
@@ -117,14 +118,15 @@ class PredictionsCallback(TrainerCallback):
         self._steps_done.add(state.global_step)
         key = RoundKey(self.rounds_run, round(state.epoch or 0.0, 4), state.global_step, trigger)
         self.rounds_run += 1
-        if self._worker is None or world()[1] > 1:
-            self._round(model, self.tokenizer, key, stall_ms=None)
+        publishes = state.is_world_process_zero
+        if self._worker is None or PartialState().num_processes > 1:
+            self._round(model, self.tokenizer, key, publishes, stall_ms=None)
             return
         started = time.perf_counter()
         self.wait()  # one round in flight at most
         shadow = self._snapshot(model)
         stall_ms = (time.perf_counter() - started) * 1000
-        self._pending = self._worker.submit(self._round, shadow, self._shadow_tokenizer, key, stall_ms)
+        self._pending = self._worker.submit(self._round, shadow, self._shadow_tokenizer, key, publishes, stall_ms)
 
     def _snapshot(self, model: Any) -> Any:
         """The weights as they are now, for a background round. The first call copies the model; later
@@ -141,15 +143,15 @@ class PredictionsCallback(TrainerCallback):
                 target[name].copy_(source[name])
         return self._shadow
 
-    def _round(self, model: Any, tokenizer: Any, key: "RoundKey", stall_ms: float | None) -> None:
-        rank, _ = world()
+    def _round(self, model: Any, tokenizer: Any, key: "RoundKey", publishes: bool, stall_ms: float | None) -> None:
+        """Generate for every sample (on every rank) and, if `publishes` (rank 0), publish the round."""
         started = time.perf_counter()
         try:
             prompts = [render_prompt(sample, tokenizer) for sample in self.samples]
             generations = generate_across_ranks(model, tokenizer, prompts, self.generation)
         except Exception as exc:  # noqa: BLE001  a failed round must not stop training
             log.exception("prediction round %d failed", key.index)
-            if rank == 0:
+            if publishes:
                 message = f"round {key.index} at step {key.step}: {type(exc).__name__}: {exc}"
                 self.publish(
                     TRAINING_STATUS,
@@ -157,7 +159,7 @@ class PredictionsCallback(TrainerCallback):
                 )
             return
         wall_ms = (time.perf_counter() - started) * 1000
-        if rank != 0:
+        if not publishes:
             return
         events = [
             self._prediction(key, sample, prompt, generation)
@@ -268,11 +270,14 @@ class ProgressCallback(TrainerCallback):
 
 
 class StopOnRequest(TrainerCallback):
-    """Stops training at the next step once `requested()` is true on any rank (a cancel or a shutdown)."""
+    """Stops training at the next step once `requested()` is true on any rank (a cancel or a shutdown).
+
+    Every rank must agree to stop at the same step, or the others hang in the next collective.
+    """
 
     def __init__(self, requested: Callable[[], bool]) -> None:
         self.requested = requested
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if any_rank(self.requested()):
+        if any(gather_object([self.requested()])):
             control.should_training_stop = True

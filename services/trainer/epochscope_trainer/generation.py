@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from epochscope_trainer.distributed import gather_to_all, world
+from accelerate import PartialState
+from accelerate.utils import gather_object
 
 
 @dataclass(frozen=True)
@@ -90,16 +90,13 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
 def generate_across_ranks(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings
 ) -> list[Generation]:
-    """Each rank generates every world-size-th prompt; all ranks get all results, in prompt order."""
-    rank, size = world()
-    if size == 1:
-        return generate(model, tokenizer, prompts, settings)
-    mine = list(range(rank, len(prompts), size))
-    local = generate(model, tokenizer, [prompts[i] for i in mine], settings)
-    results: dict[int, Generation] = {}
-    for other_rank, generations in enumerate(gather_to_all(local)):
-        results.update(zip(range(other_rank, len(prompts), size), generations, strict=True))
-    return [results[i] for i in range(len(prompts))]
+    """Each rank generates a contiguous share of the prompts; every rank gets all results, in prompt order.
+
+    Every rank must call it (the gather is collective); in a single process it is `generate`.
+    """
+    with PartialState().split_between_processes(prompts) as mine:
+        local = generate(model, tokenizer, mine, settings)
+    return gather_object(local)
 
 
 def _generated_length(ids: list[int], eos_id: int | None, pad_id: int | None) -> int:

@@ -32,7 +32,6 @@ from epochscope_trainer.child_protocol import (
     read_job_config,
 )
 from epochscope_trainer.data import Dataset, load_jsonl, training_record
-from epochscope_trainer.distributed import world
 from epochscope_trainer.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.precision import this_machine
 from epochscope_trainer.sampler import Sample, select_samples
@@ -122,6 +121,7 @@ class JobRun:
             peft_config=lora_config(config.lora),
             callbacks=callbacks,
         )
+        processes = trainer.accelerator.num_processes
         self.status(
             JobStatus.RUNNING,
             json.dumps(
@@ -129,8 +129,8 @@ class JobRun:
                     "model": model_path,
                     "device": precision.device,
                     "precision": precision.label,
-                    "processes": world()[1],
-                    "backend": torch.distributed.get_backend() if world()[1] > 1 else None,
+                    "processes": processes,
+                    "backend": torch.distributed.get_backend() if processes > 1 else None,
                     "train_rows": len(train_rows.examples),
                     "eval_rows": len(eval_rows.examples) if eval_rows else 0,
                     "skipped_rows": train.skipped,
