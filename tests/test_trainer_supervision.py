@@ -145,7 +145,7 @@ async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: P
 async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> None:
     event = start_event("exit:0")
     h = harness(tmp_path, [event.model_dump_json().encode()])
-    h.jobs.wait_for = h.service.cancels.changed
+    h.jobs.wait_for = h.cancels.read_all
     await h.cancels.queue.put(FakeRecord(b"not an event", 0))  # skipped: the group consumer dead-letters it
     cancel = JobCancelEvent(job_id=event.job_id, user_id="user-1")
     await h.cancels.queue.put(FakeRecord(cancel.model_dump_json().encode(), 1))

@@ -66,10 +66,12 @@ class FakeJobConsumer:
 
 
 class FakeCancelStream:
-    """The cancel watcher's records: whatever the test puts on `queue`."""
+    """The cancel watcher's records: whatever the test puts on `queue`. `read_all` is set once the
+    watcher asks for a record past the last one queued, so it has handled every one before."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[FakeRecord] = asyncio.Queue()
+        self.read_all = asyncio.Event()
 
     async def start(self) -> None:
         pass
@@ -82,6 +84,8 @@ class FakeCancelStream:
 
     async def _records(self) -> AsyncIterator[FakeRecord]:
         while True:
+            if self.queue.empty():
+                self.read_all.set()
             yield await self.queue.get()
 
 

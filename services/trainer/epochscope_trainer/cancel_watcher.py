@@ -1,7 +1,5 @@
 """Which jobs users have cancelled, as seen on the start topic."""
 
-import asyncio
-
 from pydantic import ValidationError
 
 from epochscope_schemas.events import JobCancelEvent, parse_event
@@ -18,7 +16,6 @@ class CancelWatcher:
     def __init__(self, records: RecordStream) -> None:
         self._records = records
         self.cancelled: set[str] = set()
-        self.changed = asyncio.Event()
 
     async def run(self) -> None:
         await self._records.start()
@@ -30,6 +27,5 @@ class CancelWatcher:
                     continue  # the group consumer dead-letters it
                 if isinstance(event, JobCancelEvent):
                     self.cancelled.add(str(event.job_id))
-                    self.changed.set()
         finally:
             await self._records.stop()
