@@ -135,7 +135,7 @@ class EventPublisher:
             await self._send(producer, head)
         with self._lock:
             rest = self._read_spool()[len(head) :]
-            self._spool_path.write_text("".join(item.line() for item in rest))
+            self._rewrite_spool(rest)
             if not rest:
                 self._spooling = False
                 log.info("spool delivered; back to direct publishing")
@@ -146,10 +146,17 @@ class EventPublisher:
         self._spool_path.parent.mkdir(parents=True, exist_ok=True)
         if front:
             existing = self._read_spool()
-            self._spool_path.write_text("".join(item.line() for item in [*items, *existing]))
+            self._rewrite_spool([*items, *existing])
         else:
             with self._spool_path.open("a") as spool:
                 spool.writelines(item.line() for item in items)
+
+    def _rewrite_spool(self, items: list[Outgoing]) -> None:
+        """Caller holds the lock. Atomic (write, then rename): a reader never sees it half-written or empty,
+        and a crash mid-write loses nothing."""
+        partial = self._spool_path.with_name(f"{self._spool_path.name}.partial")
+        partial.write_text("".join(item.line() for item in items))
+        partial.replace(self._spool_path)
 
     def _read_spool(self) -> list[Outgoing]:
         if not self._spool_path.exists():
