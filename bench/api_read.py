@@ -17,7 +17,6 @@ Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import tempfile
 import time
@@ -221,13 +220,12 @@ async def measure_sql(
 
 def run(size: Size, api_workers: int, results_dir: Path) -> Path:
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
+    stack = LocalStack(root, writers=0, trainers=0, extra_env={"EPOCHSCOPE_API_WORKERS": str(api_workers)})
     try:
-        env = {"EPOCHSCOPE_API_WORKERS": str(api_workers)}
-        with LocalStack(root, writers=0, trainers=0, extra_env=env) as stack:
+        with stack:
             return asyncio.run(bench(stack, size, api_workers, results_dir))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        stack.delete_data()
 
 
 async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Path) -> Path:

@@ -198,13 +198,14 @@ def run(size: Size, results_dir: Path) -> Path:
     from tiny_model import build_tiny_model
 
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
+    stack = LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"})
     try:
         model_dir = build_tiny_model(root / "model")
         dataset = write_dataset(root / "train.jsonl", size.rows)
-        with LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"}) as stack:
+        with stack:
             arrivals = asyncio.run(measure(stack, model_dir, dataset, size))
     finally:
+        stack.delete_data()
         shutil.rmtree(root, ignore_errors=True)
     measured = latencies(arrivals)
     written = measured["written"]

@@ -86,18 +86,15 @@ class Stack:
 
 @contextmanager
 def local_stack() -> Iterator[Stack]:
-    # As root, Postgres runs as an unprivileged user, who must be able to enter this folder.
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-writer-"))
-    root.chmod(0o755)
-    stack = Stack(PostgresCluster(root / "postgres" / "data"), TansuBroker(root / "broker.log"), root)
+    stack = Stack(PostgresCluster.for_stack(root), TansuBroker(root / "broker.log"), root)
     try:
         stack.broker.start()
         stack.postgres.start()
         yield stack
     finally:
         stack.broker.stop()
-        if stack.postgres.running():
-            stack.postgres.stop()
+        stack.postgres.delete()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import shutil
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from conftest import ARTIFACTS, traversable_temp_dir
+from conftest import ARTIFACTS
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
@@ -132,7 +133,7 @@ class Stack:
 
 def start_stack(root: Path) -> Stack:
     """Postgres migrated by the API's own migrations, and a broker with every topic and dead-letter topic."""
-    postgres = PostgresCluster(root / "postgres" / "data")
+    postgres = PostgresCluster.for_stack(root)
     broker = TansuBroker(root / "broker.log")
     broker.start()
     postgres.start()
@@ -150,13 +151,12 @@ def stop_stack(stack: Stack) -> None:
     for writer in stack.writers:
         writer.terminate()
     stack.broker.stop()
-    if stack.postgres.running():
-        stack.postgres.stop()
+    stack.postgres.delete()
 
 
 @pytest.fixture(scope="module", name="stack")
 def stack_fixture() -> Iterator[Stack]:
-    root = traversable_temp_dir("epochscope-writer-test-")
+    root = Path(tempfile.mkdtemp(prefix="epochscope-writer-test-"))
     built = start_stack(root)
     try:
         yield built
