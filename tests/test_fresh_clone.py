@@ -23,6 +23,7 @@ from epochscope.ports import free_port
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.timeout(1800),  # a whole `make install` (about 2 to 6 min here) before the job
     pytest.mark.skipif(os.geteuid() != 0, reason="the private-folder failure happens only as root"),
 ]
 
