@@ -1,5 +1,5 @@
-"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, and
-token verification (against a JWKS served from this process)."""
+"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, the
+mapping of domain errors to HTTP responses, and token verification (against a JWKS served from this process)."""
 
 import json
 import threading
@@ -14,12 +14,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
+from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
 from epochscope_api.auth import TokenVerifier, mint_user_token
 from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
+from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.estimate import EstimateRequest, estimate
 from epochscope_api.live import KINDS, kinds_of
+from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
 from epochscope_api.settings import ApiSettings
@@ -80,16 +83,41 @@ def test_cursor_round_trip_and_garbage() -> None:
         encode_cursor([3, "nul\x00"]),  # no Postgres text
     )
     for garbage in foreign:
-        with pytest.raises(HTTPException) as raised:
+        with pytest.raises(BadCursor) as raised:
             decode_cursor(garbage, INT4, text, name="cursor")
-        assert raised.value.status_code == 422 and raised.value.detail.startswith("cursor:")
+        assert status_of(raised.value) == 422 and str(raised.value).startswith("cursor:")
 
 
 def test_stream_position_round_trip() -> None:
     assert parse_position(None) == [0, -1, -1, 0]
     assert parse_position(encode_cursor([120, 7, 500, 3])) == [120, 7, 500, 3]
-    with pytest.raises(HTTPException):
+    with pytest.raises(BadCursor):
         parse_position("120")  # a bare prediction sequence: not a position this stream made
+
+
+def test_every_domain_error_has_an_http_status() -> None:
+    assert set(DomainError.__subclasses__()) == set(DOMAIN_ERROR_STATUS)
+
+
+@pytest.mark.parametrize(
+    ("error", "status_code", "detail"),
+    [
+        (JobNotFound(), 404, "job not found"),
+        (SampleNotFound(), 404, "sample not found"),
+        (BadCursor("Last-Event-ID"), 422, "Last-Event-ID: not a cursor from this API"),
+    ],
+)
+def test_a_domain_error_is_answered_with_its_status_and_the_shared_error_model(
+    error: DomainError, status_code: int, detail: str
+) -> None:
+    app = create_app(ApiSettings(jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused")))
+
+    @app.get("/raises")
+    async def raises() -> None:
+        raise error
+
+    response = TestClient(app).get("/raises")  # no `with`: no lifespan, so no database or broker
+    assert (response.status_code, response.json()) == (status_code, {"detail": detail})
 
 
 def test_notify_payload_names_what_to_read_again() -> None:

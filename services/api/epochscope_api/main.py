@@ -1,4 +1,5 @@
-"""The API's entrypoint: app factory, lifespan (pool, outbox relay) and the uvicorn runner."""
+"""The API's entrypoint: app factory, lifespan (pool, outbox relay), the one mapping of domain errors to HTTP
+responses, and the uvicorn runner."""
 
 import asyncio
 import contextlib
@@ -7,19 +8,36 @@ from collections.abc import AsyncIterator
 
 import uvicorn
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from epochscope_api.auth import TokenVerifier
 from epochscope_api.db import create_pool
-from epochscope_api.errors import error_responses, install_error_handlers
+from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
+from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
 from epochscope_api.settings import ApiSettings, get_settings
 from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
+
+DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
+    JobNotFound: status.HTTP_404_NOT_FOUND,
+    SampleNotFound: status.HTTP_404_NOT_FOUND,
+    BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status a domain error is answered with."""
+    return DOMAIN_ERROR_STATUS[type(error)]
+
+
+async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    return error_response(status_of(exc), str(exc))
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -49,6 +67,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     install_error_handlers(app)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     if settings.cors_origins:
         app.add_middleware(

@@ -1,15 +1,15 @@
 """The API's reads of Postgres, each run on a connection inside the caller's user transaction (RLS).
 
-Row-level security decides what exists: another user's job reads as no job at all, hence a 404.
+Row-level security decides what exists: another user's job reads as no job at all (JobNotFound).
 """
 
 import uuid
 from typing import Any
 
 import asyncpg
-from fastapi import HTTPException, status
 from pydantic import TypeAdapter
 
+from epochscope_api.errors import JobNotFound, SampleNotFound
 from epochscope_api.models import (
     Job,
     JobDetail,
@@ -56,10 +56,6 @@ _ROUND_LIST = TypeAdapter(list[RoundSummary])
 _SAMPLE_ROUNDS = TypeAdapter(list[SampleRound])
 
 
-def job_not_found() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail="job not found")
-
-
 def job_of(row: asyncpg.Record) -> Job:
     return Job(**dict(row))
 
@@ -97,17 +93,17 @@ def warning_of(row: asyncpg.Record) -> JobWarning:
 
 
 async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
-    """The job as the current user sees it, or a 404."""
+    """The job as the current user sees it; JobNotFound if they have none."""
     row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
     if row is None:
-        raise job_not_found()
+        raise JobNotFound
     return job_of(row)
 
 
 async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
-    """A 404 unless the current user has this job (cheaper than fetch_job: no config to decode)."""
+    """JobNotFound unless the current user has this job (cheaper than fetch_job: no config to decode)."""
     if not await conn.fetchval("SELECT true FROM jobs WHERE job_id = $1", job_id):
-        raise job_not_found()
+        raise JobNotFound
 
 
 async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
@@ -170,14 +166,17 @@ async def fetch_new_predictions(
     return [(row["seq"], prediction_of(row)) for row in rows]
 
 
-async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, sample_id: str) -> SampleHistory | None:
+async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, sample_id: str) -> SampleHistory:
+    """One sample across all rounds; SampleNotFound without a prediction (or a NUL, which no text holds)."""
+    if "\x00" in sample_id:
+        raise SampleNotFound
     rows = await conn.fetch(
         f"SELECT {PREDICTION_COLUMNS} FROM training_predictions WHERE job_id = $1 AND sample_id = $2 ORDER BY step",
         job_id,
         sample_id,
     )
     if not rows:
-        return None
+        raise SampleNotFound
     first = rows[0]
     return SampleHistory(
         sample_id=first["sample_id"],

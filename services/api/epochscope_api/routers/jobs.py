@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from epochscope_api.auth import CurrentUser
 from epochscope_api.cursor import INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
-from epochscope_api.errors import error_responses
+from epochscope_api.http_errors import error_responses
 from epochscope_api.models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.outbox import enqueue
 from epochscope_api.queries import JOB_COLUMNS, ensure_job, fetch_job, fetch_job_detail, fetch_progress, job_of

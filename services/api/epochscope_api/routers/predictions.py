@@ -3,18 +3,18 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 
 from epochscope_api.auth import CurrentUser
 from epochscope_api.cursor import INT4, INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
+from epochscope_api.errors import JobNotFound
 from epochscope_api.models import PredictionPage, RoundList, SampleHistory
 from epochscope_api.queries import (
     PREDICTION_COLUMNS,
     ensure_job,
     fetch_rounds,
     fetch_sample_history,
-    job_not_found,
     prediction_fields,
 )
 from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
@@ -51,7 +51,7 @@ async def list_predictions(
     async with user_transaction(pool, user_id) as conn:
         rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
     if not rows:
-        raise job_not_found()
+        raise JobNotFound
     rows = [row for row in rows if row["step"] is not None]
     last = rows[min(limit, len(rows)) - 1] if rows else None
     return PredictionPage.model_validate(
@@ -83,7 +83,4 @@ async def get_sample_history(
     """One sample across all rounds, with its ground truth."""
     async with user_transaction(pool, user_id) as conn:
         await ensure_job(conn, job_id)
-        history = None if "\x00" in sample_id else await fetch_sample_history(conn, job_id, sample_id)
-    if history is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="sample not found")
-    return history
+        return await fetch_sample_history(conn, job_id, sample_id)

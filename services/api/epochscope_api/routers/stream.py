@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from epochscope_api.auth import StreamUser
 from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.db import user_transaction
-from epochscope_api.errors import error_responses
+from epochscope_api.errors import JobNotFound
+from epochscope_api.http_errors import error_responses
 from epochscope_api.live import KINDS
 from epochscope_api.queries import (
     ensure_job,
@@ -88,7 +89,7 @@ STREAM_RESPONSES = {
 
 
 def parse_position(last_event_id: str | None) -> list[int]:
-    """The last key sent of each feed, from a Last-Event-ID (a 422 if this stream did not make it)."""
+    """The last key sent of each feed, from a Last-Event-ID (BadCursor if this stream did not make it)."""
     if not last_event_id:
         return [feed.start for feed in FEEDS]
     return decode_cursor(last_event_id, *(feed.part for feed in FEEDS), name="Last-Event-ID")
@@ -104,7 +105,7 @@ async def _events(
             async with user_transaction(pool, user_id) as conn:
                 try:
                     job = await fetch_job(conn, job_id)
-                except HTTPException:  # deleted while watched
+                except JobNotFound:  # deleted while watched
                     yield ServerSentEvent(event="end", data="deleted")
                     return
                 reads = [
