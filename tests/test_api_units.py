@@ -17,11 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from epochscope_api.auth import TokenVerifier, mint_user_token
+from epochscope_api.auth import UserTokenVerifier, mint_user_token
 from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.estimate import EstimateRequest, estimate
-from epochscope_api.live import KINDS, kinds_of
+from epochscope_api.live import ALL_CHANGE_KINDS, kinds_of
 from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
@@ -123,7 +123,7 @@ def test_a_domain_error_is_answered_with_its_status_and_the_shared_error_model(
 def test_notify_payload_names_what_to_read_again() -> None:
     assert kinds_of('{"job_id": "x", "kind": "progress", "count": 3}') == {"progress"}
     for anything in ("{}", "not json", "[1]", '{"kind": ["round"]}', '{"kind": "unknown"}'):
-        assert kinds_of(anything) == KINDS
+        assert kinds_of(anything) == ALL_CHANGE_KINDS
 
 
 def test_a_nul_character_is_a_field_error(tmp_path: Path) -> None:
@@ -163,8 +163,8 @@ def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
 LOCAL_SECRET = "a-local-secret-of-at-least-32-bytes"
 
 
-def verifier(**settings: Any) -> TokenVerifier:
-    return TokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
+def verifier(**settings: Any) -> UserTokenVerifier:
+    return UserTokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
 
 
 def provider_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:

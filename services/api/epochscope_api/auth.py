@@ -31,8 +31,10 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-class TokenVerifier:
-    """Verifies users' bearer tokens as the settings say; one per app (the JWKS client caches the key set)."""
+class UserTokenVerifier:
+    """Verifies users' bearer tokens as the settings say; one per app (the JWKS client caches the key set).
+
+    Users' tokens only: the writer verifies job tokens, which the API mints for one job's events."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
@@ -69,7 +71,7 @@ class TokenVerifier:
 async def _user(request: Request, token: str | None) -> str:
     if not token:
         raise _unauthorized("missing bearer token")
-    verifier: TokenVerifier = request.app.state.verifier
+    verifier: UserTokenVerifier = request.app.state.verifier
     return await verifier.user_id(token)
 
 

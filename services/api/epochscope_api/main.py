@@ -13,14 +13,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from epochscope_api.auth import TokenVerifier
+from epochscope_api.auth import UserTokenVerifier
 from epochscope_api.db import create_pool
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
-from epochscope_api.settings import ApiSettings, get_settings
+from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
 
@@ -41,7 +41,7 @@ async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+    settings = settings or load_settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,7 +65,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings)
+    app.state.verifier = UserTokenVerifier(settings)
     install_error_handlers(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
@@ -85,7 +85,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 def served_app() -> FastAPI:
     """The app as `epochscope-api` serves it, built in each worker process: settings from the environment, JSON
     logs in which every record made while serving a request carries its id (`correlation_id`, as X-Request-ID)."""
-    settings = get_settings()
+    settings = load_settings()
     configure_logging("api", settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(CorrelationIdFilter(default_value=None))
@@ -93,7 +93,7 @@ def served_app() -> FastAPI:
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = load_settings()
     configure_logging("api", settings.log_level)
     uvicorn.run(
         "epochscope_api.main:served_app",

@@ -17,7 +17,7 @@ from epochscope_schemas.kafka import KafkaSettings
 log = logging.getLogger("epochscope.api.outbox")
 
 NOTIFY_CHANNEL = "outbox"
-BATCH = 100
+PUBLISH_BATCH = 100  # outbox rows per publishing transaction
 
 
 async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope) -> None:
@@ -91,12 +91,12 @@ class OutboxRelay:
                 log.debug("outbox relay: stopping producer: %s", exc)
 
     async def _publish_batch(self) -> bool:
-        """Publish up to BATCH pending rows; True when there may be more."""
+        """Publish up to PUBLISH_BATCH pending rows; True when there may be more."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL"
                 " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1",
-                BATCH,
+                PUBLISH_BATCH,
             )
             if not rows:
                 return False
@@ -110,4 +110,4 @@ class OutboxRelay:
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
             log.info("outbox relay: published %d event(s)", len(rows))
-            return len(rows) == BATCH
+            return len(rows) == PUBLISH_BATCH

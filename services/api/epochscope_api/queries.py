@@ -10,7 +10,7 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from epochscope_api.errors import JobNotFound, SampleNotFound
-from epochscope_api.models import (
+from epochscope_api.response_models import (
     Job,
     JobDetail,
     JobWarning,
@@ -24,7 +24,8 @@ from epochscope_api.models import (
 JOB_COLUMNS = (
     "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
 )
-PREDICTION_COLUMNS = (
+# What the API reads of a prediction row (the writer writes more: job_id, seq, ...).
+PREDICTION_READ_COLUMNS = (
     "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
     " latency_ms, valid, validation_error, exact_match, f1, rouge_l, created_at"
 )
@@ -157,7 +158,7 @@ async def fetch_new_predictions(
 ) -> list[tuple[int, Prediction]]:
     """(seq, prediction) in commit order after `after_seq`: what a live client has not seen yet."""
     rows = await conn.fetch(
-        f"SELECT seq, {PREDICTION_COLUMNS} FROM training_predictions"
+        f"SELECT seq, {PREDICTION_READ_COLUMNS} FROM training_predictions"
         " WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         job_id,
         after_seq,
@@ -171,7 +172,8 @@ async def fetch_sample_history(conn: asyncpg.Connection, job_id: uuid.UUID, samp
     if "\x00" in sample_id:
         raise SampleNotFound
     rows = await conn.fetch(
-        f"SELECT {PREDICTION_COLUMNS} FROM training_predictions WHERE job_id = $1 AND sample_id = $2 ORDER BY step",
+        f"SELECT {PREDICTION_READ_COLUMNS} FROM training_predictions"
+        " WHERE job_id = $1 AND sample_id = $2 ORDER BY step",
         job_id,
         sample_id,
     )

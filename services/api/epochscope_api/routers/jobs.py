@@ -12,9 +12,9 @@ from epochscope_api.auth import CurrentUser
 from epochscope_api.cursor import INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
 from epochscope_api.http_errors import error_responses
-from epochscope_api.models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.outbox import enqueue
 from epochscope_api.queries import JOB_COLUMNS, ensure_job, fetch_job, fetch_job_detail, fetch_progress, job_of
+from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.config import JobConfig
@@ -40,12 +40,12 @@ async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-async def get_settings(request: Request) -> ApiSettings:
+async def get_app_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-Settings = Annotated[ApiSettings, Depends(get_settings)]
+Settings = Annotated[ApiSettings, Depends(get_app_settings)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Job, operation_id="create_job")

@@ -9,14 +9,14 @@ from epochscope_api.auth import CurrentUser
 from epochscope_api.cursor import INT4, INT4_MAX, decode_cursor, encode_cursor, text
 from epochscope_api.db import user_transaction
 from epochscope_api.errors import JobNotFound
-from epochscope_api.models import PredictionPage, RoundList, SampleHistory
 from epochscope_api.queries import (
-    PREDICTION_COLUMNS,
+    PREDICTION_READ_COLUMNS,
     ensure_job,
     fetch_rounds,
     fetch_sample_history,
     prediction_fields,
 )
+from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
 from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 # single row of NULLs means the job has nothing past the cursor.
 PAGE_QUERY = (
     "SELECT page.* FROM jobs LEFT JOIN LATERAL ("
-    f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
+    f"SELECT {PREDICTION_READ_COLUMNS} FROM training_predictions"
     " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
     " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
     " ORDER BY step, sample_id LIMIT $6"

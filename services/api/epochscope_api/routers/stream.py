@@ -21,7 +21,7 @@ from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.db import user_transaction
 from epochscope_api.errors import JobNotFound
 from epochscope_api.http_errors import error_responses
-from epochscope_api.live import KINDS
+from epochscope_api.live import ALL_CHANGE_KINDS
 from epochscope_api.queries import (
     ensure_job,
     fetch_job,
@@ -35,24 +35,24 @@ from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
-BATCH = 500  # rows per feed per read
+ROWS_PER_READ = 500  # rows of one feed per read, before the other feeds get their turn
 Rows = list[tuple[int, BaseModel]]  # (the feed's key, the event's data)
 
 
 async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return list(await fetch_new_predictions(conn, job_id, after, BATCH))
+    return list(await fetch_new_predictions(conn, job_id, after, ROWS_PER_READ))
 
 
 async def _rounds(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, BATCH)]
+    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, ROWS_PER_READ)]
 
 
 async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, BATCH)]
+    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, ROWS_PER_READ)]
 
 
 async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(row["seq"], warning_of(row)) for row in await fetch_warnings(conn, job_id, after, BATCH)]
+    return [(row["seq"], warning_of(row)) for row in await fetch_warnings(conn, job_id, after, ROWS_PER_READ)]
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ async def _events(
 ) -> AsyncIterator[ServerSentEvent]:
     last_status = None
     async with request.app.state.hub.watch(job_id) as watch:
-        kinds = KINDS
+        kinds = ALL_CHANGE_KINDS
         while True:
             async with user_transaction(pool, user_id) as conn:
                 try:
@@ -123,7 +123,7 @@ async def _events(
             if status != last_status:
                 last_status = status
                 yield ServerSentEvent(event="status", data=job.model_dump_json())
-            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == BATCH)
+            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == ROWS_PER_READ)
             if unfinished:
                 kinds = unfinished | watch.take()
             elif job.status.is_final:
