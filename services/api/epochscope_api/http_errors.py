@@ -37,6 +37,9 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
     return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
 
 
+NOT_FOUND = error_responses(404)  # for the routes of one job
+
+
 def error_response(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(ErrorResponse(detail=detail).model_dump(), status_code=status_code, headers=headers)
 

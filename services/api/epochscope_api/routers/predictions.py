@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from epochscope_api.auth import CurrentUser
 from epochscope_api.cursor import INT4, INT4_MAX, decode_cursor, encode_cursor, text
-from epochscope_api.db import user_transaction
+from epochscope_api.deps import SettingsDep, UserConn
 from epochscope_api.errors import JobNotFound
+from epochscope_api.http_errors import NOT_FOUND
 from epochscope_api.queries import (
     PREDICTION_READ_COLUMNS,
     ensure_job,
@@ -17,7 +17,6 @@ from epochscope_api.queries import (
     prediction_fields,
 )
 from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
@@ -37,9 +36,8 @@ PAGE_QUERY = (
 @router.get("/predictions", response_model=PredictionPage, responses=NOT_FOUND, operation_id="list_predictions")
 async def list_predictions(
     job_id: uuid.UUID,
-    user_id: CurrentUser,
-    pool: Pool,
-    settings: Settings,
+    conn: UserConn,
+    settings: SettingsDep,
     epoch: Annotated[float | None, Query(description="Only this epoch.")] = None,
     step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
@@ -48,8 +46,7 @@ async def list_predictions(
     """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice."""
     limit = min(limit, settings.predictions_page_max)
     after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
-    async with user_transaction(pool, user_id) as conn:
-        rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
+    rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
     if not rows:
         raise JobNotFound
     rows = [row for row in rows if row["step"] is not None]
@@ -64,11 +61,10 @@ async def list_predictions(
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")
-async def list_rounds(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> RoundList:
+async def list_rounds(job_id: uuid.UUID, conn: UserConn) -> RoundList:
     """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives."""
-    async with user_transaction(pool, user_id) as conn:
-        await ensure_job(conn, job_id)
-        return RoundList(items=await fetch_rounds(conn, job_id))
+    await ensure_job(conn, job_id)
+    return RoundList(items=await fetch_rounds(conn, job_id))
 
 
 @router.get(
@@ -77,10 +73,8 @@ async def list_rounds(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> Ro
 async def get_sample_history(
     job_id: uuid.UUID,
     sample_id: Annotated[str, Path(max_length=200)],
-    user_id: CurrentUser,
-    pool: Pool,
+    conn: UserConn,
 ) -> SampleHistory:
     """One sample across all rounds, with its ground truth."""
-    async with user_transaction(pool, user_id) as conn:
-        await ensure_job(conn, job_id)
-        return await fetch_sample_history(conn, job_id, sample_id)
+    await ensure_job(conn, job_id)
+    return await fetch_sample_history(conn, job_id, sample_id)

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from epochscope_api.auth import StreamUser
 from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.db import user_transaction
+from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
 from epochscope_api.errors import JobNotFound
-from epochscope_api.http_errors import error_responses
-from epochscope_api.live import ALL_CHANGE_KINDS
+from epochscope_api.http_errors import NOT_FOUND, error_responses
+from epochscope_api.live import ALL_CHANGE_KINDS, NotificationHub
 from epochscope_api.queries import (
     ensure_job,
     fetch_job,
@@ -31,7 +31,6 @@ from epochscope_api.queries import (
     fetch_warnings,
     warning_of,
 )
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
@@ -96,10 +95,10 @@ def parse_position(last_event_id: str | None) -> list[int]:
 
 
 async def _events(
-    request: Request, pool: Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
+    hub: NotificationHub, pool: asyncpg.Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
 ) -> AsyncIterator[ServerSentEvent]:
     last_status = None
-    async with request.app.state.hub.watch(job_id) as watch:
+    async with hub.watch(job_id) as watch:
         kinds = ALL_CHANGE_KINDS
         while True:
             async with user_transaction(pool, user_id) as conn:
@@ -135,11 +134,11 @@ async def _events(
 
 @router.get("/stream", responses=STREAM_RESPONSES, response_class=EventSourceResponse, operation_id="stream_job")
 async def stream_job(
-    request: Request,
     job_id: uuid.UUID,
     user_id: StreamUser,
-    pool: Pool,
-    settings: Settings,
+    pool: PoolDep,
+    hub: HubDep,
+    settings: SettingsDep,
     last_event_id: Annotated[
         str | None, Header(description="Resume after this event: the id of the last event received.")
     ] = None,
@@ -148,5 +147,5 @@ async def stream_job(
     async with user_transaction(pool, user_id) as conn:
         await ensure_job(conn, job_id)  # 404 before the stream opens
     position = parse_position(last_event_id)
-    events = _events(request, pool, user_id, job_id, position, settings.stream_poll_seconds)
+    events = _events(hub, pool, user_id, job_id, position, settings.stream_poll_seconds)
     return EventSourceResponse(events, ping=15)
