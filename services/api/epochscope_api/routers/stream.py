@@ -17,20 +17,16 @@ from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
+from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_api.data.jobs import ensure_job, fetch_job
+from epochscope_api.data.predictions import fetch_new_predictions
+from epochscope_api.data.progress import fetch_progress
+from epochscope_api.data.rounds import fetch_summarized_rounds
 from epochscope_api.db import user_transaction
 from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
 from epochscope_api.errors import JobNotFound
 from epochscope_api.http_errors import NOT_FOUND, error_responses
 from epochscope_api.live import ALL_CHANGE_KINDS, NotificationHub
-from epochscope_api.queries import (
-    ensure_job,
-    fetch_job,
-    fetch_new_predictions,
-    fetch_progress,
-    fetch_summarized_rounds,
-    fetch_warnings,
-    warning_of,
-)
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
@@ -51,7 +47,7 @@ async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> 
 
 
 async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(row["seq"], warning_of(row)) for row in await fetch_warnings(conn, job_id, after, ROWS_PER_READ)]
+    return list(await fetch_warnings(conn, job_id, after, ROWS_PER_READ))
 
 
 @dataclass(frozen=True)
