@@ -1,5 +1,5 @@
 """The dependencies routes share, as in the full-stack FastAPI template's deps.py: the settings, the adapters
-the app holds (pool, LISTEN hub, outbox relay), the current user, and a transaction scoped to that user.
+bootstrap.py built (pool, LISTEN hub, outbox relay), the current user, and a transaction scoped to that user.
 
 All are async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
 """
@@ -11,7 +11,8 @@ import asyncpg
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from epochscope_api.auth import UserTokenVerifier, unauthorized
+from epochscope_api.auth import unauthorized
+from epochscope_api.bootstrap import Adapters
 from epochscope_api.db import user_transaction
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
@@ -23,27 +24,30 @@ _bearer = HTTPBearer(
 )
 
 
+def _adapters(request: Request) -> Adapters:
+    return request.app.state.adapters
+
+
 async def get_app_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
 async def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
+    return _adapters(request).pool
 
 
 async def get_hub(request: Request) -> NotificationHub:
-    return request.app.state.hub
+    return _adapters(request).hub
 
 
 async def get_relay(request: Request) -> OutboxRelay:
-    return request.app.state.relay
+    return _adapters(request).relay
 
 
 async def _user(request: Request, token: str | None) -> str:
     if not token:
         raise unauthorized("missing bearer token")
-    verifier: UserTokenVerifier = request.app.state.verifier
-    return await verifier.user_id(token)
+    return await _adapters(request).verifier.user_id(token)
 
 
 async def current_user(

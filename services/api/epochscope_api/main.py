@@ -1,10 +1,7 @@
-"""The API's entrypoint: app factory, lifespan (pool, outbox relay), the one mapping of domain errors to HTTP
-responses, and the uvicorn runner."""
+"""The API's entrypoint: the app factory (bootstrap.py wires the adapters), the one mapping of domain errors to
+HTTP responses, and the uvicorn runner."""
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import uvicorn
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
@@ -13,12 +10,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from epochscope_api.auth import UserTokenVerifier
-from epochscope_api.db import create_pool
+from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
-from epochscope_api.live import NotificationHub
-from epochscope_api.outbox import OutboxRelay
 from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
@@ -42,30 +36,13 @@ async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or load_settings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-        app.state.hub = NotificationHub(settings.database_url)
-        app.state.relay = OutboxRelay(app.state.pool, settings.kafka, settings.outbox_poll_seconds)
-        relay_task = asyncio.create_task(app.state.relay.run(), name="outbox-relay")
-        try:
-            yield
-        finally:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
-            await app.state.hub.close()
-            await app.state.pool.close()
-
     app = FastAPI(
         title="Epochscope API",
         version="0.1.0",
         description="Fine-tuning jobs and the predictions their models make, epoch by epoch.",
-        lifespan=lifespan,
+        lifespan=lifespan(settings),
     )
     app.state.settings = settings
-    app.state.verifier = UserTokenVerifier(settings)
     install_error_handlers(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")

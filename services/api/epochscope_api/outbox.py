@@ -7,12 +7,12 @@ so a job is delayed, never lost. Several API replicas can relay at once (FOR UPD
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from epochscope_schemas.events import Envelope, encode_event
-from epochscope_schemas.kafka import KafkaSettings
 
 log = logging.getLogger("epochscope.api.outbox")
 
@@ -31,11 +31,14 @@ async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope) -> None
 
 
 class OutboxRelay:
-    """Background task: wake on NOTIFY (or every `poll_seconds`), publish pending rows, mark them."""
+    """Background task: wake on NOTIFY (or every `poll_seconds`), publish pending rows, mark them.
 
-    def __init__(self, pool: asyncpg.Pool, kafka: KafkaSettings, poll_seconds: float) -> None:
+    `make_producer` makes a producer not started yet: the first one, and a fresh one after broker trouble.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, make_producer: Callable[[], AIOKafkaProducer], poll_seconds: float) -> None:
         self._pool = pool
-        self._kafka = kafka
+        self._make_producer = make_producer
         self._poll_seconds = poll_seconds
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -72,7 +75,7 @@ class OutboxRelay:
 
     async def _producer_started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**self._kafka.client_kwargs(), acks="all", linger_ms=0)
+            producer = self._make_producer()
             try:
                 await producer.start()
             except Exception:
