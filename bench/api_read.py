@@ -33,8 +33,8 @@ from common import RESULTS, print_table, write_results
 
 from epochscope.local_stack import LocalStack
 from epochscope_api.cursor import encode_cursor
+from epochscope_api.data.predictions import PREDICTION_PAGE_SQL
 from epochscope_api.db import create_pool, user_transaction
-from epochscope_api.routers.predictions import PAGE_QUERY
 from epochscope_api.settings import ApiSettings
 
 NAME = "api_read"
@@ -213,7 +213,7 @@ async def measure_sql(
 ) -> Measurement:
     async def one(_: int) -> None:
         async with user_transaction(pool, OWNER) as conn:
-            await conn.fetch(PAGE_QUERY, job_id, *after, None, None, PAGE_SIZE + 1)
+            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1)
 
     return await measure(one, clients, size)
 
@@ -251,7 +251,7 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 status, body = await connection.get(request_bytes)
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
             async with user_transaction(pool, OWNER) as conn:
-                sql_rows = await conn.fetch(PAGE_QUERY, job_id, *page.after, None, None, PAGE_SIZE)
+                sql_rows = await conn.fetch(PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE)
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 
