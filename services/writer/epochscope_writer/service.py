@@ -267,7 +267,8 @@ class Writer:
         async with self._batch_lock:
             self._generation += 1
             if self._pending is not None:
-                log.info("rebalance: leaving an uncommitted batch of %d records to the next owner", len(self._pending))
+                records = len(self._pending.checked.records)
+                log.info("rebalance: leaving an uncommitted batch of %d records to the next owner", records)
                 self._pending = None
         self.metrics.consumer_lag.clear()
         self.metrics.assigned_partitions.set(0)
