@@ -43,7 +43,7 @@ from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
-from epochscope_api.migrate import MigrateSettings, migrate
+from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_schemas.events import PredictionEvent, PredictionScores, encode_event, parse_event
 from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS

@@ -32,8 +32,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from pydantic_settings import BaseSettings
 
-from epochscope_api.migrate import MigrateSettings
 from epochscope_api.settings import ApiSettings
+from epochscope_db.migrate import MigrateSettings
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.topics import (
     ALL_TOPICS,
@@ -54,11 +54,13 @@ ENV_NAME = re.compile(r"\bEPOCHSCOPE_[A-Z0-9_]+\b")
 
 PACKAGE_DIRS = {
     "schemas": ROOT / "schemas",
+    "db": ROOT / "db",
     "api": ROOT / "services/api",
     "writer": ROOT / "services/writer",
     "trainer": ROOT / "services/trainer",
 }
-MODULES = {"api": "epochscope_api", "writer": "epochscope_writer", "trainer": "epochscope_trainer"}
+# The packages each service image installs: the API image also carries the migrator (epochscope-db).
+IMAGE_PACKAGES = {"api": ("schemas", "db", "api"), "writer": ("schemas", "writer"), "trainer": ("schemas", "trainer")}
 WRITER_TOPICS = (TRAINING_PREDICTIONS, TRAINING_STATUS)  # what the writers consume (ARCHITECTURE.md)
 
 # Which settings classes each deployed process reads.
@@ -118,6 +120,11 @@ def pyproject(package: str) -> dict[str, Any]:
 
 def console_scripts(package: str) -> set[str]:
     return set(pyproject(package)["project"].get("scripts", {}))
+
+
+def image_scripts(image: str) -> set[str]:
+    """The console scripts of every package the image installs."""
+    return set().union(*(console_scripts(package) for package in IMAGE_PACKAGES[image]))
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:
@@ -215,7 +222,7 @@ def test_compose_start_order_uses_healthchecks_and_one_shot_services(compose: di
     for one_shot in ("migrate", "topic-init"):
         assert services[one_shot]["restart"] == "no"
     assert services["migrate"]["command"] == ["epochscope-migrate"]
-    assert "epochscope-migrate" in console_scripts("api")
+    assert "epochscope-migrate" in console_scripts("db") and "epochscope-migrate" in image_scripts("api")
     for name in ("api", "writer"):
         assert services[name]["depends_on"] == {
             "postgres": {"condition": "service_healthy"},
@@ -488,8 +495,7 @@ def build_args(instructions: list[tuple[str, str]]) -> dict[str, str]:
 def test_dockerfile_installs_exactly_its_service(package: str) -> None:
     instructions = dockerfile_instructions(DEPLOY / f"{package}.Dockerfile")
     builder, final = stages(instructions)[0], stages(instructions)[-1]
-    service_dir = f"services/{package}"
-    expected_sources = {"schemas", service_dir}
+    expected_sources = {PACKAGE_DIRS[name].relative_to(ROOT).as_posix() for name in IMAGE_PACKAGES[package]}
 
     copied = {Path(arguments.split()[0]).as_posix() for keyword, arguments in builder if keyword == "COPY"}
     assert copied == expected_sources
@@ -498,13 +504,15 @@ def test_dockerfile_installs_exactly_its_service(package: str) -> None:
     assert {Path(target).as_posix() for target in pip_targets(wheel_builds[0])} == expected_sources
     for source in expected_sources:
         name = tomllib.loads((ROOT / source / "pyproject.toml").read_text())["project"]["name"]
-        assert name in ("epochscope-schemas", f"epochscope-{package}")
+        assert name in {f"epochscope-{p}" for p in IMAGE_PACKAGES[package]}
 
     installs = [cmd for keyword, arguments in final if keyword == "RUN" for cmd in pip_commands(arguments)]
     wheel_installs = [cmd for cmd in installs if pip_targets(cmd) == ["/wheels/*.whl"]]
     assert len(wheel_installs) == 1, "the final stage installs the built wheels, once"
     others = [target for cmd in installs if cmd not in wheel_installs for target in pip_targets(cmd)]
-    dependencies = [Requirement(dep) for dep in pyproject(package)["project"]["dependencies"]]
+    dependencies = [
+        Requirement(dep) for p in IMAGE_PACKAGES[package] for dep in pyproject(p)["project"]["dependencies"]
+    ]
     args = build_args(instructions)
     if package == "trainer":
         (torch_pin,) = [dep for dep in dependencies if dep.name == "torch"]
@@ -523,7 +531,7 @@ def test_dockerfile_installs_exactly_its_service(package: str) -> None:
     keywords = [keyword for keyword, _ in final]
     assert keywords.index("USER") > max(i for i, keyword in enumerate(keywords) if keyword == "RUN")
     (command,) = [json.loads(arguments) for keyword, arguments in final if keyword == "CMD"]
-    assert command[0] in console_scripts(package)
+    assert command[0] in image_scripts(package)
     assert re.fullmatch(r"python:\$\{PYTHON_VERSION\}-slim", final[0][1])
     for source in expected_sources:
         requires = tomllib.loads((ROOT / source / "pyproject.toml").read_text())["project"]["requires-python"]
@@ -567,9 +575,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("package", ["api", "writer"])
 def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tmp_path: Path) -> None:
-    """What the image's install step does: the service and schemas wheels plus their dependencies, nothing else."""
-    wheels = build_wheels(["schemas", package], tmp_path / "wheels", tmp_path / "src")
-    assert [wheel.name.split("-")[0] for wheel in wheels] == sorted(["epochscope_schemas", MODULES[package]])
+    """What the image's install step does: the image's wheels plus their dependencies, nothing else."""
+    wheels = build_wheels(list(IMAGE_PACKAGES[package]), tmp_path / "wheels", tmp_path / "src")
+    assert [wheel.name.split("-")[0] for wheel in wheels] == sorted(f"epochscope_{p}" for p in IMAGE_PACKAGES[package])
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, clear=True).create(env_dir)  # a base interpreter, no site-packages
     python = env_dir / "bin" / "python"
@@ -600,11 +608,11 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
     installed = {entry["name"].lower() for entry in json.loads(listed.stdout)}
     assert not {name for name in installed if name in ("torch", "triton") or name.startswith("nvidia-")}
     assert f"epochscope-{package}" in installed and "epochscope-schemas" in installed
-    for script in console_scripts(package):
+    for script in image_scripts(package):
         assert (env_dir / "bin" / script).is_file(), f"console script {script} missing"
     if package == "api":
         smoke = run_python(
-            "from epochscope_api.main import create_app; import epochscope_api.migrate; "
+            "from epochscope_api.main import create_app; import epochscope_db.migrate; "
             "app = create_app(); print(sorted(app.openapi()['paths']))",
             EPOCHSCOPE_JWT_SECRET="x",
             EPOCHSCOPE_JOB_TOKEN_SECRET="y",
@@ -742,8 +750,8 @@ def test_k8s_workloads_are_wired_correctly(manifests: dict) -> None:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
         package = container["image"].removeprefix("epochscope/")
-        if package in PACKAGE_DIRS:
-            assert container["command"][0] in console_scripts(package), name
+        if package in IMAGE_PACKAGES:
+            assert container["command"][0] in image_scripts(package), name
         mounts = {mount["name"] for mount in container.get("volumeMounts", [])}
         assert mounts <= {volume["name"] for volume in spec.get("volumes", [])}, name
 

@@ -27,7 +27,7 @@ from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
-from epochscope_api.migrate import MigrateSettings, migrate
+from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_schemas.events import (
     Envelope,
     JobStatus,
@@ -131,7 +131,7 @@ class Stack:
 
 
 def start_stack(root: Path) -> Stack:
-    """Postgres migrated by the API's own migrations, and a broker with every topic and dead-letter topic."""
+    """Postgres migrated by epochscope_db, and a broker with every topic and dead-letter topic."""
     postgres = PostgresCluster(root / "postgres" / "data")
     broker = TansuBroker(root / "broker.log")
     broker.start()
