@@ -23,7 +23,7 @@ from epochscope_schemas.notify import ChangeKind
 from epochscope_writer import store
 from epochscope_writer.dead_letters import DeadLetter, DeadLetterReason
 from epochscope_writer.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
-from epochscope_writer.tokens import TokenVerifier
+from epochscope_writer.job_tokens import JobTokenVerifier
 
 # Data exceptions, integrity violations, RLS refusals: this input, not the database, is the problem.
 _INPUT_ERROR_CLASSES = ("22", "23")
@@ -38,7 +38,7 @@ def is_input_error(exc: BaseException) -> bool:
 
 
 # The metric label of each kind of event the writer applies.
-KINDS: dict[type[WriterEvent], str] = {
+EVENT_KIND_LABELS: dict[type[WriterEvent], str] = {
     PredictionEvent: "prediction",
     RoundSummaryEvent: "round",
     ProgressEvent: "progress",
@@ -94,7 +94,7 @@ class JobOwners:
 
 
 class BatchApplier:
-    def __init__(self, verifier: TokenVerifier, owners: JobOwners, finished_grace: timedelta) -> None:
+    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners, finished_grace: timedelta) -> None:
         self._verifier = verifier
         self._owners = owners
         self._finished_grace = finished_grace
@@ -149,7 +149,7 @@ class BatchApplier:
                 detail = f"job {state.status} at {state.finished_at.isoformat()}, past the grace period"
                 self._reject(result, item.record, DeadLetterReason.JOB_FINISHED, detail)
             else:
-                by_kind[KINDS[type(item.event)]].append(item)
+                by_kind[EVENT_KIND_LABELS[type(item.event)]].append(item)
         new_predictions = await self._write(
             conn, "prediction", by_kind["prediction"], partial(store.insert_predictions, conn, owner), isolate, result
         )

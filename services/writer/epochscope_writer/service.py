@@ -25,9 +25,9 @@ from epochscope_writer import store
 from epochscope_writer.apply import BatchApplier, BatchResult, CheckedBatch, JobOwners, is_input_error
 from epochscope_writer.dead_letters import DeadLetter
 from epochscope_writer.decoding import KafkaRecord
+from epochscope_writer.job_tokens import JobTokenVerifier
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.settings import WriterSettings
-from epochscope_writer.tokens import TokenVerifier
 
 log = logging.getLogger("epochscope.writer")
 
@@ -50,7 +50,7 @@ class Writer:
         self._settings = settings
         self.metrics = metrics
         self._applier = BatchApplier(
-            TokenVerifier(settings.job_token_secret.get_secret_value(), settings.writer_owner_cache_size),
+            JobTokenVerifier(settings.job_token_secret.get_secret_value(), settings.writer_owner_cache_size),
             JobOwners(settings.writer_owner_cache_size),
             timedelta(seconds=settings.writer_finished_job_grace_s),
         )
