@@ -48,7 +48,7 @@ from epochscope_schemas.events import PredictionEvent, PredictionScores, encode_
 from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 from epochscope_writer.settings import WriterSettings
-from epochscope_writer.store import PREDICTION_COLUMNS, prediction_row
+from epochscope_writer.store import PREDICTIONS_TABLE
 
 NAME = "writer_throughput"
 PARTITIONS = 4
@@ -258,13 +258,11 @@ async def count_bench_rows(stack: Stack, jobs: list[BenchJob]) -> tuple[int, int
 async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEvent]) -> float:
     """rows/s of COPY of the writer's own rows (built before timing) into the table, as the admin."""
     owners = {job.job_id: job.owner for job in jobs}
-    rows = [prediction_row(event, owners[event.job_id]) for event in events]
+    rows = [PREDICTIONS_TABLE.row(event, owners[event.job_id]) for event in events]
     conn = await asyncpg.connect(stack.postgres.admin_url, command_timeout=3600)
     try:
         started = time.perf_counter()
-        await conn.copy_records_to_table(
-            "training_predictions", records=rows, columns=[column.name for column in PREDICTION_COLUMNS]
-        )
+        await conn.copy_records_to_table("training_predictions", records=rows, columns=PREDICTIONS_TABLE.column_names)
         return len(rows) / (time.perf_counter() - started)
     finally:
         await conn.close()
@@ -273,8 +271,8 @@ async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEv
 async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
     """rows/s of a consumer that inserts and commits one event at a time (the first `count` events)."""
     owners = {job.job_id: job.owner for job in jobs}
-    columns = ", ".join(column.name for column in PREDICTION_COLUMNS)
-    values = ", ".join(f"${i}" for i in range(1, len(PREDICTION_COLUMNS) + 1))
+    columns = ", ".join(PREDICTIONS_TABLE.column_names)
+    values = ", ".join(f"${i}" for i in range(1, len(PREDICTIONS_TABLE.columns) + 1))
     insert = f"INSERT INTO training_predictions ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
@@ -297,7 +295,7 @@ async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
                     if owner != acting_as:  # the RLS user for the session, set only when it changes
                         await conn.execute("SELECT set_config('app.user_id', $1, false)", owner)
                         acting_as = owner
-                    await conn.execute(insert, *prediction_row(event, owner))
+                    await conn.execute(insert, *PREDICTIONS_TABLE.row(event, owner))
                     done += 1
         return count / (time.perf_counter() - started)
     finally:

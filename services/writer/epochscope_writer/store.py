@@ -7,9 +7,12 @@ Every insert is idempotent on the row's natural key and returns the keys of the 
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
+from operator import attrgetter
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -27,114 +30,137 @@ from epochscope_schemas.notify import job_channel
 
 @dataclass(frozen=True)
 class Column:
+    """One column of an insert, with where its value comes from: the one list both the SQL and the rows use."""
+
     name: str
     pg_type: str
+    value: Callable[[Any, str], object]  # (event, owner) -> the column's value
 
 
-def _unnest_insert(table: str, columns: Sequence[Column], conflict: str, returning: str) -> str:
-    """One round trip per batch: column arrays unnested into rows; RETURNING names the rows that were new."""
-    names = ", ".join(c.name for c in columns)
-    arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(columns, 1))
-    return (
-        f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "
-        f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}"
-    )
+def _field(name: str, pg_type: str) -> Column:
+    """A column filled from the event's attribute of the same name."""
+    get = attrgetter(name)
+    return Column(name, pg_type, lambda event, owner: get(event))
 
 
-def _columns_of(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
-    columns: list[list[object]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
+def _score(name: str) -> Column:
+    return Column(name, "float8", lambda event, owner: getattr(event.scores, name) if event.scores else None)
 
 
-PREDICTION_COLUMNS = tuple(
-    Column(*c)
-    for c in (
-        ("job_id", "uuid"),
-        ("step", "int4"),
-        ("sample_id", "text"),
-        ("owner_id", "text"),
-        ("round_index", "int4"),
-        ("epoch", "float8"),
-        ("sample_index", "int4"),
-        ("prompt", "text"),
-        ("ground_truth", "text"),
-        ("prediction", "text"),
-        ("tokens_generated", "int4"),
-        ("latency_ms", "float8"),
-        ("valid", "bool"),
-        ("validation_error", "text"),
-        ("exact_match", "float8"),
-        ("f1", "float8"),
-        ("rouge_l", "float8"),
-        ("event_id", "uuid"),
-        ("occurred_at", "timestamptz"),
-    )
+_OWNER = Column("owner_id", "text", lambda event, owner: owner)
+
+
+@dataclass(frozen=True)
+class Table:
+    """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
+
+    name: str
+    columns: tuple[Column, ...]
+    conflict: str  # the natural key: a redelivered row is a no-op
+    returning: str  # names the rows that were new
+
+    @cached_property
+    def insert(self) -> str:
+        names = ", ".join(c.name for c in self.columns)
+        arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(self.columns, 1))
+        return (
+            f"INSERT INTO {self.name} ({names}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def row(self, event: object, owner: str) -> tuple[object, ...]:
+        return tuple(c.value(event, owner) for c in self.columns)
+
+    def arrays(self, events: Sequence[object], owner: str) -> list[list[object]]:
+        """One list per column, in column order: the insert's parameters."""
+        return [[c.value(event, owner) for event in events] for c in self.columns]
+
+    async def insert_new(self, conn: asyncpg.Connection, events: Sequence[object], owner: str) -> list[asyncpg.Record]:
+        return await conn.fetch(self.insert, *self.arrays(events, owner))
+
+
+PREDICTIONS_TABLE = Table(
+    "training_predictions",
+    (
+        _field("job_id", "uuid"),
+        _field("step", "int4"),
+        _field("sample_id", "text"),
+        _OWNER,
+        _field("round_index", "int4"),
+        _field("epoch", "float8"),
+        _field("sample_index", "int4"),
+        _field("prompt", "text"),
+        _field("ground_truth", "text"),
+        _field("prediction", "text"),
+        _field("tokens_generated", "int4"),
+        _field("latency_ms", "float8"),
+        _field("valid", "bool"),
+        _field("validation_error", "text"),
+        _score("exact_match"),
+        _score("f1"),
+        _score("rouge_l"),
+        _field("event_id", "uuid"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, step, sample_id",
+    returning="job_id, step, seq",
 )
-_INSERT_PREDICTIONS = _unnest_insert(
-    "training_predictions", PREDICTION_COLUMNS, "job_id, step, sample_id", "job_id, step, seq"
+_ROUNDS_TABLE = Table(
+    "job_rounds",
+    (
+        _field("job_id", "uuid"),
+        _field("round_index", "int4"),
+        _OWNER,
+        _field("epoch", "float8"),
+        _field("step", "int4"),
+        _field("trigger", "text"),
+        *(_field(name, "int4") for name in ("predictions", "validated", "valid", "scored")),
+        *(_field(name, "float8") for name in ("mean_exact_match", "mean_f1", "mean_rouge_l")),
+        _field("tokens_generated", "int4"),
+        _field("wall_ms", "float8"),
+        _field("stall_ms", "float8"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, round_index",
+    returning="job_id, round_index",
+)
+_PROGRESS_TABLE = Table(
+    "job_progress",
+    (
+        _field("job_id", "uuid"),
+        _field("step", "int4"),
+        _OWNER,
+        _field("max_steps", "int4"),
+        *(_field(name, "float8") for name in ("epoch", "loss", "learning_rate", "samples_per_second")),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, step",
+    returning="job_id, step",
+)
+_WARNINGS_TABLE = Table(
+    "job_warnings",
+    (
+        _field("event_id", "uuid"),
+        _field("job_id", "uuid"),
+        _OWNER,
+        _field("code", "text"),
+        _field("message", "text"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="event_id",
+    returning="job_id, event_id",
 )
 
-_ROUND_COLUMNS = tuple(
-    Column(*c)
-    for c in (
-        ("job_id", "uuid"),
-        ("round_index", "int4"),
-        ("owner_id", "text"),
-        ("epoch", "float8"),
-        ("step", "int4"),
-        ("trigger", "text"),
-        ("predictions", "int4"),
-        ("validated", "int4"),
-        ("valid", "int4"),
-        ("scored", "int4"),
-        ("mean_exact_match", "float8"),
-        ("mean_f1", "float8"),
-        ("mean_rouge_l", "float8"),
-        ("tokens_generated", "int4"),
-        ("wall_ms", "float8"),
-        ("stall_ms", "float8"),
-        ("occurred_at", "timestamptz"),
-    )
-)
-_INSERT_ROUNDS = _unnest_insert("job_rounds", _ROUND_COLUMNS, "job_id, round_index", "job_id, round_index")
-
-_PROGRESS_COLUMNS = tuple(
-    Column(*c)
-    for c in (
-        ("job_id", "uuid"),
-        ("step", "int4"),
-        ("owner_id", "text"),
-        ("max_steps", "int4"),
-        ("epoch", "float8"),
-        ("loss", "float8"),
-        ("learning_rate", "float8"),
-        ("samples_per_second", "float8"),
-        ("occurred_at", "timestamptz"),
-    )
-)
-_INSERT_PROGRESS = _unnest_insert("job_progress", _PROGRESS_COLUMNS, "job_id, step", "job_id, step")
 # jobs.progress only moves forward: a redelivered or late, older progress event never replaces a newer one.
 _ADVANCE_PROGRESS = """
 UPDATE jobs SET progress = $2::jsonb
 WHERE job_id = $1 AND (progress IS NULL OR (progress->>'step')::int < $3)
 RETURNING job_id
 """
-
-_WARNING_COLUMNS = tuple(
-    Column(*c)
-    for c in (
-        ("event_id", "uuid"),
-        ("job_id", "uuid"),
-        ("owner_id", "text"),
-        ("code", "text"),
-        ("message", "text"),
-        ("occurred_at", "timestamptz"),
-    )
-)
-_INSERT_WARNINGS = _unnest_insert("job_warnings", _WARNING_COLUMNS, "event_id", "job_id, event_id")
 
 _FINAL = [s.value for s in JobStatus if s.is_final]
 # Apply a status only if it is newer than the one applied last, and never leave a final state.
@@ -187,85 +213,22 @@ async def job_states(conn: asyncpg.Connection, job_ids: list[UUID]) -> dict[UUID
     return {row["job_id"]: JobState(JobStatus(row["status"]), row["finished_at"]) for row in rows}
 
 
-def prediction_row(event: PredictionEvent, owner: str) -> tuple[object, ...]:
-    """The row of one prediction, in PREDICTION_COLUMNS order."""
-    scores = event.scores
-    return (
-        event.job_id,
-        event.step,
-        event.sample_id,
-        owner,
-        event.round_index,
-        event.epoch,
-        event.sample_index,
-        event.prompt,
-        event.ground_truth,
-        event.prediction,
-        event.tokens_generated,
-        event.latency_ms,
-        event.valid,
-        event.validation_error,
-        scores.exact_match if scores else None,
-        scores.f1 if scores else None,
-        scores.rouge_l if scores else None,
-        event.event_id,
-        event.occurred_at,
-    )
-
-
 async def insert_predictions(
     conn: asyncpg.Connection, owner: str, events: list[PredictionEvent]
 ) -> list[NewPrediction]:
-    rows = [prediction_row(event, owner) for event in events]
-    found = await conn.fetch(_INSERT_PREDICTIONS, *_columns_of(rows, len(PREDICTION_COLUMNS)))
+    found = await PREDICTIONS_TABLE.insert_new(conn, events, owner)
     return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
 
 
 async def insert_rounds(conn: asyncpg.Connection, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]:
     """Job ids of the rounds that were new; a redelivered round summary is a no-op."""
-    rows = [
-        (
-            e.job_id,
-            e.round_index,
-            owner,
-            e.epoch,
-            e.step,
-            e.trigger,
-            e.predictions,
-            e.validated,
-            e.valid,
-            e.scored,
-            e.mean_exact_match,
-            e.mean_f1,
-            e.mean_rouge_l,
-            e.tokens_generated,
-            e.wall_ms,
-            e.stall_ms,
-            e.occurred_at,
-        )
-        for e in events
-    ]
-    found = await conn.fetch(_INSERT_ROUNDS, *_columns_of(rows, len(_ROUND_COLUMNS)))
+    found = await _ROUNDS_TABLE.insert_new(conn, events, owner)
     return [row["job_id"] for row in found]
 
 
 async def insert_progress(conn: asyncpg.Connection, owner: str, events: list[ProgressEvent]) -> list[UUID]:
     """Append to each job's progress history, then move jobs.progress forward to the batch's latest step."""
-    rows = [
-        (
-            e.job_id,
-            e.step,
-            owner,
-            e.max_steps,
-            e.epoch,
-            e.loss,
-            e.learning_rate,
-            e.samples_per_second,
-            e.occurred_at,
-        )
-        for e in events
-    ]
-    found = await conn.fetch(_INSERT_PROGRESS, *_columns_of(rows, len(_PROGRESS_COLUMNS)))
+    found = await _PROGRESS_TABLE.insert_new(conn, events, owner)
     latest: dict[UUID, ProgressEvent] = {}
     for event in events:
         if event.job_id not in latest or latest[event.job_id].step < event.step:
@@ -289,8 +252,7 @@ def _progress_document(event: ProgressEvent) -> str:
 
 
 async def insert_warnings(conn: asyncpg.Connection, owner: str, events: list[WarningEvent]) -> list[UUID]:
-    rows = [(e.event_id, e.job_id, owner, e.code, e.message, e.occurred_at) for e in events]
-    found = await conn.fetch(_INSERT_WARNINGS, *_columns_of(rows, len(_WARNING_COLUMNS)))
+    found = await _WARNINGS_TABLE.insert_new(conn, events, owner)
     return [row["job_id"] for row in found]
 
 
