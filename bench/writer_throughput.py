@@ -47,8 +47,8 @@ from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_schemas.events import PredictionEvent, PredictionScores, encode_event, parse_event
 from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
+from epochscope_writer.adapters.postgres_tables import PREDICTIONS_TABLE
 from epochscope_writer.settings import WriterSettings
-from epochscope_writer.store import PREDICTIONS_TABLE
 
 NAME = "writer_throughput"
 PARTITIONS = 4

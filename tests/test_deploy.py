@@ -620,7 +620,7 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
         assert smoke.returncode == 0, smoke.stderr
         assert "'/healthz'" in smoke.stdout and "'/readyz'" in smoke.stdout
     else:
-        smoke = run_python("import epochscope_writer.main, epochscope_writer.health")
+        smoke = run_python("import epochscope_writer.main, epochscope_writer.adapters.health")
         assert smoke.returncode == 0, smoke.stderr
         helped = subprocess.run(
             [str(env_dir / "bin" / "epochscope-writer"), "--help"],

@@ -9,9 +9,10 @@ import sys
 from pydantic import ValidationError
 
 from epochscope_schemas.log_config import configure_logging
-from epochscope_writer.health import HealthServer
+from epochscope_writer.adapters.health import HealthServer
+from epochscope_writer.bootstrap import bootstrap
 from epochscope_writer.metrics import WriterMetrics
-from epochscope_writer.service import Writer
+from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.settings import WriterSettings
 
 log = logging.getLogger("epochscope.writer")
@@ -23,7 +24,7 @@ async def serve(settings: WriterSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     metrics = WriterMetrics()
-    writer = Writer(settings, metrics)
+    writer = bootstrap(settings, metrics)
     health = HealthServer(metrics.registry, ready=lambda: writer.kafka_ok and writer.database_ok)
     if settings.writer_health_port is not None:
         await health.start(settings.writer_health_host, settings.writer_health_port)

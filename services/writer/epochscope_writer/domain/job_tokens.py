@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from epochscope_schemas.job_token import InvalidJobToken, JobTokenClaims, verify_job_token
-from epochscope_writer.dead_letters import DeadLetterReason
-from epochscope_writer.decoding import Rejection
+from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.domain.decoding import Rejection
 
 
 class JobTokenVerifier:
