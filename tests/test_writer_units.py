@@ -19,6 +19,7 @@ from epochscope_schemas.events import (
 from epochscope_schemas.notify import ChangeKind
 from epochscope_writer.domain.dead_letters import DeadLetterReason
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
+from epochscope_writer.main import _start_with_retry
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.apply import BatchApplier, EventKind, JobOwners
 from epochscope_writer.service_layer.consumer import Writer
@@ -203,3 +204,32 @@ async def test_readiness_follows_the_database_while_idle() -> None:
         assert writer.kafka_ok and not writer.database_ok
         database.down = False
         await until(lambda: writer.database_ok)
+
+
+class FlakyStart:
+    """A writer whose broker answers only from the `answers_at`-th try."""
+
+    def __init__(self, answers_at: int) -> None:
+        self.answers_at = answers_at
+        self.starts = self.closes = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        if self.starts < self.answers_at:
+            raise ConnectionError("broker not up yet")
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+async def test_start_up_retries_until_the_broker_answers() -> None:
+    writer = FlakyStart(answers_at=3)
+    await _start_with_retry(writer, asyncio.Event(), initial=0.001, max_delay=0.002)  # type: ignore[arg-type]
+    assert (writer.starts, writer.closes) == (3, 2)
+
+
+async def test_start_up_gives_up_quietly_when_told_to_stop() -> None:
+    writer, stopping = FlakyStart(answers_at=10**6), asyncio.Event()
+    asyncio.get_running_loop().call_later(0.05, stopping.set)
+    await asyncio.wait_for(_start_with_retry(writer, stopping, initial=0.001, max_delay=0.01), 5)  # type: ignore[arg-type]
+    assert writer.starts >= 2 and writer.closes == writer.starts
