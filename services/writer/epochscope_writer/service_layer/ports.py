@@ -86,9 +86,8 @@ class Database(Protocol):
 
 
 class Broker(Protocol):
-    async def start(
-        self, on_revoked: Callable[[], Awaitable[None]], on_assigned: Callable[[list[str]], None]
-    ) -> None: ...
+    async def start(self, on_revoked: Callable[[], Awaitable[None]], on_assigned: Callable[[list[str]], None]) -> None:
+        """Join the group; on each rebalance await `on_revoked`, then call `on_assigned` with "topic:partition"s."""
 
     async def stop(self) -> None: ...
 
@@ -101,7 +100,8 @@ class Broker(Protocol):
     async def commit(self, records: list[KafkaRecord]) -> None:
         """Commit the offsets past `records` on the partitions still ours; a failure only means redelivery."""
 
-    def resume(self) -> None: ...
+    def resume(self) -> None:
+        """Consume again from the partitions `wait_paused` paused."""
 
     async def wait_paused(self, seconds: float, is_stopping: Callable[[], bool]) -> None:
         """Stop consuming but keep polling, so the group does not evict this writer while it waits."""
