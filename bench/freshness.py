@@ -21,7 +21,6 @@ Usage: python bench/freshness.py [--smoke] [--results-dir DIR]
 import argparse
 import asyncio
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import RESULTS, ResultRow, print_table, write_results
+from common import RESULTS, ResultRow, percentile, print_table, write_results
 from httpx_sse import aconnect_sse
 
 from epochscope.local_stack import LocalStack
@@ -165,12 +164,6 @@ async def measure(stack: LocalStack, model_dir: Path, dataset: Path, size: Size)
         total.set_result(sum(len(rows) for rows in arrivals.streamed.values()))
         await asyncio.wait_for(poller, 60)
     return arrivals
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def latencies(arrivals: Arrivals) -> dict[str, list[float]]:

@@ -21,7 +21,7 @@ from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, explain_os_error, require_free_port
 from epochscope_api.auth import mint_user_token
-from epochscope_api.migrate import MigrateSettings, migrate
+from epochscope_db.migrate import MigrateSettings, migrate
 
 PARTITIONS = 4
 API_START_TIMEOUT_S = 60
