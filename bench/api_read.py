@@ -17,7 +17,6 @@ Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 import argparse
 import asyncio
 import json
-import statistics
 import tempfile
 import time
 import uuid
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from common import RESULTS, print_table, write_results
+from common import RESULTS, percentile, print_table, write_results
 
 from epochscope.local_stack import LocalStack
 from epochscope_api.cursor import encode_cursor
@@ -77,12 +76,11 @@ class Measurement:
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.latencies_ms)
+        return percentile(self.latencies_ms, 50)
 
     @property
     def p99(self) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return percentile(self.latencies_ms, 99)
 
     @property
     def per_second(self) -> float:

