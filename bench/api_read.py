@@ -17,8 +17,6 @@ Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 import argparse
 import asyncio
 import json
-import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -30,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from common import RESULTS, print_table, write_results
+from common import RESULTS, percentile, print_table, write_results
 
 from epochscope.local_stack import LocalStack
 from epochscope_api.cursor import encode_cursor
+from epochscope_api.data.predictions import PREDICTION_PAGE_SQL
 from epochscope_api.db import create_pool, user_transaction
-from epochscope_api.routers.predictions import PAGE_QUERY
 from epochscope_api.settings import ApiSettings
 
 NAME = "api_read"
@@ -78,12 +76,11 @@ class Measurement:
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.latencies_ms)
+        return percentile(self.latencies_ms, 50)
 
     @property
     def p99(self) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return percentile(self.latencies_ms, 99)
 
     @property
     def per_second(self) -> float:
@@ -214,20 +211,19 @@ async def measure_sql(
 ) -> Measurement:
     async def one(_: int) -> None:
         async with user_transaction(pool, OWNER) as conn:
-            await conn.fetch(PAGE_QUERY, job_id, *after, None, None, PAGE_SIZE + 1)
+            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1)
 
     return await measure(one, clients, size)
 
 
 def run(size: Size, api_workers: int, results_dir: Path) -> Path:
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
+    stack = LocalStack(root, writers=0, trainers=0, extra_env={"EPOCHSCOPE_API_WORKERS": str(api_workers)})
     try:
-        env = {"EPOCHSCOPE_API_WORKERS": str(api_workers)}
-        with LocalStack(root, writers=0, trainers=0, extra_env=env) as stack:
+        with stack:
             return asyncio.run(bench(stack, size, api_workers, results_dir))
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        stack.delete_data()
 
 
 async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Path) -> Path:
@@ -253,7 +249,7 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 status, body = await connection.get(request_bytes)
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
             async with user_transaction(pool, OWNER) as conn:
-                sql_rows = await conn.fetch(PAGE_QUERY, job_id, *page.after, None, None, PAGE_SIZE)
+                sql_rows = await conn.fetch(PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE)
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 

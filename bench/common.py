@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: what machine ran them, and one format for their results (a rich table, a JSON file).
+"""Shared by the benchmarks: what machine ran them, one percentile rule, and one format for their results
+(a rich table, a JSON file whose shape bench/result.schema.json describes).
 
 A result row compares ours with a peer on one metric: ratio = ours / peer, and the row says which way
 is better ("higher" or "lower"; inferred from the unit when not given: rates such as rows/s are
@@ -9,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RESULT_SCHEMA = Path(__file__).resolve().parent / "result.schema.json"
 _TIME_UNITS = {"ns", "us", "µs", "ms", "s"}
 console = Console(width=None if sys.stdout.isatty() else 140)  # logs: wide enough for a results table
 
@@ -59,6 +62,17 @@ class ResultRow:
 
 
 Rows = Sequence[ResultRow | Mapping[str, Any]]
+
+
+def percentile(values: Sequence[float], q: int) -> float:
+    """The q-th percentile (q in 1..99), by the one rule every benchmark uses.
+
+    `statistics.quantiles` with the inclusive method: linear interpolation between the closest ranks, so
+    q=50 is the median and a p99 of few samples lies between the two largest, not on one of them.
+    """
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def machine_info() -> dict[str, Any]:

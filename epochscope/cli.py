@@ -3,6 +3,10 @@
 epochscope up [--writers N]     start Postgres, the broker, the API, writers and a trainer; Ctrl-C stops
 epochscope token --user alice   print a bearer token for the local stack (development only)
 epochscope demo                 run the demo job end to end and print its predictions per epoch
+epochscope reset                delete the local stack's data (its Postgres cluster included)
+
+A failure you can fix (a port in use, a folder owned by someone else, a stale lock, a full disk) is one
+line on stderr and exit status 1.
 """
 
 import argparse
@@ -15,9 +19,14 @@ from pathlib import Path
 from rich.console import Console
 
 from epochscope import demo
-from epochscope.local_stack import LocalStack, StackError
+from epochscope.local_stack import LocalStack
+from epochscope.stack_errors import StackError, explain_os_error
 
 DEFAULT_DATA_DIR = Path(".epochscope")
+POSTGRES_DIR_HELP = (
+    "where the Postgres cluster keeps its data (default: DATA_DIR/postgres, or, as root, a folder under "
+    "/var/lib/epochscope that the unprivileged Postgres user owns)"
+)
 
 
 def up(args: argparse.Namespace) -> int:
@@ -25,12 +34,13 @@ def up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a supervisor stopping us
         signal.signal(sig, lambda *_: stopping.set())
-    stack = LocalStack(args.data_dir, api_port=args.api_port, writers=args.writers)
+    stack = LocalStack(args.data_dir, api_port=args.api_port, writers=args.writers, postgres_dir=args.postgres_dir)
     with console.status("starting Postgres, the broker and the services"):
         stack.start()
     try:
         console.print(f"[bold green]Epochscope is up[/] at {stack.api_url} (API docs: {stack.api_url}/docs)")
-        console.print(f"  Postgres: {stack.postgres.admin_url}   broker: {stack.broker.bootstrap_servers}")
+        console.print(f"  Postgres: {stack.postgres.display_url}")
+        console.print(f"  broker: {stack.broker.bootstrap_servers}   Postgres data: {stack.postgres.home}")
         console.print(f"  logs: {stack.logs}   a token: epochscope token --user <you> --data-dir {args.data_dir}")
         console.print("Ctrl-C stops everything.")
         while not stopping.wait(1):
@@ -50,6 +60,13 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def reset(args: argparse.Namespace) -> int:
+    stack = LocalStack(args.data_dir, postgres_dir=args.postgres_dir)
+    stack.delete_data()
+    print(f"deleted {args.data_dir} and its Postgres cluster in {stack.postgres.home}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="epochscope", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -62,17 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     token_parser.add_argument("--user", required=True)
     token_parser.add_argument("--hours", type=float, default=12)
     commands.add_parser("demo", help="run the demo job end to end", add_help=False)
-    for sub in (up_parser, token_parser):
+    reset_parser = commands.add_parser("reset", help="delete the local stack's data, its Postgres cluster included")
+    for sub in (up_parser, token_parser, reset_parser):
         sub.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    for sub in (up_parser, reset_parser):
+        sub.add_argument("--postgres-dir", type=Path, help=POSTGRES_DIR_HELP)
     args, rest = parser.parse_known_args(argv)
     try:
         if args.command == "demo":
             return demo.main(rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"up": up, "token": token}[args.command](args)
+        return {"up": up, "token": token, "reset": reset}[args.command](args)
     except StackError as exc:
         print(f"epochscope: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"epochscope: {explain_os_error(exc)}", file=sys.stderr)
         return 1
 
 

@@ -122,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="epochscope demo", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path(".epochscope"))
     parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--postgres-dir", type=Path, help="where the Postgres cluster keeps its data")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1500.0, help="Seconds to wait for the job.")
     args = parser.parse_args(argv)
     console = Console()
     started = time.monotonic()
-    with LocalStack(data_dir=args.data_dir, api_port=args.api_port) as stack:
+    with LocalStack(data_dir=args.data_dir, api_port=args.api_port, postgres_dir=args.postgres_dir) as stack:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:

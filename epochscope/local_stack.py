@@ -7,6 +7,7 @@ tokens minted for one `epochscope up` keep working after a restart.
 import asyncio
 import json
 import secrets
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,15 +19,12 @@ from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
+from epochscope.stack_errors import StackError, explain_os_error, require_free_port
 from epochscope_api.auth import mint_user_token
-from epochscope_api.migrate import MigrateSettings, migrate
+from epochscope_db.migrate import MigrateSettings, migrate
 
 PARTITIONS = 4
 API_START_TIMEOUT_S = 60
-
-
-class StackError(RuntimeError):
-    """A part of the local stack failed to start; the message says which and where its log is."""
 
 
 class LocalStack:
@@ -39,6 +37,7 @@ class LocalStack:
         writers: int = 1,
         trainers: int = 1,
         extra_env: dict[str, str] | None = None,
+        postgres_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.logs = self.data_dir / "logs"
@@ -48,7 +47,7 @@ class LocalStack:
         self.trainer_count = trainers
         self._extra_env = extra_env or {}
         self._secrets = self._load_secrets()
-        self.postgres = PostgresCluster(self.data_dir / "postgres" / "data")
+        self.postgres = PostgresCluster.for_stack(self.data_dir, postgres_dir)
         self.broker = TansuBroker(self.logs / "broker.log")
         self.processes: list[ServiceProcess] = []
 
@@ -88,9 +87,14 @@ class LocalStack:
         self.stop()
 
     def start(self) -> None:
-        """Start every part, or, if one fails, stop those already started and raise."""
+        """Start every part, or, if one fails, stop those already started and raise (a StackError for
+        failures the user can fix)."""
         try:
+            require_free_port(self.api_port, "the API", "stop what uses it or pass --api-port with a free port")
             self._start()
+        except OSError as exc:
+            self.stop()
+            raise StackError(explain_os_error(exc)) from exc
         except BaseException:
             self.stop()
             raise
@@ -136,8 +140,14 @@ class LocalStack:
             process.stop()
         self.processes.clear()
         self.broker.stop()
-        if self.postgres.running():
+        if self.postgres.started_here and self.postgres.running():
             self.postgres.stop()
+
+    def delete_data(self) -> None:
+        """Stop everything and remove this stack's data: the cluster (wherever it lives) and the data folder."""
+        self.stop()
+        self.postgres.delete()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def service(self, name: str) -> ServiceProcess:
         return next(process for process in self.processes if process.name == name)

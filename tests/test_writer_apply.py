@@ -9,31 +9,33 @@ from uuid import UUID
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from test_writer_support import (
-    JOB_TOKEN_SECRET,
-    Job,
-    Stack,
-    WriterProcess,
-    admin_fetch,
+from writer_events import (
     committed_offsets,
-    count_rows,
-    create_job,
     end_offsets,
-    job_row,
-    now,
     original_payload,
     prediction,
-    producer_fixture,  # noqa: F401  fixture
     progress,
     publish,
     publish_events,
     read_dead_letters,
     round_summary,
     scored_prediction,
-    stack_fixture,  # noqa: F401  fixture
     status,
-    wait_for,
     warning,
+)
+from writer_stack import (
+    JOB_TOKEN_SECRET,
+    Job,
+    Stack,
+    WriterProcess,
+    admin_fetch,
+    count_rows,
+    create_job,
+    job_row,
+    now,
+    producer_fixture,  # noqa: F401  fixture
+    stack_fixture,  # noqa: F401  fixture
+    wait_for,
 )
 
 from epochscope_schemas.events import JobStatus, encode_event

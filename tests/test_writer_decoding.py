@@ -8,8 +8,8 @@ import pytest
 
 from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, ProgressEvent, encode_event
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_writer.dead_letters import DeadLetterReason
-from epochscope_writer.decoding import Rejection, decode_record
+from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.domain.decoding import Rejection, decode_record
 
 JOB = uuid.uuid4()
 

@@ -15,18 +15,20 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from test_writer_support import (
+from writer_events import (
+    original_payload,
+    prediction,
+    publish,
+    read_dead_letters,
+)
+from writer_stack import (
     JOB_TOKEN_SECRET,
     Job,
     Stack,
     WriterProcess,
     admin_fetch,
     create_job,
-    original_payload,
-    prediction,
     producer_fixture,  # noqa: F401  fixture
-    publish,
-    read_dead_letters,
     stack_fixture,  # noqa: F401  fixture
     wait_for,
 )

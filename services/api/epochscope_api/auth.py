@@ -1,4 +1,4 @@
-"""The current user, from a verified JWT bearer token; user id = `sub`.
+"""Users' bearer tokens (JWTs): minted for local development, verified per request; user id = `sub`.
 
 Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
 identity provider whose public keys are at EPOCHSCOPE_JWKS_URL; with both set, the token's `alg`
@@ -7,18 +7,13 @@ header picks the key, and each key accepts only its own algorithms (no HS256/RS2
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import jwt
-from fastapi import Depends, HTTPException, Query, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import HTTPException, status
 
 from epochscope_api.settings import ApiSettings
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="A JWT, HS256 with EPOCHSCOPE_JWT_SECRET or signed by a key at EPOCHSCOPE_JWKS_URL; `sub` is the user.",
-)
 HS256 = "HS256"
 
 
@@ -27,12 +22,14 @@ def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
     return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm=HS256)
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-class TokenVerifier:
-    """Verifies users' bearer tokens as the settings say; one per app (the JWKS client caches the key set)."""
+class UserTokenVerifier:
+    """Verifies users' bearer tokens as the settings say; one per app (the JWKS client caches the key set).
+
+    Users' tokens only: the writer verifies job tokens, which the API mints for one job's events."""
 
     def __init__(self, settings: ApiSettings) -> None:
         self._secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
@@ -59,35 +56,8 @@ class TokenVerifier:
             else:
                 raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted here")
         except jwt.PyJWTError as exc:
-            raise _unauthorized(f"invalid token: {exc}") from exc
+            raise unauthorized(f"invalid token: {exc}") from exc
         user_id = claims["sub"]
         if not isinstance(user_id, str) or not user_id:
-            raise _unauthorized("token has no user")
+            raise unauthorized("token has no user")
         return user_id
-
-
-async def _user(request: Request, token: str | None) -> str:
-    if not token:
-        raise _unauthorized("missing bearer token")
-    verifier: TokenVerifier = request.app.state.verifier
-    return await verifier.user_id(token)
-
-
-async def current_user(  # async, as every dependency here: FastAPI runs a plain `def` in a worker thread
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    return await _user(request, credentials.credentials if credentials else None)
-
-
-async def stream_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    access_token: Annotated[
-        str | None, Query(description="The bearer token, for browsers' EventSource, which cannot send headers.")
-    ] = None,
-) -> str:
-    return await _user(request, credentials.credentials if credentials else access_token)
-
-
-CurrentUser = Annotated[str, Depends(current_user)]
-StreamUser = Annotated[str, Depends(stream_user)]

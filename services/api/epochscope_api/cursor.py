@@ -1,7 +1,7 @@
 """Opaque keyset cursors: the last row's sort key, base64-encoded JSON.
 
 A cursor comes back from clients, so every part is checked on the way in: anything this API did not
-make is a 422, never a database error.
+make is a BadCursor (a 422), never a database error.
 """
 
 import base64
@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import HTTPException, status
+from epochscope_api.errors import BadCursor
 
 Part = Callable[[Any], Any]
 
@@ -39,13 +39,11 @@ INT8 = _bounded_int(64)  # Postgres bigint
 
 
 def decode_cursor(cursor: str, *parts: Part, name: str = "cursor") -> list[Any]:
-    """The key inside `cursor`, each part converted by its function in `parts`; a 422 naming `name` if it is foreign."""
+    """The key inside `cursor`, each part converted by its function in `parts`; BadCursor naming `name` if foreign."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not isinstance(key, list) or len(key) != len(parts):
             raise ValueError("wrong shape")
         return [part(value) for part, value in zip(parts, key, strict=True)]
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{name}: not a cursor from this API"
-        ) from exc
+        raise BadCursor(name) from exc

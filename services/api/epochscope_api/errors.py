@@ -1,72 +1,29 @@
-"""One error model for every error the API returns, and the handlers that produce it.
+"""Domain errors: what the data layer raises when a request cannot be served, with no HTTP in them.
 
-Validation errors keep FastAPI's shape (`detail` is a list of field errors with `loc`), minus the
-echoed input, so a client names the bad field the same way everywhere. No traceback ever leaves.
+main.py maps each one to its HTTP response in one place; `str(error)` is the message a client sees.
 """
 
-import logging
 
-from fastapi import FastAPI, Request, status
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
-
-log = logging.getLogger("epochscope.api.errors")
+class DomainError(Exception):
+    """Base of every error the data layer raises for a client to see."""
 
 
-class FieldError(BaseModel):
-    loc: list[str | int]
-    msg: str
-    type: str
+class JobNotFound(DomainError):
+    """No such job for the current user: row-level security hides other users' jobs, so theirs read as none."""
+
+    def __init__(self) -> None:
+        super().__init__("job not found")
 
 
-class ErrorResponse(BaseModel):
-    detail: str | list[FieldError]
+class SampleNotFound(DomainError):
+    """The job has no prediction for this sample."""
+
+    def __init__(self) -> None:
+        super().__init__("sample not found")
 
 
-def error_responses(*codes: int) -> dict[int | str, dict]:
-    """OpenAPI `responses` entries for the given status codes, all with the shared error model."""
-    descriptions = {
-        400: "The request body is not JSON.",
-        401: "Missing or invalid bearer token.",
-        404: "No such job for this user.",
-        422: "A field is invalid; `detail` names it.",
-    }
-    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
+class BadCursor(DomainError):
+    """A cursor (or Last-Event-ID) this API did not make; `name` says which parameter held it."""
 
-
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()]
-    return JSONResponse(ErrorResponse(detail=errors).model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-def _allowed_methods(request: Request) -> str:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
-
-
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    headers = dict(exc.headers or {})
-    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
-        headers["Allow"] = _allowed_methods(request)
-    return JSONResponse(
-        ErrorResponse(detail=str(exc.detail)).model_dump(), status_code=exc.status_code, headers=headers
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse(ErrorResponse(detail="internal error").model_dump(), status_code=500)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name}: not a cursor from this API")

@@ -18,7 +18,7 @@ from epochscope_schemas.notify import ChangeKind, job_channel
 
 log = logging.getLogger("epochscope.api.live")
 
-KINDS = frozenset(kind.value for kind in ChangeKind)
+ALL_CHANGE_KINDS = frozenset(kind.value for kind in ChangeKind)  # what a NOTIFY payload may name
 
 
 def kinds_of(payload: str) -> frozenset[str]:
@@ -26,8 +26,8 @@ def kinds_of(payload: str) -> frozenset[str]:
     try:
         kind = json.loads(payload).get("kind")
     except (ValueError, AttributeError):
-        return KINDS
-    return frozenset({kind}) if isinstance(kind, str) and kind in KINDS else KINDS
+        return ALL_CHANGE_KINDS
+    return frozenset({kind}) if isinstance(kind, str) and kind in ALL_CHANGE_KINDS else ALL_CHANGE_KINDS
 
 
 class JobWatch:
@@ -46,7 +46,7 @@ class JobWatch:
         try:
             await asyncio.wait_for(self._changed.wait(), timeout=timeout)
         except TimeoutError:
-            self._kinds |= KINDS
+            self._kinds |= ALL_CHANGE_KINDS
         return self.take()
 
     def take(self) -> frozenset[str]:

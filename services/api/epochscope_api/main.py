@@ -1,54 +1,50 @@
-"""The API's entrypoint: app factory, lifespan (pool, outbox relay) and the uvicorn runner."""
+"""The API's entrypoint: the app factory (bootstrap.py wires the adapters), the one mapping of domain errors to
+HTTP responses, and the uvicorn runner."""
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 import uvicorn
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
-from epochscope_api.auth import TokenVerifier
-from epochscope_api.db import create_pool
-from epochscope_api.errors import error_responses, install_error_handlers
-from epochscope_api.live import NotificationHub
-from epochscope_api.outbox import OutboxRelay
+from epochscope_api.bootstrap import lifespan
+from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
+from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
 from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
-from epochscope_api.settings import ApiSettings, get_settings
+from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
 
+DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
+    JobNotFound: status.HTTP_404_NOT_FOUND,
+    SampleNotFound: status.HTTP_404_NOT_FOUND,
+    BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+
+
+def status_of(error: DomainError) -> int:
+    """The HTTP status a domain error is answered with."""
+    return DOMAIN_ERROR_STATUS[type(error)]
+
+
+async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    return error_response(status_of(exc), str(exc))
+
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
-        app.state.hub = NotificationHub(settings.database_url)
-        app.state.relay = OutboxRelay(app.state.pool, settings.kafka, settings.outbox_poll_seconds)
-        relay_task = asyncio.create_task(app.state.relay.run(), name="outbox-relay")
-        try:
-            yield
-        finally:
-            relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay_task
-            await app.state.hub.close()
-            await app.state.pool.close()
-
+    settings = settings or load_settings()
     app = FastAPI(
         title="Epochscope API",
         version="0.1.0",
         description="Fine-tuning jobs and the predictions their models make, epoch by epoch.",
-        lifespan=lifespan,
+        lifespan=lifespan(settings),
     )
     app.state.settings = settings
-    app.state.verifier = TokenVerifier(settings)
     install_error_handlers(app)
+    app.add_exception_handler(DomainError, _domain_error)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     if settings.cors_origins:
         app.add_middleware(
@@ -66,7 +62,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 def served_app() -> FastAPI:
     """The app as `epochscope-api` serves it, built in each worker process: settings from the environment, JSON
     logs in which every record made while serving a request carries its id (`correlation_id`, as X-Request-ID)."""
-    settings = get_settings()
+    settings = load_settings()
     configure_logging("api", settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(CorrelationIdFilter(default_value=None))
@@ -74,7 +70,7 @@ def served_app() -> FastAPI:
 
 
 def run() -> None:
-    settings = get_settings()
+    settings = load_settings()
     configure_logging("api", settings.log_level)
     uvicorn.run(
         "epochscope_api.main:served_app",

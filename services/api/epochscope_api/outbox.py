@@ -7,17 +7,17 @@ so a job is delayed, never lost. Several API replicas can relay at once (FOR UPD
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from epochscope_schemas.events import Envelope, encode_event
-from epochscope_schemas.kafka import KafkaSettings
 
 log = logging.getLogger("epochscope.api.outbox")
 
 NOTIFY_CHANNEL = "outbox"
-BATCH = 100
+PUBLISH_BATCH = 100  # outbox rows per publishing transaction
 
 
 async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope) -> None:
@@ -31,11 +31,14 @@ async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope) -> None
 
 
 class OutboxRelay:
-    """Background task: wake on NOTIFY (or every `poll_seconds`), publish pending rows, mark them."""
+    """Background task: wake on NOTIFY (or every `poll_seconds`), publish pending rows, mark them.
 
-    def __init__(self, pool: asyncpg.Pool, kafka: KafkaSettings, poll_seconds: float) -> None:
+    `make_producer` makes a producer not started yet: the first one, and a fresh one after broker trouble.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, make_producer: Callable[[], AIOKafkaProducer], poll_seconds: float) -> None:
         self._pool = pool
-        self._kafka = kafka
+        self._make_producer = make_producer
         self._poll_seconds = poll_seconds
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -72,7 +75,7 @@ class OutboxRelay:
 
     async def _producer_started(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(**self._kafka.client_kwargs(), acks="all", linger_ms=0)
+            producer = self._make_producer()
             try:
                 await producer.start()
             except Exception:
@@ -91,12 +94,12 @@ class OutboxRelay:
                 log.debug("outbox relay: stopping producer: %s", exc)
 
     async def _publish_batch(self) -> bool:
-        """Publish up to BATCH pending rows; True when there may be more."""
+        """Publish up to PUBLISH_BATCH pending rows; True when there may be more."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL"
                 " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1",
-                BATCH,
+                PUBLISH_BATCH,
             )
             if not rows:
                 return False
@@ -110,4 +113,4 @@ class OutboxRelay:
                 "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
             )
             log.info("outbox relay: published %d event(s)", len(rows))
-            return len(rows) == BATCH
+            return len(rows) == PUBLISH_BATCH

@@ -57,5 +57,6 @@ class ApiSettings(BaseSettings):
 
 
 @lru_cache
-def get_settings() -> ApiSettings:
+def load_settings() -> ApiSettings:
+    """The settings from the environment, read once per process."""
     return ApiSettings()

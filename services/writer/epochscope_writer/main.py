@@ -2,16 +2,19 @@
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from epochscope_schemas.log_config import configure_logging
-from epochscope_writer.health import HealthServer
+from epochscope_writer.adapters.health import HealthServer
+from epochscope_writer.bootstrap import bootstrap
 from epochscope_writer.metrics import WriterMetrics
-from epochscope_writer.service import Writer
+from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.settings import WriterSettings
 
 log = logging.getLogger("epochscope.writer")
@@ -23,12 +26,12 @@ async def serve(settings: WriterSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     metrics = WriterMetrics()
-    writer = Writer(settings, metrics)
+    writer = bootstrap(settings, metrics)
     health = HealthServer(metrics.registry, ready=lambda: writer.kafka_ok and writer.database_ok)
     if settings.writer_health_port is not None:
         await health.start(settings.writer_health_host, settings.writer_health_port)
     try:
-        await _start_with_retry(writer, stopping, settings.writer_retry_max_s)
+        await _start_with_retry(writer, stopping, settings.writer_retry_initial_s, settings.writer_retry_max_s)
         if not stopping.is_set():
             log.info(
                 "writer started",
@@ -41,21 +44,34 @@ async def serve(settings: WriterSettings) -> None:
         log.info("writer stopped")
 
 
-async def _start_with_retry(writer: Writer, stopping: asyncio.Event, max_delay: float) -> None:
-    """The broker may come up after the writer: keep trying until it answers or we are told to stop."""
-    delay = 0.2
-    while not stopping.is_set():
-        try:
-            await writer.start()
-            return
-        except Exception as exc:  # noqa: BLE001  any start failure is retried the same way
-            log.warning("cannot reach the broker yet (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
-            await writer.close()
+async def _start_with_retry(writer: Writer, stopping: asyncio.Event, initial: float, max_delay: float) -> None:
+    """The broker may come up after the writer: keep trying, with jittered backoff, until it answers or we stop."""
+
+    async def sleep_unless_stopped(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=seconds)
+
+    def warn(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning("cannot reach the broker yet (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+
+    retrying = AsyncRetrying(
+        stop=lambda state: stopping.is_set(),
+        wait=wait_exponential_jitter(multiplier=initial, max=max_delay, jitter=initial),
+        sleep=sleep_unless_stopped,
+        before_sleep=warn,
+        retry_error_callback=lambda state: None,  # told to stop: give up quietly
+    )
+    async for attempt in retrying:
+        with attempt:
+            if stopping.is_set():
+                return
             try:
-                await asyncio.wait_for(stopping.wait(), timeout=delay)
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, max_delay)
+                await writer.start()
+            except Exception:  # any start failure is retried the same way
+                await writer.close()
+                raise
 
 
 def run() -> None:

@@ -2,15 +2,14 @@
 
 from fastapi import APIRouter
 
-from epochscope_api.auth import CurrentUser
+from epochscope_api.deps import CurrentUser, SettingsDep
 from epochscope_api.estimate import Estimate, EstimateRequest, estimate
-from epochscope_api.routers.jobs import Settings
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
 
 @router.post("/estimate", response_model=Estimate, operation_id="estimate_predictions")
-async def estimate_predictions(request: EstimateRequest, _: CurrentUser, settings: Settings) -> Estimate:
+async def estimate_predictions(request: EstimateRequest, _: CurrentUser, settings: SettingsDep) -> Estimate:
     throughput = settings.estimate_tokens_per_second.get(
         request.model or "", settings.estimate_default_tokens_per_second
     )

@@ -1,7 +1,9 @@
 """Liveness and readiness probes."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
+
+from epochscope_api.deps import PoolDep, RelayDep
 
 router = APIRouter(tags=["operations"])
 
@@ -26,14 +28,14 @@ async def healthz() -> Health:
     responses={503: {"model": Readiness, "description": "The database or the broker is unreachable."}},
     operation_id="readyz",
 )
-async def readyz(request: Request, response: Response) -> Readiness:
+async def readyz(response: Response, pool: PoolDep, relay: RelayDep) -> Readiness:
     """Ready when the database answers and the outbox relay has reached the broker."""
     try:
-        async with request.app.state.pool.acquire() as conn:
+        async with pool.acquire() as conn:
             database = bool(await conn.fetchval("SELECT true"))
     except Exception:
         database = False
-    readiness = Readiness(database=database, broker=request.app.state.relay.broker_reachable)
+    readiness = Readiness(database=database, broker=relay.broker_reachable)
     if not (readiness.database and readiness.broker):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return readiness

@@ -3,8 +3,7 @@
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from epochscope_api.auth import CurrentUser
-from epochscope_api.routers.jobs import Settings
+from epochscope_api.deps import CurrentUser, SettingsDep
 
 router = APIRouter(prefix="/v1", tags=["operations"])
 
@@ -17,7 +16,7 @@ class Limits(BaseModel):
 
 
 @router.get("/limits", response_model=Limits, operation_id="get_limits")
-async def get_limits(_: CurrentUser, settings: Settings) -> Limits:
+async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
     """The limits this server applies when a job is submitted, from its settings."""
     limits = settings.limits
     return Limits(

@@ -3,87 +3,46 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Path, Query
 
-from epochscope_api.auth import CurrentUser
-from epochscope_api.cursor import INT4, INT4_MAX, decode_cursor, encode_cursor, text
-from epochscope_api.db import user_transaction
-from epochscope_api.models import PredictionPage, RoundList, SampleHistory
-from epochscope_api.queries import (
-    PREDICTION_COLUMNS,
-    ensure_job,
-    fetch_rounds,
-    fetch_sample_history,
-    job_not_found,
-    prediction_fields,
-)
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
+from epochscope_api.cursor import INT4_MAX
+from epochscope_api.data.jobs import ensure_job
+from epochscope_api.data.predictions import fetch_prediction_page, fetch_sample_history
+from epochscope_api.data.rounds import fetch_rounds
+from epochscope_api.deps import SettingsDep, UserConn
+from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
-
-# Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
-# The job comes along in the same round trip: no row means no such job for this user (RLS), and a
-# single row of NULLs means the job has nothing past the cursor.
-PAGE_QUERY = (
-    "SELECT page.* FROM jobs LEFT JOIN LATERAL ("
-    f"SELECT {PREDICTION_COLUMNS} FROM training_predictions"
-    " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
-    " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
-    " ORDER BY step, sample_id LIMIT $6"
-    ") page ON true WHERE jobs.job_id = $1"
-)
 
 
 @router.get("/predictions", response_model=PredictionPage, responses=NOT_FOUND, operation_id="list_predictions")
 async def list_predictions(
     job_id: uuid.UUID,
-    user_id: CurrentUser,
-    pool: Pool,
-    settings: Settings,
+    conn: UserConn,
+    settings: SettingsDep,
     epoch: Annotated[float | None, Query(description="Only this epoch.")] = None,
     step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> PredictionPage:
     """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice."""
-    limit = min(limit, settings.predictions_page_max)
-    after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
-    async with user_transaction(pool, user_id) as conn:
-        rows = await conn.fetch(PAGE_QUERY, job_id, after_step, after_sample, epoch, step, limit + 1)
-    if not rows:
-        raise job_not_found()
-    rows = [row for row in rows if row["step"] is not None]
-    last = rows[min(limit, len(rows)) - 1] if rows else None
-    return PredictionPage.model_validate(
-        {
-            "items": [prediction_fields(row) for row in rows[:limit]],
-            "next_cursor": encode_cursor([last["step"], last["sample_id"]]) if last else cursor,
-            "has_more": len(rows) > limit,
-        }
-    )
+    return await fetch_prediction_page(conn, job_id, epoch, step, min(limit, settings.predictions_page_max), cursor)
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")
-async def list_rounds(job_id: uuid.UUID, user_id: CurrentUser, pool: Pool) -> RoundList:
+async def list_rounds(job_id: uuid.UUID, conn: UserConn) -> RoundList:
     """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives."""
-    async with user_transaction(pool, user_id) as conn:
-        await ensure_job(conn, job_id)
-        return RoundList(items=await fetch_rounds(conn, job_id))
+    await ensure_job(conn, job_id)
+    return RoundList(items=await fetch_rounds(conn, job_id))
 
 
 @router.get(
     "/samples/{sample_id}", response_model=SampleHistory, responses=NOT_FOUND, operation_id="get_sample_history"
 )
 async def get_sample_history(
-    job_id: uuid.UUID,
-    sample_id: Annotated[str, Path(max_length=200)],
-    user_id: CurrentUser,
-    pool: Pool,
+    job_id: uuid.UUID, sample_id: Annotated[str, Path(max_length=200)], conn: UserConn
 ) -> SampleHistory:
     """One sample across all rounds, with its ground truth."""
-    async with user_transaction(pool, user_id) as conn:
-        await ensure_job(conn, job_id)
-        history = None if "\x00" in sample_id else await fetch_sample_history(conn, job_id, sample_id)
-    if history is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="sample not found")
-    return history
+    await ensure_job(conn, job_id)
+    return await fetch_sample_history(conn, job_id, sample_id)

@@ -12,46 +12,42 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, Header
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from epochscope_api.auth import StreamUser
 from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
+from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_api.data.jobs import ensure_job, fetch_job
+from epochscope_api.data.predictions import fetch_new_predictions
+from epochscope_api.data.progress import fetch_progress
+from epochscope_api.data.rounds import fetch_summarized_rounds
 from epochscope_api.db import user_transaction
-from epochscope_api.errors import error_responses
-from epochscope_api.live import KINDS
-from epochscope_api.queries import (
-    ensure_job,
-    fetch_job,
-    fetch_new_predictions,
-    fetch_progress,
-    fetch_summarized_rounds,
-    fetch_warnings,
-    warning_of,
-)
-from epochscope_api.routers.jobs import NOT_FOUND, Pool, Settings
+from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
+from epochscope_api.errors import JobNotFound
+from epochscope_api.http_errors import NOT_FOUND, error_responses
+from epochscope_api.live import ALL_CHANGE_KINDS, NotificationHub
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
-BATCH = 500  # rows per feed per read
+ROWS_PER_READ = 500  # rows of one feed per read, before the other feeds get their turn
 Rows = list[tuple[int, BaseModel]]  # (the feed's key, the event's data)
 
 
 async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return list(await fetch_new_predictions(conn, job_id, after, BATCH))
+    return list(await fetch_new_predictions(conn, job_id, after, ROWS_PER_READ))
 
 
 async def _rounds(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, BATCH)]
+    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, ROWS_PER_READ)]
 
 
 async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, BATCH)]
+    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, ROWS_PER_READ)]
 
 
 async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(row["seq"], warning_of(row)) for row in await fetch_warnings(conn, job_id, after, BATCH)]
+    return list(await fetch_warnings(conn, job_id, after, ROWS_PER_READ))
 
 
 @dataclass(frozen=True)
@@ -88,23 +84,23 @@ STREAM_RESPONSES = {
 
 
 def parse_position(last_event_id: str | None) -> list[int]:
-    """The last key sent of each feed, from a Last-Event-ID (a 422 if this stream did not make it)."""
+    """The last key sent of each feed, from a Last-Event-ID (BadCursor if this stream did not make it)."""
     if not last_event_id:
         return [feed.start for feed in FEEDS]
     return decode_cursor(last_event_id, *(feed.part for feed in FEEDS), name="Last-Event-ID")
 
 
 async def _events(
-    request: Request, pool: Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
+    hub: NotificationHub, pool: asyncpg.Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
 ) -> AsyncIterator[ServerSentEvent]:
     last_status = None
-    async with request.app.state.hub.watch(job_id) as watch:
-        kinds = KINDS
+    async with hub.watch(job_id) as watch:
+        kinds = ALL_CHANGE_KINDS
         while True:
             async with user_transaction(pool, user_id) as conn:
                 try:
                     job = await fetch_job(conn, job_id)
-                except HTTPException:  # deleted while watched
+                except JobNotFound:  # deleted while watched
                     yield ServerSentEvent(event="end", data="deleted")
                     return
                 reads = [
@@ -122,7 +118,7 @@ async def _events(
             if status != last_status:
                 last_status = status
                 yield ServerSentEvent(event="status", data=job.model_dump_json())
-            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == BATCH)
+            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == ROWS_PER_READ)
             if unfinished:
                 kinds = unfinished | watch.take()
             elif job.status.is_final:
@@ -134,11 +130,11 @@ async def _events(
 
 @router.get("/stream", responses=STREAM_RESPONSES, response_class=EventSourceResponse, operation_id="stream_job")
 async def stream_job(
-    request: Request,
     job_id: uuid.UUID,
     user_id: StreamUser,
-    pool: Pool,
-    settings: Settings,
+    pool: PoolDep,
+    hub: HubDep,
+    settings: SettingsDep,
     last_event_id: Annotated[
         str | None, Header(description="Resume after this event: the id of the last event received.")
     ] = None,
@@ -147,5 +143,5 @@ async def stream_job(
     async with user_transaction(pool, user_id) as conn:
         await ensure_job(conn, job_id)  # 404 before the stream opens
     position = parse_position(last_event_id)
-    events = _events(request, pool, user_id, job_id, position, settings.stream_poll_seconds)
+    events = _events(hub, pool, user_id, job_id, position, settings.stream_poll_seconds)
     return EventSourceResponse(events, ping=15)

@@ -1,49 +1,47 @@
-"""Apply one batch of Kafka records to Postgres inside the caller's transaction.
+"""The writer's apply rules: one batch of Kafka records into one database transaction.
 
 Per record: decode, verify the job token, take the owner from the jobs table (never from the event),
 check the token's user is that owner and the job is not long finished. What survives is written per
 owner with that owner as the RLS user: predictions idempotently on (job_id, step, sample_id), rounds on
 (job_id, round_index), progress on (job_id, step) with jobs.progress only moving forward, warnings on
 event_id, status events only forward in time. Each commit NOTIFYs the channel of every job it changed.
-Everything refused comes back as a dead letter; nothing here raises on input.
+Everything refused comes back as a dead letter; nothing here raises on input. The database is an
+EventStore port, so these rules run against a fake in the unit tests.
 """
 
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-import asyncpg
-
 from epochscope_schemas.events import JobStatusEvent, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
 from epochscope_schemas.notify import ChangeKind
-from epochscope_writer import store
-from epochscope_writer.dead_letters import DeadLetter, DeadLetterReason
-from epochscope_writer.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
-from epochscope_writer.tokens import TokenVerifier
-
-# Data exceptions, integrity violations, RLS refusals: this input, not the database, is the problem.
-_INPUT_ERROR_CLASSES = ("22", "23")
-_INPUT_ERROR_STATES = ("42501",)
+from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
+from epochscope_writer.domain.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
+from epochscope_writer.domain.job_tokens import JobTokenVerifier
+from epochscope_writer.service_layer.ports import EventStore, Notification, RefusedInput
 
 
-def is_input_error(exc: BaseException) -> bool:
-    if not isinstance(exc, asyncpg.PostgresError):
-        return False
-    state = exc.sqlstate or ""
-    return state[:2] in _INPUT_ERROR_CLASSES or state in _INPUT_ERROR_STATES
+class EventKind(StrEnum):
+    """The one name of each kind of event the writer applies: how a batch is grouped, and its metric label."""
+
+    PREDICTION = "prediction"
+    ROUND = "round"
+    PROGRESS = "progress"
+    WARNING = "warning"
+    STATUS = "status"
 
 
-# The metric label of each kind of event the writer applies.
-KINDS: dict[type[WriterEvent], str] = {
-    PredictionEvent: "prediction",
-    RoundSummaryEvent: "round",
-    ProgressEvent: "progress",
-    WarningEvent: "warning",
-    JobStatusEvent: "status",
+EVENT_KIND_OF: dict[type[WriterEvent], EventKind] = {
+    PredictionEvent: EventKind.PREDICTION,
+    RoundSummaryEvent: EventKind.ROUND,
+    ProgressEvent: EventKind.PROGRESS,
+    WarningEvent: EventKind.WARNING,
+    JobStatusEvent: EventKind.STATUS,
 }
 T = TypeVar("T")
 K = TypeVar("K")
@@ -52,9 +50,9 @@ K = TypeVar("K")
 @dataclass
 class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    applied: Counter[str] = field(default_factory=Counter)  # kind -> rows inserted or statuses changed
-    duplicates: Counter[str] = field(default_factory=Counter)  # kind -> redelivered rows, stale statuses
-    notifications: list[tuple[UUID, dict[str, object]]] = field(default_factory=list)  # sent in one statement
+    applied: Counter[EventKind] = field(default_factory=Counter)  # rows inserted or statuses changed
+    duplicates: Counter[EventKind] = field(default_factory=Counter)  # redelivered rows, stale statuses
+    notifications: list[Notification] = field(default_factory=list)  # sent in one statement
 
 
 @dataclass(frozen=True)
@@ -80,12 +78,12 @@ class JobOwners:
         self._capacity = capacity
         self._owners: OrderedDict[UUID, str] = OrderedDict()
 
-    async def owner(self, conn: asyncpg.Connection, job_id: UUID) -> str | None:
+    async def owner(self, store: EventStore, job_id: UUID) -> str | None:
         owner = self._owners.get(job_id)
         if owner is not None:
             self._owners.move_to_end(job_id)
             return owner
-        owner = await store.job_owner(conn, job_id)
+        owner = await store.job_owner(job_id)
         if owner is not None:
             self._owners[job_id] = owner
             if len(self._owners) > self._capacity:
@@ -94,7 +92,7 @@ class JobOwners:
 
 
 class BatchApplier:
-    def __init__(self, verifier: TokenVerifier, owners: JobOwners, finished_grace: timedelta) -> None:
+    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners, finished_grace: timedelta) -> None:
         self._verifier = verifier
         self._owners = owners
         self._finished_grace = finished_grace
@@ -115,45 +113,56 @@ class BatchApplier:
             accepted.append(_Accepted(record, decoded, claims.user_id))
         return CheckedBatch(records, tuple(accepted), tuple(dead_letters))
 
-    async def apply(self, conn: asyncpg.Connection, batch: CheckedBatch, isolate: bool = False) -> BatchResult:
+    async def apply(self, store: EventStore, batch: CheckedBatch, isolate: bool = False) -> BatchResult:
         """Run inside a transaction. `isolate` puts each write in a savepoint, to single out a poison event."""
         result = BatchResult(dead_letters=list(batch.dead_letters))
         by_owner: dict[str, list[_Accepted]] = defaultdict(list)
         for item in batch.accepted:
-            owner = await self._owners.owner(conn, item.event.job_id)
+            owner = await self._owners.owner(store, item.event.job_id)
             if owner is None:
-                self._reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
+                _reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
             elif owner != item.token_user:
-                self._reject(
-                    result, item.record, DeadLetterReason.OWNER_MISMATCH, "the job token's user does not own the job"
-                )
+                detail = "the job token's user does not own the job"
+                _reject(result, item.record, DeadLetterReason.OWNER_MISMATCH, detail)
             else:
                 by_owner[owner].append(item)
         for owner, items in by_owner.items():
-            await store.act_as(conn, owner)
-            await self._apply_for_owner(conn, owner, items, isolate, result)
-        await store.notify(conn, result.notifications)
+            await store.act_as(owner)
+            by_kind = await self._live_by_kind(store, items, result)
+            await self._write_for_owner(store, owner, by_kind, isolate, result)
+        await store.notify(result.notifications)
         return result
 
-    async def _apply_for_owner(
-        self, conn: asyncpg.Connection, owner: str, items: list[_Accepted], isolate: bool, result: BatchResult
-    ) -> None:
-        states = await store.job_states(conn, sorted({item.event.job_id for item in items}))
+    async def _live_by_kind(
+        self, store: EventStore, items: list[_Accepted], result: BatchResult
+    ) -> dict[EventKind, list[_Accepted]]:
+        """The events of jobs that exist and did not finish before the grace period, by kind."""
+        states = await store.job_states(sorted({item.event.job_id for item in items}))
         cutoff = datetime.now(UTC) - self._finished_grace
-        by_kind: dict[str, list[_Accepted]] = defaultdict(list)
+        by_kind: dict[EventKind, list[_Accepted]] = defaultdict(list)
         for item in items:
             state = states.get(item.event.job_id)
             if state is None:  # deleted since its owner was cached
-                self._reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
+                _reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
             elif state.finished_at is not None and state.finished_at < cutoff:
                 detail = f"job {state.status} at {state.finished_at.isoformat()}, past the grace period"
-                self._reject(result, item.record, DeadLetterReason.JOB_FINISHED, detail)
+                _reject(result, item.record, DeadLetterReason.JOB_FINISHED, detail)
             else:
-                by_kind[KINDS[type(item.event)]].append(item)
-        new_predictions = await self._write(
-            conn, "prediction", by_kind["prediction"], partial(store.insert_predictions, conn, owner), isolate, result
-        )
-        for job_id, rows in _group(new_predictions, lambda row: row.job_id).items():
+                by_kind[EVENT_KIND_OF[type(item.event)]].append(item)
+        return by_kind
+
+    async def _write_for_owner(
+        self,
+        store: EventStore,
+        owner: str,
+        by_kind: dict[EventKind, list[_Accepted]],
+        isolate: bool,
+        result: BatchResult,
+    ) -> None:
+        write = partial(self._write, store, isolate=isolate, result=result)
+        kind = EventKind.PREDICTION
+        predictions = await write(kind, by_kind[kind], partial(store.insert_predictions, owner))
+        for job_id, rows in _group(predictions, lambda row: row.job_id).items():
             steps = [row.step for row in rows]
             seqs = [row.seq for row in rows]
             result.notifications.append(
@@ -169,26 +178,25 @@ class BatchApplier:
                     },
                 )
             )
-        for kind, insert in (
-            (ChangeKind.ROUND, store.insert_rounds),
-            (ChangeKind.PROGRESS, store.insert_progress),
-            (ChangeKind.WARNING, store.insert_warnings),
+        for kind, change, insert in (
+            (EventKind.ROUND, ChangeKind.ROUND, store.insert_rounds),
+            (EventKind.PROGRESS, ChangeKind.PROGRESS, store.insert_progress),
+            (EventKind.WARNING, ChangeKind.WARNING, store.insert_warnings),
         ):
-            new_rows = await self._write(conn, kind, by_kind[kind], partial(insert, conn, owner), isolate, result)
-            for job_id, job_rows in _group(new_rows, lambda job_id: job_id).items():
-                result.notifications.append((job_id, {"kind": kind, "count": len(job_rows)}))
-        applied = await self._write(
-            conn, "status", by_kind["status"], partial(store.apply_statuses, conn), isolate, result
-        )
+            job_ids = await write(kind, by_kind[kind], partial(insert, owner))
+            for job_id, rows in _group(job_ids, lambda job_id: job_id).items():
+                result.notifications.append((job_id, {"kind": change, "count": len(rows)}))
+        applied = await write(EventKind.STATUS, by_kind[EventKind.STATUS], store.apply_statuses)
         for job_id, statuses in _group(applied, lambda event: event.job_id).items():
             result.notifications.append((job_id, {"kind": ChangeKind.STATUS, "status": statuses[-1].status.value}))
 
     async def _write(
         self,
-        conn: asyncpg.Connection,
-        kind: str,
+        store: EventStore,
+        kind: EventKind,
         items: list[_Accepted],
         write: Callable[[list[Any]], Awaitable[list[T]]],
+        *,
         isolate: bool,
         result: BatchResult,
     ) -> list[T]:
@@ -200,22 +208,20 @@ class BatchApplier:
             new: list[T] = []
             for item in items:
                 try:
-                    async with conn.transaction():
+                    async with store.savepoint():
                         new += await write([item.event])
-                except asyncpg.PostgresError as exc:
-                    if not is_input_error(exc):
-                        raise
+                except RefusedInput as exc:
                     rejected += 1
-                    self._reject(result, item.record, DeadLetterReason.REJECTED_BY_DATABASE, f"{exc.sqlstate}: {exc}")
+                    _reject(result, item.record, DeadLetterReason.REJECTED_BY_DATABASE, str(exc))
         else:
             new = await write([item.event for item in items])
         result.applied[kind] += len(new)
         result.duplicates[kind] += len(items) - rejected - len(new)
         return new
 
-    @staticmethod
-    def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:
-        result.dead_letters.append(_dead_letter(record, reason, detail))
+
+def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:
+    result.dead_letters.append(_dead_letter(record, reason, detail))
 
 
 def _dead_letter(record: KafkaRecord, reason: DeadLetterReason, detail: str) -> DeadLetter:

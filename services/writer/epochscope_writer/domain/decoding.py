@@ -23,7 +23,7 @@ from epochscope_schemas.events import (
     parse_event,
 )
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_writer.dead_letters import DeadLetterReason
+from epochscope_writer.domain.dead_letters import DeadLetterReason
 
 PG_INT_MAX = 2**31 - 1
 EVENT_TYPES_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {

@@ -4,11 +4,13 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from epochscope_schemas.job_token import InvalidJobToken, JobTokenClaims, verify_job_token
-from epochscope_writer.dead_letters import DeadLetterReason
-from epochscope_writer.decoding import Rejection
+from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.domain.decoding import Rejection
 
 
-class TokenVerifier:
+class JobTokenVerifier:
+    """Verifies the job tokens trainers put in their events (not the API's user JWTs)."""
+
     def __init__(self, secret: str, cache_size: int = 10_000) -> None:
         self._secret = secret
         self._cache_size = cache_size

@@ -1,0 +1,66 @@
+"""The API's one composition root (cosmicpython's bootstrap.py): it builds the adapters, namely the Postgres pool,
+the live LISTEN hub, the outbox relay with its Kafka producer and the users' token verifier, and hands them to the
+app for as long as it runs. Routes reach them through deps.py."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from epochscope_api.auth import UserTokenVerifier
+from epochscope_api.db import create_pool
+from epochscope_api.live import NotificationHub
+from epochscope_api.outbox import OutboxRelay
+from epochscope_api.settings import ApiSettings
+from epochscope_schemas.kafka import KafkaSettings
+
+
+@dataclass(frozen=True)
+class Adapters:
+    pool: asyncpg.Pool
+    hub: NotificationHub
+    relay: OutboxRelay
+    verifier: UserTokenVerifier
+
+
+def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProducer]:
+    """Makes the relay's producer; the relay makes a fresh one after a broker failure."""
+
+    def make() -> AIOKafkaProducer:
+        return AIOKafkaProducer(**kafka.client_kwargs(), acks="all", linger_ms=0)
+
+    return make
+
+
+@contextlib.asynccontextmanager
+async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
+    """Every adapter, the outbox relay running in the background, until the block ends."""
+    pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    hub = NotificationHub(settings.database_url)
+    relay = OutboxRelay(pool, kafka_producer_factory(settings.kafka), settings.outbox_poll_seconds)
+    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    try:
+        yield Adapters(pool=pool, hub=hub, relay=relay, verifier=UserTokenVerifier(settings))
+    finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        await hub.close()
+        await pool.close()
+
+
+def lifespan(settings: ApiSettings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: the adapters live in `app.state.adapters` while the app serves."""
+
+    @contextlib.asynccontextmanager
+    async def serve(app: FastAPI) -> AsyncIterator[None]:
+        async with running_adapters(settings) as adapters:
+            app.state.adapters = adapters
+            yield
+
+    return serve

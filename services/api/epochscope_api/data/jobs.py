@@ -1,0 +1,99 @@
+"""Jobs: create (row and start event in one transaction), read, list in keyset pages, cancel, delete."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from epochscope_api.cursor import decode_cursor, encode_cursor, text
+from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_api.data.rounds import fetch_rounds
+from epochscope_api.errors import JobNotFound
+from epochscope_api.outbox import enqueue
+from epochscope_api.response_models import Job, JobDetail, JobPage
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus
+from epochscope_schemas.topics import JOBS_START
+
+JOB_COLUMNS = (
+    "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
+)
+
+
+def _job_of(row: asyncpg.Record) -> Job:
+    return Job(**dict(row))
+
+
+def _timestamp(value: Any) -> datetime:
+    return datetime.fromisoformat(text(value))
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return uuid.UUID(text(value))
+
+
+async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
+    """The job as the current user sees it; JobNotFound if they have none."""
+    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
+    if row is None:
+        raise JobNotFound
+    return _job_of(row)
+
+
+async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    """JobNotFound unless the current user has this job (cheaper than fetch_job: no config to decode)."""
+    if not await conn.fetchval("SELECT true FROM jobs WHERE job_id = $1", job_id):
+        raise JobNotFound
+
+
+async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobDetail:
+    job = await fetch_job(conn, job_id)
+    rounds = await fetch_rounds(conn, job_id)
+    warnings = [warning for _, warning in await fetch_warnings(conn, job_id)]
+    return JobDetail(**dict(job), rounds=rounds, warnings=warnings)
+
+
+async def fetch_job_page(conn: asyncpg.Connection, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+    """Up to `limit` of the current user's jobs, newest first, after `cursor`."""
+    before = decode_cursor(cursor, _timestamp, _uuid) if cursor else None
+    rows = await conn.fetch(
+        f"SELECT {JOB_COLUMNS} FROM jobs"
+        " WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::timestamptz IS NULL OR (created_at, job_id) < ($2, $3::uuid))"
+        " ORDER BY created_at DESC, job_id DESC LIMIT $4",
+        status,
+        before[0] if before else None,
+        before[1] if before else None,
+        limit + 1,
+    )
+    items = [_job_of(row) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    return JobPage(
+        items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.job_id)]) if last else None
+    )
+
+
+async def insert_job(conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime) -> Job:
+    """The new job's row, and its start event queued in the outbox of the same transaction."""
+    await conn.execute(
+        "INSERT INTO jobs (job_id, owner_id, config, token_expires_at) VALUES ($1, $2, $3, $4)",
+        event.job_id,
+        event.user_id,
+        event.config.model_dump(mode="json"),
+        token_expires_at,
+    )
+    await enqueue(conn, JOBS_START, event)
+    return await fetch_job(conn, event.job_id)
+
+
+async def cancel_unless_final(conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str) -> Job:
+    """The job as it was; a cancel event for the trainer is queued unless the job has already ended."""
+    job = await fetch_job(conn, job_id)
+    if not job.status.is_final:
+        await enqueue(conn, JOBS_START, JobCancelEvent(job_id=job_id, user_id=user_id))
+    return job
+
+
+async def delete_job_row(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
+    """Deletes the job; its predictions, rounds, progress and warnings go with it (ON DELETE CASCADE)."""
+    await conn.execute("DELETE FROM jobs WHERE job_id = $1", job_id)

@@ -1,0 +1,30 @@
+"""A job's training progress: one point per logged step."""
+
+import uuid
+
+import asyncpg
+
+from epochscope_api.response_models import ProgressHistory, ProgressPoint
+
+PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, occurred_at"
+
+
+async def fetch_progress(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_step: int, limit: int
+) -> list[ProgressPoint]:
+    """Points in step order after `after_step`."""
+    rows = await conn.fetch(
+        f"SELECT {PROGRESS_COLUMNS} FROM job_progress WHERE job_id = $1 AND step > $2 ORDER BY step LIMIT $3",
+        job_id,
+        after_step,
+        limit,
+    )
+    return [ProgressPoint(**dict(row)) for row in rows]
+
+
+async def fetch_progress_history(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_step: int, limit: int
+) -> ProgressHistory:
+    """Up to `limit` points after `after_step`, and whether there are more."""
+    points = await fetch_progress(conn, job_id, after_step, limit + 1)
+    return ProgressHistory(items=points[:limit], has_more=len(points) > limit)

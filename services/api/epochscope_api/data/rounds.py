@@ -1,0 +1,60 @@
+"""A job's prediction rounds: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
+
+import uuid
+from typing import Any
+
+import asyncpg
+from pydantic import TypeAdapter
+
+from epochscope_api.response_models import RoundSummary
+
+# The trainer's round summaries, in the shape of an aggregate over a round's predictions (below).
+_SUMMARIZED_ROUNDS = (
+    "SELECT round_index, epoch, step, trigger, true AS summarized, predictions, validated, valid, scored,"
+    " mean_exact_match, mean_f1, mean_rouge_l, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
+    " FROM job_rounds WHERE job_id = $1"
+)
+# Rounds without a summary: those after the last summarized one (in progress), and any gap below it.
+# Only their predictions are read (index on job_id, round_index), not the job's whole history.
+_AGGREGATED_ROUNDS = (
+    "SELECT round_index, min(epoch), min(step), NULL, false, count(*), count(valid), count(*) FILTER (WHERE valid),"
+    " count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), sum(tokens_generated), NULL::float8,"
+    " NULL::float8, max(created_at)"
+    " FROM training_predictions WHERE job_id = $1 AND (round_index > (SELECT last FROM summarized)"
+    " OR round_index = ANY(ARRAY(SELECT generate_series(0, (SELECT last FROM summarized))"
+    " EXCEPT SELECT round_index FROM job_rounds WHERE job_id = $1)))"
+    " GROUP BY round_index"
+)
+_ROUNDS = (
+    "WITH summarized AS (SELECT coalesce(max(round_index), -1) AS last FROM job_rounds WHERE job_id = $1)"
+    f" {_SUMMARIZED_ROUNDS} UNION ALL {_AGGREGATED_ROUNDS} ORDER BY round_index"
+)
+
+_ROUND_LIST = TypeAdapter(list[RoundSummary])
+
+
+def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
+    fields = dict(row)
+    validated = fields["validated"]
+    fields["validator_pass_rate"] = fields["valid"] / validated if validated else None
+    return fields
+
+
+def _rounds_of(rows: list[asyncpg.Record]) -> list[RoundSummary]:
+    """Round rows as models, validated in one call (a long job has thousands of rounds)."""
+    return _ROUND_LIST.validate_python([_round_fields(row) for row in rows])
+
+
+async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
+    """Every round in order: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
+    return _rounds_of(await conn.fetch(_ROUNDS, job_id))
+
+
+async def fetch_summarized_rounds(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_round: int, limit: int
+) -> list[RoundSummary]:
+    """The trainer's summaries in round order after `after_round` (what a live client has not seen yet)."""
+    rows = await conn.fetch(
+        f"{_SUMMARIZED_ROUNDS} AND round_index > $2 ORDER BY round_index LIMIT $3", job_id, after_round, limit
+    )
+    return _rounds_of(rows)

@@ -1,0 +1,86 @@
+"""The dependencies routes share, as in the full-stack FastAPI template's deps.py: the settings, the adapters
+bootstrap.py built (pool, LISTEN hub, outbox relay), the current user, and a transaction scoped to that user.
+
+All are async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from epochscope_api.auth import unauthorized
+from epochscope_api.bootstrap import Adapters
+from epochscope_api.db import user_transaction
+from epochscope_api.live import NotificationHub
+from epochscope_api.outbox import OutboxRelay
+from epochscope_api.settings import ApiSettings
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT, HS256 with EPOCHSCOPE_JWT_SECRET or signed by a key at EPOCHSCOPE_JWKS_URL; `sub` is the user.",
+)
+
+
+def _adapters(request: Request) -> Adapters:
+    return request.app.state.adapters
+
+
+async def get_app_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+async def get_pool(request: Request) -> asyncpg.Pool:
+    return _adapters(request).pool
+
+
+async def get_hub(request: Request) -> NotificationHub:
+    return _adapters(request).hub
+
+
+async def get_relay(request: Request) -> OutboxRelay:
+    return _adapters(request).relay
+
+
+async def _user(request: Request, token: str | None) -> str:
+    if not token:
+        raise unauthorized("missing bearer token")
+    return await _adapters(request).verifier.user_id(token)
+
+
+async def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The user id (`sub`) of the request's verified bearer token; a 401 without one."""
+    return await _user(request, credentials.credentials if credentials else None)
+
+
+async def stream_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    access_token: Annotated[
+        str | None, Query(description="The bearer token, for browsers' EventSource, which cannot send headers.")
+    ] = None,
+) -> str:
+    """As current_user, with the token also accepted as a query parameter."""
+    return await _user(request, credentials.credentials if credentials else access_token)
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
+PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+HubDep = Annotated[NotificationHub, Depends(get_hub)]
+RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+CurrentUser = Annotated[str, Depends(current_user)]
+StreamUser = Annotated[str, Depends(stream_user)]
+
+
+async def user_connection(pool: PoolDep, user_id: CurrentUser) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction in which row-level security sees only the current user's rows. It commits
+    when the route returns, before the response is sent (scope="function"), and rolls back if the route raises."""
+    async with user_transaction(pool, user_id) as conn:
+        yield conn
+
+
+UserConn = Annotated[asyncpg.Connection, Depends(user_connection, scope="function")]

@@ -1,0 +1,1 @@
+"""The edges: Kafka, Postgres, and the HTTP health endpoint."""

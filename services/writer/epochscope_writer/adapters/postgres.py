@@ -1,0 +1,198 @@
+"""Postgres adapter: every statement the writer runs, under the writer role and row-level security.
+
+The writer role reads a job only after naming it (`app.job_id`), and reads or writes a user's rows
+only with that user set as `app.user_id` for the transaction, so the policies' WITH CHECK binds it.
+asyncpg's errors stop here: the service layer sees RefusedInput or DatabaseUnavailable.
+"""
+
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import NoReturn
+from uuid import UUID
+
+import asyncpg
+
+from epochscope_schemas.events import (
+    JobStatus,
+    JobStatusEvent,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+)
+from epochscope_schemas.notify import job_channel
+from epochscope_writer.adapters.postgres_tables import (
+    ADVANCE_PROGRESS,
+    APPLY_STATUS,
+    FINAL_STATUSES,
+    PREDICTIONS_TABLE,
+    PROGRESS_TABLE,
+    ROUNDS_TABLE,
+    WARNINGS_TABLE,
+)
+from epochscope_writer.service_layer.ports import (
+    DatabaseUnavailable,
+    JobState,
+    NewPrediction,
+    Notification,
+    RefusedInput,
+)
+
+log = logging.getLogger("epochscope.writer")
+
+# Data exceptions, integrity violations, RLS refusals: this input, not the database, is the problem.
+_INPUT_ERROR_CLASSES = ("22", "23")
+_INPUT_ERROR_STATES = ("42501",)
+_UNREACHABLE = (OSError, asyncpg.InterfaceError, TimeoutError)
+
+
+def is_input_error(exc: asyncpg.PostgresError) -> bool:
+    state = exc.sqlstate or ""
+    return state[:2] in _INPUT_ERROR_CLASSES or state in _INPUT_ERROR_STATES
+
+
+class PostgresDatabase:
+    """One connection, opened on first use and dropped when it fails, so the next batch reconnects."""
+
+    def __init__(self, dsn: str, connect_timeout: float, command_timeout: float) -> None:
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._conn: asyncpg.Connection | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["PostgresEventStore"]:
+        try:
+            conn = await self._connection()
+            async with conn.transaction():
+                yield PostgresEventStore(conn)
+        except asyncpg.PostgresError as exc:
+            if is_input_error(exc):
+                raise RefusedInput(f"{exc.sqlstate}: {exc}") from exc
+            self._unavailable(exc)
+        except _UNREACHABLE as exc:
+            self._unavailable(exc)
+
+    async def probe(self) -> None:
+        try:
+            await self._connection()
+        except (asyncpg.PostgresError, *_UNREACHABLE) as exc:
+            self._unavailable(exc)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close(timeout=2)
+
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
+            )
+            log.info("connected to the database")
+        return self._conn
+
+    def _unavailable(self, exc: BaseException) -> NoReturn:
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+        raise DatabaseUnavailable(f"database: {type(exc).__name__}: {exc}") from exc
+
+
+class PostgresEventStore:
+    """The EventStore port on one connection, inside the transaction PostgresDatabase opened."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        try:
+            async with self._conn.transaction():
+                yield
+        except asyncpg.PostgresError as exc:
+            if not is_input_error(exc):
+                raise
+            raise RefusedInput(f"{exc.sqlstate}: {exc}") from exc
+
+    async def job_owner(self, job_id: UUID) -> str | None:
+        """The job's owner, read by naming the job (the only way the writer role can see it)."""
+        await self._conn.execute("SELECT set_config('app.job_id', $1, true)", str(job_id))
+        return await self._conn.fetchval("SELECT owner_id FROM jobs WHERE job_id = $1", job_id)
+
+    async def act_as(self, owner: str) -> None:
+        """Make `owner` the RLS user for the rest of the transaction."""
+        await self._conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
+
+    async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
+        """Status of the acting owner's jobs; locks them so status updates from two writers serialize."""
+        rows = await self._conn.fetch(
+            "SELECT job_id, status, finished_at FROM jobs WHERE job_id = ANY($1::uuid[]) FOR NO KEY UPDATE", job_ids
+        )
+        return {row["job_id"]: JobState(JobStatus(row["status"]), row["finished_at"]) for row in rows}
+
+    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
+        found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
+        return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
+
+    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]:
+        """Job ids of the rounds that were new; a redelivered round summary is a no-op."""
+        return [row["job_id"] for row in await ROUNDS_TABLE.insert_new(self._conn, events, owner)]
+
+    async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
+        """Append to each job's progress history, then move jobs.progress forward to the batch's latest step."""
+        found = await PROGRESS_TABLE.insert_new(self._conn, events, owner)
+        latest: dict[UUID, ProgressEvent] = {}
+        for event in events:
+            if event.job_id not in latest or latest[event.job_id].step < event.step:
+                latest[event.job_id] = event
+        for job_id, event in latest.items():
+            await self._conn.execute(ADVANCE_PROGRESS, job_id, _progress_document(event), event.step)
+        return [row["job_id"] for row in found]
+
+    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
+        return [row["job_id"] for row in await WARNINGS_TABLE.insert_new(self._conn, events, owner)]
+
+    async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
+        """In order; returns the events that changed their job (the rest met a newer or final status)."""
+        applied = []
+        for event in events:
+            changed = await self._conn.fetchval(
+                APPLY_STATUS,
+                event.job_id,
+                event.status.value,
+                event.message,
+                event.occurred_at,
+                json.dumps(event.metrics),
+                FINAL_STATUSES,
+            )
+            if changed is not None:
+                applied.append(event)
+        return applied
+
+    async def notify(self, notifications: list[Notification]) -> None:
+        """Queue each (job, payload) on the job's channel in one round trip; delivered only if the commit happens."""
+        if not notifications:
+            return
+        channels = [job_channel(job_id) for job_id, _ in notifications]
+        bodies = [
+            json.dumps({"job_id": str(job_id), **payload}, separators=(",", ":")) for job_id, payload in notifications
+        ]
+        await self._conn.execute(
+            "SELECT pg_notify(channel, body) FROM unnest($1::text[], $2::text[]) AS n(channel, body)", channels, bodies
+        )
+
+
+def _progress_document(event: ProgressEvent) -> str:
+    """jobs.progress as JSON; a diverged loss (NaN, inf) becomes null, which jsonb can hold."""
+    fields = event.model_dump(
+        mode="json",
+        include={"step", "max_steps", "epoch", "num_epochs", "loss", "learning_rate", "samples_per_second"},
+    )
+    for name in ("loss", "learning_rate", "samples_per_second"):
+        value = getattr(event, name)
+        fields[name] = value if value is not None and math.isfinite(value) else None
+    fields["occurred_at"] = event.occurred_at.isoformat()
+    return json.dumps(fields)

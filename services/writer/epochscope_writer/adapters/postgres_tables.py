@@ -1,0 +1,164 @@
+"""The tables the writer inserts into, each column listed once with the event field that fills it.
+
+Both the INSERT statement and the rows come from that one list, so two columns of the same type cannot be
+swapped between the SQL and the values. Every insert is idempotent on the row's natural key.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from operator import attrgetter
+from typing import Any
+
+import asyncpg
+
+from epochscope_schemas.events import JobStatus
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an insert, with where its value comes from: the one list both the SQL and the rows use."""
+
+    name: str
+    pg_type: str
+    value: Callable[[Any, str], object]  # (event, owner) -> the column's value
+
+
+def _field(name: str, pg_type: str) -> Column:
+    """A column filled from the event's attribute of the same name."""
+    get = attrgetter(name)
+    return Column(name, pg_type, lambda event, owner: get(event))
+
+
+def _score(name: str) -> Column:
+    return Column(name, "float8", lambda event, owner: getattr(event.scores, name) if event.scores else None)
+
+
+_OWNER = Column("owner_id", "text", lambda event, owner: owner)
+
+
+@dataclass(frozen=True)
+class Table:
+    """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
+
+    name: str
+    columns: tuple[Column, ...]
+    conflict: str  # the natural key: a redelivered row is a no-op
+    returning: str  # names the rows that were new
+
+    @cached_property
+    def insert(self) -> str:
+        names = ", ".join(c.name for c in self.columns)
+        arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(self.columns, 1))
+        return (
+            f"INSERT INTO {self.name} ({names}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
+        )
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def row(self, event: object, owner: str) -> tuple[object, ...]:
+        return tuple(c.value(event, owner) for c in self.columns)
+
+    def arrays(self, events: Sequence[object], owner: str) -> list[list[object]]:
+        """One list per column, in column order: the insert's parameters."""
+        return [[c.value(event, owner) for event in events] for c in self.columns]
+
+    async def insert_new(self, conn: asyncpg.Connection, events: Sequence[object], owner: str) -> list[asyncpg.Record]:
+        return await conn.fetch(self.insert, *self.arrays(events, owner))
+
+
+PREDICTIONS_TABLE = Table(
+    "training_predictions",
+    (
+        _field("job_id", "uuid"),
+        _field("step", "int4"),
+        _field("sample_id", "text"),
+        _OWNER,
+        _field("round_index", "int4"),
+        _field("epoch", "float8"),
+        _field("sample_index", "int4"),
+        _field("prompt", "text"),
+        _field("ground_truth", "text"),
+        _field("prediction", "text"),
+        _field("tokens_generated", "int4"),
+        _field("latency_ms", "float8"),
+        _field("valid", "bool"),
+        _field("validation_error", "text"),
+        _score("exact_match"),
+        _score("f1"),
+        _score("rouge_l"),
+        _field("event_id", "uuid"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, step, sample_id",
+    returning="job_id, step, seq",
+)
+ROUNDS_TABLE = Table(
+    "job_rounds",
+    (
+        _field("job_id", "uuid"),
+        _field("round_index", "int4"),
+        _OWNER,
+        _field("epoch", "float8"),
+        _field("step", "int4"),
+        _field("trigger", "text"),
+        *(_field(name, "int4") for name in ("predictions", "validated", "valid", "scored")),
+        *(_field(name, "float8") for name in ("mean_exact_match", "mean_f1", "mean_rouge_l")),
+        _field("tokens_generated", "int4"),
+        _field("wall_ms", "float8"),
+        _field("stall_ms", "float8"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, round_index",
+    returning="job_id, round_index",
+)
+PROGRESS_TABLE = Table(
+    "job_progress",
+    (
+        _field("job_id", "uuid"),
+        _field("step", "int4"),
+        _OWNER,
+        _field("max_steps", "int4"),
+        *(_field(name, "float8") for name in ("epoch", "loss", "learning_rate", "samples_per_second")),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, step",
+    returning="job_id, step",
+)
+WARNINGS_TABLE = Table(
+    "job_warnings",
+    (
+        _field("event_id", "uuid"),
+        _field("job_id", "uuid"),
+        _OWNER,
+        _field("code", "text"),
+        _field("message", "text"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="event_id",
+    returning="job_id, event_id",
+)
+
+# jobs.progress only moves forward: a redelivered or late, older progress event never replaces a newer one.
+ADVANCE_PROGRESS = """
+UPDATE jobs SET progress = $2::jsonb
+WHERE job_id = $1 AND (progress IS NULL OR (progress->>'step')::int < $3)
+RETURNING job_id
+"""
+
+FINAL_STATUSES = [s.value for s in JobStatus if s.is_final]
+# Apply a status only if it is newer than the one applied last, and never leave a final state.
+# On a tie in occurred_at a final status wins over a non-final one.
+APPLY_STATUS = """
+UPDATE jobs SET
+    status = $2, status_message = $3, status_at = $4, metrics = metrics || $5::jsonb, updated_at = now(),
+    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $4) ELSE started_at END,
+    finished_at = CASE WHEN $2 = ANY($6::text[]) THEN $4 ELSE finished_at END
+WHERE job_id = $1
+  AND status <> ALL($6::text[])
+  AND (status_at IS NULL OR status_at < $4 OR (status_at = $4 AND $2 = ANY($6::text[])))
+RETURNING job_id
+"""

@@ -1,0 +1,1 @@
+"""The apply rules and the consumer loop, written against ports that adapters/ implements."""

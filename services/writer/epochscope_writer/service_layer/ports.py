@@ -1,0 +1,110 @@
+"""What the service layer needs from the outside world: adapters/ implement it, the unit tests fake it."""
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+from uuid import UUID
+
+from epochscope_schemas.events import (
+    JobStatus,
+    JobStatusEvent,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+)
+from epochscope_writer.domain.dead_letters import DeadLetter
+from epochscope_writer.domain.decoding import KafkaRecord
+
+Notification = tuple[UUID, dict[str, object]]  # (job, NOTIFY payload)
+
+
+class Unavailable(Exception):
+    """The database or the broker could not complete the batch; retry it later, unchanged."""
+
+
+class DatabaseUnavailable(Unavailable):
+    pass
+
+
+class BrokerUnavailable(Unavailable):
+    pass
+
+
+class RefusedInput(Exception):
+    """The database refused this input (a constraint, a bad value, row-level security): a retry would not help."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: JobStatus
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    job_id: UUID
+    step: int
+    seq: int
+
+
+class EventStore(Protocol):
+    """The writes of one database transaction. Every insert is idempotent and returns what was new."""
+
+    async def job_owner(self, job_id: UUID) -> str | None: ...
+
+    async def act_as(self, owner: str) -> None: ...
+
+    async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]: ...
+
+    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]: ...
+
+    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]: ...
+
+    async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]: ...
+
+    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]: ...
+
+    async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]: ...
+
+    async def notify(self, notifications: list[Notification]) -> None: ...
+
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """Undo only what ran inside it if it fails; raises RefusedInput when the input was the problem."""
+
+
+class Database(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[EventStore]:
+        """Commits on a clean exit; raises RefusedInput, or DatabaseUnavailable after dropping the connection."""
+
+    async def probe(self) -> None:
+        """Connect if not connected; raises DatabaseUnavailable."""
+
+    async def close(self) -> None: ...
+
+
+class Broker(Protocol):
+    async def start(self, on_revoked: Callable[[], Awaitable[None]], on_assigned: Callable[[list[str]], None]) -> None:
+        """Join the group; on each rebalance await `on_revoked`, then call `on_assigned` with "topic:partition"s."""
+
+    async def stop(self) -> None: ...
+
+    async def fetch(self, size: int, linger_ms: int, is_stopping: Callable[[], bool]) -> list[KafkaRecord]:
+        """Up to `size` records, waiting at most `linger_ms` for more once the first have arrived."""
+
+    async def publish_dead_letters(self, dead_letters: list[DeadLetter]) -> None:
+        """Acknowledged by the broker on return; raises BrokerUnavailable."""
+
+    async def commit(self, records: list[KafkaRecord]) -> None:
+        """Commit the offsets past `records` on the partitions still ours; a failure only means redelivery."""
+
+    def resume(self) -> None:
+        """Consume again from the partitions `wait_paused` paused."""
+
+    async def wait_paused(self, seconds: float, is_stopping: Callable[[], bool]) -> None:
+        """Stop consuming but keep polling, so the group does not evict this writer while it waits."""
+
+    async def rewind(self, records: list[KafkaRecord]) -> None:
+        """Go back to the committed offsets of the partitions of `records` still ours."""

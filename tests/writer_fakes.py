@@ -1,0 +1,219 @@
+"""In-memory fakes of the writer's ports (service_layer/ports.py), for unit tests without a broker or Postgres.
+
+FakeEventStore keeps the natural-key idempotency, RLS-by-owner and forward-only status rules of the real
+adapter, so the apply rules can be checked against it; FakeDatabase rolls it back when a transaction fails.
+"""
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from epochscope_schemas.events import (
+    Envelope,
+    JobStatus,
+    JobStatusEvent,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+    encode_event,
+)
+from epochscope_schemas.job_token import mint_job_token
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_writer.domain.dead_letters import DeadLetter
+from epochscope_writer.domain.decoding import KafkaRecord
+from epochscope_writer.service_layer.ports import (
+    DatabaseUnavailable,
+    JobState,
+    NewPrediction,
+    Notification,
+    RefusedInput,
+)
+
+SECRET = "writer-unit-tests-job-token-secret-0123"
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def record_of(event: Envelope, offset: int = 0) -> FakeRecord:
+    topic = TRAINING_PREDICTIONS if isinstance(event, PredictionEvent) else TRAINING_STATUS
+    return FakeRecord(topic, 0, offset, str(event.job_id).encode(), encode_event(event))
+
+
+def job_token(job_id: UUID, user: str) -> str:
+    return mint_job_token(SECRET, job_id, user, timedelta(hours=1))[0]
+
+
+@dataclass
+class _Tables:
+    jobs: dict[UUID, tuple[str, JobState]] = field(default_factory=dict)
+    status_at: dict[UUID, datetime] = field(default_factory=dict)
+    predictions: dict[tuple[UUID, int, str], int] = field(default_factory=dict)  # natural key -> seq
+    rounds: set[tuple[UUID, int]] = field(default_factory=set)
+    progress: set[tuple[UUID, int]] = field(default_factory=set)
+    warnings: set[UUID] = field(default_factory=set)
+    notified: list[Notification] = field(default_factory=list)
+
+
+class FakeEventStore:
+    def __init__(self) -> None:
+        self.tables = _Tables()
+        self.refused: set[UUID] = set()  # event ids the "database" refuses, as a CHECK constraint would
+        self._acting_as: str | None = None
+
+    def add_job(self, owner: str, finished_ago: timedelta | None = None) -> UUID:
+        job_id = uuid.uuid4()
+        finished = datetime.now(UTC) - finished_ago if finished_ago is not None else None
+        status = JobStatus.COMPLETED if finished else JobStatus.QUEUED
+        self.tables.jobs[job_id] = (owner, JobState(status, finished))
+        return job_id
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        saved = copy.deepcopy(self.tables)
+        try:
+            yield
+        except RefusedInput:
+            self.tables = saved
+            raise
+
+    async def job_owner(self, job_id: UUID) -> str | None:
+        job = self.tables.jobs.get(job_id)
+        return job[0] if job else None
+
+    async def act_as(self, owner: str) -> None:
+        self._acting_as = owner
+
+    async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
+        jobs = self.tables.jobs
+        return {j: jobs[j][1] for j in job_ids if j in jobs and jobs[j][0] == self._acting_as}
+
+    def _check(self, owner: str, events: list[Envelope]) -> None:
+        for event in events:
+            if event.event_id in self.refused:
+                raise RefusedInput(f"23514: event {event.event_id} violates a check constraint")
+            if self.tables.jobs[event.job_id][0] != owner or owner != self._acting_as:
+                raise RefusedInput("42501: new row violates row-level security policy")
+
+    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
+        self._check(owner, events)
+        new = []
+        for e in events:
+            key = (e.job_id, e.step, e.sample_id)
+            if key not in self.tables.predictions:
+                self.tables.predictions[key] = len(self.tables.predictions) + 1
+                new.append(NewPrediction(e.job_id, e.step, self.tables.predictions[key]))
+        return new
+
+    async def _insert(self, owner: str, events: list[Envelope], rows: set, key: Callable) -> list[UUID]:
+        self._check(owner, events)
+        new = [e for e in events if key(e) not in rows]
+        rows.update(key(e) for e in new)
+        return [e.job_id for e in new]
+
+    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]:
+        return await self._insert(owner, events, self.tables.rounds, lambda e: (e.job_id, e.round_index))
+
+    async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
+        return await self._insert(owner, events, self.tables.progress, lambda e: (e.job_id, e.step))
+
+    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
+        return await self._insert(owner, events, self.tables.warnings, lambda e: e.event_id)
+
+    async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
+        applied = []
+        for e in events:
+            owner, state = self.tables.jobs[e.job_id]
+            last = self.tables.status_at.get(e.job_id)
+            if state.status.is_final or (last is not None and last >= e.occurred_at):
+                continue
+            finished = e.occurred_at if e.status.is_final else None
+            self.tables.jobs[e.job_id] = (owner, JobState(e.status, finished))
+            self.tables.status_at[e.job_id] = e.occurred_at
+            applied.append(e)
+        return applied
+
+    async def notify(self, notifications: list[Notification]) -> None:
+        self.tables.notified += notifications
+
+
+class FakeDatabase:
+    """Transactions over one FakeEventStore: all or nothing, or DatabaseUnavailable while `down`."""
+
+    def __init__(self, store: FakeEventStore) -> None:
+        self.store = store
+        self.down = False
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[FakeEventStore]:
+        if self.down:
+            raise DatabaseUnavailable("database: fake outage")
+        saved = copy.deepcopy(self.store.tables)
+        try:
+            yield self.store
+        except BaseException:
+            self.store.tables = saved
+            raise
+
+    async def probe(self) -> None:
+        if self.down:
+            raise DatabaseUnavailable("database: fake outage")
+
+    async def close(self) -> None:
+        pass
+
+
+class FakeBroker:
+    """Hands out the records given to `deliver`, and records what the writer commits and dead-letters."""
+
+    def __init__(self) -> None:
+        self.queued: list[KafkaRecord] = []
+        self.committed: list[KafkaRecord] = []
+        self.dead_letters: list[DeadLetter] = []
+        self.paused_waits = 0
+        self.fetches = 0
+        self.on_revoked: Callable[[], Awaitable[None]] | None = None
+
+    def deliver(self, records: list[KafkaRecord]) -> None:
+        self.queued += records
+
+    async def start(self, on_revoked: Callable[[], Awaitable[None]], on_assigned: Callable[[list[str]], None]) -> None:
+        self.on_revoked = on_revoked
+        on_assigned([f"{TRAINING_PREDICTIONS}:0", f"{TRAINING_STATUS}:0"])
+
+    async def stop(self) -> None:
+        pass
+
+    async def fetch(self, size: int, linger_ms: int, is_stopping: Callable[[], bool]) -> list[KafkaRecord]:
+        self.fetches += 1
+        await asyncio.sleep(0.001)
+        batch, self.queued = self.queued[:size], self.queued[size:]
+        return batch
+
+    async def publish_dead_letters(self, dead_letters: list[DeadLetter]) -> None:
+        self.dead_letters += dead_letters
+
+    async def commit(self, records: list[KafkaRecord]) -> None:
+        self.committed += records
+
+    def resume(self) -> None:
+        pass
+
+    async def wait_paused(self, seconds: float, is_stopping: Callable[[], bool]) -> None:
+        self.paused_waits += 1
+        await asyncio.sleep(0.001)
+
+    async def rewind(self, records: list[KafkaRecord]) -> None:
+        self.queued = list(records) + self.queued
