@@ -9,10 +9,30 @@ import random
 from pathlib import Path
 
 CITIES = [
-    ("Paris", "FR"), ("Lyon", "FR"), ("Berlin", "DE"), ("Munich", "DE"), ("Madrid", "ES"), ("Seville", "ES"),
-    ("Rome", "IT"), ("Milan", "IT"), ("Lisbon", "PT"), ("Porto", "PT"), ("Vienna", "AT"), ("Prague", "CZ"),
-    ("Warsaw", "PL"), ("Dublin", "IE"), ("Oslo", "NO"), ("Stockholm", "SE"), ("Helsinki", "FI"), ("Athens", "GR"),
-    ("Tokyo", "JP"), ("Osaka", "JP"), ("Seoul", "KR"), ("Toronto", "CA"), ("Boston", "US"), ("Denver", "US"),
+    ("Paris", "FR"),
+    ("Lyon", "FR"),
+    ("Berlin", "DE"),
+    ("Munich", "DE"),
+    ("Madrid", "ES"),
+    ("Seville", "ES"),
+    ("Rome", "IT"),
+    ("Milan", "IT"),
+    ("Lisbon", "PT"),
+    ("Porto", "PT"),
+    ("Vienna", "AT"),
+    ("Prague", "CZ"),
+    ("Warsaw", "PL"),
+    ("Dublin", "IE"),
+    ("Oslo", "NO"),
+    ("Stockholm", "SE"),
+    ("Helsinki", "FI"),
+    ("Athens", "GR"),
+    ("Tokyo", "JP"),
+    ("Osaka", "JP"),
+    ("Seoul", "KR"),
+    ("Toronto", "CA"),
+    ("Boston", "US"),
+    ("Denver", "US"),
 ]
 TEMPLATES = [
     "I need a hotel in {city} for {nights} nights.",
@@ -42,8 +62,16 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     train = [row(c, cc, rng.randint(1, 14), rng.choice(TEMPLATES)) for c, cc in CITIES for _ in range(4)]
     rng.shuffle(train)
-    held_out = [("Nice", "FR"), ("Kyoto", "JP"), ("Bologna", "IT"), ("Hamburg", "DE"), ("Chicago", "US"),
-                ("Bergen", "NO"), ("Krakow", "PL"), ("Valencia", "ES")]
+    held_out = [
+        ("Nice", "FR"),
+        ("Kyoto", "JP"),
+        ("Bologna", "IT"),
+        ("Hamburg", "DE"),
+        ("Chicago", "US"),
+        ("Bergen", "NO"),
+        ("Krakow", "PL"),
+        ("Valencia", "ES"),
+    ]
     samples = [row(c, cc, rng.randint(1, 14), rng.choice(TEMPLATES)) for c, cc in held_out]
     for name, rows in (("train.jsonl", train), ("samples.jsonl", samples)):
         (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
