@@ -32,7 +32,7 @@ from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.config import JobConfig, PredictionLimits
 from epochscope_schemas.events import Envelope, JobStatus, parse_event
-from epochscope_schemas.topics import JOBS_START
+from epochscope_schemas.topics import JOB_COMMANDS
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"
 
@@ -255,7 +255,7 @@ async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_o
     job = await cancel_unless_final(conn, job_id, "alice")
     assert (job.job_id, job.status) == (job_id, status)
     queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
-    assert queued == ([] if status.is_final else [(JOBS_START, str(job_id), "job.cancel", job_id, "alice")])
+    assert queued == ([] if status.is_final else [(JOB_COMMANDS, str(job_id), "job.cancel", job_id, "alice")])
 
 
 async def test_cancel_unless_final_of_no_job_is_job_not_found_and_queues_nothing() -> None:

@@ -19,7 +19,7 @@ from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeR
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus
-from epochscope_schemas.topics import JOBS_START, dead_letter_topic
+from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer import main
 from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
 from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_command
@@ -160,7 +160,7 @@ async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path
     h = harness(tmp_path, [b'{"type": "job.start"}'])
     await asyncio.wait_for(h.service.run(), 30)
     ((topic, value, _, headers),) = h.producer.sent
-    assert (topic, value) == (dead_letter_topic(JOBS_START), b'{"type": "job.start"}')
+    assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), b'{"type": "job.start"}')
     assert headers is not None and headers[0][0] == "reason" and headers[0][1].startswith(b"schema_invalid: ")
     assert h.jobs.committed == [1] and h.commands == []
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from aiokafka import TopicPartition
 
 from epochscope_schemas.events import JobStatusEvent
-from epochscope_schemas.topics import JOBS_START, TRAINING_STATUS
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_STATUS
 
 
 @dataclass
@@ -23,7 +23,7 @@ class FakeJobConsumer:
     values: list[bytes]
     stopping: asyncio.Event
     wait_for: asyncio.Event | None = None  # hold the first record back until this is set
-    tp: TopicPartition = TopicPartition(JOBS_START, 0)
+    tp: TopicPartition = TopicPartition(JOB_COMMANDS, 0)
     committed: list[int] = field(default_factory=list)
     polls_while_paused: int = 0
     running: bool = False

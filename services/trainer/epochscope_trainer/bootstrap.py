@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from epochscope_schemas.topics import JOBS_START, TRAINERS_GROUP
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
 from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.child_protocol import job_command
 from epochscope_trainer.job_consumer import JobConsumerLoop
@@ -34,14 +34,14 @@ def kafka_adapters(settings: TrainerSettings) -> KafkaAdapters:
     kafka = settings.kafka.client_kwargs()
     return KafkaAdapters(
         jobs=AIOKafkaConsumer(
-            JOBS_START,
+            JOB_COMMANDS,
             **kafka,
             group_id=TRAINERS_GROUP,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1,
         ),
-        cancels=AIOKafkaConsumer(JOBS_START, **kafka, group_id=None, auto_offset_reset="earliest"),
+        cancels=AIOKafkaConsumer(JOB_COMMANDS, **kafka, group_id=None, auto_offset_reset="earliest"),
         producer=AIOKafkaProducer(**kafka, acks="all"),
     )
 

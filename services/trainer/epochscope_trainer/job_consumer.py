@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from pydantic import ValidationError
 
 from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
-from epochscope_schemas.topics import JOBS_START, dead_letter_topic
+from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.job_supervisor import JobSupervisor
 from epochscope_trainer.kafka_ports import EventProducer, JobConsumer
@@ -81,7 +81,7 @@ class JobConsumerLoop:
         except ValidationError as exc:
             log.warning("dead-lettering an invalid record at %s:%d@%d", tp.topic, tp.partition, offset)
             headers = [("reason", f"schema_invalid: {exc.error_count()} error(s)".encode())]
-            await self.producer.send_and_wait(dead_letter_topic(JOBS_START), value, headers=headers)
+            await self.producer.send_and_wait(dead_letter_topic(JOB_COMMANDS), value, headers=headers)
             return True
         if not isinstance(event, JobStartEvent):
             return True  # cancels are the watcher's

@@ -13,7 +13,7 @@ from epochscope_api.errors import JobNotFound
 from epochscope_api.outbox import enqueue
 from epochscope_api.response_models import Job, JobDetail, JobPage
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus
-from epochscope_schemas.topics import JOBS_START
+from epochscope_schemas.topics import JOB_COMMANDS
 
 JOB_COLUMNS = (
     "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
@@ -82,7 +82,7 @@ async def insert_job(conn: asyncpg.Connection, event: JobStartEvent, token_expir
         event.config.model_dump(mode="json"),
         token_expires_at,
     )
-    await enqueue(conn, JOBS_START, event)
+    await enqueue(conn, JOB_COMMANDS, event)
     return await fetch_job(conn, event.job_id)
 
 
@@ -90,7 +90,7 @@ async def cancel_unless_final(conn: asyncpg.Connection, job_id: uuid.UUID, user_
     """The job as it was; a cancel event for the trainer is queued unless the job has already ended."""
     job = await fetch_job(conn, job_id)
     if not job.status.is_final:
-        await enqueue(conn, JOBS_START, JobCancelEvent(job_id=job_id, user_id=user_id))
+        await enqueue(conn, JOB_COMMANDS, JobCancelEvent(job_id=job_id, user_id=user_id))
     return job
 
 
