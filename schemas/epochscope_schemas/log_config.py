@@ -1,9 +1,37 @@
-"""Structured (JSON) logs for every service, one line per record, with the service name."""
+"""Structured (JSON) logs for every service, one line per record, with the service name, and with
+credentials removed from every record before it is written."""
 
 import logging
+import re
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
+
+REDACTED = "[REDACTED]"
+# A credential in a query string (the live stream takes ?access_token=, as browsers' EventSource cannot send
+# headers), and the password of a URL such as postgresql://role:password@host.
+CREDENTIALS = (
+    (re.compile(r"(?i)\b((?:access_token|token|job_token|api_key|password|secret)=)[^&\s\"']+"), rf"\g<1>{REDACTED}"),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"']+@"), rf"\g<1>{REDACTED}@"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in CREDENTIALS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactCredentials(logging.Filter):
+    """Formats the record's message once, without the credentials it may carry (uvicorn's access log puts
+    the full path, query string included, into its arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -15,6 +43,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
             static_fields={"service": service},
         )
     )
+    handler.addFilter(RedactCredentials())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
