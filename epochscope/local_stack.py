@@ -19,7 +19,7 @@ from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
-from epochscope.stack_errors import StackError, explain_os_error, require_free_port
+from epochscope.stack_errors import StackError, require_free_port
 from epochscope_api.auth import mint_user_token
 from epochscope_db.migrate import MigrateSettings, migrate
 
@@ -88,13 +88,10 @@ class LocalStack:
 
     def start(self) -> None:
         """Start every part, or, if one fails, stop those already started and raise (a StackError for
-        failures the user can fix)."""
+        failures the user can fix; the CLI explains an OSError)."""
         try:
             require_free_port(self.api_port, "the API", "stop what uses it or pass --api-port with a free port")
             self._start()
-        except OSError as exc:
-            self.stop()
-            raise StackError(explain_os_error(exc)) from exc
         except BaseException:
             self.stop()
             raise

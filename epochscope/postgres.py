@@ -52,18 +52,19 @@ class PostgresCluster:
     def admin_url(self) -> str:
         return self.url_for(ADMIN_ROLE, self.password_file.read_text().strip())
 
-    def url_for(self, role: str, password: str, database: str = DATABASE) -> str:
-        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{database}"
+    def url_for(self, role: str, password: str | None = None, database: str = DATABASE) -> str:
+        auth = f"{role}:{password}" if password else role
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
 
     @property
     def display_url(self) -> str:
         """The admin URL without its password, for printing."""
-        return f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/{DATABASE} (password in {self.password_file})"
+        return f"{self.url_for(ADMIN_ROLE)} (password in {self.password_file})"
 
     def start(self) -> None:
         """Create the cluster on first use, start it on this port, and make sure the database exists."""
         prepare_cluster_home(self.home)
-        require_owner(self.data, cluster_uid(), "pass another --data-dir or --postgres-dir, or run as that user")
+        require_owner(self.data, cluster_uid())
         if not (self.data / "PG_VERSION").exists():
             self._init()
         check_lock_file(self.data)
@@ -91,16 +92,11 @@ class PostgresCluster:
     def _init(self) -> None:
         if self.data.exists():
             shutil.rmtree(self.data)  # a half-made cluster from an interrupted first start
-        password = self._write_password()
-        pwfile = self.home / "initdb-password"
-        self._write_private(pwfile, password)
-        try:
-            self._run(
-                "initdb", "-D", str(self.data), "-U", ADMIN_ROLE, "--auth=scram-sha-256",
-                f"--pwfile={pwfile}", "-E", "UTF8", "--no-sync",
-            )  # fmt: skip
-        finally:
-            pwfile.unlink(missing_ok=True)
+        self._write_password()  # private to the cluster's user, so initdb reads it in place
+        self._run(
+            "initdb", "-D", str(self.data), "-U", ADMIN_ROLE, "--auth=scram-sha-256",
+            f"--pwfile={self.password_file}", "-E", "UTF8", "--no-sync",
+        )  # fmt: skip
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(SETTINGS)
         (self.data / "pg_hba.conf").write_text(HBA)
@@ -114,16 +110,13 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.data), "reload")
 
     def _write_password(self) -> str:
+        """A new admin password, in a file only the cluster's user (and root) can read."""
         password = secrets.token_urlsafe(32)
-        self._write_private(self.password_file, password)
-        return password
-
-    def _write_private(self, path: Path, text: str) -> None:
-        """A file only the cluster's user (and root) can read."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.chown(path, cluster_uid(), -1)
+            file.write(password)
+        os.chown(self.password_file, cluster_uid(), -1)
+        return password
 
     def _pg_ctl_start(self) -> None:
         log_offset = self.log.stat().st_size if self.log.exists() else 0
@@ -139,8 +132,7 @@ class PostgresCluster:
     def _psql(self, sql: str, use_password: bool = True) -> str:
         """Run SQL as the admin role; the password travels in the environment, never on a command line."""
         env = {"PGPASSWORD": self.password_file.read_text().strip()} if use_password else {}
-        url = f"postgresql://{ADMIN_ROLE}@127.0.0.1:{self.port}/postgres"
-        return self._run("psql", url, "-tAc", sql, env=env)
+        return self._run("psql", self.url_for(ADMIN_ROLE, database="postgres"), "-tAc", sql, env=env)
 
     def _tool(self, name: str) -> Path:
         if self._bin is None:

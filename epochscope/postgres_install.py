@@ -69,7 +69,7 @@ def prepare_cluster_home(home: Path) -> None:
         home.mkdir(parents=True)
         os.chown(home, uid, -1)
         home.chmod(0o700)
-    require_owner(home, uid, "pass another --data-dir or --postgres-dir, or run as that user")
+    require_owner(home, uid)
     if runs_as_root():
         _require_reachable(home)
 

@@ -19,11 +19,14 @@ def owner_name(path: Path) -> str:
         return f"uid {uid}"
 
 
-def require_owner(path: Path, uid: int, hint: str) -> None:
-    """Refuse a folder owned by someone else: Postgres would fail later with a less helpful message."""
+def require_owner(path: Path, uid: int) -> None:
+    """Refuse a cluster folder owned by someone else: Postgres would fail later with a less helpful message."""
     if path.exists() and path.stat().st_uid != uid:
         expected = pwd.getpwuid(uid).pw_name
-        raise StackError(f"{path} is owned by {owner_name(path)}, not {expected}; {hint}")
+        raise StackError(
+            f"{path} is owned by {owner_name(path)}, not {expected}; "
+            "pass another --data-dir or --postgres-dir, or run as that user"
+        )
 
 
 def require_free_port(port: int, what: str, hint: str) -> None:

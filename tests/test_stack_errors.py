@@ -62,5 +62,5 @@ def test_a_folder_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "data"
     folder.mkdir()
     os.chown(folder, 65534, -1)
-    with pytest.raises(StackError, match=r"data is owned by (nobody|uid 65534), not root; pick another"):
-        require_owner(folder, 0, "pick another")
+    with pytest.raises(StackError, match=r"data is owned by (nobody|uid 65534), not root; pass another --data-dir"):
+        require_owner(folder, 0)
