@@ -8,6 +8,7 @@ configs (trainer, writer) never re-check them, so lowering a limit cannot break 
 
 from enum import StrEnum
 from typing import Annotated, Any
+from uuid import UUID
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -71,8 +72,9 @@ class PredictionsConfig(BaseModel):
     step_interval: Annotated[
         int | None, Field(ge=1, description="Global steps between rounds, for sample_frequency=steps.")
     ] = None
-    samples_path: Annotated[
-        str | None, Field(description="Optional JSONL prediction set; default: the training data.")
+    samples_dataset_id: Annotated[
+        UUID | None,
+        Field(strict=False, description="Uploaded dataset to draw prediction samples from (default: training data)."),
     ] = None
     seed: int = 42
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
@@ -111,15 +113,15 @@ class JobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: Annotated[str, Field(min_length=1, description="Hugging Face model id or local path.")]
-    dataset_path: Annotated[
-        str, Field(min_length=1, description="JSONL: chat `messages` or `prompt`/`completion` rows.")
-    ]
+    model: Annotated[str, Field(min_length=1, max_length=64, description="A model id from GET /v1/models.")]
+    dataset_id: Annotated[UUID, Field(strict=False, description="The training data: an id from POST /v1/datasets.")]
     num_epochs: Annotated[int, Field(ge=1, le=100)] = 3
     batch_size: Annotated[int, Field(ge=1, le=1024)] = 8
     learning_rate: Annotated[float, Field(gt=0.0, lt=1.0)] = 2e-4
     max_length: Annotated[int, Field(ge=8, le=32768)] = 512
-    eval_dataset_path: Annotated[str | None, Field(description="JSONL eval split, same formats.")] = None
+    eval_dataset_id: Annotated[
+        UUID | None, Field(strict=False, description="An uploaded eval split (any supported format).")
+    ] = None
     eval_fraction: Annotated[
         float | None, Field(gt=0.0, lt=1.0, description="Hold out this fraction of the data for eval.")
     ] = None
@@ -128,17 +130,26 @@ class JobConfig(BaseModel):
 
     @model_validator(mode="after")
     def _eval_split(self) -> "JobConfig":
-        if self.eval_dataset_path is not None and self.eval_fraction is not None:
-            raise ValueError("give eval_dataset_path or eval_fraction, not both")
+        if self.eval_dataset_id is not None and self.eval_fraction is not None:
+            raise ValueError("give eval_dataset_id or eval_fraction, not both")
         if self.predictions.sample_frequency == SampleFrequency.EVAL and not self.has_eval_split:
-            raise ValueError("sample_frequency 'eval' needs an eval split: set eval_dataset_path or eval_fraction")
+            raise ValueError("sample_frequency 'eval' needs an eval split: set eval_dataset_id or eval_fraction")
         return self
 
     @property
     def has_eval_split(self) -> bool:
-        return self.eval_dataset_path is not None or self.eval_fraction is not None
+        return self.eval_dataset_id is not None or self.eval_fraction is not None
 
-    @field_validator("model", "dataset_path")
+    def dataset_ids(self) -> dict[str, UUID]:
+        """Every dataset the job reads, by the config field that names it."""
+        named = {
+            "dataset_id": self.dataset_id,
+            "eval_dataset_id": self.eval_dataset_id,
+            "predictions.samples_dataset_id": self.predictions.samples_dataset_id,
+        }
+        return {field: dataset_id for field, dataset_id in named.items() if dataset_id is not None}
+
+    @field_validator("model")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():

@@ -12,8 +12,10 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from epochscope_schemas.config import JobConfig
+from epochscope_schemas.dataset_rows import FileType, RowFormat
 
 SCHEMA_VERSION = 1
+JOB_START_SCHEMA_VERSION = 2  # 2: datasets and the model named by object keys and a catalog source, not paths
 
 
 def _now() -> datetime:
@@ -32,12 +34,47 @@ class Envelope(BaseModel):
     job_token: str | None = Field(default=None, description="The job's signed token, where a trainer speaks for a job.")
 
 
+class DatasetObject(BaseModel):
+    """An uploaded dataset as the trainer reads it: its object key, file type and content hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: UUID
+    key: Annotated[str, Field(min_length=1, max_length=1024)]
+    file_type: FileType
+    row_format: RowFormat
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+    bytes: Annotated[int, Field(ge=0)]
+
+
+class ModelSource(BaseModel):
+    """The catalog entry a job names: its id and where the trainer loads it from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    source: str
+
+
+class JobInputs(BaseModel):
+    """What the trainer reads, resolved by the API from the job's ids: never a user-chosen path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSource
+    train: DatasetObject
+    eval: DatasetObject | None = None
+    samples: DatasetObject | None = None
+
+
 class JobStartEvent(Envelope):
     """Published by the API's outbox relay when a job is created."""
 
+    schema_version: Literal[2] = JOB_START_SCHEMA_VERSION
     type: Literal["job.start"] = "job.start"
     user_id: str
     config: JobConfig
+    inputs: JobInputs
 
 
 class JobCancelEvent(Envelope):

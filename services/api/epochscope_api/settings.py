@@ -5,8 +5,10 @@ from functools import lru_cache
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_schemas.catalog import CatalogModel, demo_catalog
 from epochscope_schemas.config import PredictionLimits
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.object_store import StoreSettings
 
 
 class ApiSettings(BaseSettings):
@@ -37,14 +39,17 @@ class ApiSettings(BaseSettings):
     predictions_page_max: int = 500
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
-    estimate_default_tokens_per_second: float = Field(default=40.0, gt=0, description="Generation throughput.")
-    estimate_tokens_per_second: dict[str, float] = Field(
-        default_factory=lambda: {"smollm2-135m-instruct": 60.0}, description="Per-model throughput, JSON in env."
+    models: list[CatalogModel] = Field(
+        default_factory=demo_catalog, min_length=1, description="The model catalog (JSON in env): what jobs may name."
     )
+    upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
+    upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
+    datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
     estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
     limits: PredictionLimits = Field(default_factory=PredictionLimits)
 
     @model_validator(mode="after")
@@ -53,7 +58,12 @@ class ApiSettings(BaseSettings):
             raise ValueError("set EPOCHSCOPE_JWT_SECRET or EPOCHSCOPE_JWKS_URL: users' tokens need a key")
         if any(algorithm.upper().startswith("HS") for algorithm in self.jwks_algorithms):
             raise ValueError("jwks_algorithms: only asymmetric algorithms (a JWKS holds public keys)")
+        if len({model.id for model in self.models}) != len(self.models):
+            raise ValueError("models: two catalog entries share an id")
         return self
+
+    def catalog_model(self, model_id: str) -> CatalogModel | None:
+        return next((model for model in self.models if model.id == model_id), None)
 
 
 @lru_cache

@@ -6,6 +6,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.object_store import StoreSettings
 
 
 class TrainerSettings(BaseSettings):
@@ -20,3 +21,4 @@ class TrainerSettings(BaseSettings):
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
