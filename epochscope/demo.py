@@ -1,7 +1,8 @@
 """`epochscope demo`: the main job, end to end, on the embedded local stack.
 
-Starts the stack, submits the demo job over HTTP as any client would, prints each round's
-predictions next to the ground truth as they arrive, and exits 0 when the job completes.
+Starts the stack, uploads the demo data and submits the demo job over HTTP as any client would (upload, then
+submit by dataset id), prints each round's predictions next to the ground truth as they arrive, and exits 0 when
+the job completes.
 """
 
 import argparse
@@ -14,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from epochscope.local_stack import LocalStack
+from epochscope_schemas.catalog import DEMO_MODEL_ID
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
-DEMO_MODEL = "smollm2-135m-instruct"
 DEMO_USER = "demo"
 POLL_SECONDS = 1.0
 
@@ -33,11 +34,18 @@ BOOKING_SCHEMA = {
 }
 
 
-def demo_job_config(data_dir: Path, epochs: int, samples: int) -> dict[str, Any]:
+def upload(client: httpx.Client, path: Path) -> dict[str, Any]:
+    """POST the file to /v1/datasets; the dataset with its validation report."""
+    with path.open("rb") as handle:
+        response = client.post("/v1/datasets", files={"file": (path.name, handle, "application/octet-stream")})
+    return response.raise_for_status().json()
+
+
+def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -> dict[str, Any]:
     """LoRA on the demo model; predictions on held-out requests, checked against the booking schema."""
     return {
-        "model": DEMO_MODEL,
-        "dataset_path": str(data_dir / "train.jsonl"),
+        "model": DEMO_MODEL_ID,
+        "dataset_id": train_id,
         "num_epochs": epochs,
         "batch_size": 8,
         "learning_rate": 2e-3,
@@ -46,7 +54,7 @@ def demo_job_config(data_dir: Path, epochs: int, samples: int) -> dict[str, Any]
         "predictions": {
             "enabled": True,
             "sample_count": samples,
-            "samples_path": str(data_dir / "samples.jsonl"),
+            "samples_dataset_id": samples_id,
             "max_new_tokens": 40,
             "seed": 7,
             "validators": [{"kind": "json_schema", "json_schema": BOOKING_SCHEMA}],
@@ -133,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            config = demo_job_config(DEMO_DIR / "data", args.epochs, args.samples)
+            train, held_out = (upload(client, DEMO_DIR / "data" / name) for name in ("train.jsonl", "samples.jsonl"))
+            for dataset in (train, held_out):
+                tokens = dataset["report"]["tokens"].get(DEMO_MODEL_ID, {})
+                console.print(
+                    f"Uploaded {dataset['filename']}: {dataset['usable_rows']}/{dataset['rows']} usable"
+                    f" {dataset['row_format']} rows, {tokens.get('prompt_tokens', '?')} prompt tokens"
+                    f" -> dataset {dataset['dataset_id']}"
+                )
+            config = demo_job_config(train["dataset_id"], held_out["dataset_id"], args.epochs, args.samples)
             job = client.post("/v1/jobs", json=config).raise_for_status().json()
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
             console.print(f"Submitted job {job['job_id']}: {args.epochs} epochs, {args.samples} samples per round")
