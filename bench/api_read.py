@@ -142,7 +142,7 @@ async def seed(admin_url: str, size: Size) -> tuple[uuid.UUID, tuple[int, str]]:
             " VALUES ($1, $2, $3, 'completed', $4)",
             job_id,
             OWNER,
-            json.dumps({"model": "bench", "dataset_path": "/dev/null"}),
+            json.dumps({"model": "bench", "dataset_id": str(uuid.uuid4())}),
             datetime.now(UTC) + timedelta(days=1),
         )
         columns = [
