@@ -314,7 +314,7 @@ def job_row(status: JobStatus) -> dict[str, Any]:
 async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_or_running(status: JobStatus) -> None:
     conn = FakeConnection(job_row(status))
     job_id = conn.job["job_id"]
-    job = await cancel_unless_final(conn, job_id, "alice")
+    job = await cancel_unless_final(conn, job_id, "alice", 1 << 20)
     assert (job.job_id, job.status) == (job_id, status)
     queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
     assert queued == ([] if status.is_final else [(JOB_COMMANDS, str(job_id), "job.cancel", job_id, "alice")])
@@ -323,5 +323,5 @@ async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_o
 async def test_cancel_unless_final_of_no_job_is_job_not_found_and_queues_nothing() -> None:
     conn = FakeConnection(None)
     with pytest.raises(JobNotFound):
-        await cancel_unless_final(conn, uuid.uuid4(), "alice")
+        await cancel_unless_final(conn, uuid.uuid4(), "alice", 1 << 20)
     assert conn.executed == []

@@ -6,6 +6,7 @@ applies them with `limit_violations` when a job is submitted. Consumers of store
 configs (trainer, writer) never re-check them, so lowering a limit cannot break a running job.
 """
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -26,6 +27,7 @@ class PredictionLimits(BaseSettings):
     max_sample_count: int = 64
     min_step_interval: int = 10
     max_new_tokens: int = 512
+    max_json_schema_bytes: int = 64 * 1024
 
 
 class SampleFrequency(StrEnum):
@@ -169,7 +171,7 @@ class JobConfig(BaseModel):
         return value
 
 
-Loc = tuple[str, ...]
+Loc = tuple[str | int, ...]
 
 
 def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[Loc, str]]:
@@ -184,6 +186,15 @@ def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[
         violations.append(
             (("predictions", "max_new_tokens"), f"must be at most {limits.max_new_tokens} (server limit)")
         )
+    for index, validator in enumerate(predictions.validators):
+        size = len(json.dumps(validator.json_schema)) if validator.json_schema is not None else 0
+        if size > limits.max_json_schema_bytes:
+            violations.append(
+                (
+                    ("predictions", "validators", index, "json_schema"),
+                    f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
+                )
+            )
     if predictions.step_interval is not None and predictions.step_interval < limits.min_step_interval:
         violations.append(
             (("predictions", "step_interval"), f"must be at least {limits.min_step_interval} (server limit)")

@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,12 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     partitions: int = 6
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest message a producer sends (aiokafka's max_request_size); keep it at or under the "
+        "broker's message.max.bytes. Larger events are refused before they reach the broker.",
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
@@ -31,3 +37,7 @@ class KafkaSettings(BaseSettings):
             kwargs["sasl_plain_username"] = self.sasl_username
             kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
         return kwargs
+
+    def producer_kwargs(self) -> dict[str, Any]:
+        """client_kwargs plus the producer's message size bound."""
+        return self.client_kwargs() | {"max_request_size": self.max_message_bytes}

@@ -32,7 +32,7 @@ def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProduce
     """Makes the relay's producer; the relay makes a fresh one after a broker failure."""
 
     def make() -> AIOKafkaProducer:
-        return AIOKafkaProducer(**kafka.client_kwargs(), acks="all", linger_ms=0)
+        return AIOKafkaProducer(**kafka.producer_kwargs(), acks="all", linger_ms=0)
 
     return make
 

@@ -35,3 +35,10 @@ class UnknownDatasets(DomainError):
     def __init__(self, fields: list[str]) -> None:
         super().__init__(f"dataset not found: {', '.join(fields)}")
         self.fields = fields
+
+
+class EventTooLarge(DomainError):
+    """The job's start event would exceed the event bus's message size."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the job's start event would be {size} bytes, over the event bus's limit of {limit} bytes")

@@ -12,8 +12,16 @@ from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import ValidationError
 
+from epochscope_api.body_limit import BodyLimit
 from epochscope_api.bootstrap import lifespan
-from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound, UnknownDatasets
+from epochscope_api.errors import (
+    BadCursor,
+    DomainError,
+    EventTooLarge,
+    JobNotFound,
+    SampleNotFound,
+    UnknownDatasets,
+)
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
 from epochscope_api.routers import estimate, health, jobs, limits, models, predictions, stream
 from epochscope_api.settings import ApiSettings, load_settings
@@ -25,6 +33,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     SampleNotFound: status.HTTP_404_NOT_FOUND,
     BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
     UnknownDatasets: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    EventTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
 }
 
 
@@ -49,6 +58,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=frozenset({("POST", "/v1/datasets")}))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]

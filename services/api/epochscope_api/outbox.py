@@ -1,8 +1,11 @@
 """Transactional outbox: events are written with the change that caused them, then relayed to Kafka.
 
-`enqueue` runs inside the caller's transaction, so the job row and its start event commit together.
+`enqueue` runs inside the caller's transaction, so the job row and its start event commit together; an event
+over the broker's message size is refused there (EventTooLarge), before anything is stored.
 `OutboxRelay` publishes committed rows in order and marks them; with Kafka down it keeps retrying,
-so a job is delayed, never lost. Several API replicas can relay at once (FOR UPDATE SKIP LOCKED).
+so a job is delayed, never lost. A row the broker refuses for its content (too large, say) is a poison pill,
+not an outage: it is set aside with the reason, its job marked failed, and the rows behind it go on.
+Several API replicas can relay at once (FOR UPDATE SKIP LOCKED).
 """
 
 import asyncio
@@ -11,8 +14,15 @@ from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 
-from epochscope_schemas.events import Envelope, encode_event
+from epochscope_api.errors import EventTooLarge
+from epochscope_schemas.events import Envelope, JobStartEvent, encode_event, parse_event
 
 log = logging.getLogger("epochscope.api.outbox")
 
@@ -20,13 +30,19 @@ NOTIFY_CHANNEL = "outbox"
 PUBLISH_BATCH = 100  # outbox rows per publishing transaction
 
 
-async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope) -> None:
+# Errors that say this message can never be published: set it aside. Anything else may pass on a retry.
+REFUSED_FOR_CONTENT = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError)
+
+
+async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope, max_bytes: int) -> None:
+    """Queue the event in the caller's transaction; EventTooLarge if its encoding exceeds `max_bytes`."""
+    payload = encode_event(event)
+    if len(payload) > max_bytes:
+        raise EventTooLarge(len(payload), max_bytes)
     await conn.execute(
-        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
-        topic,
-        str(event.job_id),
-        encode_event(event).decode(),
+        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, str(event.job_id), payload.decode()
     )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
@@ -104,13 +120,43 @@ class OutboxRelay:
             if not rows:
                 return False
             producer = await self._producer_started()
-            deliveries = [
-                await producer.send(row["topic"], value=row["payload"].encode(), key=row["key"].encode())
-                for row in rows
-            ]
-            await asyncio.gather(*deliveries)
+            outcomes = await asyncio.gather(*(self._send(producer, row) for row in rows), return_exceptions=True)
+            refused = {row["id"]: exc for row, exc in zip(rows, outcomes, strict=True) if isinstance(exc, Exception)}
+            trouble = [exc for exc in refused.values() if not isinstance(exc, REFUSED_FOR_CONTENT)]
+            if trouble:
+                raise trouble[0]  # the broker or the network: retry the whole batch, in order
             await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
+                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+                [row["id"] for row in rows if row["id"] not in refused],
             )
-            log.info("outbox relay: published %d event(s)", len(rows))
+            for row in rows:
+                if row["id"] in refused:
+                    await _set_aside(conn, row, refused[row["id"]])
+            log.info("outbox relay: published %d event(s), set %d aside", len(rows) - len(refused), len(refused))
             return len(rows) == PUBLISH_BATCH
+
+    @staticmethod
+    async def _send(producer: AIOKafkaProducer, row: asyncpg.Record) -> None:
+        delivery = await producer.send(row["topic"], value=row["payload"].encode(), key=row["key"].encode())
+        await delivery
+
+
+async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Exception) -> None:
+    """Mark the row as never to be published, with the reason; a job whose start it was is failed with it."""
+    reason = f"the event bus refused the job's start event ({len(row['payload'])} bytes): {type(error).__name__}"
+    log.error("outbox relay: set aside row %d of %s: %s", row["id"], row["topic"], reason)
+    await conn.execute("UPDATE outbox SET published_at = now(), set_aside_reason = $2 WHERE id = $1", row["id"], reason)
+    try:
+        event = parse_event(row["payload"])
+    except ValueError:
+        return
+    if isinstance(event, JobStartEvent):
+        async with conn.transaction():  # a savepoint: the job is the owner's row, under row-level security
+            await conn.execute("SELECT set_config('app.user_id', $1, true)", event.user_id)
+            await conn.execute(
+                "UPDATE jobs SET status = 'failed', status_message = $2, finished_at = now(), updated_at = now()"
+                " WHERE job_id = $1 AND status = 'queued'",
+                event.job_id,
+                reason,
+            )
+            await conn.execute("SELECT set_config('app.user_id', '', true)")

@@ -49,6 +49,9 @@ class ApiSettings(BaseSettings):
     models: list[CatalogModel] = Field(
         default_factory=demo_catalog, min_length=1, description="The model catalog (JSON in env): what jobs may name."
     )
+    max_body_bytes: int = Field(
+        default=256 * 1024, ge=1024, description="Largest request body (uploads excepted: see upload_max_bytes)."
+    )
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")

@@ -74,8 +74,11 @@ async def fetch_job_page(conn: asyncpg.Connection, status: JobStatus | None, lim
     )
 
 
-async def insert_job(conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime) -> Job:
-    """The new job's row, and its start event queued in the outbox of the same transaction."""
+async def insert_job(
+    conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_event_bytes: int
+) -> Job:
+    """The new job's row, and its start event queued in the outbox of the same transaction (EventTooLarge if
+    the event would not fit the event bus)."""
     await conn.execute(
         "INSERT INTO jobs (job_id, owner_id, config, token_expires_at) VALUES ($1, $2, $3, $4)",
         event.job_id,
@@ -84,15 +87,15 @@ async def insert_job(conn: asyncpg.Connection, event: JobStartEvent, token_expir
         token_expires_at,
     )
     await link_job_datasets(conn, event.job_id, event.user_id, event.inputs)
-    await enqueue(conn, JOB_COMMANDS, event)
+    await enqueue(conn, JOB_COMMANDS, event, max_event_bytes)
     return await fetch_job(conn, event.job_id)
 
 
-async def cancel_unless_final(conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str) -> Job:
+async def cancel_unless_final(conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str, max_event_bytes: int) -> Job:
     """The job as it was; a cancel event for the trainer is queued unless the job has already ended."""
     job = await fetch_job(conn, job_id)
     if not job.status.is_final:
-        await enqueue(conn, JOB_COMMANDS, JobCancelEvent(job_id=job_id, user_id=user_id))
+        await enqueue(conn, JOB_COMMANDS, JobCancelEvent(job_id=job_id, user_id=user_id), max_event_bytes)
     return job
 
 

@@ -44,7 +44,7 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         settings.job_token_secret.get_secret_value(), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
-    return await insert_job(conn, event, claims.expires_at)
+    return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes)
 
 
 @router.get("", response_model=JobPage, operation_id="list_jobs")
@@ -87,13 +87,13 @@ async def get_job_progress(
     responses=NOT_FOUND,
     operation_id="cancel_job",
 )
-async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn) -> Job:
+async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Ask the trainer to stop at its next step; the job ends as cancelled. A finished job is left as it is."""
-    return await cancel_unless_final(conn, job_id, user_id)
+    return await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)
 
 
 @router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND, operation_id="delete_job")
-async def delete_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn) -> None:
+async def delete_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> None:
     """Delete the job and its predictions; a job still queued or running is cancelled first."""
-    await cancel_unless_final(conn, job_id, user_id)
+    await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)
     await delete_job_row(conn, job_id)
