@@ -1,5 +1,6 @@
 """Shared fixtures: the real local stack (Postgres, Tansu, API, writer, trainer) and a tiny model."""
 
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,10 +13,36 @@ from epochscope.local_stack import LocalStack
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+UPLOAD_MAX_BYTES = 2 << 20  # small, so the oversized-upload tests stay quick; the other uploads fit under it
+
+
+def tiny_catalog(model_dir: Path) -> str:
+    """EPOCHSCOPE_MODELS with the tiny test model, whose tokenizer the API counts uploads' tokens with."""
+    entry = {
+        "id": "tiny",
+        "display_name": "Tiny test model",
+        "source": f"dir:{model_dir}",
+        "tokenizer_dir": str(model_dir),
+        "parameters": 100_000,
+        "context_length": 256,
+        "chat_template": True,
+        "tokens_per_second": 100,
+    }
+    return json.dumps([entry])
+
+
 @pytest.fixture(scope="session")
-def full_stack() -> Iterator[LocalStack]:
+def full_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
     root = Path(tempfile.mkdtemp(prefix="epochscope-stack-"))  # private (0700), as a newcomer's would be
-    stack = LocalStack(root, extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"})
+    env = {
+        "EPOCHSCOPE_WRITER_LINGER_MS": "20",
+        "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
+        # Datasets: a folder store and the tiny model's catalog (to move into epochscope/local_stack.py's defaults).
+        "EPOCHSCOPE_STORE_LOCAL_DIR": str(root / "objects"),
+        "EPOCHSCOPE_MODELS": tiny_catalog(tiny_model_dir),
+        "EPOCHSCOPE_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+    }
+    stack = LocalStack(root, extra_env=env)
     try:
         with stack:
             yield stack
