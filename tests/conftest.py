@@ -13,12 +13,19 @@ from epochscope.local_stack import LocalStack
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
+UPLOAD_MAX_BYTES = 2 << 20  # small, so the oversized-upload tests stay quick; the other uploads fit under it
+
+
 @pytest.fixture(scope="session")
 def full_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
     root = Path(tempfile.mkdtemp(prefix="epochscope-stack-"))  # private (0700), as a newcomer's would be
     stack = LocalStack(
         root,
-        extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"},
+        extra_env={
+            "EPOCHSCOPE_WRITER_LINGER_MS": "20",
+            "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
+            "EPOCHSCOPE_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+        },
         models=tiny_catalog(tiny_model_dir),
     )
     try:

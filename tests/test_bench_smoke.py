@@ -105,3 +105,17 @@ def test_freshness_smoke(tmp_path: Path) -> None:
     for row in document["rows"]:
         assert row["unit"] == "ms" and row["better"] == "lower"
         assert row["ours"] > 0 and row["peer"] > 0
+
+
+@pytest.mark.stack
+def test_upload_smoke(tmp_path: Path) -> None:
+    document = run_smoke("upload.py", tmp_path)
+    assert document["name"] == "upload"
+    assert document["params"]["smoke"] is True
+    rows = {row["metric"]: row for row in document["rows"]}
+    assert len(rows) == 3
+    for row in rows.values():
+        assert row["peer_name"] == "raw obstore.put, same folder store"
+        assert row["ours"] > 0 and row["peer"] > 0
+        assert row["better"] == ("higher" if row["unit"] == "MB/s" else "lower")
+    assert set(document["tokens"]) == {"tiny"} and document["tokens"]["tiny"]["prompt_tokens"] > 0

@@ -1,6 +1,6 @@
 """The API's one composition root (cosmicpython's bootstrap.py): it builds the adapters, namely the Postgres pool,
-the live LISTEN hub, the outbox relay with its Kafka producer and the users' token verifier, and hands them to the
-app for as long as it runs. Routes reach them through deps.py."""
+the live LISTEN hub, the outbox relay with its Kafka producer, the users' token verifier, the object store and the
+catalog models' token counters, and hands them to the app for as long as it runs. Routes reach them through deps.py."""
 
 import asyncio
 import contextlib
@@ -17,7 +17,9 @@ from epochscope_api.db import create_pool
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.settings import ApiSettings
+from epochscope_api.tokens import TokenCounter, load_token_counters
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.object_store import ObjectStore, open_store
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class Adapters:
     hub: NotificationHub
     relay: OutboxRelay
     verifier: UserTokenVerifier
+    store: ObjectStore
+    token_counters: dict[str, TokenCounter]  # by catalog model id, for the models with a tokenizer_dir
 
 
 def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProducer]:
@@ -40,12 +44,21 @@ def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProduce
 @contextlib.asynccontextmanager
 async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     """Every adapter, the outbox relay running in the background, until the block ends."""
+    store = open_store(settings.store)
+    token_counters = load_token_counters(settings.models)  # a bad tokenizer_dir stops the start, as it should
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     hub = NotificationHub(settings.database_url)
     relay = OutboxRelay(pool, kafka_producer_factory(settings.kafka), settings.outbox_poll_seconds)
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     try:
-        yield Adapters(pool=pool, hub=hub, relay=relay, verifier=UserTokenVerifier(settings))
+        yield Adapters(
+            pool=pool,
+            hub=hub,
+            relay=relay,
+            verifier=UserTokenVerifier(settings),
+            store=store,
+            token_counters=token_counters,
+        )
     finally:
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -1,5 +1,6 @@
 """The dependencies routes share, as in the full-stack FastAPI template's deps.py: the settings, the adapters
-bootstrap.py built (pool, LISTEN hub, outbox relay), the current user, and a transaction scoped to that user.
+bootstrap.py built (pool, LISTEN hub, outbox relay, object store, token counters), the current user, and a
+transaction scoped to that user.
 
 All are async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
 """
@@ -17,6 +18,8 @@ from epochscope_api.db import user_transaction
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.settings import ApiSettings
+from epochscope_api.tokens import TokenCounter
+from epochscope_schemas.object_store import ObjectStore
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -42,6 +45,14 @@ async def get_hub(request: Request) -> NotificationHub:
 
 async def get_relay(request: Request) -> OutboxRelay:
     return _adapters(request).relay
+
+
+async def get_store(request: Request) -> ObjectStore:
+    return _adapters(request).store
+
+
+async def get_token_counters(request: Request) -> dict[str, TokenCounter]:
+    return _adapters(request).token_counters
 
 
 async def _user(request: Request, token: str | None) -> str:
@@ -72,6 +83,8 @@ SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 HubDep = Annotated[NotificationHub, Depends(get_hub)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+TokenCountersDep = Annotated[dict[str, TokenCounter], Depends(get_token_counters)]
 CurrentUser = Annotated[str, Depends(current_user)]
 StreamUser = Annotated[str, Depends(stream_user)]
 

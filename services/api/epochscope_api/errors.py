@@ -42,3 +42,40 @@ class EventTooLarge(DomainError):
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"the job's start event would be {size} bytes, over the event bus's limit of {limit} bytes")
+
+
+class DatasetNotFound(DomainError):
+    """No such dataset for the current user (row-level security hides other users' datasets)."""
+
+    def __init__(self) -> None:
+        super().__init__("dataset not found")
+
+
+class DatasetInUse(DomainError):
+    """A queued or running job reads the dataset; deleting it would pull the data from under the job."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        self.job_ids = job_ids
+        super().__init__(f"the dataset is in use by queued or running jobs: {', '.join(job_ids)}")
+
+
+class UploadTooLarge(DomainError):
+    """The upload passed the server's limit; nothing of it was kept."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upload exceeds the limit of {limit} bytes ({_human_bytes(limit)})")
+
+
+class UnusableUpload(DomainError):
+    """The upload cannot be a dataset (no file part, unknown type, undecodable, no usable row); nothing was kept.
+    The message names the `file` field, as a 422 does."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"file: {problem}")
+
+
+def _human_bytes(count: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:g} {unit}"
+    return f"{count} bytes"

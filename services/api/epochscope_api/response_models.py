@@ -1,11 +1,13 @@
 """Response bodies of the REST API (request bodies are the shared models in epochscope_schemas)."""
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from epochscope_schemas.config import JobConfig
+from epochscope_schemas.dataset_rows import FileType, RowFormat
 from epochscope_schemas.events import JobStatus, PredictionScores
 
 
@@ -133,3 +135,60 @@ class SampleHistory(BaseModel):
     prompt: str
     ground_truth: str | None
     rounds: list[SampleRound]
+
+
+class MalformedRow(BaseModel):
+    line: int = Field(description="1-based: the line in a JSONL file, the record (after the header) in CSV/Parquet.")
+    reason: str
+
+
+class TokenTotals(BaseModel):
+    """Token counts of the usable rows with one catalog model's tokenizer, as the trainer's generation counts."""
+
+    prompt_tokens: int = Field(description="Sum over usable rows of the rendered prompt's tokens.")
+    completion_tokens: int = Field(description="Sum over usable rows of the ground truth's tokens.")
+    max_prompt_tokens: int
+    max_completion_tokens: int
+    template_errors: int = Field(
+        default=0, description="Chat rows the model's chat template refused to render (not in the prompt counts)."
+    )
+
+
+class DatasetReport(BaseModel):
+    malformed: int = Field(description="Rows that cannot be used.")
+    malformed_by_reason: dict[str, int]
+    malformed_examples: list[MalformedRow] = Field(description="The first malformed rows, in file order.")
+    tokens: dict[str, TokenTotals] = Field(description="By catalog model id, for the models with a tokenizer.")
+
+
+class Dataset(BaseModel):
+    dataset_id: UUID
+    filename: str
+    file_type: FileType
+    row_format: RowFormat = Field(description="The format of the usable rows (fixed by the first usable row).")
+    bytes: int
+    sha256: str
+    rows: int
+    usable_rows: int
+    created_at: datetime
+    report: DatasetReport
+
+
+class DatasetPage(BaseModel):
+    items: list[Dataset]
+    next_cursor: str | None
+
+
+class DatasetRow(BaseModel):
+    """A usable row as the trainer reads it: its sample id, its prompt and its ground truth."""
+
+    line: int = Field(description="1-based line (JSONL) or record (CSV, Parquet).")
+    sample_id: str
+    format: RowFormat
+    prompt: list[dict[str, Any]] | str = Field(description="The chat messages before the answer, or the prompt text.")
+    ground_truth: str | None
+
+
+class DatasetRowPage(BaseModel):
+    items: list[DatasetRow]
+    next_cursor: str | None = Field(description="Continue after this page; null at the end.")

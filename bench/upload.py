@@ -1,0 +1,256 @@
+"""Dataset upload: a generated JSONL of chat rows through the real API, against a raw obstore put of the same file.
+
+Each upload runs on a fresh local stack (embedded Postgres; the API as its own process, as `epochscope up` runs
+it; no writer or trainer), the object store a folder:
+
+- ours: POST /v1/datasets (multipart, streamed from disk by httpx), answered once the file is stored, read back,
+  validated with the trainer's reader and indexed: MB/s of the whole request, and how much the API process's
+  resident memory grew above what it held before the upload (VmRSS sampled every 20 ms; VmHWM also kept). The
+  default catalog has no tokenizer, so this upload counts no tokens; a second, smaller file is uploaded with the
+  tiny test model in the catalog, whose tokenizer and chat template count every row's tokens;
+- peer: obstore.put of the same file into a folder store, in a fresh Python process: MB/s, and the growth of that
+  process's peak resident memory over what it held before the put.
+
+Writes bench/results/upload.json. Usage: python bench/upload.py [--smoke] [--results-dir DIR]
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from common import RESULTS, print_table, write_results
+
+from epochscope.local_stack import LocalStack
+
+NAME = "upload"
+ROOT = Path(__file__).resolve().parent.parent
+OWNER = "bench-uploader"
+PEER_NAME = "raw obstore.put, same folder store"
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Size:
+    megabytes: int
+    counted_megabytes: int  # a second file, uploaded with token counting on
+
+
+FULL = Size(megabytes=100, counted_megabytes=5)
+SMOKE = Size(megabytes=1, counted_megabytes=1)
+
+
+def generate(path: Path, megabytes: int) -> int:
+    """Chat rows (system, user, assistant) of a few hundred bytes each, up to `megabytes`; the row count."""
+    rows = 0
+    with path.open("wb") as out:
+        while out.tell() < megabytes * MIB:
+            row = {
+                "messages": [
+                    {"role": "system", "content": "You are a booking assistant. Answer with one JSON object."},
+                    {"role": "user", "content": f"Book a table for {rows % 12 + 1} at {rows % 24:02d}:00, ref {rows}."},
+                    {
+                        "role": "assistant",
+                        "content": json.dumps({"party": rows % 12 + 1, "time": f"{rows % 24:02d}:00", "ref": rows}),
+                    },
+                ]
+            }
+            out.write(json.dumps(row).encode() + b"\n")
+            rows += 1
+    return rows
+
+
+def memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+class RssSampler(threading.Thread):
+    """The highest VmRSS of a process while running."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kib, self._done = pid, memory_kib(pid, "VmRSS"), threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak_kib = max(self.peak_kib, memory_kib(self.pid, "VmRSS"))
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.peak_kib
+
+
+PEER_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+import obstore
+from obstore.store import LocalStore
+def kib(field):
+    return next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(field))
+store = LocalStore(sys.argv[1], mkdir=True)
+before = kib("VmRSS:")
+started = time.perf_counter()
+obstore.put(store, "peer/upload.jsonl", Path(sys.argv[2]))
+seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "before_kib": before, "peak_kib": kib("VmHWM:")}))
+"""
+
+
+def peer_put(store_dir: Path, file: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [sys.executable, "-c", PEER_SCRIPT, str(store_dir), str(file)], capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
+def tiny_catalog(scratch: Path) -> str:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_model import build_tiny_model
+
+    model = build_tiny_model(scratch / "tiny-model")
+    entry = {
+        "id": "tiny",
+        "display_name": "Tiny test model",
+        "source": f"dir:{model}",
+        "tokenizer_dir": str(model),
+        "parameters": 100_000,
+        "context_length": 256,
+        "chat_template": True,
+        "tokens_per_second": 100,
+    }
+    return json.dumps([entry])
+
+
+@dataclass(frozen=True)
+class Upload:
+    seconds: float
+    rss_before_kib: int
+    rss_peak_kib: int
+    hwm_before_kib: int
+    hwm_after_kib: int
+    report: dict[str, Any]
+
+
+def upload_through_api(scratch: Path, data: Path, catalog: str | None) -> Upload:
+    """One upload of `data` on a fresh stack (its own folder store), after a small warm-up upload."""
+    env = {
+        "EPOCHSCOPE_STORE_LOCAL_DIR": str(scratch / "objects"),
+        "EPOCHSCOPE_UPLOAD_MAX_BYTES": str(2 * data.stat().st_size),
+        **({"EPOCHSCOPE_MODELS": catalog} if catalog else {}),
+    }
+    stack = LocalStack(scratch / "stack", writers=0, trainers=0, extra_env=env)
+    try:
+        with stack, httpx.Client(base_url=stack.api_url, timeout=3600) as client:
+            headers = {"Authorization": f"Bearer {stack.mint_token(OWNER)}"}
+            with data.open("rb") as file:
+                first_rows = file.read(4096).rsplit(b"\n", 1)[0]
+            client.post("/v1/datasets", headers=headers, files={"file": ("warm.jsonl", first_rows)}).raise_for_status()
+            pid = stack.service("api").process.pid  # type: ignore[union-attr]
+            before_kib, hwm_before_kib = memory_kib(pid, "VmRSS"), memory_kib(pid, "VmHWM")
+            sampler = RssSampler(pid)
+            sampler.start()
+            started = time.perf_counter()
+            with data.open("rb") as file:
+                response = client.post("/v1/datasets", headers=headers, files={"file": ("chat.jsonl", file)})
+            seconds = time.perf_counter() - started
+            peak_kib = sampler.stop()
+            response.raise_for_status()
+            return Upload(seconds, before_kib, peak_kib, hwm_before_kib, memory_kib(pid, "VmHWM"), response.json())
+    finally:
+        stack.delete_data()
+
+
+def run(size: Size, results_dir: Path) -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix="epochscope-bench-upload-"))
+    try:
+        data, counted = scratch / "chat.jsonl", scratch / "chat-counted.jsonl"
+        rows = generate(data, size.megabytes)
+        counted_rows = generate(counted, size.counted_megabytes)
+        plain = upload_through_api(scratch / "plain", data, None)
+        tokens = upload_through_api(scratch / "tokens", counted, tiny_catalog(scratch))
+        peer, counted_peer = peer_put(scratch / "peer", data), peer_put(scratch / "peer-counted", counted)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if plain.report["usable_rows"] != rows or tokens.report["usable_rows"] != counted_rows:
+        raise RuntimeError("the API did not find every row usable")
+    megabytes, counted_mb = data_mb(plain), data_mb(tokens)
+    growth = (plain.rss_peak_kib - plain.rss_before_kib) / 1024
+    peer_growth = (peer["peak_kib"] - peer["before_kib"]) / 1024
+    result_rows = [
+        {
+            "metric": f"upload MB/s, {megabytes:.0f} MB (stored + validated + indexed)",
+            "unit": "MB/s",
+            "ours": megabytes / plain.seconds,
+            "peer": megabytes / peer["seconds"],
+            "peer_name": PEER_NAME,
+        },
+        {
+            "metric": f"resident memory growth during the {megabytes:.0f} MB upload",
+            "unit": "MiB",
+            "ours": max(growth, 0.001),
+            "peer": max(peer_growth, 0.001),
+            "peer_name": PEER_NAME,
+            "better": "lower",
+        },
+        {
+            "metric": f"upload MB/s, {counted_mb:.0f} MB, tokens counted with the tiny model",
+            "unit": "MB/s",
+            "ours": counted_mb / tokens.seconds,
+            "peer": counted_mb / counted_peer["seconds"],
+            "peer_name": PEER_NAME,
+        },
+    ]
+    params = {
+        "smoke": size is SMOKE,
+        "file_megabytes": round(megabytes, 1),
+        "rows": rows,
+        "counted_file_megabytes": round(counted_mb, 1),
+        "counted_rows": counted_rows,
+        "format": "jsonl chat",
+        "store": "local folder",
+    }
+    extra = {
+        "api_rss_mib": {
+            "before": round(plain.rss_before_kib / 1024, 1),
+            "peak_during_upload": round(plain.rss_peak_kib / 1024, 1),
+            "vmhwm_before": round(plain.hwm_before_kib / 1024, 1),
+            "vmhwm_after": round(plain.hwm_after_kib / 1024, 1),
+        },
+        "seconds": {"ours": round(plain.seconds, 2), "peer": round(peer["seconds"], 3)},
+        "tokens": tokens.report["report"]["tokens"],
+        "notes": [
+            "the tiny test model's tokenizer (a 400-token BPE) is slow per byte; it dominates the counted upload",
+        ],
+    }
+    print_table(f"Dataset upload ({rows:,} chat rows): API vs {PEER_NAME}", result_rows)
+    path = write_results(NAME, params, result_rows, results_dir, **extra)
+    print(path)
+    return path
+
+
+def data_mb(upload: Upload) -> float:
+    return upload.report["bytes"] / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that the benchmark works")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    run(SMOKE if args.smoke else FULL, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()

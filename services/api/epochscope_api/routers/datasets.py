@@ -1,0 +1,159 @@
+"""Datasets: upload (streamed into the object store, then validated with the trainer's reader), list, read with
+the validation report, page through the usable rows as the trainer reads them, delete unless a live job reads it.
+
+Upload and delete manage their own short transactions: an upload must not hold a database connection while a
+large file arrives, and a dataset's objects are deleted only once the deletion of its row has committed.
+"""
+
+import asyncio
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from epochscope_api.cursor import INT8, decode_cursor, encode_cursor
+from epochscope_api.data.datasets import (
+    StoredDataset,
+    delete_dataset_row,
+    fetch_dataset,
+    fetch_dataset_page,
+    insert_dataset,
+)
+from epochscope_api.dataset_index import index_key, read_page
+from epochscope_api.dataset_scan import scan_dataset
+from epochscope_api.db import user_transaction
+from epochscope_api.deps import CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
+from epochscope_api.http_errors import error_responses
+from epochscope_api.response_models import Dataset, DatasetPage, DatasetRow, DatasetRowPage
+from epochscope_api.uploads import delete_quietly, receive_upload
+from epochscope_schemas.sampler import sample_id_of, to_sample
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+NOT_FOUND = {404: {**error_responses(404)[404], "description": "No such dataset for this user."}}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The dataset: .jsonl/.ndjson, .csv or .parquet (the name's suffix).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Dataset,
+    operation_id="upload_dataset",
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        413: {**error_responses(422)[422], "description": "The file is larger than the server's upload limit."},
+        422: {**error_responses(422)[422], "description": "Not a usable dataset; `detail` says why."},
+    },
+)
+async def upload_dataset(
+    request: Request,
+    user_id: CurrentUser,
+    pool: PoolDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    counters: TokenCountersDep,
+) -> Dataset:
+    """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts)."""
+    dataset_id = uuid.uuid4()
+    upload = await receive_upload(request, store, user_id, dataset_id, settings.upload_max_bytes)
+    keys = (upload.object_key, index_key(upload.object_key))
+    try:
+        scan = await asyncio.to_thread(
+            scan_dataset, store, upload.object_key, upload.file_type, counters, settings.upload_report_examples
+        )
+        stored = StoredDataset(
+            dataset_id=dataset_id,
+            filename=upload.filename,
+            file_type=upload.file_type,
+            row_format=scan.row_format,
+            object_key=upload.object_key,
+            bytes=upload.bytes,
+            sha256=upload.sha256,
+            rows=scan.rows,
+            usable_rows=scan.usable_rows,
+            report=scan.report.model_dump(mode="json"),
+        )
+        async with user_transaction(pool, user_id) as conn:
+            return (await insert_dataset(conn, user_id, stored)).public()
+    except BaseException:
+        await asyncio.shield(delete_quietly(store, *keys))
+        raise
+
+
+@router.get("", response_model=DatasetPage, operation_id="list_datasets")
+async def list_datasets(
+    conn: UserConn,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> DatasetPage:
+    """The current user's datasets, newest first."""
+    return await fetch_dataset_page(conn, min(limit, settings.datasets_page_max), cursor)
+
+
+@router.get("/{dataset_id}", response_model=Dataset, responses=NOT_FOUND, operation_id="get_dataset")
+async def get_dataset(dataset_id: uuid.UUID, conn: UserConn) -> Dataset:
+    """The dataset with its validation report."""
+    return (await fetch_dataset(conn, dataset_id)).public()
+
+
+@router.get("/{dataset_id}/rows", response_model=DatasetRowPage, responses=NOT_FOUND, operation_id="list_dataset_rows")
+async def list_dataset_rows(
+    dataset_id: uuid.UUID,
+    conn: UserConn,
+    settings: SettingsDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 20,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+) -> DatasetRowPage:
+    """The usable rows in file order, as the trainer reads them: sample id, prompt and ground truth."""
+    dataset = await fetch_dataset(conn, dataset_id)
+    start = decode_cursor(cursor, INT8)[0] if cursor else 0
+    limit = min(limit, settings.datasets_page_max)
+    examples = await read_page(store, dataset, max(start, 0), limit)
+    items = []
+    for example in examples:
+        sample = to_sample(example, 0)
+        items.append(
+            DatasetRow(
+                line=example.row + 1,
+                sample_id=sample_id_of(example.row),
+                format=example.format,
+                prompt=sample.messages if sample.messages is not None else sample.text or "",
+                ground_truth=sample.ground_truth,
+            )
+        )
+    after = max(start, 0) + len(examples)
+    return DatasetRowPage(items=items, next_cursor=encode_cursor([after]) if after < dataset.usable_rows else None)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    operation_id="delete_dataset",
+    responses={**NOT_FOUND, 409: {**error_responses(422)[422], "description": "A queued or running job uses it."}},
+)
+async def delete_dataset(dataset_id: uuid.UUID, user_id: CurrentUser, pool: PoolDep, store: StoreDep) -> None:
+    """Delete the dataset and its file; refused while a queued or running job reads it."""
+    async with user_transaction(pool, user_id) as conn:
+        dataset = await delete_dataset_row(conn, dataset_id)
+    await delete_quietly(store, dataset.object_key, index_key(dataset.object_key))
