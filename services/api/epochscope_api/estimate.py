@@ -8,6 +8,7 @@ max_new_tokens); prompt tokens are exact when the model has a tokenizer in the c
 """
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +27,7 @@ class SamplePreview(BaseModel):
 
     sample_id: str
     line: int = Field(description="1-based row of the dataset file (its line in JSONL).")
-    prompt: list[dict[str, str]] | str = Field(description="The chat messages before the answer, or the text prompt.")
+    prompt: list[dict[str, Any]] | str = Field(description="The chat messages before the answer, or the text prompt.")
     ground_truth: str | None
     prompt_tokens: int | None = Field(description="Tokens of the rendered prompt; null without the model's tokenizer.")
 

@@ -1,16 +1,55 @@
-"""Cost estimate of a predictions config, used by clients and the web UI's job form."""
+"""What a job's predictions will cost, and exactly which rows they will ask about: for clients and the job form."""
+
+import uuid
 
 from fastapi import APIRouter
 
-from epochscope_api.deps import CurrentUser, SettingsDep
-from epochscope_api.estimate import Estimate, EstimateRequest, estimate
+from epochscope_api.data.datasets import StoredDataset, fetch_dataset
+from epochscope_api.dataset_index import read_examples
+from epochscope_api.deps import SettingsDep, StoreDep, TokenCountersDep, UserConn
+from epochscope_api.errors import DatasetNotFound, UnknownDatasets
+from epochscope_api.estimate import Estimate, EstimateRequest, SamplePreview, estimate
+from epochscope_api.tokens import TokenCounter
+from epochscope_api.validation import check_job_config, unknown_datasets
+from epochscope_schemas.sampler import Sample, sample_positions, to_sample
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
 
 @router.post("/estimate", response_model=Estimate, operation_id="estimate_predictions")
-async def estimate_predictions(request: EstimateRequest, _: CurrentUser, settings: SettingsDep) -> Estimate:
-    throughput = settings.estimate_tokens_per_second.get(
-        request.model or "", settings.estimate_default_tokens_per_second
+async def estimate_predictions(
+    request: EstimateRequest, conn: UserConn, settings: SettingsDep, store: StoreDep, counters: TokenCountersDep
+) -> Estimate:
+    """For a job config as POST /v1/jobs takes it: the prediction set (the same sampler as the trainer's, so the
+    same rows), the rounds (the baseline included), predictions, prompt tokens of those rows with the model's
+    tokenizer, an upper bound of generated tokens, time and price."""
+    config = request.config
+    model = check_job_config(config, settings)
+    train = await _dataset(conn, "dataset_id", config.dataset_id)
+    source = train
+    if config.predictions.samples_dataset_id is not None:
+        source = await _dataset(conn, "predictions.samples_dataset_id", config.predictions.samples_dataset_id)
+    samples: list[SamplePreview] = []
+    if config.predictions.enabled:
+        positions = sample_positions(source.usable_rows, config.predictions.sample_count, config.predictions.seed)
+        examples = await read_examples(store, source, positions)
+        counter = counters.get(model.id)
+        samples = [_preview(to_sample(example, index), example.row, counter) for index, example in enumerate(examples)]
+    return estimate(config, train.usable_rows, samples, model, settings.estimate_price_per_hour)
+
+
+async def _dataset(conn: UserConn, field: str, dataset_id: uuid.UUID) -> StoredDataset:
+    try:
+        return await fetch_dataset(conn, dataset_id)
+    except DatasetNotFound:
+        raise unknown_datasets(UnknownDatasets([field])) from None
+
+
+def _preview(sample: Sample, row: int, counter: TokenCounter | None) -> SamplePreview:
+    return SamplePreview(
+        sample_id=sample.sample_id,
+        line=row + 1,
+        prompt=sample.messages if sample.messages is not None else sample.text or "",
+        ground_truth=sample.ground_truth,
+        prompt_tokens=counter.count_prompt(sample) if counter else None,
     )
-    return estimate(request, throughput, settings.estimate_price_per_hour)
