@@ -59,11 +59,19 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+def _detail(exc: StarletteHTTPException) -> str:
+    """The message; FastAPI's "There was an error parsing the body" says why when the cause is bad UTF-8."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the request body is not valid UTF-8: {cause.reason} at byte {cause.start}"
+    return str(exc.detail)
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         headers["Allow"] = _allowed_methods(request)
-    return error_response(exc.status_code, str(exc.detail), headers)
+    return error_response(exc.status_code, _detail(exc), headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
