@@ -48,13 +48,15 @@ from transformers import (
 )
 from trl import LogCompletionsCallback, SFTConfig, SFTTrainer
 
+from epochscope_schemas.catalog import demo_catalog
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
-from epochscope_schemas.events import Envelope, RoundSummaryEvent
+from epochscope_schemas.dataset_rows import Example, FileType, read_rows, training_record
+from epochscope_schemas.events import Envelope, ModelSource, RoundSummaryEvent
+from epochscope_schemas.sampler import Sample, select_samples
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback
-from epochscope_trainer.data import load_jsonl, training_record
 from epochscope_trainer.generation import GenerationSettings
 from epochscope_trainer.model_loading import resolve_model
-from epochscope_trainer.sampler import Sample, render_prompt, select_samples
+from epochscope_trainer.prompts import render_prompt
 
 NAME = "prediction_round"
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,11 +220,17 @@ def load_model_path(size: Size, scratch: Path) -> str:
         from tiny_model import build_tiny_model
 
         return str(build_tiny_model(scratch / "tiny-model"))
-    return resolve_model(size.model, MODEL_CACHE)
+    (entry,) = [model for model in demo_catalog() if model.id == size.model]
+    return resolve_model(ModelSource(id=entry.id, source=entry.source), MODEL_CACHE)
+
+
+def demo_examples() -> list[Example]:
+    with DEMO_DATA.open("rb") as handle:
+        return [row for row in read_rows(handle, FileType.JSONL) if isinstance(row, Example)]
 
 
 def run(size: Size, results_dir: Path) -> Path:
-    dataset = load_jsonl(DEMO_DATA)
+    examples = demo_examples()
     rounds: list[Round] = []
     train_end_s: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory(prefix="epochscope-bench-") as scratch_dir:
@@ -230,8 +238,8 @@ def run(size: Size, results_dir: Path) -> Path:
         setup = Setup(
             size,
             load_model_path(size, scratch),
-            HFDataset.from_list([training_record(example) for example in dataset.examples]),
-            select_samples(dataset, size.prompts, SEED),
+            HFDataset.from_list([training_record(example) for example in examples]),
+            select_samples(examples, size.prompts, SEED),
             scratch,
         )
         for repeat in range(size.repeats):

@@ -22,7 +22,7 @@ COPY --from=wheels /wheels /wheels
 # The wheels' own dependencies only; the image must never carry torch.
 RUN pip install /wheels/*.whl \
  && rm -rf /wheels \
- && python -c "import epochscope_api.main, epochscope_db.migrate" \
+ && python -c "import epochscope_api.main, epochscope_db.migrate, obstore, pyarrow" \
  && ! python -c "import torch" 2>/dev/null
 USER 10001
 WORKDIR /app

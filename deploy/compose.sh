@@ -24,6 +24,9 @@ if [ ! -f "$env_file" ]; then
       -e "s/^EPOCHSCOPE_JWT_SECRET=.*/EPOCHSCOPE_JWT_SECRET=$(secret)/" \
       -e "s/^EPOCHSCOPE_JOB_TOKEN_SECRET=.*/EPOCHSCOPE_JOB_TOKEN_SECRET=$(secret)/" \
       -e "s/^KAFKA_CLUSTER_ID=.*/KAFKA_CLUSTER_ID=$(cluster_id)/" \
+      -e "s/^MINIO_ROOT_PASSWORD=.*/MINIO_ROOT_PASSWORD=$(secret)/" \
+      -e "s/^STORE_API_SECRET_KEY=.*/STORE_API_SECRET_KEY=$(secret)/" \
+      -e "s/^STORE_TRAINER_SECRET_KEY=.*/STORE_TRAINER_SECRET_KEY=$(secret)/" \
       "$here/compose.env.example" >"$env_file"
   echo "wrote $env_file with fresh secrets" >&2
 fi

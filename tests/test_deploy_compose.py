@@ -99,20 +99,22 @@ def test_compose_runs_kafka_in_kraft_mode_and_postgres_on_named_volumes(compose:
 
 def test_compose_start_order_uses_healthchecks_and_one_shot_services(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("kafka", "postgres", "api", "writer"):
+    for name in ("kafka", "postgres", "minio", "api", "writer"):
         check = services[name].get("healthcheck", {})
         assert check.get("test") and not check.get("disable"), f"{name} has no healthcheck"
-    for one_shot in ("migrate", "topic-init"):
+    for one_shot in ("migrate", "topic-init", "store-init"):
         assert services[one_shot]["restart"] == "no"
     assert services["migrate"]["command"] == ["epochscope-migrate"]
     assert "epochscope-migrate" in console_scripts("db") and "epochscope-migrate" in image_scripts("api")
-    for name in ("api", "writer"):
-        assert services[name]["depends_on"] == {
-            "postgres": {"condition": "service_healthy"},
-            "kafka": {"condition": "service_healthy"},
-            "migrate": {"condition": "service_completed_successfully"},
-            "topic-init": {"condition": "service_completed_successfully"},
-        }
+    after_setup = {
+        "postgres": {"condition": "service_healthy"},
+        "kafka": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+        "topic-init": {"condition": "service_completed_successfully"},
+    }
+    assert services["writer"]["depends_on"] == after_setup  # writers never touch the object store
+    store_ready = {"store-init": {"condition": "service_completed_successfully"}}
+    assert services["api"]["depends_on"] == after_setup | store_ready
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["topic-init"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name, service in services.items():
@@ -236,6 +238,9 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
             "EPOCHSCOPE_WRITER_DB_PASSWORD",
             "EPOCHSCOPE_JWT_SECRET",
             "EPOCHSCOPE_JOB_TOKEN_SECRET",
+            "MINIO_ROOT_PASSWORD",
+            "STORE_API_SECRET_KEY",
+            "STORE_TRAINER_SECRET_KEY",
         )
     ]
     assert all(re.fullmatch(r"[0-9a-f]{48}", secret) for secret in secrets) and len(set(secrets)) == len(secrets)

@@ -227,6 +227,7 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
             "app = create_app(); print(sorted(app.openapi()['paths']))",
             EPOCHSCOPE_JWT_SECRET="x",
             EPOCHSCOPE_JOB_TOKEN_SECRET="y",
+            EPOCHSCOPE_STORE_LOCAL_DIR=str(tmp_path / "store"),  # the image carries obstore and pyarrow
         )
         assert smoke.returncode == 0, smoke.stderr
         assert "'/healthz'" in smoke.stdout and "'/readyz'" in smoke.stdout

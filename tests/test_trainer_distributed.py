@@ -6,17 +6,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from test_end_to_end import write_dataset
+from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
-from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, RoundSummaryEvent, parse_event
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_trainer.child_protocol import prepare_job_dir
 
 pytestmark = pytest.mark.stack
 
@@ -43,25 +42,24 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
     broker.start()
     try:
         await ensure_topics(broker.bootstrap_servers, partitions=1)
-        job_id = str(uuid.uuid4())
-        job_dir = root / job_id
-        job_dir.mkdir()
-        dataset = write_dataset(root / "train.jsonl", rows=16)
-        config = JobConfig(
-            model=str(tiny_model_dir),
-            dataset_path=str(dataset),
-            num_epochs=2,
-            batch_size=2,
-            max_length=32,
-            predictions={"enabled": True, "sample_count": 5, "max_new_tokens": 4},
-        )
-        (job_dir / "config.json").write_text(config.model_dump_json())
+        store_settings, store = local_store(root / "store")
+        train = put_dataset(store, jsonl_bytes(chat_rows(16)))
+        config = {
+            "num_epochs": 2,
+            "batch_size": 2,
+            "max_length": 32,
+            "predictions": {"enabled": True, "sample_count": 5, "max_new_tokens": 4},
+        }
+        event = start_event(config, train, dir_model(tiny_model_dir))
+        job_id = str(event.job_id)
+        job_dir = prepare_job_dir(root, event)  # both ranks download the dataset into this one folder
         env = {
             **os.environ,
             "JOB_ID": job_id,
             "JOB_USER_ID": "ddp-user",
             "JOB_TOKEN": "not-checked-here",
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
             "OMP_NUM_THREADS": "1",
         }
         command = [
@@ -91,3 +89,4 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
     resolved = [json.loads(e.message) for e in statuses if isinstance(e, JobStatusEvent) and "{" in (e.message or "")]
     assert [(r["processes"], r["backend"]) for r in resolved] == [(2, "gloo")]
     assert json.loads((job_dir / "job_env.json").read_text())["JOB_ID"] == job_id
+    assert [p.name for p in (job_dir / "inputs").iterdir()] == ["train.jsonl"]  # no partial download left behind

@@ -1,124 +1,240 @@
-"""The trainer in the real local stack: cancel, a crash mid-job, eval rounds, warnings, broker outages."""
+"""The trainer service against a real broker (Tansu) and a real object store (a local folder): v2 start events
+published as the API's outbox relay would, datasets read by key, events read back from Kafka. Cancel, a crash
+mid-job, eval rounds, warnings, failures, broker outages. (The API and the writer are covered end to end by
+tests/test_end_to_end.py.)"""
 
 import asyncio
+import contextlib
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
-from test_end_to_end import all_predictions, headers, wait_for_final_status, write_dataset
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
-from epochscope_schemas.events import JobStatusEvent
+from epochscope_schemas.events import (
+    DatasetObject,
+    Envelope,
+    JobCancelEvent,
+    JobStartEvent,
+    JobStatusEvent,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+    encode_event,
+    parse_event,
+)
 from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_schemas.object_store import ObjectStore
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.spooling_publisher import EventPublisher
 
 pytestmark = pytest.mark.stack
 
-
-def long_job(model_dir: Path, dataset: Path, **extra: Any) -> dict[str, Any]:
-    """Thousands of tiny steps: long enough to cancel or crash in the middle."""
-    return {
-        "model": str(model_dir),
-        "dataset_path": str(dataset),
-        "num_epochs": 60,
-        "batch_size": 1,
-        "learning_rate": 1e-3,
-        "max_length": 32,
-        "predictions": {"enabled": True, "sample_count": 2, "max_new_tokens": 4},
-    } | extra
+JOB_TIMEOUT_S = 300
+TRAINER = Path(sys.executable).with_name("epochscope-trainer")
 
 
-async def submit(client: httpx.AsyncClient, token: str, config: dict[str, Any]) -> str:
-    response = await client.post("/v1/jobs", json=config, headers=headers(token))
-    assert response.status_code == 201, response.text
-    return response.json()["job_id"]
+@dataclass
+class TrainerStack:
+    """A broker, a store folder, one trainer service process and every event it published, as it arrives."""
 
+    root: Path
+    broker: TansuBroker
+    store: ObjectStore
+    env: dict[str, str]
+    events: list[Envelope] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
 
-async def wait_for_training(stack: Any, job_id: str, min_step: int, timeout: float = 120) -> None:
-    """Until the job's progress has passed `min_step` (read as the admin, independent of the API's shape)."""
-    deadline = time.monotonic() + timeout
-    conn = await asyncpg.connect(stack.postgres.admin_url)
-    try:
-        while time.monotonic() < deadline:
-            step = await conn.fetchval("SELECT max(step) FROM job_progress WHERE job_id = $1", uuid.UUID(job_id))
-            if step is not None and step >= min_step:
-                return
-            await asyncio.sleep(0.3)
-    finally:
-        await conn.close()
-    raise AssertionError(f"job {job_id} did not reach step {min_step}")
+    @property
+    def log_path(self) -> Path:
+        return self.root / "trainer.log"
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([str(TRAINER)], env=self.env, stdout=log, stderr=log)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(150)
+
+    def of(self, job_id: uuid.UUID, kind: type[Envelope] = Envelope) -> list[Any]:
+        return [e for e in self.events if e.job_id == job_id and isinstance(e, kind)]
+
+    async def until(self, check: Callable[[], bool], what: str, timeout: float = JOB_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}; see {self.log_path}"
+            await asyncio.sleep(0.2)
+
+    def final(self, job_id: uuid.UUID) -> JobStatusEvent | None:
+        return next((e for e in self.of(job_id, JobStatusEvent) if e.status.is_final), None)
+
+    async def finished(self, job_id: uuid.UUID) -> JobStatusEvent:
+        await self.until(lambda: self.final(job_id) is not None, f"job {job_id} to finish")
+        final = self.final(job_id)
+        assert final is not None
+        return final
+
+    async def send(self, event: Envelope) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(JOB_COMMANDS, encode_event(event), key=str(event.job_id).encode())
+        finally:
+            await producer.stop()
+
+    async def collect(self) -> None:
+        consumer = AIOKafkaConsumer(
+            TRAINING_STATUS,
+            TRAINING_PREDICTIONS,
+            bootstrap_servers=self.broker.bootstrap_servers,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                self.events += [parse_event(r.value or b"") for records in batch.values() for r in records]
+        finally:
+            await consumer.stop()
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data") / "train.jsonl", rows=40)
+async def stack() -> AsyncIterator[TrainerStack]:
+    root = Path(tempfile.mkdtemp(prefix="epochscope-trainer-stack-"))
+    broker = TansuBroker(root / "broker.log")
+    broker.start()
+    store_settings, store = local_store(root / "store")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("EPOCHSCOPE_")},
+        "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
+        "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
+        "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
+        "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
+        "OMP_NUM_THREADS": "1",
+    }
+    stack = TrainerStack(root, broker, store, env)
+    collector: asyncio.Task[None] | None = None
+    try:
+        await ensure_topics(broker.bootstrap_servers, partitions=1)
+        collector = asyncio.create_task(stack.collect())
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        if collector is not None:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+        broker.stop()
 
 
-async def test_cancel_stops_a_running_job(full_stack: Any, tiny_model_dir: Path, dataset: Path) -> None:
-    token = full_stack.mint_token("canceller")
-    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        job_id = await submit(client, token, long_job(tiny_model_dir, dataset))
-        await wait_for_training(full_stack, job_id, min_step=5)
-        assert (await client.post(f"/v1/jobs/{job_id}/cancel", headers=headers(token))).status_code == 202
-        job = await wait_for_final_status(client, job_id, token)
-    assert job["status"] == "cancelled", job
+@pytest.fixture(scope="module")
+def train(stack: TrainerStack) -> DatasetObject:
+    return put_dataset(stack.store, jsonl_bytes(chat_rows(40)))
+
+
+def long_job(**extra: Any) -> dict[str, Any]:
+    """Thousands of tiny steps: long enough to cancel or crash in the middle."""
+    predictions = {"enabled": True, "sample_count": 2, "max_new_tokens": 4} | extra.pop("predictions", {})
+    config = {"num_epochs": 60, "batch_size": 1, "learning_rate": 1e-3, "max_length": 32}
+    return config | {"predictions": predictions} | extra
+
+
+async def run_until_step(stack: TrainerStack, event: JobStartEvent, step: int) -> None:
+    await stack.send(event)
+    await stack.until(
+        lambda: any(p.step >= step for p in stack.of(event.job_id, ProgressEvent)), f"step {step} of {event.job_id}"
+    )
+
+
+async def test_cancel_stops_a_running_job(stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject) -> None:
+    event = start_event(long_job(), train, dir_model(tiny_model_dir))
+    await run_until_step(stack, event, 5)
+    await stack.send(JobCancelEvent(job_id=event.job_id, user_id="user-1"))
+    final = await stack.finished(event.job_id)
+    assert (final.status, final.message) == ("cancelled", "cancelled by the user")
 
 
 async def test_a_trainer_killed_mid_job_reruns_it_after_restart(
-    full_stack: Any, tiny_model_dir: Path, dataset: Path
+    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
 ) -> None:
-    token = full_stack.mint_token("crasher")
-    trainer = full_stack.service("trainer-0")
-    config = long_job(tiny_model_dir, dataset, num_epochs=4)
-    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        job_id = await submit(client, token, config)
-        await wait_for_training(full_stack, job_id, min_step=3)
-        trainer.kill()
-        await asyncio.sleep(2)
-        assert (await client.get(f"/v1/jobs/{job_id}", headers=headers(token))).json()["status"] == "running"
-        trainer.start()
-        job = await wait_for_final_status(client, job_id, token)
-        assert job["status"] == "completed", job
-        rows = await all_predictions(client, job_id, token)
-    # A baseline and one round per epoch, each once despite the re-run.
-    assert len(rows) == (1 + 4) * 2, sorted((r["round_index"], r["step"], r["epoch"]) for r in rows)
-    assert trainer.log_path.read_text().count(f"starting job {job_id}") == 2  # run, crash, re-run
-    assert trainer.running()
+    event = start_event(long_job(num_epochs=4), train, dir_model(tiny_model_dir))
+    await run_until_step(stack, event, 3)
+    stack.kill()
+    await asyncio.sleep(2)
+    assert stack.final(event.job_id) is None  # no final status: the start event is not committed
+    stack.start()
+    final = await stack.finished(event.job_id)
+    assert final.status == "completed", final.message
+    # A baseline and one round per epoch on the re-run (the first run's rounds are replays the writer ignores).
+    keys = {(p.step, p.sample_id) for p in stack.of(event.job_id, PredictionEvent)}
+    assert len(keys) == (1 + 4) * 2, sorted(keys)  # the same steps and samples on every run
+    assert stack.log_path.read_text().count(f"starting job {event.job_id}") == 2  # run, crash, re-run
+    assert stack.process is not None and stack.process.poll() is None
 
 
-async def test_eval_rounds_and_a_warning_for_an_empty_samples_file(
-    full_stack: Any, tiny_model_dir: Path, dataset: Path, tmp_path: Path
+async def test_eval_rounds_and_a_warning_for_an_empty_samples_dataset(
+    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
 ) -> None:
-    token = full_stack.mint_token("evaluator")
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    eval_config = long_job(tiny_model_dir, dataset, num_epochs=2, batch_size=8, eval_fraction=0.25)
-    eval_config["predictions"] |= {"sample_frequency": "eval"}
-    warn_config = long_job(tiny_model_dir, dataset, num_epochs=1, batch_size=8)
-    warn_config["predictions"] |= {"samples_path": str(empty)}
-    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        eval_job, warn_job = await submit(client, token, eval_config), await submit(client, token, warn_config)
-        assert (await wait_for_final_status(client, eval_job, token))["status"] == "completed"
-        assert (await wait_for_final_status(client, warn_job, token))["status"] == "completed"
-        eval_rows = await all_predictions(client, eval_job, token)
-        assert await all_predictions(client, warn_job, token) == []
-    assert sorted({row["epoch"] for row in eval_rows}) == [0.0, 1.0, 2.0]
-    conn = await asyncpg.connect(full_stack.postgres.admin_url)
-    try:
-        warnings = await conn.fetch("SELECT code, message FROM job_warnings WHERE job_id = $1", uuid.UUID(warn_job))
-        rounds = await conn.fetch("SELECT trigger FROM job_rounds WHERE job_id = $1", uuid.UUID(eval_job))
-    finally:
-        await conn.close()
-    assert [w["code"] for w in warnings] == ["samples_empty"]
-    assert sorted(r["trigger"] for r in rounds) == ["baseline", "eval", "eval"]
+    model = dir_model(tiny_model_dir)
+    evaluated = start_event(
+        long_job(num_epochs=2, batch_size=8, eval_fraction=0.25, predictions={"sample_frequency": "eval"}), train, model
+    )
+    empty = put_dataset(stack.store, b"")
+    warned = start_event(
+        long_job(num_epochs=1, batch_size=8, predictions={"samples_dataset_id": str(empty.dataset_id)}),
+        train,
+        model,
+        samples=empty,
+    )
+    await stack.send(evaluated)
+    await stack.send(warned)
+    assert (await stack.finished(evaluated.job_id)).status == "completed"
+    assert (await stack.finished(warned.job_id)).status == "completed"
+    assert sorted({p.epoch for p in stack.of(evaluated.job_id, PredictionEvent)}) == [0.0, 1.0, 2.0]
+    assert sorted(r.trigger for r in stack.of(evaluated.job_id, RoundSummaryEvent)) == ["baseline", "eval", "eval"]
+    assert stack.of(warned.job_id, PredictionEvent) == []
+    assert [w.code for w in stack.of(warned.job_id, WarningEvent)] == ["samples_empty"]
+
+
+async def test_a_failing_job_reports_the_error_class_without_a_traceback(
+    stack: TrainerStack, train: DatasetObject, tmp_path: Path
+) -> None:
+    broken_model = tmp_path / "not-a-model"
+    broken_model.mkdir()
+    missing = train.model_copy(update={"key": "datasets/deleted.jsonl"})
+    broken = start_event(long_job(num_epochs=1), train, dir_model(broken_model))
+    unreadable = start_event(long_job(num_epochs=1), missing, dir_model(broken_model.parent))
+    for event in (broken, unreadable):
+        await stack.send(event)
+    finals = [await stack.finished(broken.job_id), await stack.finished(unreadable.job_id)]
+    assert [f.status for f in finals] == ["failed", "failed"]
+    assert finals[0].message and finals[0].message.startswith(("OSError:", "ValueError:")), finals[0].message
+    assert finals[1].message == (
+        f"InputError: train dataset {train.dataset_id}: object datasets/deleted.jsonl is not in the store"
+    )
+    assert not any("Traceback" in (f.message or "") for f in finals)
 
 
 async def test_events_published_while_the_broker_is_down_are_spooled_and_delivered_in_order(
@@ -155,17 +271,3 @@ async def test_events_published_while_the_broker_is_down_are_spooled_and_deliver
         broker.stop()
     assert received == [f"event {i}" for i in range(40)]
     assert spool.read_text() == ""
-
-
-async def test_a_failing_job_reports_the_error_class_without_a_traceback(
-    full_stack: Any, dataset: Path, tmp_path: Path
-) -> None:
-    token = full_stack.mint_token("failer")
-    broken_model = tmp_path / "not-a-model"
-    broken_model.mkdir()
-    config = long_job(broken_model, dataset, num_epochs=1)
-    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        job = await wait_for_final_status(client, await submit(client, token, config), token)
-    assert job["status"] == "failed", job
-    assert job["status_message"].startswith(("OSError:", "ValueError:")), job["status_message"]
-    assert "Traceback" not in job["status_message"]

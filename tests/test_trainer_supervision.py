@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,10 +16,9 @@ from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeRecord
+from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeRecord, local_store, put_dataset
 
-from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus
+from epochscope_schemas.events import JobCancelEvent, JobInputs, JobStartEvent, JobStatus, ModelSource
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer import main
 from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
@@ -30,11 +30,16 @@ from epochscope_trainer.settings import TrainerSettings
 CHILD = """
 import json, signal, sys, time
 from pathlib import Path
-from epochscope_trainer.child_protocol import ChildExit, cancel_requested, read_identity, read_job_config
+from epochscope_trainer.child_protocol import (
+    ChildExit, cancel_requested, read_identity, read_job_config, read_job_inputs
+)
 
 job_dir = Path(sys.argv[1])
 config = read_job_config(job_dir)
-(job_dir / "seen.json").write_text(json.dumps({"identity": read_identity(), "dataset": config.dataset_path}))
+inputs = read_job_inputs(job_dir)
+(job_dir / "seen.json").write_text(
+    json.dumps({"identity": read_identity(), "dataset": inputs.train.key, "model": inputs.model.source})
+)
 mode = config.model
 if mode.startswith("exit:"):
     time.sleep(0.3)
@@ -60,12 +65,17 @@ class Harness:
     commands: list[Path]
 
 
+STORE, _store = local_store(Path(tempfile.mkdtemp(prefix="epochscope-store-")))
+TRAIN = put_dataset(_store, b'{"text": "hi"}\n')
+
+
 def start_event(mode: str, job_id: uuid.UUID | None = None) -> JobStartEvent:
     return JobStartEvent(
         job_id=job_id or uuid.uuid4(),
         job_token="token-1",
         user_id="user-1",
-        config=JobConfig(model=mode, dataset_path="/data/train.jsonl"),
+        config={"model": mode, "dataset_id": TRAIN.dataset_id},
+        inputs=JobInputs(model=ModelSource(id=mode, source="dir:/models/tiny"), train=TRAIN),
     )
 
 
@@ -82,7 +92,7 @@ def harness(tmp_path: Path, values: list[bytes], command: Callable[[Path], list[
     async def deliver_spool(job_dir: Path) -> None:
         spools.append(job_dir)
 
-    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05)
+    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05, store=STORE)
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
     )
@@ -106,8 +116,11 @@ async def test_finished_jobs_run_one_at_a_time_and_commit_their_offsets(tmp_path
     seen = json.loads((tmp_path / str(first.job_id) / "seen.json").read_text())
     assert seen == {
         "identity": {"JOB_ID": str(first.job_id), "JOB_USER_ID": "user-1", "JOB_TOKEN": "token-1"},
-        "dataset": "/data/train.jsonl",
+        "dataset": TRAIN.key,
+        "model": "dir:/models/tiny",
     }
+    inputs = JobInputs.model_validate_json((tmp_path / str(first.job_id) / "inputs.json").read_text())
+    assert inputs == first.inputs  # the child reads the start event's inputs, exactly
 
 
 async def test_a_crashed_child_is_reported_failed(tmp_path: Path) -> None:
@@ -165,6 +178,19 @@ async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path
     assert h.jobs.committed == [1] and h.commands == []
 
 
+async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path) -> None:
+    v1 = start_event("exit:0").model_dump(mode="json") | {"schema_version": 1}
+    v1.pop("inputs")
+    v1["config"] = {"model": "m", "dataset_path": "/data/train.jsonl"}  # v1 named a server path
+    raw = json.dumps(v1).encode()
+    h = harness(tmp_path, [raw])
+    await asyncio.wait_for(h.service.run(), 30)
+    ((topic, value, _, headers),) = h.producer.sent
+    assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), raw)
+    assert headers == [("reason", b"unsupported_schema_version: job.start v1; this trainer reads v2")]
+    assert h.jobs.committed == [1] and h.commands == []
+
+
 async def test_a_shutdown_mid_job_stops_the_child_and_leaves_the_offset(tmp_path: Path) -> None:
     event = start_event("until-sigterm")
     h = harness(tmp_path, [event.model_dump_json().encode()])
@@ -212,7 +238,7 @@ async def test_serve_restarts_the_service_while_the_broker_is_unreachable_and_no
                 self.stopping.set()  # a shutdown while the broker is down: no further attempt
             raise KafkaConnectionError("broker down")
 
-    settings = TrainerSettings(work_dir=tmp_path)
+    settings = TrainerSettings(work_dir=tmp_path, store=STORE)
     loop = asyncio.get_running_loop()
     try:
         monkeypatch.setattr(main, "bootstrap", lambda _settings, stopping: Unreachable(stopping, succeed_at=3))

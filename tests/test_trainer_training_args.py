@@ -1,5 +1,6 @@
 """The precision policy and the job config -> SFTConfig / LoraConfig mapping, as plain functions."""
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,12 @@ from epochscope_trainer.training_args import lora_config, sft_arguments, sft_con
 
 CPU = precision_for(cuda_available=False, cuda_bf16_supported=False)
 BF16_GPU = precision_for(cuda_available=True, cuda_bf16_supported=True)
+DATASET_ID = uuid.uuid4()
 
 
 def job(**extra: object) -> JobConfig:
     return JobConfig.model_validate(
-        {"model": "m", "dataset_path": "d.jsonl", "num_epochs": 2, "batch_size": 4, "learning_rate": 1e-3}
+        {"model": "m", "dataset_id": str(DATASET_ID), "num_epochs": 2, "batch_size": 4, "learning_rate": 1e-3}
         | {"max_length": 64, "predictions": {"seed": 7}}
         | extra
     )

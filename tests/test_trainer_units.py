@@ -10,12 +10,14 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.config import PredictionsConfig, ValidatorConfig
+from epochscope_schemas.dataset_rows import Example, FileType
 from epochscope_schemas.events import Envelope, PredictionEvent, RoundSummaryEvent
+from epochscope_schemas.sampler import select_samples
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback
-from epochscope_trainer.data import load_jsonl
 from epochscope_trainer.generation import GenerationSettings, generate
+from epochscope_trainer.job_inputs import Dataset, read_dataset
+from epochscope_trainer.prompts import render_prompt
 from epochscope_trainer.quality import OutputValidator, score, unfence
-from epochscope_trainer.sampler import render_prompt, select_samples
 
 
 def write_rows(path: Path, rows: list[Any]) -> Path:
@@ -27,6 +29,14 @@ def chat(question: str, answer: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
+def load_jsonl(path: Path) -> Dataset:
+    return read_dataset(path, FileType.JSONL)
+
+
+def examples(path: Path) -> list[Example]:
+    return load_jsonl(path).examples
+
+
 def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
     path = write_rows(
         tmp_path / "d.jsonl",
@@ -34,11 +44,11 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
     )
     dataset = load_jsonl(path)
     assert [e.row for e in dataset.examples] == [0, 4]
-    assert dataset.format == "chat"
+    assert {e.format for e in dataset.examples} == {"chat"}
     assert dataset.skipped == 3
     assert dataset.skip_reasons == {
         "not JSON": 1,
-        "messages is not a non-empty list": 1,
+        "messages is not a non-empty list of messages": 1,
         "a prompt_completion row in a chat dataset": 1,
     }
 
@@ -46,7 +56,7 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
 def test_samples_are_seeded_stable_and_split_at_the_last_assistant_turn(tmp_path: Path) -> None:
     rows = [chat(f"q{i}", f"a{i}") for i in range(20)]
     rows[3]["messages"] += [{"role": "user", "content": "again?"}, {"role": "assistant", "content": "final"}]
-    dataset = load_jsonl(write_rows(tmp_path / "d.jsonl", rows))
+    dataset = examples(write_rows(tmp_path / "d.jsonl", rows))
     first, again = select_samples(dataset, 5, seed=3), select_samples(dataset, 5, seed=3)
     assert first == again
     assert [s.sample_id for s in select_samples(dataset, 5, seed=4)] != [s.sample_id for s in first]
@@ -58,8 +68,8 @@ def test_samples_are_seeded_stable_and_split_at_the_last_assistant_turn(tmp_path
 
 
 def test_prompt_completion_and_text_rows(tmp_path: Path) -> None:
-    pc = load_jsonl(write_rows(tmp_path / "pc.jsonl", [{"prompt": "2+2=", "completion": "4"}]))
-    text = load_jsonl(write_rows(tmp_path / "t.jsonl", [{"text": "once upon a time"}]))
+    pc = examples(write_rows(tmp_path / "pc.jsonl", [{"prompt": "2+2=", "completion": "4"}]))
+    text = examples(write_rows(tmp_path / "t.jsonl", [{"text": "once upon a time"}]))
     (pc_sample,), (text_sample,) = select_samples(pc, 1, 0), select_samples(text, 1, 0)
     assert (render_prompt(pc_sample, None), pc_sample.ground_truth) == ("2+2=", "4")
     assert (render_prompt(text_sample, None), text_sample.ground_truth) == ("once upon a time", None)
@@ -113,7 +123,7 @@ def test_sampling_is_seeded(tiny: tuple[Any, Any]) -> None:
 
 def test_one_round_per_global_step_whatever_triggers_land_on_it(tiny: tuple[Any, Any], tmp_path: Path) -> None:
     model, tokenizer = tiny
-    dataset = load_jsonl(write_rows(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(6)]))
+    dataset = examples(write_rows(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(6)]))
     published: list[tuple[str, Envelope]] = []
     config = PredictionsConfig(
         enabled=True,
@@ -149,7 +159,7 @@ def test_background_rounds_match_inline_rounds_and_stall_only_for_the_snapshot(
     tiny: tuple[Any, Any], tmp_path: Path
 ) -> None:
     model, tokenizer = tiny
-    dataset = load_jsonl(write_rows(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(6)]))
+    dataset = examples(write_rows(tmp_path / "d.jsonl", [chat(f"q{i}", f"a{i}") for i in range(6)]))
     samples = select_samples(dataset, 4, 0)
     job = JobIdentity("0b7c1f7e-5d4c-4a7e-9a51-2f1f1d1f0c11", "token")
     args, control, state = (

@@ -1,13 +1,74 @@
-"""Fake Kafka adapters for the trainer service's unit tests: they satisfy epochscope_trainer.kafka_ports."""
+"""Fake Kafka adapters for the trainer service's unit tests (they satisfy epochscope_trainer.kafka_ports), and
+the inputs of a job as the API would hand them over: dataset objects in a real (local folder) object store,
+the model as a `dir:` source, and a v2 start event naming both."""
 
 import asyncio
+import hashlib
+import json
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import obstore
 from aiokafka import TopicPartition
 
-from epochscope_schemas.events import JobStatusEvent
+from epochscope_schemas.config import JobConfig
+from epochscope_schemas.dataset_rows import FileType, RowFormat
+from epochscope_schemas.events import DatasetObject, JobInputs, JobStartEvent, JobStatusEvent, ModelSource
+from epochscope_schemas.object_store import ObjectStore, StoreSettings, open_store
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_STATUS
+
+
+def local_store(folder: Path) -> tuple[StoreSettings, ObjectStore]:
+    """A real object store in a folder (obstore's LocalStore), and the settings that open it."""
+    settings = StoreSettings(local_dir=folder)
+    return settings, open_store(settings)
+
+
+def jsonl_bytes(rows: list[Any]) -> bytes:
+    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows).encode()
+
+
+def chat_rows(count: int) -> list[dict[str, Any]]:
+    def messages(i: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": str(2 * i)}]
+
+    return [{"messages": messages(i)} for i in range(count)]
+
+
+def put_dataset(
+    store: ObjectStore,
+    data: bytes,
+    file_type: FileType = FileType.JSONL,
+    row_format: RowFormat = RowFormat.CHAT,
+) -> DatasetObject:
+    """Store `data` under a content-addressed key, as the API does with an upload; the object the event names."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    key = f"datasets/{sha256}.{file_type}"
+    obstore.put(store, key, data)
+    return DatasetObject(
+        dataset_id=uuid.uuid4(), key=key, file_type=file_type, row_format=row_format, sha256=sha256, bytes=len(data)
+    )
+
+
+def dir_model(folder: Path, model_id: str = "tiny") -> ModelSource:
+    return ModelSource(id=model_id, source=f"dir:{folder}")
+
+
+def start_event(
+    config: dict[str, Any], train: DatasetObject, model: ModelSource, job_id: uuid.UUID | None = None, **inputs: Any
+) -> JobStartEvent:
+    """A v2 job-start event; `config` gets the dataset and model ids from the inputs."""
+    job_config = JobConfig.model_validate({"model": model.id, "dataset_id": str(train.dataset_id)} | config)
+    return JobStartEvent(
+        job_id=job_id or uuid.uuid4(),
+        job_token="token-1",
+        user_id="user-1",
+        config=job_config,
+        inputs=JobInputs(model=model, train=train, **inputs),
+    )
 
 
 @dataclass

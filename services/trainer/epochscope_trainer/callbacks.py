@@ -15,10 +15,11 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 from epochscope_schemas.events import Envelope, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.sampler import Sample
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.generation import Generation, GenerationSettings, generate_across_ranks
+from epochscope_trainer.prompts import render_prompt
 from epochscope_trainer.quality import OutputValidator, score
-from epochscope_trainer.sampler import Sample, render_prompt
 
 log = logging.getLogger("epochscope.trainer.callbacks")
 

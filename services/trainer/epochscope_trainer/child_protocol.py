@@ -1,8 +1,9 @@
 """The contract between the trainer service and a job's child process; both sides import it.
 
-The service writes the job's config into the job folder, starts the child with the job's identity in
-its environment, asks it to cancel by creating a file, and reads the outcome from its exit code and
-from a spool file of events it could not deliver. Under torchrun every rank reads the same folder.
+The service writes the job's config and inputs (object keys, model source) into the job folder, starts
+the child with the job's identity in its environment, asks it to cancel by creating a file, and reads the
+outcome from its exit code and from a spool file of events it could not deliver. Under torchrun every rank
+reads the same folder.
 """
 
 import os
@@ -11,9 +12,11 @@ from enum import IntEnum
 from pathlib import Path
 
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStartEvent
+from epochscope_schemas.events import JobInputs, JobStartEvent
 
 CONFIG_FILE = "config.json"  # the job's config, written by the service before the child starts
+INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model source): the start event's `inputs`
+INPUTS_DIR = "inputs"  # the child downloads the job's datasets here
 CANCEL_FILE = "cancel"  # created by the service: the user cancelled; the child ends the job as cancelled
 SPOOL_FILE = "spool.jsonl"  # events the child could not deliver; the service delivers them after it exits
 LOG_FILE = "job.log"  # the child's stdout and stderr
@@ -29,15 +32,20 @@ class ChildExit(IntEnum):
 
 
 def prepare_job_dir(work_dir: Path, event: JobStartEvent) -> Path:
-    """The job's folder under `work_dir`, with the config the child reads."""
+    """The job's folder under `work_dir`, with the config and the inputs the child reads."""
     job_dir = work_dir / str(event.job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
     (job_dir / CONFIG_FILE).write_text(event.config.model_dump_json(indent=2))
+    (job_dir / INPUTS_FILE).write_text(event.inputs.model_dump_json(indent=2))
     return job_dir
 
 
 def read_job_config(job_dir: Path) -> JobConfig:
     return JobConfig.model_validate_json((job_dir / CONFIG_FILE).read_text())
+
+
+def read_job_inputs(job_dir: Path) -> JobInputs:
+    return JobInputs.model_validate_json((job_dir / INPUTS_FILE).read_text())
 
 
 def child_env(event: JobStartEvent) -> dict[str, str]:

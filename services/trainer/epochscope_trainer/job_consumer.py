@@ -7,12 +7,13 @@ leaves the job to be re-run when a trainer takes the partition again.
 
 import asyncio
 import contextlib
+import json
 import logging
 
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
+from epochscope_schemas.events import JOB_START_SCHEMA_VERSION, JobStartEvent, JobStatus, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.job_supervisor import JobSupervisor
@@ -76,11 +77,15 @@ class JobConsumerLoop:
 
     async def handle(self, value: bytes, tp: TopicPartition, offset: int) -> bool:
         """Process one record; False when the job was interrupted by a shutdown."""
-        try:
-            event = parse_event(value)
-        except ValidationError as exc:
-            log.warning("dead-lettering an invalid record at %s:%d@%d", tp.topic, tp.partition, offset)
-            headers = [("reason", f"schema_invalid: {exc.error_count()} error(s)".encode())]
+        reason = unsupported_version(value)
+        if reason is None:
+            try:
+                event = parse_event(value)
+            except ValidationError as exc:
+                reason = f"schema_invalid: {exc.error_count()} error(s)"
+        if reason is not None:
+            log.warning("dead-lettering a record at %s:%d@%d: %s", tp.topic, tp.partition, offset, reason)
+            headers = [("reason", reason.encode())]
             await self.producer.send_and_wait(dead_letter_topic(JOB_COMMANDS), value, headers=headers)
             return True
         if not isinstance(event, JobStartEvent):
@@ -107,3 +112,18 @@ class JobConsumerLoop:
         while True:
             await asyncio.sleep(self.keep_alive_s)
             await self.consumer.getmany(timeout_ms=0)
+
+
+def unsupported_version(value: bytes) -> str | None:
+    """The reason to refuse a job-start event of a schema version this trainer does not read (v1 named server
+    paths, v2 names object keys and a model source), or None for anything else."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("type") != "job.start":
+        return None
+    version = data.get("schema_version")
+    if isinstance(version, int) and version != JOB_START_SCHEMA_VERSION:
+        return f"unsupported_schema_version: job.start v{version}; this trainer reads v{JOB_START_SCHEMA_VERSION}"
+    return None

