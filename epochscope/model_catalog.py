@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from epochscope_schemas.catalog import CatalogModel, demo_catalog
+from epochscope_schemas.events import ModelSource
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
@@ -31,7 +32,7 @@ def _tokenizer_of_bundled(name: str, model_cache: Path, tokenizers: Path) -> Pat
         return target
     from epochscope_trainer.model_loading import resolve_model  # transformers: only on the first start
 
-    converted = Path(resolve_model(f"bundled:{name}", model_cache))
+    converted = Path(resolve_model(ModelSource(id=name, source=f"bundled:{name}"), model_cache))
     partial = target.with_name(f"{name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

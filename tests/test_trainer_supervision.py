@@ -92,7 +92,7 @@ def harness(tmp_path: Path, values: list[bytes], command: Callable[[Path], list[
     async def deliver_spool(job_dir: Path) -> None:
         spools.append(job_dir)
 
-    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05, store=STORE)
+    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05, cancel_grace_s=1.0, store=STORE)
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
     )
@@ -153,6 +153,26 @@ async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: P
     await asyncio.wait_for(running, 30)
     assert (job_dir / CANCEL_FILE).exists()
     assert h.producer.sent == [] and h.jobs.committed == [1]  # the child reports the cancel itself
+
+
+async def test_a_child_that_ignores_a_cancel_is_killed_after_the_grace_and_the_job_reported_cancelled(
+    tmp_path: Path,
+) -> None:
+    """Whatever the child is stuck in (a long step, a user's validator), a cancel ends the job within seconds."""
+    event = start_event("until-sigterm")  # never looks at the cancel file
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    running = asyncio.create_task(h.service.run())
+    await wait_for_file(tmp_path / str(event.job_id) / "started")
+    cancelled_at = asyncio.get_running_loop().time()
+    await h.cancels.queue.put(
+        FakeRecord(JobCancelEvent(job_id=event.job_id, user_id="user-1").model_dump_json().encode(), 0)
+    )
+    await asyncio.wait_for(running, 30)
+    assert asyncio.get_running_loop().time() - cancelled_at < 10
+    (status,) = h.producer.statuses()
+    assert status.status == JobStatus.CANCELLED
+    assert status.message == "cancelled by the user (the training process did not stop within 1s)"
+    assert h.jobs.committed == [1]
 
 
 async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> None:
