@@ -130,15 +130,15 @@ async def test_new_job_form_picks_model_and_dataset_previews_the_prediction_set_
         return await api_post(full_stack, user, "/v1/predictions/estimate", body)
 
     async def expect_estimate(estimate: dict[str, Any]) -> None:
-        for name, key in [("predictions", "predictions"), ("prompt-tokens", "prompt_tokens"), ("rounds", "rounds")]:
-            await expect(page.locator(f"#estimate-{name}")).to_have_text(f"{estimate[key]:,}")
-        await expect(page.locator("#estimate-generated-tokens")).to_have_text(f"{estimate['generated_tokens']:,}")
-        shown = page.locator("#prediction-set tbody tr")
-        await expect(shown).to_have_count(len(estimate["samples"]))
+        for name in ("rounds", "predictions", "prompt_tokens", "generated_tokens"):
+            shown = "—" if estimate[name] is None else f"{estimate[name]:,}"
+            await expect(page.locator(f"#estimate-{name.replace('_', '-')}")).to_have_text(shown)
+        rows = page.locator("#prediction-set tbody tr")
+        await expect(rows).to_have_count(len(estimate["samples"]))
         for index in (0, len(estimate["samples"]) - 1):
             sample = estimate["samples"][index]
-            await expect(shown.nth(index)).to_have_attribute("data-sample-id", str(sample["sample_id"]))
-            await expect(shown.nth(index).locator('[data-col="line"]')).to_have_text(str(sample["line"]))
+            await expect(rows.nth(index)).to_have_attribute("data-sample-id", str(sample["sample_id"]))
+            await expect(rows.nth(index).locator('[data-col="line"]')).to_have_text(str(sample["line"]))
 
     # The estimate and the prediction set (prompt and ground truth) are the API's, for the form's config.
     estimate = await expected()

@@ -56,7 +56,7 @@ export function datasetView(root, route, { navigate }) {
         h(
           "div",
           { class: "actions" },
-          h("a", { class: "button", href: "#/new" }, "Use in a new job"),
+          h("a", { class: "button", href: `#/new?dataset=${encodeURIComponent(dataset.dataset_id)}` }, "Use in a new job"),
           h("button", { type: "button", class: "danger", onclick: remove }, "Delete dataset"),
         ),
       ),

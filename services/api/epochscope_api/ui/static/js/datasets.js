@@ -71,7 +71,7 @@ function uploadCard(onUploaded) {
             result,
             h("h3", {}, "Report of ", dataset.filename),
             datasetReport(dataset, models),
-            h("p", {}, h("a", { href: `#/datasets/${dataset.dataset_id}`, id: "open-uploaded" }, "Preview its rows"), " · ", h("a", { href: "#/new" }, "Use it in a new job")),
+            h("p", {}, h("a", { href: `#/datasets/${dataset.dataset_id}`, id: "open-uploaded" }, "Preview its rows"), " · ", h("a", { href: `#/new?dataset=${encodeURIComponent(dataset.dataset_id)}` }, "Use it in a new job")),
           );
           onUploaded(dataset);
         } catch (exc) {

@@ -9,7 +9,7 @@ const DEFAULT_MODEL = "smollm2-135m-instruct";
 const DATASET_PAGES_MAX = 10;
 
 export function modelLabel(model) {
-  return `${model.display_name} · ${fmtParameters(model.parameters)} parameters · ${fmtInt(model.context_length)}-token context`;
+  return `${model.display_name} · ${fmtParameters(model.parameters)} parameters`;
 }
 
 export function datasetLabel(dataset) {
