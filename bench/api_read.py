@@ -142,7 +142,7 @@ async def seed(admin_url: str, size: Size) -> tuple[uuid.UUID, tuple[int, str]]:
             " VALUES ($1, $2, $3, 'completed', $4)",
             job_id,
             OWNER,
-            json.dumps({"model": "bench", "dataset_path": "/dev/null"}),
+            json.dumps({"model": "bench", "dataset_id": str(uuid.uuid4())}),
             datetime.now(UTC) + timedelta(days=1),
         )
         columns = [
@@ -229,7 +229,7 @@ def run(size: Size, api_workers: int, results_dir: Path) -> Path:
 async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Path) -> Path:
     job_id, deep_key = await seed(stack.postgres.admin_url, size)
     # The API's database connections: a pool per worker.
-    pool_size = ApiSettings(jwt_secret="unused", job_token_secret="unused").db_pool_max * api_workers
+    pool_size = ApiSettings.model_fields["db_pool_max"].default * api_workers
     pool = await create_pool(stack.api_database_url, pool_size, pool_size)
     token = stack.mint_token(OWNER)
     path = f"/v1/jobs/{job_id}/predictions?limit={PAGE_SIZE}"

@@ -94,10 +94,10 @@ def write_dataset(path: Path, rows: int) -> Path:
     return path
 
 
-def job_config(model_dir: Path, dataset: Path, size: Size) -> dict[str, Any]:
+def job_config(model_id: str, dataset_id: str, size: Size) -> dict[str, Any]:
     return {
-        "model": str(model_dir),
-        "dataset_path": str(dataset),
+        "model": model_id,
+        "dataset_id": dataset_id,
         "num_epochs": size.epochs,
         "batch_size": 1,
         "learning_rate": 1e-3,
@@ -149,11 +149,13 @@ async def poll(client: httpx.AsyncClient, job_id: str, arrivals: Arrivals, total
             await asyncio.sleep(POLL_S)
 
 
-async def measure(stack: LocalStack, model_dir: Path, dataset: Path, size: Size) -> Arrivals:
+async def measure(stack: LocalStack, model_id: str, dataset: Path, size: Size) -> Arrivals:
     arrivals = Arrivals()
     headers = {"Authorization": f"Bearer {stack.mint_token(OWNER)}"}
     async with httpx.AsyncClient(base_url=stack.api_url, headers=headers, timeout=30) as client:
-        created = await client.post("/v1/jobs", json=job_config(model_dir, dataset, size))
+        uploaded = await client.post("/v1/datasets", files={"file": (dataset.name, dataset.read_bytes())})
+        uploaded.raise_for_status()
+        created = await client.post("/v1/jobs", json=job_config(model_id, uploaded.json()["dataset_id"], size))
         created.raise_for_status()
         job_id = created.json()["job_id"]
         total: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -188,15 +190,15 @@ def latencies(arrivals: Arrivals) -> dict[str, list[float]]:
 
 def run(size: Size, results_dir: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_model import build_tiny_model
+    from tiny_model import build_tiny_model, tiny_catalog
 
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    stack = LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"})
+    catalog = tiny_catalog(build_tiny_model(root / "model"))
+    stack = LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"}, models=catalog)
     try:
-        model_dir = build_tiny_model(root / "model")
         dataset = write_dataset(root / "train.jsonl", size.rows)
         with stack:
-            arrivals = asyncio.run(measure(stack, model_dir, dataset, size))
+            arrivals = asyncio.run(measure(stack, catalog[0].id, dataset, size))
     finally:
         stack.delete_data()
         shutil.rmtree(root, ignore_errors=True)

@@ -16,17 +16,32 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from epochscope import demo
 from epochscope.local_stack import LocalStack
 from epochscope.stack_errors import StackError, explain_os_error
+from epochscope_schemas.catalog import CatalogModel
 
 DEFAULT_DATA_DIR = Path(".epochscope")
 POSTGRES_DIR_HELP = (
     "where the Postgres cluster keeps its data (default: DATA_DIR/postgres, or, as root, a folder under "
     "/var/lib/epochscope that the unprivileged Postgres user owns)"
 )
+MODELS_HELP = "a JSON file with the model catalog to offer (a list of GET /v1/models entries; default: the demo model)"
+
+
+def read_catalog(path: Path | None) -> list[CatalogModel] | None:
+    """The catalog in a JSON file, or None for the default; a StackError naming the problem."""
+    if path is None:
+        return None
+    try:
+        return TypeAdapter(list[CatalogModel]).validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise StackError(
+            f"{path} is not a model catalog: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}"
+        ) from None
 
 
 def up(args: argparse.Namespace) -> int:
@@ -34,7 +49,13 @@ def up(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a supervisor stopping us
         signal.signal(sig, lambda *_: stopping.set())
-    stack = LocalStack(args.data_dir, api_port=args.api_port, writers=args.writers, postgres_dir=args.postgres_dir)
+    stack = LocalStack(
+        args.data_dir,
+        api_port=args.api_port,
+        writers=args.writers,
+        postgres_dir=args.postgres_dir,
+        models=read_catalog(args.models),
+    )
     with console.status("starting Postgres, the broker and the services"):
         stack.start()
     try:
@@ -75,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands.add_parser("up", help="run the local stack until Ctrl-C")
     up_parser.add_argument("--api-port", type=int, default=8000)
     up_parser.add_argument("--writers", type=int, default=1, help="writer replicas in one consumer group")
+    up_parser.add_argument("--models", type=Path, help=MODELS_HELP)
     token_parser = commands.add_parser("token", help="print a dev bearer token for the local stack")
     token_parser.add_argument("--user", required=True)
     token_parser.add_argument("--hours", type=float, default=12)

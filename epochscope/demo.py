@@ -1,7 +1,8 @@
 """`epochscope demo`: the main job, end to end, on the embedded local stack.
 
-Starts the stack, submits the demo job over HTTP as any client would, prints each round's
-predictions next to the ground truth as they arrive, and exits 0 when the job completes.
+Starts the stack, uploads the demo data and submits the demo job over HTTP as any client would (upload, then
+submit by dataset id), prints each round's predictions next to the ground truth as they arrive, and exits 0 when
+the job completes.
 """
 
 import argparse
@@ -14,9 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from epochscope.local_stack import LocalStack
+from epochscope_schemas.catalog import DEMO_MODEL_ID
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
-DEMO_MODEL = "smollm2-135m-instruct"
 DEMO_USER = "demo"
 POLL_SECONDS = 1.0
 
@@ -33,11 +34,18 @@ BOOKING_SCHEMA = {
 }
 
 
-def demo_job_config(data_dir: Path, epochs: int, samples: int) -> dict[str, Any]:
+def upload(client: httpx.Client, path: Path) -> dict[str, Any]:
+    """POST the file to /v1/datasets; the dataset with its validation report."""
+    with path.open("rb") as handle:
+        response = client.post("/v1/datasets", files={"file": (path.name, handle, "application/octet-stream")})
+    return response.raise_for_status().json()
+
+
+def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -> dict[str, Any]:
     """LoRA on the demo model; predictions on held-out requests, checked against the booking schema."""
     return {
-        "model": DEMO_MODEL,
-        "dataset_path": str(data_dir / "train.jsonl"),
+        "model": DEMO_MODEL_ID,
+        "dataset_id": train_id,
         "num_epochs": epochs,
         "batch_size": 8,
         "learning_rate": 2e-3,
@@ -46,7 +54,7 @@ def demo_job_config(data_dir: Path, epochs: int, samples: int) -> dict[str, Any]
         "predictions": {
             "enabled": True,
             "sample_count": samples,
-            "samples_path": str(data_dir / "samples.jsonl"),
+            "samples_dataset_id": samples_id,
             "max_new_tokens": 40,
             "seed": 7,
             "validators": [{"kind": "json_schema", "json_schema": BOOKING_SCHEMA}],
@@ -84,7 +92,7 @@ def progress_line(job: dict[str, Any]) -> str:
         loss = f", loss {progress['loss']:.3f}" if progress.get("loss") is not None else ""
         return f"training: step {progress['step']}/{progress['max_steps']}, epoch {progress['epoch']:.2f}{loss}"
     if job["status"] == "running" and (job.get("status_message") or "").startswith("loading"):
-        return "loading the model (the first run converts the demo model to safetensors, about half a minute)"
+        return "the trainer is loading the model and the data"
     return f"job {job['status']}"
 
 
@@ -118,6 +126,29 @@ class JobFollower:
                 self.printed.add(index)
 
 
+def submit(client: httpx.Client, console: Console, epochs: int, samples: int) -> dict[str, Any]:
+    """Upload the demo data, show the prediction set and the estimate, submit the job by dataset id."""
+    train, held_out = (upload(client, DEMO_DIR / "data" / name) for name in ("train.jsonl", "samples.jsonl"))
+    for dataset in (train, held_out):
+        tokens = dataset["report"]["tokens"].get(DEMO_MODEL_ID, {})
+        console.print(
+            f"Uploaded {dataset['filename']}: {dataset['usable_rows']}/{dataset['rows']} usable"
+            f" {dataset['row_format']} rows, {tokens.get('prompt_tokens', '?')} prompt tokens"
+            f" -> dataset {dataset['dataset_id']}"
+        )
+    config = demo_job_config(train["dataset_id"], held_out["dataset_id"], epochs, samples)
+    estimate = client.post("/v1/predictions/estimate", json={"config": config}).raise_for_status().json()
+    console.print(
+        f"Estimate: {estimate['rounds']} rounds (the baseline included) x {len(estimate['samples'])} samples"
+        f" ({', '.join(sample['sample_id'] for sample in estimate['samples'])}),"
+        f" {estimate['prompt_tokens']} prompt tokens, at most {estimate['generated_tokens']} generated,"
+        f" about {estimate['seconds']:.0f}s of generation"
+    )
+    job = client.post("/v1/jobs", json=config).raise_for_status().json()
+    console.print(f"Submitted job {job['job_id']}: {epochs} epochs, {samples} samples per round")
+    return job
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="epochscope demo", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path(".epochscope"))
@@ -129,17 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console()
     started = time.monotonic()
-    with LocalStack(data_dir=args.data_dir, api_port=args.api_port, postgres_dir=args.postgres_dir) as stack:
+    stack = LocalStack(data_dir=args.data_dir, api_port=args.api_port, postgres_dir=args.postgres_dir)
+    with console.status("starting the local stack (the first start converts the demo model, about half a minute)"):
+        stack.start()
+    try:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            config = demo_job_config(DEMO_DIR / "data", args.epochs, args.samples)
-            job = client.post("/v1/jobs", json=config).raise_for_status().json()
+            job = submit(client, console, args.epochs, args.samples)
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
-            console.print(f"Submitted job {job['job_id']}: {args.epochs} epochs, {args.samples} samples per round")
             console.print(f"Job URL: {job_url}")
             follower = JobFollower(client, job["job_id"], args.samples, console)
-            with console.status("waiting for the trainer (the first run converts the demo model once)") as status:
+            with console.status("waiting for the trainer") as status:
                 while True:
                     job = follower.poll()
                     status.update(f"{progress_line(job)} - {time.monotonic() - started:.0f}s elapsed")
@@ -149,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                         console.print(f"[red]Gave up after {args.timeout:.0f}s; the job is still {job['status']}.")
                         return 1
                     time.sleep(POLL_SECONDS)
+    finally:
+        stack.stop()
     elapsed = time.monotonic() - started
     if job["status"] != "completed":
         console.print(f"[red]Job {job['status']}: {job['status_message']}")

@@ -16,12 +16,14 @@ from types import TracebackType
 import httpx
 
 from epochscope.broker import TansuBroker, ensure_topics
+from epochscope.model_catalog import with_tokenizers
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
 from epochscope_api.auth import mint_user_token
 from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_schemas.catalog import CatalogModel
 
 PARTITIONS = 4
 API_START_TIMEOUT_S = 60
@@ -38,7 +40,9 @@ class LocalStack:
         trainers: int = 1,
         extra_env: dict[str, str] | None = None,
         postgres_dir: Path | None = None,
+        models: list[CatalogModel] | None = None,
     ) -> None:
+        """`models`: the catalog the API offers (default: the demo model)."""
         self.data_dir = data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.api_port = api_port or free_port()
@@ -46,6 +50,7 @@ class LocalStack:
         self.writer_count = writers
         self.trainer_count = trainers
         self._extra_env = extra_env or {}
+        self._models = models
         self._secrets = self._load_secrets()
         self.postgres = PostgresCluster.for_stack(self.data_dir, postgres_dir)
         self.broker = TansuBroker(self.logs / "broker.log")
@@ -68,10 +73,20 @@ class LocalStack:
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
             "EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / "trainer"),
-            "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(self.data_dir / "models"),
+            "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(self.model_cache),
+            "EPOCHSCOPE_STORE_LOCAL_DIR": str(self.object_store_dir),
             "EPOCHSCOPE_PUBLIC_URL": self.api_url,
             **self._extra_env,
         }
+
+    @property
+    def model_cache(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def object_store_dir(self) -> Path:
+        """The object store: uploaded datasets (and checkpoints) as files."""
+        return self.data_dir / "objects"
 
     def mint_token(self, user_id: str, ttl: timedelta = timedelta(hours=12)) -> str:
         """A bearer token for `user_id`, signed with this stack's secret (for local development only)."""
@@ -101,6 +116,7 @@ class LocalStack:
         self.broker.start()
         self.postgres.start()
         asyncio.run(self._prepare())
+        catalog = with_tokenizers(self._models, self.model_cache, self.data_dir / "tokenizers")
         self.processes.append(
             self._service(
                 "api",
@@ -108,6 +124,7 @@ class LocalStack:
                 {
                     "EPOCHSCOPE_DATABASE_URL": self.api_database_url,
                     "EPOCHSCOPE_API_PORT": str(self.api_port),
+                    "EPOCHSCOPE_MODELS": json.dumps([model.model_dump(mode="json") for model in catalog]),
                 },
             )
         )

@@ -25,7 +25,7 @@ async def admin_fixture(full_stack: Any) -> AsyncIterator[asyncpg.Connection]:
 
 async def insert_job(admin: asyncpg.Connection, owner: str, status: str = "running") -> uuid.UUID:
     job_id = uuid.uuid4()
-    config = {"model": "tiny", "dataset_path": "/dev/null"}
+    config = {"model": "tiny", "dataset_id": str(uuid.uuid4())}  # no dataset behind it: no trainer runs it
     await admin.execute(
         "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at) VALUES ($1, $2, $3, $4, $5)",
         job_id,

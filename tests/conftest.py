@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tiny_model import tiny_catalog
 
 from epochscope.local_stack import LocalStack
 
@@ -13,9 +14,13 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
-def full_stack() -> Iterator[LocalStack]:
+def full_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
     root = Path(tempfile.mkdtemp(prefix="epochscope-stack-"))  # private (0700), as a newcomer's would be
-    stack = LocalStack(root, extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"})
+    stack = LocalStack(
+        root,
+        extra_env={"EPOCHSCOPE_WRITER_LINGER_MS": "20", "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5"},
+        models=tiny_catalog(tiny_model_dir),
+    )
     try:
         with stack:
             yield stack

@@ -23,18 +23,25 @@ from epochscope_api.auth import UserTokenVerifier, mint_user_token
 from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.jobs import cancel_unless_final
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
-from epochscope_api.estimate import EstimateRequest, estimate
+from epochscope_api.estimate import SamplePreview, count_rounds, estimate, train_rows
 from epochscope_api.live import ALL_CHANGE_KINDS, kinds_of
 from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
-from epochscope_schemas.config import JobConfig, PredictionLimits
+from epochscope_schemas.catalog import CatalogModel
+from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import Envelope, JobStatus, parse_event
+from epochscope_schemas.object_store import StoreSettings
 from epochscope_schemas.topics import JOB_COMMANDS
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"
+
+
+def api_settings(**settings: Any) -> ApiSettings:
+    """Settings with placeholders for what these tests do not use: the job token key and the store."""
+    return ApiSettings(job_token_secret=SecretStr("unused"), store=StoreSettings(local_dir=Path("unused")), **settings)
 
 
 def test_committed_openapi_matches_the_app() -> None:
@@ -55,25 +62,52 @@ def test_every_body_is_a_named_component_errors_share_one_model_and_operation_id
                         assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)
 
 
-def request(**predictions: object) -> EstimateRequest:
-    config = {"enabled": True, "sample_count": 16, "max_new_tokens": 64} | predictions
-    return EstimateRequest(predictions=config, num_epochs=3, dataset_size=1000, batch_size=10)
+DATASET_ID = "0d8f2a1e-3b7e-4a37-9a62-2f1a4d9d0c11"
+MODEL = CatalogModel(
+    id="m",
+    display_name="M",
+    source="dir:/m",
+    parameters=1,
+    context_length=8,
+    chat_template=False,
+    tokens_per_second=64.0,
+    prefill_tokens_per_second=1000.0,
+)
+
+
+def job(epochs: int = 3, **predictions: object) -> JobConfig:
+    config = {"enabled": True, "sample_count": 16, "max_new_tokens": 64, "baseline_round": False} | predictions
+    return JobConfig(model="m", dataset_id=DATASET_ID, num_epochs=epochs, batch_size=10, predictions=config)
+
+
+def previews(count: int, prompt_tokens: int | None = 10) -> list[SamplePreview]:
+    return [
+        SamplePreview(sample_id=f"row-{i:06d}", line=i + 1, prompt="p", ground_truth=None, prompt_tokens=prompt_tokens)
+        for i in range(count)
+    ]
 
 
 def test_estimate_per_epoch() -> None:
-    result = estimate(request(), tokens_per_second=64.0, price_per_hour=3.6)
-    assert (result.rounds, result.predictions, result.tokens) == (3, 48, 3072)
-    assert result.seconds == 48.0
-    assert result.price_usd == 0.048
+    result = estimate(job(), usable_rows=1000, samples=previews(16), model=MODEL, price_per_hour=3.6)
+    assert (result.rounds, result.predictions, result.generated_tokens, result.prompt_tokens) == (3, 48, 3072, 480)
+    assert result.seconds == 48.48  # 3072 generated at 64/s, 480 prompt tokens at 1000/s
+    assert result.price_usd == 0.0485
 
 
-def test_estimate_every_n_steps_and_disabled() -> None:
-    assert estimate(request(sample_frequency="steps", step_interval=40), 64.0, 1.0).rounds == 7  # 300 steps // 40
-    assert estimate(request(enabled=False), 64.0, 1.0).tokens == 0
+def test_estimate_counts_the_baseline_round() -> None:
+    """A 2-epoch job with the default baseline round has 3 rounds."""
+    assert estimate(job(epochs=2, baseline_round=True), 1000, previews(16), MODEL, 1.0).rounds == 3
 
 
-def test_estimate_grows_with_sample_count() -> None:
-    assert estimate(request(sample_count=32), 64.0, 1.0).tokens == 2 * estimate(request(), 64.0, 1.0).tokens
+def test_estimate_every_n_steps_after_an_eval_hold_out_and_disabled() -> None:
+    assert count_rounds(job(sample_frequency="steps", step_interval=40), 1000) == 7  # 300 steps // 40
+    held_out = job(sample_frequency="steps", step_interval=40).model_copy(update={"eval_fraction": 0.1})
+    assert (train_rows(held_out, 1000), count_rounds(held_out, 1000)) == (900, 6)  # 270 steps // 40
+    assert estimate(job(enabled=False), 1000, previews(16), MODEL, 1.0).generated_tokens == 0
+
+
+def test_estimate_without_a_tokenizer_has_no_prompt_tokens() -> None:
+    assert estimate(job(), 1000, previews(16, prompt_tokens=None), MODEL, 1.0).prompt_tokens is None
 
 
 def test_cursor_round_trip_and_garbage() -> None:
@@ -115,7 +149,7 @@ def test_every_domain_error_has_an_http_status() -> None:
 def test_a_domain_error_is_answered_with_its_status_and_the_shared_error_model(
     error: DomainError, status_code: int, detail: str
 ) -> None:
-    app = create_app(ApiSettings(jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused")))
+    app = create_app(api_settings(jwt_secret=SecretStr("unused")))
 
     @app.get("/raises")
     async def raises() -> None:
@@ -131,13 +165,16 @@ def test_notify_payload_names_what_to_read_again() -> None:
         assert kinds_of(anything) == ALL_CHANGE_KINDS
 
 
-def test_a_nul_character_is_a_field_error(tmp_path: Path) -> None:
-    dataset = tmp_path / "train.jsonl"
-    dataset.write_text("{}\n")
-    config = JobConfig(model="tiny\x00", dataset_path=str(dataset))
+def test_a_nul_character_and_a_model_outside_the_catalog_are_field_errors() -> None:
+    settings = api_settings(jwt_secret="j" * 32, models=[MODEL])
+    config = JobConfig(model="m", dataset_id=DATASET_ID, predictions={"validators": [{"kind": "json_parse"}]})
+    assert check_job_config(config, settings) == MODEL
     with pytest.raises(RequestValidationError) as raised:
-        check_job_config(config, PredictionLimits())
-    assert [error["loc"] for error in raised.value.errors()] == [("body", "model")]
+        check_job_config(config.model_copy(update={"model": "m\x00"}), settings)
+    assert [error["loc"] for error in raised.value.errors()] == [("body", "model"), ("body", "model")]
+    with pytest.raises(RequestValidationError) as raised:
+        check_job_config(config.model_copy(update={"model": "/etc/passwd"}), settings)
+    assert "catalog" in raised.value.errors()[0]["msg"]
 
 
 @pytest.fixture
@@ -169,7 +206,7 @@ LOCAL_SECRET = "a-local-secret-of-at-least-32-bytes"
 
 
 def verifier(**settings: Any) -> UserTokenVerifier:
-    return UserTokenVerifier(ApiSettings(job_token_secret=SecretStr("unused"), **settings))
+    return UserTokenVerifier(api_settings(**settings))
 
 
 def provider_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
@@ -208,9 +245,9 @@ async def test_without_a_secret_an_hs256_token_is_refused(identity_provider: tup
 
 def test_settings_need_a_way_to_verify_users() -> None:
     with pytest.raises(ValidationError):
-        ApiSettings(job_token_secret=SecretStr("unused"))
+        api_settings()
     with pytest.raises(ValidationError):
-        ApiSettings(job_token_secret=SecretStr("unused"), jwks_url="http://idp", jwks_algorithms=["HS256"])
+        api_settings(jwks_url="http://idp", jwks_algorithms=["HS256"])
 
 
 class FakeConnection:
@@ -238,7 +275,7 @@ def job_row(status: JobStatus) -> dict[str, Any]:
         "job_id": uuid.uuid4(),
         "status": status.value,
         "status_message": None,
-        "config": {"model": "tiny", "dataset_path": "/data/train.jsonl"},
+        "config": {"model": "tiny", "dataset_id": DATASET_ID},
         "metrics": {},
         "progress": None,
         "created_at": now,

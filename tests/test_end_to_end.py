@@ -1,4 +1,5 @@
-"""End to end on the real local stack: API -> Kafka -> trainer (tiny model) -> Kafka -> writer -> Postgres."""
+"""End to end on the real local stack: upload -> API -> Kafka -> trainer (tiny model, dataset from the object store)
+-> Kafka -> writer -> Postgres."""
 
 import asyncio
 import json
@@ -12,6 +13,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from generated_client import api_module, generated_client
+from tiny_model import TINY_MODEL_ID
+from transformers import AutoTokenizer
+from uploads import chat_rows, upload
 
 from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
 from epochscope_schemas.job_token import verify_job_token
@@ -22,27 +26,22 @@ pytestmark = pytest.mark.stack
 JOB_TIMEOUT_S = 300
 
 
-def write_dataset(path: Path, rows: int = 8) -> Path:
-    with path.open("w") as handle:
-        for i in range(rows):
-            messages = [
-                {"role": "user", "content": f"What is {i} plus {i}?"},
-                {"role": "assistant", "content": f"{i + i}"},
-            ]
-            handle.write(json.dumps({"messages": messages}) + "\n")
-    return path
-
-
-def job_config(model_dir: Path, dataset: Path, predictions: dict[str, Any]) -> dict[str, Any]:
+def job_config(dataset_id: str, predictions: dict[str, Any]) -> dict[str, Any]:
     return {
-        "model": str(model_dir),
-        "dataset_path": str(dataset),
+        "model": TINY_MODEL_ID,
+        "dataset_id": dataset_id,
         "num_epochs": 2,
         "batch_size": 4,
         "learning_rate": 1e-3,
         "max_length": 64,
         "predictions": predictions,
     }
+
+
+async def uploaded(full_stack: Any, user: str) -> str:
+    """The id of `user`'s upload of the eight-row chat dataset."""
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        return (await upload(client, full_stack.mint_token(user), "train.jsonl", chat_rows()))["dataset_id"]
 
 
 def headers(token: str) -> dict[str, str]:
@@ -86,19 +85,21 @@ async def messages_for_job(bootstrap_servers: str, topic: str, job_id: str) -> l
         await consumer.stop()
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_dataset(tmp_path_factory.mktemp("data") / "train.jsonl")
+FINISHED_JOB_PREDICTIONS = {"enabled": True, "sample_count": 3, "max_new_tokens": 8}
 
 
 @pytest.fixture(scope="module")
-async def finished_job(full_stack: Any, tiny_model_dir: Path, dataset: Path) -> dict[str, Any]:
+async def alice_dataset(full_stack: Any) -> str:
+    return await uploaded(full_stack, "alice")
+
+
+@pytest.fixture(scope="module")
+async def finished_job(full_stack: Any, alice_dataset: str) -> dict[str, Any]:
     """One job with predictions for a baseline + 2 epochs x 3 samples, run to the end (shared by several tests)."""
     token = full_stack.mint_token("alice")
-    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": 8}
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         created = await client.post(
-            "/v1/jobs", json=job_config(tiny_model_dir, dataset, predictions), headers=headers(token)
+            "/v1/jobs", json=job_config(alice_dataset, FINISHED_JOB_PREDICTIONS), headers=headers(token)
         )
         assert created.status_code == 201, created.text
         job = await wait_for_final_status(client, created.json()["job_id"], token)
@@ -134,11 +135,28 @@ async def test_trainer_child_saw_the_jobs_identity(full_stack: Any, finished_job
     assert claims.user_id == "alice"
 
 
-async def test_disabled_predictions_complete_without_prediction_events(
-    full_stack: Any, tiny_model_dir: Path, dataset: Path
+async def test_the_estimate_equals_the_rounds_predictions_and_prompt_tokens_the_job_really_had(
+    full_stack: Any, finished_job: dict, tiny_model_dir: Path
 ) -> None:
+    token = full_stack.mint_token("alice")
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.post(
+            "/v1/predictions/estimate", json={"config": finished_job["config"]}, headers=headers(token)
+        )
+        assert response.status_code == 200, response.text
+        estimate = response.json()
+        rows = await all_predictions(client, finished_job["job_id"], token)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt_tokens = sum(len(tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]) for row in rows)
+    assert (estimate["rounds"], estimate["predictions"]) == (len(finished_job["rounds"]), len(rows)) == (3, 9)
+    assert estimate["prompt_tokens"] == prompt_tokens
+    assert [sample["sample_id"] for sample in estimate["samples"]] == sorted({row["sample_id"] for row in rows})
+    assert {sample["ground_truth"] for sample in estimate["samples"]} == {row["ground_truth"] for row in rows}
+
+
+async def test_disabled_predictions_complete_without_prediction_events(full_stack: Any) -> None:
     token = full_stack.mint_token("carol")
-    config = job_config(tiny_model_dir, dataset, {"enabled": False, "sample_count": 3})
+    config = job_config(await uploaded(full_stack, "carol"), {"enabled": False, "sample_count": 3})
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         created = await client.post("/v1/jobs", json=config, headers=headers(token))
         assert created.status_code == 201, created.text
@@ -202,18 +220,21 @@ async def test_a_redelivered_prediction_event_leaves_one_row(full_stack: Any, fi
         ({"num_epochs": 0}, ["body", "num_epochs"]),
         ({"learning_rate": "fast"}, ["body", "learning_rate"]),
         ({"model": ""}, ["body", "model"]),
-        ({"dataset_path": "/nonexistent/train.jsonl"}, ["body", "dataset_path"]),
+        ({"model": "/etc/passwd"}, ["body", "model"]),
+        ({"dataset_path": "/etc/passwd"}, ["body", "dataset_path"]),
+        ({"dataset_id": str(uuid.uuid4())}, ["body", "dataset_id"]),
+        ({"eval_dataset_id": str(uuid.uuid4())}, ["body", "eval_dataset_id"]),
         ({"predictions": {"enabled": True, "sample_count": 100000}}, ["body", "predictions", "sample_count"]),
         ({"predictions": {"sample_frequency": "steps"}}, ["body", "predictions"]),
         ({"surprise": 1}, ["body", "surprise"]),
     ],
 )
 async def test_invalid_job_configs_get_422_naming_the_field_and_store_nothing(
-    full_stack: Any, tiny_model_dir: Path, dataset: Path, patch: dict, field: list[str]
+    full_stack: Any, patch: dict, field: list[str]
 ) -> None:
     user = f"mallory-{uuid.uuid4()}"
     token = full_stack.mint_token(user)
-    config = job_config(tiny_model_dir, dataset, {"enabled": True}) | patch
+    config = job_config(await uploaded(full_stack, user), {"enabled": True}) | patch
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         response = await client.post("/v1/jobs", json=config, headers=headers(token))
     assert response.status_code == 422, response.text
@@ -225,14 +246,31 @@ async def test_invalid_job_configs_get_422_naming_the_field_and_store_nothing(
         await conn.close()
 
 
-async def test_the_generated_client_runs_a_real_job_and_reads_its_rounds(
-    full_stack: Any, tiny_model_dir: Path, dataset: Path
+async def test_another_users_dataset_id_in_a_job_config_is_not_found(full_stack: Any, alice_dataset: str) -> None:
+    token = full_stack.mint_token("bob")
+    for field in ("dataset_id", "eval_dataset_id"):
+        config = job_config(await uploaded(full_stack, "bob"), {"enabled": True}) | {field: alice_dataset}
+        async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+            response = await client.post("/v1/jobs", json=config, headers=headers(token))
+        assert response.status_code == 422, response.text
+        assert [(e["loc"], e["msg"]) for e in response.json()["detail"]] == [(["body", field], "dataset not found")]
+
+
+async def test_the_generated_client_uploads_a_dataset_runs_a_real_job_and_reads_its_rounds(
+    full_stack: Any, tmp_path: Path
 ) -> None:
     package = generated_client()
     models = package.models
     client = package.AuthenticatedClient(base_url=full_stack.api_url, token=full_stack.mint_token("client-e2e"))
+    train = tmp_path / "train.jsonl"
+    train.write_bytes(chat_rows())
+    with train.open("rb") as handle:
+        body = models.BodyUploadDataset(file=package.types.File(payload=handle, file_name=train.name))
+        dataset = await api_module("datasets.upload_dataset").asyncio(client=client, body=body)
+    assert isinstance(dataset, models.Dataset), dataset
+    assert (dataset.rows, dataset.usable_rows, dataset.row_format) == (8, 8, "chat")
     config = models.JobConfig.from_dict(
-        job_config(tiny_model_dir, dataset, {"enabled": True, "sample_count": 2, "max_new_tokens": 4})
+        job_config(str(dataset.dataset_id), {"enabled": True, "sample_count": 2, "max_new_tokens": 4})
     )
     job = await api_module("jobs.create_job").asyncio(client=client, body=config)
     assert isinstance(job, models.Job), job

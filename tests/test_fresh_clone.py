@@ -1,10 +1,12 @@
 """A fresh clone in a folder only its owner may enter (as `mktemp -d` makes, and as /root is), exactly as a
-newcomer runs it: `make install`, `epochscope up`, a job submitted over HTTP, completed with predictions.
+newcomer runs it: `make install`, `epochscope up`, the demo data uploaded and a job submitted over HTTP,
+completed with predictions.
 
 As root this is the case that once failed: Postgres runs as an unprivileged user, which cannot enter the
 clone. As a normal user everything runs as that user, so there is nothing to reproduce.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ARTIFACTS
+from tiny_model import TINY_MODEL_ID, tiny_catalog
 
 from epochscope.ports import free_port
 
@@ -70,12 +73,14 @@ def wait_ready(url: str, up: subprocess.Popen[str], timeout_s: float = 180) -> N
 def test_the_stack_runs_a_job_from_a_clone_in_a_private_folder(private_clone: Path, tiny_model_dir: Path) -> None:
     private = private_clone.parent
     model = shutil.copytree(tiny_model_dir, private / "model")  # the model, too, only root may reach
+    catalog = private / "models.json"
+    catalog.write_text(json.dumps([entry.model_dump(mode="json") for entry in tiny_catalog(model)]))
     bin_dir = private_clone / ".venv" / "bin"
     data = private_clone / ".epochscope"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     up = subprocess.Popen(
-        [str(bin_dir / "epochscope"), "up", "--api-port", str(port), "--data-dir", str(data)],
+        [str(bin_dir / "epochscope"), "up", "--api-port", str(port), "--data-dir", str(data), "--models", str(catalog)],
         cwd=private_clone,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -88,9 +93,12 @@ def test_the_stack_runs_a_job_from_a_clone_in_a_private_folder(private_clone: Pa
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        train = private_clone / "demo" / "data" / "train.jsonl"
+        uploaded = client.post("/v1/datasets", files={"file": (train.name, train.read_bytes())})
+        assert uploaded.status_code == 201, uploaded.text
         config = {
-            "model": str(model),
-            "dataset_path": str(private_clone / "demo" / "data" / "train.jsonl"),
+            "model": TINY_MODEL_ID,
+            "dataset_id": uploaded.json()["dataset_id"],
             "num_epochs": 1,
             "batch_size": 8,
             "max_length": 64,

@@ -49,13 +49,41 @@ def test_parse_event_rejects_unknown_versions_types_and_bad_fields(patch: dict) 
 
 def test_steps_frequency_needs_an_interval() -> None:
     with pytest.raises(ValidationError, match="step_interval"):
-        JobConfig(model="m", dataset_path="d", predictions={"sample_frequency": "steps"})
+        JobConfig(model="m", dataset_id=uuid4(), predictions={"sample_frequency": "steps"})
 
 
 def test_server_limits_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = JobConfig(model="m", dataset_path="d", predictions={"enabled": True, "sample_count": 20})
+    config = JobConfig(model="m", dataset_id=uuid4(), predictions={"enabled": True, "sample_count": 20})
     assert limit_violations(config, PredictionLimits()) == []
     monkeypatch.setenv("EPOCHSCOPE_PREDICTIONS_MAX_SAMPLE_COUNT", "10")
     assert limit_violations(config, PredictionLimits()) == [
         (("predictions", "sample_count"), "must be at most 10 (server limit)")
     ]
+
+
+@pytest.mark.parametrize("field", ["dataset_path", "eval_dataset_path"])
+def test_a_job_config_with_a_path_field_is_refused_naming_the_field(field: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        JobConfig.model_validate({"model": "m", "dataset_id": str(uuid4()), field: "/etc/passwd"})
+    assert [error["loc"] for error in raised.value.errors()] == [(field,)]
+    with pytest.raises(ValidationError) as raised:
+        JobConfig.model_validate({"model": "m", "dataset_id": str(uuid4()), "predictions": {"samples_path": "/x"}})
+    assert [error["loc"] for error in raised.value.errors()] == [("predictions", "samples_path")]
+
+
+def test_a_version_1_job_start_event_is_refused() -> None:
+    """Version 2 names datasets by object key and the model by its catalog source; a v1 event (paths) is refused."""
+    dataset = {"dataset_id": str(uuid4()), "key": "datasets/u/d.jsonl", "file_type": "jsonl", "row_format": "chat"}
+    start = {
+        "type": "job.start",
+        "job_id": str(uuid4()),
+        "user_id": "alice",
+        "config": {"model": "m", "dataset_id": dataset["dataset_id"]},
+        "inputs": {
+            "model": {"id": "m", "source": "dir:/models/m"},
+            "train": dataset | {"sha256": "0" * 64, "bytes": 10},
+        },
+    }
+    assert parse_event(json.dumps(start)).schema_version == 2
+    with pytest.raises(ValidationError):
+        parse_event(json.dumps(start | {"schema_version": 1}))

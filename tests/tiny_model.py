@@ -6,6 +6,10 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from epochscope_schemas.catalog import CatalogModel
+
+TINY_MODEL_ID = "tiny"
+
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endfor %}"
@@ -52,3 +56,19 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def tiny_catalog(model_dir: Path) -> list[CatalogModel]:
+    """The tests' model catalog: the tiny model, loaded by the trainer from its folder."""
+    return [
+        CatalogModel(
+            id=TINY_MODEL_ID,
+            display_name="Tiny Llama (tests)",
+            source=f"dir:{model_dir}",
+            parameters=30_000,
+            context_length=256,
+            chat_template=True,
+            tokens_per_second=200.0,
+            tokenizer_dir=str(model_dir),
+        )
+    ]

@@ -13,7 +13,9 @@ SOURCE_KINDS = ("bundled", "hf", "dir")
 DEMO_MODEL_ID = "smollm2-135m-instruct"
 
 
-class CatalogModel(BaseModel):
+class CatalogEntry(BaseModel):
+    """A catalog model as users see it (GET /v1/models)."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="What a job's `model` names.")]
@@ -32,14 +34,6 @@ class CatalogModel(BaseModel):
     prefill_tokens_per_second: Annotated[
         float, Field(gt=0, description="Prompt-reading throughput on a trainer, for estimates.")
     ] = 2000.0
-    tokenizer_dir: Annotated[
-        str | None,
-        Field(
-            description="A folder on the API's filesystem with the model's tokenizer.json (and tokenizer_config.json "
-            "or chat_template.jinja), to count tokens in uploads; without it, uploads report no token counts.",
-            exclude=True,
-        ),
-    ] = None
 
     @field_validator("source")
     @classmethod
@@ -50,6 +44,21 @@ class CatalogModel(BaseModel):
         if kind == "hf" and not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", rest):
             raise ValueError("hf: needs a Hugging Face id such as org/name")
         return value
+
+
+class CatalogModel(CatalogEntry):
+    """A catalog model as the operator sets it: with the API's copy of its tokenizer."""
+
+    tokenizer_dir: Annotated[
+        str | None,
+        Field(
+            description="A folder on the API's filesystem with the model's tokenizer.json (and tokenizer_config.json "
+            "or chat_template.jinja), to count tokens in uploads; without it, uploads report no token counts."
+        ),
+    ] = None
+
+    def entry(self) -> CatalogEntry:
+        return CatalogEntry(**self.model_dump(exclude={"tokenizer_dir"}))
 
 
 def demo_catalog() -> list[CatalogModel]:

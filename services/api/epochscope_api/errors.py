@@ -27,3 +27,11 @@ class BadCursor(DomainError):
 
     def __init__(self, name: str) -> None:
         super().__init__(f"{name}: not a cursor from this API")
+
+
+class UnknownDatasets(DomainError):
+    """Job config fields naming a dataset the current user does not have (another user's reads the same)."""
+
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__(f"dataset not found: {', '.join(fields)}")
+        self.fields = fields

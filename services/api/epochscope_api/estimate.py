@@ -1,55 +1,83 @@
-"""Cost estimate of a predictions config: how many rounds, predictions, tokens, seconds and dollars.
+"""What a job's predictions will cost: rounds, predictions, prompt and generated tokens, seconds and dollars.
 
-Pure arithmetic over throughput and price settings, shared by the REST endpoint and the web UI.
-Tokens are an upper bound: every prediction is counted at max_new_tokens.
+Pure arithmetic over the job config, its dataset's real row count, the prediction set's real prompt token counts
+and the catalog model's throughput; shared by the REST endpoint and the web UI's job form. Rounds follow the
+trainer's callback: the baseline round before training, then one per epoch end, evaluation (once an epoch) or
+`step_interval` global steps, at most one per step. Generated tokens are an upper bound (every answer counted at
+max_new_tokens); prompt tokens are exact when the model has a tokenizer in the catalog.
 """
 
 import math
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from epochscope_schemas.config import PredictionsConfig, SampleFrequency
+from epochscope_schemas.catalog import CatalogModel
+from epochscope_schemas.config import JobConfig, SampleFrequency
 
 
 class EstimateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
-    predictions: PredictionsConfig
-    num_epochs: int = Field(ge=1, le=100)
-    dataset_size: int = Field(ge=1, le=100_000_000, description="Training rows.")
-    batch_size: int = Field(default=8, ge=1, le=1024)
-    model: str | None = Field(default=None, description="Model id, to pick its throughput setting.")
+    config: JobConfig
+
+
+class SamplePreview(BaseModel):
+    """One row of the prediction set, as the trainer will ask it."""
+
+    sample_id: str
+    line: int = Field(description="1-based row of the dataset file (its line in JSONL).")
+    prompt: list[dict[str, str]] | str = Field(description="The chat messages before the answer, or the text prompt.")
+    ground_truth: str | None
+    prompt_tokens: int | None = Field(description="Tokens of the rendered prompt; null without the model's tokenizer.")
 
 
 class Estimate(BaseModel):
-    rounds: int
+    rounds: int = Field(description="Prediction rounds, the baseline round included.")
     predictions: int
-    tokens: int
+    prompt_tokens: int | None = Field(description="Prompt tokens read over all rounds; null without a tokenizer.")
+    generated_tokens: int = Field(description="Upper bound: every prediction at max_new_tokens.")
     seconds: float
     price_usd: float
     tokens_per_second: float = Field(description="The generation throughput the estimate assumed.")
+    train_rows: int = Field(description="Rows the job trains on (after an eval_fraction hold-out).")
+    samples: list[SamplePreview] = Field(description="The exact prediction set the job will use.")
 
 
-def count_rounds(request: EstimateRequest) -> int:
-    config = request.predictions
-    if not config.enabled:
+def train_rows(config: JobConfig, usable_rows: int) -> int:
+    """Rows left to train on: the trainer holds out max(1, round(n * eval_fraction)) rows for eval."""
+    if config.eval_fraction is None:
+        return usable_rows
+    return usable_rows - max(1, round(usable_rows * config.eval_fraction))
+
+
+def count_rounds(config: JobConfig, usable_rows: int) -> int:
+    predictions = config.predictions
+    if not predictions.enabled:
         return 0
-    if config.sample_frequency == SampleFrequency.STEPS:
-        total_steps = math.ceil(request.dataset_size / request.batch_size) * request.num_epochs
-        return total_steps // (config.step_interval or total_steps)
-    return request.num_epochs  # one round per epoch end, or per evaluation (once an epoch)
+    baseline = 1 if predictions.baseline_round else 0
+    if predictions.sample_frequency == SampleFrequency.STEPS:
+        total_steps = math.ceil(max(train_rows(config, usable_rows), 0) / config.batch_size) * config.num_epochs
+        return baseline + total_steps // (predictions.step_interval or total_steps or 1)
+    return baseline + config.num_epochs  # one round per epoch end, or per evaluation (once an epoch)
 
 
-def estimate(request: EstimateRequest, tokens_per_second: float, price_per_hour: float) -> Estimate:
-    rounds = count_rounds(request)
-    predictions = rounds * request.predictions.sample_count
-    tokens = predictions * request.predictions.max_new_tokens
-    seconds = tokens / tokens_per_second
+def estimate(
+    config: JobConfig, usable_rows: int, samples: list[SamplePreview], model: CatalogModel, price_per_hour: float
+) -> Estimate:
+    rounds = count_rounds(config, usable_rows)
+    predictions = rounds * len(samples)
+    generated = predictions * config.predictions.max_new_tokens
+    counts = [sample.prompt_tokens for sample in samples]
+    prompt_tokens = None if None in counts else rounds * sum(count or 0 for count in counts)
+    seconds = generated / model.tokens_per_second + (prompt_tokens or 0) / model.prefill_tokens_per_second
     return Estimate(
         rounds=rounds,
         predictions=predictions,
-        tokens=tokens,
+        prompt_tokens=prompt_tokens,
+        generated_tokens=generated,
         seconds=round(seconds, 2),
         price_usd=round(seconds / 3600 * price_per_hour, 4),
-        tokens_per_second=tokens_per_second,
+        tokens_per_second=model.tokens_per_second,
+        train_rows=train_rows(config, usable_rows),
+        samples=samples if config.predictions.enabled else [],
     )

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from epochscope_api.bootstrap import lifespan
-from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
+from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound, UnknownDatasets
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
-from epochscope_api.routers import estimate, health, jobs, limits, predictions, stream
+from epochscope_api.routers import estimate, health, jobs, limits, models, predictions, stream
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
@@ -22,6 +22,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     JobNotFound: status.HTTP_404_NOT_FOUND,
     SampleNotFound: status.HTTP_404_NOT_FOUND,
     BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    UnknownDatasets: status.HTTP_422_UNPROCESSABLE_CONTENT,
 }
 
 
@@ -53,7 +54,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    for router in (health.router, jobs.router, predictions.router, stream.router, estimate.router, limits.router):
+    routers = (health, models, jobs, predictions, stream, estimate, limits)
+    for router in (module.router for module in routers):
         app.include_router(router, responses=error_responses(400, 401, 422) if router is not health.router else None)
     app.include_router(ui.router)
     return app

@@ -8,13 +8,16 @@ from pydantic import SecretStr
 
 from epochscope_api.main import create_app
 from epochscope_api.settings import ApiSettings
+from epochscope_schemas.object_store import StoreSettings
 
 DEFAULT_PATH = Path("schemas/openapi.json")  # relative to the repository root
 
 
 def openapi_document() -> dict:
-    # The spec does not depend on secrets; placeholders let it be built without any environment.
-    settings = ApiSettings(jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused"))
+    # The spec depends on no secret and no store; placeholders let it be built without any environment.
+    settings = ApiSettings(
+        jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused"), store=StoreSettings(local_dir=Path())
+    )
     return create_app(settings).openapi()
 
 

@@ -1,23 +1,31 @@
-"""Checks on a submitted job beyond its schema: server limits, readable data files, text Postgres can store.
+"""Checks on a submitted job beyond its schema: server limits, the model catalog, its datasets, text Postgres can
+store.
 
 Errors use FastAPI's own 422 shape, so every field error names its field the same way.
 """
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 
-from epochscope_schemas.config import JobConfig, PredictionLimits, limit_violations
+from epochscope_api.errors import UnknownDatasets
+from epochscope_api.settings import ApiSettings
+from epochscope_schemas.catalog import CatalogModel
+from epochscope_schemas.config import JobConfig, limit_violations
+
+FieldError = tuple[tuple[str | int, ...], str]
 
 
-def _unreadable(path: str) -> str | None:
-    if not os.path.isfile(path):
-        return f"file not found: {path}"
-    if not os.access(path, os.R_OK):
-        return f"file is not readable: {path}"
-    return None
+def field_errors(errors: list[FieldError]) -> RequestValidationError:
+    """A 422 naming each field of the request body with its message."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": None} for loc, message in errors]
+    )
+
+
+def unknown_datasets(error: UnknownDatasets) -> RequestValidationError:
+    return field_errors([(tuple(field.split(".")), "dataset not found") for field in error.fields])
 
 
 def _with_nul(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
@@ -36,19 +44,15 @@ def _with_nul(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str
             yield from _with_nul(item, (*loc, index))
 
 
-def check_job_config(config: JobConfig, limits: PredictionLimits) -> None:
-    """Raise a 422 naming every field that breaks a server limit, points at a missing file or holds a NUL."""
-    errors: list[tuple[tuple[str | int, ...], str]] = list(limit_violations(config, limits))
+def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
+    """The job's catalog model; a 422 naming every field that breaks a server limit, names a model outside the
+    catalog or holds a NUL."""
+    errors: list[FieldError] = list(limit_violations(config, settings.limits))
     errors += [(loc, "must not contain a NUL character") for loc in _with_nul(config.model_dump(mode="json"))]
-    for loc, path in (
-        (("dataset_path",), config.dataset_path),
-        (("eval_dataset_path",), config.eval_dataset_path),
-        (("predictions", "samples_path"), config.predictions.samples_path),
-    ):
-        problem = path and _unreadable(path)
-        if problem:
-            errors.append((loc, problem))
-    if errors:
-        raise RequestValidationError(
-            [{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": None} for loc, message in errors]
-        )
+    model = settings.catalog_model(config.model)
+    if model is None:
+        offered = ", ".join(entry.id for entry in settings.models)
+        errors.append((("model",), f"not a model of this server's catalog (GET /v1/models): {offered}"))
+    if errors or model is None:
+        raise field_errors(errors)
+    return model

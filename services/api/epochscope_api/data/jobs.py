@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from epochscope_api.cursor import decode_cursor, encode_cursor, text
+from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.rounds import fetch_rounds
 from epochscope_api.errors import JobNotFound
@@ -82,6 +83,7 @@ async def insert_job(conn: asyncpg.Connection, event: JobStartEvent, token_expir
         event.config.model_dump(mode="json"),
         token_expires_at,
     )
+    await link_job_datasets(conn, event.job_id, event.user_id, event.inputs)
     await enqueue(conn, JOB_COMMANDS, event)
     return await fetch_job(conn, event.job_id)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from epochscope_api.cursor import INT4_MAX
+from epochscope_api.data.job_inputs import resolve_inputs
 from epochscope_api.data.jobs import (
     cancel_unless_final,
     delete_job_row,
@@ -18,9 +19,10 @@ from epochscope_api.data.jobs import (
 )
 from epochscope_api.data.progress import fetch_progress_history
 from epochscope_api.deps import CurrentUser, SettingsDep, UserConn
+from epochscope_api.errors import UnknownDatasets
 from epochscope_api.http_errors import NOT_FOUND
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
-from epochscope_api.validation import check_job_config
+from epochscope_api.validation import check_job_config, unknown_datasets
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStartEvent, JobStatus
 from epochscope_schemas.job_token import mint_job_token
@@ -30,12 +32,18 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=Job, operation_id="create_job")
 async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
-    check_job_config(config, settings.limits)
+    """Queue a job on uploaded datasets and a catalog model; the trainer learns their object keys and the model's
+    source from the start event, never a path. A dataset id the user does not have is a 422 naming its field."""
+    model = check_job_config(config, settings)
+    try:
+        inputs = await resolve_inputs(conn, config, model)
+    except UnknownDatasets as error:
+        raise unknown_datasets(error) from None
     job_id = uuid.uuid4()
     token, claims = mint_job_token(
         settings.job_token_secret.get_secret_value(), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
-    event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, job_token=token)
+    event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
     return await insert_job(conn, event, claims.expires_at)
 
 
