@@ -7,13 +7,15 @@ configs (trainer, writer) never re-check them, so lowering a limit cannot break 
 """
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epochscope_schemas.linear_regex import schema_problems
 
 
 class PredictionLimits(BaseSettings):
@@ -56,6 +58,9 @@ class ValidatorConfig(BaseModel):
                 Draft202012Validator.check_schema(self.json_schema)
             except SchemaError as exc:
                 raise ValueError(f"json_schema is not a valid JSON Schema: {exc.message}") from None
+            problems = list(schema_problems(self.json_schema))
+            if problems:
+                raise ValueError(f"json_schema: {problems[0]}")
         elif self.json_schema is not None:
             raise ValueError("json_schema is only allowed when kind is 'json_schema'")
         return self
@@ -105,7 +110,14 @@ class LoraConfig(BaseModel):
     r: Annotated[int, Field(ge=1, le=256)] = 8
     alpha: Annotated[int, Field(ge=1)] = 16
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
-    target_modules: list[str] | str = "all-linear"
+    target_modules: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]{1,100}$")]] | Literal["all-linear"],
+        Field(
+            max_length=64,
+            description="Module names to adapt (exact names such as q_proj, or dotted suffixes), or 'all-linear'. "
+            "Not a regular expression: PEFT would run one against every module name.",
+        ),
+    ] = "all-linear"
 
 
 class JobConfig(BaseModel):

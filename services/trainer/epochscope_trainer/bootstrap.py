@@ -60,6 +60,7 @@ def bootstrap(
     supervisor = JobSupervisor(
         work_dir=settings.work_dir,
         check_s=settings.cancel_check_s,
+        cancel_grace_s=settings.cancel_grace_s,
         command=command or partial(job_command, processes=settings.processes_per_job),
         cancelled=cancels.cancelled,
         stopping=stopping,

@@ -28,9 +28,13 @@ class JobSupervisor:
     """Starts a job's child, passes on a cancel (a file in the job folder) or a shutdown (SIGTERM),
     delivers the events it left undelivered, and reports a crash as a failed job.
 
+    A child that has not stopped `cancel_grace_s` after a cancel (stuck in a step, in generation, in a user's
+    validator) is killed, and the job reported cancelled here: a cancel always ends a job within seconds.
+
     Args:
         work_dir: one folder per job is made under it.
         check_s: how often a running child is checked for a cancel or a shutdown.
+        cancel_grace_s: how long a cancelled child may take to stop by itself before it is killed.
         command: the child's command line for a job folder (`child_protocol.job_command`).
         cancelled: ids of the jobs users have cancelled (the cancel watcher's set).
         stopping: set when the service shuts down.
@@ -47,9 +51,11 @@ class JobSupervisor:
         stopping: asyncio.Event,
         status: StatusPublisher,
         deliver_spool: Callable[[Path], Awaitable[None]],
+        cancel_grace_s: float = 5.0,
     ) -> None:
         self.work_dir = work_dir
         self.check_s = check_s
+        self.cancel_grace_s = cancel_grace_s
         self.command = command
         self.cancelled = cancelled
         self.stopping = stopping
@@ -73,31 +79,42 @@ class JobSupervisor:
             except OSError as exc:
                 await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
                 return True
-            code = await self._wait(child, job_dir, job_id)
+            code, killed = await self._wait(child, job_dir, job_id)
         log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
         if code == ChildExit.UNDELIVERED or has_spool(job_dir):
             await self.deliver_spool(job_dir)
+        if killed:
+            message = f"cancelled by the user (the training process did not stop within {self.cancel_grace_s:g}s)"
+            await self.status.publish(event, JobStatus.CANCELLED, message)
+            return True
         if self.stopping.is_set() and code != ChildExit.FINISHED:
             return False
         if code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
             await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
         return True
 
-    async def _wait(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> int:
-        """The child's exit code; meanwhile a shutdown becomes SIGTERM and a cancel the cancel file, once each."""
-        cancel_sent = stop_sent = False
+    async def _wait(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> tuple[int, bool]:
+        """The child's exit code, and whether it was killed for not heeding a cancel. Meanwhile a shutdown becomes
+        SIGTERM and a cancel the cancel file, once each; a cancel still unheeded after the grace, SIGKILL."""
+        stop_sent = False
+        cancel_deadline: float | None = None
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                return await asyncio.wait_for(child.wait(), timeout=self.check_s)
+                return await asyncio.wait_for(child.wait(), timeout=self.check_s), False
             except TimeoutError:
                 pass
             if self.stopping.is_set() and not stop_sent:
                 child.send_signal(signal.SIGTERM)
                 stop_sent = True
-            elif job_id in self.cancelled and not cancel_sent:
+            elif job_id in self.cancelled and cancel_deadline is None:
                 log.info("cancelling job %s", job_id)
                 request_cancel(job_dir)
-                cancel_sent = True
+                cancel_deadline = loop.time() + self.cancel_grace_s
+            elif cancel_deadline is not None and loop.time() >= cancel_deadline:
+                log.warning("job %s did not stop within %.0fs of its cancel; killing it", job_id, self.cancel_grace_s)
+                child.kill()
+                return await child.wait(), True
 
 
 def _stop_with_parent() -> None:

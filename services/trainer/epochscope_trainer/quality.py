@@ -6,11 +6,11 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 
-from jsonschema import Draft202012Validator
 from rouge_score import rouge_scorer
 
 from epochscope_schemas.config import ValidatorConfig, ValidatorKind
 from epochscope_schemas.events import PredictionScores
+from epochscope_schemas.linear_regex import LinearValidator
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)\n?\s*```", re.DOTALL)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -34,7 +34,8 @@ class OutputValidator:
 
     def __init__(self, validators: list[ValidatorConfig]) -> None:
         self._validators = validators
-        self._schemas = [Draft202012Validator(v.json_schema) for v in validators if v.kind == ValidatorKind.JSON_SCHEMA]
+        # Patterns run in linear time: a user's schema cannot stall training (or a cancel) on a model's answer.
+        self._schemas = [LinearValidator(v.json_schema) for v in validators if v.kind == ValidatorKind.JSON_SCHEMA]
 
     def __call__(self, prediction: str) -> Validation:
         if not self._validators:

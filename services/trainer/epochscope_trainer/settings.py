@@ -18,6 +18,9 @@ class TrainerSettings(BaseSettings):
     publish_queue_size: int = Field(default=10_000, ge=1, description="Events held in memory before spooling.")
     flush_timeout_s: float = Field(default=30.0, ge=0, description="How long the end of a job waits for delivery.")
     cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
+    cancel_grace_s: float = Field(
+        default=5.0, gt=0, description="How long a cancelled job may take to stop before its process is killed."
+    )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
