@@ -127,7 +127,11 @@ def make_events(jobs: list[BenchJob], count: int) -> list[PredictionEvent]:
 
 async def prepare(stack: Stack, jobs: list[BenchJob], events: list[PredictionEvent], durable: bool) -> float:
     """Migrate, create the jobs and the topics, and produce every event; returns the produce time."""
-    await migrate(MigrateSettings(admin_database_url=stack.postgres.admin_url, writer_db_password=WRITER_PASSWORD))
+    await migrate(
+        MigrateSettings(
+            admin_database_url=stack.postgres.admin_url, writer_db_password=WRITER_PASSWORD, environment="development"
+        )
+    )
     if durable:
         await set_durability(stack)
     await ensure_topics(stack.broker.bootstrap_servers, PARTITIONS)

@@ -68,6 +68,7 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """The settings every service gets: the same EPOCHSCOPE_* variables a production deployment sets."""
         return {
+            "EPOCHSCOPE_ENVIRONMENT": "development",
             "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
             "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
@@ -168,6 +169,7 @@ class LocalStack:
 
     async def _prepare(self) -> None:
         settings = MigrateSettings(
+            environment="development",
             admin_database_url=self.postgres.admin_url,
             api_db_password=self._secrets["api_db_password"],
             writer_db_password=self._secrets["writer_db_password"],

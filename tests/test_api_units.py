@@ -5,6 +5,7 @@ cancel-unless-final (against a fake connection)."""
 import json
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -41,7 +42,8 @@ OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.jso
 
 def api_settings(**settings: Any) -> ApiSettings:
     """Settings with placeholders for what these tests do not use: the job token key and the store."""
-    return ApiSettings(job_token_secret=SecretStr("unused"), store=StoreSettings(local_dir=Path("unused")), **settings)
+    placeholders = {"job_token_secret": SecretStr("unused"), "store": StoreSettings(local_dir=Path("unused"))}
+    return ApiSettings(**({"environment": "development"} | placeholders | settings))
 
 
 def test_committed_openapi_matches_the_app() -> None:
@@ -177,15 +179,20 @@ def test_a_nul_character_and_a_model_outside_the_catalog_are_field_errors() -> N
     assert "catalog" in raised.value.errors()[0]["msg"]
 
 
+JWKS_FETCHES: Counter[str] = Counter()
+
+
 @pytest.fixture
 def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
-    """(JWKS URL, private key) of a minimal identity provider serving one RSA public key, kid "k1"."""
+    """(JWKS URL, private key) of a minimal identity provider serving one RSA public key, kid "k1";
+    JWKS_FETCHES[url] counts the key-set requests it served."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
     body = json.dumps({"keys": [public | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+            JWKS_FETCHES[url] += 1
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -195,9 +202,10 @@ def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
+    url = f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/.well-known/jwks.json", key
+        yield url, key
     finally:
         server.shutdown()
 
@@ -234,6 +242,23 @@ async def test_tokens_from_an_identity_provider_are_verified_against_its_jwks(
         with pytest.raises(HTTPException) as raised:
             await check.user_id(token)
         assert raised.value.status_code == 401
+
+
+async def test_tokens_with_unknown_kids_do_not_make_the_api_fetch_the_key_set_per_request(
+    identity_provider: tuple[str, rsa.RSAPrivateKey],
+) -> None:
+    url, key = identity_provider
+    check = verifier(jwks_url=url, jwt_audience="epochscope", jwks_refetch_min_seconds=3600)
+    assert await check.user_id(provider_token(key)) == "carol"
+    assert JWKS_FETCHES[url] == 1
+    claims = {"sub": "x", "aud": "epochscope", "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    for attempt in range(20):
+        forged = jwt.encode(claims, key, algorithm="RS256", headers={"kid": f"made-up-{attempt}"})
+        with pytest.raises(HTTPException) as raised:
+            await check.user_id(forged)
+        assert raised.value.status_code == 401
+    assert JWKS_FETCHES[url] == 2  # one refetch (keys may have rotated), then none within the interval
+    assert await check.user_id(provider_token(key)) == "carol"
 
 
 async def test_without_a_secret_an_hs256_token_is_refused(identity_provider: tuple[str, rsa.RSAPrivateKey]) -> None:

@@ -61,7 +61,7 @@ def sql(url: str, statement: str) -> object:
 
 @pytest.mark.stack
 def test_migrate_applies_once_and_refuses_an_edited_migration(admin_url: str) -> None:
-    settings = MigrateSettings(admin_database_url=admin_url)
+    settings = MigrateSettings(admin_database_url=admin_url, environment="development")
     shipped = [m.version for m in migration_files()]
     assert asyncio.run(migrate(settings)) == shipped
     assert asyncio.run(migrate(settings)) == []

@@ -131,7 +131,11 @@ def start_stack(root: Path) -> Stack:
 
 
 async def _prepare(stack: Stack) -> None:
-    await migrate(MigrateSettings(admin_database_url=stack.admin_dsn, writer_db_password=WRITER_DB_PASSWORD))
+    await migrate(
+        MigrateSettings(
+            admin_database_url=stack.admin_dsn, writer_db_password=WRITER_DB_PASSWORD, environment="development"
+        )
+    )
     await ensure_topics(stack.broker.bootstrap_servers, PARTITIONS)
 
 

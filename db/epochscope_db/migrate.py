@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
 
 log = logging.getLogger("epochscope.migrate")
 
@@ -25,9 +27,23 @@ LOCK_KEY = 7_318_291  # pg_advisory_xact_lock key: one migrator at a time
 class MigrateSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
 
+    environment: Environment = Field(
+        default=Environment.PRODUCTION, description="production refuses default or weak role passwords."
+    )
     admin_database_url: str = "postgresql://postgres@127.0.0.1:5432/epochscope"
     api_db_password: SecretStr = SecretStr("epochscope_api")
     writer_db_password: SecretStr = SecretStr("epochscope_writer")
+
+    @model_validator(mode="after")
+    def _no_default_passwords(self) -> "MigrateSettings":
+        refuse_weak_secrets(
+            self.environment,
+            {
+                "EPOCHSCOPE_API_DB_PASSWORD": self.api_db_password.get_secret_value(),
+                "EPOCHSCOPE_WRITER_DB_PASSWORD": self.writer_db_password.get_secret_value(),
+            },
+        )
+        return self
 
 
 class MigrationChanged(RuntimeError):

@@ -6,6 +6,8 @@ header picks the key, and each key accepts only its own algorithms (no HS256/RS2
 """
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,6 +41,9 @@ class UserTokenVerifier:
             else None
         )
         self._jwks_algorithms = settings.jwks_algorithms
+        self._jwks_refetch_s = settings.jwks_refetch_min_seconds
+        self._last_refetch = -settings.jwks_refetch_min_seconds
+        self._refetch_lock = threading.Lock()
         self._options: dict[str, Any] = {"require": ["sub", "exp"]}
         self._provider_claims: dict[str, Any] = {"audience": settings.jwt_audience, "issuer": settings.jwt_issuer}
 
@@ -49,7 +54,7 @@ class UserTokenVerifier:
                 claims = jwt.decode(token, self._secret, algorithms=[HS256], options=self._options)
             elif self._jwks is not None:
                 # The key set is cached; a miss fetches it over the network, so never on the event loop.
-                key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key = await asyncio.to_thread(self._signing_key, token)
                 claims = jwt.decode(
                     token, key, algorithms=self._jwks_algorithms, options=self._options, **self._provider_claims
                 )
@@ -61,3 +66,21 @@ class UserTokenVerifier:
         if not isinstance(user_id, str) or not user_id:
             raise unauthorized("token has no user")
         return user_id
+
+    def _signing_key(self, token: str) -> jwt.PyJWK:
+        """The provider's key for the token's `kid`, from the cached key set. An unknown `kid` refetches the set
+        (keys rotate) at most once per jwks_refetch_min_seconds, so tokens with made-up `kid`s cannot make the
+        API fetch the key set on every request."""
+        assert self._jwks is not None
+        kid = jwt.get_unverified_header(token).get("kid")
+        for key in self._jwks.get_signing_keys():
+            if key.key_id == kid:
+                return key
+        with self._refetch_lock:
+            if time.monotonic() - self._last_refetch < self._jwks_refetch_s:
+                raise jwt.PyJWKClientError(f"no key with kid {kid!r} in the identity provider's key set")
+            self._last_refetch = time.monotonic()
+        for key in self._jwks.get_signing_keys(refresh=True):
+            if key.key_id == kid:
+                return key
+        raise jwt.PyJWKClientError(f"no key with kid {kid!r} in the identity provider's key set")

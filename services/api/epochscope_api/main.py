@@ -2,6 +2,7 @@
 HTTP responses, and the uvicorn runner."""
 
 import logging
+import sys
 
 import uvicorn
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
@@ -9,6 +10,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import ValidationError
 
 from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound, UnknownDatasets
@@ -72,7 +74,10 @@ def served_app() -> FastAPI:
 
 
 def run() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:  # one line for the operator; never the values, which may be secrets
+        sys.exit("epochscope-api: invalid settings: " + "; ".join(error["msg"] for error in exc.errors()))
     configure_logging("api", settings.log_level)
     uvicorn.run(
         "epochscope_api.main:served_app",

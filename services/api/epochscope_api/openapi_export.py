@@ -16,7 +16,10 @@ DEFAULT_PATH = Path("schemas/openapi.json")  # relative to the repository root
 def openapi_document() -> dict:
     # The spec depends on no secret and no store; placeholders let it be built without any environment.
     settings = ApiSettings(
-        jwt_secret=SecretStr("unused"), job_token_secret=SecretStr("unused"), store=StoreSettings(local_dir=Path())
+        environment="development",
+        jwt_secret=SecretStr("unused"),
+        job_token_secret=SecretStr("unused"),
+        store=StoreSettings(local_dir=Path()),
     )
     return create_app(settings).openapi()
 

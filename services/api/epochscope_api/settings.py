@@ -9,17 +9,24 @@ from epochscope_schemas.catalog import CatalogModel, demo_catalog
 from epochscope_schemas.config import PredictionLimits
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.object_store import StoreSettings
+from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
 
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
 
+    environment: Environment = Field(
+        default=Environment.PRODUCTION, description="production refuses weak secrets; development allows them."
+    )
     database_url: str = "postgresql://epochscope_api@127.0.0.1:5432/epochscope"
     # Users' bearer tokens: an HS256 key, an identity provider's JWKS, or both (at least one).
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key of users' bearer tokens.")
     jwks_url: str | None = Field(default=None, description="Public keys of an identity provider (JWKS).")
     jwks_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
     jwks_cache_seconds: float = Field(default=300.0, gt=0, description="How long the fetched key set is kept.")
+    jwks_refetch_min_seconds: float = Field(
+        default=60.0, ge=0, description="Least time between key-set fetches caused by a token with an unknown kid."
+    )
     jwt_audience: str | None = Field(default=None, description="Required `aud` of the JWKS-signed tokens, when set.")
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of the JWKS-signed tokens, when set.")
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
@@ -58,6 +65,13 @@ class ApiSettings(BaseSettings):
             raise ValueError("set EPOCHSCOPE_JWT_SECRET or EPOCHSCOPE_JWKS_URL: users' tokens need a key")
         if any(algorithm.upper().startswith("HS") for algorithm in self.jwks_algorithms):
             raise ValueError("jwks_algorithms: only asymmetric algorithms (a JWKS holds public keys)")
+        refuse_weak_secrets(
+            self.environment,
+            {
+                "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
+                "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
+            },
+        )
         if len({model.id for model in self.models}) != len(self.models):
             raise ValueError("models: two catalog entries share an id")
         return self

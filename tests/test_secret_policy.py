@@ -1,0 +1,57 @@
+"""In production the API and the migrate step refuse short or placeholder secrets; development allows them."""
+
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from epochscope_api.settings import ApiSettings
+from epochscope_db.migrate import MigrateSettings
+from epochscope_schemas.object_store import StoreSettings
+from epochscope_schemas.secret_policy import weak_secret
+
+STRONG = secrets.token_urlsafe(32)
+STORE = StoreSettings(local_dir=Path("unused"))
+
+
+@pytest.mark.parametrize("value", ["change-me", "REPLACE_ME", "secret", "short-but-random-1234", "x" * 31])
+def test_placeholders_and_short_secrets_are_weak(value: str) -> None:
+    assert weak_secret("EPOCHSCOPE_JWT_SECRET", value) is not None
+
+
+def test_a_random_32_byte_secret_is_not_weak() -> None:
+    assert weak_secret("EPOCHSCOPE_JWT_SECRET", STRONG) is None
+
+
+@pytest.mark.parametrize("field", ["jwt_secret", "job_token_secret"])
+def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> None:
+    settings = {"jwt_secret": STRONG, "job_token_secret": STRONG, "store": STORE} | {field: "change-me"}
+    with pytest.raises(ValidationError, match=f"EPOCHSCOPE_{field.upper()} is a placeholder"):
+        ApiSettings(**settings)
+    assert ApiSettings(**settings, environment="development").environment == "development"
+    assert ApiSettings(**(settings | {field: STRONG})).environment == "production"  # the default
+
+
+def test_the_migrate_step_refuses_the_default_role_passwords_in_production() -> None:
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_API_DB_PASSWORD.*EPOCHSCOPE_WRITER_DB_PASSWORD"):
+        MigrateSettings()
+    assert MigrateSettings(api_db_password=STRONG, writer_db_password=STRONG).environment == "production"
+
+
+def test_the_api_process_will_not_start_with_a_placeholder_secret_and_logs_no_secret(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "EPOCHSCOPE_JWT_SECRET": "REPLACE_ME",
+        "EPOCHSCOPE_JOB_TOKEN_SECRET": STRONG,
+        "EPOCHSCOPE_STORE_LOCAL_DIR": str(tmp_path),
+    }
+    started = subprocess.run(
+        [str(Path(sys.executable).parent / "epochscope-api")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode != 0
+    assert "epochscope-api: invalid settings: Value error, EPOCHSCOPE_JWT_SECRET is a placeholder" in started.stderr
+    assert "Traceback" not in started.stderr
+    assert STRONG not in started.stderr + started.stdout
