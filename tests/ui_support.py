@@ -97,6 +97,35 @@ async def api_post(full_stack: Any, user: str, path: str, body: dict[str, Any]) 
     return response.json()
 
 
+async def api_upload(full_stack: Any, user: str, path: Path) -> Any:
+    """POST /v1/datasets with the file as its one multipart part; the Dataset the API made."""
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=120) as client:
+        response = await client.post(
+            "/v1/datasets",
+            files={"file": (path.name, path.read_bytes(), "application/octet-stream")},
+            headers={"Authorization": f"Bearer {full_stack.mint_token(user)}"},
+        )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def api_delete(full_stack: Any, user: str, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        return await client.delete(path, headers={"Authorization": f"Bearer {full_stack.mint_token(user)}"})
+
+
+async def catalog_model(full_stack: Any, user: str, tiny_model_dir: Path | None = None) -> dict[str, Any]:
+    """The catalog entry a test trains with: the tiny model's (source dir:<its folder>) when asked for, else the
+    first entry. The test stack's catalog must list the tiny model, or a form-submitted job would train SmolLM2."""
+    models = (await api_get(full_stack, user, "/v1/models"))["items"]
+    assert models, "GET /v1/models lists no model"
+    if tiny_model_dir is None:
+        return models[0]
+    tiny = [model for model in models if str(tiny_model_dir) in model["source"] or "tiny" in model["id"]]
+    assert tiny, f"the test stack's catalog has no entry for the tiny model ({tiny_model_dir}): {models}"
+    return tiny[0]
+
+
 async def sign_in(page: Page, api_url: str, token: str) -> None:
     await page.goto(f"{api_url}/ui/")
     await page.get_by_label("Bearer token").fill(token)
@@ -140,11 +169,18 @@ def progress_document(step: int, epoch: float, loss: float) -> dict[str, Any]:
     }
 
 
-async def insert_job(admin: asyncpg.Connection, owner: str, samples: int, status: str = "running") -> uuid.UUID:
+async def insert_job(
+    admin: asyncpg.Connection,
+    owner: str,
+    samples: int,
+    status: str = "running",
+    dataset_id: uuid.UUID | str | None = None,
+) -> uuid.UUID:
+    """A job row as the API and the writer leave it; with `dataset_id`, the job reads that dataset (job_datasets)."""
     job_id = uuid.uuid4()
     config = {
         "model": "tiny-inserted",
-        "dataset_path": "/data/bookings.jsonl",
+        "dataset_id": str(dataset_id or uuid.uuid4()),
         "num_epochs": 4,
         "batch_size": 4,
         "predictions": {"enabled": True, "sample_count": samples, "validators": [{"kind": "json_parse"}]},
@@ -160,6 +196,13 @@ async def insert_job(admin: asyncpg.Connection, owner: str, samples: int, status
         datetime.now(UTC) + timedelta(hours=1),
         json.dumps(progress),
     )
+    if dataset_id is not None:
+        await admin.execute(
+            "INSERT INTO job_datasets (job_id, dataset_id, owner_id, role) VALUES ($1, $2, $3, 'train')",
+            job_id,
+            uuid.UUID(str(dataset_id)),
+            owner,
+        )
     await admin.executemany(
         "INSERT INTO job_progress (job_id, step, owner_id, max_steps, epoch, loss, learning_rate, occurred_at)"
         " VALUES ($1, $2, $3, 40, $4, $5, 0.0002, now())",
@@ -239,6 +282,22 @@ def write_dataset(path: Path, rows: int = 8) -> Path:
             ]
             handle.write(json.dumps({"messages": messages}) + "\n")
     return path
+
+
+def write_malformed_dataset(path: Path) -> tuple[Path, dict[int, str]]:
+    """Good chat rows with a few bad lines planted among them; returns the file and {line number: what is wrong}."""
+    bad = {3: "{not json", 6: json.dumps({"messages": "not a list"}), 9: json.dumps({"unrelated": 1})}
+    with path.open("w") as handle:
+        for line in range(1, 13):
+            if line in bad:
+                handle.write(bad[line] + "\n")
+                continue
+            messages = [
+                {"role": "user", "content": f"Row {line}: say the number {line} as JSON."},
+                {"role": "assistant", "content": json.dumps({"number": line})},
+            ]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path, bad
 
 
 async def estimate_figure(page: Page, name: str) -> str:

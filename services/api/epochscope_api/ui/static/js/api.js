@@ -46,6 +46,10 @@ export function onUnauthorized(listener) {
   listeners.add(listener);
 }
 
+export function notifyUnauthorized() {
+  listeners.forEach((listener) => listener());
+}
+
 export async function api(path, { method = "GET", body, query, signal, token } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [key, value] of Object.entries(query || {})) {
@@ -64,7 +68,7 @@ export async function api(path, { method = "GET", body, query, signal, token } =
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    if (response.status === 401 && token === undefined) listeners.forEach((listener) => listener());
+    if (response.status === 401 && token === undefined) notifyUnauthorized();
     throw new ApiError(response.status, data?.detail ?? response.statusText);
   }
   return data;

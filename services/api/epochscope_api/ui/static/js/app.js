@@ -2,6 +2,8 @@
 
 import { clearToken, getToken, onUnauthorized, tokenUser } from "./api.js";
 import { clear, h, parseHash } from "./dom.js";
+import { datasetView } from "./dataset.js";
+import { datasetsView } from "./datasets.js";
 import { jobsView } from "./jobs.js";
 import { jobView } from "./job.js";
 import { newJobView } from "./newjob.js";
@@ -44,6 +46,7 @@ function renderUserBox() {
 
 function routeKey(parts) {
   if (parts[0] === "jobs" && parts[1]) return `job:${parts[1]}`;
+  if (parts[0] === "datasets" && parts[1]) return `dataset:${parts[1]}`;
   return parts[0] || "jobs";
 }
 
@@ -59,8 +62,9 @@ async function route() {
     return;
   }
   renderUserBox();
+  const section = parts[0] === "new" || parts[0] === "datasets" ? parts[0] : parts[0] === "jobs" && !parts[1] ? "jobs" : "";
   for (const link of document.querySelectorAll("[data-nav]")) {
-    if (link.dataset.nav === (parts[0] === "new" ? "new" : parts[0] === "jobs" && !parts[1] ? "jobs" : ""))
+    if (link.dataset.nav === section)
       link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
@@ -78,8 +82,8 @@ async function route() {
   }
   const container = h("div", { class: "view" });
   main.append(container);
-  const factories = { signin: signInView, jobs: jobsView, new: newJobView };
-  const factory = key.startsWith("job:") ? jobView : factories[key];
+  const factories = { signin: signInView, jobs: jobsView, new: newJobView, datasets: datasetsView };
+  const factory = key.startsWith("job:") ? jobView : key.startsWith("dataset:") ? datasetView : factories[key];
   if (!factory) {
     container.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/jobs" }, "Back to your jobs")));
     current = { key, view: {} };
@@ -87,7 +91,7 @@ async function route() {
   }
   const view = factory(container, routeInfo, { navigate });
   current = { key, view };
-  document.title = `Epochscope · ${{ signin: "Sign in", jobs: "Jobs", new: "New job" }[key] ?? "Job"}`;
+  document.title = `Epochscope · ${{ signin: "Sign in", jobs: "Jobs", new: "New job", datasets: "Datasets" }[key] ?? (key.startsWith("dataset:") ? "Dataset" : "Job")}`;
   main.focus({ preventScroll: true });
 }
 

@@ -3,6 +3,7 @@
 import { api, ApiError, getLimits, streamUrl } from "./api.js";
 import { compareTab } from "./compare.js";
 import { clear, debounce, fmtDate, fmtEpoch, fmtNum, h, shortId, statusBadge } from "./dom.js";
+import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
 import { predictionsTab } from "./predictions.js";
 
@@ -81,8 +82,7 @@ export function jobView(root, route, { navigate }) {
         "dl",
         { class: "facts" },
         [
-          ["Model", config.model],
-          ["Dataset", config.dataset_path],
+          ...sourceFacts(config),
           ["Epochs", config.num_epochs],
           ["Batch size", config.batch_size],
           ["Learning rate", config.learning_rate],
