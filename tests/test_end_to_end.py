@@ -265,7 +265,7 @@ async def test_the_generated_client_uploads_a_dataset_runs_a_real_job_and_reads_
     train = tmp_path / "train.jsonl"
     train.write_bytes(chat_rows())
     with train.open("rb") as handle:
-        body = models.BodyUploadDataset(file=package.types.File(payload=handle, file_name=train.name))
+        body = models.UploadDatasetBody(file=package.types.File(payload=handle, file_name=train.name))
         dataset = await api_module("datasets.upload_dataset").asyncio(client=client, body=body)
     assert isinstance(dataset, models.Dataset), dataset
     assert (dataset.rows, dataset.usable_rows, dataset.row_format) == (8, 8, "chat")

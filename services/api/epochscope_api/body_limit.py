@@ -10,7 +10,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodyTooLarge(Exception):
-    """Raised from `receive` once a streamed body passes the limit."""
+    """Raised from `receive` once a streamed body passes the limit. FastAPI wraps it in its 400 "error parsing the
+    body"; http_errors answers that with this 413 instead."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"the request body exceeds the limit of {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -37,7 +41,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def watching_send(message: Message) -> None:
@@ -52,8 +56,7 @@ class BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        detail = f"the request body exceeds the limit of {self.max_bytes} bytes"
-        body = json.dumps({"detail": detail}).encode()
+        body = json.dumps({"detail": str(BodyTooLarge(self.max_bytes))}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

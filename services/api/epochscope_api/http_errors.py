@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from epochscope_api.body_limit import BodyTooLarge
+
 log = logging.getLogger("epochscope.api.errors")
 
 
@@ -59,19 +61,21 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def _detail(exc: StarletteHTTPException) -> str:
-    """The message; FastAPI's "There was an error parsing the body" says why when the cause is bad UTF-8."""
+def _status_and_detail(exc: StarletteHTTPException) -> tuple[int, str]:
+    """FastAPI answers any failure to read a body "400 There was an error parsing the body"; say why instead."""
     cause = exc.__cause__
+    if isinstance(cause, BodyTooLarge):
+        return status.HTTP_413_CONTENT_TOO_LARGE, str(cause)
     if isinstance(cause, UnicodeDecodeError):
-        return f"the request body is not valid UTF-8: {cause.reason} at byte {cause.start}"
-    return str(exc.detail)
+        return exc.status_code, f"the request body is not valid UTF-8: {cause.reason} at byte {cause.start}"
+    return exc.status_code, str(exc.detail)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         headers["Allow"] = _allowed_methods(request)
-    return error_response(exc.status_code, _detail(exc), headers)
+    return error_response(*_status_and_detail(exc), headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
