@@ -83,6 +83,15 @@ class WriterProcess:
     def log_text(self, chars: int = 3000) -> str:
         return self.service.log_tail(chars)
 
+    def log_problems(self) -> list[str]:
+        """Lines of its whole log (every start of it) at ERROR or worse, or with a traceback."""
+        try:
+            text = self.service.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        markers = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '"exc_info"')
+        return [line for line in text.splitlines() if any(marker in line for marker in markers)]
+
 
 @dataclass
 class Stack:
