@@ -184,9 +184,11 @@ class Job:
     token: str
 
 
-async def create_job(stack: Stack, owner: str, token_ttl: timedelta = timedelta(hours=1)) -> Job:
+async def create_job(
+    stack: Stack, owner: str, token_ttl: timedelta = timedelta(hours=1), job_id: uuid.UUID | None = None
+) -> Job:
     """Insert a job row as the admin (as the API would) and mint its token."""
-    job_id = uuid.uuid4()
+    job_id = job_id or uuid.uuid4()
     token, claims = mint_job_token(JOB_TOKEN_SECRET, job_id, owner, token_ttl)
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
