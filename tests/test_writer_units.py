@@ -3,7 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from writer_fakes import SECRET, FakeBroker, FakeDatabase, FakeEventStore, job_token, record_of
@@ -25,17 +25,19 @@ from epochscope_writer.service_layer.apply import BatchApplier, EventKind, JobOw
 from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.settings import WriterSettings
 
-GRACE = timedelta(hours=1)
+LONG_AGO = timedelta(days=5)  # far past the hour the writer used to allow after a job's end, and a token's 72 h
 
 
 def applier() -> BatchApplier:
-    return BatchApplier(JobTokenVerifier(SECRET), JobOwners(100), GRACE)
+    return BatchApplier(JobTokenVerifier(SECRET), JobOwners(100))
 
 
-def prediction(job_id: UUID, owner: str, step: int, sample: int) -> PredictionEvent:
+def prediction(
+    job_id: UUID, owner: str, step: int, sample: int, token_ttl: timedelta = timedelta(hours=1)
+) -> PredictionEvent:
     return PredictionEvent(
         job_id=job_id,
-        job_token=job_token(job_id, owner),
+        job_token=job_token(job_id, owner, token_ttl),
         round_index=step,
         epoch=float(step),
         step=step,
@@ -105,32 +107,82 @@ async def test_every_kind_of_event_is_written() -> None:
 
 async def test_refused_events_become_dead_letters_with_their_reason() -> None:
     store, rules = FakeEventStore(), applier()
-    alices, finished = store.add_job("alice"), store.add_job("alice", finished_ago=GRACE * 2)
-    unknown = UUID(int=1)
+    alices = store.add_job("alice")
+    gone = UUID(int=1)  # a correctly signed token whose job row does not exist: deleted
     bobs_token_for_alices_job = prediction(alices, "bob", 1, 0)
     forged = prediction(alices, "alice", 1, 1).model_copy(update={"job_token": "forged"})
     records = [
-        record_of(prediction(unknown, "alice", 1, 0), 0),
+        record_of(prediction(gone, "alice", 1, 0), 0),
         record_of(bobs_token_for_alices_job, 1),
-        record_of(prediction(finished, "alice", 1, 0), 2),
         record_of(forged, 3),
     ]
     result = await rules.apply(store, rules.check(records))
     reasons = {letter.offset: letter.reason for letter in result.dead_letters}
     assert reasons == {
-        0: DeadLetterReason.UNKNOWN_JOB,
+        0: DeadLetterReason.JOB_DELETED,
         1: DeadLetterReason.OWNER_MISMATCH,
-        2: DeadLetterReason.JOB_FINISHED,
         3: DeadLetterReason.INVALID_TOKEN,
     }
     assert not store.tables.predictions and not store.tables.notified
 
 
-async def test_a_finished_job_still_takes_events_within_the_grace_period() -> None:
+async def test_late_events_of_finished_and_cancelled_jobs_land_but_never_move_them_back() -> None:
     store, rules = FakeEventStore(), applier()
-    job = store.add_job("alice", finished_ago=GRACE / 2)
-    result = await rules.apply(store, rules.check([record_of(prediction(job, "alice", 1, 0))]))
-    assert result.applied[EventKind.PREDICTION] == 1 and not result.dead_letters
+    ended = datetime.now(UTC) - LONG_AGO
+    jobs = [store.add_job("alice", status, ended) for status in (JobStatus.COMPLETED, JobStatus.CANCELLED)]
+    events: list[PredictionEvent | RoundSummaryEvent | JobStatusEvent] = []
+    for job in jobs:
+        late = prediction(job, "alice", 7, 0).model_copy(update={"occurred_at": ended + timedelta(seconds=1)})
+        running = JobStatusEvent(
+            job_id=job, job_token=job_token(job, "alice"), status=JobStatus.RUNNING, occurred_at=datetime.now(UTC)
+        )
+        events += [late, round_summary(job, "alice", 3), running]
+    result = await rules.apply(store, rules.check([record_of(e, i) for i, e in enumerate(events)]))
+    assert not result.dead_letters
+    assert +result.applied == {EventKind.PREDICTION: 2, EventKind.ROUND: 2}
+    assert result.duplicates[EventKind.STATUS] == 2  # a final job stays final, however new the late status
+    assert [store.tables.jobs[job][1].status for job in jobs] == [JobStatus.COMPLETED, JobStatus.CANCELLED]
+
+
+async def test_an_expired_token_of_an_existing_job_still_delivers() -> None:
+    store, rules = FakeEventStore(), applier()
+    job = store.add_job("alice", JobStatus.RUNNING)
+    expired = prediction(job, "alice", 1, 0, token_ttl=-LONG_AGO)  # queued and trained past the token's exp
+    old_clock = prediction(job, "alice", 1, 1).model_copy(update={"occurred_at": datetime.now(UTC) - LONG_AGO})
+    for _ in range(2):  # the second time from the verifier's cache
+        result = await rules.apply(store, rules.check([record_of(expired, 0), record_of(old_clock, 1)]))
+        assert not result.dead_letters
+    assert set(store.tables.predictions) == {(job, 1, "s0"), (job, 1, "s1")}
+
+
+async def test_a_deleted_jobs_late_events_are_dead_lettered_and_nothing_is_written() -> None:
+    store, rules = FakeEventStore(), applier()
+    job = store.add_job("alice", JobStatus.COMPLETED, datetime.now(UTC))
+    await rules.apply(store, rules.check([record_of(prediction(job, "alice", 1, 0))]))  # caches the owner
+    store.delete_job(job)
+    token = job_token(job, "alice")
+    late = [
+        prediction(job, "alice", 2, 0),
+        round_summary(job, "alice", 2),
+        JobStatusEvent(job_id=job, job_token=token, status=JobStatus.FAILED),
+        prediction(job, "alice", 2, 1).model_copy(update={"job_token": "forged"}),
+    ]
+    result = await rules.apply(store, rules.check([record_of(e, i) for i, e in enumerate(late)]))
+    reasons = {letter.offset: letter.reason for letter in result.dead_letters}
+    assert reasons == {
+        0: DeadLetterReason.JOB_DELETED,
+        1: DeadLetterReason.JOB_DELETED,
+        2: DeadLetterReason.JOB_DELETED,
+        3: DeadLetterReason.INVALID_TOKEN,  # a bad signature stays distinguishable from a revoked job
+    }
+    deleted = [letter for letter in result.dead_letters if letter.reason == DeadLetterReason.JOB_DELETED]
+    assert all(str(job) in letter.detail and "deleted" in letter.detail for letter in deleted)
+    assert not store.tables.predictions and not store.tables.rounds and job not in store.tables.jobs
+    assert not result.applied
+
+
+def test_the_finished_job_grace_setting_is_gone() -> None:
+    assert not any("grace" in name for name in WriterSettings.model_fields)
 
 
 def writer_for(broker: FakeBroker, database: FakeDatabase) -> Writer:

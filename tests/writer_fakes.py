@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from uuid import UUID
 
 from epochscope_schemas.events import (
@@ -52,8 +52,9 @@ def record_of(event: Envelope, offset: int = 0) -> FakeRecord:
     return FakeRecord(topic, 0, offset, str(event.job_id).encode(), encode_event(event))
 
 
-def job_token(job_id: UUID, user: str) -> str:
-    return mint_job_token(SECRET, job_id, user, timedelta(hours=1))[0]
+def job_token(job_id: UUID, user: str, ttl: timedelta = timedelta(hours=1)) -> str:
+    """A token the API would mint; a negative `ttl` gives one whose `exp` has passed."""
+    return mint_job_token(SECRET, job_id, user, ttl)[0]
 
 
 @dataclass
@@ -73,12 +74,18 @@ class FakeEventStore:
         self.refused: set[UUID] = set()  # event ids the "database" refuses, as a CHECK constraint would
         self._acting_as: str | None = None
 
-    def add_job(self, owner: str, finished_ago: timedelta | None = None) -> UUID:
+    def add_job(self, owner: str, status: JobStatus = JobStatus.QUEUED, status_at: datetime | None = None) -> UUID:
         job_id = uuid.uuid4()
-        finished = datetime.now(UTC) - finished_ago if finished_ago is not None else None
-        status = JobStatus.COMPLETED if finished else JobStatus.QUEUED
-        self.tables.jobs[job_id] = (owner, JobState(status, finished))
+        self.tables.jobs[job_id] = (owner, JobState(status))
+        if status_at is not None:
+            self.tables.status_at[job_id] = status_at
         return job_id
+
+    def delete_job(self, job_id: UUID) -> None:
+        """As the API's DELETE does: the job row and, by the cascade, everything written for it."""
+        del self.tables.jobs[job_id]
+        self.tables.status_at.pop(job_id, None)
+        self.tables.predictions = {k: v for k, v in self.tables.predictions.items() if k[0] != job_id}
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -139,8 +146,7 @@ class FakeEventStore:
             last = self.tables.status_at.get(e.job_id)
             if state.status.is_final or (last is not None and last >= e.occurred_at):
                 continue
-            finished = e.occurred_at if e.status.is_final else None
-            self.tables.jobs[e.job_id] = (owner, JobState(e.status, finished))
+            self.tables.jobs[e.job_id] = (owner, JobState(e.status))
             self.tables.status_at[e.job_id] = e.occurred_at
             applied.append(e)
         return applied

@@ -83,6 +83,15 @@ class WriterProcess:
     def log_text(self, chars: int = 3000) -> str:
         return self.service.log_tail(chars)
 
+    def log_problems(self) -> list[str]:
+        """Lines of its whole log (every start of it) at ERROR or worse, or with a traceback."""
+        try:
+            text = self.service.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        markers = ('"level": "ERROR"', '"level": "CRITICAL"', "Traceback", '"exc_info"')
+        return [line for line in text.splitlines() if any(marker in line for marker in markers)]
+
 
 @dataclass
 class Stack:
@@ -179,9 +188,11 @@ class Job:
     token: str
 
 
-async def create_job(stack: Stack, owner: str, token_ttl: timedelta = timedelta(hours=1)) -> Job:
+async def create_job(
+    stack: Stack, owner: str, token_ttl: timedelta = timedelta(hours=1), job_id: uuid.UUID | None = None
+) -> Job:
     """Insert a job row as the admin (as the API would) and mint its token."""
-    job_id = uuid.uuid4()
+    job_id = job_id or uuid.uuid4()
     token, claims = mint_job_token(JOB_TOKEN_SECRET, job_id, owner, token_ttl)
     conn = await asyncpg.connect(stack.admin_dsn)
     try:

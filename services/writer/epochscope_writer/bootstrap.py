@@ -3,8 +3,6 @@
 Tests build a Writer from fakes instead (tests/writer_fakes.py); nothing else constructs an adapter.
 """
 
-from datetime import timedelta
-
 from epochscope_writer.adapters.kafka import KafkaBroker
 from epochscope_writer.adapters.postgres import PostgresDatabase
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
@@ -18,7 +16,6 @@ def bootstrap(settings: WriterSettings, metrics: WriterMetrics) -> Writer:
     applier = BatchApplier(
         JobTokenVerifier(settings.job_token_secret.get_secret_value(), settings.writer_owner_cache_size),
         JobOwners(settings.writer_owner_cache_size),
-        timedelta(seconds=settings.writer_finished_job_grace_s),
     )
     database = PostgresDatabase(
         settings.database_url, settings.writer_db_connect_timeout_s, settings.writer_db_command_timeout_s

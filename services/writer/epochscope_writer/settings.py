@@ -24,9 +24,6 @@ class WriterSettings(BaseSettings):
     )
     writer_health_host: str = "0.0.0.0"
     writer_health_port: int | None = Field(default=None, description="Serve /healthz, /readyz, /metrics; off if unset.")
-    writer_finished_job_grace_s: float = Field(
-        default=3600.0, ge=0, description="Events for a job finished longer ago than this are dead-lettered."
-    )
     writer_session_timeout_ms: int = Field(
         default=10_000, ge=1000, description="A replica silent this long (crashed) loses its partitions to the others."
     )

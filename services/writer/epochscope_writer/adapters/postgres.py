@@ -127,11 +127,12 @@ class PostgresEventStore:
         await self._conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
 
     async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
-        """Status of the acting owner's jobs; locks them so status updates from two writers serialize."""
+        """The acting owner's jobs that exist, locked: status updates from two writers serialize, and a DELETE
+        waits for this commit (then cascades to what it wrote) instead of racing the inserts."""
         rows = await self._conn.fetch(
-            "SELECT job_id, status, finished_at FROM jobs WHERE job_id = ANY($1::uuid[]) FOR NO KEY UPDATE", job_ids
+            "SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) FOR NO KEY UPDATE", job_ids
         )
-        return {row["job_id"]: JobState(JobStatus(row["status"]), row["finished_at"]) for row in rows}
+        return {row["job_id"]: JobState(JobStatus(row["status"])) for row in rows}
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)

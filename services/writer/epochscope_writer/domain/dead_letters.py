@@ -13,10 +13,9 @@ class DeadLetterReason(StrEnum):
     SCHEMA_INVALID = "schema_invalid"
     UNEXPECTED_EVENT_TYPE = "unexpected_event_type"  # a valid event on a topic the writer does not apply it from
     UNSTORABLE_VALUE = "unstorable_value"  # valid JSON Postgres cannot hold (NUL in text, integer overflow)
-    INVALID_TOKEN = "invalid_token"  # missing, forged, expired, or for another job
-    UNKNOWN_JOB = "unknown_job"
+    INVALID_TOKEN = "invalid_token"  # missing, forged, malformed, or for another job (never for its age)
+    JOB_DELETED = "job_deleted"  # a correctly signed token, but its job row is gone: deletion revokes the token
     OWNER_MISMATCH = "owner_mismatch"  # the token's user is not the job's owner
-    JOB_FINISHED = "job_finished"  # the job finished longer ago than the grace period
     REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
 
 

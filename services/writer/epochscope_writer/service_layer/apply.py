@@ -1,7 +1,9 @@
 """The writer's apply rules: one batch of Kafka records into one database transaction.
 
 Per record: decode, verify the job token, take the owner from the jobs table (never from the event),
-check the token's user is that owner and the job is not long finished. What survives is written per
+check the token's user is that owner and the job still exists. Nothing is refused for being late: not
+by the token's `exp`, not by the event's `occurred_at` (the producer's clock), not for arriving after
+the job finished; a deleted job is the one revocation (`job_deleted`). What survives is written per
 owner with that owner as the RLS user: predictions idempotently on (job_id, step, sample_id), rounds on
 (job_id, round_index), progress on (job_id, step) with jobs.progress only moving forward, warnings on
 event_id, status events only forward in time. Each commit NOTIFYs the channel of every job it changed.
@@ -12,7 +14,6 @@ EventStore port, so these rules run against a fake in the unit tests.
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Any, TypeVar
@@ -92,10 +93,9 @@ class JobOwners:
 
 
 class BatchApplier:
-    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners, finished_grace: timedelta) -> None:
+    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners) -> None:
         self._verifier = verifier
         self._owners = owners
-        self._finished_grace = finished_grace
 
     def check(self, records: list[KafkaRecord]) -> CheckedBatch:
         """Decode and verify tokens: CPU only, so it can run while the previous batch waits on the database."""
@@ -120,7 +120,7 @@ class BatchApplier:
         for item in batch.accepted:
             owner = await self._owners.owner(store, item.event.job_id)
             if owner is None:
-                _reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
+                _reject(result, item.record, DeadLetterReason.JOB_DELETED, _deleted(item.event.job_id))
             elif owner != item.token_user:
                 detail = "the job token's user does not own the job"
                 _reject(result, item.record, DeadLetterReason.OWNER_MISMATCH, detail)
@@ -136,17 +136,12 @@ class BatchApplier:
     async def _live_by_kind(
         self, store: EventStore, items: list[_Accepted], result: BatchResult
     ) -> dict[EventKind, list[_Accepted]]:
-        """The events of jobs that exist and did not finish before the grace period, by kind."""
+        """The events of jobs that still exist, by kind; finished or not, however late (status moves only forward)."""
         states = await store.job_states(sorted({item.event.job_id for item in items}))
-        cutoff = datetime.now(UTC) - self._finished_grace
         by_kind: dict[EventKind, list[_Accepted]] = defaultdict(list)
         for item in items:
-            state = states.get(item.event.job_id)
-            if state is None:  # deleted since its owner was cached
-                _reject(result, item.record, DeadLetterReason.UNKNOWN_JOB, f"no job {item.event.job_id}")
-            elif state.finished_at is not None and state.finished_at < cutoff:
-                detail = f"job {state.status} at {state.finished_at.isoformat()}, past the grace period"
-                _reject(result, item.record, DeadLetterReason.JOB_FINISHED, detail)
+            if item.event.job_id not in states:  # deleted since its owner was cached
+                _reject(result, item.record, DeadLetterReason.JOB_DELETED, _deleted(item.event.job_id))
             else:
                 by_kind[EVENT_KIND_OF[type(item.event)]].append(item)
         return by_kind
@@ -218,6 +213,10 @@ class BatchApplier:
         result.applied[kind] += len(new)
         result.duplicates[kind] += len(items) - rejected - len(new)
         return new
+
+
+def _deleted(job_id: UUID) -> str:
+    return f"job {job_id} no longer exists: deleted, which revokes its token"
 
 
 def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:

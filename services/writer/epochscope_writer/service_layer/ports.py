@@ -3,7 +3,6 @@
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
@@ -39,8 +38,9 @@ class RefusedInput(Exception):
 
 @dataclass(frozen=True)
 class JobState:
+    """A job row as the writer sees it: that it exists is what matters; its status is never a reason to refuse."""
+
     status: JobStatus
-    finished_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ class EventStore(Protocol):
 
     async def act_as(self, owner: str) -> None: ...
 
-    async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]: ...
+    async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
+        """The acting owner's jobs among `job_ids` that still exist, locked against deletion until the commit."""
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]: ...
 
