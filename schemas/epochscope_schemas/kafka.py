@@ -2,7 +2,7 @@
 
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,12 @@ class KafkaSettings(BaseSettings):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     partitions: int = 6
+    max_message_bytes: int = Field(
+        default=1_048_576,
+        ge=4096,
+        description="The largest message a producer sends (aiokafka max_request_size); the broker's and the "
+        "topics' message.max.bytes must be at least this. A trainer event over it is replaced by a warning.",
+    )
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for any aiokafka client (producer, consumer, admin)."""
