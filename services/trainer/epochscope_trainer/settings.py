@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.object_store import StoreSettings
+from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
 
 class TrainerSettings(BaseSettings):
@@ -18,6 +19,11 @@ class TrainerSettings(BaseSettings):
     publish_queue_size: int = Field(default=10_000, ge=1, description="Events held in memory before spooling.")
     flush_timeout_s: float = Field(default=30.0, ge=0, description="How long the end of a job waits for delivery.")
     cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
+    prediction_text_max_bytes: int = Field(
+        default=DEFAULT_TEXT_MAX_BYTES,
+        ge=256,
+        description="Prompt, ground truth and prediction are each cut to this many UTF-8 bytes (flagged truncated).",
+    )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
