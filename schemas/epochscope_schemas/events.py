@@ -111,6 +111,12 @@ class PredictionEvent(Envelope):
     valid: bool | None = Field(default=None, description="Passed every validator; null without validators.")
     validation_error: str | None = Field(default=None, max_length=2000)
     scores: PredictionScores | None = Field(default=None, description="Against the ground truth, when there is one.")
+    truncated: list[Literal["prompt", "ground_truth", "prediction"]] = Field(
+        default_factory=list,
+        max_length=3,
+        description="The texts cut to the trainer's limit in UTF-8 bytes "
+        "(EPOCHSCOPE_TRAINER_PREDICTION_TEXT_MAX_BYTES, 64 KiB by default); empty when none was.",
+    )
 
 
 class RoundSummaryEvent(Envelope):

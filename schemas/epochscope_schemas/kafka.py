@@ -17,9 +17,9 @@ class KafkaSettings(BaseSettings):
     partitions: int = 6
     max_message_bytes: int = Field(
         default=1_048_576,
-        ge=1024,
-        description="Largest message a producer sends (aiokafka's max_request_size); keep it at or under the "
-        "broker's message.max.bytes. Larger events are refused before they reach the broker.",
+        ge=4096,
+        description="The largest message a producer sends (aiokafka max_request_size); the broker's and the "
+        "topics' message.max.bytes must be at least this. A trainer event over it is replaced by a warning.",
     )
 
     def client_kwargs(self) -> dict[str, Any]:

@@ -106,6 +106,10 @@ class Prediction(BaseModel):
     valid: bool | None = Field(description="Passed every validator; null when the job has no validators.")
     validation_error: str | None = Field(description="Why the prediction failed a validator.")
     scores: PredictionScores | None = Field(description="Against the ground truth; null without one.")
+    truncated: list[str] = Field(
+        default_factory=list,
+        description="Texts the trainer cut to its size limit: any of prompt, ground_truth, prediction.",
+    )
     created_at: datetime
 
 
@@ -125,6 +129,7 @@ class SampleRound(BaseModel):
     valid: bool | None
     validation_error: str | None
     scores: PredictionScores | None
+    truncated: list[str] = Field(default_factory=list, description="Texts cut to the trainer's size limit.")
 
 
 class SampleHistory(BaseModel):

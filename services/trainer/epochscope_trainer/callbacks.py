@@ -20,6 +20,7 @@ from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.generation import Generation, GenerationSettings, generate_across_ranks
 from epochscope_trainer.prompts import render_prompt
 from epochscope_trainer.quality import OutputValidator, score
+from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, bounded_texts
 
 log = logging.getLogger("epochscope.trainer.callbacks")
 
@@ -47,6 +48,8 @@ class PredictionsCallback(TrainerCallback):
         tokenizer: renders chat prompts and decodes answers.
         publish: hands an event to the background publisher (never blocks).
         job: the job id and token every event carries.
+        text_max_bytes: prompt, ground truth and prediction are each cut to this many UTF-8 bytes and
+            flagged in the event's `truncated` (validators and scores see the whole texts).
 
     Only one round runs per global step, whichever triggers land on it. Under several processes the
     prompts are split across ranks and gathered, and only rank 0 publishes. With `background`, a
@@ -61,8 +64,10 @@ class PredictionsCallback(TrainerCallback):
         tokenizer: Any,
         publish: Publish,
         job: JobIdentity,
+        text_max_bytes: int = DEFAULT_TEXT_MAX_BYTES,
     ) -> None:
         self.config = config
+        self.text_max_bytes = text_max_bytes
         self.samples = samples
         self.tokenizer = tokenizer
         self.publish = publish
@@ -173,6 +178,9 @@ class PredictionsCallback(TrainerCallback):
 
     def _prediction(self, key: "RoundKey", sample: Sample, prompt: str, generation: Generation) -> PredictionEvent:
         validation = self.validator(generation.text)
+        texts, truncated = bounded_texts(
+            self.text_max_bytes, prompt=prompt, ground_truth=sample.ground_truth, prediction=generation.text
+        )
         return PredictionEvent(
             **self.job.envelope(),
             round_index=key.index,
@@ -180,9 +188,8 @@ class PredictionsCallback(TrainerCallback):
             step=key.step,
             sample_id=sample.sample_id,
             sample_index=sample.index,
-            prompt=prompt,
-            ground_truth=sample.ground_truth,
-            prediction=generation.text,
+            **texts,
+            truncated=truncated,
             tokens_generated=generation.tokens,
             latency_ms=generation.latency_ms,
             valid=validation.valid,

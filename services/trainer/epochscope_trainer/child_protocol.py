@@ -18,7 +18,7 @@ CONFIG_FILE = "config.json"  # the job's config, written by the service before t
 INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model source): the start event's `inputs`
 INPUTS_DIR = "inputs"  # the child downloads the job's datasets here
 CANCEL_FILE = "cancel"  # created by the service: the user cancelled; the child ends the job as cancelled
-SPOOL_FILE = "spool.jsonl"  # events the child could not deliver; the service delivers them after it exits
+SPOOL_FILE = "spool.sqlite"  # events the child could not deliver (`spool_store`); the service delivers them
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
 

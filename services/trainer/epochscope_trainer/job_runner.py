@@ -126,7 +126,16 @@ class JobRun:
             StopOnRequest(self.stop_requested),
         ]
         if samples:
-            callbacks.append(PredictionsCallback(config.predictions, samples, tokenizer, self.publish, self.job))
+            callbacks.append(
+                PredictionsCallback(
+                    config.predictions,
+                    samples,
+                    tokenizer,
+                    self.publish,
+                    self.job,
+                    text_max_bytes=self.settings.prediction_text_max_bytes,
+                )
+            )
         trainer = SFTTrainer(
             model=model,
             args=args,

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.object_store import StoreSettings
+from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
 
 class TrainerSettings(BaseSettings):
@@ -20,6 +21,11 @@ class TrainerSettings(BaseSettings):
     cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
     cancel_grace_s: float = Field(
         default=5.0, gt=0, description="How long a cancelled job may take to stop before its process is killed."
+    )
+    prediction_text_max_bytes: int = Field(
+        default=DEFAULT_TEXT_MAX_BYTES,
+        ge=256,
+        description="Prompt, ground truth and prediction are each cut to this many UTF-8 bytes (flagged truncated).",
     )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
     log_level: str = "INFO"

@@ -4,6 +4,7 @@ Both the INSERT statement and the rows come from that one list, so two columns o
 swapped between the SQL and the values. Every insert is idempotent on the row's natural key.
 """
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -87,6 +88,7 @@ PREDICTIONS_TABLE = Table(
         _field("latency_ms", "float8"),
         _field("valid", "bool"),
         _field("validation_error", "text"),
+        Column("truncated", "jsonb", lambda event, owner: json.dumps(event.truncated)),
         _score("exact_match"),
         _score("f1"),
         _score("rouge_l"),
