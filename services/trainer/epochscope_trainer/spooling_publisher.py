@@ -147,11 +147,7 @@ class EventPublisher:
             try:
                 if producer is None:
                     producer = AIOKafkaProducer(
-                        **self._kafka.client_kwargs(),
-                        acks="all",
-                        linger_ms=5,
-                        request_timeout_ms=5000,
-                        max_request_size=self._max_bytes,
+                        **self._kafka.producer_kwargs(), acks="all", linger_ms=5, request_timeout_ms=5000
                     )
                     await producer.start()
                 with self._lock:
