@@ -12,6 +12,7 @@ from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
 from epochscope_schemas.object_store import StoreSettings
 from epochscope_schemas.secret_policy import weak_secret
+from epochscope_writer.settings import WriterSettings
 
 STRONG = secrets.token_urlsafe(32)
 STORE = StoreSettings(local_dir=Path("unused"))
@@ -33,6 +34,13 @@ def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> No
         ApiSettings(**settings)
     assert ApiSettings(**settings, environment="development").environment == "development"
     assert ApiSettings(**(settings | {field: STRONG})).environment == "production"  # the default
+
+
+def test_the_writer_refuses_a_weak_job_token_secret_in_production() -> None:
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_JOB_TOKEN_SECRET is shorter than 32 bytes"):
+        WriterSettings(job_token_secret="0123456789")
+    assert WriterSettings(job_token_secret="0123456789", environment="development").environment == "development"
+    assert WriterSettings(job_token_secret=STRONG).environment == "production"
 
 
 def test_the_migrate_step_refuses_the_default_role_passwords_in_production() -> None:

@@ -81,7 +81,9 @@ def run() -> None:
     try:
         settings = WriterSettings()
     except ValidationError as exc:
-        print(f"epochscope-writer: bad settings: {exc}", file=sys.stderr)
+        # One line for the operator; never the values, which may be secrets.
+        messages = "; ".join(error["msg"] for error in exc.errors())
+        print(f"epochscope-writer: invalid settings: {messages}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.health_port is not None:
         settings.writer_health_port = args.health_port

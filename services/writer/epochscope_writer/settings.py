@@ -1,15 +1,19 @@
 """The writer's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.topics import WRITERS_GROUP
 
 
 class WriterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
 
+    environment: Environment = Field(
+        default=Environment.PRODUCTION, description="production refuses weak secrets; development allows them."
+    )
     database_url: str = "postgresql://epochscope_writer@127.0.0.1:5432/epochscope"
     job_token_secret: SecretStr  # required: HS256 key the API signs job tokens with
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
@@ -34,3 +38,8 @@ class WriterSettings(BaseSettings):
     writer_retry_max_s: float = 10.0
     writer_owner_cache_size: int = 10_000
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _no_weak_secrets(self) -> "WriterSettings":
+        refuse_weak_secrets(self.environment, {"EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value()})
+        return self
