@@ -33,12 +33,12 @@ from epochscope_schemas.events import (
     parse_event,
 )
 from epochscope_schemas.kafka import KafkaSettings
+from epochscope_schemas.sampler import Sample
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
 from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, RoundKey
 from epochscope_trainer.child_protocol import SPOOL_FILE
 from epochscope_trainer.generation import Generation
-from epochscope_trainer.sampler import Sample
 from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.spool_store import Outgoing
 from epochscope_trainer.spooling_publisher import EventPublisher
