@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import IO, Any
 
+import orjson
+
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 PARQUET_BATCH_ROWS = 1024
 
@@ -108,18 +110,25 @@ def _checked(row: int, data: object) -> Example | Malformed:
 
 
 def _jsonl_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
+    """orjson parses a line several times faster than json (the reader's main cost on a large upload); it also
+    refuses what Postgres and tokenizers cannot take: invalid UTF-8 and lone surrogates."""
     for row, line in enumerate(file):
         if not line.strip():
             continue
         try:
-            data = json.loads(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            yield Malformed(row, "not valid UTF-8")
-            continue
-        except json.JSONDecodeError:
-            yield Malformed(row, "not JSON")
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield Malformed(row, _why_not_json(line))
             continue
         yield _checked(row, data)
+
+
+def _why_not_json(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    return "not JSON"
 
 
 def _csv_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
