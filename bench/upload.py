@@ -30,6 +30,7 @@ import httpx
 from common import RESULTS, print_table, write_results
 
 from epochscope.local_stack import LocalStack
+from epochscope_schemas.catalog import CatalogModel
 
 NAME = "upload"
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,22 +116,20 @@ def peer_put(store_dir: Path, file: Path) -> dict[str, Any]:
     return json.loads(result.stdout)
 
 
-def tiny_catalog(scratch: Path) -> str:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_model import build_tiny_model
+# A catalog whose one model has no tokenizer: uploads are stored, validated and indexed, with no token counts.
+NO_TOKENIZER = [
+    CatalogModel(
+        id="no-tokenizer", display_name="(none)", source="dir:/unused", parameters=1, context_length=1,
+        chat_template=False, tokens_per_second=1,
+    )
+]  # fmt: skip
 
-    model = build_tiny_model(scratch / "tiny-model")
-    entry = {
-        "id": "tiny",
-        "display_name": "Tiny test model",
-        "source": f"dir:{model}",
-        "tokenizer_dir": str(model),
-        "parameters": 100_000,
-        "context_length": 256,
-        "chat_template": True,
-        "tokens_per_second": 100,
-    }
-    return json.dumps([entry])
+
+def tiny_catalog(scratch: Path) -> list[CatalogModel]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_model import build_tiny_model, tiny_catalog
+
+    return tiny_catalog(build_tiny_model(scratch / "tiny-model"))
 
 
 @dataclass(frozen=True)
@@ -143,14 +142,10 @@ class Upload:
     report: dict[str, Any]
 
 
-def upload_through_api(scratch: Path, data: Path, catalog: str | None) -> Upload:
+def upload_through_api(scratch: Path, data: Path, catalog: list[CatalogModel]) -> Upload:
     """One upload of `data` on a fresh stack (its own folder store), after a small warm-up upload."""
-    env = {
-        "EPOCHSCOPE_STORE_LOCAL_DIR": str(scratch / "objects"),
-        "EPOCHSCOPE_UPLOAD_MAX_BYTES": str(2 * data.stat().st_size),
-        **({"EPOCHSCOPE_MODELS": catalog} if catalog else {}),
-    }
-    stack = LocalStack(scratch / "stack", writers=0, trainers=0, extra_env=env)
+    env = {"EPOCHSCOPE_UPLOAD_MAX_BYTES": str(2 * data.stat().st_size)}
+    stack = LocalStack(scratch / "stack", writers=0, trainers=0, extra_env=env, models=catalog)
     try:
         with stack, httpx.Client(base_url=stack.api_url, timeout=3600) as client:
             headers = {"Authorization": f"Bearer {stack.mint_token(OWNER)}"}
@@ -178,7 +173,7 @@ def run(size: Size, results_dir: Path) -> Path:
         data, counted = scratch / "chat.jsonl", scratch / "chat-counted.jsonl"
         rows = generate(data, size.megabytes)
         counted_rows = generate(counted, size.counted_megabytes)
-        plain = upload_through_api(scratch / "plain", data, None)
+        plain = upload_through_api(scratch / "plain", data, NO_TOKENIZER)
         tokens = upload_through_api(scratch / "tokens", counted, tiny_catalog(scratch))
         peer, counted_peer = peer_put(scratch / "peer", data), peer_put(scratch / "peer-counted", counted)
     finally:

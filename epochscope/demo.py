@@ -92,7 +92,7 @@ def progress_line(job: dict[str, Any]) -> str:
         loss = f", loss {progress['loss']:.3f}" if progress.get("loss") is not None else ""
         return f"training: step {progress['step']}/{progress['max_steps']}, epoch {progress['epoch']:.2f}{loss}"
     if job["status"] == "running" and (job.get("status_message") or "").startswith("loading"):
-        return "the trainer is loading the model and the data"
+        return "the trainer is loading the model and the data (its first job converts the demo model once)"
     return f"job {job['status']}"
 
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     started = time.monotonic()
     stack = LocalStack(data_dir=args.data_dir, api_port=args.api_port, postgres_dir=args.postgres_dir)
-    with console.status("starting the local stack (the first start converts the demo model, about half a minute)"):
+    with console.status("starting the local stack (the first start extracts the demo model's tokenizer)"):
         stack.start()
     try:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")

@@ -117,7 +117,7 @@ class LocalStack:
         self.broker.start()
         self.postgres.start()
         asyncio.run(self._prepare())
-        catalog = with_tokenizers(self._models, self.model_cache, self.data_dir / "tokenizers")
+        catalog = with_tokenizers(self._models, self.data_dir / "tokenizers")
         self.processes.append(
             self._service(
                 "api",

@@ -57,8 +57,11 @@ def test_every_body_is_a_named_component_errors_share_one_model_and_operation_id
             assert operation["operationId"].replace("_", "").isalpha(), (method, path)
             bodies = [("request", operation.get("requestBody", {})), *operation["responses"].items()]
             for code, body in bodies:
-                for media in body.get("content", {}).values():
+                for media_type, media in body.get("content", {}).items():
                     schema = media.get("schema", {})
+                    if media_type == "multipart/form-data":  # the upload: one binary part, streamed by hand
+                        assert schema["properties"]["file"]["format"] == "binary", (method, path)
+                        continue
                     assert "$ref" in schema or schema == {}, (method, path, media)
                     if code.startswith("4"):  # one error model
                         assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (method, path, code)

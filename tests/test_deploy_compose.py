@@ -8,6 +8,7 @@ deploy/kafka/create-topics.sh run against stand-ins for docker and kafka-topics.
 
 import json
 import re
+import secrets
 import shlex
 import stat
 import subprocess
@@ -185,11 +186,12 @@ def test_every_epochscope_name_in_deploy_files_is_a_real_setting() -> None:
 
 
 def compose_env_for_tests(defaults_only: bool = False) -> dict[str, str]:
-    """deploy/compose.env.example with its blank secrets filled, as deploy/compose.sh does; or the secrets alone."""
+    """deploy/compose.env.example with its blank secrets filled with random ones, as deploy/compose.sh does (the
+    services refuse short ones in production); or the secrets alone."""
     env = read_env_file(DEPLOY / "compose.env.example")
     if defaults_only:
-        return {name: f"{name.lower()}-value" for name, value in env.items() if not value}
-    return {name: value or f"{name.lower()}-value" for name, value in env.items()}
+        return {name: secrets.token_hex(24) for name, value in env.items() if not value}
+    return {name: value or secrets.token_hex(24) for name, value in env.items()}
 
 
 @pytest.mark.parametrize("defaults_only", [False, True], ids=["example-env", "compose-defaults"])

@@ -2,6 +2,7 @@
 and the Kubernetes OpenAPI schemas (kubernetes-validate) where installed."""
 
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -180,7 +181,13 @@ def test_k8s_settings_resolve_and_parse_for_each_service(manifests: dict, monkey
         unknown = used - env_names(cls)
         assert not unknown, f"{name} gets {sorted(unknown)}, which its settings do not read"
         assert required_env_names(cls) <= used, name
-        settings = load_settings(cls, {key: env[key] for key in used}, monkeypatch)
+        resolved = {key: env[key] for key in used}
+        placeholders = {key for key, value in resolved.items() if value == "REPLACE_ME"}
+        if name in ("api", "writer", "epochscope-migrate") and placeholders:
+            with pytest.raises(ValueError, match="placeholder"):  # the example's secrets, left as they are
+                load_settings(cls, resolved, monkeypatch)
+        # As an operator fills them in:
+        settings = load_settings(cls, resolved | {key: secrets.token_hex(24) for key in placeholders}, monkeypatch)
         if name in ("api", "writer"):
             assert settings.database_url.startswith(f"postgresql://epochscope_{name}:")
             assert settings.database_url.endswith("?sslmode=require")

@@ -17,26 +17,14 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import IO, Any
 
 import orjson
 
+from epochscope_schemas.dataset_formats import FileType, RowFormat
+
 ROLES = frozenset({"system", "user", "assistant", "tool"})
 PARQUET_BATCH_ROWS = 1024
-
-
-class FileType(StrEnum):
-    JSONL = "jsonl"
-    CSV = "csv"
-    PARQUET = "parquet"
-
-
-class RowFormat(StrEnum):
-    CHAT = "chat"
-    PROMPT_COMPLETION = "prompt_completion"
-    CONVERSATIONAL = "conversational"
-    TEXT = "text"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.dataset_rows import FileType, RowFormat
+from epochscope_schemas.dataset_formats import FileType, RowFormat
 
 SCHEMA_VERSION = 1
 JOB_START_SCHEMA_VERSION = 2  # 2: datasets and the model named by object keys and a catalog source, not paths
