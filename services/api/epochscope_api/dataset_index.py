@@ -9,6 +9,7 @@ shared `read_rows`, the reader the trainer uses.
 
 import asyncio
 import io
+import json
 import struct
 import sys
 from array import array
@@ -135,14 +136,37 @@ async def read_examples(store: ObjectStore, dataset: IndexedFile, positions: lis
     return examples
 
 
-async def read_page(store: ObjectStore, dataset: IndexedFile, start: int, limit: int) -> list[Example]:
-    """Up to `limit` usable rows from position `start`, in file order: one index read and one byte range."""
+def _within(sizes: Sequence[int], max_bytes: int) -> int:
+    """How many of the first items fit `max_bytes`: each while the bytes before it are under the bound (so one at
+    least)."""
+    total = 0
+    for count, size in enumerate(sizes):
+        if total >= max_bytes:
+            return count
+        total += size
+    return len(sizes)
+
+
+def _record_bytes(example: Example) -> int:
+    return len(json.dumps(example.data, default=str, ensure_ascii=False).encode())
+
+
+async def read_page(
+    store: ObjectStore, dataset: IndexedFile, start: int, limit: int, max_bytes: int | None = None
+) -> list[Example]:
+    """Up to `limit` usable rows from position `start`, in file order: one index read and one byte range. With
+    `max_bytes`, only as many rows as fit it (one at least), measured by their byte ranges in the file (Parquet:
+    by their records, after reading)."""
     end = min(start + limit, dataset.usable_rows)
     if start >= end:
         return []
     entries, prefix_length = await _entries(store, dataset, range(start, end))
     rows = [entry.row for entry in entries]
     if dataset.file_type is FileType.PARQUET:
-        return await asyncio.to_thread(_parquet_examples, store, dataset.object_key, rows)
+        examples = await asyncio.to_thread(_parquet_examples, store, dataset.object_key, rows)
+        return examples[: _within([_record_bytes(e) for e in examples], max_bytes)] if max_bytes else examples
+    if max_bytes:
+        entries = entries[: _within([entry.end - entry.start for entry in entries], max_bytes)]
+        rows = rows[: len(entries)]
     prefix, chunk = await _byte_ranges(store, dataset.object_key, prefix_length, [(entries[0].start, entries[-1].end)])
     return _examples_in(prefix + chunk, dataset.file_type, rows)

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from epochscope_api.auth import unauthorized
 from epochscope_api.bootstrap import Adapters
+from epochscope_api.data.quotas import admit_write
 from epochscope_api.db import user_transaction
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
@@ -97,3 +98,13 @@ async def user_connection(pool: PoolDep, user_id: CurrentUser) -> AsyncIterator[
 
 
 UserConn = Annotated[asyncpg.Connection, Depends(user_connection, scope="function")]
+
+
+async def limit_writes(pool: PoolDep, user_id: CurrentUser, settings: SettingsDep) -> None:
+    """Counts a write request against EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE, in its own committed transaction (a
+    request that fails later still counts); a 429 past it. Postgres holds the count, so every replica shares it."""
+    async with user_transaction(pool, user_id) as conn:
+        await admit_write(conn, user_id, settings.quota_writes_per_minute)
+
+
+WRITE_LIMITED = [Depends(limit_writes)]  # the `dependencies` of every POST and DELETE route

@@ -74,6 +74,32 @@ class UnusableUpload(DomainError):
         super().__init__(f"file: {problem}")
 
 
+class QuotaExceeded(DomainError):
+    """A per-user quota would be exceeded; nothing was stored. `limit` names the quota (a setting's suffix), and
+    `retry_after` is the seconds after which trying again may succeed (a 429 with Retry-After)."""
+
+    def __init__(self, limit: str, what: str, retry_after: int) -> None:
+        super().__init__(f"quota exceeded: {what}")
+        self.limit = limit
+        self.retry_after = max(1, retry_after)
+
+    @classmethod
+    def active_jobs(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        return cls("active_jobs", f"at most {maximum} queued or running jobs", retry_after)
+
+    @classmethod
+    def datasets(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        return cls("datasets", f"at most {maximum} datasets", retry_after)
+
+    @classmethod
+    def dataset_bytes(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        return cls("dataset_bytes", f"at most {maximum} bytes ({_human_bytes(maximum)}) of datasets", retry_after)
+
+    @classmethod
+    def writes_per_minute(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        return cls("writes_per_minute", f"at most {maximum} write requests a minute", retry_after)
+
+
 def _human_bytes(count: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if count >= size:

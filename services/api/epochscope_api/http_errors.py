@@ -9,7 +9,7 @@ import logging
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -26,6 +26,7 @@ class FieldError(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str | list[FieldError]
+    limit: str | None = Field(default=None, description="On a 429: the quota exceeded (active_jobs, datasets, ...).")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict]:
@@ -35,20 +36,33 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
         401: "Missing or invalid bearer token.",
         404: "No such job for this user.",
         422: "A field is invalid; `detail` names it.",
+        429: "A per-user quota is exceeded and nothing was done; `limit` names it, Retry-After says when to retry.",
     }
-    return {code: {"model": ErrorResponse, "description": descriptions[code]} for code in codes}
+    return {code: {"model": ErrorResponse, "description": descriptions[code]} | _headers(code) for code in codes}
+
+
+def _headers(code: int) -> dict:
+    if code != status.HTTP_429_TOO_MANY_REQUESTS:
+        return {}
+    retry_after = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+    return {"headers": {"Retry-After": retry_after}}
 
 
 NOT_FOUND = error_responses(404)  # for the routes of one job
+QUOTA = error_responses(429)  # for the write routes (rate limit, quotas)
 
 
-def error_response(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorResponse(detail=detail).model_dump(), status_code=status_code, headers=headers)
+def error_response(
+    status_code: int, detail: str, headers: dict[str, str] | None = None, limit: str | None = None
+) -> JSONResponse:
+    body = ErrorResponse(detail=detail, limit=limit).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [FieldError(loc=list(e["loc"]), msg=e["msg"], type=e["type"]) for e in exc.errors()]
-    return JSONResponse(ErrorResponse(detail=errors).model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    body = ErrorResponse(detail=errors).model_dump(exclude_none=True)
+    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 def _allowed_methods(request: Request) -> str:

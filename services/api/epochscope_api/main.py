@@ -21,6 +21,7 @@ from epochscope_api.errors import (
     DomainError,
     EventTooLarge,
     JobNotFound,
+    QuotaExceeded,
     SampleNotFound,
     UnknownDatasets,
     UnusableUpload,
@@ -42,6 +43,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     DatasetInUse: status.HTTP_409_CONFLICT,
     UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     UnusableUpload: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    QuotaExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 
@@ -51,6 +53,8 @@ def status_of(error: DomainError) -> int:
 
 
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
+    if isinstance(exc, QuotaExceeded):
+        return error_response(status_of(exc), str(exc), {"Retry-After": str(exc.retry_after)}, limit=exc.limit)
     return error_response(status_of(exc), str(exc))
 
 

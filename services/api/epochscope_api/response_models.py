@@ -68,7 +68,8 @@ class RoundSummary(BaseModel):
 
 
 class RoundList(BaseModel):
-    items: list[RoundSummary]
+    items: list[RoundSummary] = Field(description="In round order, after after_round; bounded in rows and bytes.")
+    has_more: bool = Field(default=False, description="More rounds exist: ask again with after_round = the last one.")
 
 
 class JobWarning(BaseModel):
@@ -139,7 +140,10 @@ class SampleHistory(BaseModel):
     sample_index: int
     prompt: str
     ground_truth: str | None
-    rounds: list[SampleRound]
+    rounds: list[SampleRound] = Field(description="In step order, after after_step; a page bounded in rows and bytes.")
+    has_more: bool = Field(
+        default=False, description="More rounds exist: ask again with after_step = the last round's step."
+    )
 
 
 class MalformedRow(BaseModel):

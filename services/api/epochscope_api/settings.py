@@ -55,6 +55,18 @@ class ApiSettings(BaseSettings):
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
+    quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
+    quota_datasets: int = Field(default=100, ge=1, description="Most datasets per user.")
+    quota_dataset_bytes: int = Field(default=20 << 30, ge=1, description="Most bytes of datasets per user.")
+    quota_writes_per_minute: int = Field(
+        default=60, ge=1, description="Most write requests (POST, DELETE) per user per minute, as a token bucket."
+    )
+    quota_retry_after_seconds: int = Field(
+        default=60, ge=1, description="Retry-After of a count quota's 429 (active jobs, datasets, bytes)."
+    )
+    page_max_bytes: int = Field(
+        default=4 << 20, ge=1024, description="A page or a live-stream read stops adding rows past this many bytes."
+    )
     estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
     log_level: str = "INFO"

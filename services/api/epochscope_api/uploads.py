@@ -7,7 +7,7 @@ import hashlib
 import logging
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +17,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
-from epochscope_api.errors import UnusableUpload, UploadTooLarge
+from epochscope_api.errors import DomainError, UnusableUpload, UploadTooLarge
 from epochscope_schemas.dataset_rows import FileType, file_type_of
 from epochscope_schemas.object_store import ObjectStore
 
@@ -121,6 +121,11 @@ async def _drain(stream: AsyncIterator[bytes]) -> None:
             return
 
 
+async def drain_body(request: Request) -> None:
+    """Read (and drop) what a refused upload sends, up to DRAIN_MAX_BYTES, before answering."""
+    await _drain(request.stream())
+
+
 async def delete_quietly(store: ObjectStore, *keys: str) -> None:
     for key in keys:
         try:
@@ -132,14 +137,21 @@ async def delete_quietly(store: ObjectStore, *keys: str) -> None:
 
 
 async def receive_upload(
-    request: Request, store: ObjectStore, user_id: str, dataset_id: uuid.UUID, limit: int
+    request: Request,
+    store: ObjectStore,
+    user_id: str,
+    dataset_id: uuid.UUID,
+    limit: int,
+    too_large: Callable[[], DomainError] | None = None,
 ) -> StoredUpload:
-    """The request's `file` part, stored under object_key(); nothing stays stored if anything goes wrong."""
+    """The request's `file` part, stored under object_key(); nothing stays stored if anything goes wrong. Past
+    `limit` bytes, too_large() is raised (UploadTooLarge by default; a quota error where the user's quota binds)."""
+    over_limit = too_large or (lambda: UploadTooLarge(limit))
     stream = request.stream()
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         await _drain(stream)
-        raise UploadTooLarge(limit)
+        raise over_limit()
     events = _Events()
     parser = MultipartParser(_boundary(request.headers.get("content-type")), events.callbacks())
     key = writer = part = None
@@ -148,7 +160,7 @@ async def receive_upload(
         async for chunk in stream:
             body += len(chunk)
             if body > limit + MULTIPART_OVERHEAD:
-                raise UploadTooLarge(limit)
+                raise over_limit()
             parser.write(chunk)
             for kind, payload in events.take():
                 if kind == "headers" and writer is None and not done and (found := _file_part(payload)):
@@ -158,7 +170,7 @@ async def receive_upload(
                 elif kind == "data" and writer is not None and not done:
                     size += len(payload)
                     if size > limit:
-                        raise UploadTooLarge(limit)
+                        raise over_limit()
                     hasher.update(payload)
                     await writer.write(payload)
                 elif kind == "end" and writer is not None:
@@ -172,7 +184,7 @@ async def receive_upload(
         if key:
             await delete_quietly(store, key)
         raise UnusableUpload(f"not a valid multipart body ({exc})") from exc
-    except (UploadTooLarge, UnusableUpload):
+    except DomainError:
         writer = None
         if key:
             await delete_quietly(store, key)

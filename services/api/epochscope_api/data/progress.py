@@ -7,6 +7,7 @@ import asyncpg
 from epochscope_api.response_models import ProgressHistory, ProgressPoint
 
 PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, occurred_at"
+PROGRESS_POINT_BYTES = 256  # at most one ProgressPoint's JSON (numbers and a timestamp): pages count by it
 
 
 async def fetch_progress(
@@ -23,8 +24,11 @@ async def fetch_progress(
 
 
 async def fetch_progress_history(
-    conn: asyncpg.Connection, job_id: uuid.UUID, after_step: int, limit: int
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_step: int, limit: int, max_bytes: int | None = None
 ) -> ProgressHistory:
-    """Up to `limit` points after `after_step`, and whether there are more."""
+    """Up to `limit` points after `after_step`, as many as fit `max_bytes` (at least one), and whether there are
+    more."""
+    if max_bytes is not None:
+        limit = max(1, min(limit, max_bytes // PROGRESS_POINT_BYTES))
     points = await fetch_progress(conn, job_id, after_step, limit + 1)
     return ProgressHistory(items=points[:limit], has_more=len(points) > limit)

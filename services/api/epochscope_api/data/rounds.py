@@ -31,6 +31,7 @@ _ROUNDS = (
 )
 
 _ROUND_LIST = TypeAdapter(list[RoundSummary])
+ROUND_BYTES = 512  # at most one RoundSummary's JSON (numbers and a short trigger): pages of rounds count by it
 
 
 def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
@@ -48,6 +49,21 @@ def _rounds_of(rows: list[asyncpg.Record]) -> list[RoundSummary]:
 async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
     """Every round in order: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
     return _rounds_of(await conn.fetch(_ROUNDS, job_id))
+
+
+async def fetch_round_page(
+    conn: asyncpg.Connection, job_id: uuid.UUID, after_round: int, limit: int, max_bytes: int
+) -> tuple[list[RoundSummary], bool]:
+    """Rounds in order after `after_round`: at most `limit`, and as many as fit `max_bytes` (at least one); and
+    whether more exist."""
+    limit = max(1, min(limit, max_bytes // ROUND_BYTES))
+    rows = await conn.fetch(
+        f"SELECT * FROM ({_ROUNDS}) rounds WHERE round_index > $2 ORDER BY round_index LIMIT $3",
+        job_id,
+        after_round,
+        limit + 1,
+    )
+    return _rounds_of(rows[:limit]), len(rows) > limit
 
 
 async def fetch_summarized_rounds(

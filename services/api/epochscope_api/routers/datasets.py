@@ -7,6 +7,7 @@ large file arrives, and a dataset's objects are deleted only once the deletion o
 
 import asyncio
 import uuid
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -19,13 +20,16 @@ from epochscope_api.data.datasets import (
     fetch_dataset_page,
     insert_dataset,
 )
+from epochscope_api.data.quotas import check_dataset_room, dataset_bytes_left
 from epochscope_api.dataset_index import index_key, read_page
 from epochscope_api.dataset_scan import scan_dataset
 from epochscope_api.db import user_transaction
-from epochscope_api.deps import CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
-from epochscope_api.http_errors import error_responses
+from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
+from epochscope_api.errors import QuotaExceeded
+from epochscope_api.http_errors import QUOTA, error_responses
 from epochscope_api.response_models import Dataset, DatasetPage, DatasetRow, DatasetRowPage
-from epochscope_api.uploads import delete_quietly, receive_upload
+from epochscope_api.settings import ApiSettings
+from epochscope_api.uploads import delete_quietly, drain_body, receive_upload
 from epochscope_schemas.sampler import sample_id_of, to_sample
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -53,15 +57,21 @@ UPLOAD_BODY = {
 }
 
 
+def _over_quota(settings: ApiSettings) -> QuotaExceeded:
+    return QuotaExceeded.dataset_bytes(settings.quota_dataset_bytes, settings.quota_retry_after_seconds)
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Dataset,
     operation_id="upload_dataset",
     openapi_extra=UPLOAD_BODY,
+    dependencies=WRITE_LIMITED,
     responses={
         413: {**error_responses(422)[422], "description": "The file is larger than the server's upload limit."},
         422: {**error_responses(422)[422], "description": "Not a usable dataset; `detail` says why."},
+        **QUOTA,
     },
 )
 async def upload_dataset(
@@ -72,9 +82,19 @@ async def upload_dataset(
     store: StoreDep,
     counters: TokenCountersDep,
 ) -> Dataset:
-    """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts)."""
+    """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts). Past the
+    user's quota of datasets or of their bytes, a 429 (`limit`: datasets or dataset_bytes) and nothing is kept."""
     dataset_id = uuid.uuid4()
-    upload = await receive_upload(request, store, user_id, dataset_id, settings.upload_max_bytes)
+    try:
+        async with user_transaction(pool, user_id) as conn:
+            room = await dataset_bytes_left(conn, user_id, settings)
+    except QuotaExceeded:
+        await drain_body(request)
+        raise
+    if room < settings.upload_max_bytes:  # the quota binds before the size limit: stop the upload there
+        upload = await receive_upload(request, store, user_id, dataset_id, room, partial(_over_quota, settings))
+    else:
+        upload = await receive_upload(request, store, user_id, dataset_id, settings.upload_max_bytes)
     keys = (upload.object_key, index_key(upload.object_key))
     try:
         scan = await asyncio.to_thread(
@@ -93,6 +113,7 @@ async def upload_dataset(
             report=scan.report.model_dump(mode="json"),
         )
         async with user_transaction(pool, user_id) as conn:
+            await check_dataset_room(conn, user_id, upload.bytes, settings)
             return (await insert_dataset(conn, user_id, stored)).public()
     except BaseException:
         await asyncio.shield(delete_quietly(store, *keys))
@@ -125,11 +146,12 @@ async def list_dataset_rows(
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> DatasetRowPage:
-    """The usable rows in file order, as the trainer reads them: sample id, prompt and ground truth."""
+    """The usable rows in file order, as the trainer reads them: sample id, prompt and ground truth. A page stops
+    short of `limit` past the server's page size in bytes (always one row at least)."""
     dataset = await fetch_dataset(conn, dataset_id)
     start = decode_cursor(cursor, INT8)[0] if cursor else 0
     limit = min(limit, settings.datasets_page_max)
-    examples = await read_page(store, dataset, max(start, 0), limit)
+    examples = await read_page(store, dataset, max(start, 0), limit, settings.page_max_bytes)
     items = []
     for example in examples:
         sample = to_sample(example, 0)
@@ -150,7 +172,12 @@ async def list_dataset_rows(
     "/{dataset_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     operation_id="delete_dataset",
-    responses={**NOT_FOUND, 409: {**error_responses(422)[422], "description": "A queued or running job uses it."}},
+    dependencies=WRITE_LIMITED,
+    responses={
+        **NOT_FOUND,
+        409: {**error_responses(422)[422], "description": "A queued or running job uses it."},
+        **QUOTA,
+    },
 )
 async def delete_dataset(dataset_id: uuid.UUID, user_id: CurrentUser, pool: PoolDep, store: StoreDep) -> None:
     """Delete the dataset and its file; refused while a queued or running job reads it."""

@@ -18,9 +18,10 @@ from epochscope_api.data.jobs import (
     insert_job,
 )
 from epochscope_api.data.progress import fetch_progress_history
-from epochscope_api.deps import CurrentUser, SettingsDep, UserConn
+from epochscope_api.data.quotas import check_active_jobs
+from epochscope_api.deps import WRITE_LIMITED, CurrentUser, SettingsDep, UserConn
 from epochscope_api.errors import UnknownDatasets
-from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.http_errors import NOT_FOUND, QUOTA
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.validation import check_job_config, unknown_datasets
 from epochscope_schemas.config import JobConfig
@@ -30,10 +31,18 @@ from epochscope_schemas.job_token import mint_job_token
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=Job, operation_id="create_job")
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Job,
+    operation_id="create_job",
+    dependencies=WRITE_LIMITED,
+    responses=QUOTA,
+)
 async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Queue a job on uploaded datasets and a catalog model; the trainer learns their object keys and the model's
-    source from the start event, never a path. A dataset id the user does not have is a 422 naming its field."""
+    source from the start event, never a path. A dataset id the user does not have is a 422 naming its field;
+    past the user's quota of queued or running jobs, a 429 (`limit`: active_jobs)."""
     model = check_job_config(config, settings)
     try:
         inputs = await resolve_inputs(conn, config, model)
@@ -44,6 +53,7 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         settings.job_token_secret.get_secret_value(), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
+    await check_active_jobs(conn, user_id, settings)
     return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes)
 
 
@@ -77,22 +87,30 @@ async def get_job_progress(
 ) -> ProgressHistory:
     """The training progress history in step order: loss, learning rate and throughput, for the loss chart."""
     await ensure_job(conn, job_id)
-    return await fetch_progress_history(conn, job_id, after_step, min(limit, settings.progress_page_max))
+    limit = min(limit, settings.progress_page_max)
+    return await fetch_progress_history(conn, job_id, after_step, limit, settings.page_max_bytes)
 
 
 @router.post(
     "/{job_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Job,
-    responses=NOT_FOUND,
+    responses=NOT_FOUND | QUOTA,
     operation_id="cancel_job",
+    dependencies=WRITE_LIMITED,
 )
 async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Ask the trainer to stop at its next step; the job ends as cancelled. A finished job is left as it is."""
     return await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)
 
 
-@router.delete("/{job_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND, operation_id="delete_job")
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND | QUOTA,
+    operation_id="delete_job",
+    dependencies=WRITE_LIMITED,
+)
 async def delete_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> None:
     """Delete the job and its predictions; a job still queued or running is cancelled first."""
     await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)

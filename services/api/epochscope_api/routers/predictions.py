@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 from epochscope_api.cursor import INT4_MAX
 from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_prediction_page, fetch_sample_history
-from epochscope_api.data.rounds import fetch_rounds
+from epochscope_api.data.rounds import fetch_round_page
 from epochscope_api.deps import SettingsDep, UserConn
 from epochscope_api.http_errors import NOT_FOUND
 from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
@@ -26,23 +26,42 @@ async def list_predictions(
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> PredictionPage:
-    """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice."""
-    return await fetch_prediction_page(conn, job_id, epoch, step, min(limit, settings.predictions_page_max), cursor)
+    """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice. A page
+    holds at most `limit` rows and stops early past the server's page size in bytes (always one row at least)."""
+    limit = min(limit, settings.predictions_page_max)
+    return await fetch_prediction_page(conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes)
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")
-async def list_rounds(job_id: uuid.UUID, conn: UserConn) -> RoundList:
-    """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives."""
+async def list_rounds(
+    job_id: uuid.UUID,
+    conn: UserConn,
+    settings: SettingsDep,
+    after_round: Annotated[
+        int, Query(ge=-1, le=INT4_MAX, description="Only rounds after this one (the last one a client has).")
+    ] = -1,
+) -> RoundList:
+    """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives. A page
+    holds at most the server's page limit of rounds and stops short of its page size in bytes (`has_more`)."""
     await ensure_job(conn, job_id)
-    return RoundList(items=await fetch_rounds(conn, job_id))
+    page_max = settings.progress_page_max
+    items, more = await fetch_round_page(conn, job_id, after_round, page_max, settings.page_max_bytes)
+    return RoundList(items=items, has_more=more)
 
 
 @router.get(
     "/samples/{sample_id}", response_model=SampleHistory, responses=NOT_FOUND, operation_id="get_sample_history"
 )
 async def get_sample_history(
-    job_id: uuid.UUID, sample_id: Annotated[str, Path(max_length=200)], conn: UserConn
+    job_id: uuid.UUID,
+    sample_id: Annotated[str, Path(max_length=200)],
+    conn: UserConn,
+    settings: SettingsDep,
+    after_step: Annotated[
+        int, Query(ge=-1, le=INT4_MAX, description="Only rounds after this step (the last one a client has).")
+    ] = -1,
 ) -> SampleHistory:
-    """One sample across all rounds, with its ground truth."""
+    """One sample across its rounds, with its ground truth; bounded in rows and bytes (`has_more`)."""
     await ensure_job(conn, job_id)
-    return await fetch_sample_history(conn, job_id, sample_id)
+    limit, max_bytes = settings.predictions_page_max, settings.page_max_bytes
+    return await fetch_sample_history(conn, job_id, sample_id, after_step, limit, max_bytes)

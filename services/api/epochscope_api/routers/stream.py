@@ -27,27 +27,37 @@ from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
 from epochscope_api.errors import JobNotFound
 from epochscope_api.http_errors import NOT_FOUND, error_responses
 from epochscope_api.live import ALL_CHANGE_KINDS, NotificationHub
+from epochscope_api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
 ROWS_PER_READ = 500  # rows of one feed per read, before the other feeds get their turn
 Rows = list[tuple[int, BaseModel]]  # (the feed's key, the event's data)
+Read = tuple[Rows, bool]  # the rows, and whether the feed had more than one read returns
 
 
-async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return list(await fetch_new_predictions(conn, job_id, after, ROWS_PER_READ))
+async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, max_bytes: int) -> Read:
+    """Bounded in bytes too: prediction rows carry texts (the other feeds' rows are small and fixed in size)."""
+    rows, more = await fetch_new_predictions(conn, job_id, after, ROWS_PER_READ, max_bytes)
+    return list(rows), more
 
 
-async def _rounds(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, ROWS_PER_READ)]
+def _read(rows: Rows) -> Read:
+    return rows, len(rows) == ROWS_PER_READ
 
 
-async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return [(point.step, point) for point in await fetch_progress(conn, job_id, after, ROWS_PER_READ)]
+async def _rounds(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, _: int) -> Read:
+    return _read(
+        [(item.round_index, item) for item in await fetch_summarized_rounds(conn, job_id, after, ROWS_PER_READ)]
+    )
 
 
-async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int) -> Rows:
-    return list(await fetch_warnings(conn, job_id, after, ROWS_PER_READ))
+async def _progress(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, _: int) -> Read:
+    return _read([(point.step, point) for point in await fetch_progress(conn, job_id, after, ROWS_PER_READ)])
+
+
+async def _warnings(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, _: int) -> Read:
+    return _read(list(await fetch_warnings(conn, job_id, after, ROWS_PER_READ)))
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class Feed:
     event: str  # the SSE event name
     start: int  # below every key: the position before the first row
     part: Part  # checks the key inside a Last-Event-ID
-    read: Callable[[asyncpg.Connection, uuid.UUID, int], Awaitable[Rows]]
+    read: Callable[[asyncpg.Connection, uuid.UUID, int, int], Awaitable[Read]]  # (conn, job, after, max bytes)
 
 
 FEEDS = (
@@ -91,7 +101,12 @@ def parse_position(last_event_id: str | None) -> list[int]:
 
 
 async def _events(
-    hub: NotificationHub, pool: asyncpg.Pool, user_id: str, job_id: uuid.UUID, position: list[int], poll: float
+    hub: NotificationHub,
+    pool: asyncpg.Pool,
+    user_id: str,
+    job_id: uuid.UUID,
+    position: list[int],
+    settings: ApiSettings,
 ) -> AsyncIterator[ServerSentEvent]:
     last_status = None
     async with hub.watch(job_id) as watch:
@@ -104,11 +119,11 @@ async def _events(
                     yield ServerSentEvent(event="end", data="deleted")
                     return
                 reads = [
-                    (index, await feed.read(conn, job_id, position[index]))
+                    (index, await feed.read(conn, job_id, position[index], settings.page_max_bytes))
                     for index, feed in enumerate(FEEDS)
                     if feed.kind in kinds
                 ]
-            for index, rows in reads:
+            for index, (rows, _) in reads:
                 for key, data in rows:
                     position[index] = key
                     yield ServerSentEvent(
@@ -118,14 +133,14 @@ async def _events(
             if status != last_status:
                 last_status = status
                 yield ServerSentEvent(event="status", data=job.model_dump_json())
-            unfinished = frozenset(FEEDS[index].kind for index, rows in reads if len(rows) == ROWS_PER_READ)
+            unfinished = frozenset(FEEDS[index].kind for index, (_, more) in reads if more)
             if unfinished:
                 kinds = unfinished | watch.take()
             elif job.status.is_final:
                 yield ServerSentEvent(event="end", data=job.status.value)
                 return
             else:
-                kinds = await watch.wait(poll)
+                kinds = await watch.wait(settings.stream_poll_seconds)
 
 
 @router.get("/stream", responses=STREAM_RESPONSES, response_class=EventSourceResponse, operation_id="stream_job")
@@ -143,5 +158,5 @@ async def stream_job(
     async with user_transaction(pool, user_id) as conn:
         await ensure_job(conn, job_id)  # 404 before the stream opens
     position = parse_position(last_event_id)
-    events = _events(hub, pool, user_id, job_id, position, settings.stream_poll_seconds)
+    events = _events(hub, pool, user_id, job_id, position, settings)
     return EventSourceResponse(events, ping=15)
