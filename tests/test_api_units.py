@@ -32,8 +32,10 @@ from epochscope_api.routers.stream import parse_position
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config
 from epochscope_schemas.catalog import CatalogModel
+from epochscope_schemas.command_signing import verify_command
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import Envelope, JobStatus, parse_event
+from epochscope_schemas.events import Envelope, JobCancelEvent, JobStatus, parse_event
+from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.object_store import StoreSettings
 from epochscope_schemas.topics import JOB_COMMANDS
 
@@ -310,6 +312,7 @@ def job_row(status: JobStatus) -> dict[str, Any]:
         "updated_at": now,
         "started_at": None,
         "finished_at": None,
+        "token_expires_at": (now + timedelta(hours=1)).replace(microsecond=0),
     }
 
 
@@ -317,14 +320,18 @@ def job_row(status: JobStatus) -> dict[str, Any]:
 async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_or_running(status: JobStatus) -> None:
     conn = FakeConnection(job_row(status))
     job_id = conn.job["job_id"]
-    job = await cancel_unless_final(conn, job_id, "alice", 1 << 20)
+    job = await cancel_unless_final(conn, job_id, "alice", 1 << 20, "job-token-secret")
     assert (job.job_id, job.status) == (job_id, status)
     queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
     assert queued == ([] if status.is_final else [(JOB_COMMANDS, str(job_id), "job.cancel", job_id, "alice")])
+    # Signed with the token the job was given (recomputed from the row: the API keeps no token).
+    token = job_token_for("job-token-secret", JobTokenClaims(job_id, "alice", conn.job["token_expires_at"]))
+    for _, _, cancel in conn.queued_events():
+        assert isinstance(cancel, JobCancelEvent) and verify_command(cancel, token)
 
 
 async def test_cancel_unless_final_of_no_job_is_job_not_found_and_queues_nothing() -> None:
     conn = FakeConnection(None)
     with pytest.raises(JobNotFound):
-        await cancel_unless_final(conn, uuid.uuid4(), "alice", 1 << 20)
+        await cancel_unless_final(conn, uuid.uuid4(), "alice", 1 << 20, "job-token-secret")
     assert conn.executed == []

@@ -2,7 +2,6 @@
 -> Kafka -> writer -> Postgres."""
 
 import asyncio
-import json
 import time
 import uuid
 from pathlib import Path
@@ -19,7 +18,7 @@ from uploads import chat_rows, upload
 
 from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
 from epochscope_schemas.job_token import verify_job_token
-from epochscope_schemas.topics import TRAINING_PREDICTIONS
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 
 pytestmark = pytest.mark.stack
 
@@ -124,15 +123,25 @@ async def test_job_flows_end_to_end_with_predictions_for_every_epoch(full_stack:
 
 
 async def test_trainer_child_saw_the_jobs_identity(full_stack: Any, finished_job: dict) -> None:
-    seen = json.loads(
-        (Path(full_stack.env["EPOCHSCOPE_TRAINER_WORK_DIR"]) / finished_job["job_id"] / "job_env.json").read_text()
-    )
-    assert seen["JOB_ID"] == finished_job["job_id"]
-    assert seen["JOB_USER_ID"] == "alice"
-    claims = verify_job_token(
-        full_stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"], seen["JOB_TOKEN"], uuid.UUID(seen["JOB_ID"])
-    )
-    assert claims.user_id == "alice"
+    """Every event the job's trainer child published carries a job token that verifies for this job and its user:
+    the child had JOB_ID and JOB_TOKEN (nothing in the job folder records them). The folder is gone once the job is."""
+    job_id = finished_job["job_id"]
+    servers = full_stack.broker.bootstrap_servers
+    events = [
+        parse_event(raw)
+        for topic in (TRAINING_PREDICTIONS, TRAINING_STATUS)
+        for raw in await messages_for_job(servers, topic, job_id)
+    ]
+    assert {e.type for e in events} >= {"prediction", "round.summary", "job.status"}
+    for event in events:
+        assert str(event.job_id) == job_id
+        claims = verify_job_token(full_stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"], event.job_token, event.job_id)
+        assert claims.user_id == "alice"
+    job_dir = Path(full_stack.env["EPOCHSCOPE_TRAINER_WORK_DIR"]) / job_id
+    deadline = time.monotonic() + 30
+    while job_dir.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert not job_dir.exists()  # its inputs, log and spool went with the job
 
 
 async def test_the_estimate_equals_the_rounds_predictions_and_prompt_tokens_the_job_really_had(

@@ -23,6 +23,7 @@ from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_da
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
+from epochscope_schemas.command_signing import signed_cancel
 from epochscope_schemas.events import (
     DatasetObject,
     Envelope,
@@ -38,7 +39,7 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.object_store import ObjectStore
-from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS, dead_letter_topic
 from epochscope_trainer.spool_store import Spool
 from epochscope_trainer.spooling_publisher import EventPublisher
 
@@ -162,6 +163,25 @@ def long_job(**extra: Any) -> dict[str, Any]:
     return config | {"predictions": predictions} | extra
 
 
+async def command_dead_letters(stack: TrainerStack, job_id: uuid.UUID, count: int) -> list[str]:
+    """The reasons of the dead letters of jobs.commands about this job, in order (waits for `count`)."""
+    consumer = AIOKafkaConsumer(
+        dead_letter_topic(JOB_COMMANDS), bootstrap_servers=stack.broker.bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    reasons: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(reasons) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                reasons += [
+                    dict(r.headers)["reason"].decode() for r in records if json.loads(r.value)["job_id"] == str(job_id)
+                ]
+    finally:
+        await consumer.stop()
+    return reasons
+
+
 async def run_until_step(stack: TrainerStack, event: JobStartEvent, step: int) -> None:
     await stack.send(event)
     await stack.until(
@@ -169,12 +189,26 @@ async def run_until_step(stack: TrainerStack, event: JobStartEvent, step: int) -
     )
 
 
-async def test_cancel_stops_a_running_job(stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject) -> None:
+async def test_a_forged_cancel_is_ignored_and_dead_lettered_and_a_signed_one_stops_the_job(
+    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
+) -> None:
     event = start_event(long_job(), train, dir_model(tiny_model_dir))
     await run_until_step(stack, event, 5)
-    await stack.send(JobCancelEvent(job_id=event.job_id, user_id="user-1"))
+    await stack.send(JobCancelEvent(job_id=event.job_id, user_id="user-1"))  # anyone can publish this one
+    await stack.send(signed_cancel(event.job_id, "user-1", "a-guessed-token"))
+    steps = len(stack.of(event.job_id, ProgressEvent))
+    await stack.until(lambda: len(stack.of(event.job_id, ProgressEvent)) > steps + 10, "the job to go on")
+    assert stack.final(event.job_id) is None
+    await stack.send(signed_cancel(event.job_id, "user-1", event.job_token or ""))
     final = await stack.finished(event.job_id)
     assert (final.status, final.message) == ("cancelled", "cancelled by the user")
+    job_dir = stack.root / "work" / str(event.job_id)
+    await stack.until(lambda: not job_dir.exists(), "the job's folder to be removed", timeout=30)
+    letters = await command_dead_letters(stack, event.job_id, count=2)
+    assert letters == [
+        "cancel_unsigned: no signature",
+        "cancel_forged: the signature does not verify against the job's start event",
+    ]
 
 
 async def test_a_trainer_killed_mid_job_reruns_it_after_restart(

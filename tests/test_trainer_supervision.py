@@ -18,7 +18,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeRecord, local_store, put_dataset
 
-from epochscope_schemas.events import JobCancelEvent, JobInputs, JobStartEvent, JobStatus, ModelSource
+from epochscope_schemas.command_signing import signed_cancel, without_job_token
+from epochscope_schemas.events import JobInputs, JobStartEvent, JobStatus, ModelSource
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer import main
 from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
@@ -26,7 +27,8 @@ from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_comman
 from epochscope_trainer.job_consumer import JobConsumerLoop
 from epochscope_trainer.settings import TrainerSettings
 
-# The child's behaviour is its job's `model` field: "exit:<code>", "until-cancel" or "until-sigterm".
+# The child's behaviour is its job's `model` field: "exit:<code>", "until-cancel", "until-sigterm" or
+# "sleep:<s>" (runs that long whatever happens, then exits 0).
 CHILD = """
 import json, signal, sys, time
 from pathlib import Path
@@ -46,6 +48,9 @@ if mode.startswith("exit:"):
     sys.exit(int(mode.split(":")[1]))
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(ChildExit.INTERRUPTED))
 (job_dir / "started").touch()
+if mode.startswith("sleep:"):
+    time.sleep(float(mode.split(":")[1]))
+    sys.exit(ChildExit.FINISHED)
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline:
     if mode == "until-cancel" and cancel_requested(job_dir):
@@ -79,7 +84,14 @@ def start_event(mode: str, job_id: uuid.UUID | None = None) -> JobStartEvent:
     )
 
 
-def harness(tmp_path: Path, values: list[bytes], command: Callable[[Path], list[str]] | None = None) -> Harness:
+def cancel_of(event: JobStartEvent, token: str = "token-1") -> bytes:
+    """A cancel of the job, signed as the API signs it (with the job's token, or `token` for a forgery)."""
+    return signed_cancel(event.job_id, "user-1", token).model_dump_json().encode()
+
+
+def harness(
+    tmp_path: Path, values: list[bytes], command: Callable[[Path], list[str]] | None = None, keep: bool = True
+) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
     spools: list[Path] = []
@@ -92,7 +104,9 @@ def harness(tmp_path: Path, values: list[bytes], command: Callable[[Path], list[
     async def deliver_spool(job_dir: Path) -> None:
         spools.append(job_dir)
 
-    settings = TrainerSettings(work_dir=tmp_path, cancel_check_s=0.05, cancel_grace_s=1.0, store=STORE)
+    settings = TrainerSettings(
+        work_dir=tmp_path, cancel_check_s=0.05, cancel_grace_s=1.0, store=STORE, keep_job_dirs=keep
+    )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
     )
@@ -148,8 +162,7 @@ async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: P
     running = asyncio.create_task(h.service.run())
     job_dir = tmp_path / str(event.job_id)
     await wait_for_file(job_dir / "started")
-    cancel = JobCancelEvent(job_id=event.job_id, user_id="user-1")
-    await h.cancels.queue.put(FakeRecord(cancel.model_dump_json().encode(), 0))
+    await h.cancels.queue.put(FakeRecord(cancel_of(event), 0))
     await asyncio.wait_for(running, 30)
     assert (job_dir / CANCEL_FILE).exists()
     assert h.producer.sent == [] and h.jobs.committed == [1]  # the child reports the cancel itself
@@ -164,9 +177,7 @@ async def test_a_child_that_ignores_a_cancel_is_killed_after_the_grace_and_the_j
     running = asyncio.create_task(h.service.run())
     await wait_for_file(tmp_path / str(event.job_id) / "started")
     cancelled_at = asyncio.get_running_loop().time()
-    await h.cancels.queue.put(
-        FakeRecord(JobCancelEvent(job_id=event.job_id, user_id="user-1").model_dump_json().encode(), 0)
-    )
+    await h.cancels.queue.put(FakeRecord(cancel_of(event), 0))
     await asyncio.wait_for(running, 30)
     assert asyncio.get_running_loop().time() - cancelled_at < 10
     (status,) = h.producer.statuses()
@@ -180,8 +191,8 @@ async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> No
     h = harness(tmp_path, [event.model_dump_json().encode()])
     h.jobs.wait_for = h.cancels.read_all
     await h.cancels.queue.put(FakeRecord(b"not an event", 0))  # skipped: the group consumer dead-letters it
-    cancel = JobCancelEvent(job_id=event.job_id, user_id="user-1")
-    await h.cancels.queue.put(FakeRecord(cancel.model_dump_json().encode(), 1))
+    await h.cancels.queue.put(FakeRecord(cancel_of(event, token="not-the-job-token"), 1))  # a forgery: no effect
+    await h.cancels.queue.put(FakeRecord(cancel_of(event), 2))
     await asyncio.wait_for(h.service.run(), 30)
     assert h.commands == []
     (status,) = h.producer.statuses()
@@ -206,8 +217,10 @@ async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path
     h = harness(tmp_path, [raw])
     await asyncio.wait_for(h.service.run(), 30)
     ((topic, value, _, headers),) = h.producer.sent
-    assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), raw)
-    assert headers == [("reason", b"unsupported_schema_version: job.start v1; this trainer reads v2")]
+    assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), without_job_token(raw)[0])
+    assert value is not None and b"token-1" not in value  # dead letters carry no job token
+    reason = b"unsupported_schema_version: job.start v1; this trainer reads v2 (job_token removed from the payload)"
+    assert headers == [("reason", reason)]
     assert h.jobs.committed == [1] and h.commands == []
 
 

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from writer_events import (
+    as_dead_lettered,
     original_payload,
     prediction,
     publish,
@@ -191,7 +192,7 @@ async def test_malformed_and_forged_events_are_dead_lettered(
     letters = await read_dead_letters(stack, TRAINING_PREDICTIONS, at_least=len(bad), timeout=60)
     by_payload = {original_payload(letter): letter for letter in letters}
     for payload, reason in bad.items():
-        letter = by_payload.get(payload)
+        letter = by_payload.get(as_dead_lettered(payload))
         assert letter is not None, f"not dead-lettered: {payload[:120]!r}"
         assert letter["reason"] == reason, (payload[:200], letter)
         assert letter["detail"] and letter["topic"] == TRAINING_PREDICTIONS and letter["offset"] >= 0

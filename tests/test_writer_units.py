@@ -1,6 +1,7 @@
 """The writer's apply rules and consumer loop against fake adapters (tests/writer_fakes.py): no broker, no Postgres."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,10 @@ async def test_refused_events_become_dead_letters_with_their_reason() -> None:
         3: DeadLetterReason.INVALID_TOKEN,
     }
     assert not store.tables.predictions and not store.tables.notified
+    for letter in result.dead_letters:  # the rest of the event is kept, its token is not
+        payload = json.loads(letter.payload())
+        assert "job_token" not in payload and payload["job_id"] in (str(gone), str(alices))
+        assert letter.detail.endswith("(job_token removed from the payload)")
 
 
 async def test_late_events_of_finished_and_cancelled_jobs_land_but_never_move_them_back() -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from writer_stack import PARTITIONS, Job, Stack
 
+from epochscope_schemas.command_signing import without_job_token
 from epochscope_schemas.events import (
     Envelope,
     JobStatus,
@@ -135,6 +136,11 @@ async def read_dead_letters(stack: Stack, topic: str, at_least: int, timeout: fl
 
 def original_payload(dead_letter: dict) -> bytes:
     return base64.b64decode(dead_letter["payload_base64"])
+
+
+def as_dead_lettered(payload: bytes) -> bytes:
+    """A payload as its dead letter holds it: the same, less any job_token."""
+    return without_job_token(payload)[0]
 
 
 async def committed_offsets(stack: Stack, topic: str) -> dict[int, int]:

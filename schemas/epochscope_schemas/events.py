@@ -16,6 +16,7 @@ from epochscope_schemas.dataset_formats import FileType, RowFormat
 
 SCHEMA_VERSION = 1
 JOB_START_SCHEMA_VERSION = 2  # 2: datasets and the model named by object keys and a catalog source, not paths
+JOB_CANCEL_SCHEMA_VERSION = 2  # 2: signed by the API with the job's token (`command_signing`); v1 carried no proof
 
 
 def _now() -> datetime:
@@ -78,10 +79,21 @@ class JobStartEvent(Envelope):
 
 
 class JobCancelEvent(Envelope):
-    """Published by the API when a user cancels a job; keyed by job id like the start event."""
+    """Published by the API when a user cancels or deletes a job; keyed by job id like the start event.
 
+    A trainer obeys it only when `signature` verifies against the token of the job's start event
+    (`epochscope_schemas.command_signing`); any other cancel is dead-lettered and ignored.
+    """
+
+    schema_version: Literal[2] = JOB_CANCEL_SCHEMA_VERSION
     type: Literal["job.cancel"] = "job.cancel"
     user_id: str
+    signature: str = Field(
+        default="",
+        max_length=128,
+        description="HMAC-SHA256 (hex) keyed by the job's token over the type, job id, user id, event id and"
+        " occurred_at: proof the API sent it, without putting the token on the topic again.",
+    )
 
 
 class PredictionScores(BaseModel):

@@ -36,8 +36,14 @@ class JobTokenClaims:
 def mint_job_token(secret: str, job_id: UUID, user_id: str, ttl: timedelta) -> tuple[str, JobTokenClaims]:
     expires_at = (datetime.now(UTC) + ttl).replace(microsecond=0)
     claims = JobTokenClaims(job_id=job_id, user_id=user_id, expires_at=expires_at)
-    payload = {"aud": AUDIENCE, "job": str(job_id), "sub": user_id, "exp": expires_at}
-    return jwt.encode(payload, secret, algorithm=ALGORITHM), claims
+    return job_token_for(secret, claims), claims
+
+
+def job_token_for(secret: str, claims: JobTokenClaims) -> str:
+    """The job's token, the same every time for the same claims (HS256 is deterministic): the API recomputes it
+    from the job row (`jobs.token_expires_at`) to sign a command instead of keeping the token anywhere."""
+    payload = {"aud": AUDIENCE, "job": str(claims.job_id), "sub": claims.user_id, "exp": claims.expires_at}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
 def verify_job_token(secret: str, token: str | None, job_id: UUID) -> JobTokenClaims:

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -48,7 +49,12 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     token_counters = load_token_counters(settings.models)  # a bad tokenizer_dir stops the start, as it should
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     hub = NotificationHub(settings.database_url)
-    relay = OutboxRelay(pool, kafka_producer_factory(settings.kafka), settings.outbox_poll_seconds)
+    relay = OutboxRelay(
+        pool,
+        kafka_producer_factory(settings.kafka),
+        settings.outbox_poll_seconds,
+        timedelta(hours=settings.outbox_retention_hours),
+    )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
     try:
         yield Adapters(

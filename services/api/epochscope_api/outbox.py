@@ -6,11 +6,15 @@ over the broker's message size is refused there (EventTooLarge), before anything
 so a job is delayed, never lost. A row the broker refuses for its content (too large, say) is a poison pill,
 not an outage: it is set aside with the reason, its job marked failed, and the rows behind it go on.
 Several API replicas can relay at once (FOR UPDATE SKIP LOCKED).
+
+A job's token is in its start event only until the event is published: the transaction that marks a row published
+(or set aside) also removes the token from its payload, and rows published more than `retention` ago are deleted.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -22,12 +26,15 @@ from aiokafka.errors import (
 )
 
 from epochscope_api.errors import EventTooLarge
+from epochscope_schemas.command_signing import without_job_token
 from epochscope_schemas.events import Envelope, JobStartEvent, encode_event, parse_event
 
 log = logging.getLogger("epochscope.api.outbox")
 
 NOTIFY_CHANNEL = "outbox"
 PUBLISH_BATCH = 100  # outbox rows per publishing transaction
+CLEANUP_EVERY_S = 600.0  # how often published rows past their retention are deleted
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 # Errors that say this message can never be published: set it aside. Anything else may pass on a retry.
@@ -50,12 +57,21 @@ class OutboxRelay:
     """Background task: wake on NOTIFY (or every `poll_seconds`), publish pending rows, mark them.
 
     `make_producer` makes a producer not started yet: the first one, and a fresh one after broker trouble.
+    Published rows (their token already removed) are deleted once older than `retention`.
     """
 
-    def __init__(self, pool: asyncpg.Pool, make_producer: Callable[[], AIOKafkaProducer], poll_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        make_producer: Callable[[], AIOKafkaProducer],
+        poll_seconds: float,
+        retention: timedelta = DEFAULT_RETENTION,
+    ) -> None:
         self._pool = pool
         self._make_producer = make_producer
         self._poll_seconds = poll_seconds
+        self._retention = retention
+        self._next_cleanup = 0.0
         self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self.broker_reachable = False
@@ -70,6 +86,7 @@ class OutboxRelay:
                     await self._producer_started()  # connect eagerly: readiness reports the broker
                     while await self._publish_batch():
                         pass
+                    await self._cleanup_due()
                     backoff = self._poll_seconds
                 except Exception as exc:  # broker or database trouble: retry, never drop
                     self.broker_reachable = False
@@ -85,6 +102,12 @@ class OutboxRelay:
             await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
             await self._pool.release(listener)
             await self._reset_producer()
+
+    async def _cleanup_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_cleanup:
+            await delete_published(self._pool, self._retention)
+            self._next_cleanup = now + CLEANUP_EVERY_S
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
@@ -125,9 +148,12 @@ class OutboxRelay:
             trouble = [exc for exc in refused.values() if not isinstance(exc, REFUSED_FOR_CONTENT)]
             if trouble:
                 raise trouble[0]  # the broker or the network: retry the whole batch, in order
+            published = [row for row in rows if row["id"] not in refused]
             await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
-                [row["id"] for row in rows if row["id"] not in refused],
+                "UPDATE outbox SET published_at = now(), payload = p.payload"
+                " FROM unnest($1::bigint[], $2::text[]) AS p(id, payload) WHERE outbox.id = p.id",
+                [row["id"] for row in published],
+                [_tokenless(row["payload"]) for row in published],
             )
             for row in rows:
                 if row["id"] in refused:
@@ -145,7 +171,12 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
     """Mark the row as never to be published, with the reason; a job whose start it was is failed with it."""
     reason = f"the event bus refused the job's start event ({len(row['payload'])} bytes): {type(error).__name__}"
     log.error("outbox relay: set aside row %d of %s: %s", row["id"], row["topic"], reason)
-    await conn.execute("UPDATE outbox SET published_at = now(), set_aside_reason = $2 WHERE id = $1", row["id"], reason)
+    await conn.execute(
+        "UPDATE outbox SET published_at = now(), set_aside_reason = $2, payload = $3 WHERE id = $1",
+        row["id"],
+        reason,
+        _tokenless(row["payload"]),
+    )
     try:
         event = parse_event(row["payload"])
     except ValueError:
@@ -160,3 +191,14 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
                 reason,
             )
             await conn.execute("SELECT set_config('app.user_id', '', true)")
+
+
+def _tokenless(payload: str) -> str:
+    """The payload without its job token: a published (or set-aside) event no longer needs it."""
+    return without_job_token(payload.encode())[0].decode()
+
+
+async def delete_published(db: asyncpg.Pool | asyncpg.Connection, retention: timedelta) -> int:
+    """Delete rows published (or set aside) more than `retention` ago; how many."""
+    status = await db.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval", retention)
+    return int(status.split()[-1])

@@ -43,6 +43,9 @@ class ApiSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     outbox_poll_seconds: float = 1.0
+    outbox_retention_hours: float = Field(
+        default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
+    )
     predictions_page_max: int = 500
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")

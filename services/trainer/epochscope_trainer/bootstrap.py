@@ -66,6 +66,7 @@ def bootstrap(
         stopping=stopping,
         status=status,
         deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),
+        keep_job_dirs=settings.keep_job_dirs,
     )
     return JobConsumerLoop(
         adapters.jobs, adapters.producer, cancels, supervisor, status, stopping, keep_alive_s=settings.cancel_check_s

@@ -1,21 +1,36 @@
-"""Which jobs users have cancelled, as seen on the start topic."""
+"""Which jobs users have cancelled, as seen on the start topic, and which cancels are genuine.
+
+A cancel is obeyed only when its signature verifies against the token of the job's start event this trainer
+holds (`epochscope_schemas.command_signing`): any client of the broker can publish to the topic, but only the
+API and the job's trainer know the job's token.
+"""
+
+from collections import OrderedDict
 
 from pydantic import ValidationError
 
-from epochscope_schemas.events import JobCancelEvent, parse_event
+from epochscope_schemas.command_signing import verify_command
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
 from epochscope_trainer.kafka_ports import RecordStream
+
+MAX_JOBS = 10_000  # start events remembered, and jobs with cancels waiting for their start event
+MAX_PENDING_PER_JOB = 16  # unverified cancels kept for a job not started here yet
 
 
 class CancelWatcher:
     """Reads every cancel event on the start topic, from the beginning, outside any group.
 
     Cancels travel on the same topic as starts; the group consumer is busy with the running job, so a
-    group-less reader is what sees a cancel while the job runs, on whichever trainer runs it.
+    group-less reader is what sees a cancel while the job runs, on whichever trainer runs it. A cancel for
+    a job this trainer has taken (`track`) is verified at once; one for a job it has not seen yet waits,
+    unverified, for that job's start event. Only verified cancels enter `cancelled`.
     """
 
     def __init__(self, records: RecordStream) -> None:
         self._records = records
         self.cancelled: set[str] = set()
+        self._tokens: OrderedDict[str, str | None] = OrderedDict()  # job id -> the token of its start event
+        self._pending: OrderedDict[str, list[JobCancelEvent]] = OrderedDict()
 
     async def run(self) -> None:
         await self._records.start()
@@ -26,6 +41,44 @@ class CancelWatcher:
                 except ValidationError:
                     continue  # the group consumer dead-letters it
                 if isinstance(event, JobCancelEvent):
-                    self.cancelled.add(str(event.job_id))
+                    self.see(event)
         finally:
             await self._records.stop()
+
+    def see(self, cancel: JobCancelEvent) -> None:
+        """A cancel read from the topic: obeyed if it verifies, kept for its start event if that is not here yet."""
+        job_id = str(cancel.job_id)
+        if job_id in self._tokens:
+            if verify_command(cancel, self._tokens[job_id]):
+                self.cancelled.add(job_id)
+            return  # a forgery: ignored here, dead-lettered by the group consumer
+        pending = self._pending.setdefault(job_id, [])
+        self._pending.move_to_end(job_id)
+        pending.append(cancel)
+        del pending[:-MAX_PENDING_PER_JOB]
+        _bound(self._pending)
+
+    def track(self, start: JobStartEvent) -> None:
+        """The trainer takes this job: remember its token, and verify the cancels that came before it."""
+        job_id = str(start.job_id)
+        self._tokens[job_id] = start.job_token
+        self._tokens.move_to_end(job_id)
+        _bound(self._tokens)
+        if any(verify_command(cancel, start.job_token) for cancel in self._pending.pop(job_id, [])):
+            self.cancelled.add(job_id)
+
+    def refusal(self, cancel: JobCancelEvent) -> str | None:
+        """Why this cancel is not to be obeyed (the dead letter's reason), or None when it verifies."""
+        job_id = str(cancel.job_id)
+        if job_id not in self._tokens:
+            return f"cancel_unverifiable: this trainer holds no start event of job {job_id}"
+        if not cancel.signature:
+            return "cancel_unsigned: no signature"
+        if not verify_command(cancel, self._tokens[job_id]):
+            return "cancel_forged: the signature does not verify against the job's start event"
+        return None
+
+
+def _bound(entries: OrderedDict) -> None:
+    while len(entries) > MAX_JOBS:
+        entries.popitem(last=False)

@@ -3,6 +3,10 @@
 One job at a time per trainer (one per GPU); scale out with more trainers in the "trainers" group.
 The start event's offset is committed only after the job is done with, so a trainer killed mid-job
 leaves the job to be re-run when a trainer takes the partition again.
+
+Cancels are read here too, once per group: one that does not verify against the job's start event is
+dead-lettered with the reason (the cancel watcher has already ignored it). A dead letter never carries a
+job token: it is removed from the record first, and the reason says so.
 """
 
 import asyncio
@@ -13,7 +17,15 @@ import logging
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from epochscope_schemas.events import JOB_START_SCHEMA_VERSION, JobStartEvent, JobStatus, parse_event
+from epochscope_schemas.command_signing import without_job_token
+from epochscope_schemas.events import (
+    JOB_CANCEL_SCHEMA_VERSION,
+    JOB_START_SCHEMA_VERSION,
+    JobCancelEvent,
+    JobStartEvent,
+    JobStatus,
+    parse_event,
+)
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.job_supervisor import JobSupervisor
@@ -23,6 +35,9 @@ from epochscope_trainer.status_publisher import StatusPublisher
 log = logging.getLogger("epochscope.trainer")
 
 POLL_MS = 500
+# The versions of the commands this trainer reads: job.start v1 named server paths, v2 names object keys and a model
+# source; job.cancel v1 carried no signature, v2 is signed with the job's token.
+COMMAND_VERSIONS = {"job.start": JOB_START_SCHEMA_VERSION, "job.cancel": JOB_CANCEL_SCHEMA_VERSION}
 
 
 class JobConsumerLoop:
@@ -83,17 +98,26 @@ class JobConsumerLoop:
                 event = parse_event(value)
             except ValidationError as exc:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
+        if reason is None and isinstance(event, JobCancelEvent):
+            reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
         if reason is not None:
-            log.warning("dead-lettering a record at %s:%d@%d: %s", tp.topic, tp.partition, offset, reason)
-            headers = [("reason", reason.encode())]
-            await self.producer.send_and_wait(dead_letter_topic(JOB_COMMANDS), value, headers=headers)
+            await self._dead_letter(value, reason, tp, offset)
             return True
         if not isinstance(event, JobStartEvent):
-            return True  # cancels are the watcher's
+            return True
+        self.cancels.track(event)
         if str(event.job_id) in self.cancels.cancelled:
             await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
             return True
         return await self._run_paused(event)
+
+    async def _dead_letter(self, value: bytes, reason: str, tp: TopicPartition, offset: int) -> None:
+        log.warning("dead-lettering a record at %s:%d@%d: %s", tp.topic, tp.partition, offset, reason)
+        value, stripped = without_job_token(value)
+        if stripped:
+            reason += " (job_token removed from the payload)"
+        headers = [("reason", reason.encode())]
+        await self.producer.send_and_wait(dead_letter_topic(JOB_COMMANDS), value, headers=headers)
 
     async def _run_paused(self, event: JobStartEvent) -> bool:
         """Run the job with the partitions paused: polling keeps this member in the group without
@@ -115,15 +139,16 @@ class JobConsumerLoop:
 
 
 def unsupported_version(value: bytes) -> str | None:
-    """The reason to refuse a job-start event of a schema version this trainer does not read (v1 named server
-    paths, v2 names object keys and a model source), or None for anything else."""
+    """The reason to refuse a command of a schema version this trainer does not read (COMMAND_VERSIONS), or None
+    for anything else."""
     try:
         data = json.loads(value)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("type") != "job.start":
+    if not isinstance(data, dict) or data.get("type") not in COMMAND_VERSIONS:
         return None
-    version = data.get("schema_version")
-    if isinstance(version, int) and version != JOB_START_SCHEMA_VERSION:
-        return f"unsupported_schema_version: job.start v{version}; this trainer reads v{JOB_START_SCHEMA_VERSION}"
+    kind, version = data["type"], data.get("schema_version")
+    known = COMMAND_VERSIONS[kind]
+    if isinstance(version, int) and version != known:
+        return f"unsupported_schema_version: {kind} v{version}; this trainer reads v{known}"
     return None

@@ -219,7 +219,6 @@ def main(argv: list[str] | None = None) -> None:
     inputs = read_job_inputs(args.job_dir)
     publisher = None
     if rank == 0:
-        (args.job_dir / "job_env.json").write_text(json.dumps(identity))
         publisher = EventPublisher(settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size)
         publisher.start()
     run = JobRun(

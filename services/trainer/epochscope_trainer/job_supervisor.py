@@ -4,6 +4,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import logging
+import shutil
 import signal
 from collections.abc import Awaitable, Callable, Container
 from pathlib import Path
@@ -22,6 +23,7 @@ from epochscope_trainer.status_publisher import StatusPublisher
 log = logging.getLogger("epochscope.trainer")
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+LOG_TAIL_BYTES = 4096  # of a crashed child's log, copied into the service's log before its folder goes
 
 
 class JobSupervisor:
@@ -30,6 +32,9 @@ class JobSupervisor:
 
     A child that has not stopped `cancel_grace_s` after a cancel (stuck in a step, in generation, in a user's
     validator) is killed, and the job reported cancelled here: a cancel always ends a job within seconds.
+
+    A job done with (ended, cancelled, or deleted, which cancels it) has its folder removed, with its inputs and
+    log, unless `keep_job_dirs`; a folder is kept while it holds undelivered events, or for a job to be re-run.
 
     Args:
         work_dir: one folder per job is made under it.
@@ -40,6 +45,7 @@ class JobSupervisor:
         stopping: set when the service shuts down.
         status: publishes the service's own status events.
         deliver_spool: delivers a job folder's spool file.
+        keep_job_dirs: keep each job's folder after the job, for debugging.
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class JobSupervisor:
         status: StatusPublisher,
         deliver_spool: Callable[[Path], Awaitable[None]],
         cancel_grace_s: float = 5.0,
+        keep_job_dirs: bool = False,
     ) -> None:
         self.work_dir = work_dir
         self.check_s = check_s
@@ -61,11 +68,18 @@ class JobSupervisor:
         self.stopping = stopping
         self.status = status
         self.deliver_spool = deliver_spool
+        self.keep_job_dirs = keep_job_dirs
 
     async def run(self, event: JobStartEvent) -> bool:
         """Run the job; False when a shutdown interrupted it (it is to be re-run), True when it is done with."""
-        job_id = str(event.job_id)
         job_dir = prepare_job_dir(self.work_dir, event)
+        done = await self._run_child(event, job_dir)
+        if done and not self.keep_job_dirs:
+            await asyncio.to_thread(_remove_job_dir, job_dir)
+        return done
+
+    async def _run_child(self, event: JobStartEvent, job_dir: Path) -> bool:
+        job_id = str(event.job_id)
         log.info("starting job %s", job_id, extra={"job_id": job_id})
         with open(job_dir / LOG_FILE, "ab") as job_log:
             try:
@@ -90,6 +104,7 @@ class JobSupervisor:
         if self.stopping.is_set() and code != ChildExit.FINISHED:
             return False
         if code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
+            log.warning("job %s crashed; the end of its log:\n%s", job_id, _log_tail(job_dir), extra={"job_id": job_id})
             await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
         return True
 
@@ -115,6 +130,24 @@ class JobSupervisor:
                 log.warning("job %s did not stop within %.0fs of its cancel; killing it", job_id, self.cancel_grace_s)
                 child.kill()
                 return await child.wait(), True
+
+
+def _remove_job_dir(job_dir: Path) -> None:
+    """Remove a finished job's folder, unless events still wait in its spool (they are delivered first)."""
+    if has_spool(job_dir):
+        log.warning("keeping %s: undelivered events are left in its spool", job_dir)
+        return
+    shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def _log_tail(job_dir: Path, size: int = LOG_TAIL_BYTES) -> str:
+    """The last `size` bytes of the child's log, which goes with its folder."""
+    try:
+        with open(job_dir / LOG_FILE, "rb") as job_log:
+            job_log.seek(max(job_log.seek(0, 2) - size, 0))
+            return job_log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _stop_with_parent() -> None:

@@ -27,6 +27,9 @@ class TrainerSettings(BaseSettings):
         ge=256,
         description="Prompt, ground truth and prediction are each cut to this many UTF-8 bytes (flagged truncated).",
     )
+    keep_job_dirs: bool = Field(
+        default=False, description="Keep each job's folder (config, inputs, log) after the job ends, for debugging."
+    )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

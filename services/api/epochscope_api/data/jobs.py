@@ -13,7 +13,9 @@ from epochscope_api.data.rounds import fetch_rounds
 from epochscope_api.errors import JobNotFound
 from epochscope_api.outbox import enqueue
 from epochscope_api.response_models import Job, JobDetail, JobPage
-from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus
+from epochscope_schemas.command_signing import signed_cancel
+from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.topics import JOB_COMMANDS
 
 JOB_COLUMNS = (
@@ -91,11 +93,20 @@ async def insert_job(
     return await fetch_job(conn, event.job_id)
 
 
-async def cancel_unless_final(conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str, max_event_bytes: int) -> Job:
-    """The job as it was; a cancel event for the trainer is queued unless the job has already ended."""
-    job = await fetch_job(conn, job_id)
+async def cancel_unless_final(
+    conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str, max_event_bytes: int, token_secret: str
+) -> Job:
+    """The job as it was; a cancel event for the trainer is queued unless the job has already ended, signed with
+    the job's token (recomputed from the row: the token is stored nowhere) so the trainer can verify it."""
+    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS}, token_expires_at FROM jobs WHERE job_id = $1", job_id)
+    if row is None:
+        raise JobNotFound
+    fields = dict(row)
+    claims = JobTokenClaims(job_id=job_id, user_id=user_id, expires_at=fields.pop("token_expires_at"))
+    job = Job(**fields)
     if not job.status.is_final:
-        await enqueue(conn, JOB_COMMANDS, JobCancelEvent(job_id=job_id, user_id=user_id), max_event_bytes)
+        cancel = signed_cancel(job_id, user_id, job_token_for(token_secret, claims))
+        await enqueue(conn, JOB_COMMANDS, cancel, max_event_bytes)
     return job
 
 

@@ -19,10 +19,13 @@ from epochscope_api.data.jobs import (
 )
 from epochscope_api.data.progress import fetch_progress_history
 from epochscope_api.data.quotas import check_active_jobs
-from epochscope_api.deps import WRITE_LIMITED, CurrentUser, SettingsDep, UserConn
+from epochscope_api.db import user_transaction
+from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, UserConn
 from epochscope_api.errors import UnknownDatasets
 from epochscope_api.http_errors import NOT_FOUND, QUOTA
+from epochscope_api.job_objects import delete_job_objects
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
+from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config, unknown_datasets
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStartEvent, JobStatus
@@ -50,7 +53,7 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         raise unknown_datasets(error) from None
     job_id = uuid.uuid4()
     token, claims = mint_job_token(
-        settings.job_token_secret.get_secret_value(), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
+        _token_secret(settings), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
     await check_active_jobs(conn, user_id, settings)
@@ -101,7 +104,7 @@ async def get_job_progress(
 )
 async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Ask the trainer to stop at its next step; the job ends as cancelled. A finished job is left as it is."""
-    return await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)
+    return await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes, _token_secret(settings))
 
 
 @router.delete(
@@ -111,7 +114,16 @@ async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, se
     operation_id="delete_job",
     dependencies=WRITE_LIMITED,
 )
-async def delete_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> None:
-    """Delete the job and its predictions; a job still queued or running is cancelled first."""
-    await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes)
-    await delete_job_row(conn, job_id)
+async def delete_job(
+    job_id: uuid.UUID, user_id: CurrentUser, pool: PoolDep, store: StoreDep, settings: SettingsDep
+) -> None:
+    """Delete the job, its predictions and its stored objects; a job still queued or running is cancelled first
+    (the trainer then removes its work folder). The datasets it read are the user's and stay."""
+    async with user_transaction(pool, user_id) as conn:
+        await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes, _token_secret(settings))
+        await delete_job_row(conn, job_id)
+    await delete_job_objects(store, job_id)  # once the row's deletion has committed
+
+
+def _token_secret(settings: ApiSettings) -> str:
+    return settings.job_token_secret.get_secret_value()

@@ -1,10 +1,18 @@
-"""Dead-letter records: what the writer publishes to `<topic>.dlq` for an event it refuses."""
+"""Dead-letter records: what the writer publishes to `<topic>.dlq` for an event it refuses.
+
+A dead letter never carries a job token: a top-level `job_token` is removed from the payload, and the detail says
+so; the rest of the record is kept as it was.
+"""
 
 import base64
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+
+from epochscope_schemas.command_signing import without_job_token
+
+TOKEN_REMOVED = " (job_token removed from the payload)"
 
 
 class DeadLetterReason(StrEnum):
@@ -28,7 +36,9 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     key: str | None = None
-    payload_base64: str = Field(description="The original record value, byte for byte.")
+    payload_base64: str = Field(
+        description="The original record value, byte for byte, except that a job_token is removed (see detail)."
+    )
     dead_lettered_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
@@ -42,6 +52,9 @@ class DeadLetter(BaseModel):
         key: bytes | None,
         value: bytes | None,
     ) -> "DeadLetter":
+        payload, stripped = without_job_token(value)
+        if stripped:
+            detail = detail[: 2000 - len(TOKEN_REMOVED)] + TOKEN_REMOVED
         return cls(
             reason=reason,
             detail=detail[:2000],
@@ -49,7 +62,7 @@ class DeadLetter(BaseModel):
             partition=partition,
             offset=offset,
             key=key.decode("utf-8", "replace") if key is not None else None,
-            payload_base64=base64.b64encode(value or b"").decode(),
+            payload_base64=base64.b64encode(payload).decode(),
         )
 
     def payload(self) -> bytes:

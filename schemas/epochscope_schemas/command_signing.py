@@ -1,0 +1,60 @@
+"""Commands the API sends a job's trainer are signed with that job's token, so a trainer can tell them from forgeries.
+
+Only the API (which mints the token) and the trainer running the job (which learns it from the start event) know
+a job's token. A cancel carries an HMAC-SHA256 keyed by the token over the command's type, job id, user id,
+event id and occurred_at, rather than the token itself: the token is not put on the topic a second time, and a
+signature says nothing about the token. The API keeps no token after the start event is published: it
+recomputes it from the job row (`job_token.job_token_for`), since HS256 signing is deterministic.
+
+A trainer verifies a cancel against the start event it holds for that job; one it cannot verify (no or a wrong
+signature, or a job it has never seen) is dead-lettered and ignored.
+"""
+
+import hashlib
+import hmac
+import json
+from datetime import UTC
+from uuid import UUID
+
+from epochscope_schemas.events import JobCancelEvent
+
+JOB_TOKEN_FIELD = "job_token"
+
+
+def _message(event: JobCancelEvent) -> bytes:
+    occurred_at = event.occurred_at.astimezone(UTC).isoformat()
+    return "\n".join((event.type, str(event.job_id), event.user_id, str(event.event_id), occurred_at)).encode()
+
+
+def command_signature(event: JobCancelEvent, job_token: str) -> str:
+    """The event's signature under the job's token (hex)."""
+    return hmac.new(job_token.encode(), _message(event), hashlib.sha256).hexdigest()
+
+
+def signed_cancel(job_id: UUID, user_id: str, job_token: str) -> JobCancelEvent:
+    """A cancel event for the job, signed with its token."""
+    event = JobCancelEvent(job_id=job_id, user_id=user_id)
+    return event.model_copy(update={"signature": command_signature(event, job_token)})
+
+
+def verify_command(event: JobCancelEvent, job_token: str | None) -> bool:
+    """True when the event was signed with this job token (constant-time comparison)."""
+    if not job_token or not event.signature:
+        return False
+    return hmac.compare_digest(command_signature(event, job_token), event.signature)
+
+
+def without_job_token(value: bytes | None) -> tuple[bytes, bool]:
+    """A record value with its top-level `job_token` removed (for dead letters), and whether one was removed.
+
+    A value that is not a JSON object, or holds no token (none, null or empty), is returned as it is.
+    """
+    raw = value or b""
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return raw, False
+    if not isinstance(document, dict) or document.get(JOB_TOKEN_FIELD) in (None, ""):
+        return raw, False
+    del document[JOB_TOKEN_FIELD]
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(), True
