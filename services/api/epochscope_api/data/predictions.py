@@ -13,7 +13,7 @@ from epochscope_api.response_models import Prediction, PredictionPage, SampleHis
 # What the API reads of a prediction row (the writer inserts more: job_id, seq, ...).
 PREDICTION_READ_COLUMNS = (
     "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
-    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, truncated, created_at"
+    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, grades, truncated, created_at"
 )
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
 # The job comes along in the same round trip: no row means no such job for this user (RLS), and a
