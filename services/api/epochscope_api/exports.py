@@ -21,8 +21,8 @@ from epochscope_api.data.predictions import _prediction_fields as prediction_fie
 from epochscope_api.response_models import Prediction
 
 CHUNK_BYTES = 256 * 1024
-ROW_GROUP_ROWS = 10_000
-ROW_GROUP_BYTES = 16 << 20
+ROW_GROUP_ROWS = 5_000
+ROW_GROUP_BYTES = 4 << 20
 
 
 class ExportFormat(StrEnum):
