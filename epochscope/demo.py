@@ -42,8 +42,11 @@ def upload(client: httpx.Client, path: Path) -> dict[str, Any]:
 
 
 def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -> dict[str, Any]:
-    """LoRA on the demo model; predictions on held-out requests, checked against the booking schema."""
+    """LoRA on the demo model; predictions on held-out requests, checked against the booking schema and graded
+    field by field (city, country, nights) and by chrF."""
     return {
+        "name": "demo booking",
+        "metadata": {"task": "booking"},
         "model": DEMO_MODEL_ID,
         "dataset_id": train_id,
         "num_epochs": epochs,
@@ -58,6 +61,10 @@ def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -
             "max_new_tokens": 40,
             "seed": 7,
             "validators": [{"kind": "json_schema", "json_schema": BOOKING_SCHEMA}],
+            "graders": [
+                *({"type": "json_field", "name": field, "path": field} for field in ("city", "country", "nights")),
+                {"type": "text_similarity", "name": "chrf", "metric": "chrf", "threshold": 0.8},
+            ],
         },
     }
 

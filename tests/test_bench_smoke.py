@@ -119,3 +119,13 @@ def test_upload_smoke(tmp_path: Path) -> None:
         assert row["ours"] > 0 and row["peer"] > 0
         assert row["better"] == ("higher" if row["unit"] == "MB/s" else "lower")
     assert set(document["tokens"]) == {"tiny"} and document["tokens"]["tiny"]["prompt_tokens"] > 0
+
+
+@pytest.mark.stack
+def test_export_smoke(tmp_path: Path) -> None:
+    document = run_smoke("export.py", tmp_path)
+    assert document["name"] == "export"
+    metrics = {row["metric"] for row in document["rows"]}
+    for fmt in ("jsonl", "csv", "parquet"):
+        assert any(metric.startswith(f"API peak RSS, {fmt}") for metric in metrics)
+    assert all(row["ours"] > 0 for row in document["rows"] if row["unit"] != "MiB" or "peak" in row["metric"])

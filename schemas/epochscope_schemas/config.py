@@ -16,6 +16,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_schemas.graders import MAX_GRADERS, GraderConfig, validator_graders
 from epochscope_schemas.linear_regex import schema_problems
 
 
@@ -87,7 +88,17 @@ class PredictionsConfig(BaseModel):
     max_new_tokens: Annotated[int, Field(ge=1)] = 64
     temperature: Annotated[float, Field(ge=0.0, le=5.0, description="0 means greedy decoding.")] = 0.0
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    validators: Annotated[list[ValidatorConfig], Field(max_length=8)] = []
+    validators: Annotated[
+        list[ValidatorConfig],
+        Field(max_length=8, description="Older form of json_parse/json_schema graders (see graders); still honoured."),
+    ] = []
+    graders: Annotated[
+        list[GraderConfig],
+        Field(
+            max_length=MAX_GRADERS,
+            description="Named graders: each scores every prediction in [0, 1] and passes it at its threshold.",
+        ),
+    ] = []
     background: Annotated[
         bool,
         Field(
@@ -104,6 +115,18 @@ class PredictionsConfig(BaseModel):
         if self.sample_frequency == SampleFrequency.STEPS and self.step_interval is None:
             raise ValueError("step_interval is required when sample_frequency is 'steps'")
         return self
+
+    @model_validator(mode="after")
+    def _grader_names_unique(self) -> "PredictionsConfig":
+        names = [grader.name for grader in self.all_graders()]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"grader names must be unique (validators count as graders): {', '.join(duplicates)}")
+        return self
+
+    def all_graders(self) -> list[GraderConfig]:
+        """The graders every prediction gets: those the validators stand for, then `graders`."""
+        return [*validator_graders(self.validators), *self.graders]
 
 
 class LoraConfig(BaseModel):
@@ -122,11 +145,22 @@ class LoraConfig(BaseModel):
     ] = "all-linear"
 
 
+MetadataKey = Annotated[str, Field(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, Field(max_length=512)]
+
+
 class JobConfig(BaseModel):
     """A fine-tuning job: model, data, hyperparameters and predictions."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    name: Annotated[
+        str | None, Field(min_length=1, max_length=128, description="A name to know the job by (not unique).")
+    ] = None
+    metadata: Annotated[
+        dict[MetadataKey, MetadataValue],
+        Field(max_length=16, description="Up to 16 key/value tags; GET /v1/jobs filters by them."),
+    ] = {}
     model: Annotated[str, Field(min_length=1, max_length=64, description="A model id from GET /v1/models.")]
     dataset_id: Annotated[UUID, Field(strict=False, description="The training data: an id from POST /v1/datasets.")]
     num_epochs: Annotated[int, Field(ge=1, le=100)] = 3
@@ -186,15 +220,17 @@ def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[
         violations.append(
             (("predictions", "max_new_tokens"), f"must be at most {limits.max_new_tokens} (server limit)")
         )
-    for index, validator in enumerate(predictions.validators):
-        size = len(json.dumps(validator.json_schema)) if validator.json_schema is not None else 0
-        if size > limits.max_json_schema_bytes:
-            violations.append(
-                (
-                    ("predictions", "validators", index, "json_schema"),
-                    f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
+    for field in ("validators", "graders"):
+        for index, item in enumerate(getattr(predictions, field)):
+            schema = getattr(item, "json_schema", None)
+            size = len(json.dumps(schema)) if schema is not None else 0
+            if size > limits.max_json_schema_bytes:
+                violations.append(
+                    (
+                        ("predictions", field, index, "json_schema"),
+                        f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
+                    )
                 )
-            )
     if predictions.step_interval is not None and predictions.step_interval < limits.min_step_interval:
         violations.append(
             (("predictions", "step_interval"), f"must be at least {limits.min_step_interval} (server limit)")

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_formats import FileType, RowFormat
+from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderSummary
 
 SCHEMA_VERSION = 1
 JOB_START_SCHEMA_VERSION = 2  # 2: datasets and the model named by object keys and a catalog source, not paths
@@ -123,6 +124,12 @@ class PredictionEvent(Envelope):
     valid: bool | None = Field(default=None, description="Passed every validator; null without validators.")
     validation_error: str | None = Field(default=None, max_length=2000)
     scores: PredictionScores | None = Field(default=None, description="Against the ground truth, when there is one.")
+    grades: dict[str, Grade] = Field(
+        default_factory=dict,
+        max_length=MAX_GRADERS + 8,
+        description="Each grader's verdict, by grader name (validators included); a grader that needs a ground "
+        "truth is absent where there is none.",
+    )
     truncated: list[Literal["prompt", "ground_truth", "prediction"]] = Field(
         default_factory=list,
         max_length=3,
@@ -146,6 +153,9 @@ class RoundSummaryEvent(Envelope):
     mean_exact_match: float | None = None
     mean_f1: float | None = None
     mean_rouge_l: float | None = None
+    graders: dict[str, GraderSummary] = Field(
+        default_factory=dict, max_length=MAX_GRADERS + 8, description="Each grader's count, passes and mean score."
+    )
     tokens_generated: Annotated[int, Field(ge=0)] = 0
     wall_ms: Annotated[float, Field(ge=0, description="Round wall time.")] = 0.0
     stall_ms: Annotated[float, Field(ge=0, description="How long training waited for this round.")] = 0.0

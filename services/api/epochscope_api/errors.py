@@ -22,6 +22,13 @@ class SampleNotFound(DomainError):
         super().__init__("sample not found")
 
 
+class BadParameter(DomainError):
+    """A query parameter the schema accepts but the request cannot be served with; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+
+
 class BadCursor(DomainError):
     """A cursor (or Last-Event-ID) this API did not make; `name` says which parameter held it."""
 

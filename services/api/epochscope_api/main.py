@@ -16,6 +16,7 @@ from epochscope_api.body_limit import BodyLimit
 from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import (
     BadCursor,
+    BadParameter,
     DatasetInUse,
     DatasetNotFound,
     DomainError,
@@ -28,7 +29,18 @@ from epochscope_api.errors import (
     UploadTooLarge,
 )
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
-from epochscope_api.routers import datasets, estimate, health, jobs, limits, models, predictions, stream
+from epochscope_api.routers import (
+    comparisons,
+    datasets,
+    estimate,
+    exports,
+    health,
+    jobs,
+    limits,
+    models,
+    predictions,
+    stream,
+)
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
 from epochscope_schemas.log_config import configure_logging
@@ -37,6 +49,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     JobNotFound: status.HTTP_404_NOT_FOUND,
     SampleNotFound: status.HTTP_404_NOT_FOUND,
     BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    BadParameter: status.HTTP_422_UNPROCESSABLE_CONTENT,
     UnknownDatasets: status.HTTP_422_UNPROCESSABLE_CONTENT,
     EventTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     DatasetNotFound: status.HTTP_404_NOT_FOUND,
@@ -78,7 +91,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    routers = (health, models, datasets, jobs, predictions, stream, estimate, limits)
+    routers = (health, models, datasets, jobs, predictions, stream, estimate, limits, comparisons, exports)
     for router in (module.router for module in routers):
         app.include_router(router, responses=error_responses(400, 401, 422) if router is not health.router else None)
     app.include_router(ui.router)

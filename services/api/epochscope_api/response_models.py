@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_rows import FileType, RowFormat
 from epochscope_schemas.events import JobStatus, PredictionScores
+from epochscope_schemas.graders import Grade
 
 
 class ProgressPoint(BaseModel):
@@ -25,6 +26,8 @@ class ProgressPoint(BaseModel):
 
 class Job(BaseModel):
     job_id: UUID
+    name: str | None = Field(default=None, description="The job's name from its config; null without one.")
+    metadata: dict[str, str] = Field(default_factory=dict, description="The job's key/value tags from its config.")
     status: JobStatus
     status_message: str | None
     config: JobConfig
@@ -39,6 +42,15 @@ class Job(BaseModel):
 class JobPage(BaseModel):
     items: list[Job]
     next_cursor: str | None
+
+
+class GraderRound(BaseModel):
+    """One grader over one round."""
+
+    graded: int = Field(description="Predictions the grader scored (those it needs a ground truth for, with one).")
+    passed: int
+    pass_rate: float | None = Field(description="passed / graded; null when nothing was graded.")
+    mean_score: float | None
 
 
 class RoundSummary(BaseModel):
@@ -61,6 +73,9 @@ class RoundSummary(BaseModel):
     mean_exact_match: float | None
     mean_f1: float | None
     mean_rouge_l: float | None
+    graders: dict[str, GraderRound] = Field(
+        default_factory=dict, description="Each grader's count, passes, pass rate and mean score in the round."
+    )
     tokens: int = Field(description="Tokens generated in the round.")
     wall_ms: float | None = Field(description="Round wall time; null until summarized.")
     stall_ms: float | None = Field(description="How long training waited for the round; null until summarized.")
@@ -107,6 +122,9 @@ class Prediction(BaseModel):
     valid: bool | None = Field(description="Passed every validator; null when the job has no validators.")
     validation_error: str | None = Field(description="Why the prediction failed a validator.")
     scores: PredictionScores | None = Field(description="Against the ground truth; null without one.")
+    grades: dict[str, Grade] = Field(
+        default_factory=dict, description="Each grader's score, verdict and reason, by grader name."
+    )
     truncated: list[str] = Field(
         default_factory=list,
         description="Texts the trainer cut to its size limit: any of prompt, ground_truth, prediction.",
@@ -130,6 +148,9 @@ class SampleRound(BaseModel):
     valid: bool | None
     validation_error: str | None
     scores: PredictionScores | None
+    grades: dict[str, Grade] = Field(
+        default_factory=dict, description="Each grader's score, verdict and reason, by grader name."
+    )
     truncated: list[str] = Field(default_factory=list, description="Texts cut to the trainer's size limit.")
 
 
@@ -144,6 +165,58 @@ class SampleHistory(BaseModel):
     has_more: bool = Field(
         default=False, description="More rounds exist: ask again with after_step = the last round's step."
     )
+
+
+class ComparedJob(BaseModel):
+    """One job of a comparison: what it is, which dataset its samples come from, and its rounds."""
+
+    job_id: UUID
+    name: str | None
+    status: JobStatus
+    config: JobConfig
+    samples_dataset_id: UUID = Field(description="The dataset its prediction samples are rows of.")
+    samples: int = Field(description="Distinct samples the job has predictions for.")
+    rounds: list[RoundSummary] = Field(description="In round order; `epoch` is the shared time axis.")
+
+
+class ComparedAnswer(BaseModel):
+    job_id: UUID
+    answer: SampleRound | None = Field(description="The job's latest (or the chosen epoch's) answer; null if none.")
+
+
+class ComparedSample(BaseModel):
+    sample_id: str
+    sample_index: int
+    prompt: str
+    ground_truth: str | None
+    answers: list[ComparedAnswer] = Field(description="One per job, in the order of job_ids.")
+
+
+class Comparison(BaseModel):
+    """Jobs side by side: each job's rounds, and their answers on the samples all of them share."""
+
+    jobs: list[ComparedJob]
+    same_dataset: bool = Field(description="Every job predicts on rows of the same dataset (else none are shared).")
+    shared_samples: int = Field(description="Samples (same dataset, same sample id) every job has predicted.")
+    epoch: float | None = Field(description="The epoch whose answers are shown; null: each job's latest.")
+    samples: list[ComparedSample]
+
+
+class SampleJobRounds(BaseModel):
+    job_id: UUID
+    name: str | None
+    same_dataset: bool = Field(description="False: the job predicts on another dataset, so this id is another row.")
+    rounds: list[SampleRound]
+
+
+class SampleAcrossJobs(BaseModel):
+    """One sample at every round of every compared job."""
+
+    sample_id: str
+    sample_index: int
+    prompt: str
+    ground_truth: str | None
+    jobs: list[SampleJobRounds]
 
 
 class MalformedRow(BaseModel):

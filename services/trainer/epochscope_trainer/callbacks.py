@@ -18,6 +18,7 @@ from epochscope_schemas.events import Envelope, PredictionEvent, ProgressEvent, 
 from epochscope_schemas.sampler import Sample
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.generation import Generation, GenerationSettings, generate_across_ranks
+from epochscope_trainer.graders import Grading, summarize_grades
 from epochscope_trainer.prompts import render_prompt
 from epochscope_trainer.quality import OutputValidator, score
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, bounded_texts
@@ -73,6 +74,7 @@ class PredictionsCallback(TrainerCallback):
         self.publish = publish
         self.job = job
         self.validator = OutputValidator(config.validators)
+        self.grading = Grading(config.all_graders())
         self.generation = GenerationSettings(config.max_new_tokens, config.temperature, config.top_p, config.seed)
         self.rounds_run = 0
         self._steps_done: set[int] = set()
@@ -195,6 +197,7 @@ class PredictionsCallback(TrainerCallback):
             valid=validation.valid,
             validation_error=validation.error[:2000] if validation.error else None,
             scores=score(generation.text, sample.ground_truth) if sample.ground_truth is not None else None,
+            grades=self.grading(generation.text, sample.ground_truth),
         )
 
 
@@ -232,6 +235,7 @@ def summarize(events: list[PredictionEvent], key: RoundKey, wall_ms: float, stal
         mean_exact_match=mean([s.exact_match for s in scored]),
         mean_f1=mean([s.f1 for s in scored]),
         mean_rouge_l=mean([s.rouge_l for s in scored]),
+        graders=summarize_grades([e.grades for e in events]),
         tokens_generated=sum(e.tokens_generated for e in events),
         wall_ms=wall_ms,
         stall_ms=stall_ms,

@@ -1,6 +1,7 @@
 """Jobs: create (row and start event in one transaction), read, list in keyset pages, cancel, delete."""
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from epochscope_api.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.rounds import fetch_rounds
-from epochscope_api.errors import JobNotFound
+from epochscope_api.errors import BadParameter, JobNotFound
 from epochscope_api.outbox import enqueue
 from epochscope_api.response_models import Job, JobDetail, JobPage
 from epochscope_schemas.command_signing import signed_cancel
@@ -19,7 +20,8 @@ from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.topics import JOB_COMMANDS
 
 JOB_COLUMNS = (
-    "job_id, status, status_message, config, metrics, progress, created_at, updated_at, started_at, finished_at"
+    "job_id, name, metadata, status, status_message, config, metrics, progress, created_at, updated_at, started_at,"
+    " finished_at"
 )
 
 
@@ -56,18 +58,47 @@ async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobDe
     return JobDetail(**dict(job), rounds=rounds, warnings=warnings)
 
 
-async def fetch_job_page(conn: asyncpg.Connection, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
-    """Up to `limit` of the current user's jobs, newest first, after `cursor`."""
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a list shows: a status, a case-insensitive part of the name, metadata pairs all present."""
+
+    status: JobStatus | None = None
+    name_contains: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def parse_metadata_filter(pairs: list[str]) -> dict[str, str]:
+    """`key=value` pairs as a dict; BadParameter naming `metadata` for one without `=`."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BadParameter("metadata", f"{pair[:100]!r} is not key=value")
+        found[key] = value
+    return found
+
+
+def _like(fragment: str | None) -> str | None:
+    if fragment is None:
+        return None
+    return "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int, cursor: str | None) -> JobPage:
+    """Up to `limit` of the current user's jobs that match `where`, newest first, after `cursor`."""
     before = decode_cursor(cursor, _timestamp, _uuid) if cursor else None
     rows = await conn.fetch(
         f"SELECT {JOB_COLUMNS} FROM jobs"
         " WHERE ($1::text IS NULL OR status = $1)"
         " AND ($2::timestamptz IS NULL OR (created_at, job_id) < ($2, $3::uuid))"
+        " AND ($5::text IS NULL OR name ILIKE $5) AND metadata @> $6::jsonb"
         " ORDER BY created_at DESC, job_id DESC LIMIT $4",
-        status,
+        where.status,
         before[0] if before else None,
         before[1] if before else None,
         limit + 1,
+        _like(where.name_contains),
+        where.metadata,
     )
     items = [_job_of(row) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None

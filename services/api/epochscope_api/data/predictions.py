@@ -14,7 +14,7 @@ from epochscope_api.response_models import Prediction, PredictionPage, SampleHis
 # What the API reads of a prediction row (the writer inserts more: job_id, seq, ...).
 PREDICTION_READ_COLUMNS = (
     "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
-    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, truncated, created_at"
+    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, grades, truncated, created_at"
 )
 # A row's size, for pages bounded in bytes (page_bytes.py): its text columns, measured in Postgres.
 PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error")

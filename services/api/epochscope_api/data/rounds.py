@@ -11,15 +11,24 @@ from epochscope_api.response_models import RoundSummary
 # The trainer's round summaries, in the shape of an aggregate over a round's predictions (below).
 _SUMMARIZED_ROUNDS = (
     "SELECT round_index, epoch, step, trigger, true AS summarized, predictions, validated, valid, scored,"
-    " mean_exact_match, mean_f1, mean_rouge_l, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
+    " mean_exact_match, mean_f1, mean_rouge_l, graders, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
     " FROM job_rounds WHERE job_id = $1"
+)
+# Each grader over one unsummarized round, in the shape of the trainer's summary (round_index of the outer query).
+_AGGREGATED_GRADERS = (
+    "(SELECT coalesce(jsonb_object_agg(name, jsonb_build_object('graded', graded, 'passed', passed,"
+    " 'mean_score', mean_score)), '{}'::jsonb) FROM (SELECT g.key AS name, count(*) AS graded,"
+    " count(*) FILTER (WHERE (g.value->>'passed')::boolean) AS passed, avg((g.value->>'score')::float8) AS mean_score"
+    " FROM training_predictions AS graded_rows, jsonb_each(graded_rows.grades) AS g"
+    " WHERE graded_rows.job_id = $1 AND graded_rows.round_index = training_predictions.round_index"
+    " GROUP BY g.key) AS per_grader)"
 )
 # Rounds without a summary: those after the last summarized one (in progress), and any gap below it.
 # Only their predictions are read (index on job_id, round_index), not the job's whole history.
 _AGGREGATED_ROUNDS = (
     "SELECT round_index, min(epoch), min(step), NULL, false, count(*), count(valid), count(*) FILTER (WHERE valid),"
-    " count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), sum(tokens_generated), NULL::float8,"
-    " NULL::float8, max(created_at)"
+    f" count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), {_AGGREGATED_GRADERS}, sum(tokens_generated),"
+    " NULL::float8, NULL::float8, max(created_at)"
     " FROM training_predictions WHERE job_id = $1 AND (round_index > (SELECT last FROM summarized)"
     " OR round_index = ANY(ARRAY(SELECT generate_series(0, (SELECT last FROM summarized))"
     " EXCEPT SELECT round_index FROM job_rounds WHERE job_id = $1)))"
@@ -38,6 +47,10 @@ def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
     fields = dict(row)
     validated = fields["validated"]
     fields["validator_pass_rate"] = fields["valid"] / validated if validated else None
+    fields["graders"] = {
+        name: summary | {"pass_rate": summary["passed"] / summary["graded"] if summary["graded"] else None}
+        for name, summary in (fields["graders"] or {}).items()
+    }
     return fields
 
 

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Query, status
 from epochscope_api.cursor import INT4_MAX
 from epochscope_api.data.job_inputs import resolve_inputs
 from epochscope_api.data.jobs import (
+    JobFilter,
     cancel_unless_final,
     delete_job_row,
     ensure_job,
     fetch_job_detail,
     fetch_job_page,
     insert_job,
+    parse_metadata_filter,
 )
 from epochscope_api.data.progress import fetch_progress_history
 from epochscope_api.data.quotas import check_active_jobs
@@ -67,9 +69,16 @@ async def list_jobs(
     status_filter: Annotated[JobStatus | None, Query(alias="status", description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    name: Annotated[
+        str | None, Query(min_length=1, max_length=128, description="Only jobs whose name contains this (any case).")
+    ] = None,
+    metadata: Annotated[
+        list[str], Query(max_length=16, description="key=value; only jobs with every pair given (repeat it).")
+    ] = [],  # noqa: B006  FastAPI copies a default
 ) -> JobPage:
-    """The current user's jobs, newest first."""
-    return await fetch_job_page(conn, status_filter, min(limit, settings.predictions_page_max), cursor)
+    """The current user's jobs, newest first, filtered by status, name and metadata."""
+    where = JobFilter(status_filter, name, parse_metadata_filter(metadata))
+    return await fetch_job_page(conn, where, min(limit, settings.predictions_page_max), cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND, operation_id="get_job")

@@ -38,6 +38,14 @@ def _score(name: str) -> Column:
 _OWNER = Column("owner_id", "text", lambda event, owner: owner)
 
 
+def _json_map(name: str) -> Column:
+    """A jsonb column from the event's dict of models of the same name (grades, graders)."""
+    get = attrgetter(name)
+    return Column(
+        name, "jsonb", lambda event, owner: json.dumps({k: v.model_dump(mode="json") for k, v in get(event).items()})
+    )
+
+
 @dataclass(frozen=True)
 class Table:
     """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
@@ -92,6 +100,7 @@ PREDICTIONS_TABLE = Table(
         _score("exact_match"),
         _score("f1"),
         _score("rouge_l"),
+        _json_map("grades"),
         _field("event_id", "uuid"),
         _field("occurred_at", "timestamptz"),
     ),
@@ -109,6 +118,7 @@ ROUNDS_TABLE = Table(
         _field("trigger", "text"),
         *(_field(name, "int4") for name in ("predictions", "validated", "valid", "scored")),
         *(_field(name, "float8") for name in ("mean_exact_match", "mean_f1", "mean_rouge_l")),
+        _json_map("graders"),
         _field("tokens_generated", "int4"),
         _field("wall_ms", "float8"),
         _field("stall_ms", "float8"),

@@ -2,6 +2,7 @@
 
 import { clearToken, getToken, onUnauthorized, tokenUser } from "./api.js";
 import { clear, h, parseHash } from "./dom.js";
+import { compareJobsView } from "./comparejobs.js";
 import { datasetView } from "./dataset.js";
 import { datasetsView } from "./datasets.js";
 import { jobsView } from "./jobs.js";
@@ -82,7 +83,7 @@ async function route() {
   }
   const container = h("div", { class: "view" });
   main.append(container);
-  const factories = { signin: signInView, jobs: jobsView, new: newJobView, datasets: datasetsView };
+  const factories = { signin: signInView, jobs: jobsView, new: newJobView, datasets: datasetsView, compare: compareJobsView };
   const factory = key.startsWith("job:") ? jobView : key.startsWith("dataset:") ? datasetView : factories[key];
   if (!factory) {
     container.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/jobs" }, "Back to your jobs")));
@@ -91,7 +92,7 @@ async function route() {
   }
   const view = factory(container, routeInfo, { navigate });
   current = { key, view };
-  document.title = `Epochscope · ${{ signin: "Sign in", jobs: "Jobs", new: "New job", datasets: "Datasets" }[key] ?? (key.startsWith("dataset:") ? "Dataset" : "Job")}`;
+  document.title = `Epochscope · ${{ signin: "Sign in", jobs: "Jobs", new: "New job", datasets: "Datasets", compare: "Compare jobs" }[key] ?? (key.startsWith("dataset:") ? "Dataset" : "Job")}`;
   main.focus({ preventScroll: true });
 }
 

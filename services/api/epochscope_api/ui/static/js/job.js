@@ -3,6 +3,7 @@
 import { api, ApiError, getLimits, streamUrl } from "./api.js";
 import { compareTab } from "./compare.js";
 import { clear, debounce, fmtDate, fmtEpoch, fmtNum, h, shortId, statusBadge } from "./dom.js";
+import { downloadExport, exportButtons } from "./export.js";
 import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
 import { predictionsTab } from "./predictions.js";
@@ -69,8 +70,12 @@ export function jobView(root, route, { navigate }) {
       h(
         "div",
         { class: "page-head" },
-        h("h1", {}, "Job ", h("code", { title: job.job_id }, shortId(job.job_id)), " ", statusBadge(job.status)),
+        h("h1", {}, job.name ? h("span", { id: "job-name", title: job.job_id }, job.name) : ["Job ", h("code", { title: job.job_id }, shortId(job.job_id))], " ", statusBadge(job.status)),
         h("div", { class: "actions" }, actions),
+      ),
+      h("div", { class: "toolbar" },
+        exportButtons((format) => downloadExport(`/v1/jobs/${jobId}/predictions/export`, { format }, `${job.name || jobId}.${format}`)),
+        Object.entries(job.metadata || {}).map(([key, value]) => h("span", { class: "badge tag", dataset: { key } }, `${key}: ${value}`)),
       ),
       job.status_message ? h("p", { class: job.status === "failed" ? "error" : "muted", id: "status-message" }, job.status_message) : null,
       job.warnings?.length
@@ -90,7 +95,7 @@ export function jobView(root, route, { navigate }) {
           [
             "Predictions",
             predictions.enabled
-              ? `${predictions.sample_count} samples ${predictions.sample_frequency === "steps" ? `every ${predictions.step_interval} steps` : `per ${predictions.sample_frequency}`}, ≤ ${predictions.max_new_tokens} new tokens${predictions.validators?.length ? `, validators: ${predictions.validators.map((v) => v.kind).join(", ")}` : ""}`
+              ? `${predictions.sample_count} samples ${predictions.sample_frequency === "steps" ? `every ${predictions.step_interval} steps` : `per ${predictions.sample_frequency}`}, ≤ ${predictions.max_new_tokens} new tokens${predictions.validators?.length ? `, validators: ${predictions.validators.map((v) => v.kind).join(", ")}` : ""}${predictions.graders?.length ? `, graders: ${predictions.graders.map((g) => `${g.name} (${g.type})`).join(", ")}` : ""}`
               : "off",
           ],
           ["Created", fmtDate(job.created_at)],

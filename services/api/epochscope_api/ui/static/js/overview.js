@@ -5,6 +5,18 @@ import { lineChart } from "./charts.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
 
 const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
+const GRADER_COLORS = ["#dc2626", "#0d9488", "#ca8a04", "#4f46e5", "#db2777", "#65a30d", "#7c3aed", "#0284c7"];
+
+// One line per grader: its pass rate in each round.
+function graderSeries(rounds) {
+  const names = [...new Set(rounds.flatMap((r) => Object.keys(r.graders || {})))];
+  return names.map((name, index) => ({
+    name: `${name} pass rate`,
+    color: GRADER_COLORS[index % GRADER_COLORS.length],
+    dash: "2 3",
+    points: rounds.map((r) => ({ x: r.round_index, y: r.graders?.[name]?.pass_rate ?? null })),
+  }));
+}
 
 export function overviewTab(panel, context) {
   const lossBox = h("div", { id: "loss-chart" });
@@ -33,6 +45,7 @@ export function overviewTab(panel, context) {
       { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
       { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
       { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
+      ...graderSeries(rounds),
     ].filter((line) => line.points.some((p) => p.y != null));
     clear(
       qualityBox,

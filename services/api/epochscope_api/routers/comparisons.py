@@ -1,0 +1,57 @@
+"""Comparing 2-4 of the user's jobs: rounds on one epoch axis, answers side by side on their shared samples."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from epochscope_api.data.comparisons import fetch_comparison, fetch_sample_across_jobs
+from epochscope_api.deps import UserConn
+from epochscope_api.errors import BadParameter
+from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.response_models import Comparison, SampleAcrossJobs
+
+router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
+
+MIN_JOBS, MAX_JOBS = 2, 4
+
+
+async def job_ids_query(
+    job_ids: Annotated[
+        str, Query(max_length=200, description="2 to 4 job ids, comma-separated; another user's is a 404.")
+    ],
+) -> list[uuid.UUID]:
+    """The distinct job ids, in the order given; BadParameter (422) for a malformed id or a wrong count."""
+    ids: list[uuid.UUID] = []
+    for part in job_ids.split(","):
+        try:
+            job_id = uuid.UUID(part.strip())
+        except ValueError:
+            raise BadParameter("job_ids", f"{part.strip()[:40]!r} is not a job id") from None
+        if job_id not in ids:
+            ids.append(job_id)
+    if not MIN_JOBS <= len(ids) <= MAX_JOBS:
+        raise BadParameter("job_ids", f"give {MIN_JOBS} to {MAX_JOBS} distinct job ids, not {len(ids)}")
+    return ids
+
+
+JobIds = Annotated[list[uuid.UUID], Depends(job_ids_query)]
+
+
+@router.get("", response_model=Comparison, responses=NOT_FOUND, operation_id="compare_jobs")
+async def compare_jobs(
+    job_ids: JobIds,
+    conn: UserConn,
+    epoch: Annotated[float | None, Query(ge=0, description="Answers of this epoch; default each job's latest.")] = None,
+) -> Comparison:
+    """Each job's rounds (epoch is the time axis) and, per sample every job shares (same dataset, same sample id),
+    each job's answer with its grades."""
+    return await fetch_comparison(conn, job_ids, epoch)
+
+
+@router.get("/samples/{sample_id}", response_model=SampleAcrossJobs, responses=NOT_FOUND, operation_id="compare_sample")
+async def compare_sample(
+    sample_id: Annotated[str, Path(max_length=200)], job_ids: JobIds, conn: UserConn
+) -> SampleAcrossJobs:
+    """One sample at every round of every job."""
+    return await fetch_sample_across_jobs(conn, job_ids, sample_id)

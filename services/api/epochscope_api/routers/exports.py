@@ -1,0 +1,65 @@
+"""Exports: every prediction of a job, or of compared jobs on their shared samples, streamed as JSONL, CSV or
+Parquet with a server-side cursor: the API's memory stays flat whatever the number of rows."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from epochscope_api.data.exports import export_plan, stream_rows
+from epochscope_api.deps import CurrentUser, PoolDep, UserConn
+from epochscope_api.exports import ENCODERS, MEDIA_TYPES, ExportFormat
+from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.routers.comparisons import JobIds
+
+router = APIRouter(tags=["exports"])
+
+FormatQuery = Annotated[ExportFormat, Query(description="jsonl (the API's rows), csv or parquet (flat columns).")]
+EXPORT_RESPONSES = NOT_FOUND | {
+    200: {
+        "description": "The file, streamed.",
+        "content": {media: {} for media in MEDIA_TYPES.values()},
+    }
+}
+
+
+async def _export(
+    conn: UserConn,
+    pool: PoolDep,
+    user_id: str,
+    job_ids: list[uuid.UUID],
+    shared_only: bool,
+    fmt: ExportFormat,
+    name: str,
+) -> StreamingResponse:
+    graders, samples = await export_plan(conn, job_ids, shared_only)  # a foreign job: 404 before any byte is sent
+    body = ENCODERS[fmt](stream_rows(pool, user_id, job_ids, samples), graders)
+    headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt.value}"'}
+    return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+@router.get(
+    "/v1/jobs/{job_id}/predictions/export",
+    response_class=StreamingResponse,
+    responses=EXPORT_RESPONSES,
+    operation_id="export_predictions",
+)
+async def export_predictions(
+    job_id: uuid.UUID, conn: UserConn, pool: PoolDep, user_id: CurrentUser, format: FormatQuery = ExportFormat.JSONL
+) -> StreamingResponse:
+    """Every prediction of the job with its scores and grades, in (step, sample_id) order."""
+    return await _export(conn, pool, user_id, [job_id], False, format, f"predictions-{job_id}")
+
+
+@router.get(
+    "/v1/comparisons/export",
+    response_class=StreamingResponse,
+    responses=EXPORT_RESPONSES,
+    operation_id="export_comparison",
+)
+async def export_comparison(
+    job_ids: JobIds, conn: UserConn, pool: PoolDep, user_id: CurrentUser, format: FormatQuery = ExportFormat.JSONL
+) -> StreamingResponse:
+    """Every prediction of the compared jobs on the samples they share, job by job."""
+    return await _export(conn, pool, user_id, job_ids, True, format, "comparison")
