@@ -17,7 +17,7 @@ PREDICTION_READ_COLUMNS = (
     " latency_ms, valid, validation_error, exact_match, f1, rouge_l, grades, truncated, created_at"
 )
 # A row's size, for pages bounded in bytes (page_bytes.py): its text columns, measured in Postgres.
-PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error")
+PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error", "grades::text")
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
 # The job comes along in the same round trip: no row means no such job for this user (RLS), and a
 # single row of NULLs means the job has nothing past the cursor.
