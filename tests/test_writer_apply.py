@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 from uuid import UUID
 
@@ -37,6 +36,7 @@ from writer_stack import (
     producer_fixture,  # noqa: F401  fixture
     stack_fixture,  # noqa: F401  fixture
     wait_for,
+    writer_fixture,  # noqa: F401  fixture
 )
 
 from epochscope_schemas.events import JobStatus, encode_event
@@ -45,13 +45,6 @@ from epochscope_schemas.notify import job_channel
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def writer(stack: Stack) -> Iterator[WriterProcess]:
-    process = stack.start_writer()
-    yield process
-    assert process.terminate() == 0, process.log_text()
 
 
 async def test_redelivered_prediction_leaves_one_row(

@@ -23,6 +23,7 @@ from writer_events import (
     read_dead_letters,
 )
 from writer_stack import (
+    FAST_GROUP,
     JOB_TOKEN_SECRET,
     Job,
     Stack,
@@ -39,9 +40,6 @@ from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
-
-# Fast failover: a killed replica's partitions move on after this, not after the 10 s default.
-FAST_GROUP = {"EPOCHSCOPE_WRITER_SESSION_TIMEOUT_MS": "2000", "EPOCHSCOPE_WRITER_HEARTBEAT_INTERVAL_MS": "300"}
 
 
 @pytest.fixture

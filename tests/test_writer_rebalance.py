@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from writer_events import prediction, publish
 from writer_stack import (
+    FAST_GROUP,
     PARTITIONS,
     Job,
     Stack,
@@ -32,8 +33,6 @@ from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
-# Fast failover: a killed replica's partitions move on after 2 s, not after the 10 s default.
-FAST_GROUP = {"EPOCHSCOPE_WRITER_SESSION_TIMEOUT_MS": "2000", "EPOCHSCOPE_WRITER_HEARTBEAT_INTERVAL_MS": "300"}
 PER_JOB = 1500
 RATE = 1500.0  # events per second: the stream lasts about 8 s, across every change of membership
 

@@ -1,7 +1,6 @@
 """The writer stores a prediction's `truncated` flag and the API's prediction rows return it."""
 
 import json
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -9,24 +8,17 @@ from aiokafka import AIOKafkaProducer
 from writer_events import prediction, publish_events
 from writer_stack import (
     Stack,
-    WriterProcess,
     count_rows,
     create_job,
     producer_fixture,  # noqa: F401  fixture
     stack_fixture,  # noqa: F401  fixture
     wait_for,
+    writer_fixture,  # noqa: F401  fixture
 )
 
 from epochscope_api.data.predictions import fetch_prediction_page
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def writer(stack: Stack) -> Iterator[WriterProcess]:
-    process = stack.start_writer()
-    yield process
-    assert process.terminate() == 0, process.log_text()
 
 
 async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer: AIOKafkaProducer) -> None:
