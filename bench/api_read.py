@@ -39,6 +39,7 @@ from epochscope_api.settings import ApiSettings
 NAME = "api_read"
 OWNER = "bench-reader"
 PAGE_SIZE = 50
+PAGE_MAX_BYTES = ApiSettings.model_fields["page_max_bytes"].default  # as the API bounds its pages
 CONCURRENCY = (1, 10, 50)
 PEER_NAME = "asyncpg, same SQL"
 TARGET_P99_MS_AT_50 = 25.0
@@ -211,7 +212,7 @@ async def measure_sql(
 ) -> Measurement:
     async def one(_: int) -> None:
         async with user_transaction(pool, OWNER) as conn:
-            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1)
+            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES)
 
     return await measure(one, clients, size)
 
@@ -249,7 +250,9 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 status, body = await connection.get(request_bytes)
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
             async with user_transaction(pool, OWNER) as conn:
-                sql_rows = await conn.fetch(PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE)
+                sql_rows = await conn.fetch(
+                    PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE, PAGE_MAX_BYTES
+                )
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 

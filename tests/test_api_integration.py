@@ -173,6 +173,7 @@ async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admi
         "tokens": 64,
         "wall_ms": 1500.0,
         "stall_ms": 1400.0,
+        "graders": {},
         "occurred_at": None,
     }
     assert aggregated | {"occurred_at": None} == {
@@ -192,6 +193,7 @@ async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admi
         "tokens": 12,
         "wall_ms": None,
         "stall_ms": None,
+        "graders": {},
         "occurred_at": None,
     }
     assert [p["step"] for p in progress["items"]] == list(range(10)) and not progress["has_more"]

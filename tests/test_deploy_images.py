@@ -4,6 +4,7 @@ and the api and writer wheels install into a fresh virtualenv without torch and 
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -225,8 +226,8 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
         smoke = run_python(
             "from epochscope_api.main import create_app; import epochscope_db.migrate; "
             "app = create_app(); print(sorted(app.openapi()['paths']))",
-            EPOCHSCOPE_JWT_SECRET="x",
-            EPOCHSCOPE_JOB_TOKEN_SECRET="y",
+            EPOCHSCOPE_JWT_SECRET=secrets.token_hex(24),
+            EPOCHSCOPE_JOB_TOKEN_SECRET=secrets.token_hex(24),
             EPOCHSCOPE_STORE_LOCAL_DIR=str(tmp_path / "store"),  # the image carries obstore and pyarrow
         )
         assert smoke.returncode == 0, smoke.stderr

@@ -83,7 +83,7 @@ async def test_owner_comes_from_the_jobs_table(stack: Stack, producer: AIOKafkaP
     refused = (bobs_token_for_alice, wrong_owner, forged_event, no_token)
     letters = await _letters_for(stack, TRAINING_PREDICTIONS, {e.event_id for e in refused})
     reasons = {json.loads(original_payload(d))["prediction"].split(" ")[1]: (d["reason"], d["detail"]) for d in letters}
-    assert reasons["1"] == ("invalid_token", "job token is for another job")
+    assert reasons["1"] == ("invalid_token", "job token is for another job (job_token removed from the payload)")
     assert reasons["2"][0] == "owner_mismatch"
     assert reasons["3"][0] == "invalid_token" and "Signature" in reasons["3"][1]
     assert "4" not in reasons

@@ -33,7 +33,7 @@ async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-        page = await fetch_prediction_page(conn, job.job_id, None, None, 10, None)
+        page = await fetch_prediction_page(conn, job.job_id, None, None, 10, None, max_bytes=1 << 22)
     finally:
         await conn.close()
     assert [(p.sample_id, p.truncated) for p in page.items] == [("s1", ["ground_truth", "prediction"]), ("s2", [])]
