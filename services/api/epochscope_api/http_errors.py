@@ -35,6 +35,7 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
         400: "The request body is not JSON.",
         401: "Missing or invalid bearer token.",
         404: "No such job for this user.",
+        413: "The request body is larger than the server's limit; `detail` names it.",
         422: "A field is invalid; `detail` names it.",
         429: "A per-user quota is exceeded and nothing was done; `limit` names it, Retry-After says when to retry.",
     }

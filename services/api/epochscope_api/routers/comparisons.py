@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from epochscope_api.data.comparisons import fetch_comparison, fetch_sample_across_jobs
-from epochscope_api.deps import UserConn
+from epochscope_api.deps import CurrentUser, UserConn
 from epochscope_api.errors import BadParameter
 from epochscope_api.http_errors import NOT_FOUND
 from epochscope_api.response_models import Comparison, SampleAcrossJobs
@@ -17,11 +17,13 @@ MIN_JOBS, MAX_JOBS = 2, 4
 
 
 async def job_ids_query(
+    _: CurrentUser,
     job_ids: Annotated[
         str, Query(max_length=200, description="2 to 4 job ids, comma-separated; another user's is a 404.")
     ],
 ) -> list[uuid.UUID]:
-    """The distinct job ids, in the order given; BadParameter (422) for a malformed id or a wrong count."""
+    """The distinct job ids, in the order given; BadParameter (422) for a malformed id or a wrong count. The user
+    is verified first: without a token the answer is a 401, whatever the ids."""
     ids: list[uuid.UUID] = []
     for part in job_ids.split(","):
         try:
