@@ -93,7 +93,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     )
     routers = (health, models, datasets, jobs, predictions, stream, estimate, limits, comparisons, exports)
     for router in (module.router for module in routers):
-        app.include_router(router, responses=error_responses(400, 401, 413, 422) if router is not health.router else None)
+        shared = error_responses(400, 401, 413, 422) if router is not health.router else None
+        app.include_router(router, responses=shared)
     app.include_router(ui.router)
     return app
 
