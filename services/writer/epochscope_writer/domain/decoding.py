@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from epochscope_schemas.events import (
     SCHEMA_VERSION,
+    CheckpointDeletedEvent,
+    CheckpointEvent,
     Envelope,
     JobStatusEvent,
     PredictionEvent,
@@ -28,9 +30,24 @@ from epochscope_writer.domain.dead_letters import DeadLetterReason
 PG_INT_MAX = 2**31 - 1
 EVENT_TYPES_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
     TRAINING_PREDICTIONS: (PredictionEvent,),
-    TRAINING_STATUS: (JobStatusEvent, RoundSummaryEvent, ProgressEvent, WarningEvent),
+    TRAINING_STATUS: (
+        JobStatusEvent,
+        RoundSummaryEvent,
+        ProgressEvent,
+        WarningEvent,
+        CheckpointEvent,
+        CheckpointDeletedEvent,
+    ),
 }
-WriterEvent = PredictionEvent | JobStatusEvent | RoundSummaryEvent | ProgressEvent | WarningEvent
+WriterEvent = (
+    PredictionEvent
+    | JobStatusEvent
+    | RoundSummaryEvent
+    | ProgressEvent
+    | WarningEvent
+    | CheckpointEvent
+    | CheckpointDeletedEvent
+)
 
 
 class KafkaRecord(Protocol):
@@ -113,9 +130,9 @@ def _unstorable(event: WriterEvent, raw: bytes) -> str | None:
         problem = _nul_in(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
         if problem:
             return problem
-    if isinstance(event, JobStatusEvent):
+    if isinstance(event, JobStatusEvent | CheckpointEvent):
         for name, number in event.metrics.items():
-            if not math.isfinite(number):
+            if number is not None and not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
     return None
 
