@@ -52,7 +52,7 @@ async def fetch_checkpoints(conn: asyncpg.Connection, job_id: uuid.UUID) -> Chec
         " ORDER BY round_index NULLS LAST, occurred_at",
         job_id,
     )
-    fields = [dict(row) | {"files": json.loads(row["files"]), "metrics": json.loads(row["metrics"])} for row in rows]
+    fields = [dict(row) | {"files": _json(row["files"]), "metrics": _json(row["metrics"])} for row in rows]
     scored = [(f["metrics"].get(metric), f["round_index"], f["checkpoint_id"]) for f in fields if not f["final"]]
     scored = [entry for entry in scored if entry[0] is not None]
     best = min(scored, key=lambda entry: (-entry[0], entry[1]))[2] if scored else None
@@ -73,4 +73,9 @@ async def fetch_stored_checkpoint(
     )
     if row is None:
         raise CheckpointNotFound
-    return StoredCheckpoint(row["checkpoint_id"], row["round_index"], row["key"], json.loads(row["files"]))
+    return StoredCheckpoint(row["checkpoint_id"], row["round_index"], row["key"], _json(row["files"]))
+
+
+def _json(value: Any) -> Any:
+    """A jsonb value, decoded by the pool's codec or not."""
+    return json.loads(value) if isinstance(value, str) else value
