@@ -144,3 +144,28 @@ async def test_stop_when_ends_early_with_the_reason_and_a_rule_never_met_runs_to
     full = await run_job(full_stack, "alice", dataset, {"num_epochs": 3, "predictions": {"stop_when": never}})
     assert full["status_message"] == "training finished"
     assert [r["round_index"] for r in full["rounds"]] == [0, 1, 2, 3]
+
+
+async def test_a_store_failure_during_a_save_is_a_warning_and_training_goes_on(full_stack: Any) -> None:
+    """The object where round 1's files go is a plain file: every put under it fails. The job completes with a
+    warning, and the rounds after it are saved."""
+    token = full_stack.mint_token("alice")
+    dataset = await uploaded(full_stack, "alice")
+    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": MAX_NEW_TOKENS}
+    config = job_config(dataset, predictions | {"checkpoints": {"mode": "every_round"}})
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        created = await client.post("/v1/jobs", json=config, headers=headers(token))
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+        blocked = Path(full_stack.object_store_dir) / "jobs" / job_id / "checkpoints"
+        blocked.mkdir(parents=True)
+        (blocked / "round-1").write_text("not a folder")
+        job = await wait_for_final_status(client, job_id, token)
+    assert job["status"] == "completed", job
+    assert [w["code"] for w in job["warnings"]] == ["checkpoint_failed"]
+    assert "round 1" in job["warnings"][0]["message"]
+    listed = await checkpoints_of(full_stack, "alice", job_id)
+    assert [c["round_index"] for c in listed["items"]] == [0, 2, None]
+    for c in listed["items"]:  # the stall per checkpoint, next to its round's wall time (for the note)
+        wall = next((r["wall_ms"] for r in job["rounds"] if r["round_index"] == c["round_index"]), None)
+        print(f"checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']:.0f} ms, round {wall}")
