@@ -1,6 +1,7 @@
 """Checkpoints on the real stack (tiny model): kept per round, listed and downloaded by the owner only, and the
 proof that a round's checkpoint is the model behind its answers: loaded again, it gives the same greedy answers."""
 
+import asyncio
 import io
 import tarfile
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from test_end_to_end import all_predictions, headers, job_config, uploaded, wait_for_final_status
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from epochscope.cli import main as cli_main
 from epochscope_trainer.generation import GenerationSettings, generate_across_ranks
 
 pytestmark = pytest.mark.stack
@@ -89,6 +91,14 @@ async def test_every_round_inline_full_fine_tuning_reproduces_each_rounds_answer
     for checkpoint in listed["items"][1:3]:  # after epoch 1 and epoch 2: trained weights, inline rounds
         target = tmp_path / str(checkpoint["round_index"])
         await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, False, target)
+
+    # The CLI: round 1 with a progress bar, unpacked, every file checked against its SHA-256.
+    target = tmp_path / "cli"
+    command = ["checkpoint", "download", job["job_id"], "1", "-o", str(target), "--api", full_stack.api_url]
+    token = full_stack.mint_token("alice")
+    assert await asyncio.to_thread(cli_main, [*command, "--token", token]) == 0
+    names = sorted(p.name for p in (target / "round-1").iterdir())
+    assert names == sorted(f["name"] for f in listed["items"][1]["files"])
 
     bob = full_stack.mint_token("bob")
     first = listed["items"][0]["checkpoint_id"]
