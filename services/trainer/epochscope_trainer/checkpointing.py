@@ -183,7 +183,15 @@ class Checkpointer:
             shutil.rmtree(folder, ignore_errors=True)
         self.publish(TRAINING_STATUS, event)
         self._keys[name] = keys  # (upload thread only)
-        log.info("checkpoint %s: %d bytes uploaded to %s", name, event.bytes, prefix)
+        log.info(
+            "checkpoint %s: %d bytes, saved in %.0f ms (training stalled %.0f ms), uploaded to %s in %.0f ms",
+            name,
+            event.bytes,
+            event.save_ms,
+            event.stall_ms,
+            prefix,
+            event.upload_ms,
+        )
         for gone in pruned:
             self._delete(gone)
 
