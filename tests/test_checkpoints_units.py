@@ -15,10 +15,19 @@ from obstore.store import LocalStore
 from epochscope_api.checkpoint_archive import archive_bytes, tar_stream
 from epochscope_api.data.checkpoints import StoredCheckpoint
 from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
-from epochscope_schemas.events import CheckpointDeletedEvent, CheckpointEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
+    CheckpointFile,
+    RoundSummaryEvent,
+    WarningEvent,
+    encode_event,
+)
+from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.callbacks import JobIdentity
 from epochscope_trainer.checkpointing import Checkpointer
 from epochscope_trainer.stopping import StopRule
+from epochscope_writer.domain.decoding import Rejection, decode_record
 
 JOB = JobIdentity(uuid.uuid4(), "token")
 
@@ -141,3 +150,21 @@ def test_the_download_is_a_tar_streamed_in_bounded_memory(tmp_path: Path) -> Non
         first = archive.next()
         assert first is not None and first.name == "round-3/config.json"
         assert archive.extractfile(first).read() == b'{"a": 1}'  # type: ignore[union-attr]
+
+
+def test_the_writer_stores_a_checkpoint_over_2_gib_and_dead_letters_a_bad_metric() -> None:
+    event = CheckpointEvent(
+        **JOB.envelope(),
+        checkpoint_id=uuid.uuid4(),
+        round_index=1,
+        step=2,
+        epoch=1.0,
+        key="jobs/x/checkpoints/round-1",
+        files=[CheckpointFile(name="model.safetensors", bytes=3 << 30, sha256="0" * 64)],
+        bytes=3 << 30,
+        sha256="1" * 64,
+        metrics={"mean_f1": 0.5, "mean_exact_match": None},
+    )
+    assert isinstance(decode_record(TRAINING_STATUS, encode_event(event)), CheckpointEvent)
+    raw = encode_event(event).replace(b'"mean_f1":0.5', b'"mean_f1":NaN')
+    assert isinstance(decode_record(TRAINING_STATUS, raw), Rejection)

@@ -111,9 +111,12 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
 
 
-# Every int field of these events is an int4 column.
+# Every int field of these events is an int4 column, but a checkpoint's size (int8).
+_INT8_FIELDS = {(CheckpointEvent, "bytes")}
 _INT_FIELDS: dict[type[Envelope], tuple[str, ...]] = {
-    cls: tuple(name for name, field in cls.model_fields.items() if field.annotation is int)
+    cls: tuple(
+        name for name, field in cls.model_fields.items() if field.annotation is int and (cls, name) not in _INT8_FIELDS
+    )
     for types in EVENT_TYPES_BY_TOPIC.values()
     for cls in types
 }
