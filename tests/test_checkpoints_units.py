@@ -145,6 +145,7 @@ def test_the_download_is_a_tar_streamed_in_bounded_memory(tmp_path: Path) -> Non
 
     total, peak, head = asyncio.run(consume())
     assert total == archive_bytes(files)
+    print(f"peak Python memory streaming a {size >> 20} MiB checkpoint: {peak / (1 << 20):.1f} MiB")
     assert peak < size / 10, f"peak {peak} bytes for a {size}-byte checkpoint"
     with tarfile.open(fileobj=io.BytesIO(head), mode="r|") as archive:
         first = archive.next()
