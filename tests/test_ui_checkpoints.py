@@ -35,6 +35,7 @@ async def test_the_rounds_table_downloads_checkpoints_and_marks_the_best_round(
         best_row = page.locator(f'#rounds-table tbody tr[data-round-index="{job["best_round"]}"]')
         await expect(best_row.locator("#best-round")).to_have_text("★ best")
         await expect(page.locator('#quality-chart [data-series^="★ Best round"] circle')).to_have_count(1)
+    await expect(page.locator('#final-weights td[data-col="checkpoint"]')).to_contain_text("Download (")
     async with page.expect_download() as info:
         await cells.nth(1).get_by_role("button").click()
     download = await info.value

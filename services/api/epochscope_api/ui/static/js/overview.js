@@ -97,7 +97,15 @@ export function overviewTab(panel, context) {
           ),
         ),
       ),
+      finalWeights(),
     );
+  }
+
+  // The final weights of a completed job, kept with any checkpoints mode but none.
+  function finalWeights() {
+    const final = checkpoints.get("final");
+    if (!final) return null;
+    return h("table", { class: "data", id: "final-weights" }, h("tbody", {}, h("tr", {}, h("th", { scope: "row" }, `Final weights (step ${final.step})`), checkpointCell(context.jobId, final, "final"))));
   }
 
   let checkpoints = new Map();
