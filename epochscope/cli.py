@@ -4,6 +4,8 @@ epochscope up [--writers N]     start Postgres, the broker, the API, writers and
 epochscope token --user alice   print a bearer token for the local stack (development only)
 epochscope demo                 run the demo job end to end and print its predictions per epoch
 epochscope reset                delete the local stack's data (its Postgres cluster included)
+epochscope checkpoint download JOB [ROUND|best|final] -o DIR
+                                a job's checkpoint, with a progress bar, unpacked and checked
 
 A failure you can fix (a port in use, a folder owned by someone else, a stale lock, a full disk) is one
 line on stderr and exit status 1.
@@ -19,7 +21,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
-from epochscope import demo
+from epochscope import checkpoint_cli, demo
 from epochscope.local_stack import LocalStack
 from epochscope.stack_errors import StackError, explain_os_error
 from epochscope_schemas.catalog import CatalogModel
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     token_parser.add_argument("--user", required=True)
     token_parser.add_argument("--hours", type=float, default=12)
     commands.add_parser("demo", help="run the demo job end to end", add_help=False)
+    checkpoint_cli.add_parser(commands)
     reset_parser = commands.add_parser("reset", help="delete the local stack's data, its Postgres cluster included")
     for sub in (up_parser, token_parser, reset_parser):
         sub.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return demo.main(rest)
+        if args.command == "checkpoint" and not rest:
+            return checkpoint_cli.download(args)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return {"up": up, "token": token, "reset": reset}[args.command](args)

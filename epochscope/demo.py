@@ -65,6 +65,7 @@ def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -
                 *({"type": "json_field", "name": field, "path": field} for field in ("city", "country", "nights")),
                 {"type": "text_similarity", "name": "chrf", "metric": "chrf", "threshold": 0.8},
             ],
+            "checkpoints": {"mode": "best", "metric": "grader_mean:chrf", "keep": 1},
         },
     }
 
@@ -178,11 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
             console.print(f"Job URL: {job_url}")
             follower = JobFollower(client, job["job_id"], args.samples, console)
+            best = None
             with console.status("waiting for the trainer") as status:
                 while True:
                     job = follower.poll()
                     status.update(f"{progress_line(job)} - {time.monotonic() - started:.0f}s elapsed")
                     if job["status"] in ("completed", "failed", "cancelled"):
+                        best = best_checkpoint(client, job["job_id"])
                         break
                     if time.monotonic() - started > args.timeout:
                         console.print(f"[red]Gave up after {args.timeout:.0f}s; the job is still {job['status']}.")
@@ -195,4 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]Job {job['status']}: {job['status_message']}")
         return 1
     console.print(f"[bold green]Job completed[/] in {elapsed:.0f}s with {len(follower.printed)} rounds. {job_url}")
+    if best is not None:
+        console.print(
+            f"Best round: {best['round_index']} (chrF mean {best['metrics'].get('grader_mean:chrf')}); its checkpoint"
+            f" ({best['bytes']} bytes): {job_url}/checkpoints/{best['checkpoint_id']}/download"
+        )
     return 0
+
+
+def best_checkpoint(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    """The job's best round checkpoint by its metric, if one was kept."""
+    listed = client.get(f"/v1/jobs/{job_id}/checkpoints").raise_for_status().json()
+    return next((c for c in listed["items"] if c["best"]), None)

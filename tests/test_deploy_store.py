@@ -106,7 +106,14 @@ def test_the_bucket_script_makes_a_read_write_user_and_a_read_only_user(tmp_path
     assert "admin user add store api-user api-pw" in lines and "admin user add store trainer-user trainer-pw" in lines
     assert "admin policy attach store epochscope-trainer-read --user trainer-user" in lines
     trainer = json.loads((policies / "epochscope-trainer-read.json").read_text())["Statement"]
-    assert trainer == [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::datasets-bucket/*"]}]
+    assert trainer == [  # reads any object by key; writes and deletes only checkpoints, under jobs/
+        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::datasets-bucket/*"]},
+        {
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            "Resource": ["arn:aws:s3:::datasets-bucket/jobs/*"],
+        },
+    ]
     api_policy = json.loads((policies / "epochscope-api.json").read_text())
     api_actions = {action for statement in api_policy["Statement"] for action in statement["Action"]}
     assert {"s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"} <= api_actions

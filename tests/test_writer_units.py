@@ -5,11 +5,14 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from writer_fakes import SECRET, FakeBroker, FakeDatabase, FakeEventStore, job_token, record_of
 
 from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
+    CheckpointFile,
     JobStatus,
     JobStatusEvent,
     PredictionEvent,
@@ -100,9 +103,25 @@ async def test_every_kind_of_event_is_written() -> None:
         ProgressEvent(job_id=job, job_token=token, step=1, max_steps=2, epoch=0.5, num_epochs=1),
         WarningEvent(job_id=job, job_token=token, code="samples_missing", message="m"),
         JobStatusEvent(job_id=job, job_token=token, status=JobStatus.RUNNING),
+        checkpoint := CheckpointEvent(
+            job_id=job,
+            job_token=token,
+            checkpoint_id=uuid4(),
+            round_index=1,
+            step=1,
+            epoch=0.5,
+            key=f"jobs/{job}/checkpoints/round-1",
+            files=[CheckpointFile(name="adapter_model.safetensors", bytes=3, sha256="0" * 64)],
+            bytes=3,
+            sha256="1" * 64,
+        ),
+        CheckpointDeletedEvent(job_id=job, job_token=token, checkpoint_id=checkpoint.checkpoint_id, round_index=1),
     ]
     result = await rules.apply(store, rules.check([record_of(e, i) for i, e in enumerate(events)]))
     assert result.applied == {kind: 1 for kind in EventKind}
+    assert store.tables.checkpoints_deleted == {checkpoint.checkpoint_id}
+    again = await rules.apply(store, rules.check([record_of(e, i) for i, e in enumerate(events[-2:])]))
+    assert again.duplicates[EventKind.CHECKPOINT] == again.duplicates[EventKind.CHECKPOINT_DELETED] == 1
     assert {payload["kind"] for _, payload in store.tables.notified} == set(ChangeKind)
 
 

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
     Envelope,
     JobStatus,
     JobStatusEvent,
@@ -65,6 +67,8 @@ class _Tables:
     rounds: set[tuple[UUID, int]] = field(default_factory=set)
     progress: set[tuple[UUID, int]] = field(default_factory=set)
     warnings: set[UUID] = field(default_factory=set)
+    checkpoints: set[UUID] = field(default_factory=set)
+    checkpoints_deleted: set[UUID] = field(default_factory=set)
     notified: list[Notification] = field(default_factory=list)
 
 
@@ -138,6 +142,16 @@ class FakeEventStore:
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
         return await self._insert(owner, events, self.tables.warnings, lambda e: e.event_id)
+
+    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]:
+        return await self._insert(owner, events, self.tables.checkpoints, lambda e: e.checkpoint_id)
+
+    async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]:
+        self._check(owner, events)
+        new = [e for e in events if e.checkpoint_id in self.tables.checkpoints]
+        new = [e for e in new if e.checkpoint_id not in self.tables.checkpoints_deleted]
+        self.tables.checkpoints_deleted.update(e.checkpoint_id for e in new)
+        return [e.job_id for e in new]
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
         applied = []

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Sets up the object store for Epochscope in MinIO (compose's one-shot `store-init`, minio/mc image):
-# the bucket, a read-write user for the API (uploads) and a read-only user for the trainers (downloads
-# by the keys in job-start events). Idempotent: safe to run on every `up`.
+# the bucket, a read-write user for the API (uploads) and a user for the trainers that reads (downloads
+# by the keys in job-start events) and writes only checkpoints under jobs/. Idempotent: safe to run on every `up`.
 #
 # Environment: MINIO_URL, MINIO_ROOT_USER, MINIO_ROOT_PASSWORD, STORE_BUCKET,
 # STORE_API_ACCESS_KEY, STORE_API_SECRET_KEY, STORE_TRAINER_ACCESS_KEY, STORE_TRAINER_SECRET_KEY.
@@ -26,10 +26,12 @@ cat >"$policies/epochscope-api.json" <<JSON
    "Resource": ["arn:aws:s3:::$STORE_BUCKET/*"]}
 ]}
 JSON
-# Trainers only read objects by key: no listing, no writes.
+# Trainers read objects by key (no listing), and write and delete only under jobs/ (checkpoints).
 cat >"$policies/epochscope-trainer-read.json" <<JSON
 {"Version": "2012-10-17", "Statement": [
-  {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::$STORE_BUCKET/*"]}
+  {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::$STORE_BUCKET/*"]},
+  {"Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+   "Resource": ["arn:aws:s3:::$STORE_BUCKET/jobs/*"]}
 ]}
 JSON
 
@@ -42,4 +44,4 @@ user() {  # user <access key> <secret key> <policy>
 }
 user "$STORE_API_ACCESS_KEY" "$STORE_API_SECRET_KEY" epochscope-api
 user "$STORE_TRAINER_ACCESS_KEY" "$STORE_TRAINER_SECRET_KEY" epochscope-trainer-read
-echo "bucket $STORE_BUCKET ready: $STORE_API_ACCESS_KEY read-write, $STORE_TRAINER_ACCESS_KEY read-only"
+echo "bucket $STORE_BUCKET ready: $STORE_API_ACCESS_KEY read-write, $STORE_TRAINER_ACCESS_KEY read + jobs/ write"

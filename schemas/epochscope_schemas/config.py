@@ -16,6 +16,7 @@ from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
 from epochscope_schemas.graders import MAX_GRADERS, GraderConfig, validator_graders
 from epochscope_schemas.linear_regex import schema_problems
 
@@ -109,6 +110,10 @@ class PredictionsConfig(BaseModel):
     baseline_round: Annotated[
         bool, Field(description="Also predict once before training starts, to see where the model began.")
     ] = True
+    checkpoints: CheckpointsConfig = Field(
+        default_factory=CheckpointsConfig, description="Which rounds' weights are kept (none, every_round, best)."
+    )
+    stop_when: StopWhen | None = Field(default=None, description="End training early, judged on the rounds' answers.")
 
     @model_validator(mode="after")
     def _steps_need_an_interval(self) -> "PredictionsConfig":

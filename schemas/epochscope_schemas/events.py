@@ -161,6 +161,45 @@ class RoundSummaryEvent(Envelope):
     stall_ms: Annotated[float, Field(ge=0, description="How long training waited for this round.")] = 0.0
 
 
+class CheckpointFile(BaseModel):
+    """One file of a checkpoint, under the checkpoint's key prefix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,200}$")]
+    bytes: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
+
+
+class CheckpointEvent(Envelope):
+    """The weights behind one round (or the final weights), uploaded to the object store under `key`."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    checkpoint_id: UUID = Field(description="uuid5 of the job id and the checkpoint's name: the same on a redelivery.")
+    round_index: Annotated[int | None, Field(ge=0, description="The round; null for the final weights.")] = None
+    step: Annotated[int, Field(ge=0)]
+    epoch: Annotated[float, Field(ge=0)]
+    final: bool = Field(default=False, description="The weights at the end of training.")
+    key: Annotated[str, Field(min_length=1, max_length=1024, description="The checkpoint's key prefix.")]
+    files: Annotated[list[CheckpointFile], Field(min_length=1, max_length=64)]
+    bytes: Annotated[int, Field(ge=0, description="All files together.")]
+    sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="Of the files' names and hashes, in order.")]
+    metrics: dict[str, float | None] = Field(
+        default_factory=dict, max_length=MAX_GRADERS * 2 + 8, description="The round's metrics by metric name."
+    )
+    save_ms: Annotated[float, Field(ge=0, description="Writing the weights to local disk.")] = 0.0
+    stall_ms: Annotated[float, Field(ge=0, description="How long training waited for the save.")] = 0.0
+    upload_ms: Annotated[float, Field(ge=0)] = 0.0
+
+
+class CheckpointDeletedEvent(Envelope):
+    """A checkpoint pruned (mode best): its objects are gone from the store."""
+
+    type: Literal["checkpoint.deleted"] = "checkpoint.deleted"
+    checkpoint_id: UUID
+    round_index: Annotated[int | None, Field(ge=0)] = None
+
+
 class ProgressEvent(Envelope):
     """Training progress at a configurable interval: the data of the progress bar and the loss chart."""
 
@@ -210,7 +249,9 @@ Event = Annotated[
     | RoundSummaryEvent
     | JobStatusEvent
     | ProgressEvent
-    | WarningEvent,
+    | WarningEvent
+    | CheckpointEvent
+    | CheckpointDeletedEvent,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: tuple[type[Envelope], ...] = (
@@ -221,6 +262,8 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     JobStatusEvent,
     ProgressEvent,
     WarningEvent,
+    CheckpointEvent,
+    CheckpointDeletedEvent,
 )
 
 _event_adapter: TypeAdapter[Any] = TypeAdapter(Event)

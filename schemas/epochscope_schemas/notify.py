@@ -17,3 +17,4 @@ class ChangeKind(StrEnum):
     ROUND = "round"
     PROGRESS = "progress"
     WARNING = "warning"
+    CHECKPOINT = "checkpoint"

@@ -15,6 +15,13 @@ class JobNotFound(DomainError):
         super().__init__("job not found")
 
 
+class CheckpointNotFound(DomainError):
+    """No such checkpoint for this job (never one, pruned, or its objects are gone)."""
+
+    def __init__(self) -> None:
+        super().__init__("checkpoint not found")
+
+
 class SampleNotFound(DomainError):
     """The job has no prediction for this sample."""
 

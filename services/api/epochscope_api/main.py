@@ -17,6 +17,7 @@ from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import (
     BadCursor,
     BadParameter,
+    CheckpointNotFound,
     DatasetInUse,
     DatasetNotFound,
     DomainError,
@@ -30,6 +31,7 @@ from epochscope_api.errors import (
 )
 from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
 from epochscope_api.routers import (
+    checkpoints,
     comparisons,
     datasets,
     estimate,
@@ -47,6 +49,7 @@ from epochscope_schemas.log_config import configure_logging
 
 DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     JobNotFound: status.HTTP_404_NOT_FOUND,
+    CheckpointNotFound: status.HTTP_404_NOT_FOUND,
     SampleNotFound: status.HTTP_404_NOT_FOUND,
     BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
     BadParameter: status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -91,7 +94,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
         app, include_in_schema=False
     )
-    routers = (health, models, datasets, jobs, predictions, stream, estimate, limits, comparisons, exports)
+    routers = (
+        health,
+        models,
+        datasets,
+        jobs,
+        predictions,
+        stream,
+        estimate,
+        limits,
+        comparisons,
+        exports,
+        checkpoints,
+    )
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None
         app.include_router(router, responses=shared)

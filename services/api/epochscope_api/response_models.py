@@ -101,6 +101,41 @@ class JobDetail(Job):
 
     rounds: list[RoundSummary]
     warnings: list[JobWarning]
+    best_round: int | None = Field(
+        default=None,
+        description="The round with the highest value of the job's checkpoint metric (predictions.checkpoints.metric;"
+        " the earliest on a tie); null before any round has a value.",
+    )
+
+
+class CheckpointFileInfo(BaseModel):
+    name: str
+    bytes: int
+    sha256: str
+
+
+class Checkpoint(BaseModel):
+    """The weights behind one round (or the final weights), kept in the object store."""
+
+    checkpoint_id: UUID
+    round_index: int | None = Field(description="The round; null for the final weights.")
+    step: int
+    epoch: float
+    final: bool
+    bytes: int = Field(description="All files together; the download is a tar of them.")
+    sha256: str = Field(description="Of the files' names and SHA-256s, one 'name sha256' line each, in order.")
+    files: list[CheckpointFileInfo]
+    metrics: dict[str, float | None] = Field(description="The round's metrics by name.")
+    best: bool = Field(description="The best round checkpoint by the job's checkpoint metric.")
+    save_ms: float = Field(description="Writing the weights to the trainer's disk.")
+    stall_ms: float = Field(description="How long training waited for the save (0 for a background round).")
+    occurred_at: datetime
+
+
+class CheckpointList(BaseModel):
+    metric: str = Field(description="The metric `best` is judged by: the job's predictions.checkpoints.metric.")
+    items: list[Checkpoint] = Field(description="Kept checkpoints in round order, the final weights last.")
+    best_checkpoint_id: UUID | None
 
 
 class ProgressHistory(BaseModel):

@@ -26,6 +26,8 @@ from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, bounded_texts
 log = logging.getLogger("epochscope.trainer.callbacks")
 
 Publish = Callable[[str, Envelope], None]
+# (model, tokenizer, summary, stalls_training): what a round's outcome drives (checkpoints, stop_when)
+AfterRound = Callable[[Any, Any, RoundSummaryEvent, bool], None]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class PredictionsCallback(TrainerCallback):
         job: the job id and token every event carries.
         text_max_bytes: prompt, ground truth and prediction are each cut to this many UTF-8 bytes and
             flagged in the event's `truncated` (validators and scores see the whole texts).
+        after_round: called on rank 0 after each published round with the weights that produced it
+            (checkpoints, stop_when); in the round's thread, so inline it stalls training.
 
     Only one round runs per global step, whichever triggers land on it. Under several processes the
     prompts are split across ranks and gathered, and only rank 0 publishes. With `background`, a
@@ -66,8 +70,10 @@ class PredictionsCallback(TrainerCallback):
         publish: Publish,
         job: JobIdentity,
         text_max_bytes: int = DEFAULT_TEXT_MAX_BYTES,
+        after_round: AfterRound | None = None,
     ) -> None:
         self.config = config
+        self.after_round = after_round
         self.text_max_bytes = text_max_bytes
         self.samples = samples
         self.tokenizer = tokenizer
@@ -175,7 +181,10 @@ class PredictionsCallback(TrainerCallback):
         ]
         for event in events:
             self.publish(TRAINING_PREDICTIONS, event)
-        self.publish(TRAINING_STATUS, summarize(events, key, wall_ms, wall_ms if stall_ms is None else stall_ms))
+        summary = summarize(events, key, wall_ms, wall_ms if stall_ms is None else stall_ms)
+        self.publish(TRAINING_STATUS, summary)
+        if self.after_round is not None:
+            self.after_round(model, tokenizer, summary, stall_ms is None)
         log.info("prediction round %d at step %d: %d predictions in %.0f ms", key.index, key.step, len(events), wall_ms)
 
     def _prediction(self, key: "RoundKey", sample: Sample, prompt: str, generation: Generation) -> PredictionEvent:

@@ -22,12 +22,28 @@ from typing import Any
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_rows import training_record
-from epochscope_schemas.events import DatasetObject, Envelope, JobInputs, JobStatus, JobStatusEvent, WarningEvent
+from epochscope_schemas.events import (
+    DatasetObject,
+    Envelope,
+    JobInputs,
+    JobStatus,
+    JobStatusEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+)
 from epochscope_schemas.log_config import configure_logging
 from epochscope_schemas.object_store import ObjectStore, open_store
 from epochscope_schemas.sampler import Sample, select_samples
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, ProgressCallback, Publish, StopOnRequest
+from epochscope_trainer.callbacks import (
+    AfterRound,
+    JobIdentity,
+    PredictionsCallback,
+    ProgressCallback,
+    Publish,
+    StopOnRequest,
+)
+from epochscope_trainer.checkpointing import Checkpointer
 from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     SPOOL_FILE,
@@ -43,6 +59,7 @@ from epochscope_trainer.model_loading import load_model_and_tokenizer, resolve_m
 from epochscope_trainer.precision import this_machine
 from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.spooling_publisher import EventPublisher
+from epochscope_trainer.stopping import StopOnRule, StopRule
 from epochscope_trainer.training_args import lora_config, sft_config
 
 log = logging.getLogger("epochscope.trainer.job")
@@ -69,6 +86,7 @@ class JobRun:
         self.settings = settings
         self.publish = publish
         self.shutdown = threading.Event()
+        self.stop_rule = StopRule(config.predictions.stop_when) if config.predictions.stop_when else None
 
     @property
     def cancelled(self) -> bool:
@@ -101,7 +119,8 @@ class JobRun:
         if self.cancelled:
             self.status(JobStatus.CANCELLED, "cancelled by the user", metrics)
             return JobStatus.CANCELLED
-        self.status(JobStatus.COMPLETED, "training finished", metrics)
+        reason = self.stop_rule.reason if self.stop_rule else None
+        self.status(JobStatus.COMPLETED, reason or "training finished", metrics)
         return JobStatus.COMPLETED
 
     def _train(self) -> dict[str, float]:
@@ -125,6 +144,9 @@ class JobRun:
             ProgressCallback(self.publish, self.job, config.num_epochs),
             StopOnRequest(self.stop_requested),
         ]
+        checkpointer = Checkpointer(
+            config.predictions.checkpoints, self.store, self.job, self.publish, self.job_dir / "checkpoints"
+        )
         if samples:
             callbacks.append(
                 PredictionsCallback(
@@ -134,8 +156,11 @@ class JobRun:
                     self.publish,
                     self.job,
                     text_max_bytes=self.settings.prediction_text_max_bytes,
+                    after_round=self._after_round(checkpointer),
                 )
             )
+            if self.stop_rule is not None:
+                callbacks.append(StopOnRule(self.stop_rule))
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -165,8 +190,23 @@ class JobRun:
                 }
             ),
         )
-        result = trainer.train()
+        try:
+            result = trainer.train()
+            if trainer.is_world_process_zero() and not self.stop_requested():
+                checkpointer.save_final(trainer.model, tokenizer, trainer.state.global_step, trainer.state.epoch or 0.0)
+        finally:
+            checkpointer.close()
         return {k: float(v) for k, v in result.metrics.items() if isinstance(v, int | float)}
+
+    def _after_round(self, checkpointer: Checkpointer) -> AfterRound:
+        """What a round's outcome drives: its checkpoint, and the stop rule."""
+
+        def after(model: Any, tokenizer: Any, summary: RoundSummaryEvent, stalls_training: bool) -> None:
+            checkpointer.on_round(model, tokenizer, summary, stalls_training)
+            if self.stop_rule is not None:
+                self.stop_rule.observe(summary)
+
+        return after
 
     def _load(self, name: str, obj: DatasetObject) -> Dataset:
         """Download, check and read one input dataset; malformed rows are a warning."""

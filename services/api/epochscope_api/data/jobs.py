@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from epochscope_api.cursor import decode_cursor, encode_cursor, text
+from epochscope_api.data.checkpoints import best_round
 from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.rounds import fetch_rounds
@@ -55,7 +56,8 @@ async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobDe
     job = await fetch_job(conn, job_id)
     rounds = await fetch_rounds(conn, job_id)
     warnings = [warning for _, warning in await fetch_warnings(conn, job_id)]
-    return JobDetail(**dict(job), rounds=rounds, warnings=warnings)
+    metric = job.config.predictions.checkpoints.metric
+    return JobDetail(**dict(job), rounds=rounds, warnings=warnings, best_round=best_round(rounds, metric))
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from uuid import UUID
 import asyncpg
 
 from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
     JobStatus,
     JobStatusEvent,
     PredictionEvent,
@@ -27,6 +29,8 @@ from epochscope_schemas.notify import job_channel
 from epochscope_writer.adapters.postgres_tables import (
     ADVANCE_PROGRESS,
     APPLY_STATUS,
+    CHECKPOINTS_TABLE,
+    DELETE_CHECKPOINTS,
     FINAL_STATUSES,
     PREDICTIONS_TABLE,
     PROGRESS_TABLE,
@@ -155,6 +159,16 @@ class PostgresEventStore:
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
         return [row["job_id"] for row in await WARNINGS_TABLE.insert_new(self._conn, events, owner)]
+
+    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]:
+        return [row["job_id"] for row in await CHECKPOINTS_TABLE.insert_new(self._conn, events, owner)]
+
+    async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]:
+        """Mark pruned checkpoints (the row stays, its objects are gone); job ids of those newly marked."""
+        rows = await self._conn.fetch(
+            DELETE_CHECKPOINTS, [e.checkpoint_id for e in events], [e.occurred_at for e in events]
+        )
+        return [row["job_id"] for row in rows]
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
         """In order; returns the events that changed their job (the rest met a newer or final status)."""

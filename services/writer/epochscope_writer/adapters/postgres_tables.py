@@ -154,6 +154,35 @@ WARNINGS_TABLE = Table(
     returning="job_id, event_id",
 )
 
+CHECKPOINTS_TABLE = Table(
+    "job_checkpoints",
+    (
+        _field("checkpoint_id", "uuid"),
+        _field("job_id", "uuid"),
+        _OWNER,
+        _field("round_index", "int4"),
+        _field("step", "int4"),
+        _field("epoch", "float8"),
+        _field("final", "bool"),
+        _field("key", "text"),
+        Column("files", "jsonb", lambda event, owner: json.dumps([f.model_dump() for f in event.files])),
+        _field("bytes", "int8"),
+        _field("sha256", "text"),
+        Column("metrics", "jsonb", lambda event, owner: json.dumps(event.metrics)),
+        *(_field(name, "float8") for name in ("save_ms", "stall_ms", "upload_ms")),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="checkpoint_id",
+    returning="job_id, checkpoint_id",
+)
+# A pruned checkpoint: marked once; a redelivered deletion changes nothing.
+DELETE_CHECKPOINTS = """
+UPDATE job_checkpoints AS c SET deleted_at = d.at
+FROM unnest($1::uuid[], $2::timestamptz[]) AS d(checkpoint_id, at)
+WHERE c.checkpoint_id = d.checkpoint_id AND c.deleted_at IS NULL
+RETURNING c.job_id
+"""
+
 # jobs.progress only moves forward: a redelivered or late, older progress event never replaces a newer one.
 ADVANCE_PROGRESS = """
 UPDATE jobs SET progress = $2::jsonb

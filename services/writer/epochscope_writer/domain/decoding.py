@@ -14,6 +14,8 @@ from pydantic import ValidationError
 
 from epochscope_schemas.events import (
     SCHEMA_VERSION,
+    CheckpointDeletedEvent,
+    CheckpointEvent,
     Envelope,
     JobStatusEvent,
     PredictionEvent,
@@ -28,9 +30,24 @@ from epochscope_writer.domain.dead_letters import DeadLetterReason
 PG_INT_MAX = 2**31 - 1
 EVENT_TYPES_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
     TRAINING_PREDICTIONS: (PredictionEvent,),
-    TRAINING_STATUS: (JobStatusEvent, RoundSummaryEvent, ProgressEvent, WarningEvent),
+    TRAINING_STATUS: (
+        JobStatusEvent,
+        RoundSummaryEvent,
+        ProgressEvent,
+        WarningEvent,
+        CheckpointEvent,
+        CheckpointDeletedEvent,
+    ),
 }
-WriterEvent = PredictionEvent | JobStatusEvent | RoundSummaryEvent | ProgressEvent | WarningEvent
+WriterEvent = (
+    PredictionEvent
+    | JobStatusEvent
+    | RoundSummaryEvent
+    | ProgressEvent
+    | WarningEvent
+    | CheckpointEvent
+    | CheckpointDeletedEvent
+)
 
 
 class KafkaRecord(Protocol):
@@ -94,9 +111,12 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
 
 
-# Every int field of these events is an int4 column.
+# Every int field of these events is an int4 column, but a checkpoint's size (int8).
+_INT8_FIELDS = {(CheckpointEvent, "bytes")}
 _INT_FIELDS: dict[type[Envelope], tuple[str, ...]] = {
-    cls: tuple(name for name, field in cls.model_fields.items() if field.annotation is int)
+    cls: tuple(
+        name for name, field in cls.model_fields.items() if field.annotation is int and (cls, name) not in _INT8_FIELDS
+    )
     for types in EVENT_TYPES_BY_TOPIC.values()
     for cls in types
 }
@@ -113,9 +133,9 @@ def _unstorable(event: WriterEvent, raw: bytes) -> str | None:
         problem = _nul_in(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
         if problem:
             return problem
-    if isinstance(event, JobStatusEvent):
+    if isinstance(event, JobStatusEvent | CheckpointEvent):
         for name, number in event.metrics.items():
-            if not math.isfinite(number):
+            if number is not None and not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
     return None
 

@@ -19,7 +19,15 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from epochscope_schemas.events import JobStatusEvent, PredictionEvent, ProgressEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
+    JobStatusEvent,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+)
 from epochscope_schemas.notify import ChangeKind
 from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
 from epochscope_writer.domain.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
@@ -35,6 +43,8 @@ class EventKind(StrEnum):
     PROGRESS = "progress"
     WARNING = "warning"
     STATUS = "status"
+    CHECKPOINT = "checkpoint"
+    CHECKPOINT_DELETED = "checkpoint_deleted"
 
 
 EVENT_KIND_OF: dict[type[WriterEvent], EventKind] = {
@@ -43,6 +53,8 @@ EVENT_KIND_OF: dict[type[WriterEvent], EventKind] = {
     ProgressEvent: EventKind.PROGRESS,
     WarningEvent: EventKind.WARNING,
     JobStatusEvent: EventKind.STATUS,
+    CheckpointEvent: EventKind.CHECKPOINT,
+    CheckpointDeletedEvent: EventKind.CHECKPOINT_DELETED,
 }
 T = TypeVar("T")
 K = TypeVar("K")
@@ -177,6 +189,8 @@ class BatchApplier:
             (EventKind.ROUND, ChangeKind.ROUND, store.insert_rounds),
             (EventKind.PROGRESS, ChangeKind.PROGRESS, store.insert_progress),
             (EventKind.WARNING, ChangeKind.WARNING, store.insert_warnings),
+            (EventKind.CHECKPOINT, ChangeKind.CHECKPOINT, store.insert_checkpoints),
+            (EventKind.CHECKPOINT_DELETED, ChangeKind.CHECKPOINT, store.delete_checkpoints),
         ):
             job_ids = await write(kind, by_kind[kind], partial(insert, owner))
             for job_id, rows in _group(job_ids, lambda job_id: job_id).items():

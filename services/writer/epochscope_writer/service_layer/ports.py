@@ -7,6 +7,8 @@ from typing import Protocol
 from uuid import UUID
 
 from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
     JobStatus,
     JobStatusEvent,
     PredictionEvent,
@@ -67,6 +69,10 @@ class EventStore(Protocol):
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]: ...
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]: ...
+
+    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]: ...
+
+    async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]: ...
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]: ...
 

@@ -2,6 +2,7 @@
 
 import { passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
+import { checkpointCell, loadCheckpoints, metricValue } from "./checkpoints.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
 
 const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
@@ -16,6 +17,14 @@ function graderSeries(rounds) {
     dash: "2 3",
     points: rounds.map((r) => ({ x: r.round_index, y: r.graders?.[name]?.pass_rate ?? null })),
   }));
+}
+
+// The best round as one marked point, at its value of the job's checkpoint metric.
+function bestSeries(job, rounds) {
+  const best = rounds.find((r) => r.round_index === job.best_round);
+  if (!best) return [];
+  const metric = job.config?.predictions?.checkpoints?.metric ?? "validator_pass_rate";
+  return [{ name: `★ Best round (${metric.replace(/_/g, " ")})`, color: "#b8860b", points: [{ x: best.round_index, y: metricValue(best, metric) }] }];
 }
 
 export function overviewTab(panel, context) {
@@ -46,6 +55,7 @@ export function overviewTab(panel, context) {
       { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
       { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
       ...graderSeries(rounds),
+      ...bestSeries(job, rounds),
     ].filter((line) => line.points.some((p) => p.y != null));
     clear(
       qualityBox,
@@ -63,10 +73,10 @@ export function overviewTab(panel, context) {
       h("div", { class: "table-wrap" },
         h("table", { class: "data", id: "rounds-table" },
           h("caption", { class: "sr-only" }, "One row per prediction round"),
-          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", ""].map((name) => h("th", { scope: "col" }, name)))),
+          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
           h("tbody", {},
             rounds.map((r) =>
-              h("tr", { dataset: { roundIndex: r.round_index } },
+              h("tr", { dataset: { roundIndex: r.round_index }, class: r.round_index === job.best_round ? "best-round" : null },
                 h("th", { scope: "row" }, r.round_index),
                 h("td", {}, fmtEpoch(r.epoch)),
                 h("td", {}, r.step),
@@ -77,16 +87,42 @@ export function overviewTab(panel, context) {
                 h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
                 h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
                 h("td", { class: "num" }, fmtInt(r.tokens ?? r.tokens_generated)),
-                h("td", {}, h("a", { href: `#/jobs/${context.jobId}/predictions?step=${r.step}` }, `Round ${r.round_index} predictions`)),
+                checkpointCell(context.jobId, checkpoints.get(r.round_index), `round-${r.round_index}`),
+                h("td", {},
+                  h("a", { href: `#/jobs/${context.jobId}/predictions?step=${r.step}` }, `Round ${r.round_index} predictions`),
+                  r.round_index === job.best_round ? h("span", { class: "badge best", id: "best-round", title: "The best round by the job's checkpoint metric" }, "★ best") : null,
+                ),
               ),
             ),
           ),
         ),
       ),
+      finalWeights(),
     );
   }
 
+  // The final weights of a completed job, kept with any checkpoints mode but none.
+  function finalWeights() {
+    const final = checkpoints.get("final");
+    if (!final) return null;
+    return h("table", { class: "data", id: "final-weights" }, h("tbody", {}, h("tr", {}, h("th", { scope: "row" }, `Final weights (step ${final.step})`), checkpointCell(context.jobId, final, "final"))));
+  }
+
+  let checkpoints = new Map();
+  async function refreshCheckpoints() {
+    try {
+      checkpoints = await loadCheckpoints(context.state.job);
+    } catch {
+      return; // the table keeps its dashes; the next refresh tries again
+    }
+    render();
+  }
+
   render();
-  context.onRefresh(render);
+  refreshCheckpoints();
+  context.onRefresh(() => {
+    render();
+    refreshCheckpoints();
+  });
   return {};
 }

@@ -1,0 +1,44 @@
+"""Checkpoints: a job's kept weights, listed with their round metrics, and downloaded as a streamed tar."""
+
+import uuid
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from epochscope_api.checkpoint_archive import archive_bytes, check_objects, tar_stream
+from epochscope_api.data.checkpoints import fetch_checkpoints, fetch_stored_checkpoint
+from epochscope_api.deps import StoreDep, UserConn
+from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.response_models import CheckpointList
+
+TAR = "application/x-tar"
+router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
+
+
+@router.get(
+    "/{job_id}/checkpoints", response_model=CheckpointList, responses=NOT_FOUND, operation_id="list_checkpoints"
+)
+async def list_checkpoints(job_id: uuid.UUID, conn: UserConn) -> CheckpointList:
+    """The job's kept checkpoints in round order, each with its round's metrics; the best one marked."""
+    return await fetch_checkpoints(conn, job_id)
+
+
+@router.get(
+    "/{job_id}/checkpoints/{checkpoint_id}/download",
+    response_class=StreamingResponse,
+    responses=NOT_FOUND | {200: {"description": "A tar of the checkpoint's files.", "content": {TAR: {}}}},
+    operation_id="download_checkpoint",
+)
+async def download_checkpoint(
+    job_id: uuid.UUID, checkpoint_id: uuid.UUID, conn: UserConn, store: StoreDep
+) -> StreamingResponse:
+    """The checkpoint's files (weights or LoRA adapter, config, tokenizer) as a tar, streamed from the store
+    chunk by chunk: never whole in the API's memory."""
+    stored = await fetch_stored_checkpoint(conn, job_id, checkpoint_id)
+    await check_objects(store, stored)  # a missing object: 404 before any byte is sent
+    name = "final" if stored.round_index is None else f"round-{stored.round_index}"
+    headers = {
+        "Content-Disposition": f'attachment; filename="checkpoint-{job_id}-{name}.tar"',
+        "Content-Length": str(archive_bytes(stored.files)),
+    }
+    return StreamingResponse(tar_stream(store, stored, name), media_type=TAR, headers=headers)

@@ -1,0 +1,183 @@
+"""Checkpoints on the real stack (tiny model): kept per round, listed and downloaded by the owner only, and the
+proof that a round's checkpoint is the model behind its answers: loaded again, it gives the same greedy answers."""
+
+import asyncio
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+from test_end_to_end import all_predictions, headers, job_config, uploaded, wait_for_final_status
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from epochscope.cli import main as cli_main
+from epochscope_trainer.generation import GenerationSettings, generate_across_ranks
+
+pytestmark = pytest.mark.stack
+
+MAX_NEW_TOKENS = 8
+
+
+async def run_job(full_stack: Any, user: str, dataset_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    token = full_stack.mint_token(user)
+    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": MAX_NEW_TOKENS} | overrides.pop("predictions")
+    config = job_config(dataset_id, predictions) | overrides
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        created = await client.post("/v1/jobs", json=config, headers=headers(token))
+        assert created.status_code == 201, created.text
+        return await wait_for_final_status(client, created.json()["job_id"], token)
+
+
+async def checkpoints_of(full_stack: Any, user: str, job_id: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.get(f"/v1/jobs/{job_id}/checkpoints", headers=headers(full_stack.mint_token(user)))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def download(full_stack: Any, user: str, job_id: str, checkpoint_id: str, target: Path) -> Path:
+    url = f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/download"
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        response = await client.get(url, headers=headers(full_stack.mint_token(user)))
+    assert response.status_code == 200, response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:") as archive:
+        archive.extractall(target, filter="data")
+    (folder,) = list(target.iterdir())
+    return folder
+
+
+def reproduce(folder: Path, base: Path, lora: bool, rows: list[dict[str, Any]]) -> list[str]:
+    """The checkpoint's greedy answers to a round's prompts, generated as the trainer does."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if lora:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), folder)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    prompts = [row["prompt"] for row in rows]
+    settings = GenerationSettings(MAX_NEW_TOKENS, 0.0, 1.0, 42)
+    return [g.text for g in generate_across_ranks(model, tokenizer, prompts, settings)]
+
+
+async def assert_reproduces(
+    full_stack: Any, job: dict[str, Any], checkpoint: dict[str, Any], base: Path, lora: bool, tmp_path: Path
+) -> None:
+    token = full_stack.mint_token("alice")
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        rows = await all_predictions(client, job["job_id"], token)
+    in_round = [r for r in rows if r["round_index"] == checkpoint["round_index"]]
+    in_round.sort(key=lambda r: r["sample_index"])
+    assert len(in_round) == 3
+    folder = await download(full_stack, "alice", job["job_id"], checkpoint["checkpoint_id"], tmp_path)
+    assert reproduce(folder, base, lora, in_round) == [r["prediction"] for r in in_round]
+
+
+async def test_every_round_inline_full_fine_tuning_reproduces_each_rounds_answers(
+    full_stack: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    dataset = await uploaded(full_stack, "alice")
+    job = await run_job(full_stack, "alice", dataset, {"predictions": {"checkpoints": {"mode": "every_round"}}})
+    assert job["status"] == "completed", job
+    listed = await checkpoints_of(full_stack, "alice", job["job_id"])
+    rounds = [c["round_index"] for c in listed["items"]]
+    assert rounds == [0, 1, 2, None] and listed["items"][-1]["final"]
+    assert all(c["bytes"] > 0 and c["files"] for c in listed["items"])
+    assert sum(c["best"] for c in listed["items"]) == (1 if listed["best_checkpoint_id"] else 0)
+    for checkpoint in listed["items"][1:3]:  # after epoch 1 and epoch 2: trained weights, inline rounds
+        target = tmp_path / str(checkpoint["round_index"])
+        await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, False, target)
+
+    # The CLI: round 1 with a progress bar, unpacked, every file checked against its SHA-256.
+    target = tmp_path / "cli"
+    command = ["checkpoint", "download", job["job_id"], "1", "-o", str(target), "--api", full_stack.api_url]
+    token = full_stack.mint_token("alice")
+    assert await asyncio.to_thread(cli_main, [*command, "--token", token]) == 0
+    names = sorted(p.name for p in (target / "round-1").iterdir())
+    assert names == sorted(f["name"] for f in listed["items"][1]["files"])
+
+    bob = full_stack.mint_token("bob")
+    first = listed["items"][0]["checkpoint_id"]
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        assert (await client.get(f"/v1/jobs/{job['job_id']}/checkpoints", headers=headers(bob))).status_code == 404
+        url = f"/v1/jobs/{job['job_id']}/checkpoints/{first}/download"
+        assert (await client.get(url, headers=headers(bob))).status_code == 404
+
+
+async def test_best_background_lora_keeps_k_prunes_the_store_and_reproduces(
+    full_stack: Any, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    dataset = await uploaded(full_stack, "alice")
+    job = await run_job(
+        full_stack,
+        "alice",
+        dataset,
+        {
+            "num_epochs": 3,
+            "lora": {"r": 4, "alpha": 8},
+            "predictions": {
+                "background": True,
+                "checkpoints": {"mode": "best", "metric": "mean_rouge_l", "keep": 2},
+            },
+        },
+    )
+    assert job["status"] == "completed", job
+    listed = await checkpoints_of(full_stack, "alice", job["job_id"])
+    kept = [c for c in listed["items"] if not c["final"]]
+    assert len(kept) == 2 and listed["items"][-1]["final"]
+    values = {r["round_index"]: r["mean_rouge_l"] for r in job["rounds"]}
+    ranked = sorted(values, key=lambda index: (-values[index], index))
+    assert sorted(c["round_index"] for c in kept) == sorted(ranked[:2])
+    best = next(c for c in kept if c["best"])
+    assert best["round_index"] == ranked[0] == job["best_round"]
+    store = Path(full_stack.object_store_dir) / "jobs" / job["job_id"] / "checkpoints"
+    on_disk = sorted(p.name for p in store.iterdir() if any(p.iterdir()))
+    assert on_disk == sorted(["final", *(f"round-{c['round_index']}" for c in kept)])
+    for c in listed["items"]:  # background: saved in the round's thread, so no stall (for the note)
+        print(f"background checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']:.0f} ms")
+    for checkpoint in kept:  # background rounds: saved from the snapshot that answered
+        target = tmp_path / str(checkpoint["round_index"])
+        await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, True, target)
+
+
+async def test_stop_when_ends_early_with_the_reason_and_a_rule_never_met_runs_to_the_end(full_stack: Any) -> None:
+    dataset = await uploaded(full_stack, "alice")
+    stop = {"metric": "mean_exact_match", "threshold": 0.0, "rounds": 2}
+    early = await run_job(full_stack, "alice", dataset, {"num_epochs": 4, "predictions": {"stop_when": stop}})
+    assert early["status"] == "completed", early
+    assert early["status_message"].startswith("stopped early at round 2: mean exact match "), early
+    assert early["status_message"].endswith(" for 2 rounds")
+    assert [r["round_index"] for r in early["rounds"]] == [0, 1, 2]
+    never = {"metric": "mean_exact_match", "threshold": 1.0, "rounds": 10}
+    full = await run_job(full_stack, "alice", dataset, {"num_epochs": 3, "predictions": {"stop_when": never}})
+    assert full["status_message"] == "training finished"
+    assert [r["round_index"] for r in full["rounds"]] == [0, 1, 2, 3]
+
+
+async def test_a_store_failure_during_a_save_is_a_warning_and_training_goes_on(full_stack: Any) -> None:
+    """The object where round 1's files go is a plain file: every put under it fails. The job completes with a
+    warning, and the rounds after it are saved."""
+    token = full_stack.mint_token("alice")
+    dataset = await uploaded(full_stack, "alice")
+    predictions = {"enabled": True, "sample_count": 3, "max_new_tokens": MAX_NEW_TOKENS}
+    config = job_config(dataset, predictions | {"checkpoints": {"mode": "every_round"}})
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        created = await client.post("/v1/jobs", json=config, headers=headers(token))
+        assert created.status_code == 201, created.text
+        job_id = created.json()["job_id"]
+        blocked = Path(full_stack.object_store_dir) / "jobs" / job_id / "checkpoints"
+        blocked.mkdir(parents=True)
+        (blocked / "round-1").write_text("not a folder")
+        job = await wait_for_final_status(client, job_id, token)
+    assert job["status"] == "completed", job
+    assert [w["code"] for w in job["warnings"]] == ["checkpoint_failed"]
+    assert "round 1" in job["warnings"][0]["message"]
+    listed = await checkpoints_of(full_stack, "alice", job_id)
+    assert [c["round_index"] for c in listed["items"]] == [0, 2, None]
+    for c in listed["items"]:  # the stall per checkpoint, next to its round's wall time (for the note)
+        wall = next((r["wall_ms"] for r in job["rounds"] if r["round_index"] == c["round_index"]), None)
+        print(f"checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']:.0f} ms, round {wall}")
