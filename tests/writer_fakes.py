@@ -66,6 +66,7 @@ class _Tables:
     progress: set[tuple[UUID, int]] = field(default_factory=set)
     warnings: set[UUID] = field(default_factory=set)
     notified: list[Notification] = field(default_factory=list)
+    queue_moves: list[tuple[UUID, UUID, object]] = field(default_factory=list)  # advance_queue's (job, attempt, status)
 
 
 class FakeEventStore:
@@ -138,6 +139,9 @@ class FakeEventStore:
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
         return await self._insert(owner, events, self.tables.warnings, lambda e: e.event_id)
+
+    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
+        self.tables.queue_moves += [(e.job_id, e.attempt_id, e.status) for e in events if e.attempt_id is not None]
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
         applied = []
