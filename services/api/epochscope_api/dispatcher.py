@@ -34,6 +34,7 @@ log = logging.getLogger("epochscope.api.dispatcher")
 NOTIFY_CHANNEL = "job_queue"
 LOCK_KEY = 0x65706F6368  # pg advisory lock: one dispatching API replica at a time
 ACTIVE = "('dispatched', 'running')"
+NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (the rest see it on their next poll)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,14 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
         trainers = [trainer for trainer, free in slots for _ in range(free)]
         for (job_id, owner), trainer in zip(picks, trainers, strict=False):
             await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes)
-        return min(len(picks), len(trainers))
+        sent = min(len(picks), len(trainers))
+        if sent:  # the jobs still waiting moved up: their live streams re-read their place in line
+            waiting = await conn.fetch(
+                "SELECT job_id FROM job_queue WHERE state = 'queued' ORDER BY queued_at LIMIT $1", NOTIFY_WAITING
+            )
+            for row in waiting:
+                await notify_status(conn, row["job_id"], "queued")
+        return sent
 
 
 async def expire_leases(conn: asyncpg.Connection, settings: DispatchSettings) -> None:

@@ -38,6 +38,7 @@ from epochscope_trainer.status_publisher import StatusPublisher
 log = logging.getLogger("epochscope.trainer")
 
 POLL_MS = 500
+NOT_MINE = "cancel_unverifiable"  # the cancel watcher's reason for a cancel of a job this trainer never started
 # The versions of the commands this trainer reads: job.start v1 named server paths, v2 names object keys and a model
 # source; job.cancel v1 carried no signature, v2 is signed with the job's token.
 COMMAND_VERSIONS = {"job.start": JOB_START_SCHEMA_VERSION, "job.cancel": JOB_CANCEL_SCHEMA_VERSION}
@@ -113,6 +114,8 @@ class JobConsumerLoop:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
         if reason is None and isinstance(event, JobCancelEvent):
             reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
+            if self.trainer_id is not None and reason and reason.startswith(NOT_MINE):
+                return True  # every trainer reads every cancel: the one that ran the job's start judges it
         if reason is not None:
             await self._dead_letter(value, reason, tp, offset)
             return True

@@ -10,6 +10,7 @@ import asyncpg
 from epochscope_api.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_api.data.queue import queue_places
 from epochscope_api.data.rounds import fetch_rounds
 from epochscope_api.dispatcher import queue_job, withdraw_if_queued
 from epochscope_api.errors import BadParameter, JobNotFound
@@ -43,7 +44,19 @@ async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
     row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
     if row is None:
         raise JobNotFound
-    return _job_of(row)
+    return (await with_places(conn, [_job_of(row)]))[0]
+
+
+async def with_places(conn: asyncpg.Connection, jobs: list[Job]) -> list[Job]:
+    """The queued ones with their place in line and estimated start (data/queue.py)."""
+    queued = [job.job_id for job in jobs if job.status is JobStatus.QUEUED]
+    places = await queue_places(conn, queued) if queued else {}
+    return [
+        job.model_copy(update={"queue_position": p.position, "estimated_start_seconds": p.estimated_start_s})
+        if (p := places.get(job.job_id))
+        else job
+        for job in jobs
+    ]
 
 
 async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
@@ -101,7 +114,7 @@ async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int,
         _like(where.name_contains),
         where.metadata,
     )
-    items = [_job_of(row) for row in rows[:limit]]
+    items = await with_places(conn, [_job_of(row) for row in rows[:limit]])
     last = items[-1] if len(rows) > limit else None
     return JobPage(
         items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.job_id)]) if last else None
