@@ -138,6 +138,11 @@ async def test_an_idle_trainer_starts_the_next_job_and_a_silent_one_gets_none(st
     third_job = await users.submit("tom", SHORT)
     await asyncio.sleep(6)  # both heartbeating trainers busy: it waits, and the silent trainer is never sent it
     assert (await queue_row(stack, third_job))["state"] == "queued"
+    tom = headers(stack.mint_token("tom"))
+    detail = (await users.client.get(f"/v1/jobs/{third_job}", headers=tom)).json()
+    assert detail["queue_position"] == 1 and detail["estimated_start_seconds"] is not None, detail
+    listed = (await users.client.get("/v1/jobs", headers=tom)).json()["items"]
+    assert [job["queue_position"] for job in listed if job["job_id"] == third_job] == [1]
     await asyncio.gather(
         *(users.cancel(u, j) for u, j in (("tom", third_job), ("lena", long_job), ("sam", second_job)))
     )
