@@ -50,3 +50,22 @@ async def test_jobs_outside_the_queue_take_events_without_an_attempt() -> None:
     job = store.add_job("carol", JobStatus.RUNNING)
     result = await rules.apply(store, rules.check([record_of(prediction(job, "carol", 1, 0))]))
     assert result.dead_letters == [] and len(store.tables.predictions) == 1
+
+
+def test_the_newest_valid_heartbeat_per_trainer_is_kept() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from epochscope_schemas.scheduling import TrainerHeartbeat
+    from epochscope_writer.heartbeats import newest
+
+    now = datetime.now(UTC)
+    old = TrainerHeartbeat(trainer_id="t1", free_slots=1, occurred_at=now - timedelta(seconds=2))
+    new = TrainerHeartbeat(trainer_id="t1", free_slots=0, occurred_at=now)
+    other = TrainerHeartbeat(trainer_id="t2")
+    values = [
+        new.model_dump_json().encode(),
+        b"not json",
+        old.model_dump_json().encode(),
+        other.model_dump_json().encode(),
+    ]
+    assert {(b.trainer_id, b.free_slots) for b in newest(values)} == {("t1", 0), ("t2", 1)}
