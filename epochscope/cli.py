@@ -1,6 +1,6 @@
 """`epochscope`: run the embedded local stack, mint a dev token, or run the demo job.
 
-epochscope up [--writers N]     start Postgres, the broker, the API, writers and a trainer; Ctrl-C stops
+epochscope up [--writers N] [--trainers N]  start Postgres, the broker, the API, writers and trainers; Ctrl-C stops
 epochscope token --user alice   print a bearer token for the local stack (development only)
 epochscope demo                 run the demo job end to end and print its predictions per epoch
 epochscope reset                delete the local stack's data (its Postgres cluster included)
@@ -55,6 +55,7 @@ def up(args: argparse.Namespace) -> int:
         args.data_dir,
         api_port=args.api_port,
         writers=args.writers,
+        trainers=args.trainers,
         postgres_dir=args.postgres_dir,
         models=read_catalog(args.models),
     )
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     up_parser = commands.add_parser("up", help="run the local stack until Ctrl-C")
     up_parser.add_argument("--api-port", type=int, default=8000)
     up_parser.add_argument("--writers", type=int, default=1, help="writer replicas in one consumer group")
+    up_parser.add_argument(
+        "--trainers", type=int, default=1, help="trainers (one job each, on the CPU); the dispatcher shares them"
+    )
     up_parser.add_argument("--models", type=Path, help=MODELS_HELP)
     token_parser = commands.add_parser("token", help="print a dev bearer token for the local stack")
     token_parser.add_argument("--user", required=True)

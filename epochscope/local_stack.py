@@ -132,10 +132,20 @@ class LocalStack:
         for index in range(self.writer_count):
             self.add_writer(index)
         for index in range(self.trainer_count):
-            self.processes.append(self._service(f"trainer-{index}", ["epochscope-trainer"], {}))
+            self.add_trainer(index)
         for process in self.processes:
             process.start()
         self._wait_for_api()
+
+    def add_trainer(self, index: int, env: dict[str, str] | None = None, start: bool = False) -> ServiceProcess:
+        """Trainer `index`, with its own work folder (the first keeps the single-trainer stack's). Each process names
+        itself (host, pid, random) in its heartbeats, so a restarted trainer is a new one to the dispatcher."""
+        own = {"EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / f"trainer-{index}")} if index else {}
+        trainer = self._service(f"trainer-{index}", ["epochscope-trainer"], {**own, **(env or {})})
+        self.processes.append(trainer)
+        if start:
+            trainer.start()
+        return trainer
 
     def add_writer(self, index: int, start: bool = False) -> ServiceProcess:
         writer = self._service(

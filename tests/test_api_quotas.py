@@ -97,12 +97,7 @@ async def test_active_jobs_beyond_the_quota_are_a_429_and_not_stored(
         assert (await create_job(client, token, dataset_id)).status_code == 201
     assert_quota(await create_job(client, token, dataset_id), "active_jobs")
     assert await admin.fetchval("SELECT count(*) FROM jobs WHERE owner_id = $1", owner) == ACTIVE_JOBS
-    assert (
-        await admin.fetchval(
-            "SELECT count(*) FROM outbox WHERE key IN (SELECT job_id::text FROM jobs WHERE owner_id = $1)", owner
-        )
-        == ACTIVE_JOBS
-    )
+    assert await admin.fetchval("SELECT count(*) FROM job_queue WHERE owner_id = $1", owner) == ACTIVE_JOBS
     other_token = quota_stack.mint_token(other)
     other_dataset = (await upload(client, other_token, "train.jsonl", chat_rows()))["dataset_id"]
     assert (await create_job(client, other_token, other_dataset)).status_code == 201  # another user is unaffected

@@ -294,6 +294,10 @@ class FakeConnection:
         self.executed.append((query, args))
         return ""
 
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        self.executed.append((query, args))
+        return None  # no row in the job queue (a job from before it)
+
     def queued_events(self) -> list[tuple[str, str, Envelope]]:
         """(topic, key, event) of every row inserted into the outbox."""
         return [(a[0], a[1], parse_event(a[2])) for query, a in self.executed if query.startswith("INSERT INTO outbox")]

@@ -72,7 +72,8 @@ def test_a_job_config_with_a_path_field_is_refused_naming_the_field(field: str) 
 
 
 def test_a_version_1_job_start_event_is_refused() -> None:
-    """Version 2 names datasets by object key and the model by its catalog source; a v1 event (paths) is refused."""
+    """Version 2 named datasets by object key and the model by its catalog source, version 3 addresses one trainer
+    as one attempt; a v1 event (paths) or a v2 (unaddressed) is refused."""
     dataset = {"dataset_id": str(uuid4()), "key": "datasets/u/d.jsonl", "file_type": "jsonl", "row_format": "chat"}
     start = {
         "type": "job.start",
@@ -84,6 +85,7 @@ def test_a_version_1_job_start_event_is_refused() -> None:
             "train": dataset | {"sha256": "0" * 64, "bytes": 10},
         },
     }
-    assert parse_event(json.dumps(start)).schema_version == 2
-    with pytest.raises(ValidationError):
-        parse_event(json.dumps(start | {"schema_version": 1}))
+    assert parse_event(json.dumps(start)).schema_version == 3  # 3: addressed to a trainer as one attempt
+    for old in (1, 2):
+        with pytest.raises(ValidationError):
+            parse_event(json.dumps(start | {"schema_version": old}))

@@ -133,6 +133,10 @@ async def stack() -> AsyncIterator[TrainerStack]:
         "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
+        # No dispatcher here: starts are published as the old relay did, so the trainer takes them as the old
+        # intake did (one group); the addressed intake is covered by test_scheduling*.py.
+        "EPOCHSCOPE_TRAINER_INTAKE": "group",
+        "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",
         "OMP_NUM_THREADS": "1",
     }
     stack = TrainerStack(root, broker, store, env)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -90,7 +91,12 @@ def cancel_of(event: JobStartEvent, token: str = "token-1") -> bytes:
 
 
 def harness(
-    tmp_path: Path, values: list[bytes], command: Callable[[Path], list[str]] | None = None, keep: bool = True
+    tmp_path: Path,
+    values: list[bytes],
+    command: Callable[[Path], list[str]] | None = None,
+    keep: bool = True,
+    intake: Literal["addressed", "group"] = "group",
+    heartbeat_s: float = 0,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -105,7 +111,14 @@ def harness(
         spools.append(job_dir)
 
     settings = TrainerSettings(
-        work_dir=tmp_path, cancel_check_s=0.05, cancel_grace_s=1.0, store=STORE, keep_job_dirs=keep
+        work_dir=tmp_path,
+        cancel_check_s=0.05,
+        cancel_grace_s=1.0,
+        store=STORE,
+        keep_job_dirs=keep,
+        intake=intake,
+        heartbeat_s=heartbeat_s,
+        trainer_id="trainer-1",
     )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
@@ -219,7 +232,7 @@ async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path
     ((topic, value, _, headers),) = h.producer.sent
     assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), without_job_token(raw)[0])
     assert value is not None and b"token-1" not in value  # dead letters carry no job token
-    reason = b"unsupported_schema_version: job.start v1; this trainer reads v2 (job_token removed from the payload)"
+    reason = b"unsupported_schema_version: job.start v1; this trainer reads v3 (job_token removed from the payload)"
     assert headers == [("reason", reason)]
     assert h.jobs.committed == [1] and h.commands == []
 

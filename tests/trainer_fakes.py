@@ -86,6 +86,7 @@ class FakeJobConsumer:
     wait_for: asyncio.Event | None = None  # hold the first record back until this is set
     tp: TopicPartition = TopicPartition(JOB_COMMANDS, 0)
     committed: list[int] = field(default_factory=list)
+    position: int = 0
     polls_while_paused: int = 0
     running: bool = False
     _paused: set[TopicPartition] = field(default_factory=set)
@@ -104,10 +105,11 @@ class FakeJobConsumer:
             return {}
         if self.wait_for is not None:
             await self.wait_for.wait()
-        offset = len(self.committed)
+        offset = self.position  # as a consumer's position: past each record handed out, committed or not
         if offset == len(self.values):
             self.stopping.set()
             return {}
+        self.position += 1
         return {self.tp: [FakeRecord(self.values[offset], offset)]}
 
     async def commit(self, offsets: dict[TopicPartition, int]) -> None:

@@ -70,6 +70,7 @@ class _Tables:
     checkpoints: set[UUID] = field(default_factory=set)
     checkpoints_deleted: set[UUID] = field(default_factory=set)
     notified: list[Notification] = field(default_factory=list)
+    queue_moves: list[tuple[UUID, UUID, object]] = field(default_factory=list)  # advance_queue's (job, attempt, status)
 
 
 class FakeEventStore:
@@ -152,6 +153,9 @@ class FakeEventStore:
         new = [e for e in new if e.checkpoint_id not in self.tables.checkpoints_deleted]
         self.tables.checkpoints_deleted.update(e.checkpoint_id for e in new)
         return [e.job_id for e in new]
+
+    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
+        self.tables.queue_moves += [(e.job_id, e.attempt_id, e.status) for e in events if e.attempt_id is not None]
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
         applied = []

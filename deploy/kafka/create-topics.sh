@@ -13,7 +13,7 @@
 #   DLQ_RETENTION_MS           how long dead letters are kept (default 30 days)
 set -eu
 
-TOPICS="jobs.commands training.predictions training.status"
+TOPICS="jobs.commands training.predictions training.status trainers.heartbeats"
 BIN="${KAFKA_BIN:-/opt/kafka/bin}"
 BOOTSTRAP="${EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS:?set EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS}"
 PARTITIONS="${EPOCHSCOPE_KAFKA_PARTITIONS:-6}"

@@ -16,7 +16,9 @@ from epochscope_schemas.dataset_formats import FileType, RowFormat
 from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderSummary
 
 SCHEMA_VERSION = 1
-JOB_START_SCHEMA_VERSION = 2  # 2: datasets and the model named by object keys and a catalog source, not paths
+# 2: datasets and the model named by object keys and a catalog source, not paths; 3: addressed to one trainer as one
+# attempt (`trainer_id`, `attempt_id`, `attempt_no`) by the API's dispatcher
+JOB_START_SCHEMA_VERSION = 3
 JOB_CANCEL_SCHEMA_VERSION = 2  # 2: signed by the API with the job's token (`command_signing`); v1 carried no proof
 
 
@@ -34,6 +36,11 @@ class Envelope(BaseModel):
     occurred_at: datetime = Field(default_factory=_now)
     job_id: UUID
     job_token: str | None = Field(default=None, description="The job's signed token, where a trainer speaks for a job.")
+    attempt_id: UUID | None = Field(
+        default=None,
+        description="The dispatch this trainer event belongs to; the writer refuses events of an attempt that is no"
+        " longer the job's current one.",
+    )
 
 
 class DatasetObject(BaseModel):
@@ -70,11 +77,13 @@ class JobInputs(BaseModel):
 
 
 class JobStartEvent(Envelope):
-    """Published by the API's outbox relay when a job is created."""
+    """Published by the API's dispatcher (through the outbox) for one attempt, addressed to one trainer."""
 
-    schema_version: Literal[2] = JOB_START_SCHEMA_VERSION
+    schema_version: Literal[3] = JOB_START_SCHEMA_VERSION
     type: Literal["job.start"] = "job.start"
     user_id: str
+    trainer_id: str | None = Field(default=None, max_length=200, description="The one trainer that runs this start.")
+    attempt_no: Annotated[int, Field(ge=0)] = 0
     config: JobConfig
     inputs: JobInputs
 

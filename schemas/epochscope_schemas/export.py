@@ -6,16 +6,18 @@ from pathlib import Path
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import EVENT_TYPES
+from epochscope_schemas.scheduling import TrainerHeartbeat
 
 JSON_DIR = Path("schemas/json")  # relative to the repository root
 
 
 def schema_documents() -> dict[str, dict]:
-    """File name -> JSON Schema, for JobConfig and every event."""
+    """File name -> JSON Schema, for JobConfig, every event and the trainers' heartbeat."""
     documents = {"job_config.schema.json": JobConfig.model_json_schema()}
     for model in EVENT_TYPES:
         event_type = model.model_fields["type"].default
         documents[f"event.{event_type}.schema.json"] = model.model_json_schema()
+    documents["event.trainer.heartbeat.schema.json"] = TrainerHeartbeat.model_json_schema()  # not a job event
     return documents
 
 

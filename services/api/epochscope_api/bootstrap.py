@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from epochscope_api.auth import UserTokenVerifier
 from epochscope_api.db import create_pool
+from epochscope_api.dispatcher import Dispatcher, DispatchSettings
 from epochscope_api.live import NotificationHub
 from epochscope_api.outbox import OutboxRelay
 from epochscope_api.settings import ApiSettings
@@ -42,6 +43,15 @@ def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProduce
     return make
 
 
+def dispatch_settings(settings: ApiSettings) -> DispatchSettings:
+    return DispatchSettings(
+        lease_s=settings.dispatch_lease_seconds,
+        max_attempts=settings.dispatch_max_attempts,
+        per_user=settings.dispatch_per_user,
+        poll_s=settings.outbox_poll_seconds,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     """Every adapter, the outbox relay running in the background, until the block ends."""
@@ -56,6 +66,13 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         timedelta(hours=settings.outbox_retention_hours),
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+    dispatcher = Dispatcher(
+        pool,
+        dispatch_settings(settings),
+        settings.job_token_secret.get_secret_value(),
+        settings.kafka.max_message_bytes,
+    )
+    dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
     try:
         yield Adapters(
             pool=pool,
@@ -66,9 +83,10 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
             token_counters=token_counters,
         )
     finally:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
+        for task in (dispatcher_task, relay_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await hub.close()
         await pool.close()
 

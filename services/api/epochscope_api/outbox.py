@@ -190,6 +190,13 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
                 event.job_id,
                 reason,
             )
+            await conn.execute(
+                "UPDATE job_queue SET state = 'final', finished_at = now(), start_payload = NULL, last_error = $2"
+                " WHERE job_id = $1 AND attempt_id IS NOT DISTINCT FROM $3",
+                event.job_id,
+                reason,
+                event.attempt_id,
+            )
             await conn.execute("SELECT set_config('app.user_id', '', true)")
 
 

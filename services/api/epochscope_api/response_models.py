@@ -37,6 +37,12 @@ class Job(BaseModel):
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    queue_position: int | None = Field(
+        default=None, description="While queued: its place in line (1 = the next to start), as the dispatcher serves."
+    )
+    estimated_start_seconds: float | None = Field(
+        default=None, description="While queued: about how many seconds until it starts; null with no live trainer."
+    )
 
 
 class JobPage(BaseModel):

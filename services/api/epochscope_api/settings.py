@@ -59,6 +59,11 @@ class ApiSettings(BaseSettings):
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
+    dispatch_lease_seconds: float = Field(
+        default=10.0, gt=0, description="A trainer whose last heartbeat is older loses its jobs (dispatched again)."
+    )
+    dispatch_max_attempts: int = Field(default=3, ge=1, description="Dispatches of one job before it fails.")
+    dispatch_per_user: int = Field(default=2, ge=1, description="Most jobs of one user dispatched or running at once.")
     quota_datasets: int = Field(default=100, ge=1, description="Most datasets per user.")
     quota_dataset_bytes: int = Field(default=20 << 30, ge=1, description="Most bytes of datasets per user.")
     quota_writes_per_minute: int = Field(

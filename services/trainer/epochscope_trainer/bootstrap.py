@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
 from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.child_protocol import job_command
+from epochscope_trainer.heartbeats import heartbeat_forever
 from epochscope_trainer.job_consumer import JobConsumerLoop
 from epochscope_trainer.job_supervisor import JobSupervisor
 from epochscope_trainer.kafka_ports import EventProducer, JobConsumer, RecordStream
@@ -24,7 +25,7 @@ from epochscope_trainer.status_publisher import StatusPublisher
 
 @dataclass(frozen=True)
 class KafkaAdapters:
-    jobs: JobConsumer  # the "trainers" group: one job-start event at a time, offsets committed by hand
+    jobs: JobConsumer  # every start, outside any group, one at a time: the trainer runs those addressed to it
     cancels: RecordStream  # every cancel event, from the beginning, outside any group
     producer: EventProducer
 
@@ -36,7 +37,7 @@ def kafka_adapters(settings: TrainerSettings) -> KafkaAdapters:
         jobs=AIOKafkaConsumer(
             JOB_COMMANDS,
             **kafka,
-            group_id=TRAINERS_GROUP,
+            group_id=TRAINERS_GROUP if settings.intake == "group" else None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1,
@@ -68,6 +69,19 @@ def bootstrap(
         deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),
         keep_job_dirs=settings.keep_job_dirs,
     )
+    heartbeat = None
+    if settings.heartbeat_s > 0:  # 0: never heartbeats, so the dispatcher never sends it a job
+        heartbeat = partial(
+            heartbeat_forever, adapters.producer, settings.trainer_id, settings.device, settings.heartbeat_s
+        )
     return JobConsumerLoop(
-        adapters.jobs, adapters.producer, cancels, supervisor, status, stopping, keep_alive_s=settings.cancel_check_s
+        adapters.jobs,
+        adapters.producer,
+        cancels,
+        supervisor,
+        status,
+        stopping,
+        keep_alive_s=settings.cancel_check_s,
+        trainer_id=settings.trainer_id if settings.intake == "addressed" else None,
+        heartbeat=heartbeat,
     )

@@ -21,6 +21,7 @@ CANCEL_FILE = "cancel"  # created by the service: the user cancelled; the child 
 SPOOL_FILE = "spool.sqlite"  # events the child could not deliver (`spool_store`); the service delivers them
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
+ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every event the child publishes (fencing)
 
 
 class ChildExit(IntEnum):
@@ -51,7 +52,8 @@ def read_job_inputs(job_dir: Path) -> JobInputs:
 def child_env(event: JobStartEvent) -> dict[str, str]:
     """The service's environment plus the job's identity (IDENTITY_ENV)."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
-    return {**os.environ, **dict(zip(IDENTITY_ENV, identity, strict=True))}
+    attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
+    return {**os.environ, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
 
 
 def read_identity() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The consumer loop: take one job-start event at a time, run it, then commit its offset.
 
-One job at a time per trainer (one per GPU); scale out with more trainers in the "trainers" group.
-The start event's offset is committed only after the job is done with, so a trainer killed mid-job
-leaves the job to be re-run when a trainer takes the partition again.
+One job at a time per trainer (one per GPU). With a `trainer_id` (the service's way), every trainer reads every
+start outside any group and runs only those the API's dispatcher addressed to it, each attempt once; the queue's
+truth is Postgres, so no offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the
+dispatcher sends the job again. Without one, the old intake: one "trainers" group, offsets committed after the job.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
 dead-lettered with the reason (the cancel watcher has already ignored it). A dead letter never carries a
@@ -13,6 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from uuid import UUID
 
 from aiokafka import TopicPartition
 from pydantic import ValidationError
@@ -35,6 +38,7 @@ from epochscope_trainer.status_publisher import StatusPublisher
 log = logging.getLogger("epochscope.trainer")
 
 POLL_MS = 500
+NOT_MINE = "cancel_unverifiable"  # the cancel watcher's reason for a cancel of a job this trainer never started
 # The versions of the commands this trainer reads: job.start v1 named server paths, v2 names object keys and a model
 # source; job.cancel v1 carried no signature, v2 is signed with the job's token.
 COMMAND_VERSIONS = {"job.start": JOB_START_SCHEMA_VERSION, "job.cancel": JOB_CANCEL_SCHEMA_VERSION}
@@ -62,6 +66,8 @@ class JobConsumerLoop:
         status: StatusPublisher,
         stopping: asyncio.Event,
         keep_alive_s: float,
+        trainer_id: str | None = None,
+        heartbeat: Callable[[Callable[[], UUID | None]], Awaitable[None]] | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -70,11 +76,16 @@ class JobConsumerLoop:
         self.status = status
         self.stopping = stopping
         self.keep_alive_s = keep_alive_s
+        self.trainer_id = trainer_id  # set: read every start without a group, run only those addressed here
+        self.attempts_run: set[UUID | None] = set()  # a start delivered twice runs once
+        self.running_attempt: UUID | None = None
+        self.heartbeat = heartbeat  # run beside the loop, told which attempt runs
 
     async def run(self) -> None:
         await self.producer.start()
         await self.consumer.start()
         watcher = asyncio.create_task(self.cancels.run())
+        beats = asyncio.create_task(self.heartbeat(lambda: self.running_attempt)) if self.heartbeat else None
         log.info("trainer started", extra={"work_dir": str(self.supervisor.work_dir)})
         try:
             while not self.stopping.is_set():
@@ -84,9 +95,12 @@ class JobConsumerLoop:
                         finished = await self.handle(record.value or b"", tp, record.offset)
                         if not finished:
                             return  # shutting down mid-job: leave the offset for the next trainer
-                        await self.consumer.commit({tp: record.offset + 1})
+                        if self.trainer_id is None:  # the old group intake commits; addressed starts need not
+                            await self.consumer.commit({tp: record.offset + 1})
         finally:
             watcher.cancel()
+            if beats is not None:
+                beats.cancel()
             await self.consumer.stop()
             await self.producer.stop()
 
@@ -100,11 +114,17 @@ class JobConsumerLoop:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
         if reason is None and isinstance(event, JobCancelEvent):
             reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
+            if self.trainer_id is not None and reason and reason.startswith(NOT_MINE):
+                return True  # every trainer reads every cancel: the one that ran the job's start judges it
         if reason is not None:
             await self._dead_letter(value, reason, tp, offset)
             return True
         if not isinstance(event, JobStartEvent):
             return True
+        if self.trainer_id is not None:
+            if event.trainer_id != self.trainer_id or event.attempt_id in self.attempts_run:
+                return True  # another trainer's start, or this attempt again: the job runs once
+            self.attempts_run.add(event.attempt_id)
         self.cancels.track(event)
         if str(event.job_id) in self.cancels.cancelled:
             await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
@@ -124,9 +144,11 @@ class JobConsumerLoop:
         fetching the next job, which waits for this one (one job per trainer)."""
         self.consumer.pause(*self.consumer.assignment())
         keep_alive = asyncio.create_task(self._keep_alive())
+        self.running_attempt = event.attempt_id
         try:
             return await self.supervisor.run(event)
         finally:
+            self.running_attempt = None
             keep_alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive

@@ -1,6 +1,10 @@
 """The trainer's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
+import os
+import socket
+import uuid
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +35,20 @@ class TrainerSettings(BaseSettings):
         default=False, description="Keep each job's folder (config, inputs, log) after the job ends, for debugging."
     )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
+    trainer_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+        max_length=200,
+        description="This trainer's id in its heartbeats; the dispatcher addresses starts to it. Unique per process.",
+    )
+    intake: Literal["addressed", "group"] = Field(
+        default="addressed",
+        description="addressed: read every start outside a group, run those the dispatcher sent to this trainer;"
+        " group: the old intake (one 'trainers' consumer group, partitions bound to trainers), kept for comparison.",
+    )
+    heartbeat_s: float = Field(
+        default=2.0, ge=0, description="How often the trainer announces its capacity; 0 never (it then gets no job)."
+    )
+    device: str = Field(default="cpu", max_length=200, description="The device kind announced in heartbeats.")
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)

@@ -15,9 +15,11 @@ its job. A broker that refuses an event as too large gets the same treatment (`e
 import asyncio
 import json
 import logging
+import os
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from epochscope_schemas.events import Envelope, WarningEvent, encode_event
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.child_protocol import ATTEMPT_ENV
 from epochscope_trainer.spool_store import Outgoing, Spool
 
 log = logging.getLogger("epochscope.trainer.spooling_publisher")
@@ -49,7 +52,7 @@ def refusal_warning(item: Outgoing, code: str, reason: str) -> Outgoing:
         what = f"{event.get('type')} event {event.get('event_id')}"
         if "sample_id" in event:
             what += f" (step {event.get('step')}, sample {str(event['sample_id'])[:200]})"
-        job = {"job_id": event["job_id"], "job_token": event.get("job_token")}
+        job = {"job_id": event["job_id"], "job_token": event.get("job_token"), "attempt_id": event.get("attempt_id")}
     except (ValueError, KeyError, TypeError):
         what, job = "an event", {"job_id": item.key, "job_token": None}
     message = f"{what} dropped: {reason}"[:2000]
@@ -67,6 +70,8 @@ class EventPublisher:
         self._lock = threading.Lock()  # guards the spool and the queue's moves into it
         self._in_flight = 0  # events taken from the queue and not yet acknowledged
         self._stop = threading.Event()
+        attempt = os.environ.get(ATTEMPT_ENV)  # set by the service for the child (child_protocol)
+        self.attempt_id = uuid.UUID(attempt) if attempt else None
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self.delivered = 0
         self.refused = 0
@@ -76,6 +81,8 @@ class EventPublisher:
 
     def publish(self, topic: str, event: Envelope) -> None:
         """Never blocks on the network and never raises for it: queue it, or spool the queue if it is full."""
+        if self.attempt_id is not None and event.attempt_id is None:
+            event = event.model_copy(update={"attempt_id": self.attempt_id})
         item = Outgoing(topic, str(event.job_id), encode_event(event))
         size = message_size(item)
         if size > self._max_bytes:

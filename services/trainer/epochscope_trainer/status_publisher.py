@@ -13,7 +13,9 @@ class StatusPublisher:
         self._producer = producer
 
     async def publish(self, event: JobStartEvent, status: JobStatus, message: str) -> None:
-        status_event = JobStatusEvent(job_id=event.job_id, job_token=event.job_token, status=status, message=message)
+        status_event = JobStatusEvent(
+            job_id=event.job_id, job_token=event.job_token, attempt_id=event.attempt_id, status=status, message=message
+        )
         await self._producer.send_and_wait(
             TRAINING_STATUS, status_event.model_dump_json().encode(), key=str(event.job_id).encode()
         )

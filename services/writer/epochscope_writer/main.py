@@ -13,6 +13,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 from epochscope_schemas.log_config import configure_logging
 from epochscope_writer.adapters.health import HealthServer
 from epochscope_writer.bootstrap import bootstrap
+from epochscope_writer.heartbeats import record_heartbeats
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.settings import WriterSettings
@@ -37,7 +38,12 @@ async def serve(settings: WriterSettings) -> None:
                 "writer started",
                 extra={"batch_size": settings.writer_batch_size, "linger_ms": settings.writer_linger_ms},
             )
-            await writer.run(stopping)
+            beats = asyncio.create_task(record_heartbeats(settings, stopping), name="heartbeats")
+            try:
+                await writer.run(stopping)
+            finally:
+                stopping.set()
+                await beats
     finally:
         await writer.close()
         await health.close()

@@ -11,7 +11,9 @@ from epochscope_api.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.data.checkpoints import best_round
 from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_api.data.queue import queue_places
 from epochscope_api.data.rounds import fetch_rounds
+from epochscope_api.dispatcher import queue_job, withdraw_if_queued
 from epochscope_api.errors import BadParameter, JobNotFound
 from epochscope_api.outbox import enqueue
 from epochscope_api.response_models import Job, JobDetail, JobPage
@@ -43,7 +45,19 @@ async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
     row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
     if row is None:
         raise JobNotFound
-    return _job_of(row)
+    return (await with_places(conn, [_job_of(row)]))[0]
+
+
+async def with_places(conn: asyncpg.Connection, jobs: list[Job]) -> list[Job]:
+    """The queued ones with their place in line and estimated start (data/queue.py)."""
+    queued = [job.job_id for job in jobs if job.status is JobStatus.QUEUED]
+    places = await queue_places(conn, queued) if queued else {}
+    return [
+        job.model_copy(update={"queue_position": p.position, "estimated_start_seconds": p.estimated_start_s})
+        if (p := places.get(job.job_id))
+        else job
+        for job in jobs
+    ]
 
 
 async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
@@ -102,7 +116,7 @@ async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int,
         _like(where.name_contains),
         where.metadata,
     )
-    items = [_job_of(row) for row in rows[:limit]]
+    items = await with_places(conn, [_job_of(row) for row in rows[:limit]])
     last = items[-1] if len(rows) > limit else None
     return JobPage(
         items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.job_id)]) if last else None
@@ -112,8 +126,8 @@ async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int,
 async def insert_job(
     conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_event_bytes: int
 ) -> Job:
-    """The new job's row, and its start event queued in the outbox of the same transaction (EventTooLarge if
-    the event would not fit the event bus)."""
+    """The new job's row, and its place in the job queue in the same transaction (EventTooLarge if its start
+    event would not fit the event bus); the dispatcher sends the start when a trainer is free."""
     await conn.execute(
         "INSERT INTO jobs (job_id, owner_id, config, token_expires_at) VALUES ($1, $2, $3, $4)",
         event.job_id,
@@ -122,7 +136,7 @@ async def insert_job(
         token_expires_at,
     )
     await link_job_datasets(conn, event.job_id, event.user_id, event.inputs)
-    await enqueue(conn, JOB_COMMANDS, event, max_event_bytes)
+    await queue_job(conn, event, token_expires_at, max_event_bytes)
     return await fetch_job(conn, event.job_id)
 
 
@@ -139,7 +153,8 @@ async def cancel_unless_final(
     job = Job(**fields)
     if not job.status.is_final:
         cancel = signed_cancel(job_id, user_id, job_token_for(token_secret, claims))
-        await enqueue(conn, JOB_COMMANDS, cancel, max_event_bytes)
+        await enqueue(conn, JOB_COMMANDS, cancel, max_event_bytes)  # also to a dead attempt's orphaned child
+        await withdraw_if_queued(conn, job_id)
     return job
 
 

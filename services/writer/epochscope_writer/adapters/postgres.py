@@ -134,9 +134,11 @@ class PostgresEventStore:
         """The acting owner's jobs that exist, locked: status updates from two writers serialize, and a DELETE
         waits for this commit (then cascades to what it wrote) instead of racing the inserts."""
         rows = await self._conn.fetch(
-            "SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) FOR NO KEY UPDATE", job_ids
+            "SELECT j.job_id, j.status, q.job_id IS NOT NULL AS queued, q.attempt_id FROM jobs j"
+            " LEFT JOIN job_queue q ON q.job_id = j.job_id WHERE j.job_id = ANY($1::uuid[]) FOR NO KEY UPDATE OF j",
+            job_ids,
         )
-        return {row["job_id"]: JobState(JobStatus(row["status"])) for row in rows}
+        return {row["job_id"]: JobState(JobStatus(row["status"]), row["queued"], row["attempt_id"]) for row in rows}
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
@@ -187,6 +189,31 @@ class PostgresEventStore:
                 applied.append(event)
         return applied
 
+    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
+        """The job queue follows its attempts: running when one starts, final (slot free) when it ends."""
+        ended = False
+        for event in events:
+            if event.attempt_id is None:
+                continue
+            if event.status.is_final:
+                ended = True
+                await self._conn.execute(ADVANCE_QUEUE_FINAL, event.job_id, event.attempt_id, event.occurred_at)
+                await self._conn.execute(
+                    "UPDATE job_attempts SET ended_at = $2, outcome = $3 WHERE attempt_id = $1 AND ended_at IS NULL",
+                    event.attempt_id,
+                    event.occurred_at,
+                    event.status.value,
+                )
+            elif event.status is JobStatus.RUNNING:
+                await self._conn.execute(ADVANCE_QUEUE_RUNNING, event.job_id, event.attempt_id, event.occurred_at)
+                await self._conn.execute(
+                    "UPDATE job_attempts SET started_at = coalesce(started_at, $2) WHERE attempt_id = $1",
+                    event.attempt_id,
+                    event.occurred_at,
+                )
+        if ended:
+            await self._conn.execute("NOTIFY job_queue")  # a slot is free: the dispatcher's next pass now
+
     async def notify(self, notifications: list[Notification]) -> None:
         """Queue each (job, payload) on the job's channel in one round trip; delivered only if the commit happens."""
         if not notifications:
@@ -198,6 +225,16 @@ class PostgresEventStore:
         await self._conn.execute(
             "SELECT pg_notify(channel, body) FROM unnest($1::text[], $2::text[]) AS n(channel, body)", channels, bodies
         )
+
+
+ADVANCE_QUEUE_RUNNING = (
+    "UPDATE job_queue SET state = 'running', started_at = coalesce(started_at, $3)"
+    " WHERE job_id = $1 AND attempt_id = $2 AND state = 'dispatched'"
+)
+ADVANCE_QUEUE_FINAL = (
+    "UPDATE job_queue SET state = 'final', finished_at = $3, start_payload = NULL"
+    " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running')"
+)
 
 
 def _progress_document(event: ProgressEvent) -> str:

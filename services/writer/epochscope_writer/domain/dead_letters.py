@@ -25,6 +25,7 @@ class DeadLetterReason(StrEnum):
     JOB_DELETED = "job_deleted"  # a correctly signed token, but its job row is gone: deletion revokes the token
     OWNER_MISMATCH = "owner_mismatch"  # the token's user is not the job's owner
     REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
+    STALE_ATTEMPT = "stale_attempt"  # the event's attempt is not the job's current dispatch (fencing)
 
 
 class DeadLetter(BaseModel):

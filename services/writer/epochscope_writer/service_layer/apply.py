@@ -6,7 +6,9 @@ by the token's `exp`, not by the event's `occurred_at` (the producer's clock), n
 the job finished; a deleted job is the one revocation (`job_deleted`). What survives is written per
 owner with that owner as the RLS user: predictions idempotently on (job_id, step, sample_id), rounds on
 (job_id, round_index), progress on (job_id, step) with jobs.progress only moving forward, warnings on
-event_id, status events only forward in time. Each commit NOTIFYs the channel of every job it changed.
+event_id, status events only forward in time. A job in the job queue takes trainer events only of its current
+attempt (fencing): any other attempt, or none, is dead-lettered as `stale_attempt`. Each commit NOTIFYs the
+channel of every job it changed.
 Everything refused comes back as a dead letter; nothing here raises on input. The database is an
 EventStore port, so these rules run against a fake in the unit tests.
 """
@@ -32,7 +34,7 @@ from epochscope_schemas.notify import ChangeKind
 from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
 from epochscope_writer.domain.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
-from epochscope_writer.service_layer.ports import EventStore, Notification, RefusedInput
+from epochscope_writer.service_layer.ports import EventStore, JobState, Notification, RefusedInput
 
 
 class EventKind(StrEnum):
@@ -152,8 +154,11 @@ class BatchApplier:
         states = await store.job_states(sorted({item.event.job_id for item in items}))
         by_kind: dict[EventKind, list[_Accepted]] = defaultdict(list)
         for item in items:
-            if item.event.job_id not in states:  # deleted since its owner was cached
+            state = states.get(item.event.job_id)
+            if state is None:  # deleted since its owner was cached
                 _reject(result, item.record, DeadLetterReason.JOB_DELETED, _deleted(item.event.job_id))
+            elif state.queued and item.event.attempt_id != state.attempt_id:
+                _reject(result, item.record, DeadLetterReason.STALE_ATTEMPT, _stale(item.event.attempt_id, state))
             else:
                 by_kind[EVENT_KIND_OF[type(item.event)]].append(item)
         return by_kind
@@ -196,6 +201,7 @@ class BatchApplier:
             for job_id, rows in _group(job_ids, lambda job_id: job_id).items():
                 result.notifications.append((job_id, {"kind": change, "count": len(rows)}))
         applied = await write(EventKind.STATUS, by_kind[EventKind.STATUS], store.apply_statuses)
+        await store.advance_queue([item.event for item in by_kind[EventKind.STATUS]])
         for job_id, statuses in _group(applied, lambda event: event.job_id).items():
             result.notifications.append((job_id, {"kind": ChangeKind.STATUS, "status": statuses[-1].status.value}))
 
@@ -227,6 +233,11 @@ class BatchApplier:
         result.applied[kind] += len(new)
         result.duplicates[kind] += len(items) - rejected - len(new)
         return new
+
+
+def _stale(attempt_id: UUID | None, state: JobState) -> str:
+    current = state.attempt_id or "none (queued again or ended)"
+    return f"attempt {attempt_id or '(none given)'} is not the job's current attempt, {current}"
 
 
 def _deleted(job_id: UUID) -> str:

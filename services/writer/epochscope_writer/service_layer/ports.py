@@ -43,6 +43,8 @@ class JobState:
     """A job row as the writer sees it: that it exists is what matters; its status is never a reason to refuse."""
 
     status: JobStatus
+    queued: bool = False  # the job has a row in the job queue: its trainer events must name its current attempt
+    attempt_id: UUID | None = None  # the current dispatch; None while queued again or final
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class EventStore(Protocol):
     async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]: ...
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]: ...
+
+    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
+        """Move each event's attempt in the job queue: running, or final (its slot free for the dispatcher)."""
 
     async def notify(self, notifications: list[Notification]) -> None: ...
 

@@ -87,6 +87,16 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${status}`, "data-status": status }, status);
 }
 
+// "3rd in line, about 12 min" for a queued job with a place (null otherwise).
+export function queuePlace(job) {
+  const n = job.queue_position;
+  if (job.status !== "queued" || !n) return null;
+  const suffix = n % 100 >= 11 && n % 100 <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] ?? "th";
+  const s = job.estimated_start_seconds;
+  const eta = s == null ? "" : s < 60 ? ", starting within a minute" : `, about ${Math.round(s / 60)} min`;
+  return `${n}${suffix} in line${eta}`;
+}
+
 // A long text cut to `limit` characters; the button shows the rest (and hides it again).
 export function expandable(text, limit = 80, label = "text") {
   const full = text ?? "";

@@ -2,7 +2,7 @@
 
 import { api, ApiError, getLimits, streamUrl } from "./api.js";
 import { compareTab } from "./compare.js";
-import { clear, debounce, fmtDate, fmtEpoch, fmtNum, h, shortId, statusBadge } from "./dom.js";
+import { clear, debounce, fmtDate, fmtEpoch, fmtNum, h, queuePlace, shortId, statusBadge } from "./dom.js";
 import { downloadExport, exportButtons } from "./export.js";
 import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
@@ -114,7 +114,7 @@ export function jobView(root, route, { navigate }) {
     if (!progress || !progress.max_steps) {
       clear(
         progressBox,
-        h("p", { class: "muted" }, job.status === "queued" ? "Waiting for a trainer to pick this job up." : job.status === "running" ? "Training has started; no progress reported yet." : "No training progress was reported."),
+        h("p", { class: "muted" }, job.status === "queued" ? (queuePlace(job) ? `Queued: ${queuePlace(job)}.` : "Waiting for a trainer to pick this job up.") : job.status === "running" ? "Training has started; no progress reported yet." : "No training progress was reported."),
       );
       return;
     }

@@ -1,7 +1,7 @@
 // The signed-in user's jobs, newest first, with a status filter; refreshed while some are still running.
 
 import { api } from "./api.js";
-import { clear, debounce, fmtDate, fmtEpoch, h, shortId, statusBadge } from "./dom.js";
+import { clear, debounce, fmtDate, fmtEpoch, h, queuePlace, shortId, statusBadge } from "./dom.js";
 
 const STATUSES = ["queued", "running", "completed", "failed", "cancelled"];
 const REFRESH_MS = 4000;
@@ -79,7 +79,7 @@ export function jobsView(root, route, { navigate }) {
           { dataset: { jobId: job.job_id } },
           h("td", {}, h("input", { type: "checkbox", class: "select-job", "aria-label": `Select ${jobTitle(job)} to compare`, checked: selected.has(job.job_id), onchange: (event) => toggle(job.job_id, event.target.checked) })),
           h("td", {}, h("a", { href: `#/jobs/${job.job_id}`, "aria-label": `Job ${jobTitle(job)}`, title: job.job_id }, job.name ? job.name : h("code", {}, shortId(job.job_id)))),
-          h("td", {}, statusBadge(job.status)),
+          h("td", {}, statusBadge(job.status), queuePlace(job) ? h("span", { class: "muted queue-place" }, " ", queuePlace(job)) : null),
           h("td", { class: "wrap" }, job.config?.model ?? "—"),
           h("td", {}, progressText(job) ?? (job.status === "queued" ? "waiting for a trainer" : "—")),
           h("td", {}, predictions?.enabled ? `${predictions.sample_count} per ${predictions.sample_frequency === "steps" ? `${predictions.step_interval} steps` : predictions.sample_frequency}` : "off"),

@@ -1,0 +1,30 @@
+"""The trainers' heartbeat: what a trainer tells the queue about its capacity, every few seconds.
+
+Published to `trainers.heartbeats` (keyed by trainer id) and recorded by the writer in the `trainers` table;
+the API's dispatcher sends a job only to a trainer whose last heartbeat is fresh and that has a free slot.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEARTBEAT_SCHEMA_VERSION = 1
+
+
+class TrainerHeartbeat(BaseModel):
+    """One trainer's capacity now: its device, its slots, and the attempt it runs (if any)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: UUID = Field(default_factory=uuid4)
+    type: Literal["trainer.heartbeat"] = "trainer.heartbeat"
+    schema_version: Literal[1] = HEARTBEAT_SCHEMA_VERSION
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    trainer_id: Annotated[str, Field(min_length=1, max_length=200)]
+    device: Annotated[str, Field(max_length=200)] = "cpu"
+    memory_bytes: Annotated[int, Field(ge=0)] = 0
+    slots: Annotated[int, Field(ge=1, le=64)] = 1
+    free_slots: Annotated[int, Field(ge=0, le=64)] = 1
+    attempt_id: UUID | None = None
