@@ -11,7 +11,8 @@ from epochscope_api.deps import StoreDep, UserConn
 from epochscope_api.http_errors import NOT_FOUND
 from epochscope_api.response_models import CheckpointList
 
-TAR = "application/x-tar"
+# A tar archive, served as generic binary: generated clients (openapi-python-client) read it as a File.
+TAR = "application/octet-stream"
 router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 
 
@@ -26,7 +27,13 @@ async def list_checkpoints(job_id: uuid.UUID, conn: UserConn) -> CheckpointList:
 @router.get(
     "/{job_id}/checkpoints/{checkpoint_id}/download",
     response_class=StreamingResponse,
-    responses=NOT_FOUND | {200: {"description": "A tar of the checkpoint's files.", "content": {TAR: {}}}},
+    responses=NOT_FOUND
+    | {
+        200: {
+            "description": "A tar of the checkpoint's files.",
+            "content": {TAR: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
     operation_id="download_checkpoint",
 )
 async def download_checkpoint(
