@@ -32,7 +32,6 @@ from epochscope_schemas.object_store import ObjectStore
 from epochscope_schemas.topics import TRAINING_STATUS
 
 log = logging.getLogger("epochscope.trainer.checkpoints")
-HASH_CHUNK = 1 << 20
 ROUND_METRICS = ("validator_pass_rate", "mean_exact_match", "mean_f1", "mean_rouge_l")
 
 
@@ -239,8 +238,5 @@ def _rank(kept: _Kept) -> tuple[float, int]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()

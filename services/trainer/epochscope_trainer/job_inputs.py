@@ -13,8 +13,6 @@ from epochscope_schemas.dataset_rows import Example, FileType, Malformed, read_r
 from epochscope_schemas.events import DatasetObject
 from epochscope_schemas.object_store import ObjectStore, download
 
-HASH_CHUNK_BYTES = 1 << 20
-
 
 class InputError(ValueError):
     """A dataset object the job cannot use (missing, or not the bytes the API stored); the message says why."""
@@ -40,11 +38,8 @@ class Dataset:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fetch(store: ObjectStore, obj: DatasetObject, folder: Path, name: str) -> Path:
