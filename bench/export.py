@@ -17,16 +17,17 @@ import argparse
 import asyncio
 import json
 import tempfile
-import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from common import RESULTS, print_table, write_results
+from memory import RssSampler
+from seeding import PREDICTION_COLUMNS, insert_completed_job
 
 from epochscope.local_stack import LocalStack
 
@@ -79,19 +80,8 @@ async def seed(admin_url: str, count: int) -> uuid.UUID:
     }
     conn = await asyncpg.connect(admin_url)
     try:
-        await conn.execute(
-            "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at)"
-            " VALUES ($1, $2, $3, 'completed', $4)",
-            job_id,
-            OWNER,
-            json.dumps(config),
-            datetime.now(UTC) + timedelta(days=1),
-        )
-        columns = [
-            *("job_id", "step", "sample_id", "owner_id", "round_index", "epoch", "sample_index", "prompt"),
-            *("ground_truth", "prediction", "tokens_generated", "latency_ms", "valid", "validation_error"),
-            *("exact_match", "f1", "rouge_l", "grades", "event_id", "occurred_at"),
-        ]
+        await insert_completed_job(conn, job_id, OWNER, config)
+        columns = [*PREDICTION_COLUMNS, "grades", "event_id", "occurred_at"]
         for start in range(0, count, 20_000):
             batch = rows_of(job_id, start, min(20_000, count - start))
             await conn.copy_records_to_table("training_predictions", records=batch, columns=columns)
@@ -100,26 +90,9 @@ async def seed(admin_url: str, count: int) -> uuid.UUID:
     return job_id
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def export_peak(stack: LocalStack, pid: int, job_id: uuid.UUID, fmt: str, token: str) -> dict[str, float]:
     """Download one export while sampling the API's RSS; its bytes, rows/s and the RSS before and at peak."""
-    before = rss_bytes(pid)
-    peak = before
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss_bytes(pid))
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = RssSampler(pid, interval_s=0.005)
     sampler.start()
     size = 0
     started = time.perf_counter()
@@ -134,9 +107,8 @@ def export_peak(stack: LocalStack, pid: int, job_id: uuid.UUID, fmt: str, token:
         for chunk in response.iter_bytes():
             size += len(chunk)
     elapsed = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    return {"before": before, "peak": peak, "bytes": size, "seconds": elapsed}
+    peak_kib = sampler.stop()
+    return {"before": sampler.before_kib * 1024, "peak": peak_kib * 1024, "bytes": size, "seconds": elapsed}
 
 
 def run(large: int, small: int, results_dir: Path) -> Path:

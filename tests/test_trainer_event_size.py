@@ -10,17 +10,15 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import MessageSizeTooLargeError
+from single_broker import broker_fixture  # noqa: F401  fixture
 from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer
 
-from epochscope.broker import TansuBroker, ensure_topics
-from epochscope.ports import free_port
 from epochscope_schemas.config import JobConfig, PredictionsConfig
 from epochscope_schemas.events import (
     DatasetObject,
@@ -88,18 +86,6 @@ def prediction(job_id: uuid.UUID, text: str, step: int = 0) -> PredictionEvent:
         job_id=job_id, job_token="token-1", round_index=0, epoch=0.0, step=step, sample_id="s1",
         sample_index=0, prompt="p", prediction=text,
     )  # fmt: skip
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    tansu = TansuBroker(tmp_path / "broker.log", port=port)
-    tansu.start()
-    try:
-        await ensure_topics(tansu.bootstrap_servers, partitions=1)
-        yield tansu.bootstrap_servers
-    finally:
-        tansu.stop()
 
 
 async def consume(bootstrap: str, topics: list[str], expected: int) -> list[dict[str, Any]]:

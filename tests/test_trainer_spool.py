@@ -9,15 +9,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from aiokafka import AIOKafkaConsumer
+from single_broker import broker_fixture  # noqa: F401  fixture
 from spool_worker import event
 
-from epochscope.broker import TansuBroker, ensure_topics
-from epochscope.ports import free_port
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.spool_store import Outgoing, Spool
 from epochscope_trainer.spooling_publisher import EVENTS_PER_SEND
@@ -83,18 +80,6 @@ def test_kill_9_while_spooling_loses_no_acknowledged_event(tmp_path: Path) -> No
         assert set(acknowledged) <= set(on_disk)
         first = on_disk[-1] + 1
     assert len(acknowledged) > kills * 5
-
-
-@pytest.fixture
-async def broker(tmp_path: Path) -> AsyncIterator[str]:
-    port = free_port()
-    tansu = TansuBroker(tmp_path / "broker.log", port=port)
-    tansu.start()
-    try:
-        await ensure_topics(tansu.bootstrap_servers, partitions=1)
-        yield tansu.bootstrap_servers
-    finally:
-        tansu.stop()
 
 
 def fill(path: Path, count: int) -> None:

@@ -9,7 +9,6 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -33,6 +32,7 @@ from writer_stack import (
     producer_fixture,  # noqa: F401  fixture
     stack_fixture,  # noqa: F401  fixture
     wait_for,
+    writers_fixture,  # noqa: F401  fixture
 )
 
 from epochscope_schemas.events import encode_event
@@ -40,15 +40,6 @@ from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
-
-
-@pytest.fixture
-def writers(stack: Stack) -> Iterator[list[WriterProcess]]:
-    """The writers a test starts; all stopped at its end, so the next test's group starts clean."""
-    started: list[WriterProcess] = []
-    yield started
-    for writer in started:
-        writer.terminate()
 
 
 @pytest_asyncio.fixture(loop_scope="module")

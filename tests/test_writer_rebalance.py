@@ -8,7 +8,6 @@ rebalance while a batch waits for the database, or is being applied, is ordinary
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import pytest_asyncio
@@ -26,6 +25,7 @@ from writer_stack import (
     producer_fixture,  # noqa: F401  fixture
     stack_fixture,  # noqa: F401  fixture
     wait_for,
+    writers_fixture,  # noqa: F401  fixture
 )
 
 from epochscope_schemas.events import encode_event
@@ -35,14 +35,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
 PER_JOB = 1500
 RATE = 1500.0  # events per second: the stream lasts about 8 s, across every change of membership
-
-
-@pytest.fixture
-def writers(stack: Stack) -> Iterator[list[WriterProcess]]:
-    started: list[WriterProcess] = []
-    yield started
-    for writer in started:
-        writer.terminate()
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -123,10 +115,10 @@ async def test_a_replica_joining_while_a_batch_waits_for_the_database_is_no_erro
         for key, value in payloads:
             await publish(producer, TRAINING_PREDICTIONS, key, value)
         await producer.flush()
-        await wait_for(lambda: _retries(first), timeout=30)  # a batch is pending, the writer backs off
+        await wait_for(lambda: _retries(first), timeout=60)  # a batch is pending, the writer backs off
         second = stack.start_writer(**FAST_GROUP)
         writers.append(second)
-        await wait_for(lambda: _assigned(writers, 8, each=True), timeout=30)
+        await wait_for(lambda: _assigned(writers, 8, each=True), timeout=60)
     finally:
         stack.postgres.start()
     await wait_for(lambda: _settled(stack, jobs, before + len(payloads)), timeout=60, interval=0.5)

@@ -185,6 +185,15 @@ async def producer_fixture(stack: Stack) -> AsyncIterator[AIOKafkaProducer]:
         await producer.stop()
 
 
+@pytest.fixture(name="writers")
+def writers_fixture(stack: Stack) -> Iterator[list[WriterProcess]]:
+    """The writers a test starts; all stopped at its end, so the next test's group starts clean."""
+    started: list[WriterProcess] = []
+    yield started
+    for writer in started:
+        writer.terminate()
+
+
 @dataclass(frozen=True)
 class Job:
     job_id: uuid.UUID
