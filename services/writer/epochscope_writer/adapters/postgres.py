@@ -149,7 +149,8 @@ class PostgresEventStore:
         return [row["job_id"] for row in await ROUNDS_TABLE.insert_new(self._conn, events, owner)]
 
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
-        """Append to each job's progress history, then move jobs.progress forward to the batch's latest step."""
+        """Append to each job's progress history, then move jobs.progress forward to the batch's latest step (and,
+        for a job in the queue, its attempt's fraction done)."""
         found = await PROGRESS_TABLE.insert_new(self._conn, events, owner)
         latest: dict[UUID, ProgressEvent] = {}
         for event in events:
@@ -157,6 +158,9 @@ class PostgresEventStore:
                 latest[event.job_id] = event
         for job_id, event in latest.items():
             await self._conn.execute(ADVANCE_PROGRESS, job_id, _progress_document(event), event.step)
+            if event.attempt_id is not None and event.max_steps > 0:
+                fraction = min(event.step / event.max_steps, 1.0)
+                await self._conn.execute(ADVANCE_QUEUE_FRACTION, job_id, event.attempt_id, fraction)
         return [row["job_id"] for row in found]
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
@@ -230,6 +234,10 @@ class PostgresEventStore:
 ADVANCE_QUEUE_RUNNING = (
     "UPDATE job_queue SET state = 'running', started_at = coalesce(started_at, $3)"
     " WHERE job_id = $1 AND attempt_id = $2 AND state = 'dispatched'"
+)
+ADVANCE_QUEUE_FRACTION = (  # how far the current attempt is: running jobs' progress for the queue's estimates
+    "UPDATE job_queue SET fraction_done = greatest(coalesce(fraction_done, 0), $3)"
+    " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running')"
 )
 ADVANCE_QUEUE_FINAL = (
     "UPDATE job_queue SET state = 'final', finished_at = $3, start_payload = NULL"
