@@ -131,14 +131,29 @@ class PostgresEventStore:
         await self._conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
 
     async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
-        """The acting owner's jobs that exist, locked: status updates from two writers serialize, and a DELETE
-        waits for this commit (then cascades to what it wrote) instead of racing the inserts."""
+        """The acting owner's jobs that exist, locked until the commit. Their queue rows first: the attempt
+        checked here stays the current one while this transaction applies its events, since a re-queue (the
+        dispatcher's UPDATE) waits for this commit, or this waits for the re-queue's and then reads the new attempt.
+        FOR NO KEY UPDATE rather than FOR SHARE: `advance_queue` updates these rows later in the transaction, and
+        two writers (a rebalance) each holding a share lock would deadlock upgrading it. Then the jobs: status
+        updates from two writers serialize, and a DELETE waits for this commit (then cascades to what it wrote)
+        instead of racing the inserts. Queue rows before job rows, each in job order, as the API's dispatcher and
+        cancels take them, so they never deadlock."""
+        attempts = dict(
+            await self._conn.fetch(
+                "SELECT job_id, attempt_id FROM job_queue WHERE job_id = ANY($1::uuid[])"
+                " ORDER BY job_id FOR NO KEY UPDATE",
+                job_ids,
+            )
+        )
         rows = await self._conn.fetch(
-            "SELECT j.job_id, j.status, q.job_id IS NOT NULL AS queued, q.attempt_id FROM jobs j"
-            " LEFT JOIN job_queue q ON q.job_id = j.job_id WHERE j.job_id = ANY($1::uuid[]) FOR NO KEY UPDATE OF j",
+            "SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR NO KEY UPDATE",
             job_ids,
         )
-        return {row["job_id"]: JobState(JobStatus(row["status"]), row["queued"], row["attempt_id"]) for row in rows}
+        return {
+            row["job_id"]: JobState(JobStatus(row["status"]), row["job_id"] in attempts, attempts.get(row["job_id"]))
+            for row in rows
+        }
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
