@@ -71,6 +71,7 @@ class LocalStack:
             "EPOCHSCOPE_ENVIRONMENT": "development",
             "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
             "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
+            "EPOCHSCOPE_TRAINER_KEY": self._secrets["trainer_key"],
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
             "EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / "trainer"),
@@ -205,11 +206,13 @@ class LocalStack:
         raise StackError(f"the API was not ready after {API_START_TIMEOUT_S}s; see {api.log_path}")
 
     def _load_secrets(self) -> dict[str, str]:
+        """This data folder's secrets; any it lacks (a folder from an older version) are generated and added."""
         path = self.data_dir / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        names = ("jwt_secret", "job_token_secret", "api_db_password", "writer_db_password")
-        generated = {name: secrets.token_urlsafe(32) for name in names}
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        names = ("jwt_secret", "job_token_secret", "api_db_password", "writer_db_password", "trainer_key")
+        if all(name in kept for name in names):
+            return kept
+        generated = {name: kept.get(name) or secrets.token_urlsafe(32) for name in names}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(generated, indent=2))
         path.chmod(0o600)

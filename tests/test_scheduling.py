@@ -1,12 +1,13 @@
 """The job queue on a real stack with two trainers (and one that never heartbeats): an idle trainer takes the next
 job at once, users take turns, a trainer killed mid-job loses its lease and the job runs again (the dead attempt's
-late events dead-lettered), a start delivered twice runs once."""
+late events dead-lettered), a start delivered twice runs once, a forged heartbeat draws no job."""
 
 import asyncio
 import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from writer_events import read_dead_letters
 
 from epochscope.local_stack import LocalStack
 from epochscope_schemas.events import JobStatusEvent, PredictionEvent, encode_event, parse_event
+from epochscope_schemas.heartbeat_signing import signed_heartbeat
 from epochscope_schemas.job_token import JobTokenClaims, job_token_for
-from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_schemas.scheduling import TrainerHeartbeat
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINER_HEARTBEATS, TRAINING_PREDICTIONS, TRAINING_STATUS
 
 pytestmark = pytest.mark.stack
 
@@ -227,3 +230,34 @@ async def test_a_killed_trainer_loses_its_lease_and_the_job_runs_again(stack: Lo
     token = stack.mint_token("kim")
     page = (await users.client.get(f"/v1/jobs/{job_id}/predictions", headers=headers(token))).json()
     assert all(item["sample_id"] != "late" for item in page["items"])
+
+
+async def test_a_forged_heartbeat_gets_no_job_and_is_dead_lettered(stack: LocalStack, users: Any) -> None:
+    claim = TrainerHeartbeat(trainer_id="forger", slots=64, free_slots=64)  # the most free slots: first served
+    forgeries = [claim, signed_heartbeat(claim, "not-the-trainers-key-though-just-as-long-0123")]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap_servers)
+    await producer.start()
+
+    async def forge() -> None:  # fresh forgeries all along, so a recorded one would be a live trainer
+        while True:
+            for beat in forgeries:
+                fresh = beat.model_copy(update={"occurred_at": datetime.now(UTC)})
+                await producer.send_and_wait(TRAINER_HEARTBEATS, fresh.model_dump_json().encode(), key=b"forger")
+            await asyncio.sleep(0.5)
+
+    forging = asyncio.create_task(forge())
+    try:
+        dead = await read_dead_letters(stack, TRAINER_HEARTBEATS, at_least=2)
+        job_id = await users.submit("ivy", SHORT)
+        sent = await until(lambda: in_state(stack, job_id, "dispatched", "running", "final"), 120, "the job sent")
+    finally:
+        forging.cancel()
+        await producer.stop()
+    assert {d["reason"] for d in dead if d["key"] == "forger"} == {"invalid_signature"}, dead
+    assert sent["trainer_id"] != "forger"
+    conn = await asyncpg.connect(stack.api_database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM trainers WHERE trainer_id = 'forger'") == 0
+    finally:
+        await conn.close()
+    await users.cancel("ivy", job_id)

@@ -1,13 +1,19 @@
 """Fencing in the writer's rules (in-memory fakes): a job in the job queue takes trainer events only of its current
-attempt; a late event of a dead attempt (or one naming none) is dead-lettered as `stale_attempt`, never applied."""
+attempt; a late event of a dead attempt (or one naming none) is dead-lettered as `stale_attempt`, never applied.
+Heartbeats: only those signed with the trainers' key and recent are recorded; the rest are dead-lettered."""
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from test_writer_units import applier, prediction
-from writer_fakes import FakeEventStore, job_token, record_of
+from writer_fakes import FakeEventStore, FakeRecord, job_token, record_of
 
 from epochscope_schemas.events import JobStatus, JobStatusEvent
+from epochscope_schemas.heartbeat_signing import signed_heartbeat
+from epochscope_schemas.scheduling import TrainerHeartbeat
+from epochscope_schemas.topics import TRAINER_HEARTBEATS
 from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.heartbeats import verified_newest
 from epochscope_writer.service_layer.ports import JobState
 
 
@@ -52,20 +58,49 @@ async def test_jobs_outside_the_queue_take_events_without_an_attempt() -> None:
     assert result.dead_letters == [] and len(store.tables.predictions) == 1
 
 
-def test_the_newest_valid_heartbeat_per_trainer_is_kept() -> None:
-    from datetime import UTC, datetime, timedelta
+KEY = "trainers-key-for-the-tests-0123456789abcdef"
+NOW = datetime.now(UTC)
+MAX_AGE = timedelta(seconds=30)
 
-    from epochscope_schemas.scheduling import TrainerHeartbeat
-    from epochscope_writer.heartbeats import newest
 
-    now = datetime.now(UTC)
-    old = TrainerHeartbeat(trainer_id="t1", free_slots=1, occurred_at=now - timedelta(seconds=2))
-    new = TrainerHeartbeat(trainer_id="t1", free_slots=0, occurred_at=now)
+def beat_record(beat: TrainerHeartbeat | bytes, offset: int = 0) -> FakeRecord:
+    value = beat if isinstance(beat, bytes) else beat.model_dump_json().encode()
+    return FakeRecord(TRAINER_HEARTBEATS, 0, offset, b"t", value)
+
+
+def test_the_newest_signed_heartbeat_per_trainer_is_kept() -> None:
+    old = TrainerHeartbeat(trainer_id="t1", free_slots=1, occurred_at=NOW - timedelta(seconds=2))
+    new = TrainerHeartbeat(trainer_id="t1", free_slots=0, occurred_at=NOW)
     other = TrainerHeartbeat(trainer_id="t2")
-    values = [
-        new.model_dump_json().encode(),
-        b"not json",
-        old.model_dump_json().encode(),
-        other.model_dump_json().encode(),
+    records = [beat_record(signed_heartbeat(b, KEY), i) for i, b in enumerate((new, old, other))]
+    beats, refused = verified_newest(records, KEY, MAX_AGE, NOW)
+    assert {(b.trainer_id, b.free_slots) for b in beats} == {("t1", 0), ("t2", 1)} and refused == []
+
+
+def test_unsigned_forged_stale_and_malformed_heartbeats_are_dead_lettered_with_the_reason() -> None:
+    unsigned = TrainerHeartbeat(trainer_id="forger", slots=64, free_slots=64)
+    forged = signed_heartbeat(unsigned, "not-the-trainers-key-but-just-as-long-0123")
+    tampered = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", free_slots=0), KEY).model_copy(
+        update={"free_slots": 1}  # a real signature, over other capacity
+    )
+    stale = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", occurred_at=NOW - timedelta(minutes=5)), KEY)
+    ahead = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", occurred_at=NOW + timedelta(minutes=5)), KEY)
+    values = [unsigned, forged, tampered, stale, ahead, b"not json"]
+    beats, refused = verified_newest([beat_record(v, i) for i, v in enumerate(values)], KEY, MAX_AGE, NOW)
+    assert beats == []
+    assert [d.reason for d in refused] == [
+        DeadLetterReason.INVALID_SIGNATURE,
+        DeadLetterReason.INVALID_SIGNATURE,
+        DeadLetterReason.INVALID_SIGNATURE,
+        DeadLetterReason.STALE_HEARTBEAT,
+        DeadLetterReason.STALE_HEARTBEAT,
+        DeadLetterReason.SCHEMA_INVALID,
     ]
-    assert {(b.trainer_id, b.free_slots) for b in newest(values)} == {("t1", 0), ("t2", 1)}
+    assert "unsigned" in refused[0].detail and "wrong signature" in refused[1].detail
+    assert "300s off" in refused[3].detail and refused[0].offset == 0 and refused[5].offset == 5
+
+
+def test_a_writer_without_the_key_records_no_heartbeat() -> None:
+    beat = signed_heartbeat(TrainerHeartbeat(trainer_id="t1"), KEY)
+    beats, refused = verified_newest([beat_record(beat)], None, MAX_AGE, NOW)
+    assert beats == [] and "EPOCHSCOPE_TRAINER_KEY" in refused[0].detail

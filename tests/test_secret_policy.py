@@ -38,9 +38,17 @@ def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> No
 
 def test_the_writer_refuses_a_weak_job_token_secret_in_production() -> None:
     with pytest.raises(ValidationError, match="EPOCHSCOPE_JOB_TOKEN_SECRET is shorter than 32 bytes"):
-        WriterSettings(job_token_secret="0123456789")
+        WriterSettings(job_token_secret="0123456789", trainer_key=STRONG)
     assert WriterSettings(job_token_secret="0123456789", environment="development").environment == "development"
-    assert WriterSettings(job_token_secret=STRONG).environment == "production"
+    assert WriterSettings(job_token_secret=STRONG, trainer_key=STRONG).environment == "production"
+
+
+def test_the_writer_refuses_a_missing_or_default_trainer_key_in_production() -> None:
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is required in production"):
+        WriterSettings(job_token_secret=STRONG)
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is a placeholder"):
+        WriterSettings(job_token_secret=STRONG, trainer_key="change-me")
+    assert WriterSettings(job_token_secret=STRONG, environment="development").trainer_key is None
 
 
 def test_the_migrate_step_refuses_the_default_role_passwords_in_production() -> None:

@@ -210,7 +210,9 @@ def test_the_finished_job_grace_setting_is_gone() -> None:
 
 
 def writer_for(broker: FakeBroker, database: FakeDatabase) -> Writer:
-    settings = WriterSettings(job_token_secret=SECRET, writer_retry_initial_s=0.001, writer_retry_max_s=0.002)
+    settings = WriterSettings(
+        job_token_secret=SECRET, trainer_key=SECRET[::-1], writer_retry_initial_s=0.001, writer_retry_max_s=0.002
+    )
     return Writer(settings, WriterMetrics(), applier(), broker, database)
 
 

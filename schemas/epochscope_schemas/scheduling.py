@@ -2,6 +2,7 @@
 
 Published to `trainers.heartbeats` (keyed by trainer id) and recorded by the writer in the `trainers` table;
 the API's dispatcher sends a job only to a trainer whose last heartbeat is fresh and that has a free slot.
+Signed with the trainers' key (`heartbeat_signing`): the writer records no heartbeat it cannot verify.
 """
 
 from datetime import UTC, datetime
@@ -28,3 +29,8 @@ class TrainerHeartbeat(BaseModel):
     slots: Annotated[int, Field(ge=1, le=64)] = 1
     free_slots: Annotated[int, Field(ge=0, le=64)] = 1
     attempt_id: UUID | None = None
+    signature: str = Field(
+        default="",
+        max_length=128,
+        description="HMAC-SHA256 (hex) under the trainers' key (`heartbeat_signing`); empty: unsigned.",
+    )

@@ -46,6 +46,7 @@ def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProduce
 def dispatch_settings(settings: ApiSettings) -> DispatchSettings:
     return DispatchSettings(
         lease_s=settings.dispatch_lease_seconds,
+        start_timeout_s=settings.dispatch_start_timeout_seconds,
         max_attempts=settings.dispatch_max_attempts,
         per_user=settings.dispatch_per_user,
         poll_s=settings.outbox_poll_seconds,

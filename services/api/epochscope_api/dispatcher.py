@@ -4,60 +4,56 @@ It runs in the API process beside the outbox relay (it needs the database and pu
 so a start is never sent without its attempt committed), and one API replica dispatches at a time: each pass
 runs in one transaction under `pg_try_advisory_xact_lock`, and the replicas that do not get the lock skip it.
 
-A pass: (1) jobs whose trainer's heartbeat is older than the lease go back to the queue with a new attempt to come,
-or, past `max_attempts`, fail with the reason; (2) each live trainer's free slots are its heartbeat's slots minus
-the jobs dispatched to it and not final; (3) the slots are filled round-robin across users: the user served least
-recently goes first, each user's oldest queued job, within `per_user` concurrency; (4) each dispatch is an attempt
-(a new `attempt_id`, `attempt_no` + 1), recorded in `job_attempts`, and its start event (addressed to the trainer,
-with the job token recomputed) is queued in the outbox in the same transaction.
+A pass: (1) attempts that are lost go back to the queue (a new attempt to come) or, past `max_attempts`, fail with
+the reason: those on a trainer whose heartbeat is older than the lease, and those dispatched more than
+`start_timeout_s` ago to a trainer that still heartbeats but has not started them (no running status from the
+attempt, and no heartbeat naming it); (2) each live trainer's free slots are its heartbeat's slots minus the jobs
+dispatched to it and not final, and no more than its heartbeat says are free (a trainer still busy with a fenced
+attempt takes nothing new); (3) the slots are filled round-robin across users: the user served least recently
+goes first, each user's oldest queued job, within `per_user` concurrency; (4) each dispatch is an attempt (a new
+`attempt_id`, `attempt_no` + 1), recorded in `job_attempts`, and its start event (addressed to the trainer, with
+the job token recomputed) is queued in the outbox in the same transaction.
 """
 
-import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
 import asyncpg
+from pydantic import ValidationError
 
-from epochscope_api.errors import EventTooLarge
+from epochscope_api.job_queue import NOTIFY_CHANNEL, end_in_queue, end_job, notify_status
 from epochscope_api.outbox import enqueue
-from epochscope_schemas.command_signing import without_job_token
-from epochscope_schemas.events import JobStartEvent, encode_event, parse_event
+from epochscope_api.wakeup import Wakeup
+from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
 from epochscope_schemas.job_token import JobTokenClaims, job_token_for
-from epochscope_schemas.notify import ChangeKind, job_channel
 from epochscope_schemas.topics import JOB_COMMANDS
 
 log = logging.getLogger("epochscope.api.dispatcher")
 
-NOTIFY_CHANNEL = "job_queue"
 LOCK_KEY = 0x65706F6368  # pg advisory lock: one dispatching API replica at a time
 ACTIVE = "('dispatched', 'running')"
 NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (the rest see it on their next poll)
+
+# Attempts lost this pass, with why: the trainer's lease ran out, or it never started what it was sent.
+LEASE_LOST = "coalesce(t.last_heartbeat_at, q.dispatched_at) < now() - make_interval(secs => $1)"
+LOST_ATTEMPTS = (
+    f"SELECT q.job_id, q.owner_id, q.attempt_id, q.attempt_no, q.trainer_id, {LEASE_LOST} AS lease_lost"
+    " FROM job_queue q LEFT JOIN trainers t ON t.trainer_id = q.trainer_id"
+    f" WHERE q.state IN {ACTIVE} AND ({LEASE_LOST}"
+    "  OR (q.state = 'dispatched' AND q.dispatched_at < now() - make_interval(secs => $2)"
+    "   AND t.attempt_id IS DISTINCT FROM q.attempt_id))"
+    " ORDER BY q.job_id FOR UPDATE OF q"
+)
 
 
 @dataclass(frozen=True)
 class DispatchSettings:
     lease_s: float = 10.0  # a trainer whose last heartbeat is older has lost its jobs
+    start_timeout_s: float = 120.0  # a dispatched attempt its (live) trainer has not started by then is sent again
     max_attempts: int = 3  # dispatches per job before it fails
     per_user: int = 2  # a user's jobs dispatched or running at once
     poll_s: float = 1.0
-
-
-async def queue_job(conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_bytes: int) -> None:
-    """Queue the job in the caller's transaction (EventTooLarge if its start event would not fit the bus)."""
-    payload = encode_event(event)
-    if len(payload) > max_bytes:
-        raise EventTooLarge(len(payload), max_bytes)
-    await conn.execute(
-        "INSERT INTO job_queue (job_id, owner_id, start_payload, token_expires_at) VALUES ($1, $2, $3, $4)",
-        event.job_id,
-        event.user_id,
-        without_job_token(payload)[0].decode(),
-        token_expires_at,
-    )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> int:
@@ -65,13 +61,13 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY):
             return 0
-        await expire_leases(conn, settings)
+        await requeue_lost(conn, settings)
         slots = await free_slots(conn, settings.lease_s)
         picks = await pick_jobs(conn, sum(free for _, free in slots), settings.per_user)
         trainers = [trainer for trainer, free in slots for _ in range(free)]
+        sent = 0
         for (job_id, owner), trainer in zip(picks, trainers, strict=False):
-            await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes)
-        sent = min(len(picks), len(trainers))
+            sent += await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes)
         if sent:  # the jobs still waiting moved up: their live streams re-read their place in line
             waiting = await conn.fetch(
                 "SELECT job_id FROM job_queue WHERE state = 'queued' ORDER BY queued_at LIMIT $1", NOTIFY_WAITING
@@ -81,84 +77,42 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
         return sent
 
 
-async def expire_leases(conn: asyncpg.Connection, settings: DispatchSettings) -> None:
-    """Jobs on a trainer that stopped heartbeating: queued again, or failed after `max_attempts`."""
-    lost = await conn.fetch(
-        "SELECT q.job_id, q.owner_id, q.attempt_id, q.attempt_no, q.trainer_id FROM job_queue q"
-        " LEFT JOIN trainers t ON t.trainer_id = q.trainer_id"
-        f" WHERE q.state IN {ACTIVE} AND coalesce(t.last_heartbeat_at, q.dispatched_at)"
-        " < now() - make_interval(secs => $1) FOR UPDATE OF q",
-        settings.lease_s,
-    )
-    for row in lost:
-        reason = f"trainer {row['trainer_id']} stopped heartbeating (attempt {row['attempt_no']})"
+async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings) -> None:
+    """Lost attempts (a lease run out, a start never taken): their jobs queued again, or failed after
+    `max_attempts`; each attempt's outcome recorded in `job_attempts`."""
+    for row in await conn.fetch(LOST_ATTEMPTS, settings.lease_s, settings.start_timeout_s):
+        trainer, attempt = row["trainer_id"], row["attempt_no"]
+        if row["lease_lost"]:
+            outcome, reason = "lease_lost", f"trainer {trainer} stopped heartbeating (attempt {attempt})"
+        else:
+            outcome = "start_timeout"
+            reason = f"trainer {trainer} did not start attempt {attempt} within {settings.start_timeout_s:g}s"
         await conn.execute(
-            "UPDATE job_attempts SET ended_at = now(), outcome = 'lease_lost' WHERE attempt_id = $1", row["attempt_id"]
+            "UPDATE job_attempts SET ended_at = now(), outcome = $2 WHERE attempt_id = $1", row["attempt_id"], outcome
         )
-        if row["attempt_no"] < settings.max_attempts:
+        if attempt < settings.max_attempts:
             log.warning("dispatcher: job %s re-queued: %s", row["job_id"], reason)
             await conn.execute(
-                "UPDATE job_queue SET state = 'queued', attempt_id = NULL, trainer_id = NULL, last_error = $2"
-                " WHERE job_id = $1",
+                "UPDATE job_queue SET state = 'queued', attempt_id = NULL, trainer_id = NULL, fraction_done = NULL,"
+                " last_error = $2 WHERE job_id = $1",
                 row["job_id"],
                 reason,
             )
             continue
-        message = f"failed after {row['attempt_no']} attempt(s): {reason}"
+        message = f"failed after {attempt} attempt(s): {reason}"
         log.error("dispatcher: job %s %s", row["job_id"], message)
-        await conn.execute(
-            "UPDATE job_queue SET state = 'final', attempt_id = NULL, last_error = $2, finished_at = now(),"
-            " start_payload = NULL WHERE job_id = $1",
-            row["job_id"],
-            message,
-        )
-        await _fail_job(conn, row["job_id"], row["owner_id"], message)
-
-
-async def _fail_job(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, message: str) -> None:
-    async with conn.transaction():  # a savepoint: the job is its owner's row, under row-level security
-        await conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
-        await conn.execute(
-            "UPDATE jobs SET status = 'failed', status_message = $2, finished_at = now(), updated_at = now()"
-            " WHERE job_id = $1 AND status IN ('queued', 'running')",
-            job_id,
-            message,
-        )
-        await conn.execute("SELECT set_config('app.user_id', '', true)")
-    await notify_status(conn, job_id, "failed")
-
-
-async def notify_status(conn: asyncpg.Connection, job_id: uuid.UUID, status: str) -> None:
-    """Tell the job's live stream its status changed, as the writer does."""
-    body = json.dumps({"job_id": str(job_id), "kind": ChangeKind.STATUS, "status": status})
-    await conn.execute("SELECT pg_notify($1, $2)", job_channel(job_id), body)
-
-
-async def withdraw_if_queued(conn: asyncpg.Connection, job_id: uuid.UUID) -> bool:
-    """In the owner's transaction: a job still waiting in the queue is cancelled here, with no trainer involved."""
-    withdrawn = await conn.fetchval(
-        "UPDATE job_queue SET state = 'final', finished_at = now(), start_payload = NULL, last_error = 'cancelled'"
-        " WHERE job_id = $1 AND state = 'queued' RETURNING job_id",
-        job_id,
-    )
-    if withdrawn is None:
-        return False
-    await conn.execute(
-        "UPDATE jobs SET status = 'cancelled', status_message = 'cancelled while queued', finished_at = now(),"
-        " updated_at = now() WHERE job_id = $1 AND status IN ('queued', 'running')",
-        job_id,
-    )
-    await notify_status(conn, job_id, "cancelled")
-    return True
+        await end_in_queue(conn, row["job_id"], message)
+        await end_job(conn, row["job_id"], row["owner_id"], JobStatus.FAILED, message)
 
 
 async def free_slots(conn: asyncpg.Connection, lease_s: float) -> list[tuple[str, int]]:
     """Live trainers (fresh heartbeat) and their free slots, most free first."""
+    free = "least(t.slots - count(q.job_id), t.free_slots)"
     rows = await conn.fetch(
-        "SELECT t.trainer_id, t.slots - count(q.job_id) AS free FROM trainers t"
+        f"SELECT t.trainer_id, {free} AS free FROM trainers t"
         f" LEFT JOIN job_queue q ON q.trainer_id = t.trainer_id AND q.state IN {ACTIVE}"
         " WHERE t.last_heartbeat_at >= now() - make_interval(secs => $1)"
-        " GROUP BY t.trainer_id HAVING t.slots - count(q.job_id) > 0 ORDER BY 2 DESC, t.trainer_id",
+        f" GROUP BY t.trainer_id HAVING {free} > 0 ORDER BY 2 DESC, t.trainer_id",
         lease_s,
     )
     return [(row["trainer_id"], int(row["free"])) for row in rows]
@@ -205,15 +159,27 @@ async def pick_jobs(conn: asyncpg.Connection, count: int, per_user: int) -> list
 
 async def _dispatch(
     conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, trainer: str, token_secret: str, max_bytes: int
-) -> None:
+) -> int:
+    """Send the job to the trainer as a new attempt: 1, or 0 when its stored start is not one (the job fails)."""
     attempt_id = uuid.uuid4()
     row = await conn.fetchrow(
         "UPDATE job_queue SET state = 'dispatched', attempt_id = $2, attempt_no = attempt_no + 1, trainer_id = $3,"
-        " dispatched_at = now() WHERE job_id = $1 RETURNING attempt_no, start_payload, token_expires_at",
+        " dispatched_at = now(), fraction_done = NULL WHERE job_id = $1"
+        " RETURNING attempt_no, start_payload, token_expires_at",
         job_id,
         attempt_id,
         trainer,
     )
+    try:
+        start = parse_event(row["start_payload"] or "")
+        if not isinstance(start, JobStartEvent):
+            raise ValueError(f"a {start.type} event, not a job.start")
+    except (ValidationError, ValueError) as exc:  # a start rebuilt by a migration, say: never jam the queue
+        message = f"the job's start event could not be read: {type(exc).__name__}"
+        log.error("dispatcher: job %s: %s: %s", job_id, message, exc)
+        await end_in_queue(conn, job_id, message)
+        await end_job(conn, job_id, owner, JobStatus.FAILED, message)
+        return 0
     await conn.execute(
         "INSERT INTO job_attempts (attempt_id, job_id, attempt_no, trainer_id) VALUES ($1, $2, $3, $4)",
         attempt_id,
@@ -222,7 +188,6 @@ async def _dispatch(
         trainer,
     )
     claims = JobTokenClaims(job_id=job_id, user_id=owner, expires_at=row["token_expires_at"])
-    start = parse_event(row["start_payload"])
     event = start.model_copy(
         update={
             "event_id": uuid.uuid4(),
@@ -234,6 +199,7 @@ async def _dispatch(
     )
     await enqueue(conn, JOB_COMMANDS, event, max_bytes)
     log.info("dispatcher: job %s attempt %d to trainer %s", job_id, row["attempt_no"], trainer)
+    return 1
 
 
 class Dispatcher:
@@ -244,26 +210,13 @@ class Dispatcher:
         self._settings = settings
         self._token_secret = token_secret
         self._max_bytes = max_bytes
-        self._wakeup = asyncio.Event()
 
     async def run(self) -> None:
-        listener = await self._pool.acquire()
-        await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        try:
+        async with Wakeup(self._pool, NOTIFY_CHANNEL) as wakeup:
             while True:
                 try:
                     async with self._pool.acquire() as conn:
                         await dispatch_once(conn, self._settings, self._token_secret, self._max_bytes)
                 except Exception as exc:  # the database away: try again on the next pass
                     log.warning("dispatcher: %s: %s", type(exc).__name__, exc)
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._settings.poll_s)
-                except TimeoutError:
-                    pass
-                self._wakeup.clear()
-        finally:
-            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._pool.release(listener)
-
-    def _on_notify(self, *_: object) -> None:
-        self._wakeup.set()
+                await wakeup.wait(self._settings.poll_s)

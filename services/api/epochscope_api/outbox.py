@@ -25,9 +25,11 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from epochscope_api.errors import EventTooLarge
+from epochscope_api.event_size import encoded_within
+from epochscope_api.job_queue import end_in_queue, end_job
+from epochscope_api.wakeup import Wakeup
 from epochscope_schemas.command_signing import without_job_token
-from epochscope_schemas.events import Envelope, JobStartEvent, encode_event, parse_event
+from epochscope_schemas.events import Envelope, JobStartEvent, JobStatus, parse_event
 
 log = logging.getLogger("epochscope.api.outbox")
 
@@ -43,13 +45,10 @@ REFUSED_FOR_CONTENT = (MessageSizeTooLargeError, RecordTooLargeError, RecordList
 
 async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope, max_bytes: int) -> None:
     """Queue the event in the caller's transaction; EventTooLarge if its encoding exceeds `max_bytes`."""
-    payload = encode_event(event)
-    if len(payload) > max_bytes:
-        raise EventTooLarge(len(payload), max_bytes)
+    payload = encoded_within(event, max_bytes)
     await conn.execute(
         "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, str(event.job_id), payload.decode()
     )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
@@ -72,35 +71,27 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._retention = retention
         self._next_cleanup = 0.0
-        self._wakeup = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self.broker_reachable = False
 
     async def run(self) -> None:
-        listener = await self._pool.acquire()
-        await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
         backoff = self._poll_seconds
         try:
-            while True:
-                try:
-                    await self._producer_started()  # connect eagerly: readiness reports the broker
-                    while await self._publish_batch():
-                        pass
-                    await self._cleanup_due()
-                    backoff = self._poll_seconds
-                except Exception as exc:  # broker or database trouble: retry, never drop
-                    self.broker_reachable = False
-                    log.warning("outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff)
-                    await self._reset_producer()
-                    backoff = min(backoff * 2, 30.0)
-                try:
-                    await asyncio.wait_for(self._wakeup.wait(), timeout=backoff)
-                except TimeoutError:
-                    pass
-                self._wakeup.clear()
+            async with Wakeup(self._pool, NOTIFY_CHANNEL) as wakeup:
+                while True:
+                    try:
+                        await self._producer_started()  # connect eagerly: readiness reports the broker
+                        while await self._publish_batch():
+                            pass
+                        await self._cleanup_due()
+                        backoff = self._poll_seconds
+                    except Exception as exc:  # broker or database trouble: retry, never drop
+                        self.broker_reachable = False
+                        log.warning("outbox relay: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff)
+                        await self._reset_producer()
+                        backoff = min(backoff * 2, 30.0)
+                    await wakeup.wait(backoff)
         finally:
-            await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._pool.release(listener)
             await self._reset_producer()
 
     async def _cleanup_due(self) -> None:
@@ -108,9 +99,6 @@ class OutboxRelay:
         if now >= self._next_cleanup:
             await delete_published(self._pool, self._retention)
             self._next_cleanup = now + CLEANUP_EVERY_S
-
-    def _on_notify(self, *_: object) -> None:
-        self._wakeup.set()
 
     async def _producer_started(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -181,23 +169,13 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
         event = parse_event(row["payload"])
     except ValueError:
         return
-    if isinstance(event, JobStartEvent):
-        async with conn.transaction():  # a savepoint: the job is the owner's row, under row-level security
-            await conn.execute("SELECT set_config('app.user_id', $1, true)", event.user_id)
-            await conn.execute(
-                "UPDATE jobs SET status = 'failed', status_message = $2, finished_at = now(), updated_at = now()"
-                " WHERE job_id = $1 AND status = 'queued'",
-                event.job_id,
-                reason,
-            )
-            await conn.execute(
-                "UPDATE job_queue SET state = 'final', finished_at = now(), start_payload = NULL, last_error = $2"
-                " WHERE job_id = $1 AND attempt_id IS NOT DISTINCT FROM $3",
-                event.job_id,
-                reason,
-                event.attempt_id,
-            )
-            await conn.execute("SELECT set_config('app.user_id', '', true)")
+    if not isinstance(event, JobStartEvent):
+        return
+    # The queue row ends only if this start's attempt is still current (a start of no attempt: while still queued).
+    unaddressed = event.attempt_id is None
+    ended = await end_in_queue(conn, event.job_id, reason, queued_only=unaddressed, attempt_id=event.attempt_id)
+    if ended or unaddressed:
+        await end_job(conn, event.job_id, event.user_id, JobStatus.FAILED, reason)
 
 
 def _tokenless(payload: str) -> str:

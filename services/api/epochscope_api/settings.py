@@ -62,6 +62,12 @@ class ApiSettings(BaseSettings):
     dispatch_lease_seconds: float = Field(
         default=10.0, gt=0, description="A trainer whose last heartbeat is older loses its jobs (dispatched again)."
     )
+    dispatch_start_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="A job dispatched to a live trainer that has not started it by then (no running status, no"
+        " heartbeat naming its attempt) is dispatched again as a new attempt.",
+    )
     dispatch_max_attempts: int = Field(default=3, ge=1, description="Dispatches of one job before it fails.")
     dispatch_per_user: int = Field(default=2, ge=1, description="Most jobs of one user dispatched or running at once.")
     quota_datasets: int = Field(default=100, ge=1, description="Most datasets per user.")

@@ -71,8 +71,9 @@ def bootstrap(
     )
     heartbeat = None
     if settings.heartbeat_s > 0:  # 0: never heartbeats, so the dispatcher never sends it a job
+        key = settings.key.get_secret_value() if settings.key else None
         heartbeat = partial(
-            heartbeat_forever, adapters.producer, settings.trainer_id, settings.device, settings.heartbeat_s
+            heartbeat_forever, adapters.producer, settings.trainer_id, settings.device, settings.heartbeat_s, key
         )
     return JobConsumerLoop(
         adapters.jobs,

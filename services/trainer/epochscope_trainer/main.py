@@ -9,6 +9,7 @@ unreachable.
 import asyncio
 import logging
 import signal
+import sys
 
 from aiokafka.errors import KafkaError
 from tenacity import (
@@ -59,6 +60,9 @@ def _log_retry(state: RetryCallState) -> None:
 
 def run() -> None:
     settings = TrainerSettings()
+    if problem := settings.missing_key():
+        print(f"epochscope-trainer: invalid settings: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     configure_logging("trainer", settings.log_level)
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(settings))

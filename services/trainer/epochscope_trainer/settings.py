@@ -6,16 +6,19 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.kafka import KafkaSettings
 from epochscope_schemas.object_store import StoreSettings
+from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
+
+KEY_ENV = "EPOCHSCOPE_TRAINER_KEY"
 
 
 class TrainerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_TRAINER_")
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_TRAINER_", populate_by_name=True)
 
     work_dir: Path = Field(default=Path("trainer-work"), description="One folder per job: config, spool, outputs.")
     model_cache_dir: Path = Field(default=Path("model-cache"), description="Converted models (GGUF -> safetensors).")
@@ -49,6 +52,28 @@ class TrainerSettings(BaseSettings):
         default=2.0, ge=0, description="How often the trainer announces its capacity; 0 never (it then gets no job)."
     )
     device: str = Field(default="cpu", max_length=200, description="The device kind announced in heartbeats.")
+    key: SecretStr | None = Field(
+        default=None,
+        description="EPOCHSCOPE_TRAINER_KEY: signs heartbeats (shared with the writers); unset, they go unsigned and"
+        " the writer records none, so the trainer gets no job. Required in production.",
+    )
+    environment: Environment = Field(
+        default=Environment.PRODUCTION,
+        validation_alias="EPOCHSCOPE_ENVIRONMENT",  # the one setting every service shares
+        description="production refuses a weak or (at start-up) missing trainer key.",
+    )
     log_level: str = "INFO"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+
+    @model_validator(mode="after")
+    def _no_weak_key(self) -> "TrainerSettings":
+        refuse_weak_secrets(self.environment, {KEY_ENV: self.key.get_secret_value() if self.key else None})
+        return self
+
+    def missing_key(self) -> str | None:
+        """Why the service may not start without a key (production, heartbeats on), or None. Checked at start-up,
+        not in the settings: the job's child process reads the settings too, and is not given the key."""
+        if self.environment == Environment.PRODUCTION and self.heartbeat_s > 0 and self.key is None:
+            return f"{KEY_ENV} is required in production: the writer records only signed heartbeats"
+        return None

@@ -1,22 +1,27 @@
 """The trainers' heartbeats into the `trainers` table: the capacity the API's dispatcher reads.
 
 A small loop of its own beside the writer's batches (its own consumer group and connection): heartbeats carry no
-job and no token, only a trainer's id, device and free slots, so none of the job rules apply. The newest beat per
-trainer wins (by `occurred_at`); a malformed one is skipped with a warning. A trainer id heard for the first time
-(or freed) wakes the dispatcher. The table holds no user data and is not under row-level security; the API's role
-only reads it.
+job and no token, only a trainer's id, device and free slots, so none of the job rules apply. Each must be signed
+with the trainers' key (`heartbeat_signing`) and recent: an unsigned, forged or stale one, or one that is not a
+heartbeat at all, is dead-lettered with the reason and claims no capacity. The newest beat per trainer wins (by
+`occurred_at`). A trainer with a free slot wakes the dispatcher. The table holds no user data and is not under
+row-level security; the API's role only reads it.
 """
 
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
+from epochscope_schemas.heartbeat_signing import age_refusal, signature_refusal
 from epochscope_schemas.scheduling import TrainerHeartbeat
-from epochscope_schemas.topics import HEARTBEATS_GROUP, TRAINER_HEARTBEATS
+from epochscope_schemas.topics import HEARTBEATS_GROUP, TRAINER_HEARTBEATS, dead_letter_topic
+from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
+from epochscope_writer.domain.decoding import KafkaRecord
 from epochscope_writer.settings import WriterSettings
 
 log = logging.getLogger("epochscope.writer.heartbeats")
@@ -30,18 +35,33 @@ RECORD = (
 )
 
 
-def newest(values: list[bytes | None]) -> list[TrainerHeartbeat]:
-    """The newest valid heartbeat per trainer among `values`."""
+def verified_newest(
+    records: list[KafkaRecord], key: str | None, max_age: timedelta, now: datetime
+) -> tuple[list[TrainerHeartbeat], list[DeadLetter]]:
+    """The newest verified heartbeat per trainer among `records`, and a dead letter for each one refused."""
     beats: dict[str, TrainerHeartbeat] = {}
-    for value in values:
+    refused: list[DeadLetter] = []
+    for record in records:
         try:
-            beat = TrainerHeartbeat.model_validate_json(value or b"")
+            beat = TrainerHeartbeat.model_validate_json(record.value or b"")
         except ValidationError as exc:
-            log.warning("heartbeat skipped: %d error(s)", exc.error_count())
+            refused.append(_dead_letter(record, DeadLetterReason.SCHEMA_INVALID, f"{exc.error_count()} error(s)"))
+            continue
+        if reason := signature_refusal(beat, key):
+            refused.append(_dead_letter(record, DeadLetterReason.INVALID_SIGNATURE, reason))
+            continue
+        if reason := age_refusal(beat, now, max_age):
+            refused.append(_dead_letter(record, DeadLetterReason.STALE_HEARTBEAT, reason))
             continue
         if beat.trainer_id not in beats or beats[beat.trainer_id].occurred_at < beat.occurred_at:
             beats[beat.trainer_id] = beat
-    return list(beats.values())
+    return list(beats.values()), refused
+
+
+def _dead_letter(record: KafkaRecord, reason: DeadLetterReason, detail: str) -> DeadLetter:
+    return DeadLetter.for_record(
+        reason, detail, record.topic, record.partition, record.offset, record.key, record.value
+    )
 
 
 async def record(conn: asyncpg.Connection, beats: list[TrainerHeartbeat]) -> None:
@@ -61,26 +81,44 @@ async def record(conn: asyncpg.Connection, beats: list[TrainerHeartbeat]) -> Non
         await conn.execute("NOTIFY job_queue")
 
 
-async def record_heartbeats(settings: WriterSettings, stopping: asyncio.Event) -> None:
-    """Until `stopping`: consume heartbeats and record them; broker or database trouble is retried."""
-    while not stopping.is_set():
-        consumer = AIOKafkaConsumer(
-            TRAINER_HEARTBEATS, **settings.kafka.client_kwargs(), group_id=HEARTBEATS_GROUP, auto_offset_reset="latest"
+async def _publish(producer: AIOKafkaProducer, refused: list[DeadLetter]) -> None:
+    for letter in refused:
+        log.warning("heartbeat dead-lettered: %s: %s", letter.reason, letter.detail)
+        await producer.send_and_wait(
+            dead_letter_topic(letter.topic),
+            letter.model_dump_json().encode(),
+            key=letter.key.encode() if letter.key is not None else None,
         )
+
+
+async def record_heartbeats(settings: WriterSettings, stopping: asyncio.Event) -> None:
+    """Until `stopping`: consume heartbeats, record the verified ones, dead-letter the rest; broker or database
+    trouble is retried."""
+    key = settings.trainer_key.get_secret_value() if settings.trainer_key else None
+    max_age = timedelta(seconds=settings.trainer_heartbeat_max_age_s)
+    while not stopping.is_set():
+        kafka = settings.kafka.client_kwargs()
+        consumer = AIOKafkaConsumer(TRAINER_HEARTBEATS, **kafka, group_id=HEARTBEATS_GROUP, auto_offset_reset="latest")
+        producer = AIOKafkaProducer(**kafka, acks="all")
         conn: asyncpg.Connection | None = None
         try:
             await consumer.start()
+            await producer.start()
             conn = await asyncpg.connect(settings.database_url, timeout=settings.writer_db_connect_timeout_s)
             while not stopping.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
-                await record(conn, newest([r.value for records in batch.values() for r in records]))
+                records = [r for records in batch.values() for r in records]
+                beats, refused = verified_newest(records, key, max_age, datetime.now(UTC))
+                await _publish(producer, refused)
+                await record(conn, beats)
         except Exception as exc:
             log.warning("heartbeats: %s: %s; retrying", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=2.0)
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            for client in (consumer, producer):
+                with contextlib.suppress(Exception):
+                    await client.stop()
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()

@@ -16,6 +16,14 @@ class WriterSettings(BaseSettings):
     )
     database_url: str = "postgresql://epochscope_writer@127.0.0.1:5432/epochscope"
     job_token_secret: SecretStr  # required: HS256 key the API signs job tokens with
+    trainer_key: SecretStr | None = Field(
+        default=None,
+        description="EPOCHSCOPE_TRAINER_KEY: the trainers sign their heartbeats with it; unset (development only),"
+        " every heartbeat is dead-lettered and no trainer gets a job.",
+    )
+    trainer_heartbeat_max_age_s: float = Field(
+        default=30.0, gt=0, description="A heartbeat further than this from the writer's clock is refused (stale)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     writer_group_id: str = Field(
@@ -41,5 +49,14 @@ class WriterSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_weak_secrets(self) -> "WriterSettings":
-        refuse_weak_secrets(self.environment, {"EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value()})
+        if self.environment == Environment.PRODUCTION and self.trainer_key is None:
+            raise ValueError("EPOCHSCOPE_TRAINER_KEY is required in production: it verifies the trainers' heartbeats")
+        trainer_key = self.trainer_key.get_secret_value() if self.trainer_key else None
+        refuse_weak_secrets(
+            self.environment,
+            {
+                "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
+                "EPOCHSCOPE_TRAINER_KEY": trainer_key,
+            },
+        )
         return self

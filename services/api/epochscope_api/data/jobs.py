@@ -13,8 +13,8 @@ from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.queue import queue_places
 from epochscope_api.data.rounds import fetch_rounds
-from epochscope_api.dispatcher import queue_job, withdraw_if_queued
 from epochscope_api.errors import BadParameter, JobNotFound
+from epochscope_api.job_queue import queue_job, withdraw_if_queued
 from epochscope_api.outbox import enqueue
 from epochscope_api.response_models import Job, JobDetail, JobPage
 from epochscope_schemas.command_signing import signed_cancel
@@ -154,7 +154,7 @@ async def cancel_unless_final(
     if not job.status.is_final:
         cancel = signed_cancel(job_id, user_id, job_token_for(token_secret, claims))
         await enqueue(conn, JOB_COMMANDS, cancel, max_event_bytes)  # also to a dead attempt's orphaned child
-        await withdraw_if_queued(conn, job_id)
+        await withdraw_if_queued(conn, job_id, user_id)
     return job
 
 

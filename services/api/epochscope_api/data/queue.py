@@ -1,18 +1,20 @@
 """A queued job's place in line and its estimated start, as the dispatcher would serve the queue now.
 
 The order replays the dispatcher's round-robin over the queued jobs (users never served first, then least recently
-served; each user's oldest job per turn). The estimate hands the jobs ahead to the live trainers' slots in that
-order: a slot frees when its running job has run a typical job's length (the mean of the last finished runs, or
-DEFAULT_RUN_S before any), and each job ahead then holds it that long again. The queue holds no job content, so
-reading it across users leaks nothing but counts; only the caller's own jobs get a place.
+served; each user's oldest job per turn). The estimate (`queue_estimate`) goes by the running jobs' progress: each
+running job's attempt frees its slot at the pace of its progress so far (`job_queue.fraction_done`, kept by the
+writer), or after a typical run (the mean of the last finished runs, DEFAULT_RUN_S before any) while it has none;
+each job ahead holds a slot a typical run. The queue holds no job content, so reading it across users leaks nothing
+but counts and fractions; only the caller's own jobs get a place.
 """
 
-import heapq
 import uuid
 from collections import deque
 from dataclasses import dataclass
 
 import asyncpg
+
+from epochscope_api.queue_estimate import RunningJob, estimated_starts
 
 DEFAULT_RUN_S = 120.0
 MAX_REPLAYED = 10_000  # queued jobs replayed at most; later ones get a place but no estimate past it
@@ -75,23 +77,14 @@ async def _starts(conn: asyncpg.Connection, count: int) -> list[float]:
         "SELECT avg(extract(epoch FROM finished_at - started_at)) FROM (SELECT finished_at, started_at FROM job_queue"
         " WHERE state = 'final' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT 50) AS recent"
     )
-    run_s = float(run_s) if run_s else DEFAULT_RUN_S
     slots = await conn.fetchval(
         "SELECT coalesce(sum(slots), 0) FROM trainers WHERE last_heartbeat_at >= now() - make_interval(secs => $1)",
         LEASE_S,
     )
-    if not slots:
-        return []
-    elapsed = await conn.fetch(
-        "SELECT extract(epoch FROM now() - coalesce(started_at, dispatched_at)) AS s FROM job_queue"
-        " WHERE state IN ('dispatched', 'running')"
+    running = await conn.fetch(
+        "SELECT extract(epoch FROM now() - coalesce(a.started_at, q.dispatched_at)) AS elapsed, q.fraction_done"
+        " FROM job_queue q LEFT JOIN job_attempts a ON a.attempt_id = q.attempt_id"
+        " WHERE q.state IN ('dispatched', 'running')"
     )
-    free_at = [max(run_s - float(row["s"] or 0), 0.0) for row in elapsed][: int(slots)]
-    free_at += [0.0] * (int(slots) - len(free_at))
-    heapq.heapify(free_at)
-    starts = []
-    for _ in range(count):
-        at = heapq.heappop(free_at)
-        starts.append(round(at, 1))
-        heapq.heappush(free_at, at + run_s)
-    return starts
+    jobs = [RunningJob(float(row["elapsed"] or 0), row["fraction_done"]) for row in running]
+    return estimated_starts(jobs, int(slots), float(run_s) if run_s else DEFAULT_RUN_S, count)

@@ -131,14 +131,29 @@ class PostgresEventStore:
         await self._conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
 
     async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
-        """The acting owner's jobs that exist, locked: status updates from two writers serialize, and a DELETE
-        waits for this commit (then cascades to what it wrote) instead of racing the inserts."""
+        """The acting owner's jobs that exist, locked until the commit. Their queue rows first: the attempt
+        checked here stays the current one while this transaction applies its events, since a re-queue (the
+        dispatcher's UPDATE) waits for this commit, or this waits for the re-queue's and then reads the new attempt.
+        FOR NO KEY UPDATE rather than FOR SHARE: `advance_queue` updates these rows later in the transaction, and
+        two writers (a rebalance) each holding a share lock would deadlock upgrading it. Then the jobs: status
+        updates from two writers serialize, and a DELETE waits for this commit (then cascades to what it wrote)
+        instead of racing the inserts. Queue rows before job rows, each in job order, as the API's dispatcher and
+        cancels take them, so they never deadlock."""
+        attempts = dict(
+            await self._conn.fetch(
+                "SELECT job_id, attempt_id FROM job_queue WHERE job_id = ANY($1::uuid[])"
+                " ORDER BY job_id FOR NO KEY UPDATE",
+                job_ids,
+            )
+        )
         rows = await self._conn.fetch(
-            "SELECT j.job_id, j.status, q.job_id IS NOT NULL AS queued, q.attempt_id FROM jobs j"
-            " LEFT JOIN job_queue q ON q.job_id = j.job_id WHERE j.job_id = ANY($1::uuid[]) FOR NO KEY UPDATE OF j",
+            "SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR NO KEY UPDATE",
             job_ids,
         )
-        return {row["job_id"]: JobState(JobStatus(row["status"]), row["queued"], row["attempt_id"]) for row in rows}
+        return {
+            row["job_id"]: JobState(JobStatus(row["status"]), row["job_id"] in attempts, attempts.get(row["job_id"]))
+            for row in rows
+        }
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
@@ -149,7 +164,8 @@ class PostgresEventStore:
         return [row["job_id"] for row in await ROUNDS_TABLE.insert_new(self._conn, events, owner)]
 
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
-        """Append to each job's progress history, then move jobs.progress forward to the batch's latest step."""
+        """Append to each job's progress history, then move jobs.progress forward to the batch's latest step (and,
+        for a job in the queue, its attempt's fraction done)."""
         found = await PROGRESS_TABLE.insert_new(self._conn, events, owner)
         latest: dict[UUID, ProgressEvent] = {}
         for event in events:
@@ -157,6 +173,9 @@ class PostgresEventStore:
                 latest[event.job_id] = event
         for job_id, event in latest.items():
             await self._conn.execute(ADVANCE_PROGRESS, job_id, _progress_document(event), event.step)
+            if event.attempt_id is not None and event.max_steps > 0:
+                fraction = min(event.step / event.max_steps, 1.0)
+                await self._conn.execute(ADVANCE_QUEUE_FRACTION, job_id, event.attempt_id, fraction)
         return [row["job_id"] for row in found]
 
     async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
@@ -230,6 +249,10 @@ class PostgresEventStore:
 ADVANCE_QUEUE_RUNNING = (
     "UPDATE job_queue SET state = 'running', started_at = coalesce(started_at, $3)"
     " WHERE job_id = $1 AND attempt_id = $2 AND state = 'dispatched'"
+)
+ADVANCE_QUEUE_FRACTION = (  # how far the current attempt is: running jobs' progress for the queue's estimates
+    "UPDATE job_queue SET fraction_done = greatest(coalesce(fraction_done, 0), $3)"
+    " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running')"
 )
 ADVANCE_QUEUE_FINAL = (
     "UPDATE job_queue SET state = 'final', finished_at = $3, start_payload = NULL"

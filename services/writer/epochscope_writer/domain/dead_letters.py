@@ -26,6 +26,8 @@ class DeadLetterReason(StrEnum):
     OWNER_MISMATCH = "owner_mismatch"  # the token's user is not the job's owner
     REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
     STALE_ATTEMPT = "stale_attempt"  # the event's attempt is not the job's current dispatch (fencing)
+    INVALID_SIGNATURE = "invalid_signature"  # a heartbeat unsigned, or not signed with the trainers' key
+    STALE_HEARTBEAT = "stale_heartbeat"  # a signed heartbeat too far from the writer's clock (a replay, a bad clock)
 
 
 class DeadLetter(BaseModel):
