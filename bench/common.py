@@ -13,6 +13,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -147,3 +148,28 @@ def write_results(name: str, params: dict[str, Any], rows: Rows, results_dir: Pa
     path = results_dir / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def memory_kib(pid: int, field: str) -> int:
+    """A memory figure of a process from /proc/<pid>/status (VmRSS: resident now, VmHWM: its peak), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
+class RssSampler(threading.Thread):
+    """The highest VmRSS of a process while running."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kib, self._done = pid, memory_kib(pid, "VmRSS"), threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak_kib = max(self.peak_kib, memory_kib(self.pid, "VmRSS"))
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return self.peak_kib

@@ -20,14 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from common import RESULTS, print_table, write_results
+from common import RESULTS, RssSampler, memory_kib, print_table, write_results
 
 from epochscope.local_stack import LocalStack
 from epochscope_schemas.catalog import CatalogModel
@@ -67,30 +66,6 @@ def generate(path: Path, megabytes: int) -> int:
             out.write(json.dumps(row).encode() + b"\n")
             rows += 1
     return rows
-
-
-def memory_kib(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} for process {pid}")
-
-
-class RssSampler(threading.Thread):
-    """The highest VmRSS of a process while running."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak_kib, self._done = pid, memory_kib(pid, "VmRSS"), threading.Event()
-
-    def run(self) -> None:
-        while not self._done.wait(0.02):
-            self.peak_kib = max(self.peak_kib, memory_kib(self.pid, "VmRSS"))
-
-    def stop(self) -> int:
-        self._done.set()
-        self.join()
-        return self.peak_kib
 
 
 PEER_SCRIPT = """
