@@ -25,7 +25,7 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.callbacks import JobIdentity
-from epochscope_trainer.checkpointing import Checkpointer
+from epochscope_trainer.checkpointing import Checkpointer, within_allowance
 from epochscope_trainer.stopping import StopRule
 from epochscope_writer.domain.decoding import Rejection, decode_record
 
@@ -61,11 +61,14 @@ def summary(index: int, exact_match: float | None, trigger: str = "epoch") -> Ro
     )
 
 
-def run_rounds(tmp_path: Path, config: CheckpointsConfig, metrics: list[float | None]) -> tuple[list, Path]:
+def run_rounds(
+    tmp_path: Path, config: CheckpointsConfig, metrics: list[float | None], allowance: int | None = None
+) -> tuple[list, Path]:
     published: list[Any] = []
     store_dir = tmp_path / "store"
+    store = LocalStore(store_dir, mkdir=True)
     checkpointer = Checkpointer(
-        config, LocalStore(store_dir, mkdir=True), JOB, lambda topic, e: published.append(e), tmp_path / "work"
+        config, store, JOB, lambda topic, e: published.append(e), tmp_path / "work", byte_allowance=allowance
     )
     model = FakeModel()
     for index, value in enumerate(metrics):
@@ -107,6 +110,40 @@ def test_a_store_failure_is_a_warning_and_later_checkpoints_are_saved(tmp_path: 
     assert [w.code for w in warnings] == ["checkpoint_failed"] and "round 1" in warnings[0].message
     saved = [e.round_index for e in published if isinstance(e, CheckpointEvent)]
     assert saved == [0, 2, None]
+
+
+CHECKPOINT_BYTES = len(b"weights of round 0") + len(b"{}")  # what FakeModel and FakeTokenizer write
+
+
+def test_a_checkpoint_past_the_byte_allowance_is_not_kept_and_is_a_warning(tmp_path: Path) -> None:
+    """Room for two checkpoints: rounds 0 and 1 are kept; round 2 and the final weights are not uploaded."""
+    allowance = 2 * CHECKPOINT_BYTES + 1
+    published, folder = run_rounds(tmp_path, CheckpointsConfig(mode="every_round"), [0.0, 0.5, 0.2], allowance)
+    assert [e.round_index for e in published if isinstance(e, CheckpointEvent)] == [0, 1]
+    warnings = [e for e in published if isinstance(e, WarningEvent)]
+    assert [w.code for w in warnings] == ["checkpoint_quota", "checkpoint_quota"]
+    assert warnings[0].message.startswith("checkpoint round-2 (round 2) not kept: ")
+    assert f"over the {allowance} bytes left of the owner's checkpoint quota" in warnings[0].message
+    assert "the final weights" in warnings[1].message
+    assert sorted(p.name for p in folder.iterdir()) == ["round-0", "round-1"]
+    assert not list((tmp_path / "work").iterdir())  # the refused saves' local files are gone too
+
+
+def test_a_better_round_replaces_the_kept_one_within_the_allowance(tmp_path: Path) -> None:
+    """best keep 1 with room for one checkpoint: the better round displaces the kept one (its bytes count as
+    freed); the final weights, beside it, do not fit."""
+    config = CheckpointsConfig(mode="best", metric="mean_exact_match", keep=1)
+    published, folder = run_rounds(tmp_path, config, [0.1, 0.6, 0.2], allowance=CHECKPOINT_BYTES)
+    assert [e.round_index for e in published if isinstance(e, CheckpointEvent)] == [0, 1]
+    assert [e.round_index for e in published if isinstance(e, CheckpointDeletedEvent)] == [0]
+    assert [w.code for w in published if isinstance(w, WarningEvent)] == ["checkpoint_quota"]
+    assert sorted(p.name for p in folder.iterdir() if any(p.iterdir())) == ["round-1"]
+
+
+def test_within_allowance() -> None:
+    assert within_allowance(None, 10**15, 10**15)
+    assert within_allowance(100, 60, 40) and not within_allowance(100, 61, 40)
+    assert within_allowance(0, 0, 0) and not within_allowance(0, 0, 1)
 
 
 def test_the_stop_rule_threshold_held_for_n_rounds_and_patience() -> None:

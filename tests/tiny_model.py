@@ -21,8 +21,11 @@ CORPUS = [
 ]
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
-    """Write a tokenizer and a randomly initialised tiny Llama to `directory` and return it."""
+def build_tiny_model(
+    directory: Path, seed: int = 0, hidden_size: int = 32, intermediate_size: int = 64, layers: int = 2
+) -> Path:
+    """Write a tokenizer and a randomly initialised tiny Llama to `directory` and return it (wider and deeper
+    when asked: a benchmark's checkpoint of a realistic size)."""
     import torch
 
     torch.manual_seed(seed)
@@ -38,9 +41,9 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     )
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
         num_attention_heads=2,
         num_key_value_heads=2,
         max_position_embeddings=256,

@@ -66,7 +66,8 @@ class ModelSource(BaseModel):
 
 
 class JobInputs(BaseModel):
-    """What the trainer reads, resolved by the API from the job's ids: never a user-chosen path."""
+    """What the trainer reads (and the bytes it may keep), resolved by the API from the job's ids and the owner's quota:
+    never a user-chosen path."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +75,11 @@ class JobInputs(BaseModel):
     train: DatasetObject
     eval: DatasetObject | None = None
     samples: DatasetObject | None = None
+    checkpoint_bytes_max: Annotated[int, Field(ge=0)] | None = Field(
+        default=None,
+        description="The most bytes the job's kept checkpoints may take: what was left of the owner's checkpoint quota"
+        " when the job was submitted; null: no limit.",
+    )
 
 
 class JobStartEvent(Envelope):

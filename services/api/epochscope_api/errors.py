@@ -110,6 +110,11 @@ class QuotaExceeded(DomainError):
         return cls("dataset_bytes", f"at most {maximum} bytes ({_human_bytes(maximum)}) of datasets", retry_after)
 
     @classmethod
+    def checkpoint_bytes(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        what = f"at most {maximum} bytes ({_human_bytes(maximum)}) of checkpoints (delete jobs, or keep none)"
+        return cls("checkpoint_bytes", what, retry_after)
+
+    @classmethod
     def writes_per_minute(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
         return cls("writes_per_minute", f"at most {maximum} write requests a minute", retry_after)
 

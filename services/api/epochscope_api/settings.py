@@ -72,6 +72,12 @@ class ApiSettings(BaseSettings):
     dispatch_per_user: int = Field(default=2, ge=1, description="Most jobs of one user dispatched or running at once.")
     quota_datasets: int = Field(default=100, ge=1, description="Most datasets per user.")
     quota_dataset_bytes: int = Field(default=20 << 30, ge=1, description="Most bytes of datasets per user.")
+    quota_checkpoint_bytes: int = Field(
+        default=50 << 30,
+        ge=0,
+        description="Most bytes of checkpoints a user's jobs may keep; a job is allowed what is left when it is"
+        " submitted, and its trainer keeps no checkpoint past that.",
+    )
     quota_writes_per_minute: int = Field(
         default=60, ge=1, description="Most write requests (POST, DELETE) per user per minute, as a token bucket."
     )

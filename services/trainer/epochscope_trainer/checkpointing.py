@@ -5,6 +5,11 @@ write; background: the snapshot is written by the round's worker, training does 
 one upload thread under `jobs/<job_id>/checkpoints/<name>/`, and announced by a CheckpointEvent. With mode
 `best`, a checkpoint that falls out of the top `keep` by the metric is deleted from the store and announced by a
 CheckpointDeletedEvent. A store failure is a warning event; training and later saves go on.
+
+The owner's checkpoint quota reaches the trainer as the job's byte allowance (what was left of the quota when the
+job was submitted, in the start event's inputs): a checkpoint that would take the job's kept checkpoints past it is
+not uploaded (a `checkpoint_quota` warning), and what it would have displaced is kept. The check runs in the upload
+thread, where uploads and deletions happen one at a time, so the bytes it counts are the bytes in the store.
 """
 
 import hashlib
@@ -69,10 +74,20 @@ class Checkpointer:
         job: the job identity every event carries (`JobIdentity`).
         publish: the non-blocking event publisher.
         work_dir: a local folder for the saves before upload.
+        byte_allowance: the most bytes the job's kept checkpoints may take; None: no limit.
     """
 
-    def __init__(self, config: CheckpointsConfig, store: ObjectStore, job: Any, publish: Any, work_dir: Path) -> None:
+    def __init__(
+        self,
+        config: CheckpointsConfig,
+        store: ObjectStore,
+        job: Any,
+        publish: Any,
+        work_dir: Path,
+        byte_allowance: int | None = None,
+    ) -> None:
         self.config = config
+        self.byte_allowance = byte_allowance
         self.store = store
         self.job = job
         self.publish = publish
@@ -82,6 +97,7 @@ class Checkpointer:
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-upload")
         self._pending: list[Future[None]] = []
         self._keys: dict[str, list[str]] = {}  # each uploaded checkpoint's objects: deleted by key, never by listing
+        self._sizes: dict[str, int] = {}  # each kept checkpoint's bytes (upload thread only)
 
     @property
     def enabled(self) -> bool:
@@ -157,6 +173,9 @@ class Checkpointer:
         started = time.perf_counter()
         keys: list[str] = []
         try:
+            if not self._fits(name, fields["round_index"], folder, pruned):
+                self._forget(name, pruned)
+                return
             files = []
             for path in sorted(p for p in folder.iterdir() if p.is_file()):
                 files.append(CheckpointFile(name=path.name, bytes=path.stat().st_size, sha256=_sha256(path)))
@@ -181,7 +200,7 @@ class Checkpointer:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.publish(TRAINING_STATUS, event)
-        self._keys[name] = keys  # (upload thread only)
+        self._keys[name], self._sizes[name] = keys, event.bytes  # (upload thread only)
         log.info(
             "checkpoint %s: %d bytes, saved in %.0f ms (training stalled %.0f ms), uploaded to %s in %.0f ms",
             name,
@@ -200,6 +219,7 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001
             self._warn(gone.name, gone.round_index, exc, action="delete")
             return
+        self._sizes.pop(gone.name, None)
         self.publish(
             TRAINING_STATUS,
             CheckpointDeletedEvent(
@@ -208,6 +228,23 @@ class Checkpointer:
                 round_index=gone.round_index,
             ),
         )
+
+    def _fits(self, name: str, round_index: int | None, folder: Path, pruned: list[_Kept]) -> bool:
+        """Whether this checkpoint stays within the job's byte allowance, counting what it displaces as freed
+        (it is deleted right after this upload); if not, a `checkpoint_quota` warning."""
+        new = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        kept = sum(size for kept_name, size in self._sizes.items() if kept_name not in {p.name for p in pruned})
+        if within_allowance(self.byte_allowance, kept, new):
+            return True
+        where = "the final weights" if round_index is None else f"round {round_index}"
+        message = (
+            f"checkpoint {name} ({where}) not kept: its {new} bytes would take this job's checkpoints to"
+            f" {kept + new} bytes, over the {self.byte_allowance} bytes left of the owner's checkpoint quota when"
+            " the job was submitted"
+        )
+        log.warning(message)
+        self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code="checkpoint_quota", message=message))
+        return False
 
     def _remove_objects(self, keys: list[str], strict: bool = False) -> None:
         """Delete by key (the trainer may not list the bucket)."""
@@ -230,6 +267,11 @@ class Checkpointer:
         log.warning(message)
         code = "checkpoint_failed" if action == "save" else "checkpoint_delete_failed"
         self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=code, message=message[:2000]))
+
+
+def within_allowance(allowance: int | None, kept_bytes: int, new_bytes: int) -> bool:
+    """Whether a new checkpoint of `new_bytes` fits beside the `kept_bytes` that stay (None: no limit)."""
+    return allowance is None or kept_bytes + new_bytes <= allowance
 
 
 def _rank(kept: _Kept) -> tuple[float, int]:

@@ -145,7 +145,12 @@ class JobRun:
             StopOnRequest(self.stop_requested),
         ]
         checkpointer = Checkpointer(
-            config.predictions.checkpoints, self.store, self.job, self.publish, self.job_dir / "checkpoints"
+            config.predictions.checkpoints,
+            self.store,
+            self.job,
+            self.publish,
+            self.job_dir / "checkpoints",
+            byte_allowance=self.inputs.checkpoint_bytes_max,
         )
         if samples:
             callbacks.append(

@@ -73,6 +73,22 @@ async def check_dataset_room(conn: asyncpg.Connection, user_id: str, size: int, 
         raise QuotaExceeded.dataset_bytes(settings.quota_dataset_bytes, retry_after)
 
 
+async def checkpoint_bytes_left(conn: asyncpg.Connection, user_id: str, settings: ApiSettings) -> int:
+    """The bytes of checkpoints a new job may keep: the quota less what the user's jobs keep now (pruned ones no
+    longer count); QuotaExceeded when nothing is left. Call it under the user's job lock (`check_active_jobs`).
+
+    The trainer has no database, so this figure travels in the job's start event and the trainer enforces it.
+    Jobs that run at the same time were each allowed what was left when they were submitted: together they may keep
+    more than the quota, never more than the quota for any one job, and the next submit sees the total.
+    """
+    used = await conn.fetchval(
+        "SELECT coalesce(sum(bytes), 0) FROM job_checkpoints WHERE owner_id = $1 AND deleted_at IS NULL", user_id
+    )
+    if used >= settings.quota_checkpoint_bytes:
+        raise QuotaExceeded.checkpoint_bytes(settings.quota_checkpoint_bytes, settings.quota_retry_after_seconds)
+    return settings.quota_checkpoint_bytes - used
+
+
 async def admit_write(conn: asyncpg.Connection, user_id: str, per_minute: int) -> None:
     """Counts one write request; QuotaExceeded (Retry-After: when the next one is admitted) past `per_minute`.
     A token bucket of `per_minute` tokens refilled evenly over a minute (GCRA: one timestamp per user)."""

@@ -20,7 +20,7 @@ from epochscope_api.data.jobs import (
     parse_metadata_filter,
 )
 from epochscope_api.data.progress import fetch_progress_history
-from epochscope_api.data.quotas import check_active_jobs
+from epochscope_api.data.quotas import check_active_jobs, checkpoint_bytes_left
 from epochscope_api.db import user_transaction
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, UserConn
 from epochscope_api.errors import UnknownDatasets
@@ -29,6 +29,7 @@ from epochscope_api.job_objects import delete_job_objects
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.settings import ApiSettings
 from epochscope_api.validation import check_job_config, unknown_datasets
+from epochscope_schemas.checkpoints import CheckpointMode
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStartEvent, JobStatus
 from epochscope_schemas.job_token import mint_job_token
@@ -47,18 +48,22 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Queue a job on uploaded datasets and a catalog model; the trainer learns their object keys and the model's
     source from the start event, never a path. A dataset id the user does not have is a 422 naming its field;
-    past the user's quota of queued or running jobs, a 429 (`limit`: active_jobs)."""
+    past the user's quota of queued or running jobs, a 429 (`limit`: active_jobs); a job that keeps checkpoints
+    when the user's checkpoints already fill their quota, a 429 (`limit`: checkpoint_bytes)."""
     model = check_job_config(config, settings)
     try:
         inputs = await resolve_inputs(conn, config, model)
     except UnknownDatasets as error:
         raise unknown_datasets(error) from None
+    await check_active_jobs(conn, user_id, settings)
+    if config.predictions.checkpoints.mode != CheckpointMode.NONE:
+        allowance = await checkpoint_bytes_left(conn, user_id, settings)
+        inputs = inputs.model_copy(update={"checkpoint_bytes_max": allowance})
     job_id = uuid.uuid4()
     token, claims = mint_job_token(
         _token_secret(settings), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
-    await check_active_jobs(conn, user_id, settings)
     return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes)
 
 

@@ -17,6 +17,7 @@ class Limits(BaseModel):
     quota_active_jobs: int = Field(description="Most queued or running jobs per user.")
     quota_datasets: int = Field(description="Most datasets per user.")
     quota_dataset_bytes: int = Field(description="Most bytes of datasets per user.")
+    quota_checkpoint_bytes: int = Field(description="Most bytes of checkpoints a user's jobs may keep.")
     quota_writes_per_minute: int = Field(description="Most write requests (POST, DELETE) a minute.")
 
 
@@ -33,5 +34,6 @@ async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
         quota_active_jobs=settings.quota_active_jobs,
         quota_datasets=settings.quota_datasets,
         quota_dataset_bytes=settings.quota_dataset_bytes,
+        quota_checkpoint_bytes=settings.quota_checkpoint_bytes,
         quota_writes_per_minute=settings.quota_writes_per_minute,
     )

