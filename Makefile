@@ -23,9 +23,12 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/epochscope up
 
+# Two pytest-xdist workers, each with its own stack; a test file stays on one worker (its module fixtures).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

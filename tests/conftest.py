@@ -1,5 +1,6 @@
 """Shared fixtures: the real local stack (Postgres, Tansu, API, writer, trainer) and a tiny model."""
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,9 +35,10 @@ def full_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
         with stack:
             yield stack
     finally:
-        # Keep the services' logs for CI: test-artifacts/stack-logs/.
+        # Keep the services' logs for CI: test-artifacts/stack-logs/<pytest-xdist worker>/.
         if stack.logs.exists():
-            shutil.copytree(stack.logs, ARTIFACTS / "stack-logs", dirs_exist_ok=True)
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            shutil.copytree(stack.logs, ARTIFACTS / "stack-logs" / worker, dirs_exist_ok=True)
         stack.delete_data()
         shutil.rmtree(root, ignore_errors=True)
 
