@@ -1,9 +1,12 @@
 """The job queue on a real stack with two trainers (and one that never heartbeats): an idle trainer takes the next
-job at once, users take turns, a trainer killed mid-job loses its lease and the job runs again (the dead attempt's
+job at once, users take turns, a trainer frozen mid-job (partitioned away) loses its lease and stops its fenced
+attempt when it comes back, a trainer killed mid-job loses its lease and the job runs again (the dead attempt's
 late events dead-lettered), a start delivered twice runs once, a forged heartbeat draws no job."""
 
 import asyncio
+import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,14 +21,15 @@ from aiokafka import AIOKafkaProducer
 from test_end_to_end import headers, messages_for_job, wait_for_final_status
 from tiny_model import TINY_MODEL_ID, tiny_catalog
 from uploads import chat_rows, upload
-from writer_events import read_dead_letters
+from writer_events import original_payload, read_dead_letters
 
 from epochscope.local_stack import LocalStack
-from epochscope_schemas.events import JobStatusEvent, PredictionEvent, encode_event, parse_event
+from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, encode_event, parse_event
 from epochscope_schemas.heartbeat_signing import signed_heartbeat
 from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINER_HEARTBEATS, TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_trainer.cancel_watcher import FENCED
 
 pytestmark = pytest.mark.stack
 
@@ -193,6 +197,53 @@ async def test_a_start_delivered_twice_runs_once(stack: LocalStack, users: Any) 
     runs = [e for e in map(parse_event, statuses) if isinstance(e, JobStatusEvent) and e.message == RUN_BEGINS]
     assert len(runs) == 1 and runs[0].attempt_id == row["attempt_id"]
     assert len(await attempts(stack, [job_id])) == 1
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and all its descendants (a trainer and its job's process), from /proc."""
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        for children in Path(f"/proc/{tree[-1]}/task").glob("*/children"):
+            todo += [int(child) for child in children.read_text().split()]
+    return tree
+
+
+async def fenced_status(stack: LocalStack, job_id: str, attempt_id: Any) -> JobStatusEvent | None:
+    """The fenced attempt's own end (its status event, refused by the writer as stale), once it has come."""
+    for dead in await read_dead_letters(stack, TRAINING_STATUS, at_least=1, timeout=3):
+        event = parse_event(original_payload(dead))
+        if dead["reason"] == "stale_attempt" and isinstance(event, JobStatusEvent):
+            if str(event.job_id) == job_id and event.attempt_id == attempt_id and event.status.is_final:
+                return event
+    return None
+
+
+async def test_a_trainer_partitioned_away_stops_its_fenced_attempt_when_it_comes_back(
+    stack: LocalStack, users: Any
+) -> None:
+    job_id = await users.submit("pia", MEDIUM)
+    first = await until(lambda: in_state(stack, job_id, "running"), 120, "the job running")
+    frozen = process_tree(trainer_process(stack, first["trainer_id"]).process.pid)
+    assert len(frozen) > 1  # the trainer and its job's process, frozen together: no heartbeat, no step
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        await until(lambda: attempts_of(stack, job_id, 2), 60, "the job dispatched again")
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    ended = await until(lambda: fenced_status(stack, job_id, first["attempt_id"]), 120, "the fenced attempt ended")
+    assert (ended.status, ended.message) == (JobStatus.CANCELLED, FENCED)  # stopped, not run to its end
+    job = await wait_for_final_status(users.client, job_id, stack.mint_token("pia"))
+    assert job["status"] == "completed", job  # the fence of attempt 1 did not stop attempt 2
+    rows = await attempts(stack, [job_id])
+    assert [(row["attempt_no"], row["outcome"]) for row in rows] == [(1, "lease_lost"), (2, "completed")]
+    assert rows[1]["trainer_id"] != first["trainer_id"]
+
+
+async def attempts_of(stack: LocalStack, job_id: str, count: int) -> bool:
+    return len(await attempts(stack, [job_id])) >= count
 
 
 async def test_a_killed_trainer_loses_its_lease_and_the_job_runs_again(stack: LocalStack, users: Any) -> None:

@@ -1,7 +1,9 @@
 """The job queue against a real Postgres (no broker): a start its live trainer never takes is sent again as a new
-attempt, then fails past the attempts allowed; a trainer that says it is busy gets nothing; a start that cannot be
-read fails its job, not the pass; and the writer's check of an event's attempt and the dispatcher's re-queue
-serialize on the queue row (two real connections, each seen waiting on the other's lock)."""
+attempt, then fails past the attempts allowed; every lost attempt is fenced by a signed cancel of that attempt on
+its start's partition; a trainer that says it is busy gets nothing; a start that cannot be read fails its job, not
+the pass; a queued job's estimate counts the trainers live within the dispatcher's lease setting; and the writer's
+check of an event's attempt and the dispatcher's re-queue serialize on the queue row (two real connections, each
+seen waiting on the other's lock)."""
 
 import asyncio
 import time
@@ -15,9 +17,12 @@ from test_writer_units import applier, prediction
 from writer_fakes import record_of
 
 from epochscope.postgres import PostgresCluster
+from epochscope_api.data.queue import queue_places
 from epochscope_api.dispatcher import DispatchSettings, dispatch_once, requeue_lost
 from epochscope_db.migrate import migrate
-from epochscope_schemas.events import JobStartEvent, parse_event
+from epochscope_schemas.command_signing import verify_command
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
+from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_writer.adapters.postgres import PostgresDatabase
 from epochscope_writer.domain.dead_letters import DeadLetterReason
 from epochscope_writer.service_layer.apply import BatchResult
@@ -25,6 +30,7 @@ from epochscope_writer.service_layer.apply import BatchResult
 pytestmark = pytest.mark.stack
 
 TOKEN_SECRET = "dispatcher-tests-job-token-secret-0123456789"
+MAX_BYTES = 1 << 20
 SETTINGS = DispatchSettings(lease_s=10, start_timeout_s=30, max_attempts=2)
 
 
@@ -49,7 +55,7 @@ async def dispatch(postgres: PostgresCluster, settings: DispatchSettings = SETTI
     """One dispatcher pass, as the API's role."""
     conn = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
     try:
-        return await dispatch_once(conn, settings, TOKEN_SECRET, 1 << 20)
+        return await dispatch_once(conn, settings, TOKEN_SECRET, MAX_BYTES)
     finally:
         await conn.close()
 
@@ -91,6 +97,45 @@ async def test_a_start_never_taken_is_sent_again_then_fails(
     job = await admin.fetchrow("SELECT status, status_message FROM jobs WHERE job_id = $1", job_id)
     assert job["status"] == "failed"
     assert job["status_message"] == "failed after 2 attempt(s): trainer t1 did not start attempt 2 within 30s"
+
+
+async def test_each_lost_attempt_is_fenced_by_a_signed_cancel_of_it_behind_its_start(
+    postgres: PostgresCluster, admin: asyncpg.Connection
+) -> None:
+    job_id = await add_queued_job(admin, "ida")
+    await heartbeat(admin, "t1")
+    assert await dispatch(postgres) == 1
+    await age_dispatch(admin, job_id, 60)
+    await heartbeat(admin, "t1")
+    assert await dispatch(postgres) == 1  # attempt 1 never started: fenced, and the job sent again
+    await admin.execute("UPDATE trainers SET last_heartbeat_at = now() - make_interval(secs => 60)")
+    assert await dispatch(postgres) == 0  # attempt 2's trainer lost its lease: fenced, and the job failed (2 of 2)
+    rows = await admin.fetch("SELECT topic, key, payload FROM outbox ORDER BY id")
+    assert {(row["topic"], row["key"]) for row in rows} == {(JOB_COMMANDS, str(job_id))}  # the start's partition
+    events = [parse_event(row["payload"]) for row in rows]
+    assert [event.type for event in events] == ["job.start", "job.cancel", "job.start", "job.cancel"]
+    first, fence_1, second, fence_2 = events
+    assert isinstance(first, JobStartEvent) and isinstance(second, JobStartEvent)
+    assert isinstance(fence_1, JobCancelEvent) and isinstance(fence_2, JobCancelEvent)
+    assert (fence_1.attempt_id, fence_2.attempt_id) == (first.attempt_id, second.attempt_id)
+    assert verify_command(fence_1, first.job_token) and verify_command(fence_2, second.job_token)  # the start's token
+    outcomes = await admin.fetch("SELECT outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt_no", job_id)
+    assert [row["outcome"] for row in outcomes] == ["start_timeout", "lease_lost"]
+
+
+async def test_a_queued_jobs_estimate_counts_the_trainers_live_within_the_lease_setting(
+    postgres: PostgresCluster, admin: asyncpg.Connection
+) -> None:
+    job_id = await add_queued_job(admin, "jon")
+    await heartbeat(admin, "t1")
+    await admin.execute("UPDATE trainers SET last_heartbeat_at = now() - make_interval(secs => 20)")
+    conn = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
+    try:
+        within, past = [(await queue_places(conn, [job_id], lease_s))[job_id] for lease_s in (30, 10)]
+    finally:
+        await conn.close()
+    assert (within.position, within.estimated_start_s) == (1, 0)  # the idle trainer takes it now
+    assert (past.position, past.estimated_start_s) == (1, None)  # no live trainer: no estimate
 
 
 async def test_a_started_attempt_is_not_timed_out(postgres: PostgresCluster, admin: asyncpg.Connection) -> None:
@@ -171,7 +216,8 @@ async def test_an_event_waits_for_a_requeue_in_flight_then_is_fenced(
     try:
         requeue = requeuer.transaction()
         await requeue.start()
-        await requeue_lost(requeuer, SETTINGS)  # the dispatcher's re-queue of the attempt, not committed yet
+        # the dispatcher's re-queue of the attempt, not committed yet
+        await requeue_lost(requeuer, SETTINGS, TOKEN_SECRET, MAX_BYTES)
         applying = asyncio.create_task(apply_prediction(database, job_id, "gus", attempt))
         await waiting_on_a_lock(admin, "epochscope_writer")
         assert not applying.done()
@@ -191,7 +237,7 @@ async def test_a_requeue_waits_for_an_event_being_applied(postgres: PostgresClus
 
     async def requeue() -> None:
         async with requeuer.transaction():
-            await requeue_lost(requeuer, SETTINGS)
+            await requeue_lost(requeuer, SETTINGS, TOKEN_SECRET, MAX_BYTES)
 
     try:
         rules = applier()

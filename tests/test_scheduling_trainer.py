@@ -1,7 +1,8 @@
 """The trainer's side of the job queue, against fake Kafka adapters: it runs only the starts addressed to it,
 each attempt once (a start delivered twice runs once), stamps the attempt on its own status events, commits no
 offset (Postgres is the queue's truth), and heartbeats its capacity, signed with the trainers' key (which the job's
-child process never sees)."""
+child process never sees). An attempt the dispatcher fenced (a signed cancel of that attempt) stops, or never starts
+when its start comes after the cancel; the job's other attempts run on."""
 
 import asyncio
 import json
@@ -10,13 +11,17 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from test_trainer_supervision import STORE, harness, start_event
-from trainer_fakes import FakeProducer
+from test_trainer_supervision import STORE, harness, start_event, wait_for_file
+from trainer_fakes import FakeCancelStream, FakeProducer, FakeRecord
 
+from epochscope_schemas.command_signing import signed_cancel
+from epochscope_schemas.events import JobStatus
 from epochscope_schemas.heartbeat_signing import signature_refusal
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS, TRAINING_STATUS
-from epochscope_trainer.child_protocol import child_env
+from epochscope_trainer import cancel_watcher
+from epochscope_trainer.cancel_watcher import FENCED, CancelWatcher
+from epochscope_trainer.child_protocol import CANCEL_FILE, USER_CANCEL, child_env
 from epochscope_trainer.heartbeats import heartbeat_forever
 from epochscope_trainer.settings import TrainerSettings
 
@@ -48,6 +53,54 @@ async def test_its_status_events_carry_the_attempt(tmp_path: Path) -> None:
     await asyncio.wait_for(h.service.run(), 30)
     statuses = [json.loads(value or b"") for topic, value, _, _ in h.producer.sent if topic == TRAINING_STATUS]
     assert statuses and all(status["attempt_id"] == str(attempt) for status in statuses)
+
+
+def fence(job: uuid.UUID, attempt: uuid.UUID, token: str = "token-1") -> FakeRecord:
+    """The dispatcher's cancel of one attempt, signed with the job's token (or `token`, a forgery)."""
+    return FakeRecord(signed_cancel(job, "user-1", token, attempt_id=attempt).model_dump_json().encode(), 0)
+
+
+async def test_a_fenced_attempt_stops_and_the_jobs_next_attempt_runs_on(tmp_path: Path) -> None:
+    job, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    starts = [addressed("until-sigterm", "trainer-1", first, job), addressed("sleep:1", "trainer-1", second, job)]
+    h = harness(tmp_path, starts, intake="addressed")  # the first ignores its cancel file: killed after the grace
+    running = asyncio.create_task(h.service.run())
+    await wait_for_file(tmp_path / str(job) / "started")
+    await h.cancels.queue.put(fence(job, first))
+    await asyncio.wait_for(running, 30)
+    assert h.commands == [tmp_path / str(job)] * 2
+    (status,) = h.producer.statuses()  # the first attempt's only: the second was never asked to stop
+    assert (status.attempt_id, status.status) == (first, JobStatus.CANCELLED)
+    assert status.message == f"{FENCED} (the training process did not stop within 1s)"
+    assert not (tmp_path / str(job) / CANCEL_FILE).exists()  # the second run began without the first one's
+
+
+async def test_a_start_that_comes_after_its_attempts_cancel_never_runs(tmp_path: Path) -> None:
+    job, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    starts = [addressed("exit:0", "trainer-1", first, job), addressed("exit:0", "trainer-1", second, job)]
+    h = harness(tmp_path, starts, intake="addressed")
+    h.jobs.wait_for = h.cancels.read_all  # the cancels read before the starts are handed out
+    await h.cancels.queue.put(fence(job, first))
+    await h.cancels.queue.put(fence(job, second, token="a-guess"))  # a forgery: the second attempt still runs
+    await asyncio.wait_for(h.service.run(), 30)
+    assert h.commands == [tmp_path / str(job)]  # the second attempt's run only
+    assert h.producer.statuses() == []  # the fenced attempt is not reported: the queue has moved on from it
+
+
+def test_the_watcher_tells_a_users_cancel_from_a_fence_and_keeps_the_latest_fences(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cancel_watcher, "MAX_JOBS", 2)
+    watcher, job = CancelWatcher(FakeCancelStream()), uuid.uuid4()
+    attempts = [start_event("exit:0", job).model_copy(update={"attempt_id": uuid.uuid4()}) for _ in range(4)]
+    watcher.track(attempts[0])
+    for start in attempts[:3]:
+        watcher.see(signed_cancel(job, "user-1", "token-1", attempt_id=start.attempt_id))
+    assert list(watcher.fenced) == [attempts[1].attempt_id, attempts[2].attempt_id]  # the oldest forgotten
+    assert [watcher.stop_reason(start) for start in attempts[1:]] == [FENCED, FENCED, None]
+    assert watcher.cancelled == set()  # a fence is no cancel of the job
+    watcher.see(signed_cancel(job, "user-1", "token-1"))
+    assert watcher.stop_reason(attempts[3]) == USER_CANCEL
 
 
 KEY = "trainers-key-for-the-tests-0123456789abcdef"

@@ -2,9 +2,14 @@
 
 Only the API (which mints the token) and the trainer running the job (which learns it from the start event) know
 a job's token. A cancel carries an HMAC-SHA256 keyed by the token over the command's type, job id, user id,
-event id and occurred_at, rather than the token itself: the token is not put on the topic a second time, and a
-signature says nothing about the token. The API keeps no token after the start event is published: it
-recomputes it from the job row (`job_token.job_token_for`), since HS256 signing is deterministic.
+event id, occurred_at and, for a cancel of one attempt, its attempt id, rather than the token itself: the token is
+not put on the topic a second time, and a signature says nothing about the token. The API keeps no token after the
+start event is published: it recomputes it from the job row (`job_token.job_token_for`), since HS256 signing is
+deterministic.
+
+A cancel with no attempt id is the user's, of the whole job; one with an attempt id is the dispatcher's, of that
+attempt only (fenced: the job was dispatched again). The attempt id is signed, so a fence can be neither widened
+into a cancel of the job (the id dropped) nor moved to another attempt.
 
 A trainer verifies a cancel against the start event it holds for that job; one it cannot verify (no or a wrong
 signature, or a job it has never seen) is dead-lettered and ignored.
@@ -23,7 +28,10 @@ JOB_TOKEN_FIELD = "job_token"
 
 def _message(event: JobCancelEvent) -> bytes:
     occurred_at = event.occurred_at.astimezone(UTC).isoformat()
-    return "\n".join((event.type, str(event.job_id), event.user_id, str(event.event_id), occurred_at)).encode()
+    fields = [event.type, str(event.job_id), event.user_id, str(event.event_id), occurred_at]
+    if event.attempt_id is not None:  # absent from a user's cancel: its message is the one it always was
+        fields.append(str(event.attempt_id))
+    return "\n".join(fields).encode()
 
 
 def command_signature(event: JobCancelEvent, job_token: str) -> str:
@@ -31,9 +39,9 @@ def command_signature(event: JobCancelEvent, job_token: str) -> str:
     return hmac.new(job_token.encode(), _message(event), hashlib.sha256).hexdigest()
 
 
-def signed_cancel(job_id: UUID, user_id: str, job_token: str) -> JobCancelEvent:
-    """A cancel event for the job, signed with its token."""
-    event = JobCancelEvent(job_id=job_id, user_id=user_id)
+def signed_cancel(job_id: UUID, user_id: str, job_token: str, attempt_id: UUID | None = None) -> JobCancelEvent:
+    """A cancel event for the job (or for one attempt of it only), signed with its token."""
+    event = JobCancelEvent(job_id=job_id, user_id=user_id, attempt_id=attempt_id)
     return event.model_copy(update={"signature": command_signature(event, job_token)})
 
 

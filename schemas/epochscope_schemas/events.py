@@ -95,7 +95,8 @@ class JobStartEvent(Envelope):
 
 
 class JobCancelEvent(Envelope):
-    """Published by the API when a user cancels or deletes a job; keyed by job id like the start event.
+    """Published by the API when a user cancels or deletes a job, or by its dispatcher for one attempt it fenced
+    (`attempt_id` set: that attempt stops, the job's other attempts do not); keyed by job id like the start event.
 
     A trainer obeys it only when `signature` verifies against the token of the job's start event
     (`epochscope_schemas.command_signing`); any other cancel is dead-lettered and ignored.
@@ -107,8 +108,9 @@ class JobCancelEvent(Envelope):
     signature: str = Field(
         default="",
         max_length=128,
-        description="HMAC-SHA256 (hex) keyed by the job's token over the type, job id, user id, event id and"
-        " occurred_at: proof the API sent it, without putting the token on the topic again.",
+        description="HMAC-SHA256 (hex) keyed by the job's token over the type, job id, user id, event id,"
+        " occurred_at and attempt_id (when set): proof the API sent it, without putting the token on the topic"
+        " again.",
     )
 
 

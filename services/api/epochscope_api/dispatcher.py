@@ -7,12 +7,15 @@ runs in one transaction under `pg_try_advisory_xact_lock`, and the replicas that
 A pass: (1) attempts that are lost go back to the queue (a new attempt to come) or, past `max_attempts`, fail with
 the reason: those on a trainer whose heartbeat is older than the lease, and those dispatched more than
 `start_timeout_s` ago to a trainer that still heartbeats but has not started them (no running status from the
-attempt, and no heartbeat naming it); (2) each live trainer's free slots are its heartbeat's slots minus the jobs
-dispatched to it and not final, and no more than its heartbeat says are free (a trainer still busy with a fenced
-attempt takes nothing new); (3) the slots are filled round-robin across users: the user served least recently
-goes first, each user's oldest queued job, within `per_user` concurrency; (4) each dispatch is an attempt (a new
-`attempt_id`, `attempt_no` + 1), recorded in `job_attempts`, and its start event (addressed to the trainer, with
-the job token recomputed) is queued in the outbox in the same transaction.
+attempt, and no heartbeat naming it); each lost attempt is fenced: a cancel of that attempt only, signed with the
+job's token, goes out with the start's topic and key, so a trainer that runs it (partitioned away, or handed the
+start late) stops it, and one handed its start after the cancel never runs it; (2) each live trainer's free slots
+are its heartbeat's slots minus the jobs dispatched to it and not final, and no more than its heartbeat says are
+free (a trainer still busy with a fenced attempt takes nothing new until it has stopped it); (3) the slots are
+filled round-robin across users: the user served least recently goes first, each user's oldest queued job, within
+`per_user` concurrency; (4) each dispatch is an attempt (a new `attempt_id`, `attempt_no` + 1), recorded in
+`job_attempts`, and its start event (addressed to the trainer, with the job token recomputed) is queued in the
+outbox in the same transaction.
 """
 
 import logging
@@ -25,6 +28,7 @@ from pydantic import ValidationError
 from epochscope_api.job_queue import NOTIFY_CHANNEL, end_in_queue, end_job, notify_status
 from epochscope_api.outbox import enqueue
 from epochscope_api.wakeup import Wakeup
+from epochscope_schemas.command_signing import signed_cancel
 from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
 from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.topics import JOB_COMMANDS
@@ -38,7 +42,8 @@ NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (th
 # Attempts lost this pass, with why: the trainer's lease ran out, or it never started what it was sent.
 LEASE_LOST = "coalesce(t.last_heartbeat_at, q.dispatched_at) < now() - make_interval(secs => $1)"
 LOST_ATTEMPTS = (
-    f"SELECT q.job_id, q.owner_id, q.attempt_id, q.attempt_no, q.trainer_id, {LEASE_LOST} AS lease_lost"
+    "SELECT q.job_id, q.owner_id, q.attempt_id, q.attempt_no, q.trainer_id, q.token_expires_at,"
+    f" {LEASE_LOST} AS lease_lost"
     " FROM job_queue q LEFT JOIN trainers t ON t.trainer_id = q.trainer_id"
     f" WHERE q.state IN {ACTIVE} AND ({LEASE_LOST}"
     "  OR (q.state = 'dispatched' AND q.dispatched_at < now() - make_interval(secs => $2)"
@@ -61,7 +66,7 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
     async with conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", LOCK_KEY):
             return 0
-        await requeue_lost(conn, settings)
+        await requeue_lost(conn, settings, token_secret, max_bytes)
         slots = await free_slots(conn, settings.lease_s)
         picks = await pick_jobs(conn, sum(free for _, free in slots), settings.per_user)
         trainers = [trainer for trainer, free in slots for _ in range(free)]
@@ -77,9 +82,9 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
         return sent
 
 
-async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings) -> None:
-    """Lost attempts (a lease run out, a start never taken): their jobs queued again, or failed after
-    `max_attempts`; each attempt's outcome recorded in `job_attempts`."""
+async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> None:
+    """Lost attempts (a lease run out, a start never taken): each fenced (a signed cancel of the attempt to its
+    trainer), its job queued again or failed after `max_attempts`; its outcome recorded in `job_attempts`."""
     for row in await conn.fetch(LOST_ATTEMPTS, settings.lease_s, settings.start_timeout_s):
         trainer, attempt = row["trainer_id"], row["attempt_no"]
         if row["lease_lost"]:
@@ -90,6 +95,7 @@ async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings) -> 
         await conn.execute(
             "UPDATE job_attempts SET ended_at = now(), outcome = $2 WHERE attempt_id = $1", row["attempt_id"], outcome
         )
+        await _fence(conn, row, token_secret, max_bytes)
         if attempt < settings.max_attempts:
             log.warning("dispatcher: job %s re-queued: %s", row["job_id"], reason)
             await conn.execute(
@@ -103,6 +109,15 @@ async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings) -> 
         log.error("dispatcher: job %s %s", row["job_id"], message)
         await end_in_queue(conn, row["job_id"], message)
         await end_job(conn, row["job_id"], row["owner_id"], JobStatus.FAILED, message)
+
+
+async def _fence(conn: asyncpg.Connection, lost: asyncpg.Record, token_secret: str, max_bytes: int) -> None:
+    """Queue a cancel of the lost attempt (only: the job's next attempt is not stopped by it) for its trainer,
+    signed with the job's token as the start was; same topic and key as the start, so it lands on its partition."""
+    claims = JobTokenClaims(job_id=lost["job_id"], user_id=lost["owner_id"], expires_at=lost["token_expires_at"])
+    token = job_token_for(token_secret, claims)
+    cancel = signed_cancel(lost["job_id"], lost["owner_id"], token, attempt_id=lost["attempt_id"])
+    await enqueue(conn, JOB_COMMANDS, cancel, max_bytes)
 
 
 async def free_slots(conn: asyncpg.Connection, lease_s: float) -> list[tuple[str, int]]:

@@ -63,7 +63,7 @@ def bootstrap(
         check_s=settings.cancel_check_s,
         cancel_grace_s=settings.cancel_grace_s,
         command=command or partial(job_command, processes=settings.processes_per_job),
-        cancelled=cancels.cancelled,
+        stop_reason=cancels.stop_reason,
         stopping=stopping,
         status=status,
         deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),

@@ -1,19 +1,24 @@
-"""Which jobs users have cancelled, as seen on the start topic, and which cancels are genuine.
+"""Which jobs users have cancelled and which attempts the dispatcher has fenced, as seen on the start topic, and
+which cancels are genuine.
 
 A cancel is obeyed only when its signature verifies against the token of the job's start event this trainer
 holds (`epochscope_schemas.command_signing`): any client of the broker can publish to the topic, but only the
-API and the job's trainer know the job's token.
+API and the job's trainer know the job's token. A cancel with an attempt id stops that attempt only: the job's
+next attempt, here or on another trainer, runs.
 """
 
 from collections import OrderedDict
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from epochscope_schemas.command_signing import verify_command
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
+from epochscope_trainer.child_protocol import USER_CANCEL
 from epochscope_trainer.kafka_ports import RecordStream
 
-MAX_JOBS = 10_000  # start events remembered, and jobs with cancels waiting for their start event
+MAX_JOBS = 10_000  # start events remembered, jobs with cancels waiting for their start event, and fenced attempts
+FENCED = "attempt fenced: the dispatcher sent the job again"
 MAX_PENDING_PER_JOB = 16  # unverified cancels kept for a job not started here yet
 
 
@@ -23,12 +28,15 @@ class CancelWatcher:
     Cancels travel on the same topic as starts; the group consumer is busy with the running job, so a
     group-less reader is what sees a cancel while the job runs, on whichever trainer runs it. A cancel for
     a job this trainer has taken (`track`) is verified at once; one for a job it has not seen yet waits,
-    unverified, for that job's start event. Only verified cancels enter `cancelled`.
+    unverified, for that job's start event. Only verified cancels enter `cancelled` (a user's, by job id) or
+    `fenced` (the dispatcher's, by attempt id): a start may come after its attempt's cancel, so the fenced
+    attempts are remembered (the latest MAX_JOBS).
     """
 
     def __init__(self, records: RecordStream) -> None:
         self._records = records
         self.cancelled: set[str] = set()
+        self.fenced: OrderedDict[UUID, None] = OrderedDict()
         self._tokens: OrderedDict[str, str | None] = OrderedDict()  # job id -> the token of its start event
         self._pending: OrderedDict[str, list[JobCancelEvent]] = OrderedDict()
 
@@ -50,7 +58,7 @@ class CancelWatcher:
         job_id = str(cancel.job_id)
         if job_id in self._tokens:
             if verify_command(cancel, self._tokens[job_id]):
-                self.cancelled.add(job_id)
+                self._obey(cancel)
             return  # a forgery: ignored here, dead-lettered by the group consumer
         pending = self._pending.setdefault(job_id, [])
         self._pending.move_to_end(job_id)
@@ -64,8 +72,25 @@ class CancelWatcher:
         self._tokens[job_id] = start.job_token
         self._tokens.move_to_end(job_id)
         _bound(self._tokens)
-        if any(verify_command(cancel, start.job_token) for cancel in self._pending.pop(job_id, [])):
-            self.cancelled.add(job_id)
+        for cancel in self._pending.pop(job_id, []):
+            if verify_command(cancel, start.job_token):
+                self._obey(cancel)
+
+    def stop_reason(self, start: JobStartEvent) -> str | None:
+        """Why this start is not to run (or to run on): its job cancelled by its user, or its attempt fenced."""
+        if str(start.job_id) in self.cancelled:
+            return USER_CANCEL
+        if start.attempt_id is not None and start.attempt_id in self.fenced:
+            return FENCED
+        return None
+
+    def _obey(self, cancel: JobCancelEvent) -> None:
+        if cancel.attempt_id is None:
+            self.cancelled.add(str(cancel.job_id))
+            return
+        self.fenced[cancel.attempt_id] = None
+        self.fenced.move_to_end(cancel.attempt_id)
+        _bound(self.fenced)
 
     def refusal(self, cancel: JobCancelEvent) -> str | None:
         """Why this cancel is not to be obeyed (the dead letter's reason), or None when it verifies."""

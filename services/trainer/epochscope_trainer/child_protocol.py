@@ -18,7 +18,8 @@ from epochscope_trainer.settings import KEY_ENV
 CONFIG_FILE = "config.json"  # the job's config, written by the service before the child starts
 INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model source): the start event's `inputs`
 INPUTS_DIR = "inputs"  # the child downloads the job's datasets here
-CANCEL_FILE = "cancel"  # created by the service: the user cancelled; the child ends the job as cancelled
+CANCEL_FILE = "cancel"  # created by the service, holding why: the child ends the job as cancelled, with that reason
+USER_CANCEL = "cancelled by the user"  # the reason of a cancel file with none in it
 SPOOL_FILE = "spool.sqlite"  # events the child could not deliver (`spool_store`); the service delivers them
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
@@ -34,9 +35,11 @@ class ChildExit(IntEnum):
 
 
 def prepare_job_dir(work_dir: Path, event: JobStartEvent) -> Path:
-    """The job's folder under `work_dir`, with the config and the inputs the child reads."""
+    """The job's folder under `work_dir`, with the config and the inputs the child reads, and no cancel file: a
+    folder kept from an earlier attempt of the job (fenced, its spool not delivered yet) holds that attempt's."""
     job_dir = work_dir / str(event.job_id)
     job_dir.mkdir(parents=True, exist_ok=True)
+    (job_dir / CANCEL_FILE).unlink(missing_ok=True)
     (job_dir / CONFIG_FILE).write_text(event.config.model_dump_json(indent=2))
     (job_dir / INPUTS_FILE).write_text(event.inputs.model_dump_json(indent=2))
     return job_dir
@@ -76,12 +79,20 @@ def job_command(job_dir: Path, processes: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *job]
 
 
-def request_cancel(job_dir: Path) -> None:
-    (job_dir / CANCEL_FILE).touch()
+def request_cancel(job_dir: Path, reason: str = USER_CANCEL) -> None:
+    (job_dir / CANCEL_FILE).write_text(reason)
 
 
 def cancel_requested(job_dir: Path) -> bool:
     return (job_dir / CANCEL_FILE).exists()
+
+
+def cancel_reason(job_dir: Path) -> str:
+    """Why the job was cancelled (call once `cancel_requested`)."""
+    try:
+        return (job_dir / CANCEL_FILE).read_text()[:200] or USER_CANCEL
+    except OSError:
+        return USER_CANCEL
 
 
 def has_spool(job_dir: Path) -> bool:

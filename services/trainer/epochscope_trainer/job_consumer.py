@@ -6,7 +6,9 @@ truth is Postgres, so no offset is committed, and a trainer killed mid-job loses
 dispatcher sends the job again. Without one, the old intake: one "trainers" group, offsets committed after the job.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
-dead-lettered with the reason (the cancel watcher has already ignored it). A dead letter never carries a
+dead-lettered with the reason (the cancel watcher has already ignored it). A start whose attempt the dispatcher has
+already fenced (its cancel read first: a start held up past the dispatcher's timeout, say) is not run; a start of a
+job its user cancelled is reported cancelled. A dead letter never carries a
 job token: it is removed from the record first, and the reason says so.
 """
 
@@ -128,6 +130,9 @@ class JobConsumerLoop:
         self.cancels.track(event)
         if str(event.job_id) in self.cancels.cancelled:
             await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
+            return True
+        if event.attempt_id in self.cancels.fenced:  # its job is queued or runs elsewhere: no status of this attempt
+            log.info("not running job %s: its attempt %s was fenced", event.job_id, event.attempt_id)
             return True
         return await self._run_paused(event)
 

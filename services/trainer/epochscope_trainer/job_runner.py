@@ -48,6 +48,7 @@ from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     SPOOL_FILE,
     ChildExit,
+    cancel_reason,
     cancel_requested,
     child_rank,
     read_identity,
@@ -117,7 +118,7 @@ class JobRun:
         if self.shutdown.is_set() and not self.cancelled:
             return None
         if self.cancelled:
-            self.status(JobStatus.CANCELLED, "cancelled by the user", metrics)
+            self.status(JobStatus.CANCELLED, cancel_reason(self.job_dir), metrics)
             return JobStatus.CANCELLED
         reason = self.stop_rule.reason if self.stop_rule else None
         self.status(JobStatus.COMPLETED, reason or "training finished", metrics)

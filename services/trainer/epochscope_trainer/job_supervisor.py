@@ -6,7 +6,7 @@ import ctypes.util
 import logging
 import shutil
 import signal
-from collections.abc import Awaitable, Callable, Container
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from epochscope_schemas.events import JobStartEvent, JobStatus
@@ -27,7 +27,8 @@ LOG_TAIL_BYTES = 4096  # of a crashed child's log, copied into the service's log
 
 
 class JobSupervisor:
-    """Starts a job's child, passes on a cancel (a file in the job folder) or a shutdown (SIGTERM),
+    """Starts a job's child, passes on a cancel (a file in the job folder, saying why: the user cancelled the job,
+    or the dispatcher fenced this attempt of it) or a shutdown (SIGTERM),
     delivers the events it left undelivered, and reports a crash as a failed job.
 
     A child that has not stopped `cancel_grace_s` after a cancel (stuck in a step, in generation, in a user's
@@ -41,7 +42,7 @@ class JobSupervisor:
         check_s: how often a running child is checked for a cancel or a shutdown.
         cancel_grace_s: how long a cancelled child may take to stop by itself before it is killed.
         command: the child's command line for a job folder (`child_protocol.job_command`).
-        cancelled: ids of the jobs users have cancelled (the cancel watcher's set).
+        stop_reason: why a job's attempt is to stop, or None (the cancel watcher's).
         stopping: set when the service shuts down.
         status: publishes the service's own status events.
         deliver_spool: delivers a job folder's spool file.
@@ -53,7 +54,7 @@ class JobSupervisor:
         work_dir: Path,
         check_s: float,
         command: Callable[[Path], list[str]],
-        cancelled: Container[str],
+        stop_reason: Callable[[JobStartEvent], str | None],
         stopping: asyncio.Event,
         status: StatusPublisher,
         deliver_spool: Callable[[Path], Awaitable[None]],
@@ -64,7 +65,7 @@ class JobSupervisor:
         self.check_s = check_s
         self.cancel_grace_s = cancel_grace_s
         self.command = command
-        self.cancelled = cancelled
+        self.stop_reason = stop_reason
         self.stopping = stopping
         self.status = status
         self.deliver_spool = deliver_spool
@@ -93,12 +94,12 @@ class JobSupervisor:
             except OSError as exc:
                 await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
                 return True
-            code, killed = await self._wait(child, job_dir, job_id)
+            code, killed_for = await self._wait(child, job_dir, event)
         log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
         if code == ChildExit.UNDELIVERED or has_spool(job_dir):
             await self.deliver_spool(job_dir)
-        if killed:
-            message = f"cancelled by the user (the training process did not stop within {self.cancel_grace_s:g}s)"
+        if killed_for:
+            message = f"{killed_for} (the training process did not stop within {self.cancel_grace_s:g}s)"
             await self.status.publish(event, JobStatus.CANCELLED, message)
             return True
         if self.stopping.is_set() and code != ChildExit.FINISHED:
@@ -108,28 +109,32 @@ class JobSupervisor:
             await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
         return True
 
-    async def _wait(self, child: asyncio.subprocess.Process, job_dir: Path, job_id: str) -> tuple[int, bool]:
-        """The child's exit code, and whether it was killed for not heeding a cancel. Meanwhile a shutdown becomes
-        SIGTERM and a cancel the cancel file, once each; a cancel still unheeded after the grace, SIGKILL."""
+    async def _wait(
+        self, child: asyncio.subprocess.Process, job_dir: Path, event: JobStartEvent
+    ) -> tuple[int, str | None]:
+        """The child's exit code, and the cancel's reason if it was killed for not heeding it. Meanwhile a shutdown
+        becomes SIGTERM and a cancel the cancel file, once each; a cancel still unheeded after the grace, SIGKILL."""
+        job_id = str(event.job_id)
         stop_sent = False
         cancel_deadline: float | None = None
+        reason: str | None = None
         loop = asyncio.get_running_loop()
         while True:
             try:
-                return await asyncio.wait_for(child.wait(), timeout=self.check_s), False
+                return await asyncio.wait_for(child.wait(), timeout=self.check_s), None
             except TimeoutError:
                 pass
             if self.stopping.is_set() and not stop_sent:
                 child.send_signal(signal.SIGTERM)
                 stop_sent = True
-            elif job_id in self.cancelled and cancel_deadline is None:
-                log.info("cancelling job %s", job_id)
-                request_cancel(job_dir)
+            elif cancel_deadline is None and (reason := self.stop_reason(event)) is not None:
+                log.info("cancelling job %s attempt %s: %s", job_id, event.attempt_id, reason)
+                request_cancel(job_dir, reason)
                 cancel_deadline = loop.time() + self.cancel_grace_s
             elif cancel_deadline is not None and loop.time() >= cancel_deadline:
                 log.warning("job %s did not stop within %.0fs of its cancel; killing it", job_id, self.cancel_grace_s)
                 child.kill()
-                return await child.wait(), True
+                return await child.wait(), reason
 
 
 def _remove_job_dir(job_dir: Path) -> None:

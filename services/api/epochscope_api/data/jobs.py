@@ -40,18 +40,19 @@ def _uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(text(value))
 
 
-async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
-    """The job as the current user sees it; JobNotFound if they have none."""
+async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID, lease_s: float) -> Job:
+    """The job as the current user sees it (`lease_s`: the dispatcher's lease, for its place in the queue);
+    JobNotFound if they have none."""
     row = await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE job_id = $1", job_id)
     if row is None:
         raise JobNotFound
-    return (await with_places(conn, [_job_of(row)]))[0]
+    return (await with_places(conn, [_job_of(row)], lease_s))[0]
 
 
-async def with_places(conn: asyncpg.Connection, jobs: list[Job]) -> list[Job]:
+async def with_places(conn: asyncpg.Connection, jobs: list[Job], lease_s: float) -> list[Job]:
     """The queued ones with their place in line and estimated start (data/queue.py)."""
     queued = [job.job_id for job in jobs if job.status is JobStatus.QUEUED]
-    places = await queue_places(conn, queued) if queued else {}
+    places = await queue_places(conn, queued, lease_s) if queued else {}
     return [
         job.model_copy(update={"queue_position": p.position, "estimated_start_seconds": p.estimated_start_s})
         if (p := places.get(job.job_id))
@@ -66,8 +67,8 @@ async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:
         raise JobNotFound
 
 
-async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobDetail:
-    job = await fetch_job(conn, job_id)
+async def fetch_job_detail(conn: asyncpg.Connection, job_id: uuid.UUID, lease_s: float) -> JobDetail:
+    job = await fetch_job(conn, job_id, lease_s)
     rounds = await fetch_rounds(conn, job_id)
     warnings = [warning for _, warning in await fetch_warnings(conn, job_id)]
     metric = job.config.predictions.checkpoints.metric
@@ -100,7 +101,9 @@ def _like(fragment: str | None) -> str | None:
     return "%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int, cursor: str | None) -> JobPage:
+async def fetch_job_page(
+    conn: asyncpg.Connection, where: JobFilter, limit: int, cursor: str | None, lease_s: float
+) -> JobPage:
     """Up to `limit` of the current user's jobs that match `where`, newest first, after `cursor`."""
     before = decode_cursor(cursor, _timestamp, _uuid) if cursor else None
     rows = await conn.fetch(
@@ -116,7 +119,7 @@ async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int,
         _like(where.name_contains),
         where.metadata,
     )
-    items = await with_places(conn, [_job_of(row) for row in rows[:limit]])
+    items = await with_places(conn, [_job_of(row) for row in rows[:limit]], lease_s)
     last = items[-1] if len(rows) > limit else None
     return JobPage(
         items=items, next_cursor=encode_cursor([last.created_at.isoformat(), str(last.job_id)]) if last else None
@@ -124,7 +127,7 @@ async def fetch_job_page(conn: asyncpg.Connection, where: JobFilter, limit: int,
 
 
 async def insert_job(
-    conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_event_bytes: int
+    conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_event_bytes: int, lease_s: float
 ) -> Job:
     """The new job's row, and its place in the job queue in the same transaction (EventTooLarge if its start
     event would not fit the event bus); the dispatcher sends the start when a trainer is free."""
@@ -137,7 +140,7 @@ async def insert_job(
     )
     await link_job_datasets(conn, event.job_id, event.user_id, event.inputs)
     await queue_job(conn, event, token_expires_at, max_event_bytes)
-    return await fetch_job(conn, event.job_id)
+    return await fetch_job(conn, event.job_id, lease_s)
 
 
 async def cancel_unless_final(

@@ -18,7 +18,6 @@ from epochscope_api.queue_estimate import RunningJob, estimated_starts
 
 DEFAULT_RUN_S = 120.0
 MAX_REPLAYED = 10_000  # queued jobs replayed at most; later ones get a place but no estimate past it
-LEASE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -27,13 +26,16 @@ class QueuePlace:
     estimated_start_s: float | None  # seconds from now; None with no live trainer
 
 
-async def queue_places(conn: asyncpg.Connection, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, QueuePlace]:
-    """The place of each of `job_ids` that is still queued."""
+async def queue_places(
+    conn: asyncpg.Connection, job_ids: list[uuid.UUID], lease_s: float
+) -> dict[uuid.UUID, QueuePlace]:
+    """The place of each of `job_ids` that is still queued; the trainers live (their slots counted) are those the
+    dispatcher serves, a heartbeat within `lease_s` (its lease, EPOCHSCOPE_DISPATCH_LEASE_SECONDS)."""
     mine = await conn.fetch("SELECT job_id FROM job_queue WHERE job_id = ANY($1::uuid[]) AND state = 'queued'", job_ids)
     if not mine:
         return {}
     order = await _order(conn)
-    starts = await _starts(conn, len(order))
+    starts = await _starts(conn, len(order), lease_s)
     index = {job_id: i for i, job_id in enumerate(order)}
     places = {}
     for row in mine:
@@ -71,7 +73,7 @@ async def _order(conn: asyncpg.Connection) -> list[uuid.UUID]:
     return order
 
 
-async def _starts(conn: asyncpg.Connection, count: int) -> list[float]:
+async def _starts(conn: asyncpg.Connection, count: int, lease_s: float) -> list[float]:
     """Seconds until each of the first `count` queued jobs starts; [] with no live trainer."""
     run_s = await conn.fetchval(
         "SELECT avg(extract(epoch FROM finished_at - started_at)) FROM (SELECT finished_at, started_at FROM job_queue"
@@ -79,7 +81,7 @@ async def _starts(conn: asyncpg.Connection, count: int) -> list[float]:
     )
     slots = await conn.fetchval(
         "SELECT coalesce(sum(slots), 0) FROM trainers WHERE last_heartbeat_at >= now() - make_interval(secs => $1)",
-        LEASE_S,
+        lease_s,
     )
     running = await conn.fetch(
         "SELECT extract(epoch FROM now() - coalesce(a.started_at, q.dispatched_at)) AS elapsed, q.fraction_done"

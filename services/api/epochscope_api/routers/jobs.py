@@ -64,7 +64,8 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         _token_secret(settings), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
-    return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes)
+    lease_s = settings.dispatch_lease_seconds
+    return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes, lease_s)
 
 
 @router.get("", response_model=JobPage, operation_id="list_jobs")
@@ -83,13 +84,14 @@ async def list_jobs(
 ) -> JobPage:
     """The current user's jobs, newest first, filtered by status, name and metadata."""
     where = JobFilter(status_filter, name, parse_metadata_filter(metadata))
-    return await fetch_job_page(conn, where, min(limit, settings.predictions_page_max), cursor)
+    limit = min(limit, settings.predictions_page_max)
+    return await fetch_job_page(conn, where, limit, cursor, settings.dispatch_lease_seconds)
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND, operation_id="get_job")
-async def get_job(job_id: uuid.UUID, conn: UserConn) -> JobDetail:
+async def get_job(job_id: uuid.UUID, conn: UserConn, settings: SettingsDep) -> JobDetail:
     """The job with its status, latest progress, per-round summary and warnings."""
-    return await fetch_job_detail(conn, job_id)
+    return await fetch_job_detail(conn, job_id, settings.dispatch_lease_seconds)
 
 
 @router.get("/{job_id}/progress", response_model=ProgressHistory, responses=NOT_FOUND, operation_id="get_job_progress")

@@ -114,7 +114,7 @@ async def _events(
         while True:
             async with user_transaction(pool, user_id) as conn:
                 try:
-                    job = await fetch_job(conn, job_id)
+                    job = await fetch_job(conn, job_id, settings.dispatch_lease_seconds)
                 except JobNotFound:  # deleted while watched
                     yield ServerSentEvent(event="end", data="deleted")
                     return
