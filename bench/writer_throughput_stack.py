@@ -32,6 +32,7 @@ JOBS_PER_PARTITION = 2
 OWNERS = ("bench-ann", "bench-ben")
 SAMPLES_PER_ROUND = 50
 TOKEN_SECRET = "writer-throughput-benchmark-secret-0123456789"
+TRAINER_KEY = "writer-throughput-benchmark-trainer-key-0123"
 WRITER_PASSWORD = "writer-throughput-benchmark"
 WORDS = (
     "the model answer step epoch loss token prompt sample gradient weight layer batch train eval score "

@@ -4,11 +4,12 @@ bar, unpacked into DIR and checked file by file against the SHA-256s the trainer
 import argparse
 import hashlib
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
 
 import httpx
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -62,15 +63,40 @@ def download(args: argparse.Namespace) -> int:
                     archive.write(chunk)
                     progress.advance(task, len(chunk))
             archive.seek(0)
-            with tarfile.open(fileobj=archive, mode="r:") as tar:
-                tar.extractall(args.output, filter="data")
-    folder = args.output / ("final" if checkpoint["final"] else f"round-{checkpoint['round_index']}")
+            try:
+                folder = extract_checkpoint(archive, args.output, checkpoint)
+            except (ValueError, tarfile.TarError) as exc:
+                print(f"epochscope: {exc}", file=sys.stderr)
+                return 1
     for file in checkpoint["files"]:
         if _sha256(folder / file["name"]) != file["sha256"]:
             print(f"epochscope: {file['name']} does not match its SHA-256", file=sys.stderr)
             return 1
     print(f"{folder} ({checkpoint['bytes']} bytes, {len(checkpoint['files'])} files checked)")
     return 0
+
+
+def extract_checkpoint(archive: IO[bytes], output: Path, checkpoint: dict[str, Any]) -> Path:
+    """Unpack the API's tar into output/<round-N|final>/: only the checkpoint's listed files, as regular files.
+
+    Any other member (another name, a link, a device, a path that climbs out) is refused, which is what tarfile's
+    "data" filter guards against; that filter is missing from Python before 3.11.4.
+    """
+    folder_name = "final" if checkpoint["final"] else f"round-{checkpoint['round_index']}"
+    folder = output / folder_name
+    expected = {f"{folder_name}/{file['name']}": file["name"] for file in checkpoint["files"]}
+    with tarfile.open(fileobj=archive, mode="r:") as tar:
+        for member in tar:
+            name = expected.pop(member.name, None)
+            if name is None or not member.isfile() or ".." in PurePosixPath(name).parts or name.startswith("/"):
+                raise ValueError(f"the archive holds an unexpected member {member.name!r}")
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, target.open("wb") as sink:  # type: ignore[union-attr]
+                shutil.copyfileobj(source, sink, CHUNK)
+    if expected:
+        raise ValueError(f"the archive lacks {sorted(expected.values())}")
+    return folder
 
 
 def _progress() -> Progress:

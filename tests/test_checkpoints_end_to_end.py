@@ -3,7 +3,6 @@ proof that a round's checkpoint is the model behind its answers: loaded again, i
 
 import asyncio
 import io
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import torch
 from test_end_to_end import all_predictions, headers, job_config, uploaded, wait_for_final_status
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from epochscope.checkpoint_cli import extract_checkpoint
 from epochscope.cli import main as cli_main
 from epochscope_trainer.generation import GenerationSettings, generate_across_ranks
 
@@ -38,16 +38,13 @@ async def checkpoints_of(full_stack: Any, user: str, job_id: str) -> dict[str, A
     return response.json()
 
 
-async def download(full_stack: Any, user: str, job_id: str, checkpoint_id: str, target: Path) -> Path:
-    url = f"/v1/jobs/{job_id}/checkpoints/{checkpoint_id}/download"
+async def download(full_stack: Any, user: str, job_id: str, checkpoint: dict[str, Any], target: Path) -> Path:
+    url = f"/v1/jobs/{job_id}/checkpoints/{checkpoint['checkpoint_id']}/download"
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
         response = await client.get(url, headers=headers(full_stack.mint_token(user)))
     assert response.status_code == 200, response.text
     assert int(response.headers["content-length"]) == len(response.content)
-    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:") as archive:
-        archive.extractall(target, filter="data")
-    (folder,) = list(target.iterdir())
-    return folder
+    return extract_checkpoint(io.BytesIO(response.content), target, checkpoint)
 
 
 def reproduce(folder: Path, base: Path, lora: bool, rows: list[dict[str, Any]]) -> list[str]:
@@ -73,7 +70,7 @@ async def assert_reproduces(
     in_round = [r for r in rows if r["round_index"] == checkpoint["round_index"]]
     in_round.sort(key=lambda r: r["sample_index"])
     assert len(in_round) == 3
-    folder = await download(full_stack, "alice", job["job_id"], checkpoint["checkpoint_id"], tmp_path)
+    folder = await download(full_stack, "alice", job["job_id"], checkpoint, tmp_path)
     assert reproduce(folder, base, lora, in_round) == [r["prediction"] for r in in_round]
 
 

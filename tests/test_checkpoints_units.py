@@ -10,8 +10,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from obstore.store import LocalStore
 
+from epochscope.checkpoint_cli import extract_checkpoint
 from epochscope_api.checkpoint_archive import archive_bytes, tar_stream
 from epochscope_api.data.checkpoints import StoredCheckpoint
 from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
@@ -206,3 +208,31 @@ def test_the_writer_stores_a_checkpoint_over_2_gib_and_dead_letters_a_bad_metric
     assert isinstance(decode_record(TRAINING_STATUS, encode_event(event)), CheckpointEvent)
     raw = encode_event(event).replace(b'"mean_f1":0.5', b'"mean_f1":NaN')
     assert isinstance(decode_record(TRAINING_STATUS, raw), Rejection)
+
+
+def tar_of(members: list[tuple[tarfile.TarInfo, bytes]]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def test_the_cli_unpacks_only_the_listed_files_and_refuses_anything_else(tmp_path: Path) -> None:
+    checkpoint = {"final": False, "round_index": 2, "files": [{"name": "model.safetensors"}, {"name": "config.json"}]}
+    good = [(tarfile.TarInfo("round-2/model.safetensors"), b"weights"), (tarfile.TarInfo("round-2/config.json"), b"{}")]
+    folder = extract_checkpoint(tar_of(good), tmp_path / "ok", checkpoint)
+    assert folder == tmp_path / "ok" / "round-2" and (folder / "model.safetensors").read_bytes() == b"weights"
+    link = tarfile.TarInfo("round-2/config.json")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    hostile = [
+        [(tarfile.TarInfo("round-2/../../escape"), b"x")],  # a path that climbs out
+        [(tarfile.TarInfo("round-2/model.safetensors"), b"weights"), (link, b"")],  # a link in a listed name
+        [(tarfile.TarInfo("round-2/model.safetensors"), b"weights")],  # a listed file missing
+    ]
+    for index, members in enumerate(hostile):
+        with pytest.raises(ValueError):
+            extract_checkpoint(tar_of(members), tmp_path / f"bad-{index}", checkpoint)
+    assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()

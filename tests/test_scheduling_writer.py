@@ -71,7 +71,7 @@ def beat_record(beat: TrainerHeartbeat | bytes, offset: int = 0) -> FakeRecord:
 def test_the_newest_signed_heartbeat_per_trainer_is_kept() -> None:
     old = TrainerHeartbeat(trainer_id="t1", free_slots=1, occurred_at=NOW - timedelta(seconds=2))
     new = TrainerHeartbeat(trainer_id="t1", free_slots=0, occurred_at=NOW)
-    other = TrainerHeartbeat(trainer_id="t2")
+    other = TrainerHeartbeat(trainer_id="t2", occurred_at=NOW)
     records = [beat_record(signed_heartbeat(b, KEY), i) for i, b in enumerate((new, old, other))]
     beats, refused = verified_newest(records, KEY, MAX_AGE, NOW)
     assert {(b.trainer_id, b.free_slots) for b in beats} == {("t1", 0), ("t2", 1)} and refused == []

@@ -32,6 +32,7 @@ from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_schemas.job_token import mint_job_token
 
 JOB_TOKEN_SECRET = "writer-tests-job-token-secret-0123456789"
+TRAINER_KEY = "writer-tests-trainer-key-0123456789abcdef"
 WRITER_DB_PASSWORD = "writer-test-password"
 PARTITIONS = 4
 
@@ -114,6 +115,7 @@ class Stack:
         return {
             "EPOCHSCOPE_DATABASE_URL": self.writer_dsn,
             "EPOCHSCOPE_JOB_TOKEN_SECRET": JOB_TOKEN_SECRET,
+            "EPOCHSCOPE_TRAINER_KEY": TRAINER_KEY,
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_WRITER_LINGER_MS": "20",
             "EPOCHSCOPE_WRITER_RETRY_MAX_S": "1",
