@@ -27,7 +27,7 @@ from epochscope_schemas.command_signing import without_job_token
 from epochscope_schemas.events import JobStartEvent, encode_event, parse_event
 from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.notify import ChangeKind, job_channel
-from epochscope_schemas.topics import JOB_COMMANDS
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
 
 log = logging.getLogger("epochscope.api.dispatcher")
 
@@ -35,6 +35,7 @@ NOTIFY_CHANNEL = "job_queue"
 LOCK_KEY = 0x65706F6368  # pg advisory lock: one dispatching API replica at a time
 ACTIVE = "('dispatched', 'running')"
 NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (the rest see it on their next poll)
+GROUP_ADDRESS = f"group:{TRAINERS_GROUP}"  # EPOCHSCOPE_DISPATCH=immediate: the starts' address, no one trainer
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ async def queue_job(conn: asyncpg.Connection, event: JobStartEvent, token_expire
         token_expires_at,
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+async def dispatch_to_group(
+    conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, token_secret: str, max_bytes: int
+) -> None:
+    """EPOCHSCOPE_DISPATCH=immediate, in the submitting transaction: the job's one attempt goes out now, addressed to
+    the trainers' consumer group (the old intake: the member that owns the job's partition runs it)."""
+    await _dispatch(conn, job_id, owner, GROUP_ADDRESS, token_secret, max_bytes)
 
 
 async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> int:

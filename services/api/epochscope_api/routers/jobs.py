@@ -59,7 +59,8 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
     await check_active_jobs(conn, user_id, settings)
-    return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes)
+    max_bytes, immediate = settings.kafka.max_message_bytes, settings.dispatch == "immediate"
+    return await insert_job(conn, event, claims.expires_at, max_bytes, _token_secret(settings), immediate)
 
 
 @router.get("", response_model=JobPage, operation_id="list_jobs")
