@@ -67,13 +67,15 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         timedelta(hours=settings.outbox_retention_hours),
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-    dispatcher = Dispatcher(
-        pool,
-        dispatch_settings(settings),
-        settings.job_token_secret.get_secret_value(),
-        settings.kafka.max_message_bytes,
-    )
-    dispatcher_task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    tasks = [relay_task]
+    if settings.dispatch == "fair":  # immediate: starts go out at submission; no leases to expire, no slots to fill
+        dispatcher = Dispatcher(
+            pool,
+            dispatch_settings(settings),
+            settings.job_token_secret.get_secret_value(),
+            settings.kafka.max_message_bytes,
+        )
+        tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
     try:
         yield Adapters(
             pool=pool,
@@ -84,7 +86,7 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
             token_counters=token_counters,
         )
     finally:
-        for task in (dispatcher_task, relay_task):
+        for task in reversed(tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -64,8 +64,15 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         _token_secret(settings), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
     )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
-    lease_s = settings.dispatch_lease_seconds
-    return await insert_job(conn, event, claims.expires_at, settings.kafka.max_message_bytes, lease_s)
+    return await insert_job(
+        conn,
+        event,
+        token_expires_at=claims.expires_at,
+        max_event_bytes=settings.kafka.max_message_bytes,
+        lease_s=settings.dispatch_lease_seconds,
+        token_secret=_token_secret(settings),
+        immediate=settings.dispatch == "immediate",
+    )
 
 
 @router.get("", response_model=JobPage, operation_id="list_jobs")
