@@ -2,7 +2,8 @@
 
 One script run starts two local stacks, one after the other (never at once: the machine's cores are the trainers'),
 each with 2 CPU trainers and the tests' tiny model, and plays the same seeded arrival trace against each: short and
-long jobs from three users, one of whom submits a burst.
+long jobs from three users, one of whom submits a burst. Each job trains on one thread (OMP_NUM_THREADS=1): a trainer
+owns one of the 2 cores as it would own its GPU, so two jobs at once do not slow each other down by oversubscription.
 - Ours, the dispatcher (EPOCHSCOPE_DISPATCH=fair): trainers heartbeat; a start goes to a free trainer, users in turn.
 - The peer, today's consumer-group intake, run for real: the API publishes each start at submission
   (EPOCHSCOPE_DISPATCH=immediate) and the trainers share one "trainers" consumer group over the 4 partitions of

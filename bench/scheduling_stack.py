@@ -25,6 +25,8 @@ READY_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 3600
 LOAD_SAMPLE_S = 5.0
 COMMON_ENV = {
+    # One core per trainer, as each trainer would own its GPU: two jobs at once must not oversubscribe the 2 cores.
+    "OMP_NUM_THREADS": "1",
     "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.3",
     "EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE": "100000",
     "EPOCHSCOPE_QUOTA_ACTIVE_JOBS": "1000",
