@@ -5,8 +5,6 @@ has no writer and no trainer: created jobs stay queued, which is what the active
 """
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from tiny_model import TINY_MODEL_ID, tiny_catalog
+from own_stack import own_stack
+from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
 
 from epochscope.local_stack import LocalStack
@@ -26,7 +25,6 @@ ACTIVE_JOBS, DATASETS, DATASET_BYTES, WRITES_PER_MINUTE, RETRY_AFTER = 3, 3, 800
 
 @pytest.fixture(scope="module")
 def quota_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
-    root = Path(tempfile.mkdtemp(prefix="epochscope-quotas-"))
     env = {
         "EPOCHSCOPE_QUOTA_ACTIVE_JOBS": str(ACTIVE_JOBS),
         "EPOCHSCOPE_QUOTA_DATASETS": str(DATASETS),
@@ -35,13 +33,8 @@ def quota_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
         "EPOCHSCOPE_QUOTA_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
         "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
     }
-    stack = LocalStack(root, writers=0, trainers=0, extra_env=env, models=tiny_catalog(tiny_model_dir))
-    try:
-        with stack:
-            yield stack
-    finally:
-        stack.delete_data()
-        shutil.rmtree(root, ignore_errors=True)
+    with own_stack("epochscope-quotas-", tiny_model_dir, env, writers=0, trainers=0) as stack:
+        yield stack
 
 
 @pytest.fixture

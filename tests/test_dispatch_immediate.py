@@ -2,16 +2,14 @@
 A job's start goes out at submission to the trainers' consumer group, and a group-intake trainer that never
 heartbeats (the fair dispatcher would never send it a job) runs it."""
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from own_stack import own_stack
 from test_end_to_end import wait_for_final_status
 from test_scheduling import SHORT, Users, queue_row
-from tiny_model import tiny_catalog
 
 from epochscope.local_stack import LocalStack
 from epochscope_api.dispatcher import GROUP_ADDRESS
@@ -21,20 +19,14 @@ pytestmark = pytest.mark.stack
 
 @pytest.fixture(scope="module")
 def stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
-    root = Path(tempfile.mkdtemp(prefix="epochscope-immediate-"))
     env = {
         "EPOCHSCOPE_DISPATCH": "immediate",
         "EPOCHSCOPE_TRAINER_INTAKE": "group",
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",
         "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.3",
     }
-    stack = LocalStack(root, trainers=1, extra_env=env, models=tiny_catalog(tiny_model_dir))
-    try:
-        with stack:
-            yield stack
-    finally:
-        stack.delete_data()
-        shutil.rmtree(root, ignore_errors=True)
+    with own_stack("epochscope-immediate-", tiny_model_dir, env, trainers=1) as stack:
+        yield stack
 
 
 async def test_the_start_goes_to_the_group_at_submission_and_a_group_trainer_runs_it(stack: LocalStack) -> None:

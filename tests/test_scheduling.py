@@ -5,9 +5,7 @@ late events dead-lettered), a start delivered twice runs once, a forged heartbea
 
 import asyncio
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -18,8 +16,9 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from own_stack import own_stack
 from test_end_to_end import headers, messages_for_job, wait_for_final_status
-from tiny_model import TINY_MODEL_ID, tiny_catalog
+from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
 from writer_events import original_payload, read_dead_letters
 
@@ -41,20 +40,14 @@ RUN_BEGINS = "loading the model and the data"  # the first status event of each 
 
 @pytest.fixture(scope="module")
 def stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
-    root = Path(tempfile.mkdtemp(prefix="epochscope-sched-"))
     env = {
         "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.3",
         "EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE": "100000",
         "EPOCHSCOPE_DISPATCH_LEASE_SECONDS": "6",
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "1",
     }
-    stack = LocalStack(root, trainers=2, extra_env=env, models=tiny_catalog(tiny_model_dir))
-    try:
-        with stack:
-            yield stack
-    finally:
-        stack.delete_data()
-        shutil.rmtree(root, ignore_errors=True)
+    with own_stack("epochscope-sched-", tiny_model_dir, env, trainers=2) as stack:
+        yield stack
 
 
 async def until(check: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
