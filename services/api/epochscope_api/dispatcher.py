@@ -21,6 +21,7 @@ outbox in the same transaction.
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from pydantic import ValidationError
@@ -116,15 +117,24 @@ async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings, tok
             continue
         message = f"failed after {attempt} attempt(s): {reason}"
         log.error("dispatcher: job %s %s", row["job_id"], message)
-        await end_in_queue(conn, row["job_id"], message)
-        await end_job(conn, row["job_id"], row["owner_id"], JobStatus.FAILED, message)
+        await _fail(conn, row["job_id"], row["owner_id"], message)
+
+
+async def _fail(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, message: str) -> None:
+    """The job's queue row and its job row end together, failed with `message`."""
+    await end_in_queue(conn, job_id, message)
+    await end_job(conn, job_id, owner, JobStatus.FAILED, message)
+
+
+def _job_token(token_secret: str, job_id: uuid.UUID, owner: str, expires_at: datetime) -> str:
+    """The job's token, recomputed as it was minted at submission (the queue keeps only its expiry)."""
+    return job_token_for(token_secret, JobTokenClaims(job_id=job_id, user_id=owner, expires_at=expires_at))
 
 
 async def _fence(conn: asyncpg.Connection, lost: asyncpg.Record, token_secret: str, max_bytes: int) -> None:
     """Queue a cancel of the lost attempt (only: the job's next attempt is not stopped by it) for its trainer,
     signed with the job's token as the start was; same topic and key as the start, so it lands on its partition."""
-    claims = JobTokenClaims(job_id=lost["job_id"], user_id=lost["owner_id"], expires_at=lost["token_expires_at"])
-    token = job_token_for(token_secret, claims)
+    token = _job_token(token_secret, lost["job_id"], lost["owner_id"], lost["token_expires_at"])
     cancel = signed_cancel(lost["job_id"], lost["owner_id"], token, attempt_id=lost["attempt_id"])
     await enqueue(conn, JOB_COMMANDS, cancel, max_bytes)
 
@@ -201,8 +211,7 @@ async def _dispatch(
     except (ValidationError, ValueError) as exc:  # a start rebuilt by a migration, say: never jam the queue
         message = f"the job's start event could not be read: {type(exc).__name__}"
         log.error("dispatcher: job %s: %s: %s", job_id, message, exc)
-        await end_in_queue(conn, job_id, message)
-        await end_job(conn, job_id, owner, JobStatus.FAILED, message)
+        await _fail(conn, job_id, owner, message)
         return 0
     await conn.execute(
         "INSERT INTO job_attempts (attempt_id, job_id, attempt_no, trainer_id) VALUES ($1, $2, $3, $4)",
@@ -211,14 +220,13 @@ async def _dispatch(
         row["attempt_no"],
         trainer,
     )
-    claims = JobTokenClaims(job_id=job_id, user_id=owner, expires_at=row["token_expires_at"])
     event = start.model_copy(
         update={
             "event_id": uuid.uuid4(),
             "trainer_id": trainer,
             "attempt_id": attempt_id,
             "attempt_no": row["attempt_no"],
-            "job_token": job_token_for(token_secret, claims),
+            "job_token": _job_token(token_secret, job_id, owner, row["token_expires_at"]),
         }
     )
     await enqueue(conn, JOB_COMMANDS, event, max_bytes)
