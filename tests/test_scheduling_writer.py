@@ -2,6 +2,7 @@
 attempt; a late event of a dead attempt (or one naming none) is dead-lettered as `stale_attempt`, never applied.
 Heartbeats: only those signed with the trainers' key and recent are recorded; the rest are dead-lettered."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -104,3 +105,16 @@ def test_a_writer_without_the_key_records_no_heartbeat() -> None:
     beat = signed_heartbeat(TrainerHeartbeat(trainer_id="t1"), KEY)
     beats, refused = verified_newest([beat_record(beat)], None, MAX_AGE, NOW)
     assert beats == [] and "EPOCHSCOPE_TRAINER_KEY" in refused[0].detail
+
+
+def test_a_heartbeat_past_its_field_bounds_is_dead_lettered_as_invalid() -> None:
+    beat = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", occurred_at=NOW), KEY).model_dump(mode="json")
+    oversized = [
+        {**beat, "trainer_id": "t" * 201},  # max 200
+        {**beat, "device": "d" * 201},  # max 200
+        {**beat, "signature": "0" * 129},  # max 128
+        {**beat, "slots": 65, "free_slots": 65},  # max 64: no trainer claims unbounded capacity
+    ]
+    records = [beat_record(json.dumps(value).encode(), i) for i, value in enumerate(oversized)]
+    beats, refused = verified_newest(records, KEY, MAX_AGE, NOW)
+    assert beats == [] and [d.reason for d in refused] == [DeadLetterReason.SCHEMA_INVALID] * len(oversized)
