@@ -124,9 +124,18 @@ class KafkaBroker:
             await self._consumer.getmany(timeout_ms=max(int((deadline - time.monotonic()) * 1000), 1))
 
     async def rewind(self, records: list[KafkaRecord]) -> None:
-        assigned = self._consumer.assignment()
-        for tp in {TopicPartition(r.topic, r.partition) for r in records} & assigned:
+        """Seek the partitions of a discarded batch back to their committed offsets.
+
+        Asking for an offset awaits the broker, and a rebalance can take the partition away meanwhile, so
+        ownership is checked again before the seek: a partition no longer ours is left alone, and its next
+        owner starts from the committed offset anyway.
+        """
+        for tp in {TopicPartition(r.topic, r.partition) for r in records}:
+            if tp not in self._consumer.assignment():
+                continue
             committed = await self._consumer.committed(tp)
+            if tp not in self._consumer.assignment():
+                continue
             if committed is None:
                 await self._consumer.seek_to_beginning(tp)
             else:
