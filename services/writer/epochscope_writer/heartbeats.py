@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from epochscope_schemas.heartbeat_signing import age_refusal, signature_refusal
 from epochscope_schemas.scheduling import TrainerHeartbeat
-from epochscope_schemas.topics import HEARTBEATS_GROUP, TRAINER_HEARTBEATS, dead_letter_topic
+from epochscope_schemas.topics import HEARTBEATS_GROUP, TRAINER_HEARTBEATS
+from epochscope_writer.adapters.kafka import send_dead_letters
 from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
 from epochscope_writer.domain.decoding import KafkaRecord
 from epochscope_writer.settings import WriterSettings
@@ -45,23 +46,19 @@ def verified_newest(
         try:
             beat = TrainerHeartbeat.model_validate_json(record.value or b"")
         except ValidationError as exc:
-            refused.append(_dead_letter(record, DeadLetterReason.SCHEMA_INVALID, f"{exc.error_count()} error(s)"))
+            refused.append(
+                DeadLetter.for_record(record, DeadLetterReason.SCHEMA_INVALID, f"{exc.error_count()} error(s)")
+            )
             continue
         if reason := signature_refusal(beat, key):
-            refused.append(_dead_letter(record, DeadLetterReason.INVALID_SIGNATURE, reason))
+            refused.append(DeadLetter.for_record(record, DeadLetterReason.INVALID_SIGNATURE, reason))
             continue
         if reason := age_refusal(beat, now, max_age):
-            refused.append(_dead_letter(record, DeadLetterReason.STALE_HEARTBEAT, reason))
+            refused.append(DeadLetter.for_record(record, DeadLetterReason.STALE_HEARTBEAT, reason))
             continue
         if beat.trainer_id not in beats or beats[beat.trainer_id].occurred_at < beat.occurred_at:
             beats[beat.trainer_id] = beat
     return list(beats.values()), refused
-
-
-def _dead_letter(record: KafkaRecord, reason: DeadLetterReason, detail: str) -> DeadLetter:
-    return DeadLetter.for_record(
-        reason, detail, record.topic, record.partition, record.offset, record.key, record.value
-    )
 
 
 async def record(conn: asyncpg.Connection, beats: list[TrainerHeartbeat]) -> None:
@@ -84,11 +81,7 @@ async def record(conn: asyncpg.Connection, beats: list[TrainerHeartbeat]) -> Non
 async def _publish(producer: AIOKafkaProducer, refused: list[DeadLetter]) -> None:
     for letter in refused:
         log.warning("heartbeat dead-lettered: %s: %s", letter.reason, letter.detail)
-        await producer.send_and_wait(
-            dead_letter_topic(letter.topic),
-            letter.model_dump_json().encode(),
-            key=letter.key.encode() if letter.key is not None else None,
-        )
+    await send_dead_letters(producer, refused)
 
 
 async def record_heartbeats(settings: WriterSettings, stopping: asyncio.Event) -> None:

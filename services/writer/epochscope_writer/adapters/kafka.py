@@ -72,15 +72,7 @@ class KafkaBroker:
     async def publish_dead_letters(self, dead_letters: list[DeadLetter]) -> None:
         """Before the DB commit: if the broker refuses them, the batch is retried, nothing is lost."""
         try:
-            sends = [
-                await self._producer.send(
-                    dead_letter_topic(letter.topic),
-                    value=letter.model_dump_json().encode(),
-                    key=letter.key.encode() if letter.key is not None else None,
-                )
-                for letter in dead_letters
-            ]
-            await asyncio.gather(*sends)
+            await send_dead_letters(self._producer, dead_letters)
         except KafkaError as exc:
             raise BrokerUnavailable(f"broker: {type(exc).__name__}: {exc}") from exc
         for letter in dead_letters:
@@ -140,6 +132,19 @@ class KafkaBroker:
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, committed)
+
+
+async def send_dead_letters(producer: AIOKafkaProducer, dead_letters: list[DeadLetter]) -> None:
+    """Each to its topic's dead-letter topic, keyed as the record was; returns once the broker has them all."""
+    sends = [
+        await producer.send(
+            dead_letter_topic(letter.topic),
+            value=letter.model_dump_json().encode(),
+            key=letter.key.encode() if letter.key is not None else None,
+        )
+        for letter in dead_letters
+    ]
+    await asyncio.gather(*sends)
 
 
 class _RebalanceListener(ConsumerRebalanceListener):

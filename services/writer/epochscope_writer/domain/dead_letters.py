@@ -7,10 +7,14 @@ so; the rest of the record is kept as it was.
 import base64
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from epochscope_schemas.command_signing import without_job_token
+
+if TYPE_CHECKING:  # decoding imports this module's reasons
+    from epochscope_writer.domain.decoding import KafkaRecord
 
 TOKEN_REMOVED = " (job_token removed from the payload)"
 
@@ -45,26 +49,17 @@ class DeadLetter(BaseModel):
     dead_lettered_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def for_record(
-        cls,
-        reason: DeadLetterReason,
-        detail: str,
-        topic: str,
-        partition: int,
-        offset: int,
-        key: bytes | None,
-        value: bytes | None,
-    ) -> "DeadLetter":
-        payload, stripped = without_job_token(value)
+    def for_record(cls, record: "KafkaRecord", reason: DeadLetterReason, detail: str) -> "DeadLetter":
+        payload, stripped = without_job_token(record.value)
         if stripped:
             detail = detail[: 2000 - len(TOKEN_REMOVED)] + TOKEN_REMOVED
         return cls(
             reason=reason,
             detail=detail[:2000],
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=key.decode("utf-8", "replace") if key is not None else None,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode("utf-8", "replace") if record.key is not None else None,
             payload_base64=base64.b64encode(payload).decode(),
         )
 

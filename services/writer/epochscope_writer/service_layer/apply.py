@@ -118,11 +118,11 @@ class BatchApplier:
         for record in records:
             decoded = decode_record(record.topic, record.value)
             if isinstance(decoded, Rejection):
-                dead_letters.append(_dead_letter(record, decoded.reason, decoded.detail))
+                dead_letters.append(DeadLetter.for_record(record, decoded.reason, decoded.detail))
                 continue
             claims = self._verifier.verify(decoded.job_token, decoded.job_id)
             if isinstance(claims, Rejection):
-                dead_letters.append(_dead_letter(record, claims.reason, claims.detail))
+                dead_letters.append(DeadLetter.for_record(record, claims.reason, claims.detail))
                 continue
             accepted.append(_Accepted(record, decoded, claims.user_id))
         return CheckedBatch(records, tuple(accepted), tuple(dead_letters))
@@ -245,13 +245,7 @@ def _deleted(job_id: UUID) -> str:
 
 
 def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:
-    result.dead_letters.append(_dead_letter(record, reason, detail))
-
-
-def _dead_letter(record: KafkaRecord, reason: DeadLetterReason, detail: str) -> DeadLetter:
-    return DeadLetter.for_record(
-        reason, detail, record.topic, record.partition, record.offset, record.key, record.value
-    )
+    result.dead_letters.append(DeadLetter.for_record(record, reason, detail))
 
 
 def _group(rows: list[T], key: Callable[[T], K]) -> dict[K, list[T]]:
