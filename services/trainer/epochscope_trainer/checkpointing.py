@@ -233,7 +233,8 @@ class Checkpointer:
         """Whether this checkpoint stays within the job's byte allowance, counting what it displaces as freed
         (it is deleted right after this upload); if not, a `checkpoint_quota` warning."""
         new = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
-        kept = sum(size for kept_name, size in self._sizes.items() if kept_name not in {p.name for p in pruned})
+        displaced = {p.name for p in pruned}
+        kept = sum(size for kept_name, size in self._sizes.items() if kept_name not in displaced)
         if within_allowance(self.byte_allowance, kept, new):
             return True
         where = "the final weights" if round_index is None else f"round {round_index}"
