@@ -109,8 +109,8 @@ async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings, tok
         if attempt < settings.max_attempts:
             log.warning("dispatcher: job %s re-queued: %s", row["job_id"], reason)
             await conn.execute(
-                "UPDATE job_queue SET state = 'queued', attempt_id = NULL, trainer_id = NULL, fraction_done = NULL,"
-                " last_error = $2 WHERE job_id = $1",
+                "UPDATE job_queue SET state = 'queued', attempt_id = NULL, trainer_id = NULL, last_error = $2"
+                " WHERE job_id = $1",
                 row["job_id"],
                 reason,
             )
