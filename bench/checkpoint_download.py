@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 from common import RESULTS, print_table, write_results
+from job_wait import completed_job
 from memory import RssSampler, memory_kib
 
 from epochscope.local_stack import LocalStack
@@ -39,7 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OWNER = "bench-downloader"
 PEER_NAME = "obstore.get of the same objects, streamed"
 MIB = 1 << 20
-FINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,7 @@ def train_with_checkpoint(client: httpx.Client, model_id: str) -> tuple[str, dic
         },
     }
     job_id = client.post("/v1/jobs", json=config).raise_for_status().json()["job_id"]
-    deadline = time.monotonic() + 1800
-    while (job := client.get(f"/v1/jobs/{job_id}").raise_for_status().json())["status"] not in FINAL:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"job {job_id} did not end")
-        time.sleep(1)
-    if job["status"] != "completed":
-        raise RuntimeError(f"job {job['status']}: {job['status_message']}")
+    completed_job(client, job_id, timeout_s=1800)
     listed = client.get(f"/v1/jobs/{job_id}/checkpoints").raise_for_status().json()
     return job_id, next(c for c in listed["items"] if not c["final"])
 

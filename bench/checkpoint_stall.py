@@ -21,7 +21,6 @@ import asyncio
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import asyncpg
 import httpx
 from common import RESULTS, print_table, write_results
+from job_wait import completed_job
 
 from epochscope.demo import DEMO_DIR, demo_job_config, upload
 from epochscope.local_stack import LocalStack
@@ -38,7 +38,6 @@ NAME = "checkpoint_stall"
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "bench-checkpoints"
 MODES = ("inline", "background")
-FINAL = ("completed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -71,16 +70,6 @@ def job_config(train_id: str, samples_id: str, size: Size, background: bool, mod
         "checkpoints": {"mode": "every_round"},
     }
     return config | ({"model": model} if model else {})
-
-
-def wait_for(client: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
-        if job["status"] in FINAL:
-            return job
-        time.sleep(2)
-    raise TimeoutError(f"job {job_id} did not end in {timeout_s:.0f}s")
 
 
 async def checkpoint_rows(admin_url: str, job_id: str) -> list[dict[str, Any]]:
@@ -130,9 +119,7 @@ def run_jobs(stack: LocalStack, scratch: Path, size: Size, model: str | None) ->
         for mode in MODES:
             config = job_config(train_id, samples_id, size, mode == "background", model)
             created = client.post("/v1/jobs", json=config).raise_for_status().json()
-            job = wait_for(client, created["job_id"], size.timeout_s)
-            if job["status"] != "completed":
-                raise RuntimeError(f"{mode} job {job['status']}: {job['status_message']}")
+            job = completed_job(client, created["job_id"], size.timeout_s)
             checkpoints = asyncio.run(checkpoint_rows(stack.postgres.admin_url, job["job_id"]))
             measured[mode] = {"job": job, "checkpoints": checkpoints}
     return measured
