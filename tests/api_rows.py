@@ -23,9 +23,12 @@ async def admin_fixture(full_stack: Any) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
-async def insert_job(admin: asyncpg.Connection, owner: str, status: str = "running") -> uuid.UUID:
+async def insert_job(
+    admin: asyncpg.Connection, owner: str, status: str = "running", config: dict[str, Any] | None = None
+) -> uuid.UUID:
+    """A job row in `status`; with no `config`, one naming no dataset that exists, so no trainer runs it."""
     job_id = uuid.uuid4()
-    config = {"model": "tiny", "dataset_id": str(uuid.uuid4())}  # no dataset behind it: no trainer runs it
+    config = config or {"model": "tiny", "dataset_id": str(uuid.uuid4())}
     await admin.execute(
         "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at) VALUES ($1, $2, $3, $4, $5)",
         job_id,

@@ -5,14 +5,13 @@ import csv
 import io
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from api_rows import admin_fixture, auth  # noqa: F401  fixture
+from api_rows import admin_fixture, auth, insert_job  # noqa: F401  fixture
 
 pytestmark = pytest.mark.stack
 
@@ -24,15 +23,8 @@ async def graded_job(
     admin: asyncpg.Connection, owner: str, rounds: int = 3, samples: int = 4, dataset: str = DATASET, **config: Any
 ) -> uuid.UUID:
     """A completed job with graded predictions: answer i of round r is right when (i + r) is even."""
-    job_id = uuid.uuid4()
     config = {"model": "tiny", "dataset_id": dataset, "predictions": {"enabled": True, "graders": GRADERS}} | config
-    await admin.execute(
-        "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at) VALUES ($1, $2, $3, 'completed', $4)",
-        job_id,
-        owner,
-        json.dumps(config),
-        datetime.now(UTC) + timedelta(hours=1),
-    )
+    job_id = await insert_job(admin, owner, status="completed", config=config)
     rows = []
     for r in range(rounds):
         for i in range(samples):

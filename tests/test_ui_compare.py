@@ -4,11 +4,11 @@ administrator with graded predictions and round summaries, as the writer stores 
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from api_rows import insert_job
 from playwright.async_api import Page, expect
 from ui_support import (
     admin_fixture,  # noqa: F401  fixture
@@ -61,7 +61,6 @@ def grades_of(prediction: str, truth: str) -> dict[str, dict[str, Any]]:
 async def graded_job(
     admin: asyncpg.Connection, owner: str, name: str, lr: float, fast: bool, dataset: str
 ) -> uuid.UUID:
-    job_id = uuid.uuid4()
     config = {
         "name": name,
         "metadata": {"sweep": "lr"},
@@ -70,13 +69,7 @@ async def graded_job(
         "learning_rate": lr,
         "predictions": {"enabled": True, "sample_count": SAMPLES, "graders": GRADERS},
     }
-    await admin.execute(
-        "INSERT INTO jobs (job_id, owner_id, config, status, token_expires_at) VALUES ($1, $2, $3, 'completed', $4)",
-        job_id,
-        owner,
-        json.dumps(config),
-        datetime.now(UTC) + timedelta(hours=1),
-    )
+    job_id = await insert_job(admin, owner, status="completed", config=config)
     for round_index in range(3):
         rows, summary = [], {name: {"graded": 0, "passed": 0, "mean_score": 0.0} for name in ("json", "city", "chrf")}
         for sample in range(SAMPLES):
