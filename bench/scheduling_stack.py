@@ -16,7 +16,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from epochscope.local_stack import LocalStack
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.topics import TRAINERS_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent

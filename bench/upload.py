@@ -30,7 +30,7 @@ from common import RESULTS, print_table, write_results
 from memory import RssSampler, memory_kib
 
 from epochscope.local_stack import LocalStack
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 
 NAME = "upload"
 ROOT = Path(__file__).resolve().parent.parent

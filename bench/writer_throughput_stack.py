@@ -23,8 +23,8 @@ from aiokafka.partitioner import murmur2
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.postgres import PostgresCluster
 from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import PredictionEvent, PredictionScores, encode_event
-from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 PARTITIONS = 4

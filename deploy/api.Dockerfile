@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The API image: epochscope-api, epochscope-schemas and epochscope-db, no torch. Also runs the
+# The API image: epochscope-api, epochscope-schemas, epochscope-runtime and epochscope-db, no torch. Also runs the
 # migrations (epochscope-migrate, from epochscope-db) and exports the OpenAPI document.
 # Build from the repository root:
 #   docker build -f deploy/api.Dockerfile -t epochscope-api .
@@ -8,9 +8,10 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim AS wheels
 WORKDIR /src
 COPY schemas/ schemas/
+COPY runtime/ runtime/
 COPY db/ db/
 COPY services/api/ services/api/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./db ./services/api
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./runtime ./db ./services/api
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

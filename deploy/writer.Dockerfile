@@ -1,13 +1,14 @@
 # syntax=docker/dockerfile:1
-# The writer image: epochscope-writer and epochscope-schemas, no torch. Build from the repository root:
+# The writer image: epochscope-writer, epochscope-schemas and epochscope-runtime, no torch. Build from the repository root:
 #   docker build -f deploy/writer.Dockerfile -t epochscope-writer .
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS wheels
 WORKDIR /src
 COPY schemas/ schemas/
+COPY runtime/ runtime/
 COPY services/writer/ services/writer/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./services/writer
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ./schemas ./runtime ./services/writer
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \

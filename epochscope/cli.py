@@ -24,7 +24,7 @@ from rich.console import Console
 from epochscope import checkpoint_cli, demo
 from epochscope.local_stack import LocalStack
 from epochscope.stack_errors import StackError, explain_os_error
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 
 DEFAULT_DATA_DIR = Path(".epochscope")
 POSTGRES_DIR_HELP = (

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from epochscope.local_stack import LocalStack
-from epochscope_schemas.catalog import DEMO_MODEL_ID
+from epochscope_runtime.catalog import DEMO_MODEL_ID
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_USER = "demo"

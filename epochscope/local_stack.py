@@ -21,9 +21,9 @@ from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
-from epochscope_api.auth import mint_user_token
+from epochscope_api.auth.user_tokens import mint_user_token
 from epochscope_db.migrate import MigrateSettings, migrate
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 
 PARTITIONS = 4
 API_START_TIMEOUT_S = 60

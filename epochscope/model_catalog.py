@@ -8,7 +8,7 @@ not the model's whole conversion, which the trainer does on its first job.
 import shutil
 from pathlib import Path
 
-from epochscope_schemas.catalog import CatalogModel, demo_catalog
+from epochscope_runtime.catalog import CatalogModel, demo_catalog
 
 
 def with_tokenizers(models: list[CatalogModel] | None, tokenizers: Path) -> list[CatalogModel]:
@@ -29,7 +29,7 @@ def _tokenizer_of_bundled(name: str, tokenizers: Path) -> Path:
         return target
     from transformers import AutoTokenizer  # only on the first start
 
-    from epochscope_trainer.model_loading import bundled_gguf_path
+    from epochscope_trainer.job.model_loading import bundled_gguf_path
 
     gguf = bundled_gguf_path(name)
     partial = target.with_name(f"{name}.partial")

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings
 
 from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
-from epochscope_schemas.kafka import KafkaSettings
+from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.topics import (
     TRAINING_PREDICTIONS,
     TRAINING_STATUS,
@@ -30,13 +30,18 @@ ENV_NAME = re.compile(r"\bEPOCHSCOPE_[A-Z0-9_]+\b")
 
 PACKAGE_DIRS = {
     "schemas": ROOT / "schemas",
+    "runtime": ROOT / "runtime",
     "db": ROOT / "db",
     "api": ROOT / "services/api",
     "writer": ROOT / "services/writer",
     "trainer": ROOT / "services/trainer",
 }
 # The packages each service image installs: the API image also carries the migrator (epochscope-db).
-IMAGE_PACKAGES = {"api": ("schemas", "db", "api"), "writer": ("schemas", "writer"), "trainer": ("schemas", "trainer")}
+IMAGE_PACKAGES = {
+    "api": ("schemas", "runtime", "db", "api"),
+    "writer": ("schemas", "runtime", "writer"),
+    "trainer": ("schemas", "runtime", "trainer"),
+}
 WRITER_TOPICS = (TRAINING_PREDICTIONS, TRAINING_STATUS)  # what the writers consume (ARCHITECTURE.md)
 
 # Which settings classes each deployed process reads.

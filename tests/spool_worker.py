@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from epochscope_trainer.spool_store import Outgoing, Spool
+from epochscope_trainer.publishing.spool_store import Outgoing, Spool
 
 
 def event(n: int, job_id: str) -> Outgoing:
@@ -39,8 +39,8 @@ def spool_forever(path: Path, first: int) -> None:
 
 
 def deliver(path: Path, bootstrap: str) -> None:
-    from epochscope_schemas.kafka import KafkaSettings
-    from epochscope_trainer.spooling_publisher import EventPublisher
+    from epochscope_runtime.kafka import KafkaSettings
+    from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 
     publisher = EventPublisher(KafkaSettings(bootstrap_servers=bootstrap), path, queue_size=10)
     publisher.start()

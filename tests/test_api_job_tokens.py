@@ -17,11 +17,11 @@ from api_rows import admin_fixture, auth  # noqa: F401  fixture
 from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
 
-from epochscope_api.job_objects import job_objects_prefix
-from epochscope_api.outbox import delete_published
-from epochscope_schemas.command_signing import verify_command
+from epochscope_api.bus.outbox import delete_published
+from epochscope_api.jobs.objects import job_objects_prefix
+from epochscope_runtime.command_signing import verify_command
+from epochscope_runtime.job_token import verify_job_token
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
-from epochscope_schemas.job_token import verify_job_token
 from epochscope_schemas.topics import JOB_COMMANDS
 
 pytestmark = pytest.mark.stack

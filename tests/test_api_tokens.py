@@ -5,10 +5,10 @@ from typing import Any
 
 import pytest
 
-from epochscope_api.tokens import load_token_counter, load_token_counters
-from epochscope_schemas.catalog import CatalogModel
-from epochscope_schemas.dataset_rows import Example
-from epochscope_schemas.sampler import to_sample
+from epochscope_api.datasets.token_counts import load_token_counter, load_token_counters
+from epochscope_runtime.catalog import CatalogModel
+from epochscope_runtime.dataset_rows import Example
+from epochscope_runtime.sampler import to_sample
 
 ROWS: list[dict[str, Any]] = [
     {

@@ -20,23 +20,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from epochscope_api.auth import UserTokenVerifier, mint_user_token
-from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
+from epochscope_api.auth.user_tokens import UserTokenVerifier, mint_user_token
+from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.jobs import cancel_unless_final
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
-from epochscope_api.estimate import SamplePreview, count_rounds, estimate, train_rows
-from epochscope_api.live import ALL_CHANGE_KINDS, kinds_of
+from epochscope_api.jobs.estimate import SamplePreview, count_rounds, estimate, train_rows
+from epochscope_api.jobs.validation import check_job_config
+from epochscope_api.live.hub import ALL_CHANGE_KINDS, kinds_of
 from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.routers.stream import parse_position
 from epochscope_api.settings import ApiSettings
-from epochscope_api.validation import check_job_config
-from epochscope_schemas.catalog import CatalogModel
-from epochscope_schemas.command_signing import verify_command
+from epochscope_runtime.catalog import CatalogModel
+from epochscope_runtime.command_signing import verify_command
+from epochscope_runtime.job_token import JobTokenClaims, job_token_for
+from epochscope_runtime.object_store import StoreSettings
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import Envelope, JobCancelEvent, JobStatus, parse_event
-from epochscope_schemas.job_token import JobTokenClaims, job_token_for
-from epochscope_schemas.object_store import StoreSettings
 from epochscope_schemas.topics import JOB_COMMANDS
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from epochscope.checkpoint_cli import extract_checkpoint
 from epochscope.cli import main as cli_main
-from epochscope_trainer.generation import GenerationSettings, generate_across_ranks
+from epochscope_trainer.job.generation import GenerationSettings, generate_across_ranks
 
 pytestmark = pytest.mark.stack
 

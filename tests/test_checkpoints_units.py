@@ -14,8 +14,8 @@ import pytest
 from obstore.store import LocalStore
 
 from epochscope.checkpoint_cli import extract_checkpoint
-from epochscope_api.checkpoint_archive import archive_bytes, tar_stream
 from epochscope_api.data.checkpoints import StoredCheckpoint
+from epochscope_api.exports.checkpoint_archive import archive_bytes, tar_stream
 from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
@@ -26,9 +26,9 @@ from epochscope_schemas.events import (
     encode_event,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.callbacks import JobIdentity
-from epochscope_trainer.checkpointing import Checkpointer, within_allowance
-from epochscope_trainer.stopping import StopRule
+from epochscope_trainer.job.callbacks import JobIdentity
+from epochscope_trainer.job.checkpointing import Checkpointer, within_allowance
+from epochscope_trainer.job.stopping import StopRule
 from epochscope_writer.domain.decoding import Rejection, decode_record
 
 JOB = JobIdentity(uuid.uuid4(), "token")

@@ -1,4 +1,4 @@
-"""Signed commands and token-free dead letters (`epochscope_schemas.command_signing`), and the job token the API
+"""Signed commands and token-free dead letters (`epochscope_runtime.command_signing`), and the job token the API
 recomputes from the job row to sign them."""
 
 import hashlib
@@ -7,9 +7,9 @@ import json
 import uuid
 from datetime import UTC, timedelta
 
-from epochscope_schemas.command_signing import signed_cancel, verify_command, without_job_token
+from epochscope_runtime.command_signing import signed_cancel, verify_command, without_job_token
+from epochscope_runtime.job_token import job_token_for, mint_job_token
 from epochscope_schemas.events import JobCancelEvent, parse_event
-from epochscope_schemas.job_token import job_token_for, mint_job_token
 
 SECRET = "a-job-token-secret-of-enough-length"
 

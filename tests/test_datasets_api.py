@@ -18,8 +18,8 @@ import pytest
 from api_rows import admin_fixture, auth, insert_job  # noqa: F401  fixture
 from conftest import UPLOAD_MAX_BYTES
 
-from epochscope_schemas.dataset_rows import Example, file_type_of, read_rows
-from epochscope_schemas.sampler import to_sample
+from epochscope_runtime.dataset_rows import Example, file_type_of, read_rows
+from epochscope_runtime.sampler import to_sample
 
 pytestmark = pytest.mark.stack
 

@@ -37,7 +37,7 @@ from deploy_support import (
     write_executable,
 )
 
-from epochscope_schemas.kafka import KafkaSettings
+from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.topics import (
     ALL_TOPICS,
     dead_letter_topic,

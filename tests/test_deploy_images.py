@@ -219,7 +219,7 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
     )
     installed = {entry["name"].lower() for entry in json.loads(listed.stdout)}
     assert not {name for name in installed if name in ("torch", "triton") or name.startswith("nvidia-")}
-    assert f"epochscope-{package}" in installed and "epochscope-schemas" in installed
+    assert {f"epochscope-{package}", "epochscope-schemas", "epochscope-runtime"} <= installed
     for script in image_scripts(package):
         assert (env_dir / "bin" / script).is_file(), f"console script {script} missing"
     if package == "api":

@@ -12,7 +12,7 @@ from test_end_to_end import wait_for_final_status
 from test_scheduling import SHORT, Users, queue_row
 
 from epochscope.local_stack import LocalStack
-from epochscope_api.dispatcher import GROUP_ADDRESS
+from epochscope_api.queue.dispatcher import GROUP_ADDRESS
 
 pytestmark = pytest.mark.stack
 

@@ -16,8 +16,8 @@ from tiny_model import TINY_MODEL_ID
 from transformers import AutoTokenizer
 from uploads import chat_rows, upload
 
+from epochscope_runtime.job_token import verify_job_token
 from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
-from epochscope_schemas.job_token import verify_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 
 pytestmark = pytest.mark.stack

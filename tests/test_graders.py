@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from epochscope_schemas.config import JobConfig, PredictionsConfig
 from epochscope_schemas.events import PredictionEvent, parse_event
 from epochscope_schemas.graders import GraderConfig, validator_graders
-from epochscope_trainer.graders import Grading, similarity, summarize_grades
+from epochscope_trainer.job.graders import Grading, similarity, summarize_grades
 
 GRADER = TypeAdapter(GraderConfig)
 BOOKING = '{"booking": {"city": "Paris", "nights": 3, "guests": [{"name": "Zoë"}]}}'

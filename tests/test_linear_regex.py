@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.config import ValidatorConfig as Validator
 from epochscope_schemas.linear_regex import UnsafePattern, compile_linear, schema_problems
-from epochscope_trainer.quality import OutputValidator
+from epochscope_trainer.job.quality import OutputValidator
 
 CATASTROPHIC = r"^(a+)+$"  # exponential for a backtracking engine on "aaaa...!"
 

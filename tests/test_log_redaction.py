@@ -2,7 +2,7 @@
 
 import logging
 
-from epochscope_schemas.log_config import REDACTED, RedactCredentials, redact
+from epochscope_runtime.log_config import REDACTED, RedactCredentials, redact
 
 
 def test_query_string_credentials_and_url_passwords_are_redacted() -> None:

@@ -15,7 +15,7 @@ from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
 from epochscope.ports import free_port
-from epochscope_schemas.object_store import ObjectStore, StoreSettings, download, open_object, open_store
+from epochscope_runtime.object_store import ObjectStore, StoreSettings, download, open_object, open_store
 
 BUCKET = "epochscope-test"
 SECRET = "moto-secret-key-never-shown"

@@ -1,6 +1,6 @@
 """The estimated start of queued jobs from the running jobs' progress (pure arithmetic), worked by hand."""
 
-from epochscope_api.queue_estimate import RunningJob, estimated_starts, remaining_s
+from epochscope_api.queue.start_estimate import RunningJob, estimated_starts, remaining_s
 
 TYPICAL = 600.0  # a typical run: 10 min
 

@@ -23,12 +23,12 @@ from uploads import chat_rows, upload
 from writer_events import original_payload, read_dead_letters
 
 from epochscope.local_stack import LocalStack
+from epochscope_runtime.heartbeat_signing import signed_heartbeat
+from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, encode_event, parse_event
-from epochscope_schemas.heartbeat_signing import signed_heartbeat
-from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINER_HEARTBEATS, TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.cancel_watcher import FENCED
+from epochscope_trainer.service.cancel_watcher import FENCED
 
 pytestmark = pytest.mark.stack
 

@@ -18,9 +18,9 @@ from writer_fakes import record_of
 
 from epochscope.postgres import PostgresCluster
 from epochscope_api.data.queue import queue_places
-from epochscope_api.dispatcher import DispatchSettings, dispatch_once, requeue_lost
+from epochscope_api.queue.dispatcher import DispatchSettings, dispatch_once, requeue_lost
 from epochscope_db.migrate import migrate
-from epochscope_schemas.command_signing import verify_command
+from epochscope_runtime.command_signing import verify_command
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_writer.adapters.postgres import PostgresDatabase

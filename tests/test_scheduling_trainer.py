@@ -14,15 +14,15 @@ from pydantic import ValidationError
 from test_trainer_supervision import STORE, harness, start_event, wait_for_file
 from trainer_fakes import FakeCancelStream, FakeProducer, FakeRecord
 
-from epochscope_schemas.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.heartbeat_signing import signature_refusal
 from epochscope_schemas.events import JobStatus
-from epochscope_schemas.heartbeat_signing import signature_refusal
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS, TRAINING_STATUS
-from epochscope_trainer import cancel_watcher
-from epochscope_trainer.cancel_watcher import FENCED, CancelWatcher
 from epochscope_trainer.child_protocol import CANCEL_FILE, USER_CANCEL, child_env
-from epochscope_trainer.heartbeats import heartbeat_forever
+from epochscope_trainer.service import cancel_watcher
+from epochscope_trainer.service.cancel_watcher import FENCED, CancelWatcher
+from epochscope_trainer.service.heartbeats import heartbeat_forever
 from epochscope_trainer.settings import TrainerSettings
 
 

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from test_writer_units import applier, prediction
 from writer_fakes import FakeEventStore, FakeRecord, job_token, record_of
 
+from epochscope_runtime.heartbeat_signing import signed_heartbeat
 from epochscope_schemas.events import JobStatus, JobStatusEvent
-from epochscope_schemas.heartbeat_signing import signed_heartbeat
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS
 from epochscope_writer.domain.dead_letters import DeadLetterReason

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
-from epochscope_schemas.object_store import StoreSettings
-from epochscope_schemas.secret_policy import weak_secret
+from epochscope_runtime.object_store import StoreSettings
+from epochscope_runtime.secret_policy import weak_secret
 from epochscope_writer.settings import WriterSettings
 
 STRONG = secrets.token_urlsafe(32)

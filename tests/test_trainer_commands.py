@@ -12,11 +12,11 @@ from pathlib import Path
 from test_trainer_supervision import cancel_of, harness, start_event, wait_for_file
 from trainer_fakes import FakeCancelStream, FakeRecord
 
-from epochscope_schemas.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel
 from epochscope_schemas.events import JobCancelEvent, JobStatus
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
-from epochscope_trainer.cancel_watcher import CancelWatcher
 from epochscope_trainer.child_protocol import CANCEL_FILE
+from epochscope_trainer.service.cancel_watcher import CancelWatcher
 
 
 def dead_letters(sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]]) -> list[str]:

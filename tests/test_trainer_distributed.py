@@ -69,7 +69,7 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
             "--standalone",
             "--nproc-per-node=2",
             "-m",
-            "epochscope_trainer.job_runner",
+            "epochscope_trainer.job.runner",
             "--job-dir",
             str(job_dir),
         ]

@@ -19,6 +19,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from single_broker import broker_fixture  # noqa: F401  fixture
 from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer
 
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_runtime.sampler import Sample
 from epochscope_schemas.config import JobConfig, PredictionsConfig
 from epochscope_schemas.events import (
     DatasetObject,
@@ -30,16 +32,14 @@ from epochscope_schemas.events import (
     encode_event,
     parse_event,
 )
-from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.sampler import Sample
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
-from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback, RoundKey
 from epochscope_trainer.child_protocol import SPOOL_FILE
-from epochscope_trainer.generation import Generation
+from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback, RoundKey
+from epochscope_trainer.job.generation import Generation
+from epochscope_trainer.publishing.spool_store import Outgoing
+from epochscope_trainer.publishing.spooling_publisher import EventPublisher
+from epochscope_trainer.service.bootstrap import KafkaAdapters, bootstrap
 from epochscope_trainer.settings import TrainerSettings
-from epochscope_trainer.spool_store import Outgoing
-from epochscope_trainer.spooling_publisher import EventPublisher
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, truncate_utf8
 
 HUGE = "é" * 600_000  # a 1.2 MB completion
@@ -160,7 +160,7 @@ from epochscope_schemas.events import JobStatusEvent, PredictionEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.child_protocol import SPOOL_FILE, ChildExit, read_identity
 from epochscope_trainer.settings import TrainerSettings
-from epochscope_trainer.spooling_publisher import EventPublisher
+from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 
 job_dir = Path(sys.argv[1])
 identity = read_identity()

@@ -23,7 +23,9 @@ from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_da
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
-from epochscope_schemas.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import (
     DatasetObject,
     Envelope,
@@ -37,11 +39,9 @@ from epochscope_schemas.events import (
     encode_event,
     parse_event,
 )
-from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.object_store import ObjectStore
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS, dead_letter_topic
-from epochscope_trainer.spool_store import Spool
-from epochscope_trainer.spooling_publisher import EventPublisher
+from epochscope_trainer.publishing.spool_store import Spool
+from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 
 pytestmark = pytest.mark.stack
 

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
-from epochscope_schemas.dataset_rows import FileType, RowFormat
+from epochscope_runtime.dataset_rows import FileType, RowFormat
+from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import (
     Envelope,
     JobStatus,
@@ -23,11 +24,10 @@ from epochscope_schemas.events import (
     PredictionEvent,
     WarningEvent,
 )
-from epochscope_schemas.object_store import ObjectStore
-from epochscope_trainer.callbacks import JobIdentity
-from epochscope_trainer.job_inputs import InputError, fetch
-from epochscope_trainer.job_runner import JobRun
-from epochscope_trainer.model_loading import ModelSourceError, resolve_model
+from epochscope_trainer.job.callbacks import JobIdentity
+from epochscope_trainer.job.inputs import InputError, fetch
+from epochscope_trainer.job.model_loading import ModelSourceError, resolve_model
+from epochscope_trainer.job.runner import JobRun
 from epochscope_trainer.settings import TrainerSettings
 
 SMALL_JOB = {"num_epochs": 1, "batch_size": 4, "learning_rate": 1e-3, "max_length": 32}

@@ -16,8 +16,8 @@ from single_broker import broker_fixture  # noqa: F401  fixture
 from spool_worker import event
 
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.spool_store import Outgoing, Spool
-from epochscope_trainer.spooling_publisher import EVENTS_PER_SEND
+from epochscope_trainer.publishing.spool_store import Outgoing, Spool
+from epochscope_trainer.publishing.spooling_publisher import EVENTS_PER_SEND
 
 WORKER = Path(__file__).with_name("spool_worker.py")
 

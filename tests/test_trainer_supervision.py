@@ -19,13 +19,13 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeRecord, local_store, put_dataset
 
-from epochscope_schemas.command_signing import signed_cancel, without_job_token
+from epochscope_runtime.command_signing import signed_cancel, without_job_token
 from epochscope_schemas.events import JobInputs, JobStartEvent, JobStatus, ModelSource
 from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
-from epochscope_trainer import main
-from epochscope_trainer.bootstrap import KafkaAdapters, bootstrap
 from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_command
-from epochscope_trainer.job_consumer import JobConsumerLoop
+from epochscope_trainer.service import main
+from epochscope_trainer.service.bootstrap import KafkaAdapters, bootstrap
+from epochscope_trainer.service.job_consumer import JobConsumerLoop
 from epochscope_trainer.settings import TrainerSettings
 
 # The child's behaviour is its job's `model` field: "exit:<code>", "until-cancel", "until-sigterm" or
@@ -262,7 +262,7 @@ async def test_a_child_that_cannot_start_is_reported_failed(tmp_path: Path) -> N
 def test_the_child_command_runs_the_job_runner_alone_or_under_torchrun(processes: int) -> None:
     command = job_command(Path("/work/job"), processes)
     assert command[0] == sys.executable
-    assert command[-3:] == ["epochscope_trainer.job_runner", "--job-dir", "/work/job"]
+    assert command[-3:] == ["epochscope_trainer.job.runner", "--job-dir", "/work/job"]
     torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
     assert (command[1:5] == torchrun) is (processes > 1)
 

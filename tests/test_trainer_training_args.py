@@ -8,8 +8,8 @@ import torch
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.config import LoraConfig as LoraSettings
-from epochscope_trainer.precision import precision_for
-from epochscope_trainer.training_args import lora_config, sft_arguments, sft_config
+from epochscope_trainer.job.precision import precision_for
+from epochscope_trainer.job.training_args import lora_config, sft_arguments, sft_config
 
 CPU = precision_for(cuda_available=False, cuda_bf16_supported=False)
 BF16_GPU = precision_for(cuda_available=True, cuda_bf16_supported=True)

@@ -9,15 +9,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
+from epochscope_runtime.dataset_rows import Example, FileType
+from epochscope_runtime.sampler import select_samples
 from epochscope_schemas.config import PredictionsConfig, ValidatorConfig
-from epochscope_schemas.dataset_rows import Example, FileType
 from epochscope_schemas.events import Envelope, PredictionEvent, RoundSummaryEvent
-from epochscope_schemas.sampler import select_samples
-from epochscope_trainer.callbacks import JobIdentity, PredictionsCallback
-from epochscope_trainer.generation import GenerationSettings, generate
-from epochscope_trainer.job_inputs import Dataset, read_dataset
-from epochscope_trainer.prompts import render_prompt
-from epochscope_trainer.quality import OutputValidator, score, unfence
+from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback
+from epochscope_trainer.job.generation import GenerationSettings, generate
+from epochscope_trainer.job.inputs import Dataset, read_dataset
+from epochscope_trainer.job.prompts import render_prompt
+from epochscope_trainer.job.quality import OutputValidator, score, unfence
 
 
 def write_rows(path: Path, rows: list[Any]) -> Path:

@@ -39,8 +39,8 @@ from writer_stack import (
     writer_fixture,  # noqa: F401  fixture
 )
 
+from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import JobStatus, encode_event
-from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.notify import job_channel
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 

@@ -35,8 +35,8 @@ from writer_stack import (
     writers_fixture,  # noqa: F401  fixture
 )
 
+from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import encode_event
-from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]

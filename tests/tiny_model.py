@@ -6,7 +6,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 
 TINY_MODEL_ID = "tiny"
 

@@ -1,4 +1,4 @@
-"""Fake Kafka adapters for the trainer service's unit tests (they satisfy epochscope_trainer.kafka_ports), and
+"""Fake Kafka adapters for the trainer service's unit tests (they satisfy epochscope_trainer.service.kafka_ports), and
 the inputs of a job as the API would hand them over: dataset objects in a real (local folder) object store,
 the model as a `dir:` source, and a v2 start event naming both."""
 
@@ -14,10 +14,10 @@ from typing import Any
 import obstore
 from aiokafka import TopicPartition
 
+from epochscope_runtime.dataset_rows import FileType, RowFormat
+from epochscope_runtime.object_store import ObjectStore, StoreSettings, open_store
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.dataset_rows import FileType, RowFormat
 from epochscope_schemas.events import DatasetObject, JobInputs, JobStartEvent, JobStatusEvent, ModelSource
-from epochscope_schemas.object_store import ObjectStore, StoreSettings, open_store
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_STATUS
 
 

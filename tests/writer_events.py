@@ -10,7 +10,7 @@ from datetime import datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from writer_stack import PARTITIONS, Job, Stack
 
-from epochscope_schemas.command_signing import without_job_token
+from epochscope_runtime.command_signing import without_job_token
 from epochscope_schemas.events import (
     Envelope,
     JobStatus,

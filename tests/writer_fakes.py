@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
     CheckpointEvent,
@@ -25,7 +26,6 @@ from epochscope_schemas.events import (
     WarningEvent,
     encode_event,
 )
-from epochscope_schemas.job_token import mint_job_token
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_writer.domain.dead_letters import DeadLetter
 from epochscope_writer.domain.decoding import KafkaRecord

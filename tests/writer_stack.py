@@ -29,7 +29,7 @@ from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope_db.migrate import MigrateSettings, migrate
-from epochscope_schemas.job_token import mint_job_token
+from epochscope_runtime.job_token import mint_job_token
 
 JOB_TOKEN_SECRET = "writer-tests-job-token-secret-0123456789"
 TRAINER_KEY = "writer-tests-trainer-key-0123456789abcdef"

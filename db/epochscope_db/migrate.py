@@ -16,7 +16,7 @@ import asyncpg
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
+from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 
 log = logging.getLogger("epochscope.migrate")
 

@@ -99,7 +99,7 @@ class JobCancelEvent(Envelope):
     (`attempt_id` set: that attempt stops, the job's other attempts do not); keyed by job id like the start event.
 
     A trainer obeys it only when `signature` verifies against the token of the job's start event
-    (`epochscope_schemas.command_signing`); any other cancel is dead-lettered and ignored.
+    (`epochscope_runtime.command_signing`); any other cancel is dead-lettered and ignored.
     """
 
     schema_version: Literal[2] = JOB_CANCEL_SCHEMA_VERSION

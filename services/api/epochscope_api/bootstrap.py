@@ -13,15 +13,15 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from epochscope_api.auth import UserTokenVerifier
-from epochscope_api.db import create_pool
-from epochscope_api.dispatcher import Dispatcher, DispatchSettings
-from epochscope_api.live import NotificationHub
-from epochscope_api.outbox import OutboxRelay
+from epochscope_api.auth.user_tokens import UserTokenVerifier
+from epochscope_api.bus.outbox import OutboxRelay
+from epochscope_api.data.db import create_pool
+from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
+from epochscope_api.live.hub import NotificationHub
+from epochscope_api.queue.dispatcher import Dispatcher, DispatchSettings
 from epochscope_api.settings import ApiSettings
-from epochscope_api.tokens import TokenCounter, load_token_counters
-from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.object_store import ObjectStore, open_store
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_runtime.object_store import ObjectStore, open_store
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,15 @@ import asyncpg
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from epochscope_api.auth import unauthorized
+from epochscope_api.auth.user_tokens import unauthorized
 from epochscope_api.bootstrap import Adapters
+from epochscope_api.bus.outbox import OutboxRelay
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.quotas import admit_write
-from epochscope_api.db import user_transaction
-from epochscope_api.live import NotificationHub
-from epochscope_api.outbox import OutboxRelay
+from epochscope_api.datasets.token_counts import TokenCounter
+from epochscope_api.live.hub import NotificationHub
 from epochscope_api.settings import ApiSettings
-from epochscope_api.tokens import TokenCounter
-from epochscope_schemas.object_store import ObjectStore
+from epochscope_runtime.object_store import ObjectStore
 
 _bearer = HTTPBearer(
     auto_error=False,

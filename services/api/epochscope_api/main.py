@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import ValidationError
 
-from epochscope_api.body_limit import BodyLimit
 from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import (
     BadCursor,
@@ -29,7 +28,8 @@ from epochscope_api.errors import (
     UnusableUpload,
     UploadTooLarge,
 )
-from epochscope_api.http_errors import error_response, error_responses, install_error_handlers
+from epochscope_api.http.body_limit import BodyLimit
+from epochscope_api.http.errors import error_response, error_responses, install_error_handlers
 from epochscope_api.routers import (
     checkpoints,
     comparisons,
@@ -45,7 +45,7 @@ from epochscope_api.routers import (
 )
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
-from epochscope_schemas.log_config import configure_logging
+from epochscope_runtime.log_config import configure_logging
 
 DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     JobNotFound: status.HTTP_404_NOT_FOUND,

@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from epochscope_api.main import create_app
 from epochscope_api.settings import ApiSettings
-from epochscope_schemas.object_store import StoreSettings
+from epochscope_runtime.object_store import StoreSettings
 
 DEFAULT_PATH = Path("schemas/openapi.json")  # relative to the repository root
 

@@ -6,8 +6,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from epochscope_runtime.dataset_rows import FileType, RowFormat
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.dataset_rows import FileType, RowFormat
 from epochscope_schemas.events import JobStatus, PredictionScores
 from epochscope_schemas.graders import Grade
 

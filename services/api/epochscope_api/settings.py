@@ -6,11 +6,11 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from epochscope_schemas.catalog import CatalogModel, demo_catalog
+from epochscope_runtime.catalog import CatalogModel, demo_catalog
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_runtime.object_store import StoreSettings
+from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.config import PredictionLimits
-from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.object_store import StoreSettings
-from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
 
 
 class ApiSettings(BaseSettings):

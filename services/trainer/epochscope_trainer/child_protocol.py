@@ -73,7 +73,7 @@ def child_rank() -> int:
 
 def job_command(job_dir: Path, processes: int) -> list[str]:
     """The child: one process, or torchrun with `processes` ranks (gloo on CPU, nccl on GPU)."""
-    job = ["-m", "epochscope_trainer.job_runner", "--job-dir", str(job_dir)]
+    job = ["-m", "epochscope_trainer.job.runner", "--job-dir", str(job_dir)]
     if processes == 1:
         return [sys.executable, *job]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *job]

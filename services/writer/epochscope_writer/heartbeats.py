@@ -17,7 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
-from epochscope_schemas.heartbeat_signing import age_refusal, signature_refusal
+from epochscope_runtime.heartbeat_signing import age_refusal, signature_refusal
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import HEARTBEATS_GROUP, TRAINER_HEARTBEATS
 from epochscope_writer.adapters.kafka import send_dead_letters

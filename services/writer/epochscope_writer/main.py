@@ -10,7 +10,7 @@ import sys
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
-from epochscope_schemas.log_config import configure_logging
+from epochscope_runtime.log_config import configure_logging
 from epochscope_writer.adapters.health import HealthServer
 from epochscope_writer.bootstrap import bootstrap
 from epochscope_writer.heartbeats import record_heartbeats

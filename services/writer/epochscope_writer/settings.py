@@ -3,8 +3,8 @@
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from epochscope_schemas.kafka import KafkaSettings
-from epochscope_schemas.secret_policy import Environment, refuse_weak_secrets
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.topics import WRITERS_GROUP
 
 

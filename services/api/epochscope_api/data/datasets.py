@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 
-from epochscope_api.cursor import decode_cursor, encode_cursor, text
+from epochscope_api.data.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.errors import DatasetInUse, DatasetNotFound
 from epochscope_api.response_models import Dataset, DatasetPage, DatasetReport
-from epochscope_schemas.dataset_rows import FileType, RowFormat
+from epochscope_runtime.dataset_rows import FileType, RowFormat
 
 DATASET_COLUMNS = (
     "dataset_id, filename, file_type, row_format, object_key, bytes, sha256, rows, usable_rows, report, created_at"

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 
 from epochscope_api.data.comparisons import fetch_compared_jobs, shared_sample_ids
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.predictions import PREDICTION_READ_COLUMNS
-from epochscope_api.db import user_transaction
 from epochscope_schemas.config import JobConfig
 
 CURSOR_PREFETCH = 200  # rows per round trip; a row holds at most 3 texts of the trainer's size limit each

@@ -6,7 +6,7 @@ import uuid
 import asyncpg
 
 from epochscope_api.errors import UnknownDatasets
-from epochscope_schemas.catalog import CatalogModel
+from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import DatasetObject, JobInputs, ModelSource
 

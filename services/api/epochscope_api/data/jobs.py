@@ -7,20 +7,20 @@ from typing import Any
 
 import asyncpg
 
-from epochscope_api.cursor import decode_cursor, encode_cursor, text
+from epochscope_api.bus.outbox import enqueue
 from epochscope_api.data.checkpoints import best_round
+from epochscope_api.data.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.data.job_inputs import link_job_datasets
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.queue import queue_places
 from epochscope_api.data.rounds import fetch_rounds
-from epochscope_api.dispatcher import dispatch_to_group
 from epochscope_api.errors import BadParameter, JobNotFound
-from epochscope_api.job_queue import queue_job, withdraw_if_queued
-from epochscope_api.outbox import enqueue
+from epochscope_api.queue.dispatcher import dispatch_to_group
+from epochscope_api.queue.entries import queue_job, withdraw_if_queued
 from epochscope_api.response_models import Job, JobDetail, JobPage
-from epochscope_schemas.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.events import JobStartEvent, JobStatus
-from epochscope_schemas.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.topics import JOB_COMMANDS
 
 JOB_COLUMNS = (

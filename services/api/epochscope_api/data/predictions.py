@@ -6,7 +6,7 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter
 
-from epochscope_api.cursor import INT4, decode_cursor, encode_cursor, text
+from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.page_bytes import bounded_by_bytes, text_bytes, without_measures
 from epochscope_api.errors import JobNotFound, SampleNotFound
 from epochscope_api.response_models import Prediction, PredictionPage, SampleHistory, SampleRound

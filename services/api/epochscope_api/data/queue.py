@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from epochscope_api.queue_estimate import RunningJob, estimated_starts
+from epochscope_api.queue.start_estimate import RunningJob, estimated_starts
 
 DEFAULT_RUN_S = 120.0
 MAX_REPLAYED = 10_000  # queued jobs replayed at most; later ones get a place but no estimate past it

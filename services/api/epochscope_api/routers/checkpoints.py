@@ -5,10 +5,10 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from epochscope_api.checkpoint_archive import archive_bytes, check_objects, tar_stream
 from epochscope_api.data.checkpoints import fetch_checkpoints, fetch_stored_checkpoint
 from epochscope_api.deps import StoreDep, UserConn
-from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.exports.checkpoint_archive import archive_bytes, check_objects, tar_stream
+from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import CheckpointList
 
 # A tar archive, served as generic binary: generated clients (openapi-python-client) read it as a File.

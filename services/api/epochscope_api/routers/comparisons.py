@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from epochscope_api.data.comparisons import fetch_comparison, fetch_sample_across_jobs
 from epochscope_api.deps import CurrentUser, UserConn
 from epochscope_api.errors import BadParameter
-from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import Comparison, SampleAcrossJobs
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from epochscope_api.cursor import INT8, decode_cursor, encode_cursor
+from epochscope_api.data.cursor import INT8, decode_cursor, encode_cursor
 from epochscope_api.data.datasets import (
     StoredDataset,
     delete_dataset_row,
@@ -20,17 +20,17 @@ from epochscope_api.data.datasets import (
     fetch_dataset_page,
     insert_dataset,
 )
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.quotas import check_dataset_room, dataset_bytes_left
-from epochscope_api.dataset_index import index_key, read_page
-from epochscope_api.dataset_scan import scan_dataset
-from epochscope_api.db import user_transaction
+from epochscope_api.datasets.row_index import index_key, read_page
+from epochscope_api.datasets.scan import scan_dataset
+from epochscope_api.datasets.uploads import delete_quietly, drain_body, receive_upload
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
 from epochscope_api.errors import QuotaExceeded
-from epochscope_api.http_errors import QUOTA, error_responses
+from epochscope_api.http.errors import QUOTA, error_responses
 from epochscope_api.response_models import Dataset, DatasetPage, DatasetRow, DatasetRowPage
 from epochscope_api.settings import ApiSettings
-from epochscope_api.uploads import delete_quietly, drain_body, receive_upload
-from epochscope_schemas.sampler import sample_id_of, to_sample
+from epochscope_runtime.sampler import sample_id_of, to_sample
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -5,13 +5,13 @@ import uuid
 from fastapi import APIRouter
 
 from epochscope_api.data.datasets import StoredDataset, fetch_dataset
-from epochscope_api.dataset_index import read_examples
+from epochscope_api.datasets.row_index import read_examples
+from epochscope_api.datasets.token_counts import TokenCounter
 from epochscope_api.deps import SettingsDep, StoreDep, TokenCountersDep, UserConn
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
-from epochscope_api.estimate import Estimate, EstimateRequest, SamplePreview, estimate
-from epochscope_api.tokens import TokenCounter
-from epochscope_api.validation import check_job_config, unknown_datasets
-from epochscope_schemas.sampler import Sample, sample_positions, to_sample
+from epochscope_api.jobs.estimate import Estimate, EstimateRequest, SamplePreview, estimate
+from epochscope_api.jobs.validation import check_job_config, unknown_datasets
+from epochscope_runtime.sampler import Sample, sample_positions, to_sample
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 

@@ -9,8 +9,8 @@ from fastapi.responses import StreamingResponse
 
 from epochscope_api.data.exports import export_plan, stream_rows
 from epochscope_api.deps import CurrentUser, PoolDep, UserConn
-from epochscope_api.exports import ENCODERS, MEDIA_TYPES, ExportFormat
-from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.exports.encoders import ENCODERS, MEDIA_TYPES, ExportFormat
+from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.routers.comparisons import JobIds
 
 router = APIRouter(tags=["exports"])

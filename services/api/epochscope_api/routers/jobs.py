@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from epochscope_api.cursor import INT4_MAX
+from epochscope_api.data.cursor import INT4_MAX
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.job_inputs import resolve_inputs
 from epochscope_api.data.jobs import (
     JobFilter,
@@ -21,18 +22,17 @@ from epochscope_api.data.jobs import (
 )
 from epochscope_api.data.progress import fetch_progress_history
 from epochscope_api.data.quotas import check_active_jobs, checkpoint_bytes_left
-from epochscope_api.db import user_transaction
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, UserConn
 from epochscope_api.errors import UnknownDatasets
-from epochscope_api.http_errors import NOT_FOUND, QUOTA
-from epochscope_api.job_objects import delete_job_objects
+from epochscope_api.http.errors import NOT_FOUND, QUOTA
+from epochscope_api.jobs.objects import delete_job_objects
+from epochscope_api.jobs.validation import check_job_config, unknown_datasets
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.settings import ApiSettings
-from epochscope_api.validation import check_job_config, unknown_datasets
+from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.checkpoints import CheckpointMode
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStartEvent, JobStatus
-from epochscope_schemas.job_token import mint_job_token
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from epochscope_api.deps import CurrentUser, SettingsDep
-from epochscope_schemas.catalog import CatalogEntry
+from epochscope_runtime.catalog import CatalogEntry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

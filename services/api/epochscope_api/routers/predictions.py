@@ -5,12 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from epochscope_api.cursor import INT4_MAX
+from epochscope_api.data.cursor import INT4_MAX
 from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_prediction_page, fetch_sample_history
 from epochscope_api.data.rounds import fetch_round_page
 from epochscope_api.deps import SettingsDep, UserConn
-from epochscope_api.http_errors import NOT_FOUND
+from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])

@@ -16,17 +16,17 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from epochscope_api.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
+from epochscope_api.data.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.jobs import ensure_job, fetch_job
 from epochscope_api.data.predictions import fetch_new_predictions
 from epochscope_api.data.progress import fetch_progress
 from epochscope_api.data.rounds import fetch_summarized_rounds
-from epochscope_api.db import user_transaction
 from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
 from epochscope_api.errors import JobNotFound
-from epochscope_api.http_errors import NOT_FOUND, error_responses
-from epochscope_api.live import ALL_CHANGE_KINDS, NotificationHub
+from epochscope_api.http.errors import NOT_FOUND, error_responses
+from epochscope_api.live.hub import ALL_CHANGE_KINDS, NotificationHub
 from epochscope_api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from epochscope_schemas.command_signing import without_job_token
+from epochscope_runtime.command_signing import without_job_token
 
 if TYPE_CHECKING:  # decoding imports this module's reasons
     from epochscope_writer.domain.decoding import KafkaRecord

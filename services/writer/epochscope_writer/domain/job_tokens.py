@@ -1,12 +1,12 @@
 """Job-token checks, cached per token so a batch of a thousand events costs one signature check.
 
-A token is a capability bound to its job row (see epochscope_schemas.job_token): its `exp` is not
+A token is a capability bound to its job row (see epochscope_runtime.job_token): its `exp` is not
 enforced, so a cached verification never goes stale; the job's existence is checked per batch instead.
 """
 
 from uuid import UUID
 
-from epochscope_schemas.job_token import InvalidJobToken, JobTokenClaims, verify_job_token
+from epochscope_runtime.job_token import InvalidJobToken, JobTokenClaims, verify_job_token
 from epochscope_writer.domain.dead_letters import DeadLetterReason
 from epochscope_writer.domain.decoding import Rejection
 

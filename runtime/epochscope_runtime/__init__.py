@@ -1,0 +1,1 @@
+"""Code every Epochscope service runs identically (the contract itself lives in epochscope_schemas)."""

@@ -1,0 +1,55 @@
+"""The fixed, seeded set of rows each prediction round asks the model about.
+
+One implementation for the API (the job form's preview and the estimate) and the trainer (the rounds), so
+the preview is exactly the set the job will use.
+"""
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from epochscope_runtime.dataset_rows import Example
+
+
+@dataclass(frozen=True)
+class Sample:
+    sample_id: str  # stable across rounds and runs: the row's position in its file
+    index: int  # position in the sample set
+    messages: list[dict[str, Any]] | None  # chat prompt: the conversation before the last assistant turn
+    text: str | None  # plain prompt (prompt/completion or text rows)
+    ground_truth: str | None
+
+
+def sample_positions(usable_rows: int, count: int, seed: int) -> list[int]:
+    """Which usable rows (0-based, in file order) form the prediction set: `count` of them chosen with `seed`."""
+    return sorted(random.Random(seed).sample(range(usable_rows), min(count, usable_rows)))
+
+
+def sample_id_of(row: int) -> str:
+    return f"row-{row:06d}"
+
+
+def select_samples(examples: list[Example], count: int, seed: int) -> list[Sample]:
+    """`count` examples chosen with `seed`, in file order; fewer if there are fewer."""
+    positions = sample_positions(len(examples), count, seed)
+    return [to_sample(examples[position], index) for index, position in enumerate(positions)]
+
+
+def _text_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(message["content"] for message in messages)
+
+
+def to_sample(example: Example, index: int) -> Sample:
+    data = example.data
+    sample_id = sample_id_of(example.row)
+    if "messages" in data:
+        messages = data["messages"]
+        last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        if last_assistant is None:
+            return Sample(sample_id, index, messages, None, None)
+        return Sample(sample_id, index, messages[:last_assistant], None, messages[last_assistant]["content"])
+    if "prompt" in data:
+        if isinstance(data["prompt"], list):  # conversational prompt-completion
+            return Sample(sample_id, index, data["prompt"], None, _text_of(data["completion"]))
+        return Sample(sample_id, index, None, data["prompt"], data["completion"])
+    return Sample(sample_id, index, None, data["text"], None)

@@ -1,0 +1,209 @@
+"""Validation of a stored upload: one streaming pass of the shared `read_rows` (the trainer's reader) over the
+object, which counts rows, collects the malformed ones with their reasons, counts tokens per catalog model and
+writes the row index (dataset_index.py) as it goes. Synchronous: the API runs it in a worker thread.
+"""
+
+import csv
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+import jinja2
+import obstore
+import pyarrow
+
+from epochscope_api.datasets.row_index import TRAILER, encode_entries, index_key
+from epochscope_api.datasets.token_counts import TokenCounter
+from epochscope_api.errors import UnusableUpload
+from epochscope_api.response_models import DatasetReport, MalformedRow, TokenTotals
+from epochscope_runtime.dataset_rows import Example, FileType, Malformed, RowFormat, read_rows
+from epochscope_runtime.object_store import ObjectStore, open_object
+from epochscope_runtime.sampler import Sample, to_sample
+
+TOKEN_BATCH = 512  # samples rendered and encoded together
+INDEX_FLUSH_ENTRIES = 1 << 16
+CSV_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Scan:
+    rows: int
+    usable_rows: int
+    row_format: RowFormat
+    report: DatasetReport
+
+
+class _JsonlLines:
+    """The file's lines, remembering where the last one handed out starts: the JSONL reader pulls one line per
+    row, so when it yields a row, `start` is that row's offset."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._file = file
+        self.start = 0
+        self._next = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self._file:
+            self.start, self._next = self._next, self._next + len(line)
+            yield line
+
+
+class _CsvLines:
+    """A UTF-8 CSV's lines split as io.TextIOWrapper(newline="") splits them (\\n, \\r\\n or \\r), decoded, with
+    `position`: the byte offset after the last line handed out. csv pulls lines only as a record needs them, so the
+    position before a record is read is where that record starts."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self._raw = self._split(file)
+        self.position = 0
+        self._first = True
+
+    @staticmethod
+    def _split(file: IO[bytes]) -> Iterator[bytes]:
+        pending = b""
+        while chunk := file.read(CSV_CHUNK):
+            lines = (pending + chunk).splitlines(keepends=True)
+            pending = b"" if lines[-1].endswith(b"\n") else lines.pop()  # maybe cut, or a \r before a \n
+            yield from lines
+        if pending:
+            yield from pending.splitlines(keepends=True)
+
+    def __iter__(self) -> "_CsvLines":
+        return self
+
+    def __next__(self) -> str:
+        raw = next(self._raw)
+        self.position += len(raw)
+        if self._first:
+            self._first = False
+            return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
+
+
+def _csv_offsets(file: IO[bytes], header_end: list[int]) -> Iterator[int]:
+    """Where each record of the CSV starts (the records csv.DictReader yields, as in dataset_rows); the header's end
+    goes into `header_end`."""
+    lines = _CsvLines(file)
+    reader = csv.DictReader(lines)
+    _ = reader.fieldnames
+    header_end.append(lines.position)
+    while True:
+        start = lines.position
+        try:
+            next(reader)
+        except StopIteration:
+            return
+        yield start
+
+
+class _TokenTally:
+    """Prompt and completion token totals and maxima of one model, counted in batches."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self._counter = counter
+        self.totals = {"prompt_tokens": 0, "completion_tokens": 0, "max_prompt_tokens": 0, "max_completion_tokens": 0}
+        self.template_errors = 0
+
+    def _render(self, sample: Sample) -> str | None:
+        try:
+            return self._counter.render_prompt(sample)
+        except (jinja2.TemplateError, ValueError, TypeError):
+            self.template_errors += 1
+            return None
+
+    def add(self, samples: list[Sample]) -> None:
+        prompts = [self._render(sample) for sample in samples]
+        prompt_counts = self._counter.count([prompt for prompt in prompts if prompt is not None])
+        completion_counts = self._counter.count([sample.ground_truth or "" for sample in samples])
+        for name, counts in (("prompt", prompt_counts), ("completion", completion_counts)):
+            self.totals[f"{name}_tokens"] += sum(counts)
+            self.totals[f"max_{name}_tokens"] = max(self.totals[f"max_{name}_tokens"], *counts, 0)
+
+    def result(self) -> TokenTotals:
+        return TokenTotals(**self.totals, template_errors=self.template_errors)
+
+
+def _items_with_offsets(store: ObjectStore, key: str, file_type: FileType, stack: list[Any], header_end: list[int]):
+    """(row, byte offset) pairs for every row read_rows yields; the readers opened go on `stack` for closing."""
+    file = open_object(store, key)
+    stack.append(file)
+    if file_type is FileType.JSONL:
+        lines = _JsonlLines(file)
+        for item in read_rows(cast(IO[bytes], lines), file_type):
+            yield item, lines.start
+    elif file_type is FileType.CSV:
+        second = open_object(store, key)
+        stack.append(second)
+        yield from zip(read_rows(file, file_type), _csv_offsets(second, header_end), strict=True)
+    else:
+        for item in read_rows(file, file_type):
+            yield item, 0
+
+
+def _no_usable_row(rows: int, by_reason: Counter[str]) -> UnusableUpload:
+    if not rows:
+        return UnusableUpload("no usable row: the file has no rows")
+    reasons = ", ".join(f"{reason} ({n} {'row' if n == 1 else 'rows'})" for reason, n in by_reason.most_common())
+    return UnusableUpload(f"no usable row: {reasons}")
+
+
+def scan_dataset(
+    store: ObjectStore, key: str, file_type: FileType, counters: dict[str, TokenCounter], examples: int
+) -> Scan:
+    """The report of the object at `key`, its row index written beside it; UnusableUpload if it cannot be used."""
+    tallies = {model_id: _TokenTally(counter) for model_id, counter in counters.items()}
+    by_reason: Counter[str] = Counter()
+    malformed_examples: list[MalformedRow] = []
+    rows = usable = 0
+    row_format: RowFormat | None = None
+    batch: list[Sample] = []
+    entries: list[int] = []
+    header_end: list[int] = []
+    stack: list[Any] = []
+    index = obstore.open_writer(store, index_key(key), buffer_size=8 << 20, max_concurrency=2)
+    try:
+        for item, offset in _items_with_offsets(store, key, file_type, stack, header_end):
+            rows += 1
+            if isinstance(item, Malformed):
+                by_reason[item.reason] += 1
+                if len(malformed_examples) < examples:
+                    malformed_examples.append(MalformedRow(line=item.row + 1, reason=item.reason))
+                continue
+            example = cast(Example, item)
+            row_format = row_format or example.format
+            usable += 1
+            entries += (example.row, offset)
+            if len(entries) >= 2 * INDEX_FLUSH_ENTRIES:
+                index.write(encode_entries(array("q", entries)))
+                entries.clear()
+            if tallies:
+                batch.append(to_sample(example, 0))
+                if len(batch) >= TOKEN_BATCH:
+                    for tally in tallies.values():
+                        tally.add(batch)
+                    batch.clear()
+    except UnicodeDecodeError as exc:
+        raise UnusableUpload(f"not valid UTF-8 text ({exc.reason} at a byte {exc.object[exc.start]:#04x})") from exc
+    except csv.Error as exc:
+        raise UnusableUpload(f"not a valid CSV file: {exc}") from exc
+    except pyarrow.ArrowException as exc:
+        raise UnusableUpload(f"not a valid Parquet file: {exc}") from exc
+    finally:
+        for file in stack:
+            file.close()
+    if row_format is None:
+        raise _no_usable_row(rows, by_reason)
+    for tally in tallies.values():
+        if batch:
+            tally.add(batch)
+    index.write(encode_entries(array("q", entries)) + TRAILER.pack(header_end[0] if header_end else 0))
+    index.close()
+    report = DatasetReport(
+        malformed=rows - usable,
+        malformed_by_reason=dict(by_reason.most_common()),
+        malformed_examples=malformed_examples,
+        tokens={model_id: tally.result() for model_id, tally in tallies.items()},
+    )
+    return Scan(rows=rows, usable_rows=usable, row_format=row_format, report=report)

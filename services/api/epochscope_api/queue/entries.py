@@ -1,0 +1,85 @@
+"""The job queue's writes outside the dispatcher's pass: a job queued, withdrawn, or ended with a reason.
+
+The queue row (no row-level security) and the job row (its owner's, under RLS) end together: `end_in_queue` makes
+the queue row final with its reason, `end_job` the job row, as its owner, and tells the job's live stream. The
+dispatcher (a lost lease, a start never taken, a start that cannot be rebuilt), a cancel of a queued job and the
+outbox relay (a start the broker refuses) all end jobs through these two.
+"""
+
+import json
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from epochscope_api.bus.event_size import encoded_within
+from epochscope_runtime.command_signing import without_job_token
+from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_schemas.notify import ChangeKind, job_channel
+
+NOTIFY_CHANNEL = "job_queue"
+
+
+async def queue_job(conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_bytes: int) -> None:
+    """Queue the job in the caller's transaction (EventTooLarge if its start event would not fit the bus)."""
+    payload = encoded_within(event, max_bytes)
+    await conn.execute(
+        "INSERT INTO job_queue (job_id, owner_id, start_payload, token_expires_at) VALUES ($1, $2, $3, $4)",
+        event.job_id,
+        event.user_id,
+        without_job_token(payload)[0].decode(),
+        token_expires_at,
+    )
+    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+
+async def end_in_queue(
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    reason: str,
+    *,
+    queued_only: bool = False,
+    attempt_id: uuid.UUID | None = None,
+) -> bool:
+    """Make the job's queue row final with `reason` (only while queued, or while `attempt_id` is its current
+    attempt, when asked); whether it was ended now."""
+    ended = await conn.fetchval(
+        "UPDATE job_queue SET state = 'final', attempt_id = NULL, finished_at = now(), start_payload = NULL,"
+        " last_error = $2 WHERE job_id = $1 AND state <> 'final' AND (NOT $3 OR state = 'queued')"
+        " AND ($4::uuid IS NULL OR attempt_id = $4) RETURNING job_id",
+        job_id,
+        reason,
+        queued_only,
+        attempt_id,
+    )
+    return ended is not None
+
+
+async def end_job(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, status: JobStatus, message: str) -> None:
+    """The job row final (unless it already is), as its owner under row-level security, and its stream told.
+    The caller's RLS user (a request's, or none in a background loop) is restored after."""
+    caller = await conn.fetchval("SELECT current_setting('app.user_id', true)")
+    await conn.execute("SELECT set_config('app.user_id', $1, true)", owner)
+    await conn.execute(
+        "UPDATE jobs SET status = $2, status_message = $3, finished_at = now(), updated_at = now()"
+        " WHERE job_id = $1 AND status IN ('queued', 'running')",
+        job_id,
+        status.value,
+        message,
+    )
+    await conn.execute("SELECT set_config('app.user_id', $1, true)", caller or "")
+    await notify_status(conn, job_id, status.value)
+
+
+async def withdraw_if_queued(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str) -> bool:
+    """In the owner's transaction: a job still waiting in the queue is cancelled here, with no trainer involved."""
+    if not await end_in_queue(conn, job_id, "cancelled", queued_only=True):
+        return False
+    await end_job(conn, job_id, owner, JobStatus.CANCELLED, "cancelled while queued")
+    return True
+
+
+async def notify_status(conn: asyncpg.Connection, job_id: uuid.UUID, status: str) -> None:
+    """Tell the job's live stream its status changed, as the writer does."""
+    body = json.dumps({"job_id": str(job_id), "kind": ChangeKind.STATUS, "status": status})
+    await conn.execute("SELECT pg_notify($1, $2)", job_channel(job_id), body)

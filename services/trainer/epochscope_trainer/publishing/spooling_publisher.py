@@ -1,0 +1,230 @@
+"""Publish events without ever blocking training, and without losing them.
+
+`publish()` puts the event on a bounded in-memory queue; a background thread drains it to Kafka. While
+the broker is unreachable the thread moves what is queued to the on-disk spool (`spool_store`, sqlite in
+the job's folder), and delivers the spool, in order, when the broker returns; a full queue is moved to
+the spool by `publish()` itself. Everything spooled is older than everything queued, so per-job order
+is kept. Spooled events are deleted only after the broker acknowledged them (at-least-once; the writer's
+idempotent keys make a redelivery a no-op).
+
+An event that can never fit the broker's message limit (`KafkaSettings.max_message_bytes`) is not an
+outage: it is never sent or spooled as is, but replaced by a small `event_too_large` warning event of
+its job. A broker that refuses an event as too large gets the same treatment (`event_refused`).
+"""
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+from epochscope_runtime.kafka import KafkaSettings
+from epochscope_schemas.events import Envelope, WarningEvent, encode_event
+from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.child_protocol import ATTEMPT_ENV
+from epochscope_trainer.publishing.spool_store import Outgoing, Spool
+
+log = logging.getLogger("epochscope.trainer.spooling_publisher")
+
+EVENTS_PER_SEND = 500  # events sent to the broker in one go (from the queue or the spool head)
+RETRY_S = 1.0
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)  # the broker will never take this event
+
+
+def message_size(item: Outgoing) -> int:
+    """The event's size as the broker counts it against its message limit (one record in its own batch)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(item.key.encode(), item.value, [])
+
+
+def refusal_warning(item: Outgoing, code: str, reason: str) -> Outgoing:
+    """A small warning event of the same job in place of an event that cannot be delivered."""
+    try:
+        event = json.loads(item.value)
+        what = f"{event.get('type')} event {event.get('event_id')}"
+        if "sample_id" in event:
+            what += f" (step {event.get('step')}, sample {str(event['sample_id'])[:200]})"
+        job = {"job_id": event["job_id"], "job_token": event.get("job_token"), "attempt_id": event.get("attempt_id")}
+    except (ValueError, KeyError, TypeError):
+        what, job = "an event", {"job_id": item.key, "job_token": None}
+    message = f"{what} dropped: {reason}"[:2000]
+    warning = WarningEvent(**job, code=code, message=message)
+    return Outgoing(TRAINING_STATUS, item.key, encode_event(warning))
+
+
+class EventPublisher:
+    def __init__(self, kafka: KafkaSettings, spool_path: Path, queue_size: int) -> None:
+        self._kafka = kafka
+        self._max_bytes = kafka.max_message_bytes
+        self._spool_path = spool_path
+        self._spool: Spool | None = Spool(spool_path) if spool_path.exists() else None
+        self._queue: queue.Queue[Outgoing] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()  # guards the spool and the queue's moves into it
+        self._in_flight = 0  # events taken from the queue and not yet acknowledged
+        self._stop = threading.Event()
+        attempt = os.environ.get(ATTEMPT_ENV)  # set by the service for the child (child_protocol)
+        self.attempt_id = uuid.UUID(attempt) if attempt else None
+        self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
+        self.delivered = 0
+        self.refused = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def publish(self, topic: str, event: Envelope) -> None:
+        """Never blocks on the network and never raises for it: queue it, or spool the queue if it is full."""
+        if self.attempt_id is not None and event.attempt_id is None:
+            event = event.model_copy(update={"attempt_id": self.attempt_id})
+        item = Outgoing(topic, str(event.job_id), encode_event(event))
+        size = message_size(item)
+        if size > self._max_bytes:
+            log.warning("%s event %s is %d bytes, over the message limit; dropped", event.type, event.event_id, size)
+            self.refused += 1
+            reason = f"{size} bytes, over the {self._max_bytes}-byte message limit"
+            item = refusal_warning(item, "event_too_large", reason)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            log.warning("publish queue full; spooling to disk")
+            with self._lock:
+                self._spooled().append([*self._take(self._queue.qsize()), item])
+
+    def close(self, timeout_s: float) -> int:
+        """Deliver what is pending within `timeout_s`; what is left stays in the spool. Returns how many."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pending():
+            time.sleep(0.05)
+        self._stop.set()
+        self._thread.join(max(deadline - time.monotonic(), 0) + 5)
+        with self._lock:
+            self._spool_queue([])
+            left = self._pending()
+            if self._spool is not None and not self._thread.is_alive():
+                self._spool.close()
+                self._spool = None
+        return left
+
+    def pending(self) -> int:
+        """Events not yet acknowledged by the broker: queued, in flight or spooled."""
+        with self._lock:
+            return self._pending()
+
+    def _pending(self) -> int:
+        return self._queue.qsize() + self._in_flight + (len(self._spool) if self._spool is not None else 0)
+
+    def _spooled(self) -> Spool:
+        """Caller holds the lock."""
+        if self._spool is None:
+            self._spool = Spool(self._spool_path)
+        return self._spool
+
+    def _spool_queue(self, in_flight: Sequence[Outgoing]) -> None:
+        """Caller holds the lock. The events in flight go before the spool; the queue after it."""
+        queued = self._take(self._queue.qsize())
+        if in_flight:
+            self._spooled().prepend(in_flight)
+        if queued:
+            self._spooled().append(queued)
+        self._in_flight = 0
+
+    def _take(self, limit: int) -> list[Outgoing]:
+        items: list[Outgoing] = []
+        while len(items) < limit:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _run(self) -> None:
+        asyncio.run(self._drain())
+
+    async def _drain(self) -> None:
+        producer: AIOKafkaProducer | None = None
+        while not self._stop.is_set():
+            in_flight: list[Outgoing] = []
+            try:
+                if producer is None:
+                    producer = AIOKafkaProducer(
+                        **self._kafka.producer_kwargs(), acks="all", linger_ms=5, request_timeout_ms=5000
+                    )
+                    await producer.start()
+                with self._lock:
+                    head = self._spool.head(EVENTS_PER_SEND) if self._spool is not None and len(self._spool) else []
+                    if not head:
+                        in_flight = self._take(EVENTS_PER_SEND)
+                        self._in_flight = len(in_flight)
+                if head:
+                    await self._deliver(producer, [s.item for s in head])
+                    with self._lock:
+                        self._spooled().remove(head)
+                elif in_flight:
+                    await self._deliver(producer, in_flight)
+                    self._in_flight = 0
+                else:
+                    await asyncio.sleep(0.02)
+            except Exception as exc:  # noqa: BLE001  whatever it is, the events are kept and retried
+                if isinstance(exc, KafkaError | OSError):
+                    log.warning("broker unreachable (%s: %s); spooling", type(exc).__name__, exc)
+                else:
+                    log.exception("publishing failed; spooling to %s", self._spool_path)
+                with self._lock:
+                    self._spool_queue(in_flight)
+                if producer is not None:
+                    await _stop_quietly(producer)
+                    producer = None
+                await asyncio.sleep(RETRY_S)
+        if producer is not None:
+            await _stop_quietly(producer)
+
+    async def _deliver(self, producer: AIOKafkaProducer, items: list[Outgoing]) -> None:
+        """Send and wait for every acknowledgement; an event refused as too large becomes a warning, sent next.
+        Raises on an outage (nothing is then known to be delivered)."""
+        refused = [r for r in await self._send(producer, items) if r is not None]
+        if refused:
+            self.refused += len(refused)
+            warnings = [refusal_warning(item, "event_refused", reason) for item, reason in refused]
+            for _item, reason in refused:
+                log.warning("broker refused an event (%s); reported as a job warning", reason)
+            for (item, _reason), retry in zip(refused, await self._send(producer, warnings), strict=True):
+                if retry is not None:
+                    log.error("warning about a refused %s event refused too (%s); dropped", item.topic, retry[1])
+
+    async def _send(self, producer: AIOKafkaProducer, items: list[Outgoing]) -> list[tuple[Outgoing, str] | None]:
+        """Per item: None when acknowledged, (item, reason) when refused as too large."""
+        waits: list[asyncio.Future[object] | BaseException] = []
+        for item in items:
+            try:
+                if message_size(item) > self._max_bytes:
+                    raise MessageSizeTooLargeError(f"{message_size(item)} bytes, over {self._max_bytes}")
+                waits.append(await producer.send(item.topic, value=item.value, key=item.key.encode()))
+            except TOO_LARGE as exc:
+                waits.append(exc)
+        futures = [w for w in waits if not isinstance(w, BaseException)]
+        results = iter(await asyncio.gather(*futures, return_exceptions=True))
+        outcomes: list[tuple[Outgoing, str] | None] = []
+        for item, wait in zip(items, waits, strict=True):
+            result = wait if isinstance(wait, BaseException) else next(results)
+            if isinstance(result, TOO_LARGE):
+                outcomes.append((item, f"{type(result).__name__}: {result}"))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(None)
+        self.delivered += sum(1 for o in outcomes if o is None)
+        return outcomes
+
+
+async def _stop_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await producer.stop()
+    except Exception as exc:  # noqa: BLE001  the producer is being discarded either way
+        log.debug("stopping producer: %s", exc)

@@ -1,0 +1,88 @@
+"""The one place that builds the trainer service's Kafka clients and wires its units together.
+
+Tests pass their own (fake) adapters, child command and spool delivery; nothing else changes.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
+from epochscope_trainer.child_protocol import job_command
+from epochscope_trainer.service.cancel_watcher import CancelWatcher
+from epochscope_trainer.service.heartbeats import heartbeat_forever
+from epochscope_trainer.service.job_consumer import JobConsumerLoop
+from epochscope_trainer.service.job_supervisor import JobSupervisor
+from epochscope_trainer.service.kafka_ports import EventProducer, JobConsumer, RecordStream
+from epochscope_trainer.service.spool_delivery import SpoolDelivery
+from epochscope_trainer.service.status_publisher import StatusPublisher
+from epochscope_trainer.settings import TrainerSettings
+
+
+@dataclass(frozen=True)
+class KafkaAdapters:
+    jobs: JobConsumer  # every start, outside any group, one at a time: the trainer runs those addressed to it
+    cancels: RecordStream  # every cancel event, from the beginning, outside any group
+    producer: EventProducer
+
+
+def kafka_adapters(settings: TrainerSettings) -> KafkaAdapters:
+    """aiokafka clients for the configured broker (built inside the event loop that uses them)."""
+    kafka = settings.kafka.client_kwargs()
+    return KafkaAdapters(
+        jobs=AIOKafkaConsumer(
+            JOB_COMMANDS,
+            **kafka,
+            group_id=TRAINERS_GROUP if settings.intake == "group" else None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=1,
+        ),
+        cancels=AIOKafkaConsumer(JOB_COMMANDS, **kafka, group_id=None, auto_offset_reset="earliest"),
+        producer=AIOKafkaProducer(**kafka, acks="all"),
+    )
+
+
+def bootstrap(
+    settings: TrainerSettings,
+    stopping: asyncio.Event,
+    adapters: KafkaAdapters | None = None,
+    command: Callable[[Path], list[str]] | None = None,
+    deliver_spool: Callable[[Path], Awaitable[None]] | None = None,
+) -> JobConsumerLoop:
+    """The service, ready to run: real Kafka clients, child and spool delivery unless others are given."""
+    adapters = adapters or kafka_adapters(settings)
+    status = StatusPublisher(adapters.producer)
+    cancels = CancelWatcher(adapters.cancels)
+    supervisor = JobSupervisor(
+        work_dir=settings.work_dir,
+        check_s=settings.cancel_check_s,
+        cancel_grace_s=settings.cancel_grace_s,
+        command=command or partial(job_command, processes=settings.processes_per_job),
+        stop_reason=cancels.stop_reason,
+        stopping=stopping,
+        status=status,
+        deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),
+        keep_job_dirs=settings.keep_job_dirs,
+    )
+    heartbeat = None
+    if settings.heartbeat_s > 0:  # 0: never heartbeats, so the dispatcher never sends it a job
+        key = settings.key.get_secret_value() if settings.key else None
+        heartbeat = partial(
+            heartbeat_forever, adapters.producer, settings.trainer_id, settings.device, settings.heartbeat_s, key
+        )
+    return JobConsumerLoop(
+        adapters.jobs,
+        adapters.producer,
+        cancels,
+        supervisor,
+        status,
+        stopping,
+        keep_alive_s=settings.cancel_check_s,
+        trainer_id=settings.trainer_id if settings.intake == "addressed" else None,
+        heartbeat=heartbeat,
+    )
