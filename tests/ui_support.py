@@ -55,9 +55,12 @@ async def page_fixture(browser: Browser) -> AsyncIterator[Page]:
     opened = await context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    refused: list[str] = []  # what the server's Content-Security-Policy blocked: the UI must need none of it
+    opened.on("console", lambda message: "Content Security Policy" in message.text and refused.append(message.text))
     yield opened
     await context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+    assert not refused, f"the Content-Security-Policy refused: {refused}"
 
 
 @pytest.fixture(name="admin")
