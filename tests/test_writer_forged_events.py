@@ -9,6 +9,7 @@ with its reason and nothing of it is stored, while the honest event beside it is
 import json
 import uuid
 
+import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from writer_events import (
@@ -23,6 +24,7 @@ from writer_events import (
 from writer_queue import dispatch, queue, queue_state
 from writer_stack import (
     JOB_TOKEN_SECRET,
+    WRITER_DB_PASSWORD,
     Job,
     Stack,
     admin_fetch,
@@ -36,6 +38,7 @@ from writer_stack import (
     writer_fixture,  # noqa: F401  fixture
 )
 
+from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.checkpoints import checkpoint_id, checkpoint_key
 from epochscope_schemas.events import (
@@ -175,6 +178,43 @@ async def test_an_event_for_another_jobs_attempt_or_with_another_attempts_token_
     [attempt] = await admin_fetch(stack, "SELECT * FROM job_attempts WHERE attempt_id = $1", their_attempt)
     assert attempt["ended_at"] is None and attempt["outcome"] is None, dict(attempt)
     assert await queue_state(stack, theirs) == "dispatched"
+
+
+async def test_checkpoints_stored_before_the_check_are_set_aside_by_the_migration(stack: Stack) -> None:
+    job = await create_job(stack, "erin")
+    stored = {  # round -> (key, file name, set aside)
+        1: (checkpoint_key(job.job_id, 1), "adapter_model.safetensors", False),
+        2: (f"datasets/bob/{uuid.uuid4()}.jsonl", "adapter_model.safetensors", True),
+        3: (checkpoint_key(job.job_id, 3), "..", True),
+    }
+    admin = await asyncpg.connect(stack.admin_dsn)
+    try:
+        for round_index, (key, name, _) in stored.items():
+            await admin.execute(
+                "INSERT INTO job_checkpoints (checkpoint_id, job_id, owner_id, round_index, step, epoch, final, key,"
+                " files, bytes, sha256, metrics, save_ms, stall_ms, upload_ms, occurred_at)"
+                " VALUES ($1, $2, $3, $4::int, $4::int, $4::int, false, $5, $6::jsonb, 3, $7, '{}', 0, 0, 0, now())",
+                checkpoint_id(job.job_id, round_index),
+                job.job_id,
+                job.owner,
+                round_index,
+                key,
+                json.dumps([{"name": name, "bytes": 3, "sha256": "0" * 64}]),
+                "1" * 64,
+            )
+        await admin.execute("DELETE FROM schema_migrations WHERE version = $1", SET_ASIDE_MIGRATION)
+    finally:
+        await admin.close()
+    settings = MigrateSettings(
+        admin_database_url=stack.admin_dsn, writer_db_password=WRITER_DB_PASSWORD, environment="development"
+    )
+    assert await migrate(settings) == [SET_ASIDE_MIGRATION]
+    assert await checkpoints_of(stack, job) == sorted(
+        (checkpoint_id(job.job_id, round_index), key, set_aside) for round_index, (key, _, set_aside) in stored.items()
+    )
+
+
+SET_ASIDE_MIGRATION = "0018_checkpoints_built_from_ids"
 
 
 async def _rows_are(stack: Stack, job: Job, expected: int) -> bool:

@@ -42,8 +42,9 @@ class JobState:
     """A job row as the writer sees it: that it exists is what matters; its status is never a reason to refuse."""
 
     status: JobStatus
-    attempt_id: UUID | None = None  # the current dispatch its trainer events must name; None outside the queue,
-    # while queued again, or once the API ended it: then only events naming no attempt are taken
+    # The current dispatch its trainer events must name; None outside the queue, while queued again, or once the API
+    # ended it: then only events naming no attempt are taken.
+    attempt_id: UUID | None = None
 
 
 @dataclass(frozen=True)
