@@ -143,7 +143,11 @@ class PostgresCluster:
         """Run a Postgres tool as the cluster's user; a failure becomes a StackError that says how to fix it,
         read from the tool's output and, from `log_offset` on, the server's log."""
         command = [*as_cluster_user(), str(self._tool(tool)), *args]
-        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        # A session of its own (the server pg_ctl starts inherits it): a terminal's Ctrl-C must not stop Postgres
+        # before the services that use it.
+        result = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, **(env or {})}, start_new_session=True
+        )
         if result.returncode == 0:
             return result.stdout
         output = f"{result.stderr}\n{result.stdout}"
