@@ -23,7 +23,7 @@ from epochscope.postgres import PostgresCluster
 
 pytestmark = pytest.mark.stack
 BIN = Path(sys.executable).parent
-STOP_LIMIT_S = 10.0
+STOP_LIMIT_S = 15.0  # measured: 6-9 s on a loaded 2-core machine (41.6 s before the fix)
 
 
 def wait_until(condition: object, what: str, timeout_s: float = 120) -> None:
