@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
 
 from epochscope.ports import free_port
 from epochscope.postgres_install import (
@@ -88,6 +89,25 @@ class PostgresCluster:
         if self.running():
             self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
+
+    def dump(self, out: BinaryIO) -> None:
+        """The database, in pg_dump's custom format, into `out` (a file this process opened: the cluster's user
+        need not be able to open it)."""
+        self._pipe("pg_dump", "--format=custom", self.url_for(ADMIN_ROLE), stdout=out)
+
+    def restore(self, dump: BinaryIO) -> None:
+        """Load a `dump()` into this cluster's (new, empty) database, stopping at the first error."""
+        self._pipe("pg_restore", "--exit-on-error", "--no-owner", f"--dbname={self.url_for(ADMIN_ROLE)}", stdin=dump)
+
+    def _pipe(self, tool: str, *args: str, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Run a Postgres tool as the cluster's user on these files, as the admin role (password in the environment)."""
+        env = {**os.environ, "PGPASSWORD": self.password_file.read_text().strip()}
+        command = [*as_cluster_user(), str(self._tool(tool)), *args]
+        result = subprocess.run(
+            command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, start_new_session=True
+        )
+        if result.returncode != 0:
+            raise StackError(f"{tool} failed: {result.stderr.decode(errors='replace').strip()[-2000:]}")
 
     def _init(self) -> None:
         if self.data.exists():

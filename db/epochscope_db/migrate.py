@@ -126,6 +126,16 @@ async def _ensure_roles(conn: asyncpg.Connection, settings: MigrateSettings) -> 
     await conn.execute(f"GRANT USAGE ON SCHEMA public TO {', '.join(SERVICE_ROLES)}")
 
 
+async def ensure_service_roles(settings: MigrateSettings) -> None:
+    """Only the roles (and their CONNECT and USAGE grants): what a restored dump needs before it is loaded."""
+    conn = await asyncpg.connect(settings.admin_database_url)
+    try:
+        async with conn.transaction():
+            await _ensure_roles(conn, settings)
+    finally:
+        await conn.close()
+
+
 async def _applied(conn: asyncpg.Connection) -> dict[str, str | None]:
     """version -> checksum of every applied migration; adds the checksum column to a pre-checksum table."""
     await conn.execute(
