@@ -23,6 +23,7 @@ from epochscope.postgres_install import (
     prepare_cluster_home,
 )
 from epochscope.stack_errors import StackError, check_lock_file, explain_postgres_failure, require_owner
+from epochscope_db.scram import scram_sha_256_verifier
 
 ADMIN_ROLE = "postgres"
 DATABASE = "epochscope"
@@ -125,7 +126,8 @@ class PostgresCluster:
         """A cluster made before passwords (trusting every local connection): give the admin role a
         password, then require it."""
         password = self._write_password()
-        self._psql(f"ALTER ROLE {ADMIN_ROLE} PASSWORD '{password}'", use_password=False)
+        verifier = scram_sha_256_verifier(password)  # not the password: a server logging DDL logs this
+        self._psql(f"ALTER ROLE {ADMIN_ROLE} PASSWORD '{verifier}'", use_password=False)
         (self.data / "pg_hba.conf").write_text(HBA)
         self._run("pg_ctl", "-D", str(self.data), "reload")
 
