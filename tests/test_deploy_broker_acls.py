@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from deploy_support import TOPICS_SCRIPT
+import yaml
+from deploy_support import COMPOSE_FILE, TOPICS_SCRIPT
 from test_deploy_k8s import container_env, manifests, pod_specs  # noqa: F401  fixture
 
 PRINCIPALS = {"api": "User:epochscope-api", "trainer": "User:epochscope-trainer", "writer": "User:epochscope-writer"}
@@ -76,3 +77,29 @@ def test_each_kubernetes_workload_logs_in_to_the_broker_as_its_own_principal(
         assert topics[f"KAFKA_{service.upper()}_PRINCIPAL"] == f"User:{usernames[service]}"
     keda = manifests[("TriggerAuthentication", "kafka-sasl")]["spec"]["secretTargetRef"]
     assert {ref["name"] for ref in keda} == {"epochscope-kafka-writer"}  # lag is read as the writers
+
+
+def test_each_compose_service_logs_in_to_the_bundled_broker_as_its_own_principal() -> None:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    services = compose["services"]
+    usernames = {
+        name: services[name]["environment"]["EPOCHSCOPE_KAFKA_SASL_USERNAME"].split(":-")[1].rstrip("}")
+        for name in ("api", "writer", "trainer", "trainer-cpu", "topic-init")
+    }
+    assert usernames["trainer"] == usernames["trainer-cpu"]  # one service, two profiles
+    del usernames["trainer-cpu"]
+    assert len(set(usernames.values())) == len(usernames), usernames
+    init = services["topic-init"]["environment"]
+    for service in ("api", "trainer", "writer"):
+        assert init[f"KAFKA_{service.upper()}_PRINCIPAL"].endswith(f":-{usernames[service]}}}")
+    broker = services["kafka"]["environment"]
+    jaas = broker["KAFKA_LISTENER_NAME_CLIENT_PLAIN_SASL_JAAS_CONFIG"]
+    assert all(f'user_{username}="' in jaas for username in usernames.values())
+    assert (
+        broker["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        and "StandardAuthorizer" in broker["KAFKA_AUTHORIZER_CLASS_NAME"]
+    )
+    assert broker["KAFKA_SUPER_USERS"].split(";") == [f"User:{usernames['topic-init']}", "User:ANONYMOUS"]
+    assert "CONTROLLER://localhost:" in broker["KAFKA_LISTENERS"]  # ANONYMOUS: the container's own loopback only
+    protocols = dict(pair.split(":") for pair in broker["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert protocols == {"CONTROLLER": "PLAINTEXT", "CLIENT": "SASL_PLAINTEXT"}  # clients always log in
