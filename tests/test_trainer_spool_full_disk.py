@@ -4,6 +4,7 @@ event, a count, a non-zero `held()` at close), and delivers all of it, in order,
 SQLITE_FULL is real: the spool's own sqlite connection is capped at its current size (`PRAGMA max_page_count`), so
 every insert that needs a new page fails as on a full disk."""
 
+import asyncio
 import json
 import sqlite3
 import time
@@ -12,12 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
+from test_trainer_supervision import harness, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.events import JobStatus, JobStatusEvent
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.child_protocol import ChildExit
 from epochscope_trainer.publishing.spool_store import Spool
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 
@@ -102,3 +105,13 @@ def test_closing_with_events_the_full_spool_refused_is_not_a_clean_finish(tmp_pa
     wait_for(lambda: publisher.unspooled >= 20, 30)
     assert publisher.close(0.5) == 21  # the 20 events and the warning: reported, not 0
     assert publisher.held() == 21  # what the child's exit code (EVENTS_LOST) reports
+
+
+async def test_a_child_that_lost_events_is_reported_failed_not_finished(tmp_path: Path) -> None:
+    """The child's EVENTS_LOST exit (held events at close): the service says the job failed, and why."""
+    event = start_event(f"exit:{int(ChildExit.EVENTS_LOST)}")
+    h = harness(tmp_path, [event.model_dump_json().encode()])
+    await asyncio.wait_for(h.service.run(), 30)
+    (status,) = h.producer.statuses()
+    assert (status.job_id, status.status) == (event.job_id, JobStatus.FAILED)
+    assert status.message and "disk full" in status.message
