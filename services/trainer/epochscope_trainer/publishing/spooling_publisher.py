@@ -15,7 +15,6 @@ its job. A broker that refuses an event as too large gets the same treatment (`e
 import asyncio
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -30,7 +29,6 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.events import Envelope, WarningEvent, encode_event
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.child_protocol import ATTEMPT_ENV
 from epochscope_trainer.publishing.spool_store import Outgoing, Spool
 
 log = logging.getLogger("epochscope.trainer.spooling_publisher")
@@ -61,7 +59,10 @@ def refusal_warning(item: Outgoing, code: str, reason: str) -> Outgoing:
 
 
 class EventPublisher:
-    def __init__(self, kafka: KafkaSettings, spool_path: Path, queue_size: int) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, spool_path: Path, queue_size: int, attempt_id: uuid.UUID | None = None
+    ) -> None:
+        """`attempt_id`: stamped on every event published without one (the child's `JobIdentity.attempt_id`)."""
         self._kafka = kafka
         self._max_bytes = kafka.max_message_bytes
         self._spool_path = spool_path
@@ -70,8 +71,7 @@ class EventPublisher:
         self._lock = threading.Lock()  # guards the spool and the queue's moves into it
         self._in_flight = 0  # events taken from the queue and not yet acknowledged
         self._stop = threading.Event()
-        attempt = os.environ.get(ATTEMPT_ENV)  # set by the service for the child (child_protocol)
-        self.attempt_id = uuid.UUID(attempt) if attempt else None
+        self.attempt_id = attempt_id
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self.delivered = 0
         self.refused = 0
