@@ -213,7 +213,15 @@ class CheckpointEvent(Envelope):
         default_factory=dict, max_length=MAX_GRADERS * 2 + 8, description="The round's metrics by metric name."
     )
     save_ms: Annotated[float, Field(ge=0, description="Writing the weights to local disk.")] = 0.0
-    stall_ms: Annotated[float, Field(ge=0, description="How long training waited for the save.")] = 0.0
+    stall_ms: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            description="How long training waited for the save: its save_ms where the save ran in training's thread "
+            "(an inline round, the final weights); null where it ran beside training (a background round), not "
+            "measured there (a wait for it shows in the next round's stall_ms).",
+        ),
+    ] = None
     upload_ms: Annotated[float, Field(ge=0)] = 0.0
 
 

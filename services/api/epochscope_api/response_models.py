@@ -134,7 +134,9 @@ class Checkpoint(BaseModel):
     metrics: dict[str, float | None] = Field(description="The round's metrics by name.")
     best: bool = Field(description="The best round checkpoint by the job's checkpoint metric.")
     save_ms: float = Field(description="Writing the weights to the trainer's disk.")
-    stall_ms: float = Field(description="How long training waited for the save (0 for a background round).")
+    stall_ms: float | None = Field(
+        description="How long training waited for the save; null for a background round's (it ran beside training)."
+    )
     occurred_at: datetime
 
 

@@ -164,7 +164,7 @@ class Checkpointer:
             "final": round_index is None,
             "metrics": metrics,
             "save_ms": save_ms,
-            "stall_ms": save_ms if stalls_training else 0.0,
+            "stall_ms": save_ms if stalls_training else None,  # beside training: not a stall measured here
         }
         self._pending.append(self._uploads.submit(self._upload, folder, name, event, pruned))
 
@@ -202,11 +202,11 @@ class Checkpointer:
         self.publish(TRAINING_STATUS, event)
         self._keys[name], self._sizes[name] = keys, event.bytes  # (upload thread only)
         log.info(
-            "checkpoint %s: %d bytes, saved in %.0f ms (training stalled %.0f ms), uploaded to %s in %.0f ms",
+            "checkpoint %s: %d bytes, saved in %.0f ms (%s), uploaded to %s in %.0f ms",
             name,
             event.bytes,
             event.save_ms,
-            event.stall_ms,
+            "beside training" if event.stall_ms is None else "training waited",
             prefix,
             event.upload_ms,
         )
