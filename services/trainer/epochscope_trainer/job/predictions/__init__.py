@@ -5,8 +5,9 @@ from epochscope_runtime.grading import Judge
 from epochscope_runtime.sampler import Sample
 from epochscope_schemas.config import PredictionsConfig
 from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job.callbacks import Publish
 from epochscope_trainer.job.generation import GenerationSettings
-from epochscope_trainer.job.predictions.round_publisher import Publish, RoundPublisher
+from epochscope_trainer.job.predictions.round_publisher import RoundPublisher
 from epochscope_trainer.job.predictions.round_runner import AfterRound, RoundRunner
 from epochscope_trainer.job.predictions.triggers import RoundTriggers
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES

@@ -1,18 +1,15 @@
 """A round's answers as events: each prediction judged and bounded, then the round's summary."""
 
-from collections.abc import Callable
-
 from epochscope_runtime.grading import GROUND_TRUTH, Judge
 from epochscope_runtime.sampler import Sample
-from epochscope_schemas.events import Envelope, PredictionEvent, RoundSummaryEvent, WarningEvent
+from epochscope_schemas.events import PredictionEvent, RoundSummaryEvent, WarningEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job.callbacks import Publish
 from epochscope_trainer.job.generation import Generation
 from epochscope_trainer.job.predictions.round_runner import RoundAnswers, RoundKey
 from epochscope_trainer.job.predictions.round_summary import summarize
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, bounded_texts
-
-Publish = Callable[[str, Envelope], None]
 
 
 class RoundPublisher:
