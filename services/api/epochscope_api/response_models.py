@@ -72,8 +72,10 @@ class RoundSummary(BaseModel):
         description="True: the trainer's round summary. False: aggregated from the predictions stored so far."
     )
     predictions: int
-    validated: int = Field(description="Predictions that ran through validators.")
-    valid: int = Field(description="Predictions that passed every validator.")
+    validated: int = Field(
+        description="Predictions with a `valid`: the job has format graders (json_parse, json_schema)."
+    )
+    valid: int = Field(description="Predictions that passed every format grader.")
     validator_pass_rate: float | None = Field(description="valid / validated; null when nothing was validated.")
     scored: int = Field(description="Predictions scored against a ground truth.")
     mean_exact_match: float | None
@@ -162,8 +164,10 @@ class Prediction(BaseModel):
     prediction: str
     tokens_generated: int
     latency_ms: float
-    valid: bool | None = Field(description="Passed every validator; null when the job has no validators.")
-    validation_error: str | None = Field(description="Why the prediction failed a validator.")
+    valid: bool | None = Field(
+        description="Passed every format grader (json_parse, json_schema: what validators become); null without one."
+    )
+    validation_error: str | None = Field(description="The reason of the first format grader it failed.")
     scores: PredictionScores | None = Field(description="Against the ground truth; null without one.")
     grades: dict[str, Grade] = Field(
         default_factory=dict, description="Each grader's score, verdict and reason, by grader name."
