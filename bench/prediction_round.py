@@ -53,9 +53,11 @@ from epochscope_runtime.dataset_rows import Example, FileType, read_rows, traini
 from epochscope_runtime.sampler import Sample, select_samples
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 from epochscope_schemas.events import Envelope, ModelSource, RoundSummaryEvent
-from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback
+from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.generation import GenerationSettings
 from epochscope_trainer.job.model_loading import resolve_model
+from epochscope_trainer.job.predictions import prediction_rounds
+from epochscope_trainer.job.predictions.triggers import RoundTriggers
 from epochscope_trainer.job.prompts import render_prompt
 
 NAME = "prediction_round"
@@ -162,7 +164,7 @@ def train_with(setup: Setup, kind: str, repeat: int) -> tuple[list[Round], dict[
         background=kind == "background",
         baseline_round=False,  # the peers have none
     )
-    ours = PredictionsCallback(config, setup.samples, tokenizer, publish, JobIdentity(uuid.uuid4(), "bench"))
+    ours = prediction_rounds(config, setup.samples, tokenizer, publish, JobIdentity(uuid.uuid4(), "bench"))
     variants: dict[str, TrainerCallback] = {BACKGROUND: ours}
     if kind == "inline":
         trainer.eval_dataset = HFDataset.from_dict({"prompt": [sample.messages for sample in setup.samples]})
@@ -183,7 +185,7 @@ def train_with(setup: Setup, kind: str, repeat: int) -> tuple[list[Round], dict[
     rounds = []
     for name, callback in variants.items():
         stalls = timer.step_end_s[name]
-        if isinstance(callback, PredictionsCallback):
+        if isinstance(callback, RoundTriggers):
             walls = {s.step: s.wall_ms / 1000 if config.background else stalls[s.step] for s in summaries}
             tokens = {s.step: s.tokens_generated for s in summaries}
         elif isinstance(callback, LogCompletionsCallback):

@@ -134,8 +134,9 @@ async def test_best_background_lora_keeps_k_prunes_the_store_and_reproduces(
     store = Path(full_stack.object_store_dir) / "jobs" / job["job_id"] / "checkpoints"
     on_disk = sorted(p.name for p in store.iterdir() if any(p.iterdir()))
     assert on_disk == sorted(["final", *(f"round-{c['round_index']}" for c in kept)])
-    for c in listed["items"]:  # background: saved in the round's thread, so no stall (for the note)
-        print(f"background checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']:.0f} ms")
+    for c in listed["items"]:  # background: saved in the round's thread, beside training: no stall measured
+        assert (c["stall_ms"] is None) is (not c["final"])  # the final weights are saved in training's thread
+        print(f"background checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']} ms")
     for checkpoint in kept:  # background rounds: saved from the snapshot that answered
         target = tmp_path / str(checkpoint["round_index"])
         await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, True, target)

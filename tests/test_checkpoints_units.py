@@ -26,7 +26,7 @@ from epochscope_schemas.events import (
     encode_event,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.job.callbacks import JobIdentity
+from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.checkpointing import Checkpointer, within_allowance
 from epochscope_trainer.job.stopping import StopRule
 from epochscope_writer.domain.decoding import Rejection, decode_record
@@ -91,6 +91,21 @@ def test_every_round_keeps_one_per_round_and_the_final_weights(tmp_path: Path) -
     file = next(f for f in saved[1].files if f.name == "model.safetensors")
     assert (file.bytes, file.sha256) == (len(weights), hashlib.sha256(weights).hexdigest())
     assert saved[1].metrics["mean_exact_match"] == 0.5 and saved[1].stall_ms == saved[1].save_ms > 0
+
+
+def test_a_background_rounds_save_claims_no_measured_stall(tmp_path: Path) -> None:
+    published: list[Any] = []
+    checkpointer = Checkpointer(
+        CheckpointsConfig(mode="every_round"),
+        LocalStore(tmp_path / "s", mkdir=True),
+        JOB,
+        lambda _t, e: published.append(e),
+        tmp_path,
+    )
+    checkpointer.on_round(FakeModel(), FakeTokenizer(), summary(0, 0.5), stalls_training=False)
+    checkpointer.close()
+    (saved,) = [e for e in published if isinstance(e, CheckpointEvent)]
+    assert saved.save_ms > 0 and saved.stall_ms is None  # it ran beside training: not a measured zero
 
 
 def test_best_keeps_k_by_the_metric_and_deletes_the_pruned_objects(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from epochscope_runtime.grading import GROUND_TRUTH, Grader, Judge, similarity, summarize_grades
 from epochscope_schemas.config import JobConfig, PredictionsConfig
 from epochscope_schemas.events import PredictionEvent, parse_event
-from epochscope_schemas.graders import GraderConfig, validator_graders
-from epochscope_trainer.job.graders import Grading, similarity, summarize_grades
+from epochscope_schemas.graders import GraderConfig
 
 GRADER = TypeAdapter(GraderConfig)
 BOOKING = '{"booking": {"city": "Paris", "nights": 3, "guests": [{"name": "Zoë"}]}}'
@@ -18,9 +18,9 @@ BOOKING = '{"booking": {"city": "Paris", "nights": 3, "guests": [{"name": "Zoë"
 
 def grade(config: dict[str, Any], prediction: str, truth: str | None = None) -> tuple[float, bool, str | None] | None:
     """(score, passed, error) of one grader, or None when it did not grade."""
-    grades = Grading([GRADER.validate_python({"name": "g"} | config)])(prediction, truth)
-    found = grades.get("g")
-    return None if found is None else (found.score, found.passed, found.error)
+    references = {} if truth is None else {GROUND_TRUTH: truth}
+    verdict = Grader(GRADER.validate_python({"name": "g"} | config))("the prompt", prediction, references)
+    return None if verdict is None else tuple(verdict)
 
 
 def test_json_parse_reads_fences_and_fails_malformed_and_empty_answers() -> None:
@@ -136,12 +136,12 @@ def test_old_validators_map_onto_named_graders_and_names_must_be_unique() -> Non
         validators=[{"kind": "json_parse"}, {"kind": "json_schema", "json_schema": {"type": "object"}}],
         graders=[{"type": "json_field", "name": "city", "path": "booking.city"}],
     )
-    assert [(g.type, g.name) for g in config.all_graders()] == [
+    assert config.validators == [] and [(g.type, g.name) for g in config.graders] == [
         ("json_parse", "json_parse"),
         ("json_schema", "json_schema"),
         ("json_field", "city"),
     ]
-    two = validator_graders(PredictionsConfig(validators=[{"kind": "json_parse"}] * 2).validators)
+    two = PredictionsConfig(validators=[{"kind": "json_parse"}] * 2).graders
     assert [g.name for g in two] == ["json_parse", "json_parse_2"]
     with pytest.raises(ValidationError, match="unique"):
         PredictionsConfig(validators=[{"kind": "json_parse"}], graders=[{"type": "json_parse", "name": "json_parse"}])
@@ -149,7 +149,7 @@ def test_old_validators_map_onto_named_graders_and_names_must_be_unique() -> Non
 
 def test_a_job_config_names_metadata_and_graders_and_old_configs_still_parse() -> None:
     old = JobConfig.model_validate({"model": "tiny", "dataset_id": "00000000-0000-0000-0000-000000000001"})
-    assert old.name is None and old.metadata == {} and old.predictions.all_graders() == []
+    assert old.name is None and old.metadata == {} and old.predictions.graders == []
     with pytest.raises(ValidationError):
         JobConfig.model_validate(
             {"model": "t", "dataset_id": str(old.dataset_id), "metadata": {str(i): "v" for i in range(17)}}
@@ -167,14 +167,15 @@ def test_old_prediction_events_without_grades_stay_valid() -> None:
 
 
 def test_round_summary_counts_passes_and_means_per_grader() -> None:
-    grading = Grading(
+    judge = Judge(
         [
             GRADER.validate_python({"type": "json_parse", "name": "json"}),
             GRADER.validate_python({"type": "json_field", "name": "city", "path": "booking.city"}),
         ]
     )
-    graded = [grading(answer, BOOKING) for answer in ('{"booking": {"city": "Paris"}}', "{}", "nope")]
-    graded.append(grading('{"booking": {"city": "Paris"}}', None))  # no truth: json only
+    answers = ('{"booking": {"city": "Paris"}}', "{}", "nope")
+    graded = [judge("", answer, {GROUND_TRUTH: BOOKING}).grades for answer in answers]
+    graded.append(judge("", '{"booking": {"city": "Paris"}}', {}).grades)  # no truth: json only
     summary = summarize_grades(graded)
     assert summary["json"].model_dump() == {"graded": 4, "passed": 3, "mean_score": 0.75}
     assert summary["city"].model_dump() == {"graded": 3, "passed": 1, "mean_score": pytest.approx(1 / 3)}

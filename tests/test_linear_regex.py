@@ -6,25 +6,26 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from epochscope_schemas.config import JobConfig
+from epochscope_runtime.grading import Judge
+from epochscope_schemas.config import JobConfig, PredictionsConfig
 from epochscope_schemas.config import ValidatorConfig as Validator
 from epochscope_schemas.linear_regex import UnsafePattern, compile_linear, schema_problems
-from epochscope_trainer.job.quality import OutputValidator
 
 CATASTROPHIC = r"^(a+)+$"  # exponential for a backtracking engine on "aaaa...!"
 
 
 def test_a_catastrophic_pattern_in_a_validator_runs_in_linear_time_on_a_hostile_answer() -> None:
-    validator = OutputValidator(
-        [Validator(kind="json_schema", json_schema={"type": "string", "pattern": CATASTROPHIC})]
+    config = PredictionsConfig(
+        validators=[Validator(kind="json_schema", json_schema={"type": "string", "pattern": CATASTROPHIC})]
     )
+    judge = Judge(config.graders)  # the validator, as the grader it became
     answer = '"' + "a" * 100_000 + '!"'
     started = time.perf_counter()
-    result = validator(answer)
+    result = judge("", answer, {})
     elapsed = time.perf_counter() - started
-    assert result.valid is False and "does not match" in (result.error or "")
+    assert result.valid is False and "does not match" in (result.validation_error or "")
     assert elapsed < 2.0  # Python's re would need about 2**100000 steps; RE2 takes milliseconds
-    assert validator('"aaaa"').valid is True
+    assert judge("", '"aaaa"', {}).valid is True
 
 
 @pytest.mark.parametrize(

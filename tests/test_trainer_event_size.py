@@ -19,6 +19,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from single_broker import broker_fixture  # noqa: F401  fixture
 from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer
 
+from epochscope_runtime.grading import Judge
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.sampler import Sample
 from epochscope_schemas.config import JobConfig, PredictionsConfig
@@ -33,9 +34,10 @@ from epochscope_schemas.events import (
     parse_event,
 )
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.child_protocol import SPOOL_FILE
-from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback, RoundKey
+from epochscope_trainer.child_protocol import SPOOL_FILE, JobIdentity
 from epochscope_trainer.job.generation import Generation
+from epochscope_trainer.job.predictions.round_publisher import RoundPublisher
+from epochscope_trainer.job.predictions.round_runner import RoundKey
 from epochscope_trainer.publishing.spool_store import Outgoing
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 from epochscope_trainer.service.bootstrap import KafkaAdapters, bootstrap
@@ -63,15 +65,12 @@ def test_truncation_cuts_on_a_utf8_boundary(text: str, limit: int, expected: tup
 
 def test_a_huge_row_makes_a_truncated_flagged_prediction_within_the_message_limit() -> None:
     published: list[tuple[str, Any]] = []
-    callback = PredictionsCallback(
-        PredictionsConfig(),
-        [],
-        None,
-        lambda topic, event: published.append((topic, event)),
+    publisher = RoundPublisher(
+        [], Judge(PredictionsConfig().graders), lambda topic, event: published.append((topic, event)),
         JobIdentity(uuid.uuid4(), "t"),
-    )
+    )  # fmt: skip
     sample = Sample("line-7", 0, None, "short prompt", ground_truth=HUGE)
-    event = callback._prediction(RoundKey(0, 0.0, 0, "baseline"), sample, "short prompt", Generation(HUGE, 9, 1.0))
+    event = publisher.prediction(RoundKey(0, 0.0, 0, "baseline"), sample, "short prompt", Generation(HUGE, 9, 1.0))
     assert event.truncated == ["ground_truth", "prediction"]
     assert event.prompt == "short prompt"
     assert len(event.prediction.encode()) <= DEFAULT_TEXT_MAX_BYTES and set(event.prediction) == {"é"}

@@ -24,7 +24,7 @@ from epochscope_schemas.events import (
     PredictionEvent,
     WarningEvent,
 )
-from epochscope_trainer.job.callbacks import JobIdentity
+from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.inputs import InputError, fetch
 from epochscope_trainer.job.model_loading import ModelSourceError, resolve_model
 from epochscope_trainer.job.runner import JobRun

@@ -10,14 +10,17 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_runtime.dataset_rows import Example, FileType
+from epochscope_runtime.grading import Judge
+from epochscope_runtime.grading.answers import unfence
+from epochscope_runtime.grading.judge import builtin_scores as score
 from epochscope_runtime.sampler import select_samples
 from epochscope_schemas.config import PredictionsConfig, ValidatorConfig
 from epochscope_schemas.events import Envelope, PredictionEvent, RoundSummaryEvent
-from epochscope_trainer.job.callbacks import JobIdentity, PredictionsCallback
+from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.generation import GenerationSettings, generate
 from epochscope_trainer.job.inputs import Dataset, read_dataset
+from epochscope_trainer.job.predictions import prediction_rounds
 from epochscope_trainer.job.prompts import render_prompt
-from epochscope_trainer.job.quality import OutputValidator, score, unfence
 
 
 def write_rows(path: Path, rows: list[Any]) -> Path:
@@ -77,13 +80,13 @@ def test_prompt_completion_and_text_rows(tmp_path: Path) -> None:
 
 def test_validators_read_fenced_json_and_name_the_schema_error() -> None:
     schema = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
-    validate = OutputValidator([ValidatorConfig(kind="json_schema", json_schema=schema)])
+    judge = Judge(PredictionsConfig(validators=[ValidatorConfig(kind="json_schema", json_schema=schema)]).graders)
     assert unfence('Sure!\n```json\n{"city": "Oslo"}\n```') == '{"city": "Oslo"}'
-    assert validate('```json\n{"city": "Oslo"}\n```').valid is True
-    bad = validate('{"city": 7}')
-    assert bad.valid is False and "at city" in bad.error
-    assert validate("Oslo").error.startswith("not valid JSON")
-    assert OutputValidator([])("anything").valid is None
+    assert judge("", '```json\n{"city": "Oslo"}\n```', {}).valid is True
+    bad = judge("", '{"city": 7}', {})
+    assert bad.valid is False and "at city" in bad.validation_error
+    assert judge("", "Oslo", {}).validation_error.startswith("not valid JSON")
+    assert Judge([])("", "anything", {}).valid is None
 
 
 def test_scores() -> None:
@@ -134,7 +137,7 @@ def test_one_round_per_global_step_whatever_triggers_land_on_it(tiny: tuple[Any,
         validators=[ValidatorConfig(kind="json_parse")],
     )
     job = JobIdentity("0b7c1f7e-5d4c-4a7e-9a51-2f1f1d1f0c11", "token")
-    callback = PredictionsCallback(
+    callback = prediction_rounds(
         config, select_samples(dataset, 3, 0), tokenizer, lambda t, e: published.append((t, e)), job
     )
     args, control = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[]), TrainerControl()
@@ -171,7 +174,7 @@ def test_background_rounds_match_inline_rounds_and_stall_only_for_the_snapshot(
     for background in (False, True):
         published: list[Envelope] = []
         config = PredictionsConfig(enabled=True, sample_count=4, max_new_tokens=48, background=background)
-        callback = PredictionsCallback(config, samples, tokenizer, lambda _t, e, out=published: out.append(e), job)
+        callback = prediction_rounds(config, samples, tokenizer, lambda _t, e, out=published: out.append(e), job)
         for step in (1, 2):
             state.global_step, state.epoch = step, float(step)
             callback.on_epoch_end(args, state, control, model=model)

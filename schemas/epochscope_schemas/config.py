@@ -13,12 +13,13 @@ from uuid import UUID
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
-from epochscope_schemas.graders import MAX_GRADERS, GraderConfig, validator_graders
+from epochscope_schemas.graders import MAX_GRADERS, MAX_VALIDATORS, GraderConfig, validator_graders
 from epochscope_schemas.linear_regex import schema_problems
+from epochscope_schemas.methods import MethodConfig, SftMethod
 
 
 class PredictionLimits(BaseSettings):
@@ -91,13 +92,18 @@ class PredictionsConfig(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     validators: Annotated[
         list[ValidatorConfig],
-        Field(max_length=8, description="Older form of json_parse/json_schema graders (see graders); still honoured."),
+        Field(
+            max_length=MAX_VALIDATORS,
+            description="Older form of json_parse/json_schema graders: accepted, and turned into graders when the "
+            "config is submitted (so a stored config has none).",
+        ),
     ] = []
     graders: Annotated[
         list[GraderConfig],
         Field(
             max_length=MAX_GRADERS,
-            description="Named graders: each scores every prediction in [0, 1] and passes it at its threshold.",
+            description="Named graders: each scores every prediction in [0, 1] and passes it at its threshold. "
+            f"At most {MAX_GRADERS}, validators included.",
         ),
     ] = []
     background: Annotated[
@@ -121,17 +127,31 @@ class PredictionsConfig(BaseModel):
             raise ValueError("step_interval is required when sample_frequency is 'steps'")
         return self
 
+    # How many of `graders` the submitted `validators` became (first in the list): their limits are reported at
+    # the field the user wrote. Not serialized: a stored config is graders only.
+    _graders_from_validators: int = PrivateAttr(default=0)
+
     @model_validator(mode="after")
-    def _grader_names_unique(self) -> "PredictionsConfig":
-        names = [grader.name for grader in self.all_graders()]
+    def _validators_become_graders(self) -> "PredictionsConfig":
+        """The one place validators turn into graders; a config parsed again (stored, in the start event) has
+        no validators left, so this runs once per job."""
+        if self.validators:
+            converted = validator_graders(self.validators)
+            if len(converted) + len(self.graders) > MAX_GRADERS:
+                raise ValueError(f"at most {MAX_GRADERS} graders, validators included")
+            self.graders = [*converted, *self.graders]
+            self.validators = []
+            self._graders_from_validators = len(converted)
+        names = [grader.name for grader in self.graders]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"grader names must be unique (validators count as graders): {', '.join(duplicates)}")
         return self
 
-    def all_graders(self) -> list[GraderConfig]:
-        """The graders every prediction gets: those the validators stand for, then `graders`."""
-        return [*validator_graders(self.validators), *self.graders]
+    def submitted_location(self, grader_index: int) -> tuple[str, int]:
+        """The field and index the user wrote `graders[grader_index]` at (`validators` for a converted one)."""
+        converted = self._graders_from_validators
+        return ("validators", grader_index) if grader_index < converted else ("graders", grader_index - converted)
 
 
 class LoraConfig(BaseModel):
@@ -178,6 +198,9 @@ class JobConfig(BaseModel):
     eval_fraction: Annotated[
         float | None, Field(gt=0.0, lt=1.0, description="Hold out this fraction of the data for eval.")
     ] = None
+    method: MethodConfig = Field(
+        default_factory=SftMethod, description="How the job trains (the TRL trainer it runs); SFT by default."
+    )
     lora: LoraConfig | None = None
     predictions: PredictionsConfig = PredictionsConfig()
 
@@ -225,17 +248,16 @@ def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[
         violations.append(
             (("predictions", "max_new_tokens"), f"must be at most {limits.max_new_tokens} (server limit)")
         )
-    for field in ("validators", "graders"):
-        for index, item in enumerate(getattr(predictions, field)):
-            schema = getattr(item, "json_schema", None)
-            size = len(json.dumps(schema)) if schema is not None else 0
-            if size > limits.max_json_schema_bytes:
-                violations.append(
-                    (
-                        ("predictions", field, index, "json_schema"),
-                        f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
-                    )
+    for index, grader in enumerate(predictions.graders):
+        schema = getattr(grader, "json_schema", None)
+        size = len(json.dumps(schema)) if schema is not None else 0
+        if size > limits.max_json_schema_bytes:
+            violations.append(
+                (
+                    ("predictions", *predictions.submitted_location(index), "json_schema"),
+                    f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
                 )
+            )
     if predictions.step_interval is not None and predictions.step_interval < limits.min_step_interval:
         violations.append(
             (("predictions", "step_interval"), f"must be at least {limits.min_step_interval} (server limit)")

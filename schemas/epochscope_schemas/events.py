@@ -116,13 +116,14 @@ class JobCancelEvent(Envelope):
 
 
 class PredictionScores(BaseModel):
-    """Quality of one prediction against its ground truth, each in [0, 1]."""
+    """Similarity of one prediction to its ground truth, each in [0, 1], counted in Unicode-aware normalized words
+    (`epochscope_runtime.grading.similarity`, the same numbers as the text_similarity graders)."""
 
     model_config = ConfigDict(extra="forbid")
 
     exact_match: Annotated[float, Field(ge=0, le=1, description="Normalized exact match (0 or 1).")]
     f1: Annotated[float, Field(ge=0, le=1, description="Token-level F1.")]
-    rouge_l: Annotated[float, Field(ge=0, le=1, description="ROUGE-L F-measure.")]
+    rouge_l: Annotated[float, Field(ge=0, le=1, description="ROUGE-L F-measure over normalized words.")]
 
 
 class PredictionEvent(Envelope):
@@ -139,12 +140,19 @@ class PredictionEvent(Envelope):
     prediction: str
     tokens_generated: Annotated[int, Field(ge=0)] = 0
     latency_ms: Annotated[float, Field(ge=0)] = 0.0
-    valid: bool | None = Field(default=None, description="Passed every validator; null without validators.")
-    validation_error: str | None = Field(default=None, max_length=2000)
-    scores: PredictionScores | None = Field(default=None, description="Against the ground truth, when there is one.")
+    valid: bool | None = Field(
+        default=None,
+        description="Passed every format grader (json_parse, json_schema: what validators become); null without one.",
+    )
+    validation_error: str | None = Field(
+        default=None, max_length=2000, description="The reason of the first format grader that failed."
+    )
+    scores: PredictionScores | None = Field(
+        default=None, description="The built-in similarities to the ground truth, when there is one."
+    )
     grades: dict[str, Grade] = Field(
         default_factory=dict,
-        max_length=MAX_GRADERS + 8,
+        max_length=MAX_GRADERS,
         description="Each grader's verdict, by grader name (validators included); a grader that needs a ground "
         "truth is absent where there is none.",
     )
@@ -165,14 +173,14 @@ class RoundSummaryEvent(Envelope):
     step: Annotated[int, Field(ge=0)]
     trigger: str = Field(description="What started the round: baseline (before training), epoch, eval or steps.")
     predictions: Annotated[int, Field(ge=0)]
-    validated: Annotated[int, Field(ge=0, description="Predictions that ran through validators.")] = 0
-    valid: Annotated[int, Field(ge=0)] = 0
+    validated: Annotated[int, Field(ge=0, description="Predictions with a `valid` (the job has format graders).")] = 0
+    valid: Annotated[int, Field(ge=0, description="Predictions that passed every format grader.")] = 0
     scored: Annotated[int, Field(ge=0, description="Predictions with a ground truth to score against.")] = 0
     mean_exact_match: float | None = None
     mean_f1: float | None = None
     mean_rouge_l: float | None = None
     graders: dict[str, GraderSummary] = Field(
-        default_factory=dict, max_length=MAX_GRADERS + 8, description="Each grader's count, passes and mean score."
+        default_factory=dict, max_length=MAX_GRADERS, description="Each grader's count, passes and mean score."
     )
     tokens_generated: Annotated[int, Field(ge=0)] = 0
     wall_ms: Annotated[float, Field(ge=0, description="Round wall time.")] = 0.0
@@ -214,7 +222,15 @@ class CheckpointEvent(Envelope):
         default_factory=dict, max_length=MAX_GRADERS * 2 + 8, description="The round's metrics by metric name."
     )
     save_ms: Annotated[float, Field(ge=0, description="Writing the weights to local disk.")] = 0.0
-    stall_ms: Annotated[float, Field(ge=0, description="How long training waited for the save.")] = 0.0
+    stall_ms: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            description="How long training waited for the save: its save_ms where the save ran in training's thread "
+            "(an inline round, the final weights); null where it ran beside training (a background round), not "
+            "measured there (a wait for it shows in the next round's stall_ms).",
+        ),
+    ] = None
     upload_ms: Annotated[float, Field(ge=0)] = 0.0
 
 

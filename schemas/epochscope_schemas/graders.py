@@ -2,10 +2,11 @@
 
 A job lists them in `predictions.graders`. Every grader scores each prediction in [0, 1]; the prediction passes
 that grader when the score reaches the grader's `threshold`. Graders that compare with the ground truth skip a
-sample without one. The older `predictions.validators` map onto graders (`validator_graders`):
-`{"kind": "json_parse"}` is the grader `{"type": "json_parse", "name": "json_parse"}` and
+sample without one. The older `predictions.validators` become graders when the config is submitted
+(`validator_graders`): `{"kind": "json_parse"}` is the grader `{"type": "json_parse", "name": "json_parse"}` and
 `{"kind": "json_schema", "json_schema": S}` is `{"type": "json_schema", "name": "json_schema", "json_schema": S}`
-(a second one of a kind is named `json_schema_2`, and so on).
+(a second one of a kind is named `json_schema_2`, and so on). The code that runs them is
+`epochscope_runtime.grading`.
 """
 
 from enum import StrEnum
@@ -32,10 +33,6 @@ class _Grader(BaseModel):
 
     name: GraderName
     threshold: Threshold = 1.0
-
-    @property
-    def needs_ground_truth(self) -> bool:
-        return False
 
 
 class JsonParseGrader(_Grader):
@@ -80,10 +77,6 @@ class StringCheckGrader(_Grader):
     ] = None
     case_sensitive: bool = True
 
-    @property
-    def needs_ground_truth(self) -> bool:
-        return self.reference is None
-
 
 class RegexGrader(_Grader):
     """1 when the pattern matches the prediction (anywhere, or the whole of it with full_match), else 0.
@@ -113,10 +106,6 @@ class JsonFieldGrader(_Grader):
     path: Annotated[str, Field(pattern=r"^[^.]+(\.[^.]+)*$", max_length=500)]
     case_sensitive: bool = True
 
-    @property
-    def needs_ground_truth(self) -> bool:
-        return True
-
 
 class SimilarityMetric(StrEnum):
     EXACT_MATCH = "exact_match"
@@ -136,16 +125,13 @@ class TextSimilarityGrader(_Grader):
     metric: Annotated[SimilarityMetric, Field(strict=False)] = SimilarityMetric.F1
     threshold: Threshold = 0.5
 
-    @property
-    def needs_ground_truth(self) -> bool:
-        return True
-
 
 GraderConfig = Annotated[
     JsonParseGrader | JsonSchemaGrader | StringCheckGrader | RegexGrader | JsonFieldGrader | TextSimilarityGrader,
     Field(discriminator="type"),
 ]
-MAX_GRADERS = 16
+MAX_VALIDATORS = 8  # the older `validators` a config may list
+MAX_GRADERS = 16 + MAX_VALIDATORS  # a job's graders, those its validators became included
 
 
 def validator_graders(validators: list[Any]) -> list[JsonParseGrader | JsonSchemaGrader]:

@@ -72,8 +72,10 @@ class RoundSummary(BaseModel):
         description="True: the trainer's round summary. False: aggregated from the predictions stored so far."
     )
     predictions: int
-    validated: int = Field(description="Predictions that ran through validators.")
-    valid: int = Field(description="Predictions that passed every validator.")
+    validated: int = Field(
+        description="Predictions with a `valid`: the job has format graders (json_parse, json_schema)."
+    )
+    valid: int = Field(description="Predictions that passed every format grader.")
     validator_pass_rate: float | None = Field(description="valid / validated; null when nothing was validated.")
     scored: int = Field(description="Predictions scored against a ground truth.")
     mean_exact_match: float | None
@@ -134,7 +136,9 @@ class Checkpoint(BaseModel):
     metrics: dict[str, float | None] = Field(description="The round's metrics by name.")
     best: bool = Field(description="The best round checkpoint by the job's checkpoint metric.")
     save_ms: float = Field(description="Writing the weights to the trainer's disk.")
-    stall_ms: float = Field(description="How long training waited for the save (0 for a background round).")
+    stall_ms: float | None = Field(
+        description="How long training waited for the save; null for a background round's (it ran beside training)."
+    )
     occurred_at: datetime
 
 
@@ -160,8 +164,10 @@ class Prediction(BaseModel):
     prediction: str
     tokens_generated: int
     latency_ms: float
-    valid: bool | None = Field(description="Passed every validator; null when the job has no validators.")
-    validation_error: str | None = Field(description="Why the prediction failed a validator.")
+    valid: bool | None = Field(
+        description="Passed every format grader (json_parse, json_schema: what validators become); null without one."
+    )
+    validation_error: str | None = Field(description="The reason of the first format grader it failed.")
     scores: PredictionScores | None = Field(description="Against the ground truth; null without one.")
     grades: dict[str, Grade] = Field(
         default_factory=dict, description="Each grader's score, verdict and reason, by grader name."

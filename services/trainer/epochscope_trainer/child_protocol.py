@@ -8,8 +8,11 @@ reads the same folder.
 
 import os
 import sys
+import uuid
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobInputs, JobStartEvent
@@ -65,6 +68,26 @@ def child_env(event: JobStartEvent) -> dict[str, str]:
 def read_identity() -> dict[str, str]:
     """In the child: the job's identity from the environment, by IDENTITY_ENV name."""
     return {name: os.environ[name] for name in IDENTITY_ENV}
+
+
+@dataclass(frozen=True)
+class JobIdentity:
+    """Who the child speaks for: the job, its token, and the dispatch (attempt) this run is. Every event of the
+    job carries all three (`envelope`); the writer checks the token and fences stale attempts by the attempt id."""
+
+    job_id: Any
+    job_token: str
+    attempt_id: uuid.UUID | None = None
+
+    @classmethod
+    def from_environment(cls) -> "JobIdentity":
+        """In the child: the identity the service passed (`child_env`)."""
+        identity = read_identity()
+        attempt = os.environ.get(ATTEMPT_ENV)
+        return cls(uuid.UUID(identity["JOB_ID"]), identity["JOB_TOKEN"], uuid.UUID(attempt) if attempt else None)
+
+    def envelope(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "job_token": self.job_token, "attempt_id": self.attempt_id}
 
 
 def child_rank() -> int:

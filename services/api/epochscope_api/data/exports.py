@@ -26,7 +26,7 @@ def grader_names(configs: list[Any]) -> list[str]:
     """Every grader name of these job configs, in first-seen order: the export's grade columns."""
     names: dict[str, None] = {}
     for config in configs:
-        for grader in JobConfig.model_validate(config).predictions.all_graders():
+        for grader in JobConfig.model_validate(config).predictions.graders:
             names[grader.name] = None
     return list(names)
 

@@ -7,6 +7,7 @@ import asyncpg
 from pydantic import TypeAdapter
 
 from epochscope_api.response_models import RoundSummary
+from epochscope_schemas.checkpoints import round_metric
 
 # The trainer's round summaries, in the shape of an aggregate over a round's predictions (below).
 _SUMMARIZED_ROUNDS = (
@@ -44,11 +45,11 @@ ROUND_BYTES = 512  # at most one RoundSummary's JSON (numbers and a short trigge
 
 
 def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
+    """The row with its pass rates, read as checkpoints and stop_when read them (`round_metric`)."""
     fields = dict(row)
-    validated = fields["validated"]
-    fields["validator_pass_rate"] = fields["valid"] / validated if validated else None
+    fields["validator_pass_rate"] = round_metric(fields, "validator_pass_rate")
     fields["graders"] = {
-        name: summary | {"pass_rate": summary["passed"] / summary["graded"] if summary["graded"] else None}
+        name: summary | {"pass_rate": round_metric(fields, f"grader_pass_rate:{name}")}
         for name, summary in (fields["graders"] or {}).items()
     }
     return fields

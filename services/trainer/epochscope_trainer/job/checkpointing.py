@@ -35,6 +35,8 @@ from epochscope_schemas.events import (
     WarningEvent,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job.callbacks import Publish
 
 log = logging.getLogger("epochscope.trainer.checkpoints")
 ROUND_METRICS = ("validator_pass_rate", "mean_exact_match", "mean_f1", "mean_rouge_l")
@@ -71,7 +73,7 @@ class Checkpointer:
     Args:
         config: the job's `predictions.checkpoints`.
         store: the object store (the trainer's credentials may write only under `jobs/`).
-        job: the job identity every event carries (`JobIdentity`).
+        job: the job identity every event carries.
         publish: the non-blocking event publisher.
         work_dir: a local folder for the saves before upload.
         byte_allowance: the most bytes the job's kept checkpoints may take; None: no limit.
@@ -81,8 +83,8 @@ class Checkpointer:
         self,
         config: CheckpointsConfig,
         store: ObjectStore,
-        job: Any,
-        publish: Any,
+        job: JobIdentity,
+        publish: Publish,
         work_dir: Path,
         byte_allowance: int | None = None,
     ) -> None:
@@ -164,7 +166,7 @@ class Checkpointer:
             "final": round_index is None,
             "metrics": metrics,
             "save_ms": save_ms,
-            "stall_ms": save_ms if stalls_training else 0.0,
+            "stall_ms": save_ms if stalls_training else None,  # beside training: not a stall measured here
         }
         self._pending.append(self._uploads.submit(self._upload, folder, name, event, pruned))
 
@@ -202,11 +204,11 @@ class Checkpointer:
         self.publish(TRAINING_STATUS, event)
         self._keys[name], self._sizes[name] = keys, event.bytes  # (upload thread only)
         log.info(
-            "checkpoint %s: %d bytes, saved in %.0f ms (training stalled %.0f ms), uploaded to %s in %.0f ms",
+            "checkpoint %s: %d bytes, saved in %.0f ms (%s), uploaded to %s in %.0f ms",
             name,
             event.bytes,
             event.save_ms,
-            event.stall_ms,
+            "beside training" if event.stall_ms is None else "training waited",
             prefix,
             event.upload_ms,
         )

@@ -16,11 +16,11 @@ import random
 import signal
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
-from epochscope_runtime.dataset_rows import training_record
+import torch
+
 from epochscope_runtime.log_config import configure_logging
 from epochscope_runtime.object_store import ObjectStore, open_store
 from epochscope_runtime.sampler import Sample, select_samples
@@ -39,27 +39,22 @@ from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     SPOOL_FILE,
     ChildExit,
+    JobIdentity,
     cancel_reason,
     cancel_requested,
     child_rank,
-    read_identity,
     read_job_config,
     read_job_inputs,
 )
-from epochscope_trainer.job.callbacks import (
-    AfterRound,
-    JobIdentity,
-    PredictionsCallback,
-    ProgressCallback,
-    Publish,
-    StopOnRequest,
-)
+from epochscope_trainer.job.callbacks import ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.job.checkpointing import Checkpointer
 from epochscope_trainer.job.inputs import Dataset, fetch, read_dataset
+from epochscope_trainer.job.methods import TrainingParts, method_for
 from epochscope_trainer.job.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.job.precision import this_machine
+from epochscope_trainer.job.predictions import prediction_rounds
+from epochscope_trainer.job.predictions.round_runner import AfterRound
 from epochscope_trainer.job.stopping import StopOnRule, StopRule
-from epochscope_trainer.job.training_args import lora_config, sft_config
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 from epochscope_trainer.settings import TrainerSettings
 
@@ -125,10 +120,6 @@ class JobRun:
         return JobStatus.COMPLETED
 
     def _train(self) -> dict[str, float]:
-        import torch
-        from datasets import Dataset as HFDataset
-        from trl import SFTTrainer
-
         config = self.config
         model_path = resolve_model(self.inputs.model, self.settings.model_cache_dir)  # an unusable source fails fast
         train = self._load("train", self.inputs.train)
@@ -138,9 +129,6 @@ class JobRun:
         samples = self._samples(train)
         precision = this_machine()
         model, tokenizer = load_model_and_tokenizer(model_path, precision.torch_dtype())
-        args = sft_config(
-            config, precision, self.job_dir / "output", self.settings.progress_every_steps, has_eval=bool(eval_rows)
-        )
         callbacks: list[Any] = [
             ProgressCallback(self.publish, self.job, config.num_epochs),
             StopOnRequest(self.stop_requested),
@@ -155,7 +143,7 @@ class JobRun:
         )
         if samples:
             callbacks.append(
-                PredictionsCallback(
+                prediction_rounds(
                     config.predictions,
                     samples,
                     tokenizer,
@@ -167,20 +155,25 @@ class JobRun:
             )
             if self.stop_rule is not None:
                 callbacks.append(StopOnRule(self.stop_rule))
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=HFDataset.from_list([training_record(e) for e in train_rows.examples]),
-            eval_dataset=HFDataset.from_list([training_record(e) for e in eval_rows.examples]) if eval_rows else None,
-            processing_class=tokenizer,
-            peft_config=lora_config(config.lora),
-            callbacks=callbacks,
+        trainer = method_for(config).build_trainer(
+            TrainingParts(
+                config=config,
+                model=model,
+                tokenizer=tokenizer,
+                train_rows=train_rows.examples,
+                eval_rows=eval_rows.examples if eval_rows else None,
+                precision=precision,
+                output_dir=self.job_dir / "output",
+                logging_steps=self.settings.progress_every_steps,
+                callbacks=callbacks,
+            )
         )
         processes = trainer.accelerator.num_processes
         self.status(
             JobStatus.RUNNING,
             json.dumps(
                 {
+                    "method": config.method.type,
                     "model": self.inputs.model.id,
                     "model_path": model_path,
                     "device": precision.device,
@@ -259,19 +252,20 @@ def main(argv: list[str] | None = None) -> None:
     settings = TrainerSettings()
     rank = child_rank()
     configure_logging(f"trainer-job-{rank}" if rank else "trainer-job", settings.log_level)
-    identity = read_identity()
-    job_id = uuid.UUID(identity["JOB_ID"])
+    job = JobIdentity.from_environment()
     config = read_job_config(args.job_dir)
     inputs = read_job_inputs(args.job_dir)
     publisher = None
     if rank == 0:
-        publisher = EventPublisher(settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size)
+        publisher = EventPublisher(
+            settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size, attempt_id=job.attempt_id
+        )
         publisher.start()
     run = JobRun(
         config,
         inputs,
         open_store(settings.store),
-        JobIdentity(job_id, identity["JOB_TOKEN"]),
+        job,
         args.job_dir,
         settings,
         publisher.publish if publisher else _discard,

@@ -21,7 +21,6 @@ clean). One order caveat: events in flight when both broker and disk fail go aft
 import asyncio
 import json
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -37,7 +36,6 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.events import Envelope, WarningEvent, encode_event
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.child_protocol import ATTEMPT_ENV
 from epochscope_trainer.publishing.spool_store import Outgoing, Spool
 
 log = logging.getLogger("epochscope.trainer.spooling_publisher")
@@ -81,7 +79,10 @@ def _describe(item: Outgoing) -> str:
 
 
 class EventPublisher:
-    def __init__(self, kafka: KafkaSettings, spool_path: Path, queue_size: int) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, spool_path: Path, queue_size: int, attempt_id: uuid.UUID | None = None
+    ) -> None:
+        """`attempt_id`: stamped on every event published without one (the child's `JobIdentity.attempt_id`)."""
         self._kafka = kafka
         self._max_bytes = kafka.max_message_bytes
         self._spool_path = spool_path
@@ -92,8 +93,7 @@ class EventPublisher:
         self._held: list[Outgoing] = []  # events the spool could not take: after the spool, before the queue
         self._spool_failing = False  # the last spool write failed (its warning event is out)
         self._stop = threading.Event()
-        attempt = os.environ.get(ATTEMPT_ENV)  # set by the service for the child (child_protocol)
-        self.attempt_id = uuid.UUID(attempt) if attempt else None
+        self.attempt_id = attempt_id
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self.delivered = 0
         self.refused = 0
