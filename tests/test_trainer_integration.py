@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
+from trainer_fakes import TRAINER_ID, chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
@@ -133,9 +133,8 @@ async def stack() -> AsyncIterator[TrainerStack]:
         "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
-        # No dispatcher here: starts are published as the old relay did, so the trainer takes them as the old
-        # intake did (one group); the addressed intake is covered by test_scheduling*.py.
-        "EPOCHSCOPE_TRAINER_INTAKE": "group",
+        # No dispatcher here: the test publishes starts addressed to this trainer, as the dispatcher would.
+        "EPOCHSCOPE_TRAINER_TRAINER_ID": TRAINER_ID,
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",
         "OMP_NUM_THREADS": "1",
     }
@@ -213,24 +212,6 @@ async def test_a_forged_cancel_is_ignored_and_dead_lettered_and_a_signed_one_sto
         "cancel_unsigned: no signature",
         "cancel_forged: the signature does not verify against the job's start event",
     ]
-
-
-async def test_a_trainer_killed_mid_job_reruns_it_after_restart(
-    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
-) -> None:
-    event = start_event(long_job(num_epochs=4), train, dir_model(tiny_model_dir))
-    await run_until_step(stack, event, 3)
-    stack.kill()
-    await asyncio.sleep(2)
-    assert stack.final(event.job_id) is None  # no final status: the start event is not committed
-    stack.start()
-    final = await stack.finished(event.job_id)
-    assert final.status == "completed", final.message
-    # A baseline and one round per epoch on the re-run (the first run's rounds are replays the writer ignores).
-    keys = {(p.step, p.sample_id) for p in stack.of(event.job_id, PredictionEvent)}
-    assert len(keys) == (1 + 4) * 2, sorted(keys)  # the same steps and samples on every run
-    assert stack.log_path.read_text().count(f"starting job {event.job_id}") == 2  # run, crash, re-run
-    assert stack.process is not None and stack.process.poll() is None
 
 
 async def test_eval_rounds_and_a_warning_for_an_empty_samples_dataset(

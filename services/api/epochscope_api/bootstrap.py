@@ -66,16 +66,16 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         settings.outbox_poll_seconds,
         timedelta(hours=settings.outbox_retention_hours),
     )
-    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-    tasks = [relay_task]
-    if settings.dispatch == "fair":  # immediate: starts go out at submission; no leases to expire, no slots to fill
-        dispatcher = Dispatcher(
-            pool,
-            dispatch_settings(settings),
-            settings.job_token_secret.get_secret_value(),
-            settings.kafka.max_message_bytes,
-        )
-        tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
+    dispatcher = Dispatcher(
+        pool,
+        dispatch_settings(settings),
+        settings.job_token_secret.get_secret_value(),
+        settings.kafka.max_message_bytes,
+    )
+    tasks = [
+        asyncio.create_task(relay.run(), name="outbox-relay"),
+        asyncio.create_task(dispatcher.run(), name="dispatcher"),
+    ]
     try:
         yield Adapters(
             pool=pool,

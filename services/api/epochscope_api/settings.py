@@ -1,7 +1,6 @@
 """The API's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,13 +59,6 @@ class ApiSettings(BaseSettings):
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
-    dispatch: Literal["fair", "immediate"] = Field(
-        default="fair",
-        description="fair: the dispatcher sends a start only to a heartbeating trainer's free slot, users in turn;"
-        " immediate: the old intake, kept for comparison: a job's start goes out at submission to the trainers'"
-        " consumer group (trainers with EPOCHSCOPE_TRAINER_INTAKE=group; the job's partition picks its trainer),"
-        " with no dispatcher, leases or fairness.",
-    )
     dispatch_lease_seconds: float = Field(
         default=10.0, gt=0, description="A trainer whose last heartbeat is older loses its jobs (dispatched again)."
     )

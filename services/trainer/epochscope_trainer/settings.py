@@ -4,7 +4,6 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,11 +41,6 @@ class TrainerSettings(BaseSettings):
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
         max_length=200,
         description="This trainer's id in its heartbeats; the dispatcher addresses starts to it. Unique per process.",
-    )
-    intake: Literal["addressed", "group"] = Field(
-        default="addressed",
-        description="addressed: read every start outside a group, run those the dispatcher sent to this trainer;"
-        " group: the old intake (one 'trainers' consumer group, partitions bound to trainers), kept for comparison.",
     )
     heartbeat_s: float = Field(
         default=2.0, ge=0, description="How often the trainer announces its capacity; 0 never (it then gets no job)."

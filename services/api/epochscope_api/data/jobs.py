@@ -15,7 +15,6 @@ from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.queue import queue_places
 from epochscope_api.data.rounds import fetch_rounds
 from epochscope_api.errors import BadParameter, JobNotFound
-from epochscope_api.queue.dispatcher import dispatch_to_group
 from epochscope_api.queue.entries import queue_job, withdraw_if_queued
 from epochscope_api.response_models import Job, JobDetail, JobPage
 from epochscope_runtime.command_signing import signed_cancel
@@ -134,12 +133,9 @@ async def insert_job(
     token_expires_at: datetime,
     max_event_bytes: int,
     lease_s: float,
-    token_secret: str,
-    immediate: bool,
 ) -> Job:
     """The new job's row, and its place in the job queue in the same transaction (EventTooLarge if its start
-    event would not fit the event bus); the dispatcher sends the start when a trainer is free, or, `immediate`
-    (EPOCHSCOPE_DISPATCH=immediate), it goes out now to the trainers' consumer group."""
+    event would not fit the event bus); the dispatcher sends the start when a trainer is free."""
     await conn.execute(
         "INSERT INTO jobs (job_id, owner_id, config, token_expires_at) VALUES ($1, $2, $3, $4)",
         event.job_id,
@@ -149,8 +145,6 @@ async def insert_job(
     )
     await link_job_datasets(conn, event.job_id, event.user_id, event.inputs)
     await queue_job(conn, event, token_expires_at, max_event_bytes)
-    if immediate:
-        await dispatch_to_group(conn, event.job_id, event.user_id, token_secret, max_event_bytes)
     return await fetch_job(conn, event.job_id, lease_s)
 
 

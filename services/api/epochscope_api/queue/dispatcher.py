@@ -32,14 +32,13 @@ from epochscope_api.queue.wakeup import Wakeup
 from epochscope_runtime.command_signing import signed_cancel
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
-from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
+from epochscope_schemas.topics import JOB_COMMANDS
 
 log = logging.getLogger("epochscope.api.dispatcher")
 
 LOCK_KEY = 0x65706F6368  # pg advisory lock: one dispatching API replica at a time
 ACTIVE = "('dispatched', 'running')"
 NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (the rest see it on their next poll)
-GROUP_ADDRESS = f"group:{TRAINERS_GROUP}"  # EPOCHSCOPE_DISPATCH=immediate: the starts' address, no one trainer
 
 # Attempts lost this pass, with why: the trainer's lease ran out, or it never started what it was sent.
 LEASE_LOST = "coalesce(t.last_heartbeat_at, q.dispatched_at) < now() - make_interval(secs => $1)"
@@ -61,14 +60,6 @@ class DispatchSettings:
     max_attempts: int = 3  # dispatches per job before it fails
     per_user: int = 2  # a user's jobs dispatched or running at once
     poll_s: float = 1.0
-
-
-async def dispatch_to_group(
-    conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, token_secret: str, max_bytes: int
-) -> None:
-    """EPOCHSCOPE_DISPATCH=immediate, in the submitting transaction: the job's one attempt goes out now, addressed to
-    the trainers' consumer group (the old intake: the member that owns the job's partition runs it)."""
-    await _dispatch(conn, job_id, owner, GROUP_ADDRESS, token_secret, max_bytes)
 
 
 async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> int:

@@ -60,8 +60,9 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         allowance = await checkpoint_bytes_left(conn, user_id, settings)
         inputs = inputs.model_copy(update={"checkpoint_bytes_max": allowance})
     job_id = uuid.uuid4()
-    token_secret = _token_secret(settings)
-    token, claims = mint_job_token(token_secret, job_id, user_id, timedelta(hours=settings.job_token_ttl_hours))
+    token, claims = mint_job_token(
+        _token_secret(settings), job_id, user_id, timedelta(hours=settings.job_token_ttl_hours)
+    )
     event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
     return await insert_job(
         conn,
@@ -69,8 +70,6 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         token_expires_at=claims.expires_at,
         max_event_bytes=settings.kafka.max_message_bytes,
         lease_s=settings.dispatch_lease_seconds,
-        token_secret=token_secret,
-        immediate=settings.dispatch == "immediate",
     )
 
 

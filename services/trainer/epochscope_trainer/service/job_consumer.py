@@ -1,9 +1,8 @@
-"""The consumer loop: take one job-start event at a time, run it, then commit its offset.
+"""The consumer loop: take one job-start event at a time and run it.
 
-One job at a time per trainer (one per GPU). With a `trainer_id` (the service's way), every trainer reads every
-start outside any group and runs only those the API's dispatcher addressed to it, each attempt once; the queue's
-truth is Postgres, so no offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the
-dispatcher sends the job again. Without one, the old intake: one "trainers" group, offsets committed after the job.
+One job at a time per trainer (one per GPU). Every trainer reads every start outside any group and runs only those
+the API's dispatcher addressed to it (its `trainer_id`), each attempt once; the queue's truth is Postgres, so no
+offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the dispatcher sends the job again.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
 dead-lettered with the reason (the cancel watcher has already ignored it). A start whose attempt the dispatcher has
@@ -50,7 +49,8 @@ class JobConsumerLoop:
     """Owns the Kafka clients' lifetime; hands each start event to the supervisor.
 
     Args:
-        consumer: the "trainers" group consumer of the start topic, committing by hand.
+        consumer: a consumer of the start topic outside any group, from the beginning.
+        trainer_id: this trainer's id; only the starts the dispatcher addressed to it run.
         producer: for dead letters (and, through `status`, the service's status events).
         cancels: the cancel watcher, run beside the loop.
         supervisor: runs one job to its end.
@@ -68,7 +68,7 @@ class JobConsumerLoop:
         status: StatusPublisher,
         stopping: asyncio.Event,
         keep_alive_s: float,
-        trainer_id: str | None = None,
+        trainer_id: str,
         heartbeat: Callable[[Callable[[], UUID | None]], Awaitable[None]] | None = None,
     ) -> None:
         self.consumer = consumer
@@ -78,7 +78,7 @@ class JobConsumerLoop:
         self.status = status
         self.stopping = stopping
         self.keep_alive_s = keep_alive_s
-        self.trainer_id = trainer_id  # set: read every start without a group, run only those addressed here
+        self.trainer_id = trainer_id  # every start is read, outside any group; only those addressed here run
         self.attempts_run: set[UUID | None] = set()  # a start delivered twice runs once
         self.running_attempt: UUID | None = None
         self.heartbeat = heartbeat  # run beside the loop, told which attempt runs
@@ -96,9 +96,7 @@ class JobConsumerLoop:
                     for record in records:
                         finished = await self.handle(record.value or b"", tp, record.offset)
                         if not finished:
-                            return  # shutting down mid-job: leave the offset for the next trainer
-                        if self.trainer_id is None:  # the old group intake commits; addressed starts need not
-                            await self.consumer.commit({tp: record.offset + 1})
+                            return  # shutting down mid-job: the dispatcher sends the job again
         finally:
             watcher.cancel()
             if beats is not None:
@@ -116,17 +114,16 @@ class JobConsumerLoop:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
         if reason is None and isinstance(event, JobCancelEvent):
             reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
-            if self.trainer_id is not None and reason and reason.startswith(NOT_MINE):
+            if reason and reason.startswith(NOT_MINE):
                 return True  # every trainer reads every cancel: the one that ran the job's start judges it
         if reason is not None:
             await self._dead_letter(value, reason, tp, offset)
             return True
         if not isinstance(event, JobStartEvent):
             return True
-        if self.trainer_id is not None:
-            if event.trainer_id != self.trainer_id or event.attempt_id in self.attempts_run:
-                return True  # another trainer's start, or this attempt again: the job runs once
-            self.attempts_run.add(event.attempt_id)
+        if event.trainer_id != self.trainer_id or event.attempt_id in self.attempts_run:
+            return True  # another trainer's start, or this attempt again: the job runs once
+        self.attempts_run.add(event.attempt_id)
         self.cancels.track(event)
         if str(event.job_id) in self.cancels.cancelled:
             await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
