@@ -18,7 +18,8 @@ from epochscope_api.bus.outbox import OutboxRelay
 from epochscope_api.data.db import create_pool
 from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
 from epochscope_api.live.hub import NotificationHub
-from epochscope_api.queue.dispatcher import Dispatcher, DispatchSettings
+from epochscope_api.queue.dispatcher import Dispatcher
+from epochscope_api.service_layer.queue import DispatchSettings
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import ObjectStore, open_store

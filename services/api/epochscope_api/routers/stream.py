@@ -19,7 +19,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from epochscope_api.data.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.data.db import user_transaction
 from epochscope_api.data.job_warnings import fetch_warnings
-from epochscope_api.data.jobs import ensure_job, fetch_job
+from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_new_predictions
 from epochscope_api.data.progress import fetch_progress
 from epochscope_api.data.rounds import fetch_summarized_rounds
@@ -27,6 +27,7 @@ from epochscope_api.deps import HubDep, PoolDep, SettingsDep, StreamUser
 from epochscope_api.errors import JobNotFound
 from epochscope_api.http.errors import NOT_FOUND, error_responses
 from epochscope_api.live.hub import ALL_CHANGE_KINDS, NotificationHub
+from epochscope_api.service_layer.jobs import job_with_place
 from epochscope_api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
@@ -114,7 +115,7 @@ async def _events(
         while True:
             async with user_transaction(pool, user_id) as conn:
                 try:
-                    job = await fetch_job(conn, job_id, settings.dispatch_lease_seconds)
+                    job = await job_with_place(conn, job_id, settings.dispatch_lease_seconds)
                 except JobNotFound:  # deleted while watched
                     yield ServerSentEvent(event="end", data="deleted")
                     return
