@@ -16,12 +16,12 @@ from types import TracebackType
 import httpx
 
 from epochscope.broker import TansuBroker, ensure_topics
+from epochscope.dev_tokens import mint_user_token
 from epochscope.model_catalog import with_tokenizers
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
-from epochscope_api.auth.user_tokens import mint_user_token
 from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_runtime.catalog import CatalogModel
 

@@ -18,7 +18,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from epochscope_api.auth.user_tokens import UserTokenVerifier, mint_user_token
+from epochscope.dev_tokens import mint_user_token
+from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.jobs.estimate import SamplePreview, count_rounds, estimate, train_rows

@@ -1,4 +1,4 @@
-"""Users' bearer tokens (JWTs): minted for local development, verified per request; user id = `sub`.
+"""Users' bearer tokens (JWTs), verified per request; user id = `sub`; local ones come from epochscope/dev_tokens.py.
 
 Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
 identity provider whose public keys are at EPOCHSCOPE_JWKS_URL; with both set, the token's `alg`
@@ -8,7 +8,6 @@ header picks the key, and each key accepts only its own algorithms (no HS256/RS2
 import asyncio
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -17,11 +16,6 @@ from fastapi import HTTPException, status
 from epochscope_api.settings import ApiSettings
 
 HS256 = "HS256"
-
-
-def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
-    """A bearer token for `user_id` (what `epochscope token` prints for local development)."""
-    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm=HS256)
 
 
 def unauthorized(detail: str) -> HTTPException:
