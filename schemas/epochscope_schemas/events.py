@@ -155,6 +155,15 @@ class PredictionEvent(Envelope):
     )
 
 
+class RoundTrigger(StrEnum):
+    """What started a prediction round."""
+
+    BASELINE = "baseline"  # before training
+    EPOCH = "epoch"  # an epoch's end
+    EVAL = "eval"  # an evaluation
+    STEPS = "steps"  # every `step_interval` global steps
+
+
 class RoundSummaryEvent(Envelope):
     """Published once per prediction round, after its predictions."""
 
@@ -162,7 +171,7 @@ class RoundSummaryEvent(Envelope):
     round_index: Annotated[int, Field(ge=0)]
     epoch: Annotated[float, Field(ge=0)]
     step: Annotated[int, Field(ge=0)]
-    trigger: str = Field(description="What started the round: baseline (before training), epoch, eval or steps.")
+    trigger: RoundTrigger = Field(description="What started the round.")
     predictions: Annotated[int, Field(ge=0)]
     validated: Annotated[int, Field(ge=0, description="Predictions that ran through validators.")] = 0
     valid: Annotated[int, Field(ge=0)] = 0

@@ -46,7 +46,11 @@ class ApiSettings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
     )
-    predictions_page_max: int = 500
+    # Each list has its own page limit (a request's `limit` is cut to it).
+    jobs_page_max: int = Field(default=500, ge=1, description="Most jobs per page of GET /v1/jobs.")
+    predictions_page_max: int = Field(default=500, ge=1, description="Most predictions per page.")
+    sample_rounds_max: int = Field(default=500, ge=1, description="Most rounds per read of one sample's history.")
+    rounds_page_max: int = Field(default=10_000, ge=1, description="Most round summaries per read.")
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
     models: list[CatalogModel] = Field(
@@ -57,7 +61,8 @@ class ApiSettings(BaseSettings):
     )
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
-    datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
+    datasets_page_max: int = Field(default=100, ge=1, description="Most datasets per page.")
+    dataset_rows_page_max: int = Field(default=100, ge=1, description="Most rows per page of a dataset's rows.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
     dispatch_lease_seconds: float = Field(
         default=10.0, gt=0, description="A trainer whose last heartbeat is older loses its jobs (dispatched again)."

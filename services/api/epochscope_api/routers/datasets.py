@@ -109,7 +109,7 @@ async def list_dataset_rows(
     short of `limit` past the server's page size in bytes (always one row at least)."""
     dataset = await fetch_dataset(conn, dataset_id)
     start = decode_cursor(cursor, INT8)[0] if cursor else 0
-    limit = min(limit, settings.datasets_page_max)
+    limit = min(limit, settings.dataset_rows_page_max)
     examples = await read_page(store, dataset, max(start, 0), limit, settings.page_max_bytes)
     items = []
     for example in examples:

@@ -56,7 +56,7 @@ async def list_jobs(
 ) -> JobPage:
     """The current user's jobs, newest first, filtered by status, name and metadata."""
     where = JobFilter(status_filter, name, parse_metadata_filter(metadata))
-    limit = min(limit, settings.predictions_page_max)
+    limit = min(limit, settings.jobs_page_max)
     return await jobs.job_page(conn, where, limit, cursor, settings.dispatch_lease_seconds)
 
 
