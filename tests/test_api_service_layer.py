@@ -86,7 +86,8 @@ class FakePool:
         yield self.conn
 
 
-def job_row(status: JobStatus) -> dict[str, Any]:
+def job_row(status: JobStatus, attempt_id: uuid.UUID | None = None) -> dict[str, Any]:
+    """A job row as fetch_job_attempt reads it (`attempt_id`: its queue row's current attempt)."""
     return {
         "job_id": uuid.uuid4(),
         "status": status.value,
@@ -99,6 +100,7 @@ def job_row(status: JobStatus) -> dict[str, Any]:
         "started_at": None,
         "finished_at": None,
         "token_expires_at": NOW + timedelta(hours=1),
+        "attempt_id": attempt_id,
     }
 
 
@@ -106,17 +108,28 @@ def job_row(status: JobStatus) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("status", list(JobStatus))
-async def test_a_cancel_is_queued_only_for_a_job_still_queued_or_running(status: JobStatus) -> None:
-    conn = FakeConnection(job_row(status))
+async def test_a_cancel_is_queued_only_for_a_job_sent_to_a_trainer_and_not_ended(status: JobStatus) -> None:
+    attempt = uuid.uuid4()
+    conn = FakeConnection(job_row(status, attempt))
     job_id = conn.job["job_id"]
     job = await jobs.cancel_job(conn, job_id, "alice", settings())
     assert (job.job_id, job.status) == (job_id, status)
     queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
     assert queued == ([] if status.is_final else [(JOB_COMMANDS, str(job_id), "job.cancel", job_id, "alice")])
-    # Signed with the job's token (minted again from the row's claims: the API keeps no token).
-    token = job_token_for(SECRET, JobTokenClaims(job_id, "alice", conn.job["token_expires_at"]))
+    # Signed with the current attempt's token (minted again from the rows: the API keeps no token), no other.
+    token = job_token_for(SECRET, JobTokenClaims(job_id, "alice", conn.job["token_expires_at"], attempt))
+    job_wide = job_token_for(SECRET, JobTokenClaims(job_id, "alice", conn.job["token_expires_at"]))
     for _, _, cancel in conn.queued_events():
-        assert isinstance(cancel, JobCancelEvent) and verify_command(cancel, token)
+        assert isinstance(cancel, JobCancelEvent) and cancel.attempt_id is None  # the user's: the whole job
+        assert verify_command(cancel, token) and not verify_command(cancel, job_wide)
+
+
+async def test_a_job_waiting_for_its_first_or_next_attempt_is_withdrawn_with_no_cancel_on_the_bus() -> None:
+    conn = FakeConnection(job_row(JobStatus.QUEUED, attempt_id=None))
+    await jobs.cancel_job(conn, conn.job["job_id"], "alice", settings())
+    assert conn.queued_events() == []
+    (withdraw,) = [args for query, args in conn.executed if query.startswith("UPDATE job_queue SET state = 'final'")]
+    assert withdraw[0] == conn.job["job_id"] and withdraw[1] == "cancelled"
 
 
 async def test_a_cancel_of_no_job_is_job_not_found_and_queues_nothing() -> None:
@@ -194,7 +207,7 @@ async def test_a_start_too_large_for_the_bus_once_dispatched_is_refused_before_t
 # --- queue: a dispatch mints the attempt's token --------------------------------------------------------------------
 
 
-async def test_a_dispatch_mints_the_token_its_start_carries(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_dispatch_mints_the_attempts_token_its_start_carries(monkeypatch: pytest.MonkeyPatch) -> None:
     job_id, expires_at = uuid.uuid4(), NOW + timedelta(hours=2)
     start = JobStartEvent(
         job_id=job_id,
@@ -222,7 +235,7 @@ async def test_a_dispatch_mints_the_token_its_start_carries(monkeypatch: pytest.
     assert (topic, key) == (JOB_COMMANDS, str(job_id))
     assert isinstance(sent, JobStartEvent) and sent.trainer_id == "trainer-7" and sent.attempt_no == 1
     claims = verify_job_token(SECRET, sent.job_token, job_id)
-    assert (claims.user_id, claims.expires_at) == ("alice", expires_at)
+    assert (claims.user_id, claims.expires_at, claims.attempt_id) == ("alice", expires_at, sent.attempt_id)
 
 
 def test_the_queue_replays_users_in_turn_never_served_first() -> None:

@@ -42,14 +42,28 @@ async def fetch_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> Job:
     return _job_of(row)
 
 
-async def fetch_job_and_token_expiry(conn: asyncpg.Connection, job_id: uuid.UUID) -> tuple[Job, datetime]:
-    """The job and its tokens' expiry (`jobs.token_expires_at`); JobNotFound if the user has none."""
-    row = await conn.fetchrow(f"SELECT {JOB_COLUMNS}, token_expires_at FROM jobs WHERE job_id = $1", job_id)
+@dataclass(frozen=True)
+class JobAttempt:
+    """A job with what its current attempt's token is minted from."""
+
+    job: Job
+    token_expires_at: datetime
+    attempt_id: uuid.UUID | None  # the attempt dispatched or running; None while queued or once final
+
+
+async def fetch_job_attempt(conn: asyncpg.Connection, job_id: uuid.UUID) -> JobAttempt:
+    """The job and its current attempt; JobNotFound if the user has none."""
+    row = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS}, token_expires_at,"
+        " (SELECT q.attempt_id FROM job_queue q WHERE q.job_id = jobs.job_id) AS attempt_id"
+        " FROM jobs WHERE job_id = $1",
+        job_id,
+    )
     if row is None:
         raise JobNotFound
     fields = dict(row)
-    expires_at = fields.pop("token_expires_at")
-    return Job(**fields), expires_at
+    expires_at, attempt_id = fields.pop("token_expires_at"), fields.pop("attempt_id")
+    return JobAttempt(Job(**fields), expires_at, attempt_id)
 
 
 async def ensure_job(conn: asyncpg.Connection, job_id: uuid.UUID) -> None:

@@ -19,7 +19,7 @@ from epochscope_api.data.jobs import (
     JobFilter,
     delete_job_row,
     fetch_job,
-    fetch_job_and_token_expiry,
+    fetch_job_attempt,
     fetch_job_detail,
     fetch_job_page,
     insert_job,
@@ -98,15 +98,19 @@ async def job_page(
 
 
 async def cancel_job(conn: asyncpg.Connection, job_id: uuid.UUID, user_id: str, settings: ApiSettings) -> Job:
-    """The job as it was; unless it has ended, a cancel for its trainer is queued, signed with the job's token
-    (minted again from the row's claims: the token is stored nowhere), and a job still queued is withdrawn."""
-    job, token_expires_at = await fetch_job_and_token_expiry(conn, job_id)
-    if not job.status.is_final:
-        token = job_token(settings.job_token_secret.get_secret_value(), job_id, user_id, token_expires_at)
+    """The job as it was. Unless it has ended: a job still queued is withdrawn, and one sent to a trainer gets a
+    cancel for it, signed with its current attempt's token (minted again from the rows: the token is stored
+    nowhere), which only the trainer holding that attempt's start can verify."""
+    found = await fetch_job_attempt(conn, job_id)
+    if found.job.status.is_final:
+        return found.job
+    if found.attempt_id is not None:
+        secret = settings.job_token_secret.get_secret_value()
+        token = job_token(secret, job_id, user_id, found.token_expires_at, found.attempt_id)
         cancel = signed_cancel(job_id, user_id, token)
-        await enqueue(conn, JOB_COMMANDS, cancel, settings.kafka.max_message_bytes)  # also a dead attempt's child
-        await withdraw_if_queued(conn, job_id, user_id)
-    return job
+        await enqueue(conn, JOB_COMMANDS, cancel, settings.kafka.max_message_bytes)
+    await withdraw_if_queued(conn, job_id, user_id)
+    return found.job
 
 
 async def delete_job(

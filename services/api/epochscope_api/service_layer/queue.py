@@ -4,14 +4,14 @@ Postgres holds the queue; a start goes out only for a trainer's free slot. A pas
 an advisory lock (one API replica dispatches at a time): (1) attempts that are lost go back to the queue (a new
 attempt to come) or, past `max_attempts`, fail with the reason: those on a trainer whose heartbeat is older than
 the lease, and those dispatched more than `start_timeout_s` ago to a trainer that still heartbeats but has not
-started them; each lost attempt is fenced: a cancel of that attempt only, signed with the job's token, goes out with
-the start's topic and key, so a trainer that runs it stops it, and one handed its start after the cancel never runs
+started them; each lost attempt is fenced: a cancel of that attempt only, signed with that attempt's token, goes out
+with the start's topic and key, so a trainer that runs it stops it, and one handed its start after the cancel never runs
 it; (2) each live trainer's free slots are its heartbeat's slots minus the jobs dispatched to it and not final, and
 no more than its heartbeat says are free; (3) the slots are filled round-robin across users: the user served least
 recently goes first, each user's oldest queued job, within `per_user` concurrency; (4) each dispatch is an attempt
 (a new `attempt_id`, `attempt_no` + 1), recorded in `job_attempts`, and its start event, addressed to the trainer
-and carrying the job's token minted here (the only place a start gets one), is queued in the outbox in the same
-transaction.
+and carrying a job token minted here for that attempt (the only place a start gets one; the writer refuses it on
+another attempt's events), is queued in the outbox in the same transaction.
 """
 
 import logging
@@ -61,9 +61,10 @@ async def withdraw_if_queued(conn: asyncpg.Connection, job_id: uuid.UUID, owner:
     return True
 
 
-def job_token(secret: str, job_id: uuid.UUID, owner: str, expires_at: datetime) -> str:
-    """The job's token, minted from its claims (deterministic: the same claims give the same token)."""
-    return job_token_for(secret, JobTokenClaims(job_id=job_id, user_id=owner, expires_at=expires_at))
+def job_token(secret: str, job_id: uuid.UUID, owner: str, expires_at: datetime, attempt_id: uuid.UUID) -> str:
+    """The token of one attempt of the job (deterministic: the same claims give the same token)."""
+    claims = JobTokenClaims(job_id=job_id, user_id=owner, expires_at=expires_at, attempt_id=attempt_id)
+    return job_token_for(secret, claims)
 
 
 async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> int:
@@ -95,7 +96,7 @@ async def requeue_lost(conn: asyncpg.Connection, settings: DispatchSettings, tok
             outcome = "start_timeout"
             reason = f"trainer {trainer} did not start attempt {attempt} within {settings.start_timeout_s:g}s"
         await sql.end_attempt(conn, lost.attempt_id, outcome)
-        token = job_token(token_secret, lost.job_id, lost.owner_id, lost.token_expires_at)
+        token = job_token(token_secret, lost.job_id, lost.owner_id, lost.token_expires_at, lost.attempt_id)
         fence = signed_cancel(lost.job_id, lost.owner_id, token, attempt_id=lost.attempt_id)
         await enqueue(conn, JOB_COMMANDS, fence, max_bytes)  # same topic and key as the start: behind it
         if attempt < settings.max_attempts:
@@ -165,7 +166,7 @@ async def _dispatch(
             "trainer_id": trainer,
             "attempt_id": attempt_id,
             "attempt_no": row.attempt_no,
-            "job_token": job_token(token_secret, job_id, owner, row.token_expires_at),
+            "job_token": job_token(token_secret, job_id, owner, row.token_expires_at, attempt_id),
         }
     )
     await enqueue(conn, JOB_COMMANDS, event, max_bytes)

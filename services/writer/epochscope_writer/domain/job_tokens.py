@@ -19,18 +19,20 @@ class JobTokenVerifier:
         self._cache_size = cache_size
         self._verified: dict[tuple[str, UUID], JobTokenClaims] = {}
 
-    def verify(self, token: str | None, job_id: UUID) -> JobTokenClaims | Rejection:
-        """Signature, audience and job id; only tokens that verified are cached."""
+    def verify(self, token: str | None, job_id: UUID, attempt_id: UUID | None) -> JobTokenClaims | Rejection:
+        """Signature, audience, job id, and the event's attempt when the token names one (the dispatcher mints one
+        token per attempt); only tokens that verified are cached."""
         if not token:
             return Rejection(DeadLetterReason.INVALID_TOKEN, "missing job token")
-        cached = self._verified.get((token, job_id))
-        if cached is not None:
-            return cached
-        try:
-            claims = verify_job_token(self._secret, token, job_id)
-        except InvalidJobToken as exc:
-            return Rejection(DeadLetterReason.INVALID_TOKEN, str(exc))
-        if len(self._verified) >= self._cache_size:
-            self._verified.clear()
-        self._verified[(token, job_id)] = claims
+        claims = self._verified.get((token, job_id))
+        if claims is None:
+            try:
+                claims = verify_job_token(self._secret, token, job_id)
+            except InvalidJobToken as exc:
+                return Rejection(DeadLetterReason.INVALID_TOKEN, str(exc))
+            if len(self._verified) >= self._cache_size:
+                self._verified.clear()
+            self._verified[(token, job_id)] = claims
+        if claims.attempt_id is not None and claims.attempt_id != attempt_id:
+            return Rejection(DeadLetterReason.INVALID_TOKEN, "job token is for another attempt")
         return claims

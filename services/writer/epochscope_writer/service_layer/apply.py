@@ -120,7 +120,7 @@ class BatchApplier:
             if isinstance(decoded, Rejection):
                 dead_letters.append(DeadLetter.for_record(record, decoded.reason, decoded.detail))
                 continue
-            claims = self._verifier.verify(decoded.job_token, decoded.job_id)
+            claims = self._verifier.verify(decoded.job_token, decoded.job_id, decoded.attempt_id)
             if isinstance(claims, Rejection):
                 dead_letters.append(DeadLetter.for_record(record, claims.reason, claims.detail))
                 continue
