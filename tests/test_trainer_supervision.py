@@ -105,6 +105,7 @@ def harness(
     command: Callable[[Path], list[str]] | None = None,
     keep: bool = True,
     heartbeat_s: float = 0,
+    dispatch_key: str | None = None,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -126,6 +127,7 @@ def harness(
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
         trainer_id=TRAINER_ID,
+        dispatch_key=dispatch_key,
     )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool

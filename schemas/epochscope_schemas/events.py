@@ -92,6 +92,12 @@ class JobStartEvent(Envelope):
     attempt_no: Annotated[int, Field(ge=0)] = 0
     config: JobConfig
     inputs: JobInputs
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="HMAC-SHA256 (hex) of every other field under the dispatch key: proof the API's dispatcher sent"
+        " this start to this trainer; a trainer with the key refuses a start without it.",
+    )
 
 
 class JobCancelEvent(Envelope):

@@ -72,6 +72,7 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         dispatch_settings(settings),
         settings.job_token_secret.get_secret_value(),
         settings.kafka.max_message_bytes,
+        settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
     )
     tasks = [
         asyncio.create_task(relay.run(), name="outbox-relay"),

@@ -30,6 +30,11 @@ class ApiSettings(BaseSettings):
     jwt_audience: str | None = Field(default=None, description="Required `aud` of the JWKS-signed tokens, when set.")
     jwt_issuer: str | None = Field(default=None, description="Required `iss` of the JWKS-signed tokens, when set.")
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
+    dispatch_key: SecretStr | None = Field(
+        default=None,
+        description="EPOCHSCOPE_DISPATCH_KEY: signs each job start (shared with the trainers, which then refuse a"
+        " start that does not verify); unset, starts go unsigned.",
+    )
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -110,6 +115,7 @@ class ApiSettings(BaseSettings):
             {
                 "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
+                "EPOCHSCOPE_DISPATCH_KEY": self.dispatch_key.get_secret_value() if self.dispatch_key else None,
             },
         )
         if len({model.id for model in self.models}) != len(self.models):

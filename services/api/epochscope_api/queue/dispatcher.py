@@ -18,18 +18,28 @@ log = logging.getLogger("epochscope.api.dispatcher")
 class Dispatcher:
     """A pass on every NOTIFY of the queue (a new job, a heartbeat, a job's end) or every poll."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: DispatchSettings, token_secret: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: DispatchSettings,
+        token_secret: str,
+        max_bytes: int,
+        dispatch_key: str | None,
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._token_secret = token_secret
         self._max_bytes = max_bytes
+        self._dispatch_key = dispatch_key
 
     async def run(self) -> None:
         async with Wakeup(self._pool, NOTIFY_CHANNEL) as wakeup:
             while True:
                 try:
                     async with self._pool.acquire() as conn:
-                        await dispatch_once(conn, self._settings, self._token_secret, self._max_bytes)
+                        await dispatch_once(
+                            conn, self._settings, self._token_secret, self._max_bytes, self._dispatch_key
+                        )
                 except Exception as exc:  # the database away: try again on the next pass
                     log.warning("dispatcher: %s: %s", type(exc).__name__, exc)
                 await wakeup.wait(self._settings.poll_s)

@@ -26,7 +26,7 @@ from epochscope_api.bus.event_size import encoded_within
 from epochscope_api.bus.outbox import enqueue
 from epochscope_api.data import dispatch as sql
 from epochscope_api.data.job_queue import end_in_queue, end_job, insert_queue_row, notify_status
-from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel, signed_start
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS
@@ -67,8 +67,15 @@ def job_token(secret: str, job_id: uuid.UUID, owner: str, expires_at: datetime, 
     return job_token_for(secret, claims)
 
 
-async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, token_secret: str, max_bytes: int) -> int:
-    """One pass in one transaction; how many jobs were dispatched (0 when another replica holds the lock)."""
+async def dispatch_once(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    token_secret: str,
+    max_bytes: int,
+    dispatch_key: str | None = None,
+) -> int:
+    """One pass in one transaction; how many jobs were dispatched (0 when another replica holds the lock). Each
+    start is signed with `dispatch_key` (None: development without one, unsigned)."""
     async with conn.transaction():
         if not await sql.take_dispatch_lock(conn):
             return 0
@@ -78,7 +85,7 @@ async def dispatch_once(conn: asyncpg.Connection, settings: DispatchSettings, to
         trainers = [trainer for trainer, free in slots for _ in range(free)]
         sent = 0
         for (job_id, owner), trainer in zip(picks, trainers, strict=False):
-            sent += await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes)
+            sent += await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes, dispatch_key)
         if sent:  # the jobs still waiting moved up: their live streams re-read their place in line
             for waiting in await sql.waiting_jobs(conn, NOTIFY_WAITING):
                 await notify_status(conn, waiting, "queued")
@@ -145,7 +152,13 @@ async def pick_jobs(conn: asyncpg.Connection, count: int, per_user: int) -> list
 
 
 async def _dispatch(
-    conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, trainer: str, token_secret: str, max_bytes: int
+    conn: asyncpg.Connection,
+    job_id: uuid.UUID,
+    owner: str,
+    trainer: str,
+    token_secret: str,
+    max_bytes: int,
+    dispatch_key: str | None = None,
 ) -> int:
     """Send the job to the trainer as a new attempt: 1, or 0 when its stored start is not one (the job fails)."""
     attempt_id = uuid.uuid4()
@@ -169,6 +182,8 @@ async def _dispatch(
             "job_token": job_token(token_secret, job_id, owner, row.token_expires_at, attempt_id),
         }
     )
+    if dispatch_key is not None:
+        event = signed_start(event, dispatch_key)
     await enqueue(conn, JOB_COMMANDS, event, max_bytes)
     log.info("dispatcher: job %s attempt %d to trainer %s", job_id, row.attempt_no, trainer)
     return 1

@@ -85,4 +85,5 @@ def bootstrap(
         keep_alive_s=settings.cancel_check_s,
         trainer_id=settings.trainer_id,
         heartbeat=heartbeat,
+        dispatch_key=settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
     )

@@ -3,6 +3,8 @@
 One job at a time per trainer (one per GPU). Every trainer reads every start outside any group and runs only those
 the API's dispatcher addressed to it (its `trainer_id`), each attempt once; the queue's truth is Postgres, so no
 offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the dispatcher sends the job again.
+With a dispatch key, a start addressed here is checked against the dispatcher's signature before anything in it is
+read (its inputs, its token): one unsigned or forged is dead-lettered with the reason, and nothing of it is used.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
 dead-lettered with the reason (the cancel watcher has already ignored it). A start whose attempt the dispatcher has
@@ -21,7 +23,7 @@ from uuid import UUID
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from epochscope_runtime.command_signing import without_job_token
+from epochscope_runtime.command_signing import start_refusal, without_job_token
 from epochscope_schemas.events import (
     JOB_CANCEL_SCHEMA_VERSION,
     JOB_START_SCHEMA_VERSION,
@@ -70,6 +72,7 @@ class JobConsumerLoop:
         keep_alive_s: float,
         trainer_id: str,
         heartbeat: Callable[[Callable[[], UUID | None]], Awaitable[None]] | None = None,
+        dispatch_key: str | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -82,6 +85,7 @@ class JobConsumerLoop:
         self.attempts_run: set[UUID | None] = set()  # a start delivered twice runs once
         self.running_attempt: UUID | None = None
         self.heartbeat = heartbeat  # run beside the loop, told which attempt runs
+        self.dispatch_key = dispatch_key  # set: only starts the dispatcher signed with it are read
 
     async def run(self) -> None:
         await self.producer.start()
@@ -107,6 +111,13 @@ class JobConsumerLoop:
     async def handle(self, value: bytes, tp: TopicPartition, offset: int) -> bool:
         """Process one record; False when the job was interrupted by a shutdown."""
         reason = unsupported_version(value)
+        start = _start_document(value) if reason is None else None
+        if start is not None:
+            addressee = start.get("trainer_id")
+            if isinstance(addressee, str) and addressee != self.trainer_id:
+                return True  # another trainer's start: not read
+            if self.dispatch_key is not None:
+                reason = start_refusal(start, self.dispatch_key)
         if reason is None:
             try:
                 event = parse_event(value)
@@ -160,6 +171,15 @@ class JobConsumerLoop:
         while True:
             await asyncio.sleep(self.keep_alive_s)
             await self.consumer.getmany(timeout_ms=0)
+
+
+def _start_document(value: bytes) -> dict | None:
+    """The record as a JSON object when it is a job start, else None."""
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) and document.get("type") == "job.start" else None
 
 
 def unsupported_version(value: bytes) -> str | None:
