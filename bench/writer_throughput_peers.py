@@ -18,7 +18,9 @@ async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEv
     conn = await asyncpg.connect(stack.postgres.admin_url, command_timeout=3600)
     try:
         started = time.perf_counter()
-        await conn.copy_records_to_table("training_predictions", records=rows, columns=PREDICTIONS_TABLE.column_names)
+        await conn.copy_records_to_table(
+            "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.columns]
+        )
         return len(rows) / (time.perf_counter() - started)
     finally:
         await conn.close()
@@ -27,7 +29,7 @@ async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEv
 async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
     """rows/s of a consumer that inserts and commits one event at a time (the first `count` events)."""
     owners = {job.job_id: job.owner for job in jobs}
-    columns = ", ".join(PREDICTIONS_TABLE.column_names)
+    columns = ", ".join(c.name for c in PREDICTIONS_TABLE.columns)
     values = ", ".join(f"${i}" for i in range(1, len(PREDICTIONS_TABLE.columns) + 1))
     insert = f"INSERT INTO training_predictions ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap_servers, enable_auto_commit=False)

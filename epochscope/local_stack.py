@@ -16,12 +16,12 @@ from types import TracebackType
 import httpx
 
 from epochscope.broker import TansuBroker, ensure_topics
+from epochscope.dev_tokens import mint_user_token
 from epochscope.model_catalog import with_tokenizers
 from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
-from epochscope_api.auth.user_tokens import mint_user_token
 from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_runtime.catalog import CatalogModel
 
@@ -72,6 +72,7 @@ class LocalStack:
             "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
             "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
             "EPOCHSCOPE_TRAINER_KEY": self._secrets["trainer_key"],
+            "EPOCHSCOPE_DISPATCH_KEY": self._secrets["dispatch_key"],
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
             "EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / "trainer"),
@@ -213,7 +214,14 @@ class LocalStack:
         """This data folder's secrets; any it lacks (a folder from an older version) are generated and added."""
         path = self.data_dir / "secrets.json"
         kept = json.loads(path.read_text()) if path.exists() else {}
-        names = ("jwt_secret", "job_token_secret", "api_db_password", "writer_db_password", "trainer_key")
+        names = (
+            "jwt_secret",
+            "job_token_secret",
+            "api_db_password",
+            "writer_db_password",
+            "trainer_key",
+            "dispatch_key",
+        )
         if all(name in kept for name in names):
             return kept
         generated = {name: kept.get(name) or secrets.token_urlsafe(32) for name in names}

@@ -17,7 +17,7 @@ from api_rows import admin_fixture, auth  # noqa: F401  fixture
 from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
 
-from epochscope_api.bus.outbox import delete_published
+from epochscope_api.data.outbox import delete_published
 from epochscope_api.jobs.objects import job_objects_prefix
 from epochscope_runtime.command_signing import verify_command
 from epochscope_runtime.job_token import verify_job_token

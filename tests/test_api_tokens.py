@@ -44,7 +44,7 @@ def test_counts_equal_transformers(row: dict[str, Any], tiny_model_dir: Path) ->
     assert counter.render_prompt(sample) == prompt
     assert counter.count_prompt(sample) == len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     truth = sample.ground_truth or ""
-    assert counter.count_completion(truth) == len(tokenizer(truth, add_special_tokens=False)["input_ids"])
+    assert counter.count([truth])[0] == len(tokenizer(truth, add_special_tokens=False)["input_ids"])
 
 
 def test_only_models_with_a_tokenizer_get_a_counter(tiny_model_dir: Path) -> None:

@@ -1,10 +1,8 @@
 """Pure parts of the API: the committed OpenAPI document, the cost estimate, cursors, stream positions, the
-mapping of domain errors to HTTP responses, token verification (against a JWKS served from this process), and
-cancel-unless-final (against a fake connection)."""
+mapping of domain errors to HTTP responses and token verification (against a JWKS served from this process)."""
 
 import json
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,9 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from epochscope_api.auth.user_tokens import UserTokenVerifier, mint_user_token
+from epochscope.dev_tokens import mint_user_token
+from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
-from epochscope_api.data.jobs import cancel_unless_final
 from epochscope_api.errors import BadCursor, DomainError, JobNotFound, SampleNotFound
 from epochscope_api.jobs.estimate import SamplePreview, count_rounds, estimate, train_rows
 from epochscope_api.jobs.validation import check_job_config
@@ -32,12 +30,8 @@ from epochscope_api.openapi_export import openapi_document, render
 from epochscope_api.service_layer.live import parse_position
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
-from epochscope_runtime.command_signing import verify_command
-from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import Envelope, JobCancelEvent, JobStatus, parse_event
-from epochscope_schemas.topics import JOB_COMMANDS
 
 OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.json"
 
@@ -291,64 +285,3 @@ def test_settings_need_a_way_to_verify_users() -> None:
         api_settings()
     with pytest.raises(ValidationError):
         api_settings(jwks_url="http://idp", jwt_audience="a", jwt_issuer="i", jwks_algorithms=["HS256"])
-
-
-class FakeConnection:
-    """Just enough of asyncpg.Connection for the jobs data layer: one job row (or none), and what was executed."""
-
-    def __init__(self, job: dict[str, Any] | None) -> None:
-        self.job = job
-        self.executed: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
-        return self.job
-
-    async def execute(self, query: str, *args: Any) -> str:
-        self.executed.append((query, args))
-        return ""
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        self.executed.append((query, args))
-        return None  # no row in the job queue (a job from before it)
-
-    def queued_events(self) -> list[tuple[str, str, Envelope]]:
-        """(topic, key, event) of every row inserted into the outbox."""
-        return [(a[0], a[1], parse_event(a[2])) for query, a in self.executed if query.startswith("INSERT INTO outbox")]
-
-
-def job_row(status: JobStatus) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    return {
-        "job_id": uuid.uuid4(),
-        "status": status.value,
-        "status_message": None,
-        "config": {"model": "tiny", "dataset_id": DATASET_ID},
-        "metrics": {},
-        "progress": None,
-        "created_at": now,
-        "updated_at": now,
-        "started_at": None,
-        "finished_at": None,
-        "token_expires_at": (now + timedelta(hours=1)).replace(microsecond=0),
-    }
-
-
-@pytest.mark.parametrize("status", list(JobStatus))
-async def test_cancel_unless_final_queues_a_cancel_only_for_a_job_still_queued_or_running(status: JobStatus) -> None:
-    conn = FakeConnection(job_row(status))
-    job_id = conn.job["job_id"]
-    job = await cancel_unless_final(conn, job_id, "alice", 1 << 20, "job-token-secret")
-    assert (job.job_id, job.status) == (job_id, status)
-    queued = [(topic, key, event.type, event.job_id, event.user_id) for topic, key, event in conn.queued_events()]
-    assert queued == ([] if status.is_final else [(JOB_COMMANDS, str(job_id), "job.cancel", job_id, "alice")])
-    # Signed with the token the job was given (recomputed from the row: the API keeps no token).
-    token = job_token_for("job-token-secret", JobTokenClaims(job_id, "alice", conn.job["token_expires_at"]))
-    for _, _, cancel in conn.queued_events():
-        assert isinstance(cancel, JobCancelEvent) and verify_command(cancel, token)
-
-
-async def test_cancel_unless_final_of_no_job_is_job_not_found_and_queues_nothing() -> None:
-    conn = FakeConnection(None)
-    with pytest.raises(JobNotFound):
-        await cancel_unless_final(conn, uuid.uuid4(), "alice", 1 << 20, "job-token-secret")
-    assert conn.executed == []

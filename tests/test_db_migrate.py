@@ -15,7 +15,7 @@ import pytest
 from queue_postgres import API_PASSWORD, add_job, heartbeat, migrate_settings, start_of, started_cluster
 
 from epochscope.postgres import PostgresCluster
-from epochscope_api.queue.dispatcher import DispatchSettings, dispatch_once
+from epochscope_api.service_layer.queue import DispatchSettings, dispatch_once
 from epochscope_db.migrate import (
     MigrateSettings,
     Migration,

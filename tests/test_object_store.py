@@ -111,9 +111,6 @@ def test_settings_need_exactly_one_place(tmp_path: Path, monkeypatch: pytest.Mon
     assert StoreSettings().bucket == "from-env"
 
 
-def test_describe_never_shows_the_secret(s3_settings: StoreSettings, tmp_path: Path) -> None:
-    description = s3_settings.describe()
-    assert description == f"s3://{BUCKET}/tenant-a at {s3_settings.endpoint}"
-    for shown in (description, repr(s3_settings), str(s3_settings.model_dump())):
-        assert SECRET not in shown and "moto-access-key" not in description
-    assert StoreSettings(local_dir=tmp_path).describe() == f"folder {tmp_path}"
+def test_the_settings_never_show_the_secret(s3_settings: StoreSettings) -> None:
+    for shown in (repr(s3_settings), str(s3_settings), str(s3_settings.model_dump())):
+        assert SECRET not in shown

@@ -172,7 +172,8 @@ async def test_a_start_delivered_twice_runs_once(stack: LocalStack, users: Any) 
         )
     finally:
         await conn.close()
-    claims = JobTokenClaims(job_id=job_id, user_id="dora", expires_at=row["token_expires_at"])
+    # The published row kept the start's signature, not its token: put back the attempt's token as it was minted.
+    claims = JobTokenClaims(job_id, "dora", row["token_expires_at"], attempt_id=row["attempt_id"])
     start = parse_event(payload).model_copy(
         update={"job_token": job_token_for(stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"], claims)}
     )
@@ -252,7 +253,7 @@ async def test_a_killed_trainer_loses_its_lease_and_the_job_runs_again(stack: Lo
         job_id=job_id,
         job_token=job_token_for(
             stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"],
-            JobTokenClaims(job_id=job_id, user_id="kim", expires_at=first["token_expires_at"]),
+            JobTokenClaims(job_id, "kim", first["token_expires_at"], attempt_id=first["attempt_id"]),  # its own
         ),
         attempt_id=first["attempt_id"],
         round_index=99,

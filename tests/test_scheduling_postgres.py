@@ -17,8 +17,8 @@ from test_writer_units import applier, prediction
 from writer_fakes import record_of
 
 from epochscope.postgres import PostgresCluster
-from epochscope_api.data.queue import queue_places
-from epochscope_api.queue.dispatcher import DispatchSettings, dispatch_once, requeue_lost
+from epochscope_api.service_layer.queue import DispatchSettings, dispatch_once, requeue_lost
+from epochscope_api.service_layer.queue_places import queue_places
 from epochscope_db.migrate import migrate
 from epochscope_runtime.command_signing import verify_command
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event

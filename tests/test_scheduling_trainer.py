@@ -35,10 +35,9 @@ async def test_runs_only_its_own_starts_each_attempt_once(tmp_path: Path) -> Non
     job, attempt = uuid.uuid4(), uuid.uuid4()
     mine = addressed("exit:0", "trainer-1", attempt, job)
     values = [addressed("exit:0", "trainer-2", uuid.uuid4()), mine, mine]
-    h = harness(tmp_path, values, intake="addressed", heartbeat_s=0.05)
+    h = harness(tmp_path, values, heartbeat_s=0.05)
     await asyncio.wait_for(h.service.run(), 30)
     assert h.commands == [tmp_path / str(job)]
-    assert h.jobs.committed == []
     beats = [
         TrainerHeartbeat.model_validate_json(value or b"")
         for topic, value, _, _ in h.producer.sent
@@ -49,7 +48,7 @@ async def test_runs_only_its_own_starts_each_attempt_once(tmp_path: Path) -> Non
 
 async def test_its_status_events_carry_the_attempt(tmp_path: Path) -> None:
     job, attempt = uuid.uuid4(), uuid.uuid4()
-    h = harness(tmp_path, [addressed("exit:7", "trainer-1", attempt, job)], intake="addressed")
+    h = harness(tmp_path, [addressed("exit:7", "trainer-1", attempt, job)])
     await asyncio.wait_for(h.service.run(), 30)
     statuses = [json.loads(value or b"") for topic, value, _, _ in h.producer.sent if topic == TRAINING_STATUS]
     assert statuses and all(status["attempt_id"] == str(attempt) for status in statuses)
@@ -63,7 +62,7 @@ def fence(job: uuid.UUID, attempt: uuid.UUID, token: str = "token-1") -> FakeRec
 async def test_a_fenced_attempt_stops_and_the_jobs_next_attempt_runs_on(tmp_path: Path) -> None:
     job, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     starts = [addressed("until-sigterm", "trainer-1", first, job), addressed("sleep:1", "trainer-1", second, job)]
-    h = harness(tmp_path, starts, intake="addressed")  # the first ignores its cancel file: killed after the grace
+    h = harness(tmp_path, starts)  # the first ignores its cancel file: killed after the grace
     running = asyncio.create_task(h.service.run())
     await wait_for_file(tmp_path / str(job) / "started")
     await h.cancels.queue.put(fence(job, first))
@@ -78,7 +77,7 @@ async def test_a_fenced_attempt_stops_and_the_jobs_next_attempt_runs_on(tmp_path
 async def test_a_start_that_comes_after_its_attempts_cancel_never_runs(tmp_path: Path) -> None:
     job, first, second = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     starts = [addressed("exit:0", "trainer-1", first, job), addressed("exit:0", "trainer-1", second, job)]
-    h = harness(tmp_path, starts, intake="addressed")
+    h = harness(tmp_path, starts)
     h.jobs.wait_for = h.cancels.read_all  # the cancels read before the starts are handed out
     await h.cancels.queue.put(fence(job, first))
     await h.cancels.queue.put(fence(job, second, token="a-guess"))  # a forgery: the second attempt still runs

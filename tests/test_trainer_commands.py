@@ -27,7 +27,7 @@ async def test_forged_cancels_are_ignored_and_dead_lettered_and_a_genuine_one_is
     event = start_event("sleep:1.5")  # runs 1.5 s, and would stop at once on a cancel it was passed
     unsigned = JobCancelEvent(job_id=event.job_id, user_id="user-1").model_dump_json().encode()
     forged = cancel_of(event, token="a-guess")
-    stranger = cancel_of(start_event("exit:0"))  # a job this trainer never took
+    stranger = cancel_of(start_event("exit:0"))  # a job this trainer never took: another trainer's to judge
     genuine = cancel_of(event)  # arrives after the job ended: verified, nothing to do, not a dead letter
     h = harness(tmp_path, [event.model_dump_json().encode(), unsigned, forged, stranger, genuine])
     running = asyncio.create_task(h.service.run())
@@ -37,13 +37,12 @@ async def test_forged_cancels_are_ignored_and_dead_lettered_and_a_genuine_one_is
         await h.cancels.queue.put(FakeRecord(value, offset))
     await asyncio.wait_for(running, 30)
     assert not (job_dir / CANCEL_FILE).exists()  # the running job never heard of them
-    assert h.producer.statuses() == [] and h.jobs.committed == [1, 2, 3, 4, 5]
-    assert [topic for topic, *_ in h.producer.sent] == [dead_letter_topic(JOB_COMMANDS)] * 3
-    assert [value for _, value, _, _ in h.producer.sent] == [unsigned, forged, stranger]
+    assert h.producer.statuses() == []
+    assert [topic for topic, *_ in h.producer.sent] == [dead_letter_topic(JOB_COMMANDS)] * 2
+    assert [value for _, value, _, _ in h.producer.sent] == [unsigned, forged]
     assert dead_letters(h.producer.sent) == [
         "cancel_unsigned: no signature",
         "cancel_forged: the signature does not verify against the job's start event",
-        f"cancel_unverifiable: this trainer holds no start event of job {json.loads(stranger)['job_id']}",
     ]
 
 

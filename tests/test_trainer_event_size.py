@@ -184,6 +184,8 @@ def start_event() -> JobStartEvent:
         job_id=uuid.uuid4(),
         job_token="token-1",
         user_id="user-1",
+        trainer_id="trainer-1",
+        attempt_id=uuid.uuid4(),
         config=JobConfig(model="tiny", dataset_id=dataset.dataset_id),
         inputs=JobInputs(model=ModelSource(id="tiny", source="tiny"), train=dataset),
     )
@@ -199,7 +201,7 @@ async def test_a_job_with_a_huge_prediction_ends_and_the_trainer_takes_the_next_
     first, second = start_event(), start_event()
     stopping = asyncio.Event()
     jobs = FakeJobConsumer([encode_event(first), encode_event(second)], stopping)
-    settings = TrainerSettings(work_dir=tmp_path / "work", cancel_check_s=0.05, intake="group", heartbeat_s=0)
+    settings = TrainerSettings(work_dir=tmp_path / "work", cancel_check_s=0.05, heartbeat_s=0, trainer_id="trainer-1")
     service = bootstrap(
         settings,
         stopping,
@@ -207,7 +209,6 @@ async def test_a_job_with_a_huge_prediction_ends_and_the_trainer_takes_the_next_
         lambda job_dir: [sys.executable, "-c", CHILD, str(job_dir)],
     )  # the real spool delivery: before, it retried the huge event forever and no next job ever started
     await asyncio.wait_for(service.run(), 120)
-    assert jobs.committed == [1, 2]
     assert not any((settings.work_dir / str(e.job_id) / SPOOL_FILE).exists() for e in (first, second))
     received = await consume(broker, [TRAINING_PREDICTIONS, TRAINING_STATUS], 4)
     summary = sorted((event["job_id"], event["type"], event.get("code") or event.get("status")) for event in received)

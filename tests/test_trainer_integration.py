@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
+from trainer_fakes import TRAINER_ID, chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
-from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.command_signing import signed_cancel, signed_start
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import (
@@ -47,6 +47,7 @@ pytestmark = pytest.mark.stack
 
 JOB_TIMEOUT_S = 300
 TRAINER = Path(sys.executable).with_name("epochscope-trainer")
+DISPATCH_KEY = "trainer-tests-dispatch-key-0123456789abcdef"  # the dispatcher's, shared with the trainer
 
 
 @dataclass
@@ -96,7 +97,10 @@ class TrainerStack:
         assert final is not None
         return final
 
-    async def send(self, event: Envelope) -> None:
+    async def send(self, event: Envelope, dispatch_key: str | None = DISPATCH_KEY) -> None:
+        """Publish the command; a start signed with `dispatch_key` as the dispatcher signs it (None: unsigned)."""
+        if isinstance(event, JobStartEvent) and dispatch_key is not None:
+            event = signed_start(event, dispatch_key)
         producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers)
         await producer.start()
         try:
@@ -133,9 +137,9 @@ async def stack() -> AsyncIterator[TrainerStack]:
         "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
-        # No dispatcher here: starts are published as the old relay did, so the trainer takes them as the old
-        # intake did (one group); the addressed intake is covered by test_scheduling*.py.
-        "EPOCHSCOPE_TRAINER_INTAKE": "group",
+        # No dispatcher here: the test publishes starts addressed to this trainer and signed, as the dispatcher would.
+        "EPOCHSCOPE_TRAINER_TRAINER_ID": TRAINER_ID,
+        "EPOCHSCOPE_DISPATCH_KEY": DISPATCH_KEY,
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",
         "OMP_NUM_THREADS": "1",
     }
@@ -193,6 +197,28 @@ async def run_until_step(stack: TrainerStack, event: JobStartEvent, step: int) -
     )
 
 
+async def test_a_forged_or_unsigned_start_is_dead_lettered_with_its_reason_and_nothing_of_it_is_read(
+    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
+) -> None:
+    forged, unsigned, genuine = (start_event(long_job(num_epochs=1), train, dir_model(tiny_model_dir)) for _ in "abc")
+    await stack.send(forged, dispatch_key="a-guessed-dispatch-key-0123456789abcdef")
+    await stack.send(unsigned, dispatch_key=None)
+    await stack.send(genuine)
+    assert await command_dead_letters(stack, forged.job_id, 1) == [
+        "start_forged: the signature does not verify against the dispatch key (job_token removed from the payload)"
+    ]
+    assert await command_dead_letters(stack, unsigned.job_id, 1) == [
+        "start_unsigned: no signature (job_token removed from the payload)"
+    ]
+    final = await stack.finished(genuine.job_id)  # the trainer went on to the next start, and ran it
+    assert final.status == "completed", final.message
+    work_dir = Path(stack.env["EPOCHSCOPE_TRAINER_WORK_DIR"])
+    for refused in (forged, unsigned):
+        assert stack.of(refused.job_id, JobStatusEvent) == []  # never run, never reported
+        assert not (work_dir / str(refused.job_id)).exists()  # its inputs never written, its dataset never read
+        assert f"starting job {refused.job_id}" not in stack.log_path.read_text()
+
+
 async def test_a_forged_cancel_is_ignored_and_dead_lettered_and_a_signed_one_stops_the_job(
     stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
 ) -> None:
@@ -213,24 +239,6 @@ async def test_a_forged_cancel_is_ignored_and_dead_lettered_and_a_signed_one_sto
         "cancel_unsigned: no signature",
         "cancel_forged: the signature does not verify against the job's start event",
     ]
-
-
-async def test_a_trainer_killed_mid_job_reruns_it_after_restart(
-    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
-) -> None:
-    event = start_event(long_job(num_epochs=4), train, dir_model(tiny_model_dir))
-    await run_until_step(stack, event, 3)
-    stack.kill()
-    await asyncio.sleep(2)
-    assert stack.final(event.job_id) is None  # no final status: the start event is not committed
-    stack.start()
-    final = await stack.finished(event.job_id)
-    assert final.status == "completed", final.message
-    # A baseline and one round per epoch on the re-run (the first run's rounds are replays the writer ignores).
-    keys = {(p.step, p.sample_id) for p in stack.of(event.job_id, PredictionEvent)}
-    assert len(keys) == (1 + 4) * 2, sorted(keys)  # the same steps and samples on every run
-    assert stack.log_path.read_text().count(f"starting job {event.job_id}") == 2  # run, crash, re-run
-    assert stack.process is not None and stack.process.poll() is None
 
 
 async def test_eval_rounds_and_a_warning_for_an_empty_samples_dataset(

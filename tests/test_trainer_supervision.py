@@ -13,11 +13,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from trainer_fakes import FakeCancelStream, FakeJobConsumer, FakeProducer, FakeRecord, local_store, put_dataset
+from trainer_fakes import (
+    TRAINER_ID,
+    FakeCancelStream,
+    FakeJobConsumer,
+    FakeProducer,
+    FakeRecord,
+    local_store,
+    put_dataset,
+)
 
 from epochscope_runtime.command_signing import signed_cancel, without_job_token
 from epochscope_schemas.events import JobInputs, JobStartEvent, JobStatus, ModelSource
@@ -80,6 +87,8 @@ def start_event(mode: str, job_id: uuid.UUID | None = None) -> JobStartEvent:
         job_id=job_id or uuid.uuid4(),
         job_token="token-1",
         user_id="user-1",
+        trainer_id=TRAINER_ID,
+        attempt_id=uuid.uuid4(),
         config={"model": mode, "dataset_id": TRAIN.dataset_id},
         inputs=JobInputs(model=ModelSource(id=mode, source="dir:/models/tiny"), train=TRAIN),
     )
@@ -95,8 +104,8 @@ def harness(
     values: list[bytes],
     command: Callable[[Path], list[str]] | None = None,
     keep: bool = True,
-    intake: Literal["addressed", "group"] = "group",
     heartbeat_s: float = 0,
+    dispatch_key: str | None = None,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -116,9 +125,9 @@ def harness(
         cancel_grace_s=1.0,
         store=STORE,
         keep_job_dirs=keep,
-        intake=intake,
         heartbeat_s=heartbeat_s,
-        trainer_id="trainer-1",
+        trainer_id=TRAINER_ID,
+        dispatch_key=dispatch_key,
     )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
@@ -132,11 +141,10 @@ async def wait_for_file(path: Path, timeout: float = 20) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_finished_jobs_run_one_at_a_time_and_commit_their_offsets(tmp_path: Path) -> None:
+async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
     first, second = start_event("exit:0"), start_event("exit:0")
     h = harness(tmp_path, [first.model_dump_json().encode(), second.model_dump_json().encode()])
     await asyncio.wait_for(h.service.run(), 30)
-    assert h.jobs.committed == [1, 2]
     assert h.commands == [tmp_path / str(first.job_id), tmp_path / str(second.job_id)]
     assert h.producer.sent == [] and h.spools == []
     assert h.jobs.polls_while_paused > 0 and h.jobs.paused() == set() and not h.jobs.running
@@ -154,7 +162,6 @@ async def test_a_crashed_child_is_reported_failed(tmp_path: Path) -> None:
     event = start_event("exit:7")
     h = harness(tmp_path, [event.model_dump_json().encode()])
     await asyncio.wait_for(h.service.run(), 30)
-    assert h.jobs.committed == [1]
     (status,) = h.producer.statuses()
     assert (status.job_id, status.job_token, status.status) == (event.job_id, "token-1", JobStatus.FAILED)
     assert status.message == "the training process exited with code 7"
@@ -166,7 +173,7 @@ async def test_undelivered_events_are_handed_to_spool_delivery_and_the_job_is_no
     h = harness(tmp_path, [event.model_dump_json().encode()])
     await asyncio.wait_for(h.service.run(), 30)
     assert h.spools == [tmp_path / str(event.job_id)]
-    assert h.producer.sent == [] and h.jobs.committed == [1]
+    assert h.producer.sent == []
 
 
 async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: Path) -> None:
@@ -178,7 +185,7 @@ async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: P
     await h.cancels.queue.put(FakeRecord(cancel_of(event), 0))
     await asyncio.wait_for(running, 30)
     assert (job_dir / CANCEL_FILE).exists()
-    assert h.producer.sent == [] and h.jobs.committed == [1]  # the child reports the cancel itself
+    assert h.producer.sent == []  # the child reports the cancel itself
 
 
 async def test_a_child_that_ignores_a_cancel_is_killed_after_the_grace_and_the_job_reported_cancelled(
@@ -196,7 +203,6 @@ async def test_a_child_that_ignores_a_cancel_is_killed_after_the_grace_and_the_j
     (status,) = h.producer.statuses()
     assert status.status == JobStatus.CANCELLED
     assert status.message == "cancelled by the user (the training process did not stop within 1s)"
-    assert h.jobs.committed == [1]
 
 
 async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> None:
@@ -210,7 +216,6 @@ async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> No
     assert h.commands == []
     (status,) = h.producer.statuses()
     assert (status.status, status.message) == (JobStatus.CANCELLED, "cancelled before it started")
-    assert h.jobs.committed == [1]
 
 
 async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
@@ -219,7 +224,7 @@ async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path
     ((topic, value, _, headers),) = h.producer.sent
     assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), b'{"type": "job.start"}')
     assert headers is not None and headers[0][0] == "reason" and headers[0][1].startswith(b"schema_invalid: ")
-    assert h.jobs.committed == [1] and h.commands == []
+    assert h.commands == []
 
 
 async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path) -> None:
@@ -234,17 +239,17 @@ async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path
     assert value is not None and b"token-1" not in value  # dead letters carry no job token
     reason = b"unsupported_schema_version: job.start v1; this trainer reads v3 (job_token removed from the payload)"
     assert headers == [("reason", reason)]
-    assert h.jobs.committed == [1] and h.commands == []
+    assert h.commands == []
 
 
-async def test_a_shutdown_mid_job_stops_the_child_and_leaves_the_offset(tmp_path: Path) -> None:
+async def test_a_shutdown_mid_job_stops_the_child(tmp_path: Path) -> None:
     event = start_event("until-sigterm")
     h = harness(tmp_path, [event.model_dump_json().encode()])
     running = asyncio.create_task(h.service.run())
     await wait_for_file(tmp_path / str(event.job_id) / "started")
     h.service.stopping.set()
     await asyncio.wait_for(running, 30)
-    assert h.jobs.committed == [] and h.producer.sent == []
+    assert h.producer.sent == []
     assert not h.jobs.running
 
 
@@ -255,7 +260,6 @@ async def test_a_child_that_cannot_start_is_reported_failed(tmp_path: Path) -> N
     (status,) = h.producer.statuses()
     assert status.status == JobStatus.FAILED
     assert status.message is not None and status.message.startswith("cannot start the training process: ")
-    assert h.jobs.committed == [1]
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -57,15 +57,21 @@ def dir_model(folder: Path, model_id: str = "tiny") -> ModelSource:
     return ModelSource(id=model_id, source=f"dir:{folder}")
 
 
+TRAINER_ID = "trainer-1"  # the trainer the fake starts are addressed to
+
+
 def start_event(
     config: dict[str, Any], train: DatasetObject, model: ModelSource, job_id: uuid.UUID | None = None, **inputs: Any
 ) -> JobStartEvent:
-    """A v2 job-start event; `config` gets the dataset and model ids from the inputs."""
+    """A v2 job-start event, addressed to TRAINER_ID as a new attempt; `config` gets the dataset and model ids from
+    the inputs."""
     job_config = JobConfig.model_validate({"model": model.id, "dataset_id": str(train.dataset_id)} | config)
     return JobStartEvent(
         job_id=job_id or uuid.uuid4(),
         job_token="token-1",
         user_id="user-1",
+        trainer_id=TRAINER_ID,
+        attempt_id=uuid.uuid4(),
         config=job_config,
         inputs=JobInputs(model=model, train=train, **inputs),
     )
@@ -85,7 +91,6 @@ class FakeJobConsumer:
     stopping: asyncio.Event
     wait_for: asyncio.Event | None = None  # hold the first record back until this is set
     tp: TopicPartition = TopicPartition(JOB_COMMANDS, 0)
-    committed: list[int] = field(default_factory=list)
     position: int = 0
     polls_while_paused: int = 0
     running: bool = False
@@ -105,15 +110,12 @@ class FakeJobConsumer:
             return {}
         if self.wait_for is not None:
             await self.wait_for.wait()
-        offset = self.position  # as a consumer's position: past each record handed out, committed or not
+        offset = self.position  # as a consumer's position: past each record handed out
         if offset == len(self.values):
             self.stopping.set()
             return {}
         self.position += 1
         return {self.tp: [FakeRecord(self.values[offset], offset)]}
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        self.committed.append(offsets[self.tp])
 
     def assignment(self) -> set[TopicPartition]:
         return {self.tp}

@@ -1,4 +1,5 @@
-"""Commands the API sends a job's trainer are signed with that job's token, so a trainer can tell them from forgeries.
+"""Commands the API sends trainers are signed, so a trainer can tell them from forgeries: a start with the dispatch
+key (EPOCHSCOPE_DISPATCH_KEY, the API's and the trainers'; see the end of this module), a cancel with its job's token.
 
 Only the API (which mints the token) and the trainer running the job (which learns it from the start event) know
 a job's token. A cancel carries an HMAC-SHA256 keyed by the token over the command's type, job id, user id,
@@ -21,7 +22,7 @@ import json
 from datetime import UTC
 from uuid import UUID
 
-from epochscope_schemas.events import JobCancelEvent
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent
 
 JOB_TOKEN_FIELD = "job_token"
 
@@ -66,3 +67,31 @@ def without_job_token(value: bytes | None) -> tuple[bytes, bool]:
         return raw, False
     del document[JOB_TOKEN_FIELD]
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(), True
+
+
+# Starts: signed by the API's dispatcher with EPOCHSCOPE_DISPATCH_KEY, verified by the trainer they are addressed to.
+
+START_SIGNATURE_FIELD = "signature"
+
+
+def _canonical(document: dict) -> bytes:
+    body = {name: value for name, value in document.items() if name != START_SIGNATURE_FIELD}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed_start(event: JobStartEvent, dispatch_key: str) -> JobStartEvent:
+    """The start with its signature: an HMAC-SHA256 under the dispatch key over every other field (the addressee,
+    the attempt, the inputs and the job token included), so none can be changed or the start replayed elsewhere."""
+    signature = hmac.new(dispatch_key.encode(), _canonical(event.model_dump(mode="json")), hashlib.sha256)
+    return event.model_copy(update={"signature": signature.hexdigest()})
+
+
+def start_refusal(document: dict, dispatch_key: str) -> str | None:
+    """Why a start (its JSON, not yet validated) is not to be read, or None when the dispatcher signed it."""
+    signature = document.get(START_SIGNATURE_FIELD)
+    if not isinstance(signature, str) or not signature:
+        return "start_unsigned: no signature"
+    expected = hmac.new(dispatch_key.encode(), _canonical(document), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "start_forged: the signature does not verify against the dispatch key"
+    return None

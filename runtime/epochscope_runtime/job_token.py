@@ -1,4 +1,5 @@
-"""JOB_TOKEN: a signed capability scoped to one job, minted by the API, verified by the writer.
+"""JOB_TOKEN: a signed capability scoped to one job's attempt, minted by the API's dispatcher for each attempt it
+sends, verified by the writer (which refuses a token of another attempt than the event's).
 
 The token is bound to its job row, not to a wall-clock window. The writer accepts a correctly signed
 token for a job that still exists, whatever the token's `exp` or the event's `occurred_at`: a job may
@@ -31,7 +32,7 @@ class JobTokenClaims:
     job_id: UUID
     user_id: str
     expires_at: datetime  # informational: see the module docstring
-    attempt_id: UUID | None = None  # a token minted for one attempt (claim `attempt`) speaks only for that attempt
+    attempt_id: UUID | None = None  # the dispatch it was minted for; None only in tokens minted before attempts were
 
 
 def mint_job_token(secret: str, job_id: UUID, user_id: str, ttl: timedelta) -> tuple[str, JobTokenClaims]:
@@ -41,8 +42,8 @@ def mint_job_token(secret: str, job_id: UUID, user_id: str, ttl: timedelta) -> t
 
 
 def job_token_for(secret: str, claims: JobTokenClaims) -> str:
-    """The job's token, the same every time for the same claims (HS256 is deterministic): the API recomputes it
-    from the job row (`jobs.token_expires_at`) to sign a command instead of keeping the token anywhere."""
+    """The token, the same every time for the same claims (HS256 is deterministic): the API recomputes an attempt's
+    from the job's rows (`token_expires_at`, the attempt id) to sign a command instead of keeping it anywhere."""
     payload = {"aud": AUDIENCE, "job": str(claims.job_id), "sub": claims.user_id, "exp": claims.expires_at}
     if claims.attempt_id is not None:
         payload["attempt"] = str(claims.attempt_id)
@@ -75,5 +76,5 @@ def verify_job_token(secret: str, token: str | None, job_id: UUID) -> JobTokenCl
     try:
         attempt_id = UUID(payload["attempt"]) if "attempt" in payload else None
     except (TypeError, ValueError, AttributeError) as exc:
-        raise InvalidJobToken(f"invalid job token: bad attempt {payload['attempt']!r}") from exc
+        raise InvalidJobToken("invalid job token: bad attempt") from exc
     return JobTokenClaims(job_id=job_id, user_id=payload["sub"], expires_at=expires_at, attempt_id=attempt_id)

@@ -39,12 +39,6 @@ class StoreSettings(BaseSettings):
             raise ValueError("set exactly one of EPOCHSCOPE_STORE_LOCAL_DIR and EPOCHSCOPE_STORE_BUCKET")
         return self
 
-    def describe(self) -> str:
-        """Where the store is, without credentials (for logs)."""
-        if self.local_dir is not None:
-            return f"folder {self.local_dir}"
-        return f"s3://{self.bucket}/{self.prefix} at {self.endpoint or 'AWS'}"
-
 
 def open_store(settings: StoreSettings) -> ObjectStore:
     if settings.local_dir is not None:

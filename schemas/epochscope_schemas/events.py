@@ -93,6 +93,12 @@ class JobStartEvent(Envelope):
     attempt_no: Annotated[int, Field(ge=0)] = 0
     config: JobConfig
     inputs: JobInputs
+    signature: str | None = Field(
+        default=None,
+        max_length=128,
+        description="HMAC-SHA256 (hex) of every other field under the dispatch key: proof the API's dispatcher sent"
+        " this start to this trainer; a trainer with the key refuses a start without it.",
+    )
 
 
 class JobCancelEvent(Envelope):
@@ -164,6 +170,15 @@ class PredictionEvent(Envelope):
     )
 
 
+class RoundTrigger(StrEnum):
+    """What started a prediction round."""
+
+    BASELINE = "baseline"  # before training
+    EPOCH = "epoch"  # an epoch's end
+    EVAL = "eval"  # an evaluation
+    STEPS = "steps"  # every `step_interval` global steps
+
+
 class RoundSummaryEvent(Envelope):
     """Published once per prediction round, after its predictions."""
 
@@ -171,7 +186,7 @@ class RoundSummaryEvent(Envelope):
     round_index: Annotated[int, Field(ge=0)]
     epoch: Annotated[float, Field(ge=0)]
     step: Annotated[int, Field(ge=0)]
-    trigger: str = Field(description="What started the round: baseline (before training), epoch, eval or steps.")
+    trigger: RoundTrigger = Field(description="What started the round.")
     predictions: Annotated[int, Field(ge=0)]
     validated: Annotated[int, Field(ge=0, description="Predictions with a `valid` (the job has format graders).")] = 0
     valid: Annotated[int, Field(ge=0, description="Predictions that passed every format grader.")] = 0

@@ -20,7 +20,8 @@ from epochscope_api.data.db import PoolTimeouts, create_pool
 from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
 from epochscope_api.http.user_slots import UserSlots
 from epochscope_api.live.hub import NotificationHub
-from epochscope_api.queue.dispatcher import Dispatcher, DispatchSettings
+from epochscope_api.queue.dispatcher import Dispatcher
+from epochscope_api.service_layer.queue import DispatchSettings
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import ObjectStore, open_store
@@ -79,16 +80,17 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         settings.outbox_poll_seconds,
         timedelta(hours=settings.outbox_retention_hours),
     )
-    relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-    tasks = [relay_task]
-    if settings.dispatch == "fair":  # immediate: starts go out at submission; no leases to expire, no slots to fill
-        dispatcher = Dispatcher(
-            pool,
-            dispatch_settings(settings),
-            settings.job_token_secret.get_secret_value(),
-            settings.kafka.max_message_bytes,
-        )
-        tasks.append(asyncio.create_task(dispatcher.run(), name="dispatcher"))
+    dispatcher = Dispatcher(
+        pool,
+        dispatch_settings(settings),
+        settings.job_token_secret.get_secret_value(),
+        settings.kafka.max_message_bytes,
+        settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
+    )
+    tasks = [
+        asyncio.create_task(relay.run(), name="outbox-relay"),
+        asyncio.create_task(dispatcher.run(), name="dispatcher"),
+    ]
     try:
         yield Adapters(
             pool=pool,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from epochscope_runtime.dataset_rows import FileType, RowFormat
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStatus, PredictionScores
+from epochscope_schemas.events import JobStatus, PredictionScores, RoundTrigger
 from epochscope_schemas.graders import Grade
 
 
@@ -65,9 +65,7 @@ class RoundSummary(BaseModel):
     round_index: int
     epoch: float
     step: int
-    trigger: str | None = Field(
-        description="What started the round: baseline, epoch, eval or steps; null until summarized."
-    )
+    trigger: RoundTrigger | None = Field(description="What started the round; null until summarized.")
     summarized: bool = Field(
         description="True: the trainer's round summary. False: aggregated from the predictions stored so far."
     )

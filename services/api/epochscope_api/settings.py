@@ -1,7 +1,6 @@
 """The API's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
 from functools import lru_cache
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +41,11 @@ class ApiSettings(BaseSettings):
         default=None, description="Bearer token /metrics requires; unset: /metrics is not served."
     )
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
+    dispatch_key: SecretStr | None = Field(
+        default=None,
+        description="EPOCHSCOPE_DISPATCH_KEY: signs each job start (shared with the trainers, which then refuse a"
+        " start that does not verify); unset, starts go unsigned.",
+    )
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -67,7 +71,11 @@ class ApiSettings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
     )
-    predictions_page_max: int = 500
+    # Each list has its own page limit (a request's `limit` is cut to it).
+    jobs_page_max: int = Field(default=500, ge=1, description="Most jobs per page of GET /v1/jobs.")
+    predictions_page_max: int = Field(default=500, ge=1, description="Most predictions per page.")
+    sample_rounds_max: int = Field(default=500, ge=1, description="Most rounds per read of one sample's history.")
+    rounds_page_max: int = Field(default=10_000, ge=1, description="Most round summaries per read.")
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
     models: list[CatalogModel] = Field(
@@ -78,15 +86,9 @@ class ApiSettings(BaseSettings):
     )
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
-    datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
+    datasets_page_max: int = Field(default=100, ge=1, description="Most datasets per page.")
+    dataset_rows_page_max: int = Field(default=100, ge=1, description="Most rows per page of a dataset's rows.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
-    dispatch: Literal["fair", "immediate"] = Field(
-        default="fair",
-        description="fair: the dispatcher sends a start only to a heartbeating trainer's free slot, users in turn;"
-        " immediate: the old intake, kept for comparison: a job's start goes out at submission to the trainers'"
-        " consumer group (trainers with EPOCHSCOPE_TRAINER_INTAKE=group; the job's partition picks its trainer),"
-        " with no dispatcher, leases or fairness.",
-    )
     dispatch_lease_seconds: float = Field(
         default=10.0, gt=0, description="A trainer whose last heartbeat is older loses its jobs (dispatched again)."
     )
@@ -140,6 +142,7 @@ class ApiSettings(BaseSettings):
                 "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
                 "EPOCHSCOPE_METRICS_TOKEN": self.metrics_token.get_secret_value() if self.metrics_token else None,
+                "EPOCHSCOPE_DISPATCH_KEY": self.dispatch_key.get_secret_value() if self.dispatch_key else None,
             },
         )
         if len({model.id for model in self.models}) != len(self.models):

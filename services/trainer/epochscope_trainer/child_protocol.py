@@ -16,7 +16,7 @@ from typing import Any
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobInputs, JobStartEvent
-from epochscope_trainer.settings import KEY_ENV
+from epochscope_trainer.settings import SERVICE_KEYS
 
 CONFIG_FILE = "config.json"  # the job's config, written by the service before the child starts
 INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model source): the start event's `inputs`
@@ -58,10 +58,10 @@ def read_job_inputs(job_dir: Path) -> JobInputs:
 
 
 def child_env(event: JobStartEvent) -> dict[str, str]:
-    """The service's environment (less the trainers' key: a job speaks only for itself) plus the job's identity."""
+    """The service's environment (less the service's keys: a job speaks only for itself) plus the job's identity."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
     attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
-    service = {name: value for name, value in os.environ.items() if name != KEY_ENV}
+    service = {name: value for name, value in os.environ.items() if name not in SERVICE_KEYS}
     return {**service, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
 
 

@@ -4,7 +4,6 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +14,8 @@ from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
 KEY_ENV = "EPOCHSCOPE_TRAINER_KEY"
+DISPATCH_KEY_ENV = "EPOCHSCOPE_DISPATCH_KEY"
+SERVICE_KEYS = (KEY_ENV, DISPATCH_KEY_ENV)  # the service's own secrets, never passed to a job's process
 
 
 class TrainerSettings(BaseSettings):
@@ -43,11 +44,6 @@ class TrainerSettings(BaseSettings):
         max_length=200,
         description="This trainer's id in its heartbeats; the dispatcher addresses starts to it. Unique per process.",
     )
-    intake: Literal["addressed", "group"] = Field(
-        default="addressed",
-        description="addressed: read every start outside a group, run those the dispatcher sent to this trainer;"
-        " group: the old intake (one 'trainers' consumer group, partitions bound to trainers), kept for comparison.",
-    )
     heartbeat_s: float = Field(
         default=2.0, ge=0, description="How often the trainer announces its capacity; 0 never (it then gets no job)."
     )
@@ -56,6 +52,12 @@ class TrainerSettings(BaseSettings):
         default=None,
         description="EPOCHSCOPE_TRAINER_KEY: signs heartbeats (shared with the writers); unset, they go unsigned and"
         " the writer records none, so the trainer gets no job. Required in production.",
+    )
+    dispatch_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=DISPATCH_KEY_ENV,  # the API's dispatcher signs starts with the same key
+        description="EPOCHSCOPE_DISPATCH_KEY: set, the trainer runs only starts the dispatcher signed with it and"
+        " dead-letters any other addressed to it, unread; unset, it takes unsigned starts.",
     )
     environment: Environment = Field(
         default=Environment.PRODUCTION,
@@ -68,7 +70,11 @@ class TrainerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_weak_key(self) -> "TrainerSettings":
-        refuse_weak_secrets(self.environment, {KEY_ENV: self.key.get_secret_value() if self.key else None})
+        dispatch_key = self.dispatch_key.get_secret_value() if self.dispatch_key else None
+        refuse_weak_secrets(
+            self.environment,
+            {KEY_ENV: self.key.get_secret_value() if self.key else None, DISPATCH_KEY_ENV: dispatch_key},
+        )
         return self
 
     def missing_key(self) -> str | None:

@@ -1,4 +1,4 @@
-"""Users' bearer tokens (JWTs): minted for local development, verified per request; user id = `sub`.
+"""Users' bearer tokens (JWTs), verified per request; user id = `sub`; local ones come from epochscope/dev_tokens.py.
 
 Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
 identity provider whose public keys are at EPOCHSCOPE_JWKS_URL, never both (settings refuse it: the
@@ -11,7 +11,6 @@ import asyncio
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -20,12 +19,6 @@ from fastapi import HTTPException, status
 from epochscope_api.settings import ApiSettings
 
 HS256 = "HS256"
-
-
-def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
-    """A bearer token for `user_id` (what `epochscope token` prints for local development)."""
-    now = datetime.now(UTC)
-    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl}, secret, algorithm=HS256)
 
 
 def unauthorized(detail: str) -> HTTPException:

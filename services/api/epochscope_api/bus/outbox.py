@@ -26,14 +26,20 @@ from aiokafka.errors import (
 )
 
 from epochscope_api.bus.event_size import encoded_within
-from epochscope_api.queue.entries import end_in_queue, end_job
+from epochscope_api.data.job_queue import end_in_queue, end_job
+from epochscope_api.data.outbox import (
+    NOTIFY_CHANNEL,
+    delete_published,
+    insert_outbox_row,
+    mark_published,
+    mark_set_aside,
+    pending_rows,
+)
 from epochscope_api.queue.wakeup import Wakeup
-from epochscope_runtime.command_signing import without_job_token
 from epochscope_schemas.events import Envelope, JobStartEvent, JobStatus, parse_event
 
 log = logging.getLogger("epochscope.api.outbox")
 
-NOTIFY_CHANNEL = "outbox"
 PUBLISH_BATCH = 100  # outbox rows per publishing transaction
 CLEANUP_EVERY_S = 600.0  # how often published rows past their retention are deleted
 DEFAULT_RETENTION = timedelta(days=7)
@@ -46,10 +52,7 @@ REFUSED_FOR_CONTENT = (MessageSizeTooLargeError, RecordTooLargeError, RecordList
 async def enqueue(conn: asyncpg.Connection, topic: str, event: Envelope, max_bytes: int) -> None:
     """Queue the event in the caller's transaction; EventTooLarge if its encoding exceeds `max_bytes`."""
     payload = encoded_within(event, max_bytes)
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", topic, str(event.job_id), payload.decode()
-    )
-    await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+    await insert_outbox_row(conn, topic, str(event.job_id), payload.decode())
 
 
 class OutboxRelay:
@@ -123,11 +126,7 @@ class OutboxRelay:
     async def _publish_batch(self) -> bool:
         """Publish up to PUBLISH_BATCH pending rows; True when there may be more."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, topic, key, payload FROM outbox WHERE published_at IS NULL"
-                " ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1",
-                PUBLISH_BATCH,
-            )
+            rows = await pending_rows(conn, PUBLISH_BATCH)
             if not rows:
                 return False
             producer = await self._producer_started()
@@ -137,12 +136,7 @@ class OutboxRelay:
             if trouble:
                 raise trouble[0]  # the broker or the network: retry the whole batch, in order
             published = [row for row in rows if row["id"] not in refused]
-            await conn.execute(
-                "UPDATE outbox SET published_at = now(), payload = p.payload"
-                " FROM unnest($1::bigint[], $2::text[]) AS p(id, payload) WHERE outbox.id = p.id",
-                [row["id"] for row in published],
-                [_tokenless(row["payload"]) for row in published],
-            )
+            await mark_published(conn, published)
             for row in rows:
                 if row["id"] in refused:
                     await _set_aside(conn, row, refused[row["id"]])
@@ -159,12 +153,7 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
     """Mark the row as never to be published, with the reason; a job whose start it was is failed with it."""
     reason = f"the event bus refused the job's start event ({len(row['payload'])} bytes): {type(error).__name__}"
     log.error("outbox relay: set aside row %d of %s: %s", row["id"], row["topic"], reason)
-    await conn.execute(
-        "UPDATE outbox SET published_at = now(), set_aside_reason = $2, payload = $3 WHERE id = $1",
-        row["id"],
-        reason,
-        _tokenless(row["payload"]),
-    )
+    await mark_set_aside(conn, row, reason)
     try:
         event = parse_event(row["payload"])
     except ValueError:
@@ -176,14 +165,3 @@ async def _set_aside(conn: asyncpg.Connection, row: asyncpg.Record, error: Excep
     ended = await end_in_queue(conn, event.job_id, reason, queued_only=unaddressed, attempt_id=event.attempt_id)
     if ended or unaddressed:
         await end_job(conn, event.job_id, event.user_id, JobStatus.FAILED, reason)
-
-
-def _tokenless(payload: str) -> str:
-    """The payload without its job token: a published (or set-aside) event no longer needs it."""
-    return without_job_token(payload.encode())[0].decode()
-
-
-async def delete_published(db: asyncpg.Pool | asyncpg.Connection, retention: timedelta) -> int:
-    """Delete rows published (or set aside) more than `retention` ago; how many."""
-    status = await db.execute("DELETE FROM outbox WHERE published_at < now() - $1::interval", retention)
-    return int(status.split()[-1])

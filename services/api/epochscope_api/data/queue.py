@@ -1,92 +1,63 @@
-"""A queued job's place in line and its estimated start, as the dispatcher would serve the queue now.
-
-The order replays the dispatcher's round-robin over the queued jobs (users never served first, then least recently
-served; each user's oldest job per turn). The estimate (`queue_estimate`) goes by the running jobs' progress: each
-running job's attempt frees its slot at the pace of its progress so far (`job_queue.fraction_done`, kept by the
-writer), or after a typical run (the mean of the last finished runs, DEFAULT_RUN_S before any) while it has none;
-each job ahead holds a slot a typical run. The queue holds no job content, so reading it across users leaks nothing
-but counts and fractions; only the caller's own jobs get a place.
-"""
+"""What a queued job's place in line is computed from (service_layer/queue_places.py): the queued jobs in order of
+arrival, when each user was last served, the recent runs' length, the live trainers' slots and the running attempts'
+progress. The queue holds no job content, so reading it across users leaks nothing but counts and fractions."""
 
 import uuid
-from collections import deque
-from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
-from epochscope_api.queue.start_estimate import RunningJob, estimated_starts
-
-DEFAULT_RUN_S = 120.0
-MAX_REPLAYED = 10_000  # queued jobs replayed at most; later ones get a place but no estimate past it
+RECENT_RUNS = 50  # finished runs averaged for a typical run's length
 
 
-@dataclass(frozen=True)
-class QueuePlace:
-    position: int  # 1: the next job to start
-    estimated_start_s: float | None  # seconds from now; None with no live trainer
+async def still_queued(conn: asyncpg.Connection, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of `job_ids` still waiting in the queue."""
+    rows = await conn.fetch("SELECT job_id FROM job_queue WHERE job_id = ANY($1::uuid[]) AND state = 'queued'", job_ids)
+    return [row["job_id"] for row in rows]
 
 
-async def queue_places(
-    conn: asyncpg.Connection, job_ids: list[uuid.UUID], lease_s: float
-) -> dict[uuid.UUID, QueuePlace]:
-    """The place of each of `job_ids` that is still queued; the trainers live (their slots counted) are those the
-    dispatcher serves, a heartbeat within `lease_s` (its lease, EPOCHSCOPE_DISPATCH_LEASE_SECONDS)."""
-    mine = await conn.fetch("SELECT job_id FROM job_queue WHERE job_id = ANY($1::uuid[]) AND state = 'queued'", job_ids)
-    if not mine:
-        return {}
-    order = await _order(conn)
-    starts = await _starts(conn, len(order), lease_s)
-    index = {job_id: i for i, job_id in enumerate(order)}
-    places = {}
-    for row in mine:
-        i = index.get(row["job_id"], len(order))
-        places[row["job_id"]] = QueuePlace(i + 1, starts[i] if starts and i < len(starts) else None)
-    return places
-
-
-async def _order(conn: asyncpg.Connection) -> list[uuid.UUID]:
+async def queued_in_arrival_order(conn: asyncpg.Connection, limit: int) -> list[tuple[uuid.UUID, str]]:
+    """The first `limit` queued jobs and their owners, oldest first."""
     rows = await conn.fetch(
-        "SELECT job_id, owner_id FROM job_queue WHERE state = 'queued' ORDER BY queued_at, job_id LIMIT $1",
-        MAX_REPLAYED,
+        "SELECT job_id, owner_id FROM job_queue WHERE state = 'queued' ORDER BY queued_at, job_id LIMIT $1", limit
     )
-    served = dict(
-        await conn.fetch(
-            "SELECT owner_id, extract(epoch FROM max(dispatched_at)) FROM job_queue"
-            " WHERE owner_id = ANY($1::text[]) GROUP BY owner_id",
-            list({row["owner_id"] for row in rows}),
-        )
-    )
-    lines: dict[str, deque[uuid.UUID]] = {}
-    for row in rows:
-        lines.setdefault(row["owner_id"], deque()).append(row["job_id"])
-    first_seen = {owner: i for i, owner in enumerate(lines)}
-    turn = {o: (1, float(served[o]), 0) if served.get(o) else (0, 0.0, first_seen[o]) for o in lines}
-    order: list[uuid.UUID] = []
-    clock = 0
-    while lines:
-        owner = min(lines, key=lambda o: turn[o])
-        order.append(lines[owner].popleft())
-        if not lines[owner]:
-            del lines[owner]
-        clock += 1
-        turn[owner] = (2, float(clock), 0)
-    return order
+    return [(row["job_id"], row["owner_id"]) for row in rows]
 
 
-async def _starts(conn: asyncpg.Connection, count: int, lease_s: float) -> list[float]:
-    """Seconds until each of the first `count` queued jobs starts; [] with no live trainer."""
+async def last_served(conn: asyncpg.Connection, owners: list[str]) -> dict[str, datetime]:
+    """Each of `owners` ever dispatched: their last dispatch."""
+    rows = await conn.fetch(
+        "SELECT owner_id, max(dispatched_at) AS served FROM job_queue WHERE owner_id = ANY($1::text[])"
+        " AND dispatched_at IS NOT NULL GROUP BY owner_id",
+        owners,
+    )
+    return {row["owner_id"]: row["served"] for row in rows}
+
+
+async def typical_run_s(conn: asyncpg.Connection) -> float | None:
+    """The mean length of the last RECENT_RUNS finished runs; None before any."""
     run_s = await conn.fetchval(
         "SELECT avg(extract(epoch FROM finished_at - started_at)) FROM (SELECT finished_at, started_at FROM job_queue"
-        " WHERE state = 'final' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT 50) AS recent"
+        " WHERE state = 'final' AND started_at IS NOT NULL ORDER BY finished_at DESC LIMIT $1) AS recent",
+        RECENT_RUNS,
     )
+    return float(run_s) if run_s else None
+
+
+async def live_slots(conn: asyncpg.Connection, lease_s: float) -> int:
+    """The slots of the trainers that heartbeat within `lease_s`."""
     slots = await conn.fetchval(
         "SELECT coalesce(sum(slots), 0) FROM trainers WHERE last_heartbeat_at >= now() - make_interval(secs => $1)",
         lease_s,
     )
-    running = await conn.fetch(
+    return int(slots)
+
+
+async def running_attempts(conn: asyncpg.Connection) -> list[tuple[float, float | None]]:
+    """Each dispatched or running attempt: seconds since it started (or was dispatched) and its fraction done."""
+    rows = await conn.fetch(
         "SELECT extract(epoch FROM now() - coalesce(a.started_at, q.dispatched_at)) AS elapsed, q.fraction_done"
         " FROM job_queue q LEFT JOIN job_attempts a ON a.attempt_id = q.attempt_id"
         " WHERE q.state IN ('dispatched', 'running')"
     )
-    jobs = [RunningJob(float(row["elapsed"] or 0), row["fraction_done"]) for row in running]
-    return estimated_starts(jobs, int(slots), float(run_s) if run_s else DEFAULT_RUN_S, count)
+    return [(float(row["elapsed"] or 0), row["fraction_done"]) for row in rows]

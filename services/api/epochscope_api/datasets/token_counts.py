@@ -114,9 +114,6 @@ class TokenCounter:
     def count_prompt(self, sample: Sample) -> int:
         return self.count([self.render_prompt(sample)])[0]
 
-    def count_completion(self, text: str) -> int:
-        return self.count([text])[0]
-
 
 def _token_text(value: Any) -> str | None:
     """A special token as tokenizer_config.json holds it: a string or an AddedToken dict."""

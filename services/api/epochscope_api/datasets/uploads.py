@@ -196,3 +196,20 @@ async def receive_upload(
             await delete_quietly(store, key)
         raise
     return StoredUpload(filename=part[0], file_type=part[1], object_key=key, bytes=size, sha256=hasher.hexdigest())
+
+
+@dataclass(frozen=True)
+class RequestUpload:
+    """The upload request's body as service_layer/datasets.py's UploadBody: stored into the user's key, or drained."""
+
+    request: Request
+    store_: ObjectStore
+    user_id: str
+
+    async def store(
+        self, dataset_id: uuid.UUID, limit: int, too_large: Callable[[], DomainError] | None
+    ) -> StoredUpload:
+        return await receive_upload(self.request, self.store_, self.user_id, dataset_id, limit, too_large)
+
+    async def discard(self) -> None:
+        await drain_body(self.request)

@@ -14,10 +14,10 @@ from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.config import JobConfig, limit_violations
 
-FieldError = tuple[tuple[str | int, ...], str]
+FieldProblem = tuple[tuple[str | int, ...], str]  # (location in the body, message); http/errors.FieldError is its JSON
 
 
-def field_errors(errors: list[FieldError]) -> RequestValidationError:
+def field_errors(errors: list[FieldProblem]) -> RequestValidationError:
     """A 422 naming each field of the request body with its message."""
     return RequestValidationError(
         [{"type": "value_error", "loc": ("body", *loc), "msg": message, "input": None} for loc, message in errors]
@@ -47,7 +47,7 @@ def _with_nul(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str
 def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
     """The job's catalog model; a 422 naming every field that breaks a server limit, names a model outside the
     catalog or holds a NUL."""
-    errors: list[FieldError] = list(limit_violations(config, settings.limits))
+    errors: list[FieldProblem] = list(limit_violations(config, settings.limits))
     errors += [(loc, "must not contain a NUL character") for loc in _with_nul(config.model_dump(mode="json"))]
     model = settings.catalog_model(config.model)
     if model is None:

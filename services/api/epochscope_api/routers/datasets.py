@@ -1,35 +1,26 @@
 """Datasets: upload (streamed into the object store, then validated with the trainer's reader), list, read with
 the validation report, page through the usable rows as the trainer reads them, delete unless a live job reads it.
 
-Upload and delete manage their own short transactions: an upload must not hold a database connection while a
-large file arrives, and a dataset's objects are deleted only once the deletion of its row has committed.
+The upload and the deletion are service_layer/datasets.py's use cases.
 """
 
 import asyncio
 import uuid
-from functools import partial
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
 from epochscope_api.data.cursor import INT8, decode_cursor, encode_cursor
-from epochscope_api.data.datasets import (
-    StoredDataset,
-    delete_dataset_row,
-    fetch_dataset,
-    fetch_dataset_page,
-    insert_dataset,
-)
-from epochscope_api.data.db import user_transaction
-from epochscope_api.data.quotas import check_dataset_room, dataset_bytes_left
-from epochscope_api.datasets.row_index import index_key, read_page
-from epochscope_api.datasets.scan import scan_dataset
-from epochscope_api.datasets.uploads import delete_quietly, drain_body, receive_upload
+from epochscope_api.data.datasets import fetch_dataset, fetch_dataset_page
+from epochscope_api.datasets.row_index import read_page
+from epochscope_api.datasets.scan import Scan, scan_dataset
+from epochscope_api.datasets.uploads import RequestUpload
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
-from epochscope_api.errors import QuotaExceeded
 from epochscope_api.http.errors import QUOTA, error_responses
 from epochscope_api.response_models import Dataset, DatasetPage, DatasetRow, DatasetRowPage
-from epochscope_api.settings import ApiSettings
+from epochscope_api.service_layer import datasets
+from epochscope_runtime.dataset_rows import FileType
 from epochscope_runtime.sampler import sample_id_of, to_sample
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -57,10 +48,6 @@ UPLOAD_BODY = {
 }
 
 
-def _over_quota(settings: ApiSettings) -> QuotaExceeded:
-    return QuotaExceeded.dataset_bytes(settings.quota_dataset_bytes, settings.quota_retry_after_seconds)
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -84,40 +71,12 @@ async def upload_dataset(
 ) -> Dataset:
     """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts). Past the
     user's quota of datasets or of their bytes, a 429 (`limit`: datasets or dataset_bytes) and nothing is kept."""
-    dataset_id = uuid.uuid4()
-    try:
-        async with user_transaction(pool, user_id) as conn:
-            room = await dataset_bytes_left(conn, user_id, settings)
-    except QuotaExceeded:
-        await drain_body(request)
-        raise
-    if room < settings.upload_max_bytes:  # the quota binds before the size limit: stop the upload there
-        upload = await receive_upload(request, store, user_id, dataset_id, room, partial(_over_quota, settings))
-    else:
-        upload = await receive_upload(request, store, user_id, dataset_id, settings.upload_max_bytes)
-    keys = (upload.object_key, index_key(upload.object_key))
-    try:
-        scan = await asyncio.to_thread(
-            scan_dataset, store, upload.object_key, upload.file_type, counters, settings.upload_report_examples
-        )
-        stored = StoredDataset(
-            dataset_id=dataset_id,
-            filename=upload.filename,
-            file_type=upload.file_type,
-            row_format=scan.row_format,
-            object_key=upload.object_key,
-            bytes=upload.bytes,
-            sha256=upload.sha256,
-            rows=scan.rows,
-            usable_rows=scan.usable_rows,
-            report=scan.report.model_dump(mode="json"),
-        )
-        async with user_transaction(pool, user_id) as conn:
-            await check_dataset_room(conn, user_id, upload.bytes, settings)
-            return (await insert_dataset(conn, user_id, stored)).public()
-    except BaseException:
-        await asyncio.shield(delete_quietly(store, *keys))
-        raise
+
+    def scan(key: str, file_type: FileType) -> Awaitable[Scan]:
+        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings.upload_report_examples)
+
+    body = RequestUpload(request, store, user_id)
+    return await datasets.upload_dataset(pool, store, user_id, body, scan, settings)
 
 
 @router.get("", response_model=DatasetPage, operation_id="list_datasets")
@@ -156,7 +115,7 @@ async def list_dataset_rows(
     short of `limit` past the server's page size in bytes (always one row at least)."""
     dataset = await fetch_dataset(conn, dataset_id)
     start = decode_cursor(cursor, INT8)[0] if cursor else 0
-    limit = min(limit, settings.datasets_page_max)
+    limit = min(limit, settings.dataset_rows_page_max)
     examples = await read_page(store, dataset, max(start, 0), limit, settings.page_max_bytes)
     items = []
     for example in examples:
@@ -187,6 +146,4 @@ async def list_dataset_rows(
 )
 async def delete_dataset(dataset_id: uuid.UUID, user_id: CurrentUser, pool: PoolDep, store: StoreDep) -> None:
     """Delete the dataset and its file; refused while a queued or running job reads it."""
-    async with user_transaction(pool, user_id) as conn:
-        dataset = await delete_dataset_row(conn, dataset_id)
-    await delete_quietly(store, dataset.object_key, index_key(dataset.object_key))
+    await datasets.delete_dataset(pool, store, user_id, dataset_id)

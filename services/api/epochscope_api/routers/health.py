@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
+from epochscope_api.data.health import database_answers
 from epochscope_api.deps import PoolDep, RelayDep
 
 router = APIRouter(tags=["operations"])
@@ -30,12 +31,7 @@ async def healthz() -> Health:
 )
 async def readyz(response: Response, pool: PoolDep, relay: RelayDep) -> Readiness:
     """Ready when the database answers and the outbox relay has reached the broker."""
-    try:
-        async with pool.acquire() as conn:
-            database = bool(await conn.fetchval("SELECT true"))
-    except Exception:
-        database = False
-    readiness = Readiness(database=database, broker=relay.broker_reachable)
+    readiness = Readiness(database=await database_answers(pool), broker=relay.broker_reachable)
     if not (readiness.database and readiness.broker):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return readiness

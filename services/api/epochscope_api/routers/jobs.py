@@ -2,37 +2,21 @@
 progress history, cancel, delete."""
 
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
 from epochscope_api.data.cursor import INT4_MAX
-from epochscope_api.data.db import user_transaction
-from epochscope_api.data.job_inputs import resolve_inputs
-from epochscope_api.data.jobs import (
-    JobFilter,
-    cancel_unless_final,
-    delete_job_row,
-    ensure_job,
-    fetch_job_detail,
-    fetch_job_page,
-    insert_job,
-    parse_metadata_filter,
-)
+from epochscope_api.data.jobs import JobFilter, ensure_job, parse_metadata_filter
 from epochscope_api.data.progress import fetch_progress_history
-from epochscope_api.data.quotas import check_active_jobs, checkpoint_bytes_left
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, UserConn
 from epochscope_api.errors import UnknownDatasets
 from epochscope_api.http.errors import NOT_FOUND, QUOTA
-from epochscope_api.jobs.objects import delete_job_objects
-from epochscope_api.jobs.validation import check_job_config, unknown_datasets
+from epochscope_api.jobs.validation import unknown_datasets
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
-from epochscope_api.settings import ApiSettings
-from epochscope_runtime.job_token import mint_job_token
-from epochscope_schemas.checkpoints import CheckpointMode
+from epochscope_api.service_layer import jobs
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_schemas.events import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -50,28 +34,10 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
     source from the start event, never a path. A dataset id the user does not have is a 422 naming its field;
     past the user's quota of queued or running jobs, a 429 (`limit`: active_jobs); a job that keeps checkpoints
     when the user's checkpoints already fill their quota, a 429 (`limit`: checkpoint_bytes)."""
-    model = check_job_config(config, settings)
     try:
-        inputs = await resolve_inputs(conn, config, model)
+        return await jobs.submit_job(conn, user_id, config, settings)
     except UnknownDatasets as error:
         raise unknown_datasets(error) from None
-    await check_active_jobs(conn, user_id, settings)
-    if config.predictions.checkpoints.mode != CheckpointMode.NONE:
-        allowance = await checkpoint_bytes_left(conn, user_id, settings)
-        inputs = inputs.model_copy(update={"checkpoint_bytes_max": allowance})
-    job_id = uuid.uuid4()
-    token_secret = _token_secret(settings)
-    token, claims = mint_job_token(token_secret, job_id, user_id, timedelta(hours=settings.job_token_ttl_hours))
-    event = JobStartEvent(job_id=job_id, user_id=user_id, config=config, inputs=inputs, job_token=token)
-    return await insert_job(
-        conn,
-        event,
-        token_expires_at=claims.expires_at,
-        max_event_bytes=settings.kafka.max_message_bytes,
-        lease_s=settings.dispatch_lease_seconds,
-        token_secret=token_secret,
-        immediate=settings.dispatch == "immediate",
-    )
 
 
 @router.get("", response_model=JobPage, operation_id="list_jobs")
@@ -90,14 +56,14 @@ async def list_jobs(
 ) -> JobPage:
     """The current user's jobs, newest first, filtered by status, name and metadata."""
     where = JobFilter(status_filter, name, parse_metadata_filter(metadata))
-    limit = min(limit, settings.predictions_page_max)
-    return await fetch_job_page(conn, where, limit, cursor, settings.dispatch_lease_seconds)
+    limit = min(limit, settings.jobs_page_max)
+    return await jobs.job_page(conn, where, limit, cursor, settings.dispatch_lease_seconds)
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND, operation_id="get_job")
 async def get_job(job_id: uuid.UUID, conn: UserConn, settings: SettingsDep) -> JobDetail:
     """The job with its status, latest progress, per-round summary and warnings."""
-    return await fetch_job_detail(conn, job_id, settings.dispatch_lease_seconds)
+    return await jobs.job_detail(conn, job_id, settings.dispatch_lease_seconds)
 
 
 @router.get("/{job_id}/progress", response_model=ProgressHistory, responses=NOT_FOUND, operation_id="get_job_progress")
@@ -126,7 +92,7 @@ async def get_job_progress(
 )
 async def cancel_job(job_id: uuid.UUID, user_id: CurrentUser, conn: UserConn, settings: SettingsDep) -> Job:
     """Ask the trainer to stop at its next step; the job ends as cancelled. A finished job is left as it is."""
-    return await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes, _token_secret(settings))
+    return await jobs.cancel_job(conn, job_id, user_id, settings)
 
 
 @router.delete(
@@ -141,11 +107,4 @@ async def delete_job(
 ) -> None:
     """Delete the job, its predictions and its stored objects; a job still queued or running is cancelled first
     (the trainer then removes its work folder). The datasets it read are the user's and stay."""
-    async with user_transaction(pool, user_id) as conn:
-        await cancel_unless_final(conn, job_id, user_id, settings.kafka.max_message_bytes, _token_secret(settings))
-        await delete_job_row(conn, job_id)
-    await delete_job_objects(store, job_id)  # once the row's deletion has committed
-
-
-def _token_secret(settings: ApiSettings) -> str:
-    return settings.job_token_secret.get_secret_value()
+    await jobs.delete_job(pool, store, job_id, user_id, settings)

@@ -12,8 +12,14 @@ class Limits(BaseModel):
     max_sample_count: int = Field(description="Most prompts per prediction round.")
     min_step_interval: int = Field(description="Fewest global steps between rounds, for sample_frequency=steps.")
     max_new_tokens: int = Field(description="Most tokens generated per prediction.")
-    page_max: int = Field(description="Largest page a list endpoint returns.")
-    page_max_bytes: int = Field(description="A page or a stream read stops adding rows past these bytes.")
+    jobs_page_max: int = Field(description="Most jobs per page of GET /v1/jobs.")
+    predictions_page_max: int = Field(description="Most predictions per page of GET /v1/jobs/{id}/predictions.")
+    rounds_page_max: int = Field(description="Most round summaries per read of GET /v1/jobs/{id}/rounds.")
+    sample_rounds_max: int = Field(description="Most rounds per read of one sample's history.")
+    progress_page_max: int = Field(description="Most progress points per read of GET /v1/jobs/{id}/progress.")
+    datasets_page_max: int = Field(description="Most datasets per page of GET /v1/datasets.")
+    dataset_rows_page_max: int = Field(description="Most rows per page of GET /v1/datasets/{id}/rows.")
+    page_max_bytes: int = Field(description="A page or a stream read stops adding rows past these bytes (each list).")
     quota_active_jobs: int = Field(description="Most queued or running jobs per user.")
     quota_datasets: int = Field(description="Most datasets per user.")
     quota_dataset_bytes: int = Field(description="Most bytes of datasets per user.")
@@ -29,7 +35,13 @@ async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
         max_sample_count=limits.max_sample_count,
         min_step_interval=limits.min_step_interval,
         max_new_tokens=limits.max_new_tokens,
-        page_max=settings.predictions_page_max,
+        jobs_page_max=settings.jobs_page_max,
+        predictions_page_max=settings.predictions_page_max,
+        rounds_page_max=settings.rounds_page_max,
+        sample_rounds_max=settings.sample_rounds_max,
+        progress_page_max=settings.progress_page_max,
+        datasets_page_max=settings.datasets_page_max,
+        dataset_rows_page_max=settings.dataset_rows_page_max,
         page_max_bytes=settings.page_max_bytes,
         quota_active_jobs=settings.quota_active_jobs,
         quota_datasets=settings.quota_datasets,

@@ -44,7 +44,7 @@ async def list_rounds(
     """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives. A page
     holds at most the server's page limit of rounds and stops short of its page size in bytes (`has_more`)."""
     await ensure_job(conn, job_id)
-    page_max = settings.progress_page_max
+    page_max = settings.rounds_page_max
     items, more = await fetch_round_page(conn, job_id, after_round, page_max, settings.page_max_bytes)
     return RoundList(items=items, has_more=more)
 
@@ -63,5 +63,5 @@ async def get_sample_history(
 ) -> SampleHistory:
     """One sample across its rounds, with its ground truth; bounded in rows and bytes (`has_more`)."""
     await ensure_job(conn, job_id)
-    limit, max_bytes = settings.predictions_page_max, settings.page_max_bytes
+    limit, max_bytes = settings.sample_rounds_max, settings.page_max_bytes
     return await fetch_sample_history(conn, job_id, sample_id, after_step, limit, max_bytes)

@@ -17,12 +17,13 @@ from pydantic import BaseModel
 from epochscope_api.data.cursor import INT4, INT8, Part, decode_cursor, encode_cursor
 from epochscope_api.data.db import user_transaction
 from epochscope_api.data.job_warnings import fetch_warnings
-from epochscope_api.data.jobs import ensure_job, fetch_job
+from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_new_predictions
 from epochscope_api.data.progress import fetch_progress
 from epochscope_api.data.rounds import fetch_summarized_rounds
 from epochscope_api.errors import JobNotFound
 from epochscope_api.live.hub import ALL_CHANGE_KINDS, NotificationHub
+from epochscope_api.service_layer.jobs import job_with_place
 
 ROWS_PER_READ = 500  # rows of one feed per read, before the other feeds get their turn
 Rows = list[tuple[int, BaseModel]]  # (the feed's key, the event's data)
@@ -119,7 +120,7 @@ async def job_events(
                 return
             async with user_transaction(pool, user_id) as conn:
                 try:
-                    job = await fetch_job(conn, job_id, limits.lease_s)
+                    job = await job_with_place(conn, job_id, limits.lease_s)
                 except JobNotFound:  # deleted while watched
                     yield LiveEvent("end", "deleted")
                     return

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from epochscope_schemas.topics import JOB_COMMANDS, TRAINERS_GROUP
+from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_trainer.child_protocol import job_command
 from epochscope_trainer.service.cancel_watcher import CancelWatcher
 from epochscope_trainer.service.heartbeats import heartbeat_forever
@@ -37,7 +37,7 @@ def kafka_adapters(settings: TrainerSettings) -> KafkaAdapters:
         jobs=AIOKafkaConsumer(
             JOB_COMMANDS,
             **kafka,
-            group_id=TRAINERS_GROUP if settings.intake == "group" else None,
+            group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=1,
@@ -83,6 +83,7 @@ def bootstrap(
         status,
         stopping,
         keep_alive_s=settings.cancel_check_s,
-        trainer_id=settings.trainer_id if settings.intake == "addressed" else None,
+        trainer_id=settings.trainer_id,
         heartbeat=heartbeat,
+        dispatch_key=settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
     )

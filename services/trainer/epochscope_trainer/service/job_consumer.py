@@ -1,9 +1,10 @@
-"""The consumer loop: take one job-start event at a time, run it, then commit its offset.
+"""The consumer loop: take one job-start event at a time and run it.
 
-One job at a time per trainer (one per GPU). With a `trainer_id` (the service's way), every trainer reads every
-start outside any group and runs only those the API's dispatcher addressed to it, each attempt once; the queue's
-truth is Postgres, so no offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the
-dispatcher sends the job again. Without one, the old intake: one "trainers" group, offsets committed after the job.
+One job at a time per trainer (one per GPU). Every trainer reads every start outside any group and runs only those
+the API's dispatcher addressed to it (its `trainer_id`), each attempt once; the queue's truth is Postgres, so no
+offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the dispatcher sends the job again.
+With a dispatch key, a start addressed here is checked against the dispatcher's signature before anything in it is
+read (its inputs, its token): one unsigned or forged is dead-lettered with the reason, and nothing of it is used.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
 dead-lettered with the reason (the cancel watcher has already ignored it). A start whose attempt the dispatcher has
@@ -22,7 +23,7 @@ from uuid import UUID
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from epochscope_runtime.command_signing import without_job_token
+from epochscope_runtime.command_signing import start_refusal, without_job_token
 from epochscope_schemas.events import (
     JOB_CANCEL_SCHEMA_VERSION,
     JOB_START_SCHEMA_VERSION,
@@ -50,7 +51,8 @@ class JobConsumerLoop:
     """Owns the Kafka clients' lifetime; hands each start event to the supervisor.
 
     Args:
-        consumer: the "trainers" group consumer of the start topic, committing by hand.
+        consumer: a consumer of the start topic outside any group, from the beginning.
+        trainer_id: this trainer's id; only the starts the dispatcher addressed to it run.
         producer: for dead letters (and, through `status`, the service's status events).
         cancels: the cancel watcher, run beside the loop.
         supervisor: runs one job to its end.
@@ -68,8 +70,9 @@ class JobConsumerLoop:
         status: StatusPublisher,
         stopping: asyncio.Event,
         keep_alive_s: float,
-        trainer_id: str | None = None,
+        trainer_id: str,
         heartbeat: Callable[[Callable[[], UUID | None]], Awaitable[None]] | None = None,
+        dispatch_key: str | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -78,10 +81,11 @@ class JobConsumerLoop:
         self.status = status
         self.stopping = stopping
         self.keep_alive_s = keep_alive_s
-        self.trainer_id = trainer_id  # set: read every start without a group, run only those addressed here
+        self.trainer_id = trainer_id  # every start is read, outside any group; only those addressed here run
         self.attempts_run: set[UUID | None] = set()  # a start delivered twice runs once
         self.running_attempt: UUID | None = None
         self.heartbeat = heartbeat  # run beside the loop, told which attempt runs
+        self.dispatch_key = dispatch_key  # set: only starts the dispatcher signed with it are read
 
     async def run(self) -> None:
         await self.producer.start()
@@ -96,9 +100,7 @@ class JobConsumerLoop:
                     for record in records:
                         finished = await self.handle(record.value or b"", tp, record.offset)
                         if not finished:
-                            return  # shutting down mid-job: leave the offset for the next trainer
-                        if self.trainer_id is None:  # the old group intake commits; addressed starts need not
-                            await self.consumer.commit({tp: record.offset + 1})
+                            return  # shutting down mid-job: the dispatcher sends the job again
         finally:
             watcher.cancel()
             if beats is not None:
@@ -109,6 +111,13 @@ class JobConsumerLoop:
     async def handle(self, value: bytes, tp: TopicPartition, offset: int) -> bool:
         """Process one record; False when the job was interrupted by a shutdown."""
         reason = unsupported_version(value)
+        start = _start_document(value) if reason is None else None
+        if start is not None:
+            addressee = start.get("trainer_id")
+            if isinstance(addressee, str) and addressee != self.trainer_id:
+                return True  # another trainer's start: not read
+            if self.dispatch_key is not None:
+                reason = start_refusal(start, self.dispatch_key)
         if reason is None:
             try:
                 event = parse_event(value)
@@ -116,17 +125,16 @@ class JobConsumerLoop:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
         if reason is None and isinstance(event, JobCancelEvent):
             reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
-            if self.trainer_id is not None and reason and reason.startswith(NOT_MINE):
+            if reason and reason.startswith(NOT_MINE):
                 return True  # every trainer reads every cancel: the one that ran the job's start judges it
         if reason is not None:
             await self._dead_letter(value, reason, tp, offset)
             return True
         if not isinstance(event, JobStartEvent):
             return True
-        if self.trainer_id is not None:
-            if event.trainer_id != self.trainer_id or event.attempt_id in self.attempts_run:
-                return True  # another trainer's start, or this attempt again: the job runs once
-            self.attempts_run.add(event.attempt_id)
+        if event.trainer_id != self.trainer_id or event.attempt_id in self.attempts_run:
+            return True  # another trainer's start, or this attempt again: the job runs once
+        self.attempts_run.add(event.attempt_id)
         self.cancels.track(event)
         if str(event.job_id) in self.cancels.cancelled:
             await self.status.publish(event, JobStatus.CANCELLED, "cancelled before it started")
@@ -163,6 +171,15 @@ class JobConsumerLoop:
         while True:
             await asyncio.sleep(self.keep_alive_s)
             await self.consumer.getmany(timeout_ms=0)
+
+
+def _start_document(value: bytes) -> dict | None:
+    """The record as a JSON object when it is a job start, else None."""
+    try:
+        document = json.loads(value)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) and document.get("type") == "job.start" else None
 
 
 def unsupported_version(value: bytes) -> str | None:

@@ -20,7 +20,7 @@ class Record(Protocol):
 
 
 class JobConsumer(Protocol):
-    """The group consumer of job-start events; offsets are committed by hand."""
+    """The consumer of job-start events, outside any group: nothing is committed (the queue lives in Postgres)."""
 
     async def start(self) -> None: ...
 
@@ -29,8 +29,6 @@ class JobConsumer(Protocol):
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> Mapping[TopicPartition, Sequence[Record]]: ...
-
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
 
     def assignment(self) -> set[TopicPartition]: ...
 

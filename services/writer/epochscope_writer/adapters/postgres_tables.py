@@ -75,10 +75,6 @@ class Table:
             f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
         )
 
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
     def row(self, event: object, owner: str) -> tuple[object, ...]:
         return tuple(c.value(event, owner) for c in self.columns)
 

@@ -41,7 +41,7 @@ export function compareTab(panel, context, query) {
       renderPicker();
       return;
     }
-    const limit = context.state.limits?.page_max ?? 500;
+    const limit = context.state.limits?.predictions_page_max ?? 500;
     // Every round predicts the same seeded samples: the first round lists them.
     const page = await api(`/v1/jobs/${context.jobId}/predictions`, { query: { step: rounds[0].step, limit } });
     samples = page.items.sort((a, b) => a.sample_index - b.sample_index);

@@ -1,9 +1,9 @@
-"""The job queue's writes outside the dispatcher's pass: a job queued, withdrawn, or ended with a reason.
+"""The job queue's rows outside the dispatcher's pass: a job queued, or ended with a reason.
 
 The queue row (no row-level security) and the job row (its owner's, under RLS) end together: `end_in_queue` makes
 the queue row final with its reason, `end_job` the job row, as its owner, and tells the job's live stream. The
 dispatcher (a lost lease, a start never taken, a start that cannot be rebuilt), a cancel of a queued job and the
-outbox relay (a start the broker refuses) all end jobs through these two.
+outbox relay (a start the broker refuses) all end jobs through these two (service_layer/queue.py).
 """
 
 import json
@@ -12,22 +12,22 @@ from datetime import datetime
 
 import asyncpg
 
-from epochscope_api.bus.event_size import encoded_within
-from epochscope_runtime.command_signing import without_job_token
-from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_schemas.events import JobStatus
 from epochscope_schemas.notify import ChangeKind, job_channel
 
 NOTIFY_CHANNEL = "job_queue"
 
 
-async def queue_job(conn: asyncpg.Connection, event: JobStartEvent, token_expires_at: datetime, max_bytes: int) -> None:
-    """Queue the job in the caller's transaction (EventTooLarge if its start event would not fit the bus)."""
-    payload = encoded_within(event, max_bytes)
+async def insert_queue_row(
+    conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, start_payload: str, token_expires_at: datetime
+) -> None:
+    """Queue the job in the caller's transaction: its start event (no job token: the dispatcher mints one per
+    attempt) and the expiry its tokens get; the dispatcher is woken."""
     await conn.execute(
         "INSERT INTO job_queue (job_id, owner_id, start_payload, token_expires_at) VALUES ($1, $2, $3, $4)",
-        event.job_id,
-        event.user_id,
-        without_job_token(payload)[0].decode(),
+        job_id,
+        owner,
+        start_payload,
         token_expires_at,
     )
     await conn.execute(f"NOTIFY {NOTIFY_CHANNEL}")
@@ -69,14 +69,6 @@ async def end_job(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, statu
     )
     await conn.execute("SELECT set_config('app.user_id', $1, true)", caller or "")
     await notify_status(conn, job_id, status.value)
-
-
-async def withdraw_if_queued(conn: asyncpg.Connection, job_id: uuid.UUID, owner: str) -> bool:
-    """In the owner's transaction: a job still waiting in the queue is cancelled here, with no trainer involved."""
-    if not await end_in_queue(conn, job_id, "cancelled", queued_only=True):
-        return False
-    await end_job(conn, job_id, owner, JobStatus.CANCELLED, "cancelled while queued")
-    return True
 
 
 async def notify_status(conn: asyncpg.Connection, job_id: uuid.UUID, status: str) -> None:
