@@ -11,4 +11,5 @@ HS256 = "HS256"
 
 def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
     """A bearer token for `user_id`, valid for `ttl`."""
-    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm=HS256)
+    now = datetime.now(UTC)
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl}, secret, algorithm=HS256)

@@ -14,8 +14,9 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
+from epochscope.dev_tokens import mint_user_token
 from epochscope_api.auth.stream_tickets import StreamTickets
-from epochscope_api.auth.user_tokens import UserTokenVerifier, mint_user_token
+from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.errors import QuotaExceeded
 from epochscope_api.http.security_headers import CONTENT_SECURITY_POLICY
 from epochscope_api.http.user_slots import UserSlots
