@@ -57,7 +57,8 @@ def dispatch_settings(settings: ApiSettings) -> DispatchSettings:
 async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     """Every adapter, the outbox relay running in the background, until the block ends."""
     store = open_store(settings.store)
-    token_counters = load_token_counters(settings.models)  # a bad tokenizer_dir stops the start, as it should
+    # a bad tokenizer_dir stops the start, as it should
+    token_counters = load_token_counters(settings.models, settings.token_count_max_chars)
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
     hub = NotificationHub(settings.database_url)
     relay = OutboxRelay(

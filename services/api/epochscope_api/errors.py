@@ -86,6 +86,10 @@ class UnusableUpload(DomainError):
 
     def __init__(self, problem: str) -> None:
         super().__init__(f"file: {problem}")
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type["UnusableUpload"], tuple[str]]:
+        return (UnusableUpload, (self.problem,))  # the upload scan raises it in a child process
 
 
 class QuotaExceeded(DomainError):

@@ -7,6 +7,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_runtime.catalog import CatalogModel, demo_catalog
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
@@ -58,6 +59,21 @@ class ApiSettings(BaseSettings):
     )
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
+    datasets: DatasetLimits = Field(
+        default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
+    )
+    scan_memory_bytes: int = Field(
+        default=1 << 30,
+        ge=64 << 20,
+        description="Memory an upload's scan may take (its child process's address space, past its start); beyond,"
+        " the upload is refused.",
+    )
+    scan_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="How long an upload's scan may take; beyond, the upload is refused."
+    )
+    token_count_max_chars: int = Field(
+        default=256 << 10, ge=1024, description="Characters of a prompt or completion the token counts encode."
+    )
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets or dataset rows per page.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
     dispatch: Literal["fair", "immediate"] = Field(

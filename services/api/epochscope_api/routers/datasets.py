@@ -97,9 +97,7 @@ async def upload_dataset(
         upload = await receive_upload(request, store, user_id, dataset_id, settings.upload_max_bytes)
     keys = (upload.object_key, index_key(upload.object_key))
     try:
-        scan = await asyncio.to_thread(
-            scan_dataset, store, upload.object_key, upload.file_type, counters, settings.upload_report_examples
-        )
+        scan = await asyncio.to_thread(scan_dataset, store, upload.object_key, upload.file_type, counters, settings)
         stored = StoredDataset(
             dataset_id=dataset_id,
             filename=upload.filename,
