@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
@@ -63,6 +64,9 @@ class TrainerSettings(BaseSettings):
         description="production refuses a weak or (at start-up) missing trainer key.",
     )
     log_level: str = "INFO"
+    datasets: DatasetLimits = Field(
+        default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
 
