@@ -111,6 +111,14 @@ class ApiSettings(BaseSettings):
     page_max_bytes: int = Field(
         default=4 << 20, ge=1024, description="A page or a live-stream read stops adding rows past this many bytes."
     )
+    job_max_rounds: int = Field(
+        default=1000,
+        ge=1,
+        description="Most prediction rounds per job (the baseline included).",
+    )
+    job_max_generated_tokens: int = Field(
+        default=20_000_000, ge=1, description="Most generated tokens per job (every answer at max_new_tokens)."
+    )
     estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
     log_level: str = "INFO"

@@ -26,7 +26,7 @@ from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep
 from epochscope_api.errors import UnknownDatasets
 from epochscope_api.http.errors import NOT_FOUND, QUOTA
 from epochscope_api.jobs.objects import delete_job_objects
-from epochscope_api.jobs.validation import check_job_config, unknown_datasets
+from epochscope_api.jobs.validation import check_job_config, check_job_work_of, unknown_datasets
 from epochscope_api.response_models import Job, JobDetail, JobPage, ProgressHistory
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.job_token import mint_job_token
@@ -55,6 +55,7 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         inputs = await resolve_inputs(conn, config, model)
     except UnknownDatasets as error:
         raise unknown_datasets(error) from None
+    await check_job_work_of(conn, config, settings)
     await check_active_jobs(conn, user_id, settings)
     if config.predictions.checkpoints.mode != CheckpointMode.NONE:
         allowance = await checkpoint_bytes_left(conn, user_id, settings)
