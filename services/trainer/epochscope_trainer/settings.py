@@ -35,6 +35,9 @@ class TrainerSettings(BaseSettings):
         ge=256,
         description="Prompt, ground truth and prediction are each cut to this many UTF-8 bytes (flagged truncated).",
     )
+    job_max_seconds: float = Field(
+        default=86_400.0, gt=0, description="Wall-clock limit of one job; past it, training stops and the job fails."
+    )
     keep_job_dirs: bool = Field(
         default=False, description="Keep each job's folder (config, inputs, log) after the job ends, for debugging."
     )

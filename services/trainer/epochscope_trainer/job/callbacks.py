@@ -175,6 +175,7 @@ class PredictionsCallback(TrainerCallback):
         wall_ms = (time.perf_counter() - started) * 1000
         if not publishes:
             return
+        self._warn_cut_prompts(key, generations)
         events = [
             self._prediction(key, sample, prompt, generation)
             for sample, prompt, generation in zip(self.samples, prompts, generations, strict=True)
@@ -186,6 +187,17 @@ class PredictionsCallback(TrainerCallback):
         if self.after_round is not None:
             self.after_round(model, tokenizer, summary, stall_ms is None)
         log.info("prediction round %d at step %d: %d predictions in %.0f ms", key.index, key.step, len(events), wall_ms)
+
+    def _warn_cut_prompts(self, key: "RoundKey", generations: list[Generation]) -> None:
+        pairs = zip(self.samples, generations, strict=True)
+        cut = [f"{sample.sample_id} ({g.prompt_tokens_cut})" for sample, g in pairs if g.prompt_tokens_cut]
+        if cut:
+            message = (
+                f"round {key.index}: {len(cut)} prompt(s) lost their first tokens to fit the model's context less"
+                f" max_new_tokens: {', '.join(cut)}"
+            )
+            warning = WarningEvent(**self.job.envelope(), code="prompt_truncated", message=message[:2000])
+            self.publish(TRAINING_STATUS, warning)
 
     def _prediction(self, key: "RoundKey", sample: Sample, prompt: str, generation: Generation) -> PredictionEvent:
         validation = self.validator(generation.text)

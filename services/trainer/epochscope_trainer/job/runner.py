@@ -57,6 +57,7 @@ from epochscope_trainer.job.inputs import Dataset, fetch, read_dataset
 from epochscope_trainer.job.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.job.precision import this_machine
 from epochscope_trainer.job.stopping import StopOnRule, StopRule
+from epochscope_trainer.job.time_limit import TimeLimit
 from epochscope_trainer.job.training_args import lora_config, sft_config
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 from epochscope_trainer.settings import TrainerSettings
@@ -129,6 +130,7 @@ class JobRun:
         from trl import SFTTrainer
 
         config = self.config
+        time_limit = TimeLimit(self.settings.job_max_seconds)
         model_path = resolve_model(self.inputs.model, self.settings.model_cache_dir)  # an unusable source fails fast
         train = self._load("train", self.inputs.train)
         if not train.usable:
@@ -143,6 +145,7 @@ class JobRun:
         callbacks: list[Any] = [
             ProgressCallback(self.publish, self.job, config.num_epochs),
             StopOnRequest(self.stop_requested),
+            time_limit,
         ]
         checkpointer = Checkpointer(
             config.predictions.checkpoints,
@@ -197,6 +200,7 @@ class JobRun:
         )
         try:
             result = trainer.train()
+            time_limit.raise_if_stopped(trainer.state.global_step)
             if trainer.is_world_process_zero() and not self.stop_requested():
                 checkpointer.save_final(trainer.model, tokenizer, trainer.state.global_step, trainer.state.epoch or 0.0)
         finally:
