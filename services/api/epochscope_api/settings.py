@@ -102,6 +102,11 @@ class ApiSettings(BaseSettings):
         description="Most bytes of checkpoints a user's jobs may keep; a job is allowed what is left when it is"
         " submitted, and its trainer keeps no checkpoint past that.",
     )
+    quota_prediction_bytes: int = Field(
+        default=10 << 30,
+        ge=1,
+        description="Most bytes of stored prediction texts per user; past it, a job with predictions is refused.",
+    )
     quota_writes_per_minute: int = Field(
         default=60, ge=1, description="Most write requests (POST, DELETE) per user per minute, as a token bucket."
     )

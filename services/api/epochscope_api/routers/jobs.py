@@ -21,7 +21,7 @@ from epochscope_api.data.jobs import (
     parse_metadata_filter,
 )
 from epochscope_api.data.progress import fetch_progress_history
-from epochscope_api.data.quotas import check_active_jobs, checkpoint_bytes_left
+from epochscope_api.data.quotas import check_active_jobs, check_prediction_bytes, checkpoint_bytes_left
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, UserConn
 from epochscope_api.errors import UnknownDatasets
 from epochscope_api.http.errors import NOT_FOUND, QUOTA
@@ -57,6 +57,8 @@ async def create_job(config: JobConfig, user_id: CurrentUser, conn: UserConn, se
         raise unknown_datasets(error) from None
     await check_job_work_of(conn, config, settings)
     await check_active_jobs(conn, user_id, settings)
+    if config.predictions.enabled:
+        await check_prediction_bytes(conn, user_id, settings)
     if config.predictions.checkpoints.mode != CheckpointMode.NONE:
         allowance = await checkpoint_bytes_left(conn, user_id, settings)
         inputs = inputs.model_copy(update={"checkpoint_bytes_max": allowance})
