@@ -166,3 +166,12 @@ def test_a_scan_past_its_timeout_is_refused(local: tuple[LocalStore, ApiSettings
     with pytest.raises(UnusableUpload, match="EPOCHSCOPE_SCAN_TIMEOUT_SECONDS"):
         scan_dataset(store, "rows.jsonl", FileType.JSONL, {}, settings.model_copy(update={"scan_timeout_seconds": 0.2}))
     assert time.monotonic() - started < 5
+
+
+def test_nested_parquet_rows_read_across_row_groups() -> None:
+    """A batch spanning two row groups would be a chunked nested dictionary array, which Arrow cannot build."""
+    messages = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}] for i in range(11)]
+    out = io.BytesIO()
+    pq.write_table(pa.table({"messages": messages}), out, row_group_size=4)
+    items = list(read_rows(io.BytesIO(out.getvalue()), FileType.PARQUET, DatasetLimits()))
+    assert [item.data["messages"] for item in items] == messages  # type: ignore[union-attr]

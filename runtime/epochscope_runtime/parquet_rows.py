@@ -71,11 +71,18 @@ def _row_sizes(batch: pa.RecordBatch) -> np.ndarray:
     return sizes
 
 
+def _batches(parquet: pq.ParquetFile, row_groups: Sequence[int] | None) -> Iterator[pa.RecordBatch]:
+    """The batches of each row group in turn: a batch across two groups would be a chunked array, which Arrow
+    cannot read for a nested column of dictionaries (messages)."""
+    for group in range(parquet.num_row_groups) if row_groups is None else row_groups:
+        yield from parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group])
+
+
 def _measure(parquet: pq.ParquetFile, limits: DatasetLimits, row_groups: Sequence[int] | None) -> None:
     """Raises OverBudget on the first row, or the first total, past the limits."""
     budget = DecodedBudget(limits)
     row = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups):
+    for batch in _batches(parquet, row_groups):
         sizes = _row_sizes(batch)
         over = np.flatnonzero(sizes > limits.row_max_bytes)
         if len(over) or budget.total + int(sizes.sum()) > limits.file_max_decoded_bytes:
@@ -92,7 +99,7 @@ def parquet_records(
     if a row or the total decodes past the limits."""
     parquet = open_parquet(file)
     _measure(parquet, limits, row_groups)
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=row_groups):
+    for batch in _batches(parquet, row_groups):
         sizes = _row_sizes(batch).tolist()
         start = 0
         while start < batch.num_rows:
