@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.bus.outbox import OutboxRelay
 from epochscope_api.data.db import create_pool
+from epochscope_api.data.retention import retention_policy, run_retention
 from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
 from epochscope_api.live.hub import NotificationHub
 from epochscope_api.queue.dispatcher import Dispatcher, DispatchSettings
@@ -68,7 +69,8 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         timedelta(hours=settings.outbox_retention_hours),
     )
     relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-    tasks = [relay_task]
+    retention = run_retention(pool, retention_policy(settings), settings.retention_every_seconds)
+    tasks = [relay_task, asyncio.create_task(retention, name="retention")]
     if settings.dispatch == "fair":  # immediate: starts go out at submission; no leases to expire, no slots to fill
         dispatcher = Dispatcher(
             pool,

@@ -48,6 +48,19 @@ class ApiSettings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
     )
+    retention_predictions_days: float = Field(
+        default=0, ge=0, description="Predictions of jobs finished this long ago are deleted; 0 keeps them."
+    )
+    retention_progress_days: float = Field(
+        default=0, ge=0, description="Progress points of jobs finished this long ago are deleted; 0 keeps them."
+    )
+    retention_trainers_days: float = Field(
+        default=7, gt=0, description="Trainers silent this long (no job dispatched to them) are forgotten."
+    )
+    retention_attempts_days: float = Field(
+        default=90, gt=0, description="The attempts of jobs finished this long ago are deleted."
+    )
+    retention_every_seconds: float = Field(default=3600, gt=0, description="How often the retention pass runs.")
     predictions_page_max: int = 500
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
