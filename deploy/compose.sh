@@ -28,6 +28,10 @@ if [ ! -f "$env_file" ]; then
       -e "s/^MINIO_ROOT_PASSWORD=.*/MINIO_ROOT_PASSWORD=$(secret)/" \
       -e "s/^STORE_API_SECRET_KEY=.*/STORE_API_SECRET_KEY=$(secret)/" \
       -e "s/^STORE_TRAINER_SECRET_KEY=.*/STORE_TRAINER_SECRET_KEY=$(secret)/" \
+      -e "s/^KAFKA_ADMIN_PASSWORD=.*/KAFKA_ADMIN_PASSWORD=$(secret)/" \
+      -e "s/^KAFKA_API_PASSWORD=.*/KAFKA_API_PASSWORD=$(secret)/" \
+      -e "s/^KAFKA_TRAINER_PASSWORD=.*/KAFKA_TRAINER_PASSWORD=$(secret)/" \
+      -e "s/^KAFKA_WRITER_PASSWORD=.*/KAFKA_WRITER_PASSWORD=$(secret)/" \
       "$here/compose.env.example" >"$env_file"
   echo "wrote $env_file with fresh secrets" >&2
 fi

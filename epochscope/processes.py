@@ -1,4 +1,7 @@
-"""Service processes of the local stack: each a console script of this virtualenv, with its own log file."""
+"""Service processes of the local stack: each a console script of this virtualenv, with its own log file.
+
+Each runs in a session of its own, so a terminal's Ctrl-C (SIGINT to the foreground process group) reaches only
+`epochscope up`, which then stops the services, the broker and Postgres in that order."""
 
 import os
 import signal
@@ -22,7 +25,11 @@ class ServiceProcess:
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT
+                self.command,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     def running(self) -> bool:
@@ -37,10 +44,20 @@ class ServiceProcess:
 
     def stop(self, timeout_s: float = 20) -> int | None:
         """SIGTERM, then SIGKILL if it has not exited within `timeout_s`; returns the exit code."""
+        self.terminate()
+        return self.wait_stopped(timeout_s)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM); `wait_stopped` waits for it."""
+        if self.running():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout_s: float = 20) -> int | None:
+        """Wait for it to exit, SIGKILL it if it has not within `timeout_s`; returns the exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:

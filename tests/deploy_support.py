@@ -42,7 +42,7 @@ IMAGE_PACKAGES = {
     "writer": ("schemas", "runtime", "writer"),
     "trainer": ("schemas", "runtime", "trainer"),
 }
-WRITER_TOPICS = (TRAINING_PREDICTIONS, TRAINING_STATUS)  # what the writers consume (ARCHITECTURE.md)
+WRITER_TOPICS = (TRAINING_PREDICTIONS, TRAINING_STATUS)  # what the writers consume (docs/architecture.md)
 
 # Which settings classes each deployed process reads.
 COMPOSE_SETTINGS: dict[str, type[BaseSettings]] = {

@@ -29,7 +29,7 @@ from epochscope_api.jobs.validation import check_job_config
 from epochscope_api.live.hub import ALL_CHANGE_KINDS, kinds_of
 from epochscope_api.main import DOMAIN_ERROR_STATUS, create_app, status_of
 from epochscope_api.openapi_export import openapi_document, render
-from epochscope_api.routers.stream import parse_position
+from epochscope_api.service_layer.live import parse_position
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_runtime.command_signing import verify_command
@@ -221,26 +221,36 @@ def identity_provider() -> Iterator[tuple[str, rsa.RSAPrivateKey]]:
 LOCAL_SECRET = "a-local-secret-of-at-least-32-bytes"
 
 
+ISSUER = "https://idp.example"
+
+
 def verifier(**settings: Any) -> UserTokenVerifier:
     return UserTokenVerifier(api_settings(**settings))
 
 
+def provider_verifier(url: str, **settings: Any) -> UserTokenVerifier:
+    """A verifier of the identity provider at `url`, as the settings require it: audience and issuer named."""
+    return verifier(jwks_url=url, jwt_audience="epochscope", jwt_issuer=ISSUER, **settings)
+
+
 def provider_token(key: rsa.RSAPrivateKey, **claims: Any) -> str:
-    claims = {"sub": "carol", "aud": "epochscope", "exp": datetime.now(UTC) + timedelta(minutes=5)} | claims
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    now = datetime.now(UTC)
+    claims = {"sub": "carol", "aud": "epochscope", "iss": ISSUER, "exp": now + timedelta(minutes=5)} | claims
+    return jwt.encode({name: value for name, value in claims.items() if value is not None}, key, "RS256", {"kid": "k1"})
 
 
 async def test_tokens_from_an_identity_provider_are_verified_against_its_jwks(
     identity_provider: tuple[str, rsa.RSAPrivateKey],
 ) -> None:
     url, key = identity_provider
-    # Both ways at once: the provider's tokens (audience checked) and locally minted HS256 ones.
-    check = verifier(jwks_url=url, jwt_audience="epochscope", jwt_secret=SecretStr(LOCAL_SECRET))
+    check = provider_verifier(url)
     assert await check.user_id(provider_token(key)) == "carol"
-    assert await check.user_id(mint_user_token(LOCAL_SECRET, "dave", timedelta(minutes=5))) == "dave"
     other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     refused = [
         provider_token(key, aud="someone-else"),
+        provider_token(key, aud=None),  # issued by the provider to no application in particular
+        provider_token(key, iss="https://another-idp.example"),
+        provider_token(key, iss=None),
         provider_token(key, exp=datetime.now(UTC) - timedelta(minutes=1)),
         provider_token(other_key),  # not the provider's key
         mint_user_token("another-secret-of-at-least-32-bytes", "dave", timedelta(minutes=5)),
@@ -256,10 +266,10 @@ async def test_tokens_with_unknown_kids_do_not_make_the_api_fetch_the_key_set_pe
     identity_provider: tuple[str, rsa.RSAPrivateKey],
 ) -> None:
     url, key = identity_provider
-    check = verifier(jwks_url=url, jwt_audience="epochscope", jwks_refetch_min_seconds=3600)
+    check = provider_verifier(url, jwks_refetch_min_seconds=3600)
     assert await check.user_id(provider_token(key)) == "carol"
     assert JWKS_FETCHES[url] == 1
-    claims = {"sub": "x", "aud": "epochscope", "exp": datetime.now(UTC) + timedelta(minutes=5)}
+    claims = {"sub": "x", "aud": "epochscope", "iss": ISSUER, "exp": datetime.now(UTC) + timedelta(minutes=5)}
     for attempt in range(20):
         forged = jwt.encode(claims, key, algorithm="RS256", headers={"kid": f"made-up-{attempt}"})
         with pytest.raises(HTTPException) as raised:
@@ -273,14 +283,14 @@ async def test_without_a_secret_an_hs256_token_is_refused(identity_provider: tup
     url, _ = identity_provider
     forged = mint_user_token("a-guessed-secret-of-at-least-32-bytes", "mallory", timedelta(minutes=5))
     with pytest.raises(HTTPException):
-        await verifier(jwks_url=url).user_id(forged)
+        await provider_verifier(url).user_id(forged)
 
 
 def test_settings_need_a_way_to_verify_users() -> None:
     with pytest.raises(ValidationError):
         api_settings()
     with pytest.raises(ValidationError):
-        api_settings(jwks_url="http://idp", jwks_algorithms=["HS256"])
+        api_settings(jwks_url="http://idp", jwt_audience="a", jwt_issuer="i", jwks_algorithms=["HS256"])
 
 
 class FakeConnection:

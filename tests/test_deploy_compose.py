@@ -210,7 +210,7 @@ def test_compose_values_parse_into_each_services_settings(
         loaded[name] = settings = load_settings(cls, resolved, monkeypatch)
         kafka = settings if isinstance(settings, KafkaSettings) else getattr(settings, "kafka", None)
         if kafka is not None:
-            assert kafka.bootstrap_servers == "kafka:9092" and kafka.sasl_mechanism is None
+            assert kafka.bootstrap_servers == "kafka:9092" and kafka.sasl_mechanism == "PLAIN"
             assert kafka.partitions == int(shell.get("EPOCHSCOPE_KAFKA_PARTITIONS", 6))
     for role in ("api", "writer"):
         url = loaded[role].database_url

@@ -14,13 +14,13 @@ from epochscope_schemas.events import JobStatus, JobStatusEvent
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS
 from epochscope_writer.domain.dead_letters import DeadLetterReason
-from epochscope_writer.heartbeats import verified_newest
+from epochscope_writer.domain.heartbeats import verified_newest
 from epochscope_writer.service_layer.ports import JobState
 
 
 def queued_job(store: FakeEventStore, owner: str, attempt: uuid.UUID | None) -> uuid.UUID:
     job_id = store.add_job(owner, JobStatus.RUNNING)
-    store.tables.jobs[job_id] = (owner, JobState(JobStatus.RUNNING, queued=True, attempt_id=attempt))
+    store.tables.jobs[job_id] = (owner, JobState(JobStatus.RUNNING, attempt_id=attempt))
     return job_id
 
 

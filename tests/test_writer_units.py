@@ -5,10 +5,11 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from writer_fakes import SECRET, FakeBroker, FakeDatabase, FakeEventStore, job_token, record_of
 
+from epochscope_schemas.checkpoints import checkpoint_id
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
     CheckpointEvent,
@@ -106,7 +107,7 @@ async def test_every_kind_of_event_is_written() -> None:
         checkpoint := CheckpointEvent(
             job_id=job,
             job_token=token,
-            checkpoint_id=uuid4(),
+            checkpoint_id=checkpoint_id(job, 1),
             round_index=1,
             step=1,
             epoch=0.5,

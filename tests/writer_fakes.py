@@ -28,7 +28,7 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_writer.domain.dead_letters import DeadLetter
-from epochscope_writer.domain.decoding import KafkaRecord
+from epochscope_writer.domain.records import KafkaRecord
 from epochscope_writer.service_layer.ports import (
     DatabaseUnavailable,
     JobState,
@@ -63,6 +63,8 @@ def job_token(job_id: UUID, user: str, ttl: timedelta = timedelta(hours=1)) -> s
 class _Tables:
     jobs: dict[UUID, tuple[str, JobState]] = field(default_factory=dict)
     status_at: dict[UUID, datetime] = field(default_factory=dict)
+    status_attempt_no: dict[UUID, int] = field(default_factory=dict)  # the attempt whose status was applied last
+    attempt_nos: dict[UUID, int] = field(default_factory=dict)  # job_attempts: attempt id -> its number
     predictions: dict[tuple[UUID, int, str], int] = field(default_factory=dict)  # natural key -> seq
     rounds: set[tuple[UUID, int]] = field(default_factory=set)
     progress: set[tuple[UUID, int]] = field(default_factory=set)
@@ -70,7 +72,7 @@ class _Tables:
     checkpoints: set[UUID] = field(default_factory=set)
     checkpoints_deleted: set[UUID] = field(default_factory=set)
     notified: list[Notification] = field(default_factory=list)
-    queue_moves: list[tuple[UUID, UUID, object]] = field(default_factory=list)  # advance_queue's (job, attempt, status)
+    queue_moves: list[tuple[UUID, UUID, object]] = field(default_factory=list)  # the queue's (job, attempt, status)
 
 
 class FakeEventStore:
@@ -135,17 +137,19 @@ class FakeEventStore:
         rows.update(key(e) for e in new)
         return [e.job_id for e in new]
 
-    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]:
-        return await self._insert(owner, events, self.tables.rounds, lambda e: (e.job_id, e.round_index))
+    # The tables insert_rows fills, by the event class each holds: (its attribute of _Tables, its natural key).
+    _ROWS: dict[type, tuple[str, Callable]] = {
+        RoundSummaryEvent: ("rounds", lambda e: (e.job_id, e.round_index)),
+        WarningEvent: ("warnings", lambda e: e.event_id),
+        CheckpointEvent: ("checkpoints", lambda e: e.checkpoint_id),
+    }
+
+    async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
+        table, key = self._ROWS[type(events[0])]
+        return await self._insert(owner, events, getattr(self.tables, table), key)
 
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
         return await self._insert(owner, events, self.tables.progress, lambda e: (e.job_id, e.step))
-
-    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
-        return await self._insert(owner, events, self.tables.warnings, lambda e: e.event_id)
-
-    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]:
-        return await self._insert(owner, events, self.tables.checkpoints, lambda e: e.checkpoint_id)
 
     async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]:
         self._check(owner, events)
@@ -154,18 +158,20 @@ class FakeEventStore:
         self.tables.checkpoints_deleted.update(e.checkpoint_id for e in new)
         return [e.job_id for e in new]
 
-    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
-        self.tables.queue_moves += [(e.job_id, e.attempt_id, e.status) for e in events if e.attempt_id is not None]
-
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
+        """As the adapter: by attempt number, never by occurred_at; a final status is never left."""
         applied = []
         for e in events:
             owner, state = self.tables.jobs[e.job_id]
-            last = self.tables.status_at.get(e.job_id)
-            if state.status.is_final or (last is not None and last >= e.occurred_at):
+            attempt_no = self.tables.attempt_nos.get(e.attempt_id, 0) if e.attempt_id else 0
+            last_no = self.tables.status_attempt_no.get(e.job_id, 0)
+            if e.attempt_id is not None:
+                self.tables.queue_moves.append((e.job_id, e.attempt_id, e.status))
+            if state.status.is_final or attempt_no < last_no or (attempt_no == last_no and state.status == e.status):
                 continue
-            self.tables.jobs[e.job_id] = (owner, JobState(e.status))
+            self.tables.jobs[e.job_id] = (owner, JobState(e.status, state.attempt_id))
             self.tables.status_at[e.job_id] = e.occurred_at
+            self.tables.status_attempt_no[e.job_id] = attempt_no
             applied.append(e)
         return applied
 

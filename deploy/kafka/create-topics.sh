@@ -11,6 +11,13 @@
 #   TOPIC_MIN_INSYNC_REPLICAS  min.insync.replicas (1 on one broker; 2 with 3 copies)
 #   TOPIC_RETENTION_MS         how long events are kept (default 7 days)
 #   DLQ_RETENTION_MS           how long dead letters are kept (default 30 days)
+#   KAFKA_API_PRINCIPAL, KAFKA_TRAINER_PRINCIPAL, KAFKA_WRITER_PRINCIPAL
+#       each service's own broker principal (e.g. User:epochscope-api); when set, the script also grants each
+#       only what it needs (kafka-acls.sh): the API writes commands; trainers read commands (group "trainers")
+#       and write events, heartbeats and the commands' dead letters; writers read events and heartbeats (groups
+#       "writers", "writers-heartbeats") and write the events' dead letters. Run it as a principal that may
+#       create topics and ACLs (a super user); with an authorizer that denies what no ACL allows, nothing else
+#       is allowed.
 set -eu
 
 TOPICS="jobs.commands training.predictions training.status trainers.heartbeats"
@@ -58,3 +65,32 @@ for topic in $TOPICS; do
   ensure "$topic.dlq" "$DLQ_RETENTION_MS"
 done
 echo "topics ready"
+
+acl() {  # acl PRINCIPAL OPERATION --topic NAME | --group NAME
+  "$BIN/kafka-acls.sh" --bootstrap-server "$BOOTSTRAP" --command-config "$CONFIG" \
+    --add --allow-principal "$1" --operation "$2" "$3" "$4"
+}
+
+if [ -n "${KAFKA_API_PRINCIPAL:-}${KAFKA_TRAINER_PRINCIPAL:-}${KAFKA_WRITER_PRINCIPAL:-}" ]; then
+  api="${KAFKA_API_PRINCIPAL:?set KAFKA_API_PRINCIPAL with the other principals}"
+  trainer="${KAFKA_TRAINER_PRINCIPAL:?set KAFKA_TRAINER_PRINCIPAL with the other principals}"
+  writer="${KAFKA_WRITER_PRINCIPAL:?set KAFKA_WRITER_PRINCIPAL with the other principals}"
+  acl "$api" Write --topic jobs.commands
+  acl "$api" Describe --topic jobs.commands
+  acl "$trainer" Read --topic jobs.commands
+  acl "$trainer" Describe --topic jobs.commands
+  acl "$trainer" Read --group trainers
+  for topic in training.predictions training.status trainers.heartbeats jobs.commands.dlq; do
+    acl "$trainer" Write --topic "$topic"
+    acl "$trainer" Describe --topic "$topic"
+  done
+  for topic in training.predictions training.status trainers.heartbeats; do
+    acl "$writer" Read --topic "$topic"
+    acl "$writer" Describe --topic "$topic"
+    acl "$writer" Write --topic "$topic.dlq"
+    acl "$writer" Describe --topic "$topic.dlq"
+  done
+  acl "$writer" Read --group writers
+  acl "$writer" Read --group writers-heartbeats
+  echo "ACLs ready: $api writes commands, $trainer reads commands and writes events, $writer reads events"
+fi

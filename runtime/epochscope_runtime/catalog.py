@@ -20,13 +20,6 @@ class CatalogEntry(BaseModel):
 
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="What a job's `model` names.")]
     display_name: str
-    source: Annotated[
-        str,
-        Field(
-            description="Where the trainer loads it from: `bundled:<name>` (a model shipped in a Python package), "
-            "`hf:<org/name>` (a Hugging Face id, from the trainer's cache), or `dir:<folder>` on the trainer."
-        ),
-    ]
     parameters: Annotated[int, Field(ge=1, description="Number of parameters.")]
     context_length: Annotated[int, Field(ge=1, description="Longest sequence the model takes, in tokens.")]
     chat_template: Annotated[bool, Field(description="Whether chat rows are rendered with a chat template.")]
@@ -34,6 +27,27 @@ class CatalogEntry(BaseModel):
     prefill_tokens_per_second: Annotated[
         float, Field(gt=0, description="Prompt-reading throughput on a trainer, for estimates.")
     ] = 2000.0
+
+
+class CatalogModel(CatalogEntry):
+    """A catalog model as the operator sets it: with where the trainer loads it from and the API's copy of its
+    tokenizer, neither of which users see (a `dir:` source is a path on the operator's machines)."""
+
+    source: Annotated[
+        str,
+        Field(
+            description="Where the trainer loads it from: `bundled:<name>` (a model shipped in a Python package), "
+            "`hf:<org/name>` (a Hugging Face id, from the trainer's cache), or `dir:<folder>` on the trainer."
+        ),
+    ]
+
+    tokenizer_dir: Annotated[
+        str | None,
+        Field(
+            description="A folder on the API's filesystem with the model's tokenizer.json (and tokenizer_config.json "
+            "or chat_template.jinja), to count tokens in uploads; without it, uploads report no token counts."
+        ),
+    ] = None
 
     @field_validator("source")
     @classmethod
@@ -45,20 +59,8 @@ class CatalogEntry(BaseModel):
             raise ValueError("hf: needs a Hugging Face id such as org/name")
         return value
 
-
-class CatalogModel(CatalogEntry):
-    """A catalog model as the operator sets it: with the API's copy of its tokenizer."""
-
-    tokenizer_dir: Annotated[
-        str | None,
-        Field(
-            description="A folder on the API's filesystem with the model's tokenizer.json (and tokenizer_config.json "
-            "or chat_template.jinja), to count tokens in uploads; without it, uploads report no token counts."
-        ),
-    ] = None
-
     def entry(self) -> CatalogEntry:
-        return CatalogEntry(**self.model_dump(exclude={"tokenizer_dir"}))
+        return CatalogEntry(**self.model_dump(exclude={"source", "tokenizer_dir"}))
 
 
 def demo_catalog() -> list[CatalogModel]:

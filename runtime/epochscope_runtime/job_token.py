@@ -31,6 +31,7 @@ class JobTokenClaims:
     job_id: UUID
     user_id: str
     expires_at: datetime  # informational: see the module docstring
+    attempt_id: UUID | None = None  # a token minted for one attempt (claim `attempt`) speaks only for that attempt
 
 
 def mint_job_token(secret: str, job_id: UUID, user_id: str, ttl: timedelta) -> tuple[str, JobTokenClaims]:
@@ -43,6 +44,8 @@ def job_token_for(secret: str, claims: JobTokenClaims) -> str:
     """The job's token, the same every time for the same claims (HS256 is deterministic): the API recomputes it
     from the job row (`jobs.token_expires_at`) to sign a command instead of keeping the token anywhere."""
     payload = {"aud": AUDIENCE, "job": str(claims.job_id), "sub": claims.user_id, "exp": claims.expires_at}
+    if claims.attempt_id is not None:
+        payload["attempt"] = str(claims.attempt_id)
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -69,4 +72,8 @@ def verify_job_token(secret: str, token: str | None, job_id: UUID) -> JobTokenCl
         expires_at = datetime.fromtimestamp(payload["exp"], UTC)
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidJobToken(f"invalid job token: bad exp {payload['exp']!r}") from exc
-    return JobTokenClaims(job_id=job_id, user_id=payload["sub"], expires_at=expires_at)
+    try:
+        attempt_id = UUID(payload["attempt"]) if "attempt" in payload else None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidJobToken(f"invalid job token: bad attempt {payload['attempt']!r}") from exc
+    return JobTokenClaims(job_id=job_id, user_id=payload["sub"], expires_at=expires_at, attempt_id=attempt_id)

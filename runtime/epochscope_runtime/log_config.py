@@ -8,10 +8,14 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "[REDACTED]"
-# A credential in a query string (the live stream takes ?access_token=, as browsers' EventSource cannot send
-# headers), and the password of a URL such as postgresql://role:password@host.
+# A credential in a query string (the live stream takes a short-lived ?ticket=, as browsers' EventSource cannot
+# send headers; a client may still send a token there by mistake), and the password of a URL such as
+# postgresql://role:password@host.
 CREDENTIALS = (
-    (re.compile(r"(?i)\b((?:access_token|token|job_token|api_key|password|secret)=)[^&\s\"']+"), rf"\g<1>{REDACTED}"),
+    (
+        re.compile(r"(?i)\b((?:access_token|token|ticket|job_token|api_key|password|secret)=)[^&\s\"']+"),
+        rf"\g<1>{REDACTED}",
+    ),
     (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s\"']+:)[^@\s\"']+@"), rf"\g<1>{REDACTED}@"),
 )
 

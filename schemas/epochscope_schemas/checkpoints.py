@@ -1,10 +1,13 @@
 """What a job keeps of its weights (`predictions.checkpoints`) and when it stops early (`predictions.stop_when`).
 
 Both judge a round by one metric of its summary, read by `round_metric` the same way in the trainer (which
-checkpoints to keep, when to stop) and in the API (which checkpoint is best).
+checkpoints to keep, when to stop) and in the API (which checkpoint is best). Where a checkpoint lives and its id
+are built from ids (`checkpoint_key`, `checkpoint_id`), never taken from an event: the writer refuses an event
+that names any other.
 """
 
 import re
+import uuid
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any
@@ -78,3 +81,18 @@ def round_metric(summary: Mapping[str, Any], metric: str) -> float | None:
 def metric_label(metric: str) -> str:
     """A metric's name for people: 'validator pass rate', 'grader exact pass rate'."""
     return metric.replace("_", " ").replace(":", " ")
+
+
+def checkpoint_name(round_index: int | None) -> str:
+    """`round-<index>` for a round's weights, `final` for the weights at the end of training."""
+    return "final" if round_index is None else f"round-{round_index}"
+
+
+def checkpoint_key(job_id: uuid.UUID, round_index: int | None) -> str:
+    """A checkpoint's key prefix in the object store: under its job's own prefix, which the API deletes with it."""
+    return f"jobs/{job_id}/checkpoints/{checkpoint_name(round_index)}"
+
+
+def checkpoint_id(job_id: uuid.UUID, round_index: int | None) -> uuid.UUID:
+    """The same id on every redelivery, and one no other job's checkpoint can take."""
+    return uuid.uuid5(job_id, f"checkpoint/{checkpoint_name(round_index)}")

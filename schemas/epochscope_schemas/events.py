@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_formats import FileType, RowFormat
 from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderSummary
+from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
 
 SCHEMA_VERSION = 1
 # 2: datasets and the model named by object keys and a catalog source, not paths; 3: addressed to one trainer as one
@@ -183,7 +184,15 @@ class CheckpointFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,200}$")]
+    name: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            pattern=r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+            description="A file name, never a path: letters, digits, '_', '-' and '.', not only dots ('.', '..').",
+        ),
+    ]
     bytes: Annotated[int, Field(ge=0)]
     sha256: Annotated[str, Field(pattern="^[0-9a-f]{64}$")]
 
@@ -282,6 +291,20 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     CheckpointEvent,
     CheckpointDeletedEvent,
 )
+
+# The topic each event travels on: a consumer applies an event only from its own topic.
+EVENTS_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
+    JOB_COMMANDS: (JobStartEvent, JobCancelEvent),
+    TRAINING_PREDICTIONS: (PredictionEvent,),
+    TRAINING_STATUS: (
+        JobStatusEvent,
+        RoundSummaryEvent,
+        ProgressEvent,
+        WarningEvent,
+        CheckpointEvent,
+        CheckpointDeletedEvent,
+    ),
+}
 
 _event_adapter: TypeAdapter[Any] = TypeAdapter(Event)
 

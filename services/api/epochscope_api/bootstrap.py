@@ -13,11 +13,13 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from epochscope_api.auth.stream_tickets import StreamTickets
 from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.bus.outbox import OutboxRelay
-from epochscope_api.data.db import create_pool
+from epochscope_api.data.db import PoolTimeouts, create_pool
 from epochscope_api.data.retention import retention_policy, run_retention
 from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
+from epochscope_api.http.user_slots import UserSlots
 from epochscope_api.live.hub import NotificationHub
 from epochscope_api.queue.dispatcher import Dispatcher, DispatchSettings
 from epochscope_api.settings import ApiSettings
@@ -33,6 +35,9 @@ class Adapters:
     verifier: UserTokenVerifier
     store: ObjectStore
     token_counters: dict[str, TokenCounter]  # by catalog model id, for the models with a tokenizer_dir
+    stream_tickets: StreamTickets
+    stream_slots: UserSlots  # live streams open per user
+    export_slots: UserSlots  # exports downloading per user
 
 
 def kafka_producer_factory(kafka: KafkaSettings) -> Callable[[], AIOKafkaProducer]:
@@ -54,13 +59,21 @@ def dispatch_settings(settings: ApiSettings) -> DispatchSettings:
     )
 
 
+def pool_timeouts(settings: ApiSettings) -> PoolTimeouts:
+    return PoolTimeouts(
+        acquire_s=settings.db_pool_timeout_seconds,
+        statement_ms=settings.db_statement_timeout_ms,
+        idle_in_transaction_ms=settings.db_idle_in_transaction_timeout_ms,
+    )
+
+
 @contextlib.asynccontextmanager
 async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     """Every adapter, the outbox relay running in the background, until the block ends."""
     store = open_store(settings.store)
     # a bad tokenizer_dir stops the start, as it should
     token_counters = load_token_counters(settings.models, settings.token_count_max_chars)
-    pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max)
+    pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, pool_timeouts(settings))
     hub = NotificationHub(settings.database_url)
     relay = OutboxRelay(
         pool,
@@ -87,6 +100,13 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
             verifier=UserTokenVerifier(settings),
             store=store,
             token_counters=token_counters,
+            stream_tickets=StreamTickets(settings.job_token_secret.get_secret_value(), settings.stream_ticket_seconds),
+            stream_slots=UserSlots(
+                "streams_per_user", "live streams", settings.streams_per_user, settings.quota_retry_after_seconds
+            ),
+            export_slots=UserSlots(
+                "exports_per_user", "exports", settings.exports_per_user, settings.quota_retry_after_seconds
+            ),
         )
     finally:
         for task in reversed(tasks):

@@ -9,20 +9,22 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from epochscope_api.auth.user_tokens import unauthorized
+from epochscope_api.auth.stream_tickets import StreamTickets
+from epochscope_api.auth.user_tokens import UserTokenVerifier, unauthorized
 from epochscope_api.bootstrap import Adapters
 from epochscope_api.bus.outbox import OutboxRelay
 from epochscope_api.data.db import user_transaction
 from epochscope_api.data.quotas import admit_write
 from epochscope_api.datasets.token_counts import TokenCounter
+from epochscope_api.http.user_slots import UserSlots
 from epochscope_api.live.hub import NotificationHub
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.object_store import ObjectStore
 
-_bearer = HTTPBearer(
+bearer = HTTPBearer(
     auto_error=False,
     description="A JWT, HS256 with EPOCHSCOPE_JWT_SECRET or signed by a key at EPOCHSCOPE_JWKS_URL; `sub` is the user.",
 )
@@ -56,28 +58,29 @@ async def get_token_counters(request: Request) -> dict[str, TokenCounter]:
     return _adapters(request).token_counters
 
 
-async def _user(request: Request, token: str | None) -> str:
-    if not token:
-        raise unauthorized("missing bearer token")
-    return await _adapters(request).verifier.user_id(token)
+async def get_verifier(request: Request) -> UserTokenVerifier:
+    return _adapters(request).verifier
+
+
+async def get_stream_tickets(request: Request) -> StreamTickets:
+    return _adapters(request).stream_tickets
+
+
+async def get_stream_slots(request: Request) -> UserSlots:
+    return _adapters(request).stream_slots
+
+
+async def get_export_slots(request: Request) -> UserSlots:
+    return _adapters(request).export_slots
 
 
 async def current_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> str:
     """The user id (`sub`) of the request's verified bearer token; a 401 without one."""
-    return await _user(request, credentials.credentials if credentials else None)
-
-
-async def stream_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    access_token: Annotated[
-        str | None, Query(description="The bearer token, for browsers' EventSource, which cannot send headers.")
-    ] = None,
-) -> str:
-    """As current_user, with the token also accepted as a query parameter."""
-    return await _user(request, credentials.credentials if credentials else access_token)
+    if credentials is None:
+        raise unauthorized("missing bearer token")
+    return await _adapters(request).verifier.user_id(credentials.credentials)
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_app_settings)]
@@ -86,8 +89,12 @@ HubDep = Annotated[NotificationHub, Depends(get_hub)]
 RelayDep = Annotated[OutboxRelay, Depends(get_relay)]
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 TokenCountersDep = Annotated[dict[str, TokenCounter], Depends(get_token_counters)]
+VerifierDep = Annotated[UserTokenVerifier, Depends(get_verifier)]
+StreamTicketsDep = Annotated[StreamTickets, Depends(get_stream_tickets)]
+StreamSlotsDep = Annotated[UserSlots, Depends(get_stream_slots)]
+ExportSlotsDep = Annotated[UserSlots, Depends(get_export_slots)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 CurrentUser = Annotated[str, Depends(current_user)]
-StreamUser = Annotated[str, Depends(stream_user)]
 
 
 async def user_connection(pool: PoolDep, user_id: CurrentUser) -> AsyncIterator[asyncpg.Connection]:

@@ -92,6 +92,18 @@ class UnusableUpload(DomainError):
         return (UnusableUpload, (self.problem,))  # the upload scan raises it in a child process
 
 
+class DatabaseBusy(DomainError):
+    """No database connection freed up in time (a 503 with Retry-After); nothing was done."""
+
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("the database is busy: try again shortly")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class QuotaExceeded(DomainError):
     """A per-user quota would be exceeded; nothing was stored. `limit` names the quota (a setting's suffix), and
     `retry_after` is the seconds after which trying again may succeed (a 429 with Retry-After)."""

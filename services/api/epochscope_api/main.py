@@ -4,19 +4,22 @@ HTTP responses, and the uvicorn runner."""
 import logging
 import sys
 
+import asyncpg
 import uvicorn
 from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import ValidationError
 
+from epochscope_api.auth.metrics_token import metrics_token_check
 from epochscope_api.bootstrap import lifespan
 from epochscope_api.errors import (
     BadCursor,
     BadParameter,
     CheckpointNotFound,
+    DatabaseBusy,
     DatasetInUse,
     DatasetNotFound,
     DomainError,
@@ -28,8 +31,10 @@ from epochscope_api.errors import (
     UnusableUpload,
     UploadTooLarge,
 )
+from epochscope_api.http.api_docs import install_api_docs
 from epochscope_api.http.body_limit import BodyLimit
 from epochscope_api.http.errors import error_response, error_responses, install_error_handlers
+from epochscope_api.http.security_headers import SecurityHeaders
 from epochscope_api.routers import (
     checkpoints,
     comparisons,
@@ -60,6 +65,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     UploadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     UnusableUpload: status.HTTP_422_UNPROCESSABLE_CONTENT,
     QuotaExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
+    DatabaseBusy: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
@@ -71,7 +77,15 @@ def status_of(error: DomainError) -> int:
 async def _domain_error(_: Request, exc: DomainError) -> JSONResponse:
     if isinstance(exc, QuotaExceeded):
         return error_response(status_of(exc), str(exc), {"Retry-After": str(exc.retry_after)}, limit=exc.limit)
+    if isinstance(exc, DatabaseBusy):
+        return error_response(status_of(exc), str(exc), exc.headers())
     return error_response(status_of(exc), str(exc))
+
+
+async def _statement_timeout(_: Request, exc: Exception) -> JSONResponse:
+    """A statement past EPOCHSCOPE_DB_STATEMENT_TIMEOUT_MS was cancelled and its transaction rolled back."""
+    busy = DatabaseBusy()
+    return error_response(status_of(busy), "the database took too long: try again shortly", busy.headers())
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
@@ -81,19 +95,24 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Fine-tuning jobs and the predictions their models make, epoch by epoch.",
         lifespan=lifespan(settings),
+        docs_url=None,  # install_api_docs serves them, from a pinned package
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(asyncpg.QueryCanceledError, _statement_timeout)
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=frozenset({("POST", "/v1/datasets")}))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
-    Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app).expose(
-        app, include_in_schema=False
-    )
+    app.add_middleware(SecurityHeaders)  # outermost: every response gets the headers
+    instrumentator = Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app)
+    if settings.metrics_token is not None:
+        check = metrics_token_check(settings.metrics_token.get_secret_value())
+        instrumentator.expose(app, include_in_schema=False, dependencies=[Depends(check)])
     routers = (
         health,
         models,
@@ -111,6 +130,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None
         app.include_router(router, responses=shared)
     app.include_router(ui.router)
+    install_api_docs(app)
     return app
 
 

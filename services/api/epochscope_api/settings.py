@@ -21,7 +21,7 @@ class ApiSettings(BaseSettings):
         default=Environment.PRODUCTION, description="production refuses weak secrets; development allows them."
     )
     database_url: str = "postgresql://epochscope_api@127.0.0.1:5432/epochscope"
-    # Users' bearer tokens: an HS256 key, an identity provider's JWKS, or both (at least one).
+    # Users' bearer tokens: an HS256 key or an identity provider's JWKS (exactly one: a user id is one issuer's `sub`).
     jwt_secret: SecretStr | None = Field(default=None, description="HS256 key of users' bearer tokens.")
     jwks_url: str | None = Field(default=None, description="Public keys of an identity provider (JWKS).")
     jwks_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"], min_length=1)
@@ -29,8 +29,19 @@ class ApiSettings(BaseSettings):
     jwks_refetch_min_seconds: float = Field(
         default=60.0, ge=0, description="Least time between key-set fetches caused by a token with an unknown kid."
     )
-    jwt_audience: str | None = Field(default=None, description="Required `aud` of the JWKS-signed tokens, when set.")
-    jwt_issuer: str | None = Field(default=None, description="Required `iss` of the JWKS-signed tokens, when set.")
+    jwt_audience: str | None = Field(default=None, description="The `aud` JWKS-signed tokens must carry (required).")
+    jwt_issuer: str | None = Field(default=None, description="The `iss` JWKS-signed tokens must carry (required).")
+    jwt_max_lifetime_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="Longest life of an HS256 token: `exp` at most this far after `iat`, and never further from now.",
+    )
+    stream_ticket_seconds: int = Field(
+        default=300, ge=5, description="Life of a live-stream ticket; the stream it opened ends when it expires."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token /metrics requires; unset: /metrics is not served."
+    )
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
@@ -44,6 +55,15 @@ class ApiSettings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     db_pool_min: int = 1
     db_pool_max: int = 10
+    db_pool_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a pooled connection; then a 503 with Retry-After."
+    )
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100, description="Postgres statement_timeout of the API.")
+    db_idle_in_transaction_timeout_ms: int = Field(
+        default=60_000, ge=100, description="Postgres idle_in_transaction_session_timeout of the API's connections."
+    )
+    exports_per_user: int = Field(default=2, ge=1, description="Most exports one user downloads at once.")
+    streams_per_user: int = Field(default=8, ge=1, description="Most live streams one user holds open at once.")
     outbox_poll_seconds: float = 1.0
     outbox_retention_hours: float = Field(
         default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
@@ -150,11 +170,18 @@ class ApiSettings(BaseSettings):
             raise ValueError("set EPOCHSCOPE_JWT_SECRET or EPOCHSCOPE_JWKS_URL: users' tokens need a key")
         if any(algorithm.upper().startswith("HS") for algorithm in self.jwks_algorithms):
             raise ValueError("jwks_algorithms: only asymmetric algorithms (a JWKS holds public keys)")
+        if self.jwks_url is not None and self.jwt_secret is not None:
+            raise ValueError(
+                "set EPOCHSCOPE_JWT_SECRET or EPOCHSCOPE_JWKS_URL, not both: their tokens' `sub`s are one namespace"
+            )
+        if self.jwks_url is not None and not (self.jwt_audience and self.jwt_issuer):
+            raise ValueError("EPOCHSCOPE_JWKS_URL needs EPOCHSCOPE_JWT_AUDIENCE and EPOCHSCOPE_JWT_ISSUER")
         refuse_weak_secrets(
             self.environment,
             {
                 "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
+                "EPOCHSCOPE_METRICS_TOKEN": self.metrics_token.get_secret_value() if self.metrics_token else None,
             },
         )
         if len({model.id for model in self.models}) != len(self.models):

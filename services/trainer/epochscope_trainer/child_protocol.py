@@ -32,6 +32,7 @@ class ChildExit(IntEnum):
     FINISHED = 0  # completed, failed or cancelled, and all events delivered
     UNDELIVERED = 3  # events left in the spool file
     INTERRUPTED = 4  # stopped by SIGTERM for a trainer shutdown: no final status, the job is re-run
+    EVENTS_LOST = 5  # events neither delivered nor spooled (a full disk): the job's final status among them
 
 
 def prepare_job_dir(work_dir: Path, event: JobStartEvent) -> Path:

@@ -13,7 +13,6 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 from epochscope_runtime.log_config import configure_logging
 from epochscope_writer.adapters.health import HealthServer
 from epochscope_writer.bootstrap import bootstrap
-from epochscope_writer.heartbeats import record_heartbeats
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.settings import WriterSettings
@@ -27,7 +26,8 @@ async def serve(settings: WriterSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     metrics = WriterMetrics()
-    writer = bootstrap(settings, metrics)
+    services = bootstrap(settings, metrics)
+    writer = services.writer
     health = HealthServer(metrics.registry, ready=lambda: writer.kafka_ok and writer.database_ok)
     if settings.writer_health_port is not None:
         await health.start(settings.writer_health_host, settings.writer_health_port)
@@ -38,7 +38,7 @@ async def serve(settings: WriterSettings) -> None:
                 "writer started",
                 extra={"batch_size": settings.writer_batch_size, "linger_ms": settings.writer_linger_ms},
             )
-            beats = asyncio.create_task(record_heartbeats(settings, stopping), name="heartbeats")
+            beats = asyncio.create_task(services.heartbeats.run(stopping), name="heartbeats")
             try:
                 await writer.run(stopping)
             finally:

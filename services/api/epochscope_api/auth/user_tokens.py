@@ -1,13 +1,16 @@
 """Users' bearer tokens (JWTs): minted for local development, verified per request; user id = `sub`.
 
 Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
-identity provider whose public keys are at EPOCHSCOPE_JWKS_URL; with both set, the token's `alg`
-header picks the key, and each key accepts only its own algorithms (no HS256/RS256 confusion).
+identity provider whose public keys are at EPOCHSCOPE_JWKS_URL, never both (settings refuse it: the
+two issuers' `sub`s would name the same users). Each key accepts only its own algorithms (no HS256/RS256
+confusion); a provider's token must name this API (`aud`) and the provider (`iss`); an HS256 token may
+live at most EPOCHSCOPE_JWT_MAX_LIFETIME_SECONDS.
 """
 
 import asyncio
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,11 +24,18 @@ HS256 = "HS256"
 
 def mint_user_token(secret: str, user_id: str, ttl: timedelta) -> str:
     """A bearer token for `user_id` (what `epochscope token` prints for local development)."""
-    return jwt.encode({"sub": user_id, "exp": datetime.now(UTC) + ttl}, secret, algorithm=HS256)
+    now = datetime.now(UTC)
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl}, secret, algorithm=HS256)
 
 
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+@dataclass(frozen=True)
+class VerifiedUser:
+    user_id: str  # the token's `sub`
+    expires_at: float  # the token's `exp`, seconds since the epoch
 
 
 class UserTokenVerifier:
@@ -44,19 +54,30 @@ class UserTokenVerifier:
         self._jwks_refetch_s = settings.jwks_refetch_min_seconds
         self._last_refetch = -settings.jwks_refetch_min_seconds
         self._refetch_lock = threading.Lock()
+        self._max_lifetime_s = settings.jwt_max_lifetime_seconds
         self._options: dict[str, Any] = {"require": ["sub", "exp"]}
+        self._provider_options: dict[str, Any] = {"require": ["sub", "exp", "aud", "iss"]}
         self._provider_claims: dict[str, Any] = {"audience": settings.jwt_audience, "issuer": settings.jwt_issuer}
 
     async def user_id(self, token: str) -> str:
         """The token's `sub`; a 401 for anything not signed by a configured key, expired, or for someone else."""
+        return (await self.verify(token)).user_id
+
+    async def verify(self, token: str) -> VerifiedUser:
+        """The token's user and expiry; a 401 as user_id says."""
         try:
             if jwt.get_unverified_header(token).get("alg") == HS256 and self._secret is not None:
                 claims = jwt.decode(token, self._secret, algorithms=[HS256], options=self._options)
+                self._check_lifetime(claims)
             elif self._jwks is not None:
                 # The key set is cached; a miss fetches it over the network, so never on the event loop.
                 key = await asyncio.to_thread(self._signing_key, token)
                 claims = jwt.decode(
-                    token, key, algorithms=self._jwks_algorithms, options=self._options, **self._provider_claims
+                    token,
+                    key,
+                    algorithms=self._jwks_algorithms,
+                    options=self._provider_options,
+                    **self._provider_claims,
                 )
             else:
                 raise jwt.InvalidAlgorithmError("the token's algorithm is not accepted here")
@@ -65,7 +86,13 @@ class UserTokenVerifier:
         user_id = claims["sub"]
         if not isinstance(user_id, str) or not user_id:
             raise unauthorized("token has no user")
-        return user_id
+        return VerifiedUser(user_id, float(claims["exp"]))
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """An HS256 token lives at most max_lifetime: from its `iat` when it has one, and from now in any case."""
+        longest = self._max_lifetime_s
+        if claims["exp"] - time.time() > longest or claims["exp"] - claims.get("iat", claims["exp"]) > longest:
+            raise jwt.InvalidTokenError(f"the token lives longer than the limit of {longest} s")
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
         """The provider's key for the token's `kid`, from the cached key set. An unknown `kid` refetches the set

@@ -1,4 +1,5 @@
-"""The rows of an export, read with a server-side cursor inside the user's transaction: constant memory."""
+"""The rows of an export, read in keyset pages, each in a short transaction of its own: constant memory, and no
+connection or transaction held while the client downloads, however slowly."""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -11,12 +12,13 @@ from epochscope_api.data.db import user_transaction
 from epochscope_api.data.predictions import PREDICTION_READ_COLUMNS
 from epochscope_schemas.config import JobConfig
 
-CURSOR_PREFETCH = 200  # rows per round trip; a row holds at most 3 texts of the trainer's size limit each
+PAGE_ROWS = 200  # rows per page; a row holds at most 3 texts of the trainer's size limit each
 _EXPORT_SQL = (
     f"SELECT p.job_id, j.name AS job_name, {', '.join('p.' + c.strip() for c in PREDICTION_READ_COLUMNS.split(','))}"
     " FROM training_predictions p JOIN jobs j USING (job_id)"
     " WHERE p.job_id = ANY($1) AND ($2::text[] IS NULL OR p.sample_id = ANY($2))"
-    " ORDER BY p.job_id, p.step, p.sample_id"
+    " AND ($3::uuid IS NULL OR (p.job_id, p.step, p.sample_id) > ($3, $4, $5))"
+    " ORDER BY p.job_id, p.step, p.sample_id LIMIT $6"
 )
 
 
@@ -41,8 +43,15 @@ async def export_plan(
 async def stream_rows(
     pool: asyncpg.Pool, user_id: str, job_ids: list[uuid.UUID], samples: list[str] | None
 ) -> AsyncIterator[asyncpg.Record]:
-    """Every prediction of the jobs (of `samples` only, if given), in (job, step, sample) order, a few hundred
-    rows in memory at a time, in a transaction of its own (the response streams after the route returned)."""
-    async with user_transaction(pool, user_id) as conn:
-        async for row in conn.cursor(_EXPORT_SQL, job_ids, samples, prefetch=CURSOR_PREFETCH):
+    """Every prediction of the jobs (of `samples` only, if given), in (job, step, sample) order, a page in memory at
+    a time; the pool's connection is back in the pool while a page is sent."""
+    after: tuple[Any, ...] = (None, None, None)
+    while True:
+        async with user_transaction(pool, user_id) as conn:
+            rows = await conn.fetch(_EXPORT_SQL, job_ids, samples, *after, PAGE_ROWS)
+        for row in rows:
             yield row
+        if len(rows) < PAGE_ROWS:
+            return
+        last = rows[-1]
+        after = (last["job_id"], last["step"], last["sample_id"])

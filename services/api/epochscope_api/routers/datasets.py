@@ -135,7 +135,13 @@ async def get_dataset(dataset_id: uuid.UUID, conn: UserConn) -> Dataset:
     return (await fetch_dataset(conn, dataset_id)).public()
 
 
-@router.get("/{dataset_id}/rows", response_model=DatasetRowPage, responses=NOT_FOUND, operation_id="list_dataset_rows")
+@router.get(
+    "/{dataset_id}/rows",
+    response_model=DatasetRowPage,
+    responses=NOT_FOUND | QUOTA,
+    dependencies=WRITE_LIMITED,  # reads the stored file: as costly as a write, so rate-limited like one
+    operation_id="list_dataset_rows",
+)
 async def list_dataset_rows(
     dataset_id: uuid.UUID,
     conn: UserConn,

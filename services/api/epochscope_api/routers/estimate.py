@@ -7,8 +7,9 @@ from fastapi import APIRouter
 from epochscope_api.data.datasets import StoredDataset, fetch_dataset
 from epochscope_api.datasets.row_index import read_examples
 from epochscope_api.datasets.token_counts import TokenCounter
-from epochscope_api.deps import SettingsDep, StoreDep, TokenCountersDep, UserConn
+from epochscope_api.deps import WRITE_LIMITED, SettingsDep, StoreDep, TokenCountersDep, UserConn
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
+from epochscope_api.http.errors import QUOTA
 from epochscope_api.jobs.estimate import Estimate, EstimateRequest, SamplePreview, estimate
 from epochscope_api.jobs.validation import check_job_config, check_job_work, unknown_datasets
 from epochscope_runtime.sampler import Sample, sample_positions, to_sample
@@ -16,7 +17,13 @@ from epochscope_runtime.sampler import Sample, sample_positions, to_sample
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 
 
-@router.post("/estimate", response_model=Estimate, operation_id="estimate_predictions")
+@router.post(
+    "/estimate",
+    response_model=Estimate,
+    responses=QUOTA,
+    dependencies=WRITE_LIMITED,  # reads and tokenizes stored rows: rate-limited as a write
+    operation_id="estimate_predictions",
+)
 async def estimate_predictions(
     request: EstimateRequest, conn: UserConn, settings: SettingsDep, store: StoreDep, counters: TokenCountersDep
 ) -> Estimate:

@@ -1,5 +1,6 @@
 """Exports: every prediction of a job, or of compared jobs on their shared samples, streamed as JSONL, CSV or
-Parquet with a server-side cursor: the API's memory stays flat whatever the number of rows."""
+Parquet in keyset pages: the API's memory stays flat whatever the number of rows, and a slow download holds no
+database connection. At most EPOCHSCOPE_EXPORTS_PER_USER downloads per user at once (a 429 past it)."""
 
 import uuid
 from typing import Annotated
@@ -8,25 +9,30 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from epochscope_api.data.exports import export_plan, stream_rows
-from epochscope_api.deps import CurrentUser, PoolDep, UserConn
+from epochscope_api.deps import CurrentUser, ExportSlotsDep, PoolDep, UserConn
 from epochscope_api.exports.encoders import ENCODERS, MEDIA_TYPES, ExportFormat
-from epochscope_api.http.errors import NOT_FOUND
+from epochscope_api.http.errors import NOT_FOUND, QUOTA
 from epochscope_api.routers.comparisons import JobIds
 
 router = APIRouter(tags=["exports"])
 
 FormatQuery = Annotated[ExportFormat, Query(description="jsonl (the API's rows), csv or parquet (flat columns).")]
-EXPORT_RESPONSES = NOT_FOUND | {
-    200: {
-        "description": "The file, streamed.",
-        "content": {media: {} for media in MEDIA_TYPES.values()},
+EXPORT_RESPONSES = (
+    NOT_FOUND
+    | QUOTA
+    | {
+        200: {
+            "description": "The file, streamed.",
+            "content": {media: {} for media in MEDIA_TYPES.values()},
+        }
     }
-}
+)
 
 
 async def _export(
     conn: UserConn,
     pool: PoolDep,
+    slots: ExportSlotsDep,
     user_id: str,
     job_ids: list[uuid.UUID],
     shared_only: bool,
@@ -34,7 +40,7 @@ async def _export(
     name: str,
 ) -> StreamingResponse:
     graders, samples = await export_plan(conn, job_ids, shared_only)  # a foreign job: 404 before any byte is sent
-    body = ENCODERS[fmt](stream_rows(pool, user_id, job_ids, samples), graders)
+    body = slots.hold(user_id, ENCODERS[fmt](stream_rows(pool, user_id, job_ids, samples), graders))
     headers = {"Content-Disposition": f'attachment; filename="{name}.{fmt.value}"'}
     return StreamingResponse(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
@@ -46,10 +52,15 @@ async def _export(
     operation_id="export_predictions",
 )
 async def export_predictions(
-    job_id: uuid.UUID, conn: UserConn, pool: PoolDep, user_id: CurrentUser, format: FormatQuery = ExportFormat.JSONL
+    job_id: uuid.UUID,
+    conn: UserConn,
+    pool: PoolDep,
+    slots: ExportSlotsDep,
+    user_id: CurrentUser,
+    format: FormatQuery = ExportFormat.JSONL,
 ) -> StreamingResponse:
     """Every prediction of the job with its scores and grades, in (step, sample_id) order."""
-    return await _export(conn, pool, user_id, [job_id], False, format, f"predictions-{job_id}")
+    return await _export(conn, pool, slots, user_id, [job_id], False, format, f"predictions-{job_id}")
 
 
 @router.get(
@@ -59,7 +70,12 @@ async def export_predictions(
     operation_id="export_comparison",
 )
 async def export_comparison(
-    job_ids: JobIds, conn: UserConn, pool: PoolDep, user_id: CurrentUser, format: FormatQuery = ExportFormat.JSONL
+    job_ids: JobIds,
+    conn: UserConn,
+    pool: PoolDep,
+    slots: ExportSlotsDep,
+    user_id: CurrentUser,
+    format: FormatQuery = ExportFormat.JSONL,
 ) -> StreamingResponse:
     """Every prediction of the compared jobs on the samples they share, job by job."""
-    return await _export(conn, pool, user_id, job_ids, True, format, "comparison")
+    return await _export(conn, pool, slots, user_id, job_ids, True, format, "comparison")

@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     outcome = run.run()
     if publisher is not None:
         undelivered = publisher.close(settings.flush_timeout_s)
+        if publisher.held():  # logged by close(); the service reports the job failed
+            sys.exit(ChildExit.EVENTS_LOST)
         if undelivered:
             log.error(
                 "%d event(s) undelivered after %.0fs; left in %s",

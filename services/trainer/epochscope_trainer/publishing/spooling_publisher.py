@@ -10,6 +10,12 @@ idempotent keys make a redelivery a no-op).
 An event that can never fit the broker's message limit (`KafkaSettings.max_message_bytes`) is not an
 outage: it is never sent or spooled as is, but replaced by a small `event_too_large` warning event of
 its job. A broker that refuses an event as too large gets the same treatment (`event_refused`).
+
+A spool that cannot be written (a full disk: SQLITE_FULL, or any sqlite/OS error) loses nothing either: the events
+are held in memory, in order after the spool and before the queue, counted in `unspooled`, announced once per
+episode by a `events_not_spooled` warning event of their job, and spooled or delivered when either comes back.
+Held events still count in `pending()`; `held()` says how many would die with the process (its exit is then not
+clean). One order caveat: events in flight when both broker and disk fail go after what reached the spool meanwhile.
 """
 
 import asyncio
@@ -17,6 +23,7 @@ import json
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 import uuid
@@ -38,6 +45,7 @@ log = logging.getLogger("epochscope.trainer.spooling_publisher")
 EVENTS_PER_SEND = 500  # events sent to the broker in one go (from the queue or the spool head)
 RETRY_S = 1.0
 TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)  # the broker will never take this event
+SPOOL_ERRORS = (sqlite3.Error, OSError)  # the spool cannot be written: a full disk, a read-only or broken folder
 
 
 def message_size(item: Outgoing) -> int:
@@ -47,17 +55,29 @@ def message_size(item: Outgoing) -> int:
 
 def refusal_warning(item: Outgoing, code: str, reason: str) -> Outgoing:
     """A small warning event of the same job in place of an event that cannot be delivered."""
+    return job_warning(item, code, f"{_describe(item)} dropped: {reason}")
+
+
+def job_warning(item: Outgoing, code: str, message: str) -> Outgoing:
+    """A warning event of `item`'s job (its token and attempt too)."""
+    try:
+        event = json.loads(item.value)
+        job = {"job_id": event["job_id"], "job_token": event.get("job_token"), "attempt_id": event.get("attempt_id")}
+    except (ValueError, KeyError, TypeError):
+        job = {"job_id": item.key, "job_token": None}
+    warning = WarningEvent(**job, code=code, message=message[:2000])
+    return Outgoing(TRAINING_STATUS, item.key, encode_event(warning))
+
+
+def _describe(item: Outgoing) -> str:
     try:
         event = json.loads(item.value)
         what = f"{event.get('type')} event {event.get('event_id')}"
         if "sample_id" in event:
             what += f" (step {event.get('step')}, sample {str(event['sample_id'])[:200]})"
-        job = {"job_id": event["job_id"], "job_token": event.get("job_token"), "attempt_id": event.get("attempt_id")}
-    except (ValueError, KeyError, TypeError):
-        what, job = "an event", {"job_id": item.key, "job_token": None}
-    message = f"{what} dropped: {reason}"[:2000]
-    warning = WarningEvent(**job, code=code, message=message)
-    return Outgoing(TRAINING_STATUS, item.key, encode_event(warning))
+        return what
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "an event"
 
 
 class EventPublisher:
@@ -69,12 +89,15 @@ class EventPublisher:
         self._queue: queue.Queue[Outgoing] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()  # guards the spool and the queue's moves into it
         self._in_flight = 0  # events taken from the queue and not yet acknowledged
+        self._held: list[Outgoing] = []  # events the spool could not take: after the spool, before the queue
+        self._spool_failing = False  # the last spool write failed (its warning event is out)
         self._stop = threading.Event()
         attempt = os.environ.get(ATTEMPT_ENV)  # set by the service for the child (child_protocol)
         self.attempt_id = uuid.UUID(attempt) if attempt else None
         self._thread = threading.Thread(target=self._run, name="event-publisher", daemon=True)
         self.delivered = 0
         self.refused = 0
+        self.unspooled = 0  # events the spool refused (each time), kept in memory instead
 
     def start(self) -> None:
         self._thread.start()
@@ -95,7 +118,7 @@ class EventPublisher:
         except queue.Full:
             log.warning("publish queue full; spooling to disk")
             with self._lock:
-                self._spooled().append([*self._take(self._queue.qsize()), item])
+                self._spool_queue([], also=[item])
 
     def close(self, timeout_s: float) -> int:
         """Deliver what is pending within `timeout_s`; what is left stays in the spool. Returns how many."""
@@ -107,6 +130,8 @@ class EventPublisher:
         with self._lock:
             self._spool_queue([])
             left = self._pending()
+            if self._held:
+                log.error("%d event(s) could not be spooled to %s; they are lost", len(self._held), self._spool_path)
             if self._spool is not None and not self._thread.is_alive():
                 self._spool.close()
                 self._spool = None
@@ -117,8 +142,14 @@ class EventPublisher:
         with self._lock:
             return self._pending()
 
+    def held(self) -> int:
+        """Events neither acknowledged nor on disk (the spool refused them): they end with this process."""
+        with self._lock:
+            return len(self._held)
+
     def _pending(self) -> int:
-        return self._queue.qsize() + self._in_flight + (len(self._spool) if self._spool is not None else 0)
+        spooled = len(self._spool) if self._spool is not None else 0
+        return self._queue.qsize() + self._in_flight + len(self._held) + spooled
 
     def _spooled(self) -> Spool:
         """Caller holds the lock."""
@@ -126,14 +157,27 @@ class EventPublisher:
             self._spool = Spool(self._spool_path)
         return self._spool
 
-    def _spool_queue(self, in_flight: Sequence[Outgoing]) -> None:
-        """Caller holds the lock. The events in flight go before the spool; the queue after it."""
-        queued = self._take(self._queue.qsize())
-        if in_flight:
-            self._spooled().prepend(in_flight)
-        if queued:
-            self._spooled().append(queued)
+    def _spool_queue(self, in_flight: Sequence[Outgoing], also: Sequence[Outgoing] = ()) -> None:
+        """Caller holds the lock. The events in flight go before the spool; the held events, the queue and `also`
+        after it. What the spool refuses is held in memory, in the same order; it never raises."""
+        queued = [*self._take(self._queue.qsize()), *also]
         self._in_flight = 0
+        try:
+            if in_flight:
+                self._spooled().prepend(in_flight)
+                in_flight, self._spool_failing = [], False
+            if self._held or queued:
+                self._spooled().append([*self._held, *queued])
+                self._held, queued, self._spool_failing = [], [], False
+        except SPOOL_ERRORS as exc:
+            refused = [*in_flight, *queued]
+            self.unspooled += len(refused)
+            log.warning("the spool %s refused %d event(s) (%s); kept in memory", self._spool_path, len(refused), exc)
+            if not self._spool_failing and refused:  # a new episode: tell the job's owner
+                self._spool_failing = True
+                reason = f"the trainer could not write its event spool ({exc}); events are kept in memory"
+                queued.append(job_warning(refused[0], "events_not_spooled", reason))
+            self._held = [*in_flight, *self._held, *queued]
 
     def _take(self, limit: int) -> list[Outgoing]:
         items: list[Outgoing] = []
@@ -160,7 +204,10 @@ class EventPublisher:
                 with self._lock:
                     head = self._spool.head(EVENTS_PER_SEND) if self._spool is not None and len(self._spool) else []
                     if not head:
-                        in_flight = self._take(EVENTS_PER_SEND)
+                        if self._held:
+                            in_flight, self._held = self._held[:EVENTS_PER_SEND], self._held[EVENTS_PER_SEND:]
+                        else:
+                            in_flight = self._take(EVENTS_PER_SEND)
                         self._in_flight = len(in_flight)
                 if head:
                     await self._deliver(producer, [s.item for s in head])
@@ -174,6 +221,8 @@ class EventPublisher:
             except Exception as exc:  # noqa: BLE001  whatever it is, the events are kept and retried
                 if isinstance(exc, KafkaError | OSError):
                     log.warning("broker unreachable (%s: %s); spooling", type(exc).__name__, exc)
+                elif isinstance(exc, sqlite3.Error):
+                    log.warning("the spool %s failed (%s); retrying", self._spool_path, exc)
                 else:
                     log.exception("publishing failed; spooling to %s", self._spool_path)
                 with self._lock:

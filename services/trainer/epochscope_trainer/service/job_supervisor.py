@@ -104,7 +104,10 @@ class JobSupervisor:
             return True
         if self.stopping.is_set() and code != ChildExit.FINISHED:
             return False
-        if code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
+        if code == ChildExit.EVENTS_LOST:
+            message = "the training process could neither deliver nor spool its events (is the trainer's disk full?)"
+            await self.status.publish(event, JobStatus.FAILED, message)
+        elif code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
             log.warning("job %s crashed; the end of its log:\n%s", job_id, _log_tail(job_dir), extra={"job_id": job_id})
             await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
         return True

@@ -7,6 +7,8 @@ unreachable.
 """
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import signal
 import sys
@@ -28,6 +30,7 @@ log = logging.getLogger("epochscope.trainer")
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
+PR_SET_DUMPABLE = 4  # linux/prctl.h
 
 
 async def serve(settings: TrainerSettings) -> None:
@@ -58,7 +61,17 @@ def _log_retry(state: RetryCallState) -> None:
     log.warning("broker unreachable (%s); retrying in %.1fs", exc, delay)
 
 
+def make_undumpable() -> None:
+    """Keep this process's memory and environment (the trainer key, the broker's credentials) from the jobs' child
+    processes, which run the same user's code: a process that is not dumpable has no core dumps, and its
+    /proc/<pid>/environ, mem and ptrace need CAP_SYS_PTRACE, even for the same user."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def run() -> None:
+    make_undumpable()
     settings = TrainerSettings()
     if problem := settings.missing_key():
         print(f"epochscope-trainer: invalid settings: {problem}", file=sys.stderr)

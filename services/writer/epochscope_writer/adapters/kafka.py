@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS, dead_letter_topic
 from epochscope_writer.domain.dead_letters import DeadLetter
-from epochscope_writer.domain.decoding import KafkaRecord
+from epochscope_writer.domain.records import KafkaRecord
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.ports import BrokerUnavailable
 from epochscope_writer.settings import WriterSettings

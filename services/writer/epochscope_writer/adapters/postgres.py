@@ -17,25 +17,21 @@ import asyncpg
 
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
-    CheckpointEvent,
+    Envelope,
     JobStatus,
     JobStatusEvent,
     PredictionEvent,
     ProgressEvent,
-    RoundSummaryEvent,
-    WarningEvent,
 )
 from epochscope_schemas.notify import job_channel
 from epochscope_writer.adapters.postgres_tables import (
     ADVANCE_PROGRESS,
     APPLY_STATUS,
-    CHECKPOINTS_TABLE,
     DELETE_CHECKPOINTS,
     FINAL_STATUSES,
     PREDICTIONS_TABLE,
     PROGRESS_TABLE,
-    ROUNDS_TABLE,
-    WARNINGS_TABLE,
+    TABLES,
 )
 from epochscope_writer.service_layer.ports import (
     DatabaseUnavailable,
@@ -150,18 +146,16 @@ class PostgresEventStore:
             "SELECT job_id, status FROM jobs WHERE job_id = ANY($1::uuid[]) ORDER BY job_id FOR NO KEY UPDATE",
             job_ids,
         )
-        return {
-            row["job_id"]: JobState(JobStatus(row["status"]), row["job_id"] in attempts, attempts.get(row["job_id"]))
-            for row in rows
-        }
+        return {row["job_id"]: JobState(JobStatus(row["status"]), attempts.get(row["job_id"])) for row in rows}
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
         return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
 
-    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]:
-        """Job ids of the rounds that were new; a redelivered round summary is a no-op."""
-        return [row["job_id"] for row in await ROUNDS_TABLE.insert_new(self._conn, events, owner)]
+    async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
+        """Into the events' table (`TABLES`); a redelivered event is a no-op."""
+        table = TABLES[type(events[0])]
+        return [row["job_id"] for row in await table.insert_new(self._conn, events, owner)]
 
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]:
         """Append to each job's progress history, then move jobs.progress forward to the batch's latest step (and,
@@ -178,21 +172,19 @@ class PostgresEventStore:
                 await self._conn.execute(ADVANCE_QUEUE_FRACTION, job_id, event.attempt_id, fraction)
         return [row["job_id"] for row in found]
 
-    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]:
-        return [row["job_id"] for row in await WARNINGS_TABLE.insert_new(self._conn, events, owner)]
-
-    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]:
-        return [row["job_id"] for row in await CHECKPOINTS_TABLE.insert_new(self._conn, events, owner)]
-
     async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]:
         """Mark pruned checkpoints (the row stays, its objects are gone); job ids of those newly marked."""
         rows = await self._conn.fetch(
-            DELETE_CHECKPOINTS, [e.checkpoint_id for e in events], [e.occurred_at for e in events]
+            DELETE_CHECKPOINTS,
+            [e.checkpoint_id for e in events],
+            [e.job_id for e in events],
+            [e.occurred_at for e in events],
         )
         return [row["job_id"] for row in rows]
 
     async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
-        """In order; returns the events that changed their job (the rest met a newer or final status)."""
+        """In order (APPLY_STATUS says by what); the job queue follows each event's attempt. Returns the events that
+        changed their job (the rest met a final status, an earlier attempt's, or repeat the one applied)."""
         applied = []
         for event in events:
             changed = await self._conn.fetchval(
@@ -203,12 +195,14 @@ class PostgresEventStore:
                 event.occurred_at,
                 json.dumps(event.metrics),
                 FINAL_STATUSES,
+                event.attempt_id,
             )
             if changed is not None:
                 applied.append(event)
+        await self._advance_queue(events)
         return applied
 
-    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
+    async def _advance_queue(self, events: list[JobStatusEvent]) -> None:
         """The job queue follows its attempts: running when one starts, final (slot free) when it ends."""
         ended = False
         for event in events:
@@ -218,18 +212,11 @@ class PostgresEventStore:
                 ended = True
                 await self._conn.execute(ADVANCE_QUEUE_FINAL, event.job_id, event.attempt_id, event.occurred_at)
                 await self._conn.execute(
-                    "UPDATE job_attempts SET ended_at = $2, outcome = $3 WHERE attempt_id = $1 AND ended_at IS NULL",
-                    event.attempt_id,
-                    event.occurred_at,
-                    event.status.value,
+                    END_ATTEMPT, event.job_id, event.attempt_id, event.occurred_at, event.status.value
                 )
             elif event.status is JobStatus.RUNNING:
                 await self._conn.execute(ADVANCE_QUEUE_RUNNING, event.job_id, event.attempt_id, event.occurred_at)
-                await self._conn.execute(
-                    "UPDATE job_attempts SET started_at = coalesce(started_at, $2) WHERE attempt_id = $1",
-                    event.attempt_id,
-                    event.occurred_at,
-                )
+                await self._conn.execute(START_ATTEMPT, event.job_id, event.attempt_id, event.occurred_at)
         if ended:
             await self._conn.execute("NOTIFY job_queue")  # a slot is free: the dispatcher's next pass now
 
@@ -253,6 +240,10 @@ ADVANCE_QUEUE_RUNNING = (
 ADVANCE_QUEUE_FRACTION = (  # how far the current attempt is: running jobs' progress for the queue's estimates
     "UPDATE job_queue SET fraction_done = greatest(coalesce(fraction_done, 0), $3)"
     " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running')"
+)
+START_ATTEMPT = "UPDATE job_attempts SET started_at = coalesce(started_at, $3) WHERE job_id = $1 AND attempt_id = $2"
+END_ATTEMPT = (
+    "UPDATE job_attempts SET ended_at = $3, outcome = $4 WHERE job_id = $1 AND attempt_id = $2 AND ended_at IS NULL"
 )
 ADVANCE_QUEUE_FINAL = (
     "UPDATE job_queue SET state = 'final', finished_at = $3, start_payload = NULL"

@@ -1,7 +1,9 @@
-"""The tables the writer inserts into, each column listed once with the event field that fills it.
+"""The tables the writer inserts into, each with the event class it holds and each column listed once with the event
+field that fills it.
 
 Both the INSERT statement and the rows come from that one list, so two columns of the same type cannot be
-swapped between the SQL and the values. Every insert is idempotent on the row's natural key.
+swapped between the SQL and the values. Every insert is idempotent on the row's natural key. A new event type's
+table is one more Table here, in `TABLES`.
 """
 
 import json
@@ -13,7 +15,15 @@ from typing import Any
 
 import asyncpg
 
-from epochscope_schemas.events import JobStatus
+from epochscope_schemas.events import (
+    CheckpointEvent,
+    Envelope,
+    JobStatus,
+    PredictionEvent,
+    ProgressEvent,
+    RoundSummaryEvent,
+    WarningEvent,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ def _json_map(name: str) -> Column:
 class Table:
     """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
 
+    event: type[Envelope]  # each event of this class is one row
     name: str
     columns: tuple[Column, ...]
     conflict: str  # the natural key: a redelivered row is a no-op
@@ -80,6 +91,7 @@ class Table:
 
 
 PREDICTIONS_TABLE = Table(
+    PredictionEvent,
     "training_predictions",
     (
         _field("job_id", "uuid"),
@@ -108,6 +120,7 @@ PREDICTIONS_TABLE = Table(
     returning="job_id, step, seq",
 )
 ROUNDS_TABLE = Table(
+    RoundSummaryEvent,
     "job_rounds",
     (
         _field("job_id", "uuid"),
@@ -128,6 +141,7 @@ ROUNDS_TABLE = Table(
     returning="job_id, round_index",
 )
 PROGRESS_TABLE = Table(
+    ProgressEvent,
     "job_progress",
     (
         _field("job_id", "uuid"),
@@ -141,6 +155,7 @@ PROGRESS_TABLE = Table(
     returning="job_id, step",
 )
 WARNINGS_TABLE = Table(
+    WarningEvent,
     "job_warnings",
     (
         _field("event_id", "uuid"),
@@ -155,6 +170,7 @@ WARNINGS_TABLE = Table(
 )
 
 CHECKPOINTS_TABLE = Table(
+    CheckpointEvent,
     "job_checkpoints",
     (
         _field("checkpoint_id", "uuid"),
@@ -175,11 +191,15 @@ CHECKPOINTS_TABLE = Table(
     conflict="checkpoint_id",
     returning="job_id, checkpoint_id",
 )
-# A pruned checkpoint: marked once; a redelivered deletion changes nothing.
+TABLES: dict[type[Envelope], Table] = {
+    table.event: table for table in (PREDICTIONS_TABLE, ROUNDS_TABLE, PROGRESS_TABLE, WARNINGS_TABLE, CHECKPOINTS_TABLE)
+}
+
+# A pruned checkpoint of the event's own job: marked once; a redelivered deletion changes nothing.
 DELETE_CHECKPOINTS = """
 UPDATE job_checkpoints AS c SET deleted_at = d.at
-FROM unnest($1::uuid[], $2::timestamptz[]) AS d(checkpoint_id, at)
-WHERE c.checkpoint_id = d.checkpoint_id AND c.deleted_at IS NULL
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS d(checkpoint_id, job_id, at)
+WHERE c.checkpoint_id = d.checkpoint_id AND c.job_id = d.job_id AND c.deleted_at IS NULL
 RETURNING c.job_id
 """
 
@@ -191,15 +211,19 @@ RETURNING job_id
 """
 
 FINAL_STATUSES = [s.value for s in JobStatus if s.is_final]
-# Apply a status only if it is newer than the one applied last, and never leave a final state.
-# On a tie in occurred_at a final status wins over a non-final one.
+# A status by attempt, never by the producer's clock: a final status is never left; a later attempt's status (by
+# attempt_no, its place in the dispatch order; 0 for an event naming none, outside the queue) replaces an earlier
+# attempt's; within one attempt, a status in the order the broker delivers them (the job's partition) when it is
+# not the one already applied, so a redelivery is a no-op. status_at keeps the producer's time, for display only.
 APPLY_STATUS = """
-UPDATE jobs SET
-    status = $2, status_message = $3, status_at = $4, metrics = metrics || $5::jsonb, updated_at = now(),
-    started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, $4) ELSE started_at END,
-    finished_at = CASE WHEN $2 = ANY($6::text[]) THEN $4 ELSE finished_at END
-WHERE job_id = $1
-  AND status <> ALL($6::text[])
-  AND (status_at IS NULL OR status_at < $4 OR (status_at = $4 AND $2 = ANY($6::text[])))
-RETURNING job_id
+UPDATE jobs AS j SET
+    status = $2, status_message = $3, status_at = $4, metrics = j.metrics || $5::jsonb, updated_at = now(),
+    status_attempt_no = a.attempt_no,
+    started_at = CASE WHEN $2 = 'running' THEN coalesce(j.started_at, $4) ELSE j.started_at END,
+    finished_at = CASE WHEN $2 = ANY($6::text[]) THEN $4 ELSE j.finished_at END
+FROM (SELECT coalesce(max(attempt_no), 0) AS attempt_no FROM job_attempts WHERE job_id = $1 AND attempt_id = $7) AS a
+WHERE j.job_id = $1
+  AND j.status <> ALL($6::text[])
+  AND (j.status_attempt_no < a.attempt_no OR (j.status_attempt_no = a.attempt_no AND j.status <> $2))
+RETURNING j.job_id
 """

@@ -5,16 +5,14 @@ so; the rest of the record is kept as it was.
 """
 
 import base64
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from epochscope_runtime.command_signing import without_job_token
-
-if TYPE_CHECKING:  # decoding imports this module's reasons
-    from epochscope_writer.domain.decoding import KafkaRecord
+from epochscope_writer.domain.records import KafkaRecord
 
 TOKEN_REMOVED = " (job_token removed from the payload)"
 
@@ -25,13 +23,22 @@ class DeadLetterReason(StrEnum):
     SCHEMA_INVALID = "schema_invalid"
     UNEXPECTED_EVENT_TYPE = "unexpected_event_type"  # a valid event on a topic the writer does not apply it from
     UNSTORABLE_VALUE = "unstorable_value"  # valid JSON Postgres cannot hold (NUL in text, integer overflow)
-    INVALID_TOKEN = "invalid_token"  # missing, forged, malformed, or for another job (never for its age)
+    INVALID_TOKEN = "invalid_token"  # missing, forged, malformed, or for another job or attempt (never for its age)
     JOB_DELETED = "job_deleted"  # a correctly signed token, but its job row is gone: deletion revokes the token
     OWNER_MISMATCH = "owner_mismatch"  # the token's user is not the job's owner
     REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
     STALE_ATTEMPT = "stale_attempt"  # the event's attempt is not the job's current dispatch (fencing)
+    FOREIGN_CHECKPOINT = "foreign_checkpoint"  # a checkpoint's key or id not the one built from its job's ids
     INVALID_SIGNATURE = "invalid_signature"  # a heartbeat unsigned, or not signed with the trainers' key
     STALE_HEARTBEAT = "stale_heartbeat"  # a signed heartbeat too far from the writer's clock (a replay, a bad clock)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record is refused: its dead letter's reason and detail."""
+
+    reason: DeadLetterReason
+    detail: str
 
 
 class DeadLetter(BaseModel):
@@ -49,7 +56,7 @@ class DeadLetter(BaseModel):
     dead_lettered_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def for_record(cls, record: "KafkaRecord", reason: DeadLetterReason, detail: str) -> "DeadLetter":
+    def for_record(cls, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> "DeadLetter":
         payload, stripped = without_job_token(record.value)
         if stripped:
             detail = detail[: 2000 - len(TOKEN_REMOVED)] + TOKEN_REMOVED

@@ -6,68 +6,26 @@ writer never crashes on input and a poison record never blocks the valid ones be
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC
-from typing import Protocol
+from functools import cache
 
 from pydantic import ValidationError
 
 from epochscope_schemas.events import (
+    EVENTS_BY_TOPIC,
     SCHEMA_VERSION,
-    CheckpointDeletedEvent,
     CheckpointEvent,
     Envelope,
     JobStatusEvent,
-    PredictionEvent,
-    ProgressEvent,
-    RoundSummaryEvent,
-    WarningEvent,
     parse_event,
 )
-from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.domain.dead_letters import DeadLetterReason, Rejection
 
 PG_INT_MAX = 2**31 - 1
-EVENT_TYPES_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
-    TRAINING_PREDICTIONS: (PredictionEvent,),
-    TRAINING_STATUS: (
-        JobStatusEvent,
-        RoundSummaryEvent,
-        ProgressEvent,
-        WarningEvent,
-        CheckpointEvent,
-        CheckpointDeletedEvent,
-    ),
-}
-WriterEvent = (
-    PredictionEvent
-    | JobStatusEvent
-    | RoundSummaryEvent
-    | ProgressEvent
-    | WarningEvent
-    | CheckpointEvent
-    | CheckpointDeletedEvent
-)
 
 
-class KafkaRecord(Protocol):
-    """The fields of aiokafka's ConsumerRecord the writer uses."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True)
-class Rejection:
-    reason: DeadLetterReason
-    detail: str
-
-
-def decode_record(topic: str, value: bytes | None) -> WriterEvent | Rejection:
-    """Parse, validate and check that Postgres can store the event.
+def decode_record(topic: str, value: bytes | None) -> Envelope | Rejection:
+    """Parse, validate, check that the event travels on `topic` (`EVENTS_BY_TOPIC`) and that Postgres can store it.
 
     The valid path parses once (pydantic's JSON parser); only a payload that fails is parsed again, to
     name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
@@ -77,17 +35,16 @@ def decode_record(topic: str, value: bytes | None) -> WriterEvent | Rejection:
         event = parse_event(raw)
     except ValidationError as exc:
         return _diagnose(raw, exc)
-    allowed = EVENT_TYPES_BY_TOPIC.get(topic, ())
-    if type(event) not in allowed:
+    if type(event) not in EVENTS_BY_TOPIC.get(topic, ()):
         return Rejection(
             DeadLetterReason.UNEXPECTED_EVENT_TYPE, f"{event.__class__.__name__} is not applied from {topic}"
         )
-    problem = _unstorable(event, raw)  # type: ignore[arg-type]  # one of the allowed types
+    problem = _unstorable(event, raw)
     if problem:
         return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem)
     if event.occurred_at.tzinfo is None:
         event = event.model_copy(update={"occurred_at": event.occurred_at.replace(tzinfo=UTC)})
-    return event  # type: ignore[return-value]
+    return event
 
 
 def _diagnose(raw: bytes, exc: ValidationError) -> Rejection:
@@ -111,20 +68,20 @@ def _summarize(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{len(errors) - 5} more)" if len(errors) > 5 else "")
 
 
-# Every int field of these events is an int4 column, but a checkpoint's size (int8).
+# Every int field of an event is an int4 column, but a checkpoint's size (int8).
 _INT8_FIELDS = {(CheckpointEvent, "bytes")}
-_INT_FIELDS: dict[type[Envelope], tuple[str, ...]] = {
-    cls: tuple(
+
+
+@cache
+def _int4_fields(cls: type[Envelope]) -> tuple[str, ...]:
+    return tuple(
         name for name, field in cls.model_fields.items() if field.annotation is int and (cls, name) not in _INT8_FIELDS
     )
-    for types in EVENT_TYPES_BY_TOPIC.values()
-    for cls in types
-}
 
 
-def _unstorable(event: WriterEvent, raw: bytes) -> str | None:
+def _unstorable(event: Envelope, raw: bytes) -> str | None:
     """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb."""
-    for name in _INT_FIELDS[type(event)]:
+    for name in _int4_fields(type(event)):
         number = getattr(event, name)
         if number > PG_INT_MAX:
             return f"{name} {number} exceeds {PG_INT_MAX}"

@@ -4,62 +4,28 @@ Per record: decode, verify the job token, take the owner from the jobs table (ne
 check the token's user is that owner and the job still exists. Nothing is refused for being late: not
 by the token's `exp`, not by the event's `occurred_at` (the producer's clock), not for arriving after
 the job finished; a deleted job is the one revocation (`job_deleted`). What survives is written per
-owner with that owner as the RLS user: predictions idempotently on (job_id, step, sample_id), rounds on
-(job_id, round_index), progress on (job_id, step) with jobs.progress only moving forward, warnings on
-event_id, status events only forward in time. A job in the job queue takes trainer events only of its current
-attempt (fencing): any other attempt, or none, is dead-lettered as `stale_attempt`. Each commit NOTIFYs the
-channel of every job it changed.
+owner with that owner as the RLS user, each kind as its entry in the registry (event_types.py) says:
+predictions idempotently on (job_id, step, sample_id), rounds on (job_id, round_index), progress on (job_id, step)
+with jobs.progress only moving forward, warnings on event_id, statuses by attempt (never by the producer's clock).
+A job in the job queue takes trainer events only of its current attempt (fencing): any other attempt, or none, is
+dead-lettered as `stale_attempt`, as is an event naming an attempt for a job outside the queue. Each commit
+NOTIFYs the channel of every job it changed.
 Everything refused comes back as a dead letter; nothing here raises on input. The database is an
 EventStore port, so these rules run against a fake in the unit tests.
 """
 
 from collections import Counter, OrderedDict, defaultdict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-from epochscope_schemas.events import (
-    CheckpointDeletedEvent,
-    CheckpointEvent,
-    JobStatusEvent,
-    PredictionEvent,
-    ProgressEvent,
-    RoundSummaryEvent,
-    WarningEvent,
-)
-from epochscope_schemas.notify import ChangeKind
-from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason
-from epochscope_writer.domain.decoding import KafkaRecord, Rejection, WriterEvent, decode_record
+from epochscope_schemas.events import Envelope
+from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason, Rejection
+from epochscope_writer.domain.decoding import decode_record
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
+from epochscope_writer.domain.records import KafkaRecord
+from epochscope_writer.service_layer.event_types import EVENT_TYPE_OF, EVENT_TYPES, EventKind, EventType
 from epochscope_writer.service_layer.ports import EventStore, JobState, Notification, RefusedInput
-
-
-class EventKind(StrEnum):
-    """The one name of each kind of event the writer applies: how a batch is grouped, and its metric label."""
-
-    PREDICTION = "prediction"
-    ROUND = "round"
-    PROGRESS = "progress"
-    WARNING = "warning"
-    STATUS = "status"
-    CHECKPOINT = "checkpoint"
-    CHECKPOINT_DELETED = "checkpoint_deleted"
-
-
-EVENT_KIND_OF: dict[type[WriterEvent], EventKind] = {
-    PredictionEvent: EventKind.PREDICTION,
-    RoundSummaryEvent: EventKind.ROUND,
-    ProgressEvent: EventKind.PROGRESS,
-    WarningEvent: EventKind.WARNING,
-    JobStatusEvent: EventKind.STATUS,
-    CheckpointEvent: EventKind.CHECKPOINT,
-    CheckpointDeletedEvent: EventKind.CHECKPOINT_DELETED,
-}
-T = TypeVar("T")
-K = TypeVar("K")
 
 
 @dataclass
@@ -73,7 +39,7 @@ class BatchResult:
 @dataclass(frozen=True)
 class _Accepted:
     record: KafkaRecord
-    event: WriterEvent
+    event: Envelope
     token_user: str
 
 
@@ -120,9 +86,13 @@ class BatchApplier:
             if isinstance(decoded, Rejection):
                 dead_letters.append(DeadLetter.for_record(record, decoded.reason, decoded.detail))
                 continue
-            claims = self._verifier.verify(decoded.job_token, decoded.job_id)
+            claims = self._verifier.verify(decoded.job_token, decoded.job_id, decoded.attempt_id)
             if isinstance(claims, Rejection):
                 dead_letters.append(DeadLetter.for_record(record, claims.reason, claims.detail))
+                continue
+            refusal = EVENT_TYPE_OF[type(decoded)].refusal
+            if refusal is not None and (rejection := refusal(decoded)) is not None:
+                dead_letters.append(DeadLetter.for_record(record, rejection.reason, rejection.detail))
                 continue
             accepted.append(_Accepted(record, decoded, claims.user_id))
         return CheckedBatch(records, tuple(accepted), tuple(dead_letters))
@@ -150,17 +120,17 @@ class BatchApplier:
     async def _live_by_kind(
         self, store: EventStore, items: list[_Accepted], result: BatchResult
     ) -> dict[EventKind, list[_Accepted]]:
-        """The events of jobs that still exist, by kind; finished or not, however late (status moves only forward)."""
+        """The events of jobs that still exist, of their current attempt, by kind; finished or not, however late."""
         states = await store.job_states(sorted({item.event.job_id for item in items}))
         by_kind: dict[EventKind, list[_Accepted]] = defaultdict(list)
         for item in items:
             state = states.get(item.event.job_id)
             if state is None:  # deleted since its owner was cached
                 _reject(result, item.record, DeadLetterReason.JOB_DELETED, _deleted(item.event.job_id))
-            elif state.queued and item.event.attempt_id != state.attempt_id:
+            elif item.event.attempt_id != state.attempt_id:
                 _reject(result, item.record, DeadLetterReason.STALE_ATTEMPT, _stale(item.event.attempt_id, state))
             else:
-                by_kind[EVENT_KIND_OF[type(item.event)]].append(item)
+                by_kind[EVENT_TYPE_OF[type(item.event)].kind].append(item)
         return by_kind
 
     async def _write_for_owner(
@@ -171,72 +141,41 @@ class BatchApplier:
         isolate: bool,
         result: BatchResult,
     ) -> None:
-        write = partial(self._write, store, isolate=isolate, result=result)
-        kind = EventKind.PREDICTION
-        predictions = await write(kind, by_kind[kind], partial(store.insert_predictions, owner))
-        for job_id, rows in _group(predictions, lambda row: row.job_id).items():
-            steps = [row.step for row in rows]
-            seqs = [row.seq for row in rows]
-            result.notifications.append(
-                (
-                    job_id,
-                    {
-                        "kind": ChangeKind.PREDICTIONS,
-                        "count": len(rows),
-                        "first_step": min(steps),
-                        "last_step": max(steps),
-                        "first_seq": min(seqs),
-                        "last_seq": max(seqs),
-                    },
-                )
-            )
-        for kind, change, insert in (
-            (EventKind.ROUND, ChangeKind.ROUND, store.insert_rounds),
-            (EventKind.PROGRESS, ChangeKind.PROGRESS, store.insert_progress),
-            (EventKind.WARNING, ChangeKind.WARNING, store.insert_warnings),
-            (EventKind.CHECKPOINT, ChangeKind.CHECKPOINT, store.insert_checkpoints),
-            (EventKind.CHECKPOINT_DELETED, ChangeKind.CHECKPOINT, store.delete_checkpoints),
-        ):
-            job_ids = await write(kind, by_kind[kind], partial(insert, owner))
-            for job_id, rows in _group(job_ids, lambda job_id: job_id).items():
-                result.notifications.append((job_id, {"kind": change, "count": len(rows)}))
-        applied = await write(EventKind.STATUS, by_kind[EventKind.STATUS], store.apply_statuses)
-        await store.advance_queue([item.event for item in by_kind[EventKind.STATUS]])
-        for job_id, statuses in _group(applied, lambda event: event.job_id).items():
-            result.notifications.append((job_id, {"kind": ChangeKind.STATUS, "status": statuses[-1].status.value}))
+        for entry in EVENT_TYPES:
+            rows = await self._write(store, owner, entry, by_kind[entry.kind], isolate, result)
+            result.notifications += entry.notifications(rows)
 
     async def _write(
         self,
         store: EventStore,
-        kind: EventKind,
+        owner: str,
+        entry: EventType,
         items: list[_Accepted],
-        write: Callable[[list[Any]], Awaitable[list[T]]],
-        *,
         isolate: bool,
         result: BatchResult,
-    ) -> list[T]:
+    ) -> list[Any]:
         """All of one kind in one statement; with `isolate`, a savepoint each, dead-lettering what Postgres refuses."""
         if not items:
             return []
         rejected = 0
         if isolate:
-            new: list[T] = []
+            new: list[Any] = []
             for item in items:
                 try:
                     async with store.savepoint():
-                        new += await write([item.event])
+                        new += await entry.store(store, owner, [item.event])
                 except RefusedInput as exc:
                     rejected += 1
                     _reject(result, item.record, DeadLetterReason.REJECTED_BY_DATABASE, str(exc))
         else:
-            new = await write([item.event for item in items])
-        result.applied[kind] += len(new)
-        result.duplicates[kind] += len(items) - rejected - len(new)
+            new = await entry.store(store, owner, [item.event for item in items])
+        result.applied[entry.kind] += len(new)
+        result.duplicates[entry.kind] += len(items) - rejected - len(new)
         return new
 
 
 def _stale(attempt_id: UUID | None, state: JobState) -> str:
-    current = state.attempt_id or "none (queued again or ended)"
+    current = state.attempt_id or "none (outside the queue, queued again, or ended)"
     return f"attempt {attempt_id or '(none given)'} is not the job's current attempt, {current}"
 
 
@@ -246,10 +185,3 @@ def _deleted(job_id: UUID) -> str:
 
 def _reject(result: BatchResult, record: KafkaRecord, reason: DeadLetterReason, detail: str) -> None:
     result.dead_letters.append(DeadLetter.for_record(record, reason, detail))
-
-
-def _group(rows: list[T], key: Callable[[T], K]) -> dict[K, list[T]]:
-    groups: dict[K, list[T]] = defaultdict(list)
-    for row in rows:
-        groups[key(row)].append(row)
-    return groups

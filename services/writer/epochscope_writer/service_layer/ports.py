@@ -8,16 +8,15 @@ from uuid import UUID
 
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
-    CheckpointEvent,
+    Envelope,
     JobStatus,
     JobStatusEvent,
     PredictionEvent,
     ProgressEvent,
-    RoundSummaryEvent,
-    WarningEvent,
 )
+from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_writer.domain.dead_letters import DeadLetter
-from epochscope_writer.domain.decoding import KafkaRecord
+from epochscope_writer.domain.records import KafkaRecord
 
 Notification = tuple[UUID, dict[str, object]]  # (job, NOTIFY payload)
 
@@ -43,8 +42,9 @@ class JobState:
     """A job row as the writer sees it: that it exists is what matters; its status is never a reason to refuse."""
 
     status: JobStatus
-    queued: bool = False  # the job has a row in the job queue: its trainer events must name its current attempt
-    attempt_id: UUID | None = None  # the current dispatch; None while queued again or final
+    # The current dispatch its trainer events must name; None outside the queue, while queued again, or once the API
+    # ended it: then only events naming no attempt are taken.
+    attempt_id: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -66,20 +66,16 @@ class EventStore(Protocol):
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]: ...
 
-    async def insert_rounds(self, owner: str, events: list[RoundSummaryEvent]) -> list[UUID]: ...
+    async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
+        """Events of one class into their table, a row each, idempotent on its natural key: the job of each new row."""
 
     async def insert_progress(self, owner: str, events: list[ProgressEvent]) -> list[UUID]: ...
 
-    async def insert_warnings(self, owner: str, events: list[WarningEvent]) -> list[UUID]: ...
-
-    async def insert_checkpoints(self, owner: str, events: list[CheckpointEvent]) -> list[UUID]: ...
-
     async def delete_checkpoints(self, owner: str, events: list[CheckpointDeletedEvent]) -> list[UUID]: ...
 
-    async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]: ...
-
-    async def advance_queue(self, events: list[JobStatusEvent]) -> None:
-        """Move each event's attempt in the job queue: running, or final (its slot free for the dispatcher)."""
+    async def apply_statuses(self, events: list[JobStatusEvent]) -> list[JobStatusEvent]:
+        """In order: each job's status by its attempts, never by the events' clocks (a later attempt's status wins,
+        a final one is never left), and each attempt moved in the job queue. The events that changed their job."""
 
     async def notify(self, notifications: list[Notification]) -> None: ...
 
@@ -120,3 +116,25 @@ class Broker(Protocol):
 
     async def rewind(self, records: list[KafkaRecord]) -> None:
         """Go back to the committed offsets of the partitions of `records` still ours."""
+
+
+class HeartbeatBroker(Protocol):
+    """The trainers' heartbeats topic, and where refused heartbeats go. Raises BrokerUnavailable."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Never raises; `start` may be called again after it."""
+
+    async def fetch(self) -> list[KafkaRecord]: ...
+
+    async def publish_dead_letters(self, dead_letters: list[DeadLetter]) -> None: ...
+
+
+class TrainerRoster(Protocol):
+    """The `trainers` table the API's dispatcher reads. Raises DatabaseUnavailable."""
+
+    async def record(self, beats: list[TrainerHeartbeat]) -> None:
+        """Each trainer's beat, unless a newer one is recorded; wakes the dispatcher when one has a free slot."""
+
+    async def close(self) -> None: ...

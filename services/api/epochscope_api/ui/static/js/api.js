@@ -85,9 +85,14 @@ export function getLimits() {
   return limitsPromise;
 }
 
-export function streamUrl(jobId) {
-  const url = new URL(`/v1/jobs/${encodeURIComponent(jobId)}/stream`, window.location.origin);
-  url.searchParams.set("access_token", getToken() || "");
+// The job's live-stream URL, opened with a short-lived ticket for this job alone: EventSource cannot send the
+// bearer token, and a token in a URL would end up in proxies' logs. `after`: the id of the last event received.
+export async function streamUrl(jobId, after) {
+  const job = encodeURIComponent(jobId);
+  const { ticket } = await api(`/v1/jobs/${job}/stream-tickets`, { method: "POST" });
+  const url = new URL(`/v1/jobs/${job}/stream`, window.location.origin);
+  url.searchParams.set("ticket", ticket);
+  if (after) url.searchParams.set("last_event_id", after);
   return url.toString();
 }
 

@@ -25,6 +25,8 @@ export function jobView(root, route, { navigate }) {
   const refreshListeners = new Set();
   let source = null;
   let reopenTimer = null;
+  let opening = false; // a ticket is being fetched
+  let lastEventId = null; // the stream position after the last data event
   let pollTimer = null;
   let destroyed = false;
   let tab = null;
@@ -223,10 +225,27 @@ export function jobView(root, route, { navigate }) {
     live.dataset.state = kind;
   }
 
-  function openStream() {
-    if (destroyed || source || FINAL.has(state.job?.status)) return;
-    source = new EventSource(streamUrl(jobId));
+  async function openStream() {
+    if (destroyed || source || opening || FINAL.has(state.job?.status)) return;
+    opening = true;
     setLive("Connecting to the live stream…", "connecting");
+    let url;
+    try {
+      url = await streamUrl(jobId, lastEventId);
+    } catch {
+      setLive("Live stream unavailable; retrying…", "reconnecting");
+      if (!destroyed) reopenTimer = setTimeout(openStream, REOPEN_MS);
+      return;
+    } finally {
+      opening = false;
+    }
+    if (destroyed || source) return;
+    source = new EventSource(url);
+    for (const name of ["prediction", "round", "progress", "warning"]) {
+      source.addEventListener(name, (event) => {
+        if (event.lastEventId) lastEventId = event.lastEventId;
+      });
+    }
     source.addEventListener("open", () => setLive("● Live: new rounds and status changes appear as they happen.", "open"));
     source.addEventListener("status", (event) => {
       const update = JSON.parse(event.data);
@@ -252,6 +271,11 @@ export function jobView(root, route, { navigate }) {
       scheduleRender();
     });
     source.addEventListener("warning", () => scheduleRefresh());
+    source.addEventListener("expired", () => {
+      // The ticket's time is up: open the stream again with a fresh one, from the last event received.
+      closeStream();
+      openStream();
+    });
     source.addEventListener("end", () => {
       closeStream();
       setLive(`The job is ${state.job?.status ?? "over"}; the live stream has ended.`, "ended");

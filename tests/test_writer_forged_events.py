@@ -1,0 +1,221 @@
+"""The broker is not a trust boundary (issue 23, item 2, the writer's part), on the real broker and Postgres.
+
+Whatever an event names is checked against what its job's ids build and what the database says: a checkpoint whose
+key or id is not its own job's (the API streams `{key}/{name}` with read-write store credentials), a file named
+`..`, an event naming another job's attempt, a token of another job or of another attempt. Each is dead-lettered
+with its reason and nothing of it is stored, while the honest event beside it is.
+"""
+
+import json
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from writer_events import (
+    as_dead_lettered,
+    original_payload,
+    prediction,
+    publish,
+    publish_events,
+    read_dead_letters,
+    status,
+)
+from writer_queue import dispatch, queue, queue_state
+from writer_stack import (
+    JOB_TOKEN_SECRET,
+    WRITER_DB_PASSWORD,
+    Job,
+    Stack,
+    admin_fetch,
+    count_rows,
+    create_job,
+    job_row,
+    now,
+    producer_fixture,  # noqa: F401  fixture
+    stack_fixture,  # noqa: F401  fixture
+    wait_for,
+    writer_fixture,  # noqa: F401  fixture
+)
+
+from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_runtime.job_token import JobTokenClaims, job_token_for
+from epochscope_schemas.checkpoints import checkpoint_id, checkpoint_key
+from epochscope_schemas.events import (
+    CheckpointDeletedEvent,
+    CheckpointEvent,
+    CheckpointFile,
+    JobStatus,
+    encode_event,
+)
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
+
+
+def checkpoint(job: Job, round_index: int, **fields: object) -> CheckpointEvent:
+    """The checkpoint the trainer would announce for the round, unless `fields` say otherwise."""
+    return CheckpointEvent(
+        **{
+            "job_id": job.job_id,
+            "job_token": job.token,
+            "checkpoint_id": checkpoint_id(job.job_id, round_index),
+            "round_index": round_index,
+            "step": round_index,
+            "epoch": float(round_index),
+            "key": checkpoint_key(job.job_id, round_index),
+            "files": [CheckpointFile(name="adapter_model.safetensors", bytes=3, sha256="0" * 64)],
+            "bytes": 3,
+            "sha256": "1" * 64,
+            **fields,
+        }
+    )
+
+
+async def checkpoints_of(stack: Stack, job: Job) -> list[tuple[uuid.UUID, str, bool]]:
+    rows = await admin_fetch(
+        stack,
+        "SELECT checkpoint_id, key, deleted_at IS NOT NULL AS deleted FROM job_checkpoints WHERE job_id = $1",
+        job.job_id,
+    )
+    return sorted((row["checkpoint_id"], row["key"], row["deleted"]) for row in rows)
+
+
+def assert_dead_lettered(letters: list[dict], refused: dict[bytes, str]) -> None:
+    by_payload = {original_payload(letter): letter for letter in letters}
+    for payload, reason in refused.items():
+        letter = by_payload.get(as_dead_lettered(payload))
+        assert letter is not None, f"not dead-lettered: {payload[:160]!r}"
+        assert letter["reason"] == reason and letter["detail"], (payload[:160], letter)
+
+
+async def test_a_checkpoint_naming_anything_but_its_own_jobs_objects_is_dead_lettered(
+    stack: Stack, producer: AIOKafkaProducer
+) -> None:
+    job, neighbour = await create_job(stack, "alice"), await create_job(stack, "alice")
+    victims_dataset = f"datasets/bob/{uuid.uuid4()}.jsonl"
+    await publish_events(producer, [checkpoint(neighbour, 1)])
+    await wait_for(lambda: checkpoints_of(stack, neighbour), timeout=30)
+
+    with_dot_dot = json.loads(encode_event(checkpoint(job, 5)))
+    with_dot_dot["files"][0]["name"] = ".."
+    refused = {
+        encode_event(checkpoint(job, 1, key=victims_dataset)): "foreign_checkpoint",
+        encode_event(checkpoint(job, 2, key=f"{checkpoint_key(job.job_id, 2)}/../../../../{victims_dataset}")): (
+            "foreign_checkpoint"
+        ),
+        encode_event(checkpoint(job, 3, key=checkpoint_key(neighbour.job_id, 3))): "foreign_checkpoint",
+        encode_event(checkpoint(job, 4, checkpoint_id=checkpoint_id(neighbour.job_id, 4))): "foreign_checkpoint",
+        json.dumps(with_dot_dot).encode(): "schema_invalid",
+        encode_event(
+            CheckpointDeletedEvent(
+                job_id=job.job_id,
+                job_token=job.token,
+                checkpoint_id=checkpoint_id(neighbour.job_id, 1),
+                round_index=1,
+            )
+        ): "foreign_checkpoint",
+    }
+    for payload in refused:
+        await publish(producer, TRAINING_STATUS, job.job_id, payload)
+    honest = checkpoint(job, 6)
+    await publish_events(producer, [honest])
+
+    letters = await read_dead_letters(stack, TRAINING_STATUS, at_least=len(refused))
+    assert_dead_lettered(letters, refused)
+    assert await checkpoints_of(stack, job) == [(honest.checkpoint_id, checkpoint_key(job.job_id, 6), False)]
+    assert await checkpoints_of(stack, neighbour) == [
+        (checkpoint_id(neighbour.job_id, 1), checkpoint_key(neighbour.job_id, 1), False)
+    ]
+
+
+async def test_an_event_for_another_jobs_attempt_or_with_another_attempts_token_is_dead_lettered(
+    stack: Stack, producer: AIOKafkaProducer
+) -> None:
+    theirs, mine, outside = (
+        await create_job(stack, "carl"),
+        await create_job(stack, "dina"),
+        await create_job(stack, "dina"),
+    )
+    for job in (theirs, mine):
+        await queue(stack, job)
+    their_attempt = await dispatch(stack, theirs, "trainer-1")
+    my_attempt = await dispatch(stack, mine, "trainer-2")
+
+    def mine_at(step: int, **fields: object) -> bytes:
+        event = prediction(mine, step=step, sample=0).model_copy(update={"attempt_id": my_attempt, **fields})
+        return encode_event(event)
+
+    other_attempts_token = job_token_for(
+        JOB_TOKEN_SECRET, JobTokenClaims(mine.job_id, mine.owner, now(), attempt_id=their_attempt)
+    )
+    my_attempts_token = job_token_for(
+        JOB_TOKEN_SECRET, JobTokenClaims(mine.job_id, mine.owner, now(), attempt_id=my_attempt)
+    )
+    refused_predictions = {
+        mine_at(1, attempt_id=their_attempt): "stale_attempt",  # another job's current attempt
+        mine_at(2, job_token=theirs.token): "invalid_token",  # another job's token
+        mine_at(3, job_token=other_attempts_token): "invalid_token",  # this job's token, minted for another attempt
+    }
+    outside_final = status(outside, JobStatus.FAILED, now()).model_copy(update={"attempt_id": their_attempt})
+    refused_statuses = {encode_event(outside_final): "stale_attempt"}  # a job outside the queue names another's
+    for payload in refused_predictions:
+        await publish(producer, TRAINING_PREDICTIONS, mine.job_id, payload)
+    await publish(producer, TRAINING_STATUS, outside.job_id, encode_event(outside_final))
+    honest = [mine_at(10), mine_at(11, job_token=my_attempts_token)]
+    for payload in honest:
+        await publish(producer, TRAINING_PREDICTIONS, mine.job_id, payload)
+    await producer.flush()
+
+    assert_dead_lettered(
+        await read_dead_letters(stack, TRAINING_PREDICTIONS, at_least=len(refused_predictions)), refused_predictions
+    )
+    assert_dead_lettered(await read_dead_letters(stack, TRAINING_STATUS, at_least=1), refused_statuses)
+    await wait_for(lambda: _rows_are(stack, mine, 2), timeout=30)
+    steps = await admin_fetch(stack, "SELECT step FROM training_predictions WHERE job_id = $1", mine.job_id)
+    assert sorted(row["step"] for row in steps) == [10, 11]
+    assert (await job_row(stack, outside.job_id))["status"] == "queued"
+    [attempt] = await admin_fetch(stack, "SELECT * FROM job_attempts WHERE attempt_id = $1", their_attempt)
+    assert attempt["ended_at"] is None and attempt["outcome"] is None, dict(attempt)
+    assert await queue_state(stack, theirs) == "dispatched"
+
+
+async def test_checkpoints_stored_before_the_check_are_set_aside_by_the_migration(stack: Stack) -> None:
+    job = await create_job(stack, "erin")
+    stored = {  # round -> (key, file name, set aside)
+        1: (checkpoint_key(job.job_id, 1), "adapter_model.safetensors", False),
+        2: (f"datasets/bob/{uuid.uuid4()}.jsonl", "adapter_model.safetensors", True),
+        3: (checkpoint_key(job.job_id, 3), "..", True),
+    }
+    admin = await asyncpg.connect(stack.admin_dsn)
+    try:
+        for round_index, (key, name, _) in stored.items():
+            await admin.execute(
+                "INSERT INTO job_checkpoints (checkpoint_id, job_id, owner_id, round_index, step, epoch, final, key,"
+                " files, bytes, sha256, metrics, save_ms, stall_ms, upload_ms, occurred_at)"
+                " VALUES ($1, $2, $3, $4::int, $4::int, $4::int, false, $5, $6::jsonb, 3, $7, '{}', 0, 0, 0, now())",
+                checkpoint_id(job.job_id, round_index),
+                job.job_id,
+                job.owner,
+                round_index,
+                key,
+                json.dumps([{"name": name, "bytes": 3, "sha256": "0" * 64}]),
+                "1" * 64,
+            )
+        await admin.execute("DELETE FROM schema_migrations WHERE version = $1", SET_ASIDE_MIGRATION)
+    finally:
+        await admin.close()
+    settings = MigrateSettings(
+        admin_database_url=stack.admin_dsn, writer_db_password=WRITER_DB_PASSWORD, environment="development"
+    )
+    assert await migrate(settings) == [SET_ASIDE_MIGRATION]
+    assert await checkpoints_of(stack, job) == sorted(
+        (checkpoint_id(job.job_id, round_index), key, set_aside) for round_index, (key, _, set_aside) in stored.items()
+    )
+
+
+SET_ASIDE_MIGRATION = "0018_checkpoints_built_from_ids"
+
+
+async def _rows_are(stack: Stack, job: Job, expected: int) -> bool:
+    return (await count_rows(stack, job.job_id))[0] == expected
