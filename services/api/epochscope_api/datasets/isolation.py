@@ -29,8 +29,9 @@ class TimedOut(IsolatedRunFailed):
 
 
 def preload(*modules: str) -> None:
-    """Modules the forkserver imports once, before its first child (effective only before it starts)."""
-    _CONTEXT.set_forkserver_preload(list(modules))
+    """Modules the forkserver imports once, before its first child (effective only before it starts). The main
+    module is always among them: a child would otherwise import it again (the API's whole app) each time."""
+    _CONTEXT.set_forkserver_preload(["__main__", *modules])
 
 
 def _address_space() -> int:
@@ -57,9 +58,18 @@ def _child(sender: Connection, function: Callable[..., Any], args: tuple[Any, ..
     sender.close()
 
 
+def _died(exit_code: int | None) -> IsolatedRunFailed:
+    """A child killed by a signal (an allocation that aborts past the limit, the kernel's OOM killer) ran out of
+    memory; one that exited of itself failed before it could run (a bug, never the input's doing)."""
+    if exit_code is not None and exit_code < 0:
+        return OutOfMemory(f"killed by signal {-exit_code}")
+    return IsolatedRunFailed(f"the child process exited with code {exit_code} without a result")
+
+
 def run_isolated(function: Callable[..., Any], args: tuple[Any, ...], memory_bytes: int, timeout_s: float) -> Any:
     """`function(*args)` run in a child: its result, or the exception it raised (pickled back); OutOfMemory or
-    TimedOut when the child gave none. The child is killed once this returns."""
+    TimedOut when the child gave none, IsolatedRunFailed when it died otherwise. The child is killed once this
+    returns."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     process = _CONTEXT.Process(target=_child, args=(sender, function, args, memory_bytes), daemon=True)
     process.start()
@@ -71,7 +81,7 @@ def run_isolated(function: Callable[..., Any], args: tuple[Any, ...], memory_byt
             kind, value = receiver.recv()
         except EOFError:
             process.join(5)
-            raise OutOfMemory(f"stopped without a result (exit code {process.exitcode})") from None
+            raise _died(process.exitcode) from None
     finally:
         receiver.close()
         if process.is_alive():
