@@ -15,6 +15,8 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 UPLOAD_MAX_BYTES = 2 << 20  # small, so the oversized-upload tests stay quick; the other uploads fit under it
+DATASET_ROW_MAX_BYTES = 1 << 20
+DATASET_FILE_MAX_DECODED_BYTES = 256 << 20
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +28,9 @@ def full_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
             "EPOCHSCOPE_WRITER_LINGER_MS": "20",
             "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
             "EPOCHSCOPE_UPLOAD_MAX_BYTES": str(UPLOAD_MAX_BYTES),
+            # Row and file budgets under the upload limit, so that test_upload_budgets.py passes them with small files.
+            "EPOCHSCOPE_DATASET_ROW_MAX_BYTES": str(DATASET_ROW_MAX_BYTES),
+            "EPOCHSCOPE_DATASET_FILE_MAX_DECODED_BYTES": str(DATASET_FILE_MAX_DECODED_BYTES),
             # The fuzzer writes hundreds of times a minute as one user; the quotas have their own stack's tests.
             "EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE": "100000",
         },

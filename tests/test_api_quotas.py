@@ -1,4 +1,5 @@
-"""Per-user quotas on a dedicated local stack with small ones: active jobs, datasets, dataset bytes, write rate.
+"""Per-user quotas on a dedicated local stack with small ones: active jobs, datasets, dataset bytes, write rate,
+stored predictions.
 
 Beyond each: a 429 with Retry-After and `limit` naming it, nothing stored, and another user unaffected. The stack
 has no writer and no trainer: created jobs stay queued, which is what the active-jobs quota counts.
@@ -12,6 +13,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from api_rows import insert_job, insert_round
 from own_stack import own_stack
 from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
@@ -21,6 +23,7 @@ from epochscope.local_stack import LocalStack
 pytestmark = pytest.mark.stack
 
 ACTIVE_JOBS, DATASETS, DATASET_BYTES, WRITES_PER_MINUTE, RETRY_AFTER = 3, 3, 8000, 12, 45
+PREDICTION_BYTES = 400
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,7 @@ def quota_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
         "EPOCHSCOPE_QUOTA_DATASET_BYTES": str(DATASET_BYTES),
         "EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE": str(WRITES_PER_MINUTE),
         "EPOCHSCOPE_QUOTA_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
+        "EPOCHSCOPE_QUOTA_PREDICTION_BYTES": str(PREDICTION_BYTES),
         "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
     }
     with own_stack("epochscope-quotas-", tiny_model_dir, env, writers=0, trainers=0) as stack:
@@ -194,3 +198,31 @@ async def test_writes_beyond_the_rate_are_a_429_with_the_wait_and_another_user_i
     assert listed.status_code == 200  # reads are not rate limited
     await asyncio.sleep(int(refused.headers["Retry-After"]))
     assert (await delete(token)).status_code == 404  # a token came back after Retry-After
+
+
+async def test_a_job_with_predictions_past_the_stored_predictions_quota_is_a_429(
+    quota_stack: LocalStack, admin: asyncpg.Connection
+) -> None:
+    owner = user()
+    token = quota_stack.mint_token(owner)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=quota_stack.api_url, timeout=60) as client:
+        dataset = await upload(client, token, "train.jsonl", chat_rows())
+        job = {"model": TINY_MODEL_ID, "dataset_id": dataset["dataset_id"], "predictions": {"enabled": True}}
+        old_job = await insert_job(admin, owner, status="completed")
+        await insert_round(admin, old_job, owner, step=0, samples=20)  # 12 or 13 bytes a row
+        assert (await client.post("/v1/jobs", json=job, headers=headers)).status_code == 201  # about 250 bytes: under
+        await insert_round(admin, old_job, owner, step=1, samples=20)
+        refused = await client.post("/v1/jobs", json=job, headers=headers)
+        assert_quota(refused, "prediction_bytes")
+        assert "of stored predictions" in refused.json()["detail"]
+        without = await client.post("/v1/jobs", json={**job, "predictions": {"enabled": False}}, headers=headers)
+        assert without.status_code == 201, without.text  # a job that predicts nothing adds nothing
+        other = quota_stack.mint_token(user())
+        other_dataset = await upload(client, other, "train.jsonl", chat_rows())
+        response = await client.post(
+            "/v1/jobs",
+            json={**job, "dataset_id": other_dataset["dataset_id"]},
+            headers={"Authorization": f"Bearer {other}"},
+        )
+        assert response.status_code == 201, response.text

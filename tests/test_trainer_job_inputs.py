@@ -5,6 +5,8 @@ import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -173,3 +175,37 @@ def test_csv_and_parquet_datasets_train_and_predict(
     assert [(r["model"], r["train_rows"], r["eval_rows"], r["skipped_rows"]) for r in resolved] == [("tiny", 8, 8, 0)]
     job_inputs = settings.work_dir / str(event.job_id) / "inputs"
     assert sorted(p.name for p in job_inputs.iterdir()) == sorted([f"train.{file_type}", f"eval.{file_type}"])
+
+
+READ_AND_MEASURE = """
+import json, sys
+from pathlib import Path
+from epochscope_runtime.dataset_limits import DatasetLimits
+from epochscope_runtime.dataset_rows import FileType
+from epochscope_trainer.job.inputs import read_dataset
+
+def status(field):
+    with open("/proc/self/status") as lines:
+        return int(next(line for line in lines if line.startswith(field)).split()[1]) * 1024
+
+before = status("VmRSS:")
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak (VmHWM) starts again from here
+dataset = read_dataset(Path(sys.argv[1]), FileType.JSONL, DatasetLimits())
+samples = dataset.samples(4, 0)
+grown = status("VmHWM:") - before
+print(json.dumps({"usable": dataset.usable, "samples": [s.sample_id for s in samples], "grown": grown}))
+"""
+
+
+def test_a_dataset_is_counted_and_sampled_without_holding_its_rows(tmp_path: Path) -> None:
+    """100,000 rows (about 20 MB of JSONL, several times that as Python objects) never all in memory at once."""
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(jsonl_bytes(chat_rows(100_000)))
+    done = subprocess.run(
+        [sys.executable, "-c", READ_AND_MEASURE, str(path)], capture_output=True, text=True, timeout=300, check=True
+    )
+    result = json.loads(done.stdout)
+    assert result["usable"] == 100_000
+    assert len(result["samples"]) == 4
+    assert result["grown"] < 16 << 20, result

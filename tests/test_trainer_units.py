@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.dataset_rows import Example, FileType
 from epochscope_runtime.grading import Judge
 from epochscope_runtime.grading.answers import unfence
@@ -33,11 +34,11 @@ def chat(question: str, answer: str) -> dict[str, Any]:
 
 
 def load_jsonl(path: Path) -> Dataset:
-    return read_dataset(path, FileType.JSONL)
+    return read_dataset(path, FileType.JSONL, DatasetLimits())
 
 
 def examples(path: Path) -> list[Example]:
-    return load_jsonl(path).examples
+    return list(load_jsonl(path).examples())
 
 
 def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
@@ -46,8 +47,9 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
         [chat("q0", "a0"), "{not json", {"messages": []}, {"prompt": "p", "completion": "c"}, chat("q1", "a1"), ""],
     )
     dataset = load_jsonl(path)
-    assert [e.row for e in dataset.examples] == [0, 4]
-    assert {e.format for e in dataset.examples} == {"chat"}
+    assert [e.row for e in dataset.examples()] == [0, 4]
+    assert {e.format for e in dataset.examples()} == {"chat"}
+    assert dataset.usable == 2
     assert dataset.skipped == 3
     assert dataset.skip_reasons == {
         "not JSON": 1,
@@ -59,9 +61,11 @@ def test_malformed_rows_are_skipped_and_counted(tmp_path: Path) -> None:
 def test_samples_are_seeded_stable_and_split_at_the_last_assistant_turn(tmp_path: Path) -> None:
     rows = [chat(f"q{i}", f"a{i}") for i in range(20)]
     rows[3]["messages"] += [{"role": "user", "content": "again?"}, {"role": "assistant", "content": "final"}]
-    dataset = examples(write_rows(tmp_path / "d.jsonl", rows))
+    path = write_rows(tmp_path / "d.jsonl", rows)
+    dataset = examples(path)
     first, again = select_samples(dataset, 5, seed=3), select_samples(dataset, 5, seed=3)
     assert first == again
+    assert load_jsonl(path).samples(5, seed=3) == first  # the trainer's streamed pick: the same set
     assert [s.sample_id for s in select_samples(dataset, 5, seed=4)] != [s.sample_id for s in first]
     assert all(s.sample_id.startswith("row-") for s in first)
     everything = {s.sample_id: s for s in select_samples(dataset, 20, seed=0)}

@@ -14,17 +14,18 @@ its stable sample id. Reports show it 1-based as `line`.
 
 import csv
 import io
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
+from epochscope_runtime.dataset_limits import DatasetLimits, DecodedBudget
 from epochscope_schemas.dataset_formats import FileType, RowFormat
 
 ROLES = frozenset({"system", "user", "assistant", "tool"})
-PARQUET_BATCH_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,22 @@ def _checked(row: int, data: object) -> Example | Malformed:
     return Malformed(row, problem) if problem else Example(row, data)  # type: ignore[arg-type]
 
 
-def _jsonl_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
+def _jsonl_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | Malformed]:
     """orjson parses a line several times faster than json (the reader's main cost on a large upload); it also
-    refuses what Postgres and tokenizers cannot take: invalid UTF-8 and lone surrogates."""
-    for row, line in enumerate(file):
-        if not line.strip():
-            continue
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            yield Malformed(row, _why_not_json(line))
-            continue
-        yield _checked(row, data)
+    refuses what Postgres and tokenizers cannot take: invalid UTF-8 and lone surrogates. A line is read only up to
+    the row budget: a longer one is refused before it is held whole."""
+    limit = budget.limits.row_max_bytes
+    row = 0
+    while line := file.readline(limit + 1):
+        budget.charge(row, len(line) - line.endswith(b"\n"))  # a line of limit + 1 bytes without its newline is over
+        if line.strip():
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield Malformed(row, _why_not_json(line))
+            else:
+                yield _checked(row, data)
+        row += 1
 
 
 def _why_not_json(line: bytes) -> str:
@@ -119,10 +124,50 @@ def _why_not_json(line: bytes) -> str:
     return "not JSON"
 
 
-def _csv_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
+class _RecordLines:
+    """A CSV text's lines for csv.reader, each read only up to the row budget, counting the UTF-8 bytes of the
+    record being read (`row`): a record past the budget is refused before csv holds it whole."""
+
+    def __init__(self, text: IO[str], budget: DecodedBudget) -> None:
+        self._text = text
+        self._budget = budget
+        self.row = 0
+        self.record_bytes = 0
+
+    def start(self, row: int) -> None:
+        self.row, self.record_bytes = row, 0
+
+    def __iter__(self) -> "_RecordLines":
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(self._budget.limits.row_max_bytes + 1)
+        if not line:
+            raise StopIteration
+        self.record_bytes += len(line.encode("utf-8"))
+        if self.record_bytes > self._budget.limits.row_max_bytes:
+            self._budget.charge(self.row, self.record_bytes)
+        return line
+
+
+def csv_dict_reader(lines: Iterable[str], limits: DatasetLimits) -> csv.DictReader:
+    """csv.DictReader whose fields may be as long as a row's budget (csv's own default stops at 128 KiB, which would
+    refuse a CSV row that JSONL accepts). The limit is csv's, process-wide: every reader here sets the same one."""
+    csv.field_size_limit(limits.row_max_bytes)
+    return csv.DictReader(lines)
+
+
+def _csv_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | Malformed]:
     """Raises UnicodeDecodeError on bytes that are not UTF-8 and csv.Error on a broken file."""
-    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
-    for row, record in enumerate(csv.DictReader(text)):
+    lines = _RecordLines(io.TextIOWrapper(file, encoding="utf-8-sig", newline=""), budget)  # type: ignore[type-var]
+    reader = csv_dict_reader(lines, budget.limits)
+    _ = reader.fieldnames
+    for row in itertools.count():
+        lines.start(row)
+        record = next(reader, None)
+        if record is None:
+            return
+        budget.charge(row, lines.record_bytes)
         data: dict[str, Any] = {key: value for key, value in record.items() if key and value not in (None, "")}
         if None in record:
             yield Malformed(row, "more values than columns")
@@ -136,27 +181,27 @@ def _csv_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
         yield _checked(row, data)
 
 
-def _parquet_rows(file: IO[bytes]) -> Iterator[Example | Malformed]:
+def _parquet_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | Malformed]:
     """Raises pyarrow.ArrowInvalid on a file that is not Parquet."""
-    import pyarrow.parquet as pq
+    from epochscope_runtime.parquet_rows import parquet_records
 
-    row = 0
-    for batch in pq.ParquetFile(file).iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        for record in batch.to_pylist():
-            yield _checked(row, {key: value for key, value in record.items() if value is not None})
-            row += 1
+    for row, record in enumerate(parquet_records(file, budget.limits)):
+        yield _checked(row, record)
 
 
 READERS = {FileType.JSONL: _jsonl_rows, FileType.CSV: _csv_rows, FileType.PARQUET: _parquet_rows}
 
 
-def read_rows(file: IO[bytes], file_type: FileType) -> Iterator[Example | Malformed]:
+def read_rows(
+    file: IO[bytes], file_type: FileType, limits: DatasetLimits | None = None
+) -> Iterator[Example | Malformed]:
     """Every row of the file, usable or not, in file order (blank JSONL lines are not rows).
 
-    A row whose format differs from the first usable row's is Malformed: a dataset has one format.
+    A row whose format differs from the first usable row's is Malformed: a dataset has one format. Raises
+    OverBudget when a row, or all rows so far, decode past `limits` (by default the EPOCHSCOPE_DATASET_* settings).
     """
     first: RowFormat | None = None
-    for item in READERS[file_type](file):
+    for item in READERS[file_type](file, DecodedBudget(limits or DatasetLimits())):
         if isinstance(item, Example):
             kind = item.format
             first = first or kind

@@ -17,6 +17,7 @@ from epochscope_api.auth.stream_tickets import StreamTickets
 from epochscope_api.auth.user_tokens import UserTokenVerifier
 from epochscope_api.bus.outbox import OutboxRelay
 from epochscope_api.data.db import PoolTimeouts, create_pool
+from epochscope_api.data.retention import retention_policy, run_retention
 from epochscope_api.datasets.token_counts import TokenCounter, load_token_counters
 from epochscope_api.http.user_slots import UserSlots
 from epochscope_api.live.hub import NotificationHub
@@ -71,7 +72,8 @@ def pool_timeouts(settings: ApiSettings) -> PoolTimeouts:
 async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
     """Every adapter, the outbox relay running in the background, until the block ends."""
     store = open_store(settings.store)
-    token_counters = load_token_counters(settings.models)  # a bad tokenizer_dir stops the start, as it should
+    # a bad tokenizer_dir stops the start, as it should
+    token_counters = load_token_counters(settings.models, settings.token_count_max_chars)
     pool = await create_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, pool_timeouts(settings))
     hub = NotificationHub(settings.database_url)
     relay = OutboxRelay(
@@ -87,9 +89,11 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         settings.kafka.max_message_bytes,
         settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
     )
+    retention = run_retention(pool, retention_policy(settings), settings.retention_every_seconds)
     tasks = [
         asyncio.create_task(relay.run(), name="outbox-relay"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
+        asyncio.create_task(retention, name="retention"),
     ]
     try:
         yield Adapters(

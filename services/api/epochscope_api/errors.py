@@ -86,6 +86,10 @@ class UnusableUpload(DomainError):
 
     def __init__(self, problem: str) -> None:
         super().__init__(f"file: {problem}")
+        self.problem = problem
+
+    def __reduce__(self) -> tuple[type["UnusableUpload"], tuple[str]]:
+        return (UnusableUpload, (self.problem,))  # the upload scan raises it in a child process
 
 
 class DatabaseBusy(DomainError):
@@ -125,6 +129,11 @@ class QuotaExceeded(DomainError):
     def checkpoint_bytes(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
         what = f"at most {maximum} bytes ({_human_bytes(maximum)}) of checkpoints (delete jobs, or keep none)"
         return cls("checkpoint_bytes", what, retry_after)
+
+    @classmethod
+    def prediction_bytes(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        what = f"at most {maximum} bytes ({_human_bytes(maximum)}) of stored predictions (delete jobs to free it)"
+        return cls("prediction_bytes", what, retry_after)
 
     @classmethod
     def writes_per_minute(cls, maximum: int, retry_after: int) -> "QuotaExceeded":

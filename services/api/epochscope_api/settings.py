@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_runtime.catalog import CatalogModel, demo_catalog
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
@@ -71,6 +72,19 @@ class ApiSettings(BaseSettings):
     outbox_retention_hours: float = Field(
         default=168.0, gt=0, description="Published outbox rows (their job token already removed) are kept this long."
     )
+    retention_predictions_days: float = Field(
+        default=0, ge=0, description="Predictions of jobs finished this long ago are deleted; 0 keeps them."
+    )
+    retention_progress_days: float = Field(
+        default=0, ge=0, description="Progress points of jobs finished this long ago are deleted; 0 keeps them."
+    )
+    retention_trainers_days: float = Field(
+        default=7, gt=0, description="Trainers silent this long (no job dispatched to them) are forgotten."
+    )
+    retention_attempts_days: float = Field(
+        default=90, gt=0, description="The attempts of jobs finished this long ago are deleted."
+    )
+    retention_every_seconds: float = Field(default=3600, gt=0, description="How often the retention pass runs.")
     # Each list has its own page limit (a request's `limit` is cut to it).
     jobs_page_max: int = Field(default=500, ge=1, description="Most jobs per page of GET /v1/jobs.")
     predictions_page_max: int = Field(default=500, ge=1, description="Most predictions per page.")
@@ -86,6 +100,21 @@ class ApiSettings(BaseSettings):
     )
     upload_max_bytes: int = Field(default=1 << 30, ge=1, description="Largest dataset upload, in bytes.")
     upload_report_examples: int = Field(default=20, ge=0, description="Malformed rows listed in a report.")
+    datasets: DatasetLimits = Field(
+        default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
+    )
+    scan_memory_bytes: int = Field(
+        default=1 << 30,
+        ge=64 << 20,
+        description="Memory an upload's scan may take (its child process's address space, past its start); beyond,"
+        " the upload is refused.",
+    )
+    scan_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="How long an upload's scan may take; beyond, the upload is refused."
+    )
+    token_count_max_chars: int = Field(
+        default=256 << 10, ge=1024, description="Characters of a prompt or completion the token counts encode."
+    )
     datasets_page_max: int = Field(default=100, ge=1, description="Most datasets per page.")
     dataset_rows_page_max: int = Field(default=100, ge=1, description="Most rows per page of a dataset's rows.")
     quota_active_jobs: int = Field(default=10, ge=1, description="Most queued or running jobs per user.")
@@ -108,6 +137,11 @@ class ApiSettings(BaseSettings):
         description="Most bytes of checkpoints a user's jobs may keep; a job is allowed what is left when it is"
         " submitted, and its trainer keeps no checkpoint past that.",
     )
+    quota_prediction_bytes: int = Field(
+        default=10 << 30,
+        ge=1,
+        description="Most bytes of stored prediction texts per user; past it, a job with predictions is refused.",
+    )
     quota_writes_per_minute: int = Field(
         default=60, ge=1, description="Most write requests (POST, DELETE) per user per minute, as a token bucket."
     )
@@ -116,6 +150,14 @@ class ApiSettings(BaseSettings):
     )
     page_max_bytes: int = Field(
         default=4 << 20, ge=1024, description="A page or a live-stream read stops adding rows past this many bytes."
+    )
+    job_max_rounds: int = Field(
+        default=1000,
+        ge=1,
+        description="Most prediction rounds per job (the baseline included).",
+    )
+    job_max_generated_tokens: int = Field(
+        default=20_000_000, ge=1, description="Most generated tokens per job (every answer at max_new_tokens)."
     )
     estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
@@ -34,6 +35,9 @@ class TrainerSettings(BaseSettings):
         default=DEFAULT_TEXT_MAX_BYTES,
         ge=256,
         description="Prompt, ground truth and prediction are each cut to this many UTF-8 bytes (flagged truncated).",
+    )
+    job_max_seconds: float = Field(
+        default=86_400.0, gt=0, description="Wall-clock limit of one job; past it, training stops and the job fails."
     )
     keep_job_dirs: bool = Field(
         default=False, description="Keep each job's folder (config, inputs, log) after the job ends, for debugging."
@@ -65,6 +69,9 @@ class TrainerSettings(BaseSettings):
         description="production refuses a weak or (at start-up) missing trainer key.",
     )
     log_level: str = "INFO"
+    datasets: DatasetLimits = Field(
+        default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
+    )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
 

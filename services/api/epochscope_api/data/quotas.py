@@ -89,6 +89,20 @@ async def checkpoint_bytes_left(conn: asyncpg.Connection, user_id: str, settings
     return settings.quota_checkpoint_bytes - used
 
 
+async def check_prediction_bytes(conn: asyncpg.Connection, user_id: str, settings: ApiSettings) -> None:
+    """QuotaExceeded once the texts of the user's stored predictions (prompt, ground truth, prediction; their
+    octet_length, which reads no TOASTed value) reach the quota. Checked at submission: a running job is not
+    stopped by it, and its predictions count at the next submission. Linear in the user's predictions."""
+    used = await conn.fetchval(
+        "SELECT coalesce(sum(octet_length(prompt) + coalesce(octet_length(ground_truth), 0)"
+        " + octet_length(prediction)), 0) FROM training_predictions"
+        " WHERE job_id IN (SELECT job_id FROM jobs WHERE owner_id = $1)",  # by job: the key's index
+        user_id,
+    )
+    if used >= settings.quota_prediction_bytes:
+        raise QuotaExceeded.prediction_bytes(settings.quota_prediction_bytes, settings.quota_retry_after_seconds)
+
+
 async def admit_write(conn: asyncpg.Connection, user_id: str, per_minute: int) -> None:
     """Counts one write request; QuotaExceeded (Retry-After: when the next one is admitted) past `per_minute`.
     A token bucket of `per_minute` tokens refilled evenly over a minute (GCRA: one timestamp per user)."""

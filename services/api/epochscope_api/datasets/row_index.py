@@ -21,12 +21,13 @@ from typing import Protocol
 
 import obstore
 
+from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.dataset_rows import Example, FileType, read_rows
 from epochscope_runtime.object_store import ObjectStore, open_object
+from epochscope_runtime.parquet_rows import parquet_records
 
 ENTRY = struct.Struct("<qq")
 TRAILER = struct.Struct("<q")
-PARQUET_READ_BATCH = 256
 
 
 def index_key(object_key: str) -> str:
@@ -93,30 +94,32 @@ def _examples_in(data: bytes, file_type: FileType, rows: Sequence[int]) -> list[
     return [Example(row, example.data) for row, example in zip(rows, found, strict=False)]
 
 
-def _parquet_examples(store: ObjectStore, object_key: str, rows: Sequence[int]) -> list[Example]:
-    """Rows of a Parquet object read row group by row group (only the groups holding them, stopping early)."""
+def _parquet_examples(
+    store: ObjectStore, object_key: str, rows: Sequence[int], max_bytes: int | None = None
+) -> list[Example]:
+    """Rows of a Parquet object read row group by row group (only the groups holding them, stopping early), each
+    within the row reader's budget; with `max_bytes`, only the first rows whose records fit it (one at least)."""
     import pyarrow.parquet as pq
 
+    records: dict[int, dict] = {}
+    taken = 0
     with open_object(store, object_key) as file:
-        parquet = pq.ParquetFile(file)
-        group_starts = [0, *accumulate(parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))]
+        metadata = pq.ParquetFile(file).metadata
+        group_starts = [0, *accumulate(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))]
         wanted: dict[int, list[int]] = {}
         for row in rows:
             wanted.setdefault(bisect_right(group_starts, row) - 1, []).append(row)
-        records = {}
         for group, group_rows in wanted.items():
-            first, needed = group_starts[group], set(group_rows)
-            last = max(group_rows)
-            for batch in parquet.iter_batches(batch_size=PARQUET_READ_BATCH, row_groups=[group]):
-                if first + batch.num_rows > min(needed):
-                    for offset, record in enumerate(batch.to_pylist()):
-                        if first + offset in needed:
-                            # The record as dataset_rows' Parquet reader makes it: null columns left out.
-                            records[first + offset] = {k: v for k, v in record.items() if v is not None}
-                first += batch.num_rows
-                if first > last:
+            needed, last = set(group_rows), max(group_rows)
+            for row, record in enumerate(parquet_records(file, DatasetLimits(), [group]), start=group_starts[group]):
+                if row in needed:
+                    if max_bytes is not None and records and taken >= max_bytes:
+                        return [Example(r, records[r]) for r in rows if r in records]
+                    records[row] = record  # as dataset_rows' Parquet reader makes it: null columns left out
+                    taken += _record_bytes(Example(row, record))
+                if row >= last:
                     break
-    return [Example(row, records[row]) for row in rows]
+    return [Example(row, records[row]) for row in rows if row in records]
 
 
 async def read_examples(store: ObjectStore, dataset: IndexedFile, positions: list[int]) -> list[Example]:
@@ -163,8 +166,7 @@ async def read_page(
     entries, prefix_length = await _entries(store, dataset, range(start, end))
     rows = [entry.row for entry in entries]
     if dataset.file_type is FileType.PARQUET:
-        examples = await asyncio.to_thread(_parquet_examples, store, dataset.object_key, rows)
-        return examples[: _within([_record_bytes(e) for e in examples], max_bytes)] if max_bytes else examples
+        return await asyncio.to_thread(_parquet_examples, store, dataset.object_key, rows, max_bytes)
     if max_bytes:
         entries = entries[: _within([entry.end - entry.start for entry in entries], max_bytes)]
         rows = rows[: len(entries)]

@@ -1,6 +1,8 @@
 """Validation of a stored upload: one streaming pass of the shared `read_rows` (the trainer's reader) over the
 object, which counts rows, collects the malformed ones with their reasons, counts tokens per catalog model and
-writes the row index (dataset_index.py) as it goes. Synchronous: the API runs it in a worker thread.
+writes the row index (dataset_index.py) as it goes. Synchronous and isolated: it runs in a child process with a
+memory limit and a timeout (isolation.py), within the decoded-bytes budgets of the row reader (dataset_limits.py),
+so that no upload can take the API process down with it.
 """
 
 import csv
@@ -14,15 +16,19 @@ import jinja2
 import obstore
 import pyarrow
 
+from epochscope_api.datasets.isolation import OutOfMemory, TimedOut, preload, run_isolated
 from epochscope_api.datasets.row_index import TRAILER, encode_entries, index_key
 from epochscope_api.datasets.token_counts import TokenCounter
 from epochscope_api.errors import UnusableUpload
 from epochscope_api.response_models import DatasetReport, MalformedRow, TokenTotals
-from epochscope_runtime.dataset_rows import Example, FileType, Malformed, RowFormat, read_rows
+from epochscope_api.settings import ApiSettings
+from epochscope_runtime.dataset_limits import DatasetLimits, OverBudget
+from epochscope_runtime.dataset_rows import Example, FileType, Malformed, RowFormat, csv_dict_reader, read_rows
 from epochscope_runtime.object_store import ObjectStore, open_object
 from epochscope_runtime.sampler import Sample, to_sample
 
-TOKEN_BATCH = 512  # samples rendered and encoded together
+TOKEN_BATCH = 512  # samples rendered and encoded together, at most
+TOKEN_BATCH_BYTES = 16 << 20  # and at most about this many bytes of rows
 INDEX_FLUSH_ENTRIES = 1 << 16
 CSV_CHUNK = 1 << 20
 
@@ -36,7 +42,7 @@ class Scan:
 
 
 class _JsonlLines:
-    """The file's lines, remembering where the last one handed out starts: the JSONL reader pulls one line per
+    """The file's readline, remembering where the last line handed out starts: the JSONL reader pulls one line per
     row, so when it yields a row, `start` is that row's offset."""
 
     def __init__(self, file: IO[bytes]) -> None:
@@ -44,10 +50,10 @@ class _JsonlLines:
         self.start = 0
         self._next = 0
 
-    def __iter__(self) -> Iterator[bytes]:
-        for line in self._file:
-            self.start, self._next = self._next, self._next + len(line)
-            yield line
+    def readline(self, size: int = -1) -> bytes:
+        line = self._file.readline(size)
+        self.start, self._next = self._next, self._next + len(line)
+        return line
 
 
 class _CsvLines:
@@ -82,11 +88,11 @@ class _CsvLines:
         return raw.decode("utf-8")
 
 
-def _csv_offsets(file: IO[bytes], header_end: list[int]) -> Iterator[int]:
+def _csv_offsets(file: IO[bytes], header_end: list[int], limits: DatasetLimits) -> Iterator[int]:
     """Where each record of the CSV starts (the records csv.DictReader yields, as in dataset_rows); the header's end
     goes into `header_end`."""
     lines = _CsvLines(file)
-    reader = csv.DictReader(lines)
+    reader = csv_dict_reader(lines, limits)
     _ = reader.fieldnames
     header_end.append(lines.position)
     while True:
@@ -125,21 +131,29 @@ class _TokenTally:
         return TokenTotals(**self.totals, template_errors=self.template_errors)
 
 
-def _items_with_offsets(store: ObjectStore, key: str, file_type: FileType, stack: list[Any], header_end: list[int]):
+def _items_with_offsets(
+    store: ObjectStore, key: str, file_type: FileType, limits: DatasetLimits, stack: list[Any], header_end: list[int]
+):
     """(row, byte offset) pairs for every row read_rows yields; the readers opened go on `stack` for closing."""
     file = open_object(store, key)
     stack.append(file)
     if file_type is FileType.JSONL:
         lines = _JsonlLines(file)
-        for item in read_rows(cast(IO[bytes], lines), file_type):
+        for item in read_rows(cast(IO[bytes], lines), file_type, limits):
             yield item, lines.start
     elif file_type is FileType.CSV:
         second = open_object(store, key)
         stack.append(second)
-        yield from zip(read_rows(file, file_type), _csv_offsets(second, header_end), strict=True)
+        # read_rows reads each record first, within the budget, then _csv_offsets the same record
+        yield from zip(read_rows(file, file_type, limits), _csv_offsets(second, header_end, limits), strict=True)
     else:
-        for item in read_rows(file, file_type):
+        for item in read_rows(file, file_type, limits):
             yield item, 0
+
+
+def _text_length(sample: Sample) -> int:
+    texts = [message["content"] for message in sample.messages or []]
+    return sum(map(len, texts)) + len(sample.text or "") + len(sample.ground_truth or "")
 
 
 def _no_usable_row(rows: int, by_reason: Counter[str]) -> UnusableUpload:
@@ -150,21 +164,46 @@ def _no_usable_row(rows: int, by_reason: Counter[str]) -> UnusableUpload:
 
 
 def scan_dataset(
-    store: ObjectStore, key: str, file_type: FileType, counters: dict[str, TokenCounter], examples: int
+    store: ObjectStore, key: str, file_type: FileType, counters: dict[str, TokenCounter], settings: ApiSettings
 ) -> Scan:
-    """The report of the object at `key`, its row index written beside it; UnusableUpload if it cannot be used."""
+    """The report of the object at `key`, its row index written beside it; UnusableUpload if it cannot be used,
+    within the row reader's budgets, the scan's memory limit and its timeout."""
+    args = (store, key, file_type, counters, settings.upload_report_examples, settings.datasets)
+    try:
+        return run_isolated(_scan, args, settings.scan_memory_bytes, settings.scan_timeout_seconds)
+    except OutOfMemory as exc:
+        raise UnusableUpload(
+            f"reading the file needed more than {settings.scan_memory_bytes} bytes of memory, the limit"
+            f" (EPOCHSCOPE_SCAN_MEMORY_BYTES): {exc}"
+        ) from None
+    except TimedOut:
+        raise UnusableUpload(
+            f"reading the file took longer than {settings.scan_timeout_seconds:g} s, the limit"
+            " (EPOCHSCOPE_SCAN_TIMEOUT_SECONDS)"
+        ) from None
+
+
+def _scan(
+    store: ObjectStore,
+    key: str,
+    file_type: FileType,
+    counters: dict[str, TokenCounter],
+    examples: int,
+    limits: DatasetLimits,
+) -> Scan:
     tallies = {model_id: _TokenTally(counter) for model_id, counter in counters.items()}
     by_reason: Counter[str] = Counter()
     malformed_examples: list[MalformedRow] = []
     rows = usable = 0
     row_format: RowFormat | None = None
     batch: list[Sample] = []
+    batch_bytes = 0
     entries: list[int] = []
     header_end: list[int] = []
     stack: list[Any] = []
     index = obstore.open_writer(store, index_key(key), buffer_size=8 << 20, max_concurrency=2)
     try:
-        for item, offset in _items_with_offsets(store, key, file_type, stack, header_end):
+        for item, offset in _items_with_offsets(store, key, file_type, limits, stack, header_end):
             rows += 1
             if isinstance(item, Malformed):
                 by_reason[item.reason] += 1
@@ -180,14 +219,20 @@ def scan_dataset(
                 entries.clear()
             if tallies:
                 batch.append(to_sample(example, 0))
-                if len(batch) >= TOKEN_BATCH:
+                batch_bytes += _text_length(batch[-1])
+                if len(batch) >= TOKEN_BATCH or batch_bytes >= TOKEN_BATCH_BYTES:
                     for tally in tallies.values():
                         tally.add(batch)
                     batch.clear()
+                    batch_bytes = 0
+    except OverBudget as exc:
+        raise UnusableUpload(str(exc)) from None
     except UnicodeDecodeError as exc:
         raise UnusableUpload(f"not valid UTF-8 text ({exc.reason} at a byte {exc.object[exc.start]:#04x})") from exc
     except csv.Error as exc:
         raise UnusableUpload(f"not a valid CSV file: {exc}") from exc
+    except MemoryError:
+        raise
     except pyarrow.ArrowException as exc:
         raise UnusableUpload(f"not a valid Parquet file: {exc}") from exc
     finally:
@@ -207,3 +252,6 @@ def scan_dataset(
         tokens={model_id: tally.result() for model_id, tally in tallies.items()},
     )
     return Scan(rows=rows, usable_rows=usable, row_format=row_format, report=report)
+
+
+preload(__name__)

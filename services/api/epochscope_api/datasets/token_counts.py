@@ -3,7 +3,9 @@
 A prompt is counted as the trainer's generation sees it: chat prompts rendered by the model's chat template with
 `add_generation_prompt=True`, the way transformers' `apply_chat_template(..., tokenize=False)` renders them (the
 same sandboxed Jinja environment, globals and special-token variables), then encoded with
-`add_special_tokens=False` (generation.py); a completion is encoded the same way.
+`add_special_tokens=False` (generation.py); a completion is encoded the same way. Each text is cut to
+`text_max_chars` characters before it is encoded (EPOCHSCOPE_TOKEN_COUNT_MAX_CHARS), so a longer one counts the
+tokens of its first characters only: enough to tell that it passes any model's context, at a bounded cost.
 """
 
 import json
@@ -84,13 +86,28 @@ def _plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return plain
 
 
+DEFAULT_TEXT_MAX_CHARS = 256 << 10
+
+
 class TokenCounter:
     """Counts tokens for one model: its tokenizer.json, chat template and named special tokens."""
 
-    def __init__(self, tokenizer: Tokenizer, chat_template: str | None, special_tokens: dict[str, str]) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        chat_template: str | None,
+        special_tokens: dict[str, str],
+        text_max_chars: int = DEFAULT_TEXT_MAX_CHARS,
+    ) -> None:
         self._tokenizer = tokenizer
+        self._template_source = chat_template
         self._template = compile_chat_template(chat_template) if chat_template else None
         self._special_tokens = special_tokens
+        self._text_max_chars = text_max_chars
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its sources (a compiled template does not pickle): the upload scan runs in a child process."""
+        return (TokenCounter, (self._tokenizer, self._template_source, self._special_tokens, self._text_max_chars))
 
     def render_prompt(self, sample: Sample) -> str:
         """The text the model is asked to continue (the trainer's render_prompt)."""
@@ -107,8 +124,10 @@ class TokenCounter:
         )
 
     def count(self, texts: Sequence[str]) -> list[int]:
-        """Tokens of each text, encoded as a batch (the tokenizer spreads a batch over cores)."""
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        """Tokens of each text (of its first `text_max_chars` characters), encoded as a batch (the tokenizer spreads
+        a batch over cores)."""
+        cut = [text[: self._text_max_chars] for text in texts]
+        encodings = self._tokenizer.encode_batch(cut, add_special_tokens=False)
         return [len(encoding.ids) for encoding in encodings]
 
     def count_prompt(self, sample: Sample) -> int:
@@ -135,7 +154,7 @@ def _chat_template(folder: Path, config: dict[str, Any]) -> str | None:
     return template if isinstance(template, str) else None
 
 
-def load_token_counter(folder: Path) -> TokenCounter:
+def load_token_counter(folder: Path, text_max_chars: int = DEFAULT_TEXT_MAX_CHARS) -> TokenCounter:
     """The counter of a tokenizer folder (tokenizer.json, and tokenizer_config.json or chat_template.jinja)."""
     try:
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -150,14 +169,16 @@ def load_token_counter(folder: Path) -> TokenCounter:
         text = _token_text(config.get(name)) or _token_text(legacy.get(name))
         if text is not None:
             special[name] = text
-    return TokenCounter(tokenizer, _chat_template(folder, config), special)
+    return TokenCounter(tokenizer, _chat_template(folder, config), special, text_max_chars)
 
 
-def load_token_counters(models: Sequence[CatalogModel]) -> dict[str, TokenCounter]:
+def load_token_counters(
+    models: Sequence[CatalogModel], text_max_chars: int = DEFAULT_TEXT_MAX_CHARS
+) -> dict[str, TokenCounter]:
     """One counter per catalog model with a tokenizer_dir, by model id."""
     counters = {}
     for model in models:
         if model.tokenizer_dir:
-            counters[model.id] = load_token_counter(Path(model.tokenizer_dir))
+            counters[model.id] = load_token_counter(Path(model.tokenizer_dir), text_max_chars)
             log.info("token counts for model %s from %s", model.id, model.tokenizer_dir)
     return counters

@@ -7,9 +7,12 @@ Errors use FastAPI's own 422 shape, so every field error names its field the sam
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 from fastapi.exceptions import RequestValidationError
 
-from epochscope_api.errors import UnknownDatasets
+from epochscope_api.data.datasets import fetch_dataset
+from epochscope_api.errors import DatasetNotFound, UnknownDatasets
+from epochscope_api.jobs.estimate import count_rounds
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.config import JobConfig, limit_violations
@@ -56,3 +59,50 @@ def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
     if errors or model is None:
         raise field_errors(errors)
     return model
+
+
+def work_violations(config: JobConfig, train_rows: int, sample_rows: int, settings: ApiSettings) -> list[FieldProblem]:
+    """The per-job limits on total work the job would pass, as the estimate counts it: prediction rounds, and
+    generated tokens (every answer at max_new_tokens)."""
+    predictions = config.predictions
+    rounds = count_rounds(config, train_rows)
+    generated = rounds * min(predictions.sample_count, sample_rows) * predictions.max_new_tokens
+    errors: list[FieldProblem] = []
+    if rounds > settings.job_max_rounds:
+        errors.append(
+            (
+                ("predictions", "step_interval"),
+                f"the job would run {rounds} prediction rounds, over the limit of {settings.job_max_rounds} per job"
+                " (EPOCHSCOPE_JOB_MAX_ROUNDS): predict less often, or train fewer epochs",
+            )
+        )
+    if generated > settings.job_max_generated_tokens:
+        errors.append(
+            (
+                ("predictions", "max_new_tokens"),
+                f"the job could generate {generated} tokens, over the limit of {settings.job_max_generated_tokens}"
+                " per job (EPOCHSCOPE_JOB_MAX_GENERATED_TOKENS): fewer rounds, samples or max_new_tokens",
+            )
+        )
+    return errors
+
+
+def check_job_work(config: JobConfig, train_rows: int, sample_rows: int, settings: ApiSettings) -> None:
+    """A 422 naming each per-job work limit the job would pass."""
+    if errors := work_violations(config, train_rows, sample_rows, settings):
+        raise field_errors(errors)
+
+
+async def check_job_work_of(conn: asyncpg.Connection, config: JobConfig, settings: ApiSettings) -> None:
+    """check_job_work with the usable rows of the job's datasets (the user's own: a missing one is left to the
+    inputs' own check)."""
+    if not config.predictions.enabled:
+        return
+    try:
+        train = await fetch_dataset(conn, config.dataset_id)
+        source = train
+        if config.predictions.samples_dataset_id is not None:
+            source = await fetch_dataset(conn, config.predictions.samples_dataset_id)
+    except DatasetNotFound:
+        return
+    check_job_work(config, train.usable_rows, source.usable_rows, settings)

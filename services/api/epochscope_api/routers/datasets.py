@@ -73,7 +73,7 @@ async def upload_dataset(
     user's quota of datasets or of their bytes, a 429 (`limit`: datasets or dataset_bytes) and nothing is kept."""
 
     def scan(key: str, file_type: FileType) -> Awaitable[Scan]:
-        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings.upload_report_examples)
+        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings)
 
     body = RequestUpload(request, store, user_id)
     return await datasets.upload_dataset(pool, store, user_id, body, scan, settings)

@@ -11,7 +11,7 @@ from epochscope_api.deps import WRITE_LIMITED, SettingsDep, StoreDep, TokenCount
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
 from epochscope_api.http.errors import QUOTA
 from epochscope_api.jobs.estimate import Estimate, EstimateRequest, SamplePreview, estimate
-from epochscope_api.jobs.validation import check_job_config, unknown_datasets
+from epochscope_api.jobs.validation import check_job_config, check_job_work, unknown_datasets
 from epochscope_runtime.sampler import Sample, sample_positions, to_sample
 
 router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
@@ -36,6 +36,7 @@ async def estimate_predictions(
     source = train
     if config.predictions.samples_dataset_id is not None:
         source = await _dataset(conn, "predictions.samples_dataset_id", config.predictions.samples_dataset_id)
+    check_job_work(config, train.usable_rows, source.usable_rows, settings)
     samples: list[SamplePreview] = []
     if config.predictions.enabled:
         positions = sample_positions(source.usable_rows, config.predictions.sample_count, config.predictions.seed)

@@ -16,6 +16,7 @@ class Generation:
     text: str
     tokens: int
     latency_ms: float  # wall time of the batch this prediction was generated in
+    prompt_tokens_cut: int = 0  # tokens cut from the prompt's start to fit the context with max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -34,28 +35,41 @@ def inference_mode(model: Any, tokenizer: Any) -> Iterator[None]:
     config = model.config
     use_cache = getattr(config, "use_cache", True)
     checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
-    padding_side = tokenizer.padding_side
+    padding_side, truncation_side = tokenizer.padding_side, tokenizer.truncation_side
     if checkpointing:
         model.activation_checkpointing_disable()
     model.eval()
     config.use_cache = True
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = tokenizer.truncation_side = "left"  # a cut prompt keeps its end (the turn to answer)
     try:
         with torch.inference_mode():
             yield
     finally:
-        tokenizer.padding_side = padding_side
+        tokenizer.padding_side, tokenizer.truncation_side = padding_side, truncation_side
         config.use_cache = use_cache
         if checkpointing:
             model.activation_checkpointing_enable()
         model.train(was_training)
 
 
+def prompt_token_budget(model: Any, tokenizer: Any, max_new_tokens: int) -> int | None:
+    """Tokens a prompt may have: the model's context (its position embeddings, or the tokenizer's maximum) less
+    max_new_tokens, one at least; None when neither is known."""
+    context = getattr(model.config, "max_position_embeddings", None)
+    if context is None:
+        context = getattr(tokenizer, "model_max_length", None)
+        context = context if isinstance(context, int) and context < 1 << 30 else None  # transformers' "no limit"
+    return None if context is None else max(1, context - max_new_tokens)
+
+
 def generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings) -> list[Generation]:
-    """One Generation per prompt, in prompt order. Batches hold prompts of similar length (less padding)."""
+    """One Generation per prompt, in prompt order. Batches hold prompts of similar length (less padding). A prompt
+    longer than the context less max_new_tokens loses its first tokens (Generation.prompt_tokens_cut)."""
     if not prompts:
         return []
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    budget = prompt_token_budget(model, tokenizer, settings.max_new_tokens)
+    cut = [max(0, length - budget) if budget is not None else 0 for length in lengths]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     results: dict[int, Generation] = {}
     device = next(model.parameters()).device
@@ -65,7 +79,12 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
             inputs = tokenizer(
-                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+                [prompts[i] for i in batch],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+                truncation=budget is not None,
+                max_length=budget,
             ).to(device)
             torch.manual_seed(settings.seed + start)
             started = time.perf_counter()
@@ -83,7 +102,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
             for row, index in enumerate(batch):
                 tokens = _generated_length(new_tokens[row].tolist(), tokenizer.eos_token_id, pad_id)
                 text = tokenizer.decode(new_tokens[row][:tokens], skip_special_tokens=True)
-                results[index] = Generation(text.strip(), tokens, latency_ms)
+                results[index] = Generation(text.strip(), tokens, latency_ms, cut[index])
     return [results[i] for i in range(len(prompts))]
 
 

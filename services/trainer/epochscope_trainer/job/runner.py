@@ -12,7 +12,6 @@ import argparse
 import csv
 import json
 import logging
-import random
 import signal
 import sys
 import threading
@@ -23,7 +22,7 @@ import torch
 
 from epochscope_runtime.log_config import configure_logging
 from epochscope_runtime.object_store import ObjectStore, open_store
-from epochscope_runtime.sampler import Sample, select_samples
+from epochscope_runtime.sampler import Sample
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import (
     DatasetObject,
@@ -55,10 +54,13 @@ from epochscope_trainer.job.precision import this_machine
 from epochscope_trainer.job.predictions import prediction_rounds
 from epochscope_trainer.job.predictions.round_runner import AfterRound
 from epochscope_trainer.job.stopping import StopOnRule, StopRule
+from epochscope_trainer.job.time_limit import TimeLimit
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 from epochscope_trainer.settings import TrainerSettings
 
 log = logging.getLogger("epochscope.trainer.job")
+
+ROWS_DIR = "rows"  # the training rows as Arrow files (inputs.Dataset.training_rows)
 
 
 class JobRun:
@@ -121,9 +123,10 @@ class JobRun:
 
     def _train(self) -> dict[str, float]:
         config = self.config
+        time_limit = TimeLimit(self.settings.job_max_seconds)
         model_path = resolve_model(self.inputs.model, self.settings.model_cache_dir)  # an unusable source fails fast
         train = self._load("train", self.inputs.train)
-        if not train.examples:
+        if not train.usable:
             raise ValueError(f"no usable rows in dataset {self.inputs.train.dataset_id} ({train.skipped} malformed)")
         train_rows, eval_rows = self._split(train)
         samples = self._samples(train)
@@ -132,6 +135,7 @@ class JobRun:
         callbacks: list[Any] = [
             ProgressCallback(self.publish, self.job, config.num_epochs),
             StopOnRequest(self.stop_requested),
+            time_limit,
         ]
         checkpointer = Checkpointer(
             config.predictions.checkpoints,
@@ -160,8 +164,8 @@ class JobRun:
                 config=config,
                 model=model,
                 tokenizer=tokenizer,
-                train_rows=train_rows.examples,
-                eval_rows=eval_rows.examples if eval_rows else None,
+                train_rows=train_rows,
+                eval_rows=eval_rows,
                 precision=precision,
                 output_dir=self.job_dir / "output",
                 logging_steps=self.settings.progress_every_steps,
@@ -180,8 +184,8 @@ class JobRun:
                     "precision": precision.label,
                     "processes": processes,
                     "backend": torch.distributed.get_backend() if processes > 1 else None,
-                    "train_rows": len(train_rows.examples),
-                    "eval_rows": len(eval_rows.examples) if eval_rows else 0,
+                    "train_rows": len(train_rows),
+                    "eval_rows": len(eval_rows) if eval_rows else 0,
                     "skipped_rows": train.skipped,
                     "samples": len(samples),
                     "lora": config.lora is not None,
@@ -191,6 +195,7 @@ class JobRun:
         )
         try:
             result = trainer.train()
+            time_limit.raise_if_stopped(trainer.state.global_step)
             if trainer.is_world_process_zero() and not self.stop_requested():
                 checkpointer.save_final(trainer.model, tokenizer, trainer.state.global_step, trainer.state.epoch or 0.0)
         finally:
@@ -209,22 +214,22 @@ class JobRun:
 
     def _load(self, name: str, obj: DatasetObject) -> Dataset:
         """Download, check and read one input dataset; malformed rows are a warning."""
-        dataset = read_dataset(fetch(self.store, obj, self.job_dir / INPUTS_DIR, name), obj.file_type)
+        path = fetch(self.store, obj, self.job_dir / INPUTS_DIR, name)
+        dataset = read_dataset(path, obj.file_type, self.settings.datasets)
         if dataset.skipped:
             skipped = f"skipped {dataset.skipped} malformed row(s): {dataset.skip_summary()}"
             self.warn("rows_skipped", f"{name} dataset {obj.dataset_id}: {skipped}")
         return dataset
 
-    def _split(self, train: Dataset) -> tuple[Dataset, Dataset | None]:
+    def _split(self, train: Dataset) -> tuple[Any, Any | None]:
+        """The training and eval rows (datasets.Dataset on disk)."""
         config = self.config
+        cache = self.job_dir / ROWS_DIR
         if self.inputs.eval is not None:
-            return train, self._load("eval", self.inputs.eval)
+            return train.training_rows(cache), self._load("eval", self.inputs.eval).training_rows(cache)
         if config.eval_fraction is None:
-            return train, None
-        shuffled = list(train.examples)
-        random.Random(config.predictions.seed).shuffle(shuffled)
-        held_out = max(1, round(len(shuffled) * config.eval_fraction))
-        return Dataset(shuffled[held_out:]), Dataset(shuffled[:held_out])
+            return train.training_rows(cache), None
+        return train.split(config.eval_fraction, config.predictions.seed, cache)
 
     def _samples(self, train: Dataset) -> list[Sample]:
         """The prediction set; an unreadable or empty samples dataset is a warning and training goes on."""
@@ -239,10 +244,10 @@ class JobRun:
             except (OSError, ValueError, csv.Error) as exc:  # InputError, a broken file: no predictions
                 self.warn("samples_unreadable", f"cannot read the samples dataset: {exc}; training without predictions")
                 return []
-            if not source.examples:
+            if not source.usable:
                 self.warn("samples_empty", f"samples dataset {samples.dataset_id} has no usable rows; no predictions")
                 return []
-        return select_samples(source.examples, predictions.sample_count, predictions.seed)
+        return source.samples(predictions.sample_count, predictions.seed)
 
 
 def main(argv: list[str] | None = None) -> None:

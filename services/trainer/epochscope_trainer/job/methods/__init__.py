@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from epochscope_runtime.dataset_rows import Example
 from epochscope_schemas.config import JobConfig
 from epochscope_trainer.job.methods.sft import SupervisedFineTuning
 from epochscope_trainer.job.precision import Precision
@@ -25,8 +24,8 @@ class TrainingParts:
     config: JobConfig
     model: Any
     tokenizer: Any
-    train_rows: list[Example]
-    eval_rows: list[Example] | None
+    train_rows: Any  # a datasets.Dataset of TRL records (training_record), memory-mapped on disk
+    eval_rows: Any | None  # the same, for evaluation; None without an eval set
     precision: Precision
     output_dir: Path
     logging_steps: int  # progress events at this step interval

@@ -2,10 +2,8 @@
 
 from typing import TYPE_CHECKING
 
-from datasets import Dataset
 from trl import SFTTrainer
 
-from epochscope_runtime.dataset_rows import Example, training_record
 from epochscope_trainer.job.training_args import lora_config, sft_config
 
 if TYPE_CHECKING:
@@ -14,7 +12,8 @@ if TYPE_CHECKING:
 
 class SupervisedFineTuning:
     """SFTTrainer with the job's hyperparameters; rows as TRL's conversational, prompt-completion or language
-    modeling records (`training_record`), collated by SFTTrainer itself; LoRA through PEFT when the job asks."""
+    modeling records (`training_record`, streamed to disk by job/inputs.py), collated by SFTTrainer itself; LoRA
+    through PEFT when the job asks."""
 
     def build_trainer(self, parts: "TrainingParts") -> SFTTrainer:
         args = sft_config(
@@ -23,13 +22,9 @@ class SupervisedFineTuning:
         return SFTTrainer(
             model=parts.model,
             args=args,
-            train_dataset=_records(parts.train_rows),
-            eval_dataset=_records(parts.eval_rows) if parts.eval_rows else None,
+            train_dataset=parts.train_rows,
+            eval_dataset=parts.eval_rows,
             processing_class=parts.tokenizer,
             peft_config=lora_config(parts.config.lora),
             callbacks=parts.callbacks,
         )
-
-
-def _records(rows: list[Example]) -> Dataset:
-    return Dataset.from_list([training_record(row) for row in rows])

@@ -39,7 +39,9 @@ class RoundPublisher:
         self.text_max_bytes = text_max_bytes
 
     def answered(self, answers: RoundAnswers) -> RoundSummaryEvent:
-        """Publish the round's predictions, then its summary; the summary."""
+        """Publish the round's predictions, then its summary; the summary. Prompts cut to fit the model's context are
+        named in one `prompt_truncated` warning."""
+        self.warn_cut_prompts(answers.key, answers.generations)
         events = [
             self.prediction(answers.key, sample, prompt, generation)
             for sample, prompt, generation in zip(self.samples, answers.prompts, answers.generations, strict=True)
@@ -49,6 +51,17 @@ class RoundPublisher:
         summary = summarize(events, answers.key, answers.wall_ms, answers.stall_ms)
         self.publish(TRAINING_STATUS, summary)
         return summary
+
+    def warn_cut_prompts(self, key: RoundKey, generations: list[Generation]) -> None:
+        pairs = zip(self.samples, generations, strict=True)
+        cut = [f"{sample.sample_id} ({g.prompt_tokens_cut})" for sample, g in pairs if g.prompt_tokens_cut]
+        if cut:
+            message = (
+                f"round {key.index}: {len(cut)} prompt(s) lost their first tokens to fit the model's context less"
+                f" max_new_tokens: {', '.join(cut)}"
+            )
+            warning = WarningEvent(**self.job.envelope(), code="prompt_truncated", message=message[:2000])
+            self.publish(TRAINING_STATUS, warning)
 
     def failed(self, key: RoundKey, exc: Exception) -> None:
         message = f"round {key.index} at step {key.step}: {type(exc).__name__}: {exc}"
