@@ -75,7 +75,7 @@ TARGETS = {
 }
 LORA = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
-FULL = Size(DEMO_MODEL, 8, 32, interval=3, rounds=2, tail_steps=3, repeats=2, batch_size=1, max_length=64)
+FULL = Size(DEMO_MODEL, 4, 16, interval=2, rounds=2, tail_steps=2, repeats=2, batch_size=1, max_length=64)
 SMOKE = Size("tiny", 4, 8, interval=2, rounds=2, tail_steps=1, repeats=1, batch_size=2, max_length=64)
 
 
@@ -242,6 +242,7 @@ def run(size: Size, results_dir: Path) -> Path:
         "precision": "fp32",
         "lora": {"r": LORA.r, "alpha": LORA.lora_alpha, "dropout": LORA.lora_dropout, "target_modules": "all-linear"},
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "ours_batch": GenerationSettings.batch_size,
         "trl_batch": TRL_BATCH,
         "niceness": os.nice(0),

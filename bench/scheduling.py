@@ -21,7 +21,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from common import RESULTS, ResultRow, percentile, print_table, write_results
@@ -165,8 +165,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny run (4 jobs, 2 repeats)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--repeats", type=int, help="fresh stacks playing the trace (default: 3, smoke 2)")
     args = parser.parse_args()
-    print(run(SMOKE if args.smoke else FULL, args.results_dir))
+    size = SMOKE if args.smoke else FULL
+    print(run(replace(size, repeats=args.repeats or size.repeats), args.results_dir))
 
 
 if __name__ == "__main__":
