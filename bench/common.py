@@ -36,6 +36,7 @@ class ResultRow:
     peer: float
     peer_name: str
     better: str | None = None  # "higher" or "lower"; None: inferred from the unit
+    load_average_1m: float | None = None  # the machine's 1-minute load while this row's figures were measured
 
     @classmethod
     def of(cls, row: "ResultRow | Mapping[str, Any]") -> "ResultRow":
@@ -58,7 +59,8 @@ class ResultRow:
 
     def as_json(self) -> dict[str, Any]:
         ratio = self.ratio
-        return {**asdict(self), "ratio": round(ratio, 3) if ratio is not None else None, "better": self.direction}
+        fields = {name: value for name, value in asdict(self).items() if name != "load_average_1m" or value is not None}
+        return {**fields, "ratio": round(ratio, 3) if ratio is not None else None, "better": self.direction}
 
 
 Rows = Sequence[ResultRow | Mapping[str, Any]]

@@ -11,6 +11,12 @@ def memory_kib(pid: int, field: str = "VmRSS") -> int:
     raise RuntimeError(f"no {field} for process {pid}")
 
 
+def reset_peak(pid: int) -> None:
+    """Reset the process's VmHWM to its current resident memory (Linux: 5 into /proc/PID/clear_refs), so a peak
+    read later belongs to the work that follows, not to what the process did before."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 class RssSampler(threading.Thread):
     """The highest VmRSS of a process between start() and stop(), read every `interval_s`."""
 

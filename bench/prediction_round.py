@@ -1,64 +1,52 @@
-"""One prediction round inside a real SFTTrainer LoRA run: ours inline, ours in the background (on a weight
-snapshot, while training goes on), TRL's LogCompletionsCallback, and a naive one-prompt-at-a-time loop.
+"""What prediction rounds cost a real SFTTrainer LoRA run: the training's whole wall time with rounds (and their
+checkpoints) against the same training without, ours (inline and in the background) against TRL's
+LogCompletionsCallback and a naive one-prompt-at-a-time loop.
 
-Two kinds of short training run (same model, data, LoRA and seed; fp32 on the CPU as the trainer runs
-it), alternated `repeats` times in one process:
+Every variant is its own short training run of the same model, data, LoRA, seed and steps (fp32 on the CPU as the
+trainer runs it), so the weights at each step, hence the greedy answers and the tokens generated, are the same; the
+rounds fall at the same steps with the same prompts and max_new_tokens (the run's `variants` record each one's
+tokens, to show it). Runs are repeated, each repeat in another order (rotated, reversed every other repeat), after
+one untimed warm-up run.
 
-- inline: ours inline, TRL's callback and the naive loop all attached to the same run; at each round
-  step the three run one after another (the order rotates every round), on the same weights, so they
-  generate the same greedy answers and meet the same load from the rest of the machine;
-- background: ours with `background=True`, a round every `background_interval` steps (the server's
-  minimum step_interval), generating while training runs beside it.
+- none: no rounds, the baseline;
+- ours_inline / ours_background: the trainer's prediction rounds, `background` false / true (a background round generates on a
+  weight snapshot in a thread of the same process, on the same cores, while training goes on);
+- trl: TRL's LogCompletionsCallback as shipped, report_to=[] (it builds its table and logs it nowhere);
+- naive: eval mode, then one prompt at a time;
+- *_ckpt: the same with a checkpoint at every round and at the end: ours through the trainer's Checkpointer
+  (`every_round`, into a folder object store: local save, SHA-256 and upload in its thread), TRL's with
+  save_pretrained of the same weights at the same steps (no upload: less work than ours).
 
-The first round of every run is a warm-up and is left out. Measured the same way for every variant:
-
-- training stall per round: time spent inside the variant's on_step_end hook at a round's step (the
-  training loop waits for it);
-- round wall time: that same hook time for the variants that generate inline; for ours in the
-  background, the round's wall_ms from its RoundSummaryEvent (generation in the worker thread);
-- tokens/s: tokens generated in the round (up to end-of-sequence) / round wall time. TRL returns text
-  only, so its tokens are counted by re-tokenizing its completions.
-
-Each row gives the median over rounds of ours and of the peer. TRL's callback runs as shipped, with
-report_to=[]: it generates and builds its table as usual and logs it nowhere (no wandb, no comet); it
-generates in batches of the trainer's per_device_eval_batch_size, SFTConfig's default (8); ours in
-batches of 16 (GenerationSettings' default).
+A run's wall time is trainer.train() (its on_train_end waits for a background round in flight) plus, with
+checkpoints, the final save and the uploads' end. The cost of rounds is a run's wall time minus the same repeat's
+`none` run, so every row's ours and peer come from the same repeats; rows give the median over repeats. The
+training's wait inside the callback at a round's step (round hook time) is reported for the inline variants only:
+for a background round it is not what the round costs.
 
 Usage: python bench/prediction_round.py [--smoke] [--results-dir DIR]
 """
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
-import uuid
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from common import RESULTS, ResultRow, print_table, write_results
 from datasets import Dataset as HFDataset
 from peft import LoraConfig
-from prediction_round_callbacks import NaiveLoopCallback, TimedHooks
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    GenerationConfig,
-    TrainerCallback,
-)
-from trl import LogCompletionsCallback, SFTConfig, SFTTrainer
+from prediction_round_runs import TRL_BATCH, RunSetup, Size, TrainingRun, train_once
 
 from epochscope_runtime.catalog import demo_catalog
 from epochscope_runtime.dataset_rows import Example, FileType, read_rows, training_record
-from epochscope_runtime.sampler import Sample, select_samples
-from epochscope_schemas.config import PredictionsConfig, SampleFrequency
-from epochscope_schemas.events import Envelope, ModelSource, RoundSummaryEvent
-from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_runtime.sampler import select_samples
+from epochscope_schemas.events import ModelSource
 from epochscope_trainer.job.generation import GenerationSettings
 from epochscope_trainer.job.model_loading import resolve_model
-from epochscope_trainer.job.predictions import prediction_rounds
-from epochscope_trainer.job.predictions.triggers import RoundTriggers
-from epochscope_trainer.job.prompts import render_prompt
 
 NAME = "prediction_round"
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,154 +54,142 @@ DEMO_DATA = ROOT / "demo" / "data" / "train.jsonl"
 MODEL_CACHE = ROOT / "bench" / ".cache" / "models"  # git-ignored: the GGUF converted once
 DEMO_MODEL = "smollm2-135m-instruct"
 SEED = 42
-INLINE = ("ours_sync", "trl", "naive")
-BACKGROUND = "ours_async"
+VARIANTS = (
+    "none",
+    "ours_inline",
+    "ours_background",
+    "trl",
+    "naive",
+    "ours_inline_ckpt",
+    "ours_background_ckpt",
+    "trl_ckpt",
+)
 TRL_NAME = "TRL LogCompletionsCallback"
+TRL_CKPT_NAME = "TRL LogCompletionsCallback + save_pretrained each round"
 NAIVE_NAME = "naive one-prompt-at-a-time loop"
+NONE_NAME = "the same training without rounds"
 TARGETS = {
-    "round wall time, ours sync / TRL": "<= 0.8",
-    "round wall time, ours sync / naive": "<= 0.3",
-    "training stall per round, ours async / TRL": "<= 0.2",
+    "round hook time, ours inline / TRL": "<= 0.8",
+    "round hook time, ours inline / naive": "<= 0.3",
+    "training time added by the rounds, ours background / TRL": "<= 0.2",
 }
 LORA = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
-
-@dataclass(frozen=True)
-class Size:
-    model: str  # DEMO_MODEL, or "tiny": the tests' tiny Llama
-    prompts: int
-    max_new_tokens: int
-    interval: int  # training steps between the inline rounds
-    background_interval: int  # training steps between the background rounds
-    rounds: int  # measured rounds per run, after the warm-up round
-    repeats: int  # runs of each kind, alternated
-    batch_size: int  # training batch
-    max_length: int  # training sequence length
+FULL = Size(DEMO_MODEL, 4, 16, interval=2, rounds=2, tail_steps=2, repeats=2, batch_size=1, max_length=64)
+SMOKE = Size("tiny", 4, 8, interval=2, rounds=2, tail_steps=1, repeats=1, batch_size=2, max_length=64)
 
 
-FULL = Size(DEMO_MODEL, 16, 64, interval=2, background_interval=10, rounds=3, repeats=2, batch_size=4, max_length=256)
-SMOKE = Size("tiny", 4, 8, interval=1, background_interval=1, rounds=1, repeats=1, batch_size=2, max_length=64)
+def run_order(repeat: int) -> list[str]:
+    """Each repeat in another order: rotated by the repeat, reversed every other repeat."""
+    order = list(VARIANTS) if repeat % 2 == 0 else list(reversed(VARIANTS))
+    shift = repeat % len(order)
+    return order[shift:] + order[:shift]
 
 
-@dataclass(frozen=True)
-class Round:
-    variant: str
-    repeat: int
-    step: int
-    warmup: bool
-    wall_s: float
-    stall_s: float
-    tokens: int
+def added_s(runs: list[TrainingRun], variant: str, baseline: str = "none") -> float:
+    """The median over repeats of (the variant's wall time - the same repeat's baseline run's)."""
+    walls = {(run.variant, run.repeat): run.wall_s for run in runs}
+    repeats = sorted({run.repeat for run in runs})
+    return statistics.median(walls[(variant, r)] - walls[(baseline, r)] for r in repeats)
 
 
-@dataclass(frozen=True)
-class Setup:
-    """What every training run shares."""
-
-    size: Size
-    model_path: str
-    train: HFDataset
-    samples: list[Sample]
-    scratch: Path
+def median_of(runs: list[TrainingRun], variant: str, what: str) -> float:
+    return statistics.median(getattr(run, what) for run in runs if run.variant == variant)
 
 
-def train_with(setup: Setup, kind: str, repeat: int) -> tuple[list[Round], dict[str, float]]:
-    """One short LoRA training run: `kind` "inline" (the three inline variants) or "background" (ours in the
-    background). Its rounds, measured, and each variant's on_train_end time."""
-    size = setup.size
-    interval = size.interval if kind == "inline" else size.background_interval
-    torch.manual_seed(SEED)
-    tokenizer = AutoTokenizer.from_pretrained(setup.model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(setup.model_path, dtype=torch.float32)
-    args = SFTConfig(
-        output_dir=str(setup.scratch / f"{kind}-{repeat}"),
-        max_steps=(size.rounds + 2) * interval - 1,  # training goes on after the last round (a background one)
-        per_device_train_batch_size=size.batch_size,
-        learning_rate=2e-4,
-        max_length=size.max_length,
-        logging_strategy="no",
-        eval_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        bf16=False,
-        activation_checkpointing=False,  # as the trainer runs on a CPU
-        use_cpu=True,
-        seed=SEED,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
-    trainer = SFTTrainer(
-        model=model, args=args, train_dataset=setup.train, processing_class=tokenizer, peft_config=LORA
-    )
-    summaries: list[RoundSummaryEvent] = []
-
-    def publish(_topic: str, event: Envelope) -> None:
-        if isinstance(event, RoundSummaryEvent):
-            summaries.append(event)
-
-    config = PredictionsConfig(
-        enabled=True,
-        sample_count=len(setup.samples),
-        sample_frequency=SampleFrequency.STEPS,
-        step_interval=interval,
-        max_new_tokens=size.max_new_tokens,
-        temperature=0.0,
-        seed=SEED,
-        background=kind == "background",
-        baseline_round=False,  # the peers have none
-    )
-    ours = prediction_rounds(config, setup.samples, tokenizer, publish, JobIdentity(uuid.uuid4(), "bench"))
-    variants: dict[str, TrainerCallback] = {BACKGROUND: ours}
-    if kind == "inline":
-        trainer.eval_dataset = HFDataset.from_dict({"prompt": [sample.messages for sample in setup.samples]})
-        generation_config = GenerationConfig(
-            max_new_tokens=size.max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
-        )
-        prompts = [render_prompt(sample, tokenizer) for sample in setup.samples]
-        variants = {
-            "ours_sync": ours,
-            "trl": LogCompletionsCallback(trainer, generation_config=generation_config, freq=interval),
-            "naive": NaiveLoopCallback(prompts, interval, size.max_new_tokens),
-        }
-    timer = TimedHooks(variants)
-    trainer.add_callback(timer)
-    trainer.train()
-
-    first_step = interval
-    rounds = []
-    for name, callback in variants.items():
-        stalls = timer.step_end_s[name]
-        if isinstance(callback, RoundTriggers):
-            walls = {s.step: s.wall_ms / 1000 if config.background else stalls[s.step] for s in summaries}
-            tokens = {s.step: s.tokens_generated for s in summaries}
-        elif isinstance(callback, LogCompletionsCallback):
-            walls = {step: stalls[step] for step in {int(row[0]) for row in callback.table}}
-            tokens = dict.fromkeys(walls, 0)
-            for step, _prompt, completion in callback.table:
-                tokens[int(step)] += len(tokenizer(completion, add_special_tokens=False)["input_ids"])
-        else:
-            assert isinstance(callback, NaiveLoopCallback)
-            walls = {step: stalls[step] for step in callback.tokens}
-            tokens = callback.tokens
-        rounds += [
-            Round(name, repeat, step, step == first_step, walls[step], stalls[step], tokens[step])
-            for step in sorted(walls)
-        ]
-    return rounds, timer.train_end_s
+def load_during(runs: list[TrainingRun], *variants: str) -> float:
+    """The 1-minute load average over the runs a row compares (mean of each run's start and end)."""
+    loads = [load for run in runs if run.variant in variants for load in (run.load_1m_start, run.load_1m_end)]
+    return round(statistics.fmean(loads), 2)
 
 
-def summary(rounds: list[Round]) -> dict[str, float]:
-    """Medians per round over the measured rounds of every repeat, and tokens/s over all of them."""
-    return {
-        "rounds": len(rounds),
-        "round_wall_s": statistics.median(r.wall_s for r in rounds),
-        "stall_s": statistics.median(r.stall_s for r in rounds),
-        "stall_s_max": max(r.stall_s for r in rounds),
-        "tokens_per_round": statistics.fmean(r.tokens for r in rounds),
-        "tokens_per_s": sum(r.tokens for r in rounds) / sum(r.wall_s for r in rounds),
-    }
+def result_rows(runs: list[TrainingRun], rounds: int) -> list[ResultRow]:
+    added = f"training time added by {rounds} rounds"
+
+    def row(metric: str, unit: str, ours: float, peer: float, peer_name: str, *variants: str) -> ResultRow:
+        return ResultRow(metric, unit, ours, peer, peer_name, load_average_1m=load_during(runs, "none", *variants))
+
+    return [
+        row(
+            f"{added}, ours background",
+            "s",
+            added_s(runs, "ours_background"),
+            added_s(runs, "trl"),
+            TRL_NAME,
+            "ours_background",
+            "trl",
+        ),
+        row(
+            f"{added}, ours inline",
+            "s",
+            added_s(runs, "ours_inline"),
+            added_s(runs, "trl"),
+            TRL_NAME,
+            "ours_inline",
+            "trl",
+        ),
+        row(
+            f"{added}, ours inline",
+            "s",
+            added_s(runs, "ours_inline"),
+            added_s(runs, "naive"),
+            NAIVE_NAME,
+            "ours_inline",
+            "naive",
+        ),
+        row(
+            f"{added} and their checkpoints, ours background",
+            "s",
+            added_s(runs, "ours_background_ckpt"),
+            added_s(runs, "trl_ckpt"),
+            TRL_CKPT_NAME,
+            "ours_background_ckpt",
+            "trl_ckpt",
+        ),
+        row(
+            f"{added} and their checkpoints, ours inline",
+            "s",
+            added_s(runs, "ours_inline_ckpt"),
+            added_s(runs, "trl_ckpt"),
+            TRL_CKPT_NAME,
+            "ours_inline_ckpt",
+            "trl_ckpt",
+        ),
+        row(
+            f"training wall time with {rounds} rounds, ours background",
+            "s",
+            median_of(runs, "ours_background", "wall_s"),
+            median_of(runs, "none", "wall_s"),
+            NONE_NAME,
+            "ours_background",
+        ),
+        row(
+            f"training wall time with {rounds} rounds, TRL",
+            "s",
+            median_of(runs, "trl", "wall_s"),
+            median_of(runs, "none", "wall_s"),
+            NONE_NAME,
+            "trl",
+        ),
+        row(
+            "round hook time (training waits), ours inline",
+            "s",
+            median_of(runs, "ours_inline", "hook_s_per_round"),
+            median_of(runs, "trl", "hook_s_per_round"),
+            TRL_NAME,
+            "ours_inline",
+            "trl",
+        ),
+        row(
+            "round hook time (training waits), ours inline",
+            "s",
+            median_of(runs, "ours_inline", "hook_s_per_round"),
+            median_of(runs, "naive", "hook_s_per_round"),
+            NAIVE_NAME,
+            "ours_inline",
+            "naive",
+        ),
+    ]
 
 
 def load_model_path(size: Size, scratch: Path) -> str:
@@ -233,67 +209,48 @@ def demo_examples() -> list[Example]:
 
 def run(size: Size, results_dir: Path) -> Path:
     examples = demo_examples()
-    rounds: list[Round] = []
-    train_end_s: list[dict[str, float]] = []
+    runs: list[TrainingRun] = []
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="epochscope-bench-") as scratch_dir:
         scratch = Path(scratch_dir)
-        setup = Setup(
+        setup = RunSetup(
             size,
             load_model_path(size, scratch),
             HFDataset.from_list([training_record(example) for example in examples]),
             select_samples(examples, size.prompts, SEED),
             scratch,
+            LORA,
+            SEED,
         )
+        train_once(setup, "none", -1)  # warm-up, a whole run untimed: first imports, allocations, page cache
         for repeat in range(size.repeats):
-            kinds = ("inline", "background") if repeat % 2 == 0 else ("background", "inline")
-            for kind in kinds:
-                measured, ended = train_with(setup, kind, repeat)
-                rounds += measured
-                train_end_s.append(ended)
-                for r in measured:
-                    print(
-                        f"repeat {repeat} step {r.step:>3} {r.variant:<10} wall {r.wall_s:.2f}s stall {r.stall_s:.2f}s"
-                    )
-    measured_rounds = [r for r in rounds if not r.warmup]
-    by_variant = {v: summary([r for r in measured_rounds if r.variant == v]) for v in (*INLINE, BACKGROUND)}
-    sync, background = by_variant["ours_sync"], by_variant[BACKGROUND]
-    trl, naive = by_variant["trl"], by_variant["naive"]
-    rows = [
-        ResultRow("round wall time, ours sync", "s", sync["round_wall_s"], trl["round_wall_s"], TRL_NAME),
-        ResultRow("round wall time, ours sync", "s", sync["round_wall_s"], naive["round_wall_s"], NAIVE_NAME),
-        ResultRow("training stall per round, ours async", "s", background["stall_s"], trl["stall_s"], TRL_NAME),
-        ResultRow("training stall per round, ours sync", "s", sync["stall_s"], trl["stall_s"], TRL_NAME),
-        ResultRow(
-            "round wall time, ours async (beside training)",
-            "s",
-            background["round_wall_s"],
-            trl["round_wall_s"],
-            TRL_NAME,
-        ),
-        ResultRow("tokens/s, ours sync", "tokens/s", sync["tokens_per_s"], trl["tokens_per_s"], TRL_NAME),
-        ResultRow("tokens/s, ours sync", "tokens/s", sync["tokens_per_s"], naive["tokens_per_s"], NAIVE_NAME),
-        ResultRow("tokens/s, ours async", "tokens/s", background["tokens_per_s"], trl["tokens_per_s"], TRL_NAME),
-    ]
+            for variant in run_order(repeat):
+                measured = train_once(setup, variant, repeat)
+                runs.append(measured)
+                print(
+                    f"repeat {repeat} {variant:<21} wall {measured.wall_s:7.2f}s tokens {measured.tokens}"
+                    f" load {measured.load_1m_start:.2f}->{measured.load_1m_end:.2f}",
+                    flush=True,
+                )
+    rows = result_rows(runs, size.rounds)
+    tokens = {variant: sorted({run.tokens for run in runs if run.variant == variant}) for variant in VARIANTS}
     params = {
         **asdict(size),
+        "max_steps": size.rounds * size.interval + size.tail_steps,
         "dataset": str(DEMO_DATA.relative_to(ROOT)),
         "decoding": "greedy",
         "precision": "fp32",
         "lora": {"r": LORA.r, "alpha": LORA.lora_alpha, "dropout": LORA.lora_dropout, "target_modules": "all-linear"},
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "ours_batch": GenerationSettings.batch_size,
-        "trl_batch": SFTConfig.per_device_eval_batch_size,
+        "trl_batch": TRL_BATCH,
+        "niceness": os.nice(0),
+        "bench_wall_s": round(time.monotonic() - began, 1),
     }
     print_table(f"{NAME} ({size.model}, {size.prompts} prompts x {size.max_new_tokens} new tokens)", rows)
     return write_results(
-        NAME,
-        params,
-        rows,
-        results_dir,
-        targets=TARGETS,
-        variants=by_variant,
-        rounds=[asdict(r) for r in rounds],
-        train_end_s=train_end_s,
+        NAME, params, rows, results_dir, targets=TARGETS, tokens_per_run=tokens, runs=[asdict(r) for r in runs]
     )
 
 

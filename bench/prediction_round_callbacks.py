@@ -1,7 +1,8 @@
-"""The training callbacks the prediction_round benchmark runs beside ours: a timer around every variant's
-hooks (the training stall each causes) and the naive one-prompt-at-a-time loop."""
+"""The training callbacks the prediction_round benchmark runs: a timer around a round-making callback's hooks, the
+naive one-prompt-at-a-time loop, and the local checkpoint save the TRL peer makes at each round."""
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -9,29 +10,26 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 
 class TimedHooks(TrainerCallback):
-    """Runs the variants' on_step_end and on_train_end (the only hooks they act on here) one after another, in
-    an order rotated every step, and records how long each took: the time the training loop waited for it."""
+    """Runs one callback's on_step_end and on_train_end (the only hooks the variants act on here) and records how
+    long each took: the time the training loop waited inside them. Not the cost of a background round, which runs
+    beside training: that is the whole run's wall time against the run without rounds."""
 
-    def __init__(self, variants: dict[str, TrainerCallback]) -> None:
-        self.variants = variants
-        self.step_end_s: dict[str, dict[int, float]] = {name: {} for name in variants}
-        self.train_end_s: dict[str, float] = {}
+    def __init__(self, callback: TrainerCallback) -> None:
+        self.callback = callback
+        self.step_end_s: dict[int, float] = {}
+        self.train_end_s = 0.0
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        names = list(self.variants)
-        shift = state.global_step % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            self.variants[name].on_step_end(args, state, control, **kwargs)
-            self.step_end_s[name][state.global_step] = time.perf_counter() - started
+        started = time.perf_counter()
+        self.callback.on_step_end(args, state, control, **kwargs)
+        self.step_end_s[state.global_step] = time.perf_counter() - started
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        for name, callback in self.variants.items():
-            started = time.perf_counter()
-            callback.on_train_end(args, state, control, **kwargs)
-            self.train_end_s[name] = time.perf_counter() - started
+        started = time.perf_counter()
+        self.callback.on_train_end(args, state, control, **kwargs)
+        self.train_end_s = time.perf_counter() - started
 
 
 class NaiveLoopCallback(TrainerCallback):
@@ -61,3 +59,26 @@ class NaiveLoopCallback(TrainerCallback):
                 generated += len(new_tokens) - (new_tokens[-1:] == [tokenizer.eos_token_id])
         model.train()
         self.tokens[state.global_step] = generated
+
+
+class SaveEveryRound(TrainerCallback):
+    """The peer's checkpoints: at each round's step (after the round's callback), the weights and tokenizer saved
+    to a local folder as the trainer's inline save writes them (`save_pretrained`: a PeftModel writes its adapter).
+    Trainer's own save_steps would also write optimizer and RNG state, more work than ours does."""
+
+    def __init__(self, folder: Path, interval: int) -> None:
+        self.folder = folder
+        self.interval = interval
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.global_step % self.interval == 0:
+            target = self.folder / f"round-step-{state.global_step}"
+            kwargs["model"].save_pretrained(target, safe_serialization=True)
+            kwargs["processing_class"].save_pretrained(target)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        target = self.folder / "final"
+        kwargs["model"].save_pretrained(target, safe_serialization=True)
+        kwargs["processing_class"].save_pretrained(target)

@@ -12,21 +12,25 @@ from common import RESULTS, ResultRow, format_number
 def markdown(result: dict) -> str:
     machine = result["machine"]
     where = f"{machine.get('cpu_model', '?')}, {machine.get('cores', '?')} cores, GPU: {machine.get('gpu') or 'none'}"
+    load = machine.get("load_average_1m")
+    rows = [ResultRow.of(raw) for raw in result["rows"]]
+    with_load = any(row.load_average_1m is not None for row in rows)
+    measured = f"Measured {result.get('measured_at', '?')} on {where}"
+    header = "| metric | unit | ours | peer | peer name | ratio (ours/peer) | better |"
     lines = [
         f"### {result['name']}",
         "",
-        f"Measured {result.get('measured_at', '?')} on {where}.",
+        measured + (f"; 1-minute load when written: {load}." if load else "."),
+        *([f"Edited: {result['edited']}"] if "edited" in result else []),
         "",
-        "| metric | unit | ours | peer | peer name | ratio (ours/peer) | better |",
-        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+        header + (" load (1 min) |" if with_load else ""),
+        "| --- | --- | ---: | ---: | --- | ---: | --- |" + (" ---: |" if with_load else ""),
     ]
-    for raw in result["rows"]:
-        row = ResultRow.of(raw)
+    for row in rows:
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
         ours, peer = format_number(row.ours), format_number(row.peer)
-        lines.append(
-            f"| {row.metric} | {row.unit} | {ours} | {peer} | {row.peer_name} | {ratio} | {row.direction or '-'} |"
-        )
+        line = f"| {row.metric} | {row.unit} | {ours} | {peer} | {row.peer_name} | {ratio} | {row.direction or '-'} |"
+        lines.append(line + (f" {row.load_average_1m} |" if with_load else ""))
     return "\n".join(lines)
 
 

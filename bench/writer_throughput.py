@@ -8,7 +8,8 @@ job id over 8 jobs of 2 users, before anything is timed. Then, on the same event
   timed from the moment every writer holds its partitions and a fetched batch (they wait on a table
   lock the benchmark releases) until the writers' metrics count all N rows applied and committed;
 - naive: one consumer that decodes each event and inserts it in its own transaction (autocommit),
-  with no token check and no Kafka offset commits (generous to it), on the first `--naive-events`;
+  with no token check and no Kafka offset commits (generous to it), on the first `--naive-events`, timed
+  like ours from its first fetched batch in hand;
 - raw COPY: the same rows, already built in memory, COPYed by the admin role (no RLS, no conflict
   check): the ceiling of what Postgres can take here.
 
@@ -277,7 +278,7 @@ def _notes() -> list[str]:
         "Each run starts on the same N events already in the broker; writers are timed from the moment all of "
         "them hold their partitions and a fetched batch, until their metrics count N rows applied and committed.",
         "naive: decode, then one INSERT ... ON CONFLICT DO NOTHING in its own transaction per event, no token "
-        "check, no Kafka offset commits.",
+        "check, no Kafka offset commits; timed from its first fetched batch in hand, as the writers are.",
         "raw COPY: the writer's own rows, built in memory before timing, COPYed by the admin role (no RLS, no "
         "conflict handling).",
     ]
