@@ -9,8 +9,8 @@ tokens, to show it). Runs are repeated, each repeat in another order (rotated, r
 one untimed warm-up run.
 
 - none: no rounds, the baseline;
-- ours_inline / ours_background: the trainer's prediction rounds, `background` false / true (a background round generates on a
-  weight snapshot in a thread of the same process, on the same cores, while training goes on);
+- ours_inline / ours_background: the trainer's prediction rounds, `background` false / true (a background round
+  generates on a weight snapshot in a thread of the same process, on the same cores, while training goes on);
 - trl: TRL's LogCompletionsCallback as shipped, report_to=[] (it builds its table and logs it nowhere);
 - naive: eval mode, then one prompt at a time;
 - *_ckpt: the same with a checkpoint at every round and at the end: ours through the trainer's Checkpointer
