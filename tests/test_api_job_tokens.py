@@ -60,8 +60,8 @@ async def test_tokens_leave_the_outbox_cancels_are_signed_and_deleting_a_job_rem
 ) -> None:
     user = f"holder-{uuid.uuid4()}"
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        dataset = await upload(client, full_stack.mint_token(user), "train.jsonl", chat_rows())
-        config = {"model": TINY_MODEL_ID, "dataset_id": dataset["dataset_id"], "num_epochs": 1}
+        dataset = await upload(client, full_stack.mint_token(user), "train.jsonl", chat_rows(200))
+        config = {"model": TINY_MODEL_ID, "dataset_id": dataset["dataset_id"], "num_epochs": 100}  # cancelled
         created = await client.post("/v1/jobs", json=config, headers=auth(full_stack, user))
         assert created.status_code == 201, created.text
         job_id = created.json()["job_id"]
@@ -71,6 +71,11 @@ async def test_tokens_leave_the_outbox_cancels_are_signed_and_deleting_a_job_rem
         assert isinstance(start_event, JobStartEvent)  # the trainer got the token, on the topic
         secret = full_stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"]
         assert verify_job_token(secret, start_event.job_token, start_event.job_id).user_id == user
+        job_dir = full_stack.data_dir / "trainer" / job_id
+        deadline = time.monotonic() + 120
+        while not job_dir.exists():  # the trainer runs it: the delete below cancels a running job
+            assert time.monotonic() < deadline, "the trainer never started the job"
+            await asyncio.sleep(0.2)
 
         prefix = full_stack.object_store_dir / job_objects_prefix(uuid.UUID(job_id))
         for name in ("checkpoint-1/weights.bin", "checkpoint-1/config.json", "metrics.json"):
@@ -85,11 +90,10 @@ async def test_tokens_leave_the_outbox_cancels_are_signed_and_deleting_a_job_rem
     assert isinstance(cancel, JobCancelEvent) and cancel.job_token is None
     assert verify_command(cancel, start_event.job_token)  # signed with the job's token, which it does not carry
     assert await admin.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", uuid.UUID(job_id)) == 0
-    job_dir = full_stack.data_dir / "trainer" / job_id
     deadline = time.monotonic() + 60
     while job_dir.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    assert not job_dir.exists()  # cancelled and removed (or never started)
+    assert not job_dir.exists()  # cancelled and removed
 
 
 async def test_published_rows_past_their_retention_are_deleted_by_the_api_role(

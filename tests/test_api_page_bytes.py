@@ -63,7 +63,7 @@ async def test_prediction_pages_of_large_rows_stop_at_the_byte_bound_and_visit_e
     assert all(size <= bound + BIG + 4096 for size in sizes), sizes  # the bound, passed by less than one row
 
 
-async def test_sample_history_and_the_stream_of_large_rows_are_bounded_and_complete(
+async def test_sample_history_and_the_stream_of_large_rows_are_complete(
     full_stack: Any, admin: asyncpg.Connection
 ) -> None:
     owner = f"big-stream-{uuid.uuid4()}"
@@ -93,10 +93,18 @@ async def test_a_sample_history_of_many_large_rounds_comes_in_pages(full_stack: 
         [(job_id, step, owner, "x" * BIG, uuid.uuid4()) for step in range(rounds)],
     )
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=60, headers=auth(full_stack, owner)) as client:
+        bound = await page_max_bytes(client)
+        assert bound < rounds * BIG  # the pages below must be cut by bytes
         steps: list[int] = []
-        after, has_more, pages = -1, True, 0
+        sizes: list[int] = []
+        after, has_more = -1, True
         while has_more:
-            page = (await client.get(f"/v1/jobs/{job_id}/samples/row-0000", params={"after_step": after})).json()
+            response = await client.get(f"/v1/jobs/{job_id}/samples/row-0000", params={"after_step": after})
+            assert response.status_code == 200, response.text
+            page = response.json()
+            assert page["rounds"], page  # always one round at least: progress is made
             steps += [item["step"] for item in page["rounds"]]
-            after, has_more, pages = steps[-1], page["has_more"], pages + 1
-    assert steps == list(range(rounds)) and pages > 1
+            sizes.append(len(response.content))
+            after, has_more = steps[-1], page["has_more"]
+    assert steps == list(range(rounds)) and len(sizes) > 1
+    assert all(size <= bound + BIG + 4096 for size in sizes), sizes  # the bound, passed by less than one round

@@ -1,8 +1,13 @@
 """Checkpoints on the real stack (tiny model): kept per round, listed and downloaded by the owner only, and the
-proof that a round's checkpoint is the model behind its answers: loaded again, it gives the same greedy answers."""
+proof that a round's checkpoint is the model behind its answers: loaded again, it gives the same greedy answers.
+
+The proof can fail only where the answers tell the models apart, so the jobs train on a sentence the tiny model
+learns within an epoch (one row a step, a high learning rate) and the tests assert first that every round's answers
+differ from the base model's and from every other round's, and that the rounds' ROUGE-L scores are distinct."""
 
 import asyncio
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ import pytest
 import torch
 from test_end_to_end import all_predictions, headers, job_config, uploaded, wait_for_final_status
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from uploads import upload
 
 from epochscope.checkpoint_cli import extract_checkpoint
 from epochscope.cli import main as cli_main
@@ -19,6 +25,19 @@ from epochscope_trainer.job.generation import GenerationSettings, generate_acros
 pytestmark = pytest.mark.stack
 
 MAX_NEW_TOKENS = 8
+ANSWER = "The capital of France is Paris"  # words of the tiny tokenizer's corpus: learnt within an epoch
+LEARNING = {"batch_size": 1, "learning_rate": 1e-2}  # a step per row (16 an epoch), a rate 10 times the usual
+
+
+async def memorable_dataset(full_stack: Any, user: str) -> str:
+    """The id of `user`'s upload of 16 questions that all have the same answer, `ANSWER`."""
+    rows = [
+        {"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {"role": "assistant", "content": ANSWER}]}
+        for i in range(16)
+    ]
+    content = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
+        return (await upload(client, full_stack.mint_token(user), "memorable.jsonl", content))["dataset_id"]
 
 
 async def run_job(full_stack: Any, user: str, dataset_id: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -61,33 +80,65 @@ def reproduce(folder: Path, base: Path, lora: bool, rows: list[dict[str, Any]]) 
     return [g.text for g in generate_across_ranks(model, tokenizer, prompts, settings)]
 
 
-async def assert_reproduces(
-    full_stack: Any, job: dict[str, Any], checkpoint: dict[str, Any], base: Path, lora: bool, tmp_path: Path
-) -> None:
-    token = full_stack.mint_token("alice")
+async def answers_by_round(full_stack: Any, job: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """The job's prediction rows by round, each round's in sample order."""
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        rows = await all_predictions(client, job["job_id"], token)
-    in_round = [r for r in rows if r["round_index"] == checkpoint["round_index"]]
-    in_round.sort(key=lambda r: r["sample_index"])
-    assert len(in_round) == 3
+        rows = await all_predictions(client, job["job_id"], full_stack.mint_token("alice"))
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: (r["round_index"], r["sample_index"])):
+        rounds.setdefault(row["round_index"], []).append(row)
+    return rounds
+
+
+def assert_rounds_tell_the_models_apart(rounds: dict[int, list[dict[str, Any]]], base: Path) -> None:
+    """The preconditions of the proof: the base model answers as round 0 did, and each round's answers differ from
+    every other round's (so from the base model's): a wrong round's weights, or the base model's, cannot pass."""
+    answers = {index: [r["prediction"] for r in rows] for index, rows in rounds.items()}
+    assert all(len(a) == 3 for a in answers.values()), answers
+    assert reproduce(base, base, False, rounds[0]) == answers[0], answers
+    assert len({tuple(a) for a in answers.values()}) == len(answers), f"rounds with the same answers: {answers}"
+
+
+async def assert_reproduces(
+    full_stack: Any,
+    job: dict[str, Any],
+    rounds: dict[int, list[dict[str, Any]]],
+    checkpoint: dict[str, Any],
+    base: Path,
+    lora: bool,
+    tmp_path: Path,
+) -> None:
+    in_round = rounds[checkpoint["round_index"]]
     folder = await download(full_stack, "alice", job["job_id"], checkpoint, tmp_path)
     assert reproduce(folder, base, lora, in_round) == [r["prediction"] for r in in_round]
+
+
+def ranked_rounds(job: dict[str, Any]) -> list[int]:
+    """The rounds by ROUGE-L, the best first, asserting the scores distinct (a real winner, no tie-break)."""
+    values = {r["round_index"]: r["mean_rouge_l"] for r in job["rounds"]}
+    assert len(set(values.values())) == len(values), f"tied rounds: {values}"
+    return sorted(values, key=lambda index: -values[index])
 
 
 async def test_every_round_inline_full_fine_tuning_reproduces_each_rounds_answers(
     full_stack: Any, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    dataset = await uploaded(full_stack, "alice")
-    job = await run_job(full_stack, "alice", dataset, {"predictions": {"checkpoints": {"mode": "every_round"}}})
+    dataset = await memorable_dataset(full_stack, "alice")
+    checkpoints = {"mode": "every_round", "metric": "mean_rouge_l"}
+    job = await run_job(full_stack, "alice", dataset, LEARNING | {"predictions": {"checkpoints": checkpoints}})
     assert job["status"] == "completed", job
     listed = await checkpoints_of(full_stack, "alice", job["job_id"])
     rounds = [c["round_index"] for c in listed["items"]]
     assert rounds == [0, 1, 2, None] and listed["items"][-1]["final"]
     assert all(c["bytes"] > 0 and c["files"] for c in listed["items"])
-    assert sum(c["best"] for c in listed["items"]) == (1 if listed["best_checkpoint_id"] else 0)
+    best = [c for c in listed["items"] if c["best"]]
+    assert [c["round_index"] for c in best] == ranked_rounds(job)[:1]
+    assert listed["best_checkpoint_id"] == best[0]["checkpoint_id"]
+    answers = await answers_by_round(full_stack, job)
+    assert_rounds_tell_the_models_apart(answers, tiny_model_dir)
     for checkpoint in listed["items"][1:3]:  # after epoch 1 and epoch 2: trained weights, inline rounds
         target = tmp_path / str(checkpoint["round_index"])
-        await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, False, target)
+        await assert_reproduces(full_stack, job, answers, checkpoint, tiny_model_dir, False, target)
 
     # The CLI: round 1 with a progress bar, unpacked, every file checked against its SHA-256.
     target = tmp_path / "cli"
@@ -108,13 +159,14 @@ async def test_every_round_inline_full_fine_tuning_reproduces_each_rounds_answer
 async def test_best_background_lora_keeps_k_prunes_the_store_and_reproduces(
     full_stack: Any, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    dataset = await uploaded(full_stack, "alice")
+    dataset = await memorable_dataset(full_stack, "alice")
     job = await run_job(
         full_stack,
         "alice",
         dataset,
-        {
-            "num_epochs": 3,
+        LEARNING
+        | {
+            "num_epochs": 2,
             "lora": {"r": 4, "alpha": 8},
             "predictions": {
                 "background": True,
@@ -126,8 +178,7 @@ async def test_best_background_lora_keeps_k_prunes_the_store_and_reproduces(
     listed = await checkpoints_of(full_stack, "alice", job["job_id"])
     kept = [c for c in listed["items"] if not c["final"]]
     assert len(kept) == 2 and listed["items"][-1]["final"]
-    values = {r["round_index"]: r["mean_rouge_l"] for r in job["rounds"]}
-    ranked = sorted(values, key=lambda index: (-values[index], index))
+    ranked = ranked_rounds(job)
     assert sorted(c["round_index"] for c in kept) == sorted(ranked[:2])
     best = next(c for c in kept if c["best"])
     assert best["round_index"] == ranked[0] == job["best_round"]
@@ -137,9 +188,11 @@ async def test_best_background_lora_keeps_k_prunes_the_store_and_reproduces(
     for c in listed["items"]:  # background: saved in the round's thread, beside training: no stall measured
         assert (c["stall_ms"] is None) is (not c["final"])  # the final weights are saved in training's thread
         print(f"background checkpoint {c['round_index']}: save {c['save_ms']:.0f} ms, stall {c['stall_ms']} ms")
+    answers = await answers_by_round(full_stack, job)
+    assert_rounds_tell_the_models_apart(answers, tiny_model_dir)
     for checkpoint in kept:  # background rounds: saved from the snapshot that answered
         target = tmp_path / str(checkpoint["round_index"])
-        await assert_reproduces(full_stack, job, checkpoint, tiny_model_dir, True, target)
+        await assert_reproduces(full_stack, job, answers, checkpoint, tiny_model_dir, True, target)
 
 
 async def test_stop_when_ends_early_with_the_reason_and_a_rule_never_met_runs_to_the_end(full_stack: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from generated_client import api_module, generated_client
 from tiny_model import TINY_MODEL_ID
 from transformers import AutoTokenizer
@@ -18,7 +18,7 @@ from uploads import chat_rows, upload
 
 from epochscope_runtime.job_token import verify_job_token
 from epochscope_schemas.events import PredictionEvent, encode_event, parse_event
-from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS, WRITERS_GROUP
 
 pytestmark = pytest.mark.stack
 
@@ -80,6 +80,19 @@ async def messages_for_job(bootstrap_servers: str, topic: str, job_id: str) -> l
         while batch := await consumer.getmany(timeout_ms=1500):
             found += [m.value for records in batch.values() for m in records if m.key == job_id.encode()]
         return found
+    finally:
+        await consumer.stop()
+
+
+async def writers_committed_past(bootstrap_servers: str, partition: TopicPartition, offset: int) -> None:
+    """Until the writers' group has committed `partition` past `offset`: the writer applied everything up to it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=WRITERS_GROUP)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (await consumer.committed(partition) or 0) <= offset:
+            assert time.monotonic() < deadline, f"the writers did not commit {partition} past {offset} in 60 s"
+            await asyncio.sleep(0.2)
     finally:
         await consumer.stop()
 
@@ -210,13 +223,13 @@ async def test_a_redelivered_prediction_event_leaves_one_row(full_stack: Any, fi
     await producer.start()
     try:
         for event in (original, original, redelivered):
-            await producer.send_and_wait(TRAINING_PREDICTIONS, encode_event(event), key=job_id.encode())
+            sent = await producer.send_and_wait(TRAINING_PREDICTIONS, encode_event(event), key=job_id.encode())
     finally:
         await producer.stop()
+    await writers_committed_past(bootstrap, TopicPartition(TRAINING_PREDICTIONS, sent.partition), sent.offset)
 
     token = full_stack.mint_token("alice")
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30) as client:
-        await asyncio.sleep(3)  # let the writer consume the three copies
         rows = await all_predictions(client, job_id, token)
     assert len(rows) == 9
     same_key = [r for r in rows if (r["step"], r["sample_id"]) == (original.step, original.sample_id)]

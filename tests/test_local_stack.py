@@ -127,21 +127,21 @@ async def test_the_admin_role_needs_the_generated_password(full_stack: LocalStac
     await conn.close()
 
 
-@pytest.fixture
-def tiny_disk() -> Iterator[Path]:
-    """A 4 MiB tmpfs: too small for a Postgres cluster (needs root and permission to mount)."""
-    mount_point = Path(tempfile.mkdtemp(prefix="epochscope-full-disk-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)], capture_output=True)
-    if mounted.returncode != 0:
-        mount_point.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    yield mount_point
-    subprocess.run(["umount", str(mount_point)], check=True)
-    mount_point.rmdir()
+def on_a_tiny_disk(mount_point: Path, command: list[str]) -> list[str]:
+    """`command` in a mount namespace of its own where `mount_point` is a 4 MiB tmpfs: too small for a Postgres
+    cluster. As root a mount namespace; as a user a user namespace too, keeping its capabilities (mount needs
+    them). The tmpfs goes with the namespace: nothing to unmount, even after a crash."""
+    as_user = [] if os.geteuid() == 0 else ["--user", "--map-current-user", "--keep-caps"]
+    mount_then_run = 'mount -t tmpfs -o size=4m tmpfs "$0" && exec "$@"'
+    return ["unshare", *as_user, "--mount", "sh", "-c", mount_then_run, str(mount_point), *command]
 
 
-def test_a_full_disk_is_one_line(data_dir: Path, tiny_disk: Path) -> None:
-    result = epochscope(
-        "up", "--api-port", str(free_port()), "--data-dir", str(data_dir), "--postgres-dir", str(tiny_disk / "pg")
-    )
+def test_a_full_disk_is_one_line(data_dir: Path) -> None:
+    tiny_disk = Path(tempfile.mkdtemp(prefix="epochscope-full-disk-"))  # in /tmp: the Postgres user can reach it
+    up = [str(BIN / "epochscope"), "up", "--api-port", str(free_port()), "--data-dir", str(data_dir)]
+    command = on_a_tiny_disk(tiny_disk, [*up, "--postgres-dir", str(tiny_disk / "pg")])
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        tiny_disk.rmdir()  # empty outside the namespace
     assert_one_line_failure(result, "is full")

@@ -84,6 +84,13 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
     assert len(keys) == 5 * 3 and len(set(keys)) == 15  # baseline + 2 epochs, 5 samples, each once
     rounds = [e for e in statuses if isinstance(e, RoundSummaryEvent)]
     assert [r.predictions for r in rounds] == [5, 5, 5]
+    # Each rank generated its contiguous share (3 and 2 of the 5) as one batch, each with its own wall time; one
+    # rank generating them all would give the round a single batch, a single latency.
+    for step in sorted({p.step for p in predictions}):
+        in_round = sorted((p for p in predictions if p.step == step), key=lambda p: p.sample_index)
+        latencies = [p.latency_ms for p in in_round]
+        assert len(set(latencies[:3])) == 1 and len(set(latencies[3:])) == 1, latencies
+        assert latencies[0] != latencies[3], latencies
     finals = [e.status for e in statuses if isinstance(e, JobStatusEvent) and e.status.is_final]
     assert finals == [JobStatus.COMPLETED]
     resolved = [json.loads(e.message) for e in statuses if isinstance(e, JobStatusEvent) and "{" in (e.message or "")]

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 from playwright.async_api import Page, expect
-from test_checkpoints_end_to_end import run_job
-from test_end_to_end import uploaded
+from test_checkpoints_end_to_end import LEARNING, memorable_dataset, ranked_rounds, run_job
 from ui_support import (
     browser_fixture,  # noqa: F401  fixture
     page_fixture,  # noqa: F401  fixture
@@ -21,20 +20,21 @@ pytestmark = pytest.mark.stack
 async def test_the_rounds_table_downloads_checkpoints_and_marks_the_best_round(
     full_stack: Any, page: Page, tmp_path: Path
 ) -> None:
-    dataset = await uploaded(full_stack, "uma")
+    dataset = await memorable_dataset(full_stack, "uma")  # learnt: the rounds' ROUGE-L differ, one is best
     checkpoints = {"mode": "every_round", "metric": "mean_rouge_l"}
-    job = await run_job(full_stack, "uma", dataset, {"predictions": {"checkpoints": checkpoints}})
+    job = await run_job(full_stack, "uma", dataset, LEARNING | {"predictions": {"checkpoints": checkpoints}})
     assert job["status"] == "completed", job
+    assert job["best_round"] == ranked_rounds(job)[0] != 0, job["rounds"]
     await sign_in(page, full_stack.api_url, full_stack.mint_token("uma"))
     await page.goto(f"{full_stack.api_url}/ui/#/jobs/{job['job_id']}")
     cells = page.locator('#rounds-table tbody td[data-col="checkpoint"]')
     await expect(cells).to_have_count(len(job["rounds"]))
     for index in range(len(job["rounds"])):
         await expect(cells.nth(index)).to_contain_text("Download (")
-    if job["best_round"] is not None:
-        best_row = page.locator(f'#rounds-table tbody tr[data-round-index="{job["best_round"]}"]')
-        await expect(best_row.locator("#best-round")).to_have_text("★ best")
-        await expect(page.locator('#quality-chart [data-series^="★ Best round"] circle')).to_have_count(1)
+    best_row = page.locator(f'#rounds-table tbody tr[data-round-index="{job["best_round"]}"]')
+    await expect(best_row.locator("#best-round")).to_have_text("★ best")
+    await expect(page.locator("#best-round")).to_have_count(1)
+    await expect(page.locator('#quality-chart [data-series^="★ Best round"] circle')).to_have_count(1)
     await expect(page.locator('#final-weights td[data-col="checkpoint"]')).to_contain_text("Download (")
     async with page.expect_download() as info:
         await cells.nth(1).get_by_role("button").click()

@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from playwright.async_api import Page, Route, expect
+from conftest import UPLOAD_MAX_BYTES
+from playwright.async_api import Page, expect
 from ui_support import (
     admin_fixture,  # noqa: F401  fixture
     api_delete,
@@ -126,19 +127,14 @@ async def test_a_malformed_upload_lists_its_bad_lines_and_refusals_are_explained
     await expect(page.locator("#upload-progress")).to_be_hidden()
     await expect(page.locator("#datasets-table tbody tr")).to_have_count(1)
 
-    # Too large: the server's 413 (here from the route, since the stack's limit is 1 GiB) with its reason.
-    async def too_large(route: Route) -> None:
-        if route.request.method != "POST":
-            await route.continue_()
-            return
-        await route.fulfill(status=413, json={"detail": "the upload is larger than the 1 GiB limit"})
-
-    await page.route("**/v1/datasets", too_large)
-    await upload_through_the_page(page, path)
+    # Too large: a real file over the stack's upload limit (2 MiB), refused by the server with its 413's reason.
+    big = tmp_path / "big.jsonl"
+    line = (useless.read_text().splitlines()[0] + "\n").encode()
+    big.write_bytes(line * (UPLOAD_MAX_BYTES // len(line) + 1000))
+    await upload_through_the_page(page, big)
     await expect(page.locator("#upload-error")).to_have_text(
-        "The file is too large: the upload is larger than the 1 GiB limit"
+        f"The file is too large: the upload exceeds the limit of {UPLOAD_MAX_BYTES} bytes (2 MiB)"
     )
-    await page.unroute("**/v1/datasets", too_large)
     assert len((await api_get(full_stack, user, "/v1/datasets"))["items"]) == 1
 
 

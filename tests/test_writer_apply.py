@@ -3,7 +3,7 @@
 import asyncio
 import json
 from datetime import timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
@@ -35,6 +35,7 @@ from writer_stack import (
     now,
     producer_fixture,  # noqa: F401  fixture
     stack_fixture,  # noqa: F401  fixture
+    stored_predictions,
     wait_for,
     writer_fixture,  # noqa: F401  fixture
 )
@@ -42,7 +43,7 @@ from writer_stack import (
 from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import JobStatus, encode_event
 from epochscope_schemas.notify import job_channel
-from epochscope_schemas.topics import TRAINING_PREDICTIONS
+from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -54,13 +55,18 @@ async def test_redelivered_prediction_leaves_one_row(
 ) -> None:
     job = await create_job(stack, "alice")
     event = prediction(job, step=10, sample=1)
+    duplicates = "epochscope_writer_duplicates_skipped_total"
+    skipped = writer.metric(duplicates, kind="prediction")
     await publish_events(producer, [event, event])
-    await publish_events(producer, [event])
     await wait_for(lambda: _rows_equal(stack, job, 1), timeout=20)
-    await wait_for(
-        lambda: _metric_at_least(writer, "epochscope_writer_duplicates_skipped_total", 2, kind="prediction"), 20
-    )
+    first = await stored_predictions(stack, [job.job_id])
+    assert [stored[:2] for stored in first.values()] == [(str(event.event_id), event.prediction)]
+    # Again, and a copy with another event_id and text (a trainer's retry after a restart): both skipped.
+    changed = event.model_copy(update={"event_id": uuid4(), "prediction": "a changed answer"})
+    await publish_events(producer, [event, changed])
+    await wait_for(lambda: _metric_at_least(writer, duplicates, skipped + 3, kind="prediction"), 20)
     assert await count_rows(stack, job.job_id) == (1, 1)
+    assert await stored_predictions(stack, [job.job_id]) == first  # same event, text and row version
 
 
 async def test_owner_comes_from_the_jobs_table(stack: Stack, producer: AIOKafkaProducer) -> None:
@@ -80,13 +86,15 @@ async def test_owner_comes_from_the_jobs_table(stack: Stack, producer: AIOKafkaP
     await publish_events(producer, [bobs_token_for_alice, wrong_owner, forged_event, expired_event, no_token, valid])
 
     await wait_for(lambda: _rows_equal(stack, alice_job, 2), timeout=20)
-    refused = (bobs_token_for_alice, wrong_owner, forged_event, no_token)
-    letters = await _letters_for(stack, TRAINING_PREDICTIONS, {e.event_id for e in refused})
+    stored = await admin_fetch(stack, "SELECT sample_id FROM training_predictions WHERE job_id = $1", alice_job.job_id)
+    assert sorted(r["sample_id"] for r in stored) == ["s4", "s6"]  # the expired token's event and the valid one
+    sent = (bobs_token_for_alice, wrong_owner, forged_event, expired_event, no_token, valid)
+    letters = await _letters_for(stack, TRAINING_PREDICTIONS, {e.event_id for e in sent}, at_least=4)
     reasons = {json.loads(original_payload(d))["prediction"].split(" ")[1]: (d["reason"], d["detail"]) for d in letters}
     assert reasons["1"] == ("invalid_token", "job token is for another job (job_token removed from the payload)")
     assert reasons["2"][0] == "owner_mismatch"
     assert reasons["3"][0] == "invalid_token" and "Signature" in reasons["3"][1]
-    assert "4" not in reasons
+    assert "4" not in reasons and "6" not in reasons
     assert reasons["5"] == ("invalid_token", "missing job token")
     assert await count_rows(stack, bob_job.job_id) == (0, 0)
 
@@ -140,7 +148,7 @@ async def test_status_never_goes_back_in_time(stack: Stack, producer: AIOKafkaPr
         ],
     )
     await wait_for(lambda: _status_is(stack, job, "completed"), timeout=20)
-    await asyncio.sleep(1)
+    await wait_for(lambda: _all_committed(stack, TRAINING_STATUS), timeout=20)  # the two after it applied too
     row = await job_row(stack, job.job_id)
     assert row["status"] == "completed"
     assert row["started_at"] == t0
@@ -290,13 +298,14 @@ async def _not_ready(writer: WriterProcess) -> bool:
     return writer.get("/readyz")[0] == 503
 
 
-async def _all_committed(stack: Stack) -> bool:
-    committed = await committed_offsets(stack, TRAINING_PREDICTIONS)
-    ends = await end_offsets(stack, TRAINING_PREDICTIONS)
+async def _all_committed(stack: Stack, topic: str = TRAINING_PREDICTIONS) -> bool:
+    committed = await committed_offsets(stack, topic)
+    ends = await end_offsets(stack, topic)
     return all(committed.get(p, 0) == end for p, end in ends.items())
 
 
-async def _letters_for(stack: Stack, topic: str, event_ids: set[UUID]) -> list[dict]:
+async def _letters_for(stack: Stack, topic: str, event_ids: set[UUID], at_least: int | None = None) -> list[dict]:
+    """The dead letters of those events, read once at least `at_least` letters (default: one each) are there."""
     wanted = {str(e) for e in event_ids}
-    letters = await read_dead_letters(stack, topic, at_least=len(wanted))
+    letters = await read_dead_letters(stack, topic, at_least=len(wanted) if at_least is None else at_least)
     return [d for d in letters if json.loads(original_payload(d)).get("event_id") in wanted]

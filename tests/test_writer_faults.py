@@ -20,6 +20,7 @@ from writer_events import (
     prediction,
     publish,
     read_dead_letters,
+    redelivery_rewrites_nothing,
 )
 from writer_stack import (
     FAST_GROUP,
@@ -114,6 +115,7 @@ async def test_sigkill_during_stream_loses_and_duplicates_nothing(
             streaming.cancel()
     await wait_for(lambda: settled(stack, jobs, 20_000), timeout=90, interval=0.5)
     assert await rows_and_keys(stack, jobs) == (20_000, 20_000)
+    await redelivery_rewrites_nothing(stack, producer, [writer], payloads)
     assert writer.running(), writer.log_text()
 
 
@@ -207,6 +209,7 @@ async def test_two_writers_split_partitions_and_apply_each_row_once(
     await wait_for(lambda: settled(stack, pair_jobs, len(payloads)), timeout=60, interval=0.5)
     applied = [w.metric("epochscope_writer_rows_applied_total", kind="prediction") for w in writers]
     assert all(rows > 0 for rows in applied), applied
+    await redelivery_rewrites_nothing(stack, producer, writers, payloads)
     assert sum(w.metric(partitions) for w in writers) == 8  # 4 partitions of each of the two topics
 
 

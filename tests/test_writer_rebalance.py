@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from writer_events import prediction, publish
+from writer_events import prediction, publish, redelivery_rewrites_nothing
 from writer_stack import (
     FAST_GROUP,
     PARTITIONS,
@@ -94,6 +94,7 @@ async def test_replicas_join_and_leave_mid_stream_every_row_once_no_error(
     assert await _rows_and_keys(stack, jobs) == (total, total)
     assert third.running(), third.log_text()
     await wait_for(lambda: _assigned([third], 8), timeout=30)
+    await redelivery_rewrites_nothing(stack, producer, [third], payloads)
     assert third.terminate() == 0, third.log_text()
     for writer in (first, second, third):
         assert writer.log_problems() == [], writer.log_problems()

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from writer_stack import PARTITIONS, Job, Stack
+from writer_stack import PARTITIONS, Job, Stack, WriterProcess, sent_predictions, stored_predictions, wait_for
 
 from epochscope_runtime.command_signing import without_job_token
 from epochscope_schemas.events import (
@@ -99,6 +99,29 @@ def warning(job: Job, code: str = "samples_missing") -> WarningEvent:
 
 async def publish(producer: AIOKafkaProducer, topic: str, job_id: uuid.UUID, value: bytes) -> None:
     await producer.send(topic, value=value, key=str(job_id).encode())
+
+
+async def redelivery_rewrites_nothing(
+    stack: Stack, producer: AIOKafkaProducer, running: list[WriterProcess], payloads: list[tuple[uuid.UUID, bytes]]
+) -> None:
+    """Every published prediction is stored as sent (its event_id and text); then a tenth of them, published again
+    as a redelivery would bring them, is counted by the running writers as skipped duplicates and rewrites no row
+    (each keeps its event, text and row version): the writer's guarantee, not just the primary key's."""
+    job_ids = sorted({key for key, _ in payloads})
+    before = await stored_predictions(stack, job_ids)
+    assert {key: stored[:2] for key, stored in before.items()} == sent_predictions(payloads)
+    metric = "epochscope_writer_duplicates_skipped_total"
+    skipped = sum(w.metric(metric, kind="prediction") for w in running)
+    again = payloads[::10]
+    for key, value in again:
+        await publish(producer, TRAINING_PREDICTIONS, key, value)
+    await producer.flush()
+
+    async def counted() -> float:
+        return sum(w.metric(metric, kind="prediction") for w in running) - skipped >= len(again)
+
+    await wait_for(counted, timeout=60, interval=0.5)
+    assert await stored_predictions(stack, job_ids) == before
 
 
 async def publish_events(producer: AIOKafkaProducer, events: list[Envelope]) -> None:

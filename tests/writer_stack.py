@@ -7,6 +7,7 @@ Kafka-side checks are in tests/writer_events.py.
 """
 
 import asyncio
+import json
 import shutil
 import tempfile
 import time
@@ -239,6 +240,24 @@ async def count_rows(stack: Stack, job_id: uuid.UUID) -> tuple[int, int]:
         job_id,
     )
     return row["n"], row["d"]
+
+
+async def stored_predictions(stack: Stack, job_ids: list[uuid.UUID]) -> dict[tuple[str, int, str], tuple[str, ...]]:
+    """Each stored prediction's (event_id, prediction, row version) by natural key. The version is Postgres's
+    `xmin`: a row rewritten in place (an upsert of a redelivery) gets a new one, a row left alone keeps it."""
+    rows = await admin_fetch(
+        stack,
+        "SELECT job_id::text, step, sample_id, event_id::text, prediction, xmin::text AS version"
+        " FROM training_predictions WHERE job_id = ANY($1::uuid[])",
+        job_ids,
+    )
+    return {(r["job_id"], r["step"], r["sample_id"]): (r["event_id"], r["prediction"], r["version"]) for r in rows}
+
+
+def sent_predictions(payloads: list[tuple[uuid.UUID, bytes]]) -> dict[tuple[str, int, str], tuple[str, str]]:
+    """The (event_id, prediction) each published prediction event carries, by natural key."""
+    events = [json.loads(value) for _, value in payloads]
+    return {(e["job_id"], e["step"], e["sample_id"]): (e["event_id"], e["prediction"]) for e in events}
 
 
 async def job_row(stack: Stack, job_id: uuid.UUID) -> asyncpg.Record:
