@@ -6,7 +6,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.checkpoints import StopWhen, metric_label, round_metric
-from epochscope_schemas.events import RoundSummaryEvent
+from epochscope_schemas.events import RoundSummaryEvent, RoundTrigger
 
 
 class StopRule:
@@ -21,7 +21,7 @@ class StopRule:
 
     def observe(self, summary: RoundSummaryEvent) -> str | None:
         """Count this round; the stop reason, once met."""
-        if self.reason is not None or summary.trigger == "baseline":
+        if self.reason is not None or summary.trigger == RoundTrigger.BASELINE:
             return self.reason
         config = self.config
         value = round_metric(summary.model_dump(), config.metric)

@@ -12,7 +12,7 @@ from accelerate import PartialState
 from transformers import TrainerState
 
 from epochscope_runtime.sampler import Sample
-from epochscope_schemas.events import RoundSummaryEvent
+from epochscope_schemas.events import RoundSummaryEvent, RoundTrigger
 from epochscope_trainer.job.generation import Generation, GenerationSettings, generate_across_ranks
 from epochscope_trainer.job.predictions.snapshot import WeightSnapshot
 from epochscope_trainer.job.prompts import render_prompt
@@ -30,7 +30,7 @@ class RoundKey:
     index: int
     epoch: float
     step: int
-    trigger: str
+    trigger: RoundTrigger
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class RoundRunner:
         self._snapshot = WeightSnapshot(tokenizer)
         self._pending: Future[None] | None = None
 
-    def run(self, state: TrainerState, model: Any, trigger: str) -> None:
+    def run(self, state: TrainerState, model: Any, trigger: RoundTrigger) -> None:
         """A round now, unless one already ran at this global step."""
         if state.global_step in self._steps_done or not self.samples:
             return

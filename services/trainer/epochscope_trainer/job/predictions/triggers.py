@@ -5,6 +5,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
+from epochscope_schemas.events import RoundTrigger
 from epochscope_trainer.job.predictions.round_runner import RoundRunner
 
 
@@ -25,12 +26,12 @@ class RoundTriggers(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if self.config.baseline_round:
-            self.runner.run(state, kwargs["model"], "baseline")
+            self.runner.run(state, kwargs["model"], RoundTrigger.BASELINE)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         interval = self.config.step_interval
         if self.config.sample_frequency == SampleFrequency.STEPS and interval and state.global_step % interval == 0:
-            self.runner.run(state, kwargs["model"], "steps")
+            self.runner.run(state, kwargs["model"], RoundTrigger.STEPS)
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -38,11 +39,11 @@ class RoundTriggers(TrainerCallback):
         # A stop request (cancel, shutdown) also ends the epoch, part-way: that is no epoch's round.
         completed_epoch = abs((state.epoch or 0.0) - round(state.epoch or 0.0)) < 1e-6
         if self.config.sample_frequency == SampleFrequency.EPOCH and completed_epoch:
-            self.runner.run(state, kwargs["model"], "epoch")
+            self.runner.run(state, kwargs["model"], RoundTrigger.EPOCH)
 
     def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.config.sample_frequency == SampleFrequency.EVAL:
-            self.runner.run(state, kwargs["model"], "eval")
+            self.runner.run(state, kwargs["model"], RoundTrigger.EVAL)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
