@@ -58,8 +58,8 @@ async def graded_job(
         await admin.execute(
             "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated,"
             " valid, scored, mean_exact_match, mean_f1, mean_rouge_l, graders, tokens_generated, wall_ms, stall_ms,"
-            " occurred_at) VALUES ($1, $2, $3, $2::float8, $2 * 10, 'epoch', $4, $4, $5, $4, $5::float8 / $4, 0.5,"
-            " 0.25, $6::jsonb, 0, 0, 0, now())",
+            " occurred_at) VALUES ($1, $2::int, $3, $2::int::float8, $2::int * 10, 'epoch', $4::int, $4::int, $5::int,"
+            " $4::int, $5::int::float8 / $4::int, 0.5, 0.25, $6::jsonb, 0, 0, 0, now())",
             job_id,
             r,
             owner,
