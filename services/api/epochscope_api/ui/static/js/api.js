@@ -107,11 +107,6 @@ export function passRate(round) {
   return typeof round?.validator_pass_rate === "number" ? round.validator_pass_rate : null;
 }
 
-// The rounds the trainer has summarized: the only ones with metrics to draw (the others are in progress).
-export function summarizedRounds(rounds) {
-  return rounds.filter((r) => r.summarized);
-}
-
 export function roundScore(round, name) {
   const value = round?.[`mean_${name}`] ?? round?.scores?.[name];
   return typeof value === "number" ? value : null;

@@ -1,7 +1,7 @@
 // Jobs side by side (#/compare?jobs=a,b[,c,d]): each metric's line per job on one epoch axis, and the
 // samples every job shares with each job's answer, word diffs against the first job, and filters.
 
-import { api, ApiError, passRate, roundScore, summarizedRounds } from "./api.js";
+import { api, ApiError, passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
 import { renderDiff } from "./diff.js";
 import { clear, fmtEpoch, fmtNum, h } from "./dom.js";
@@ -38,7 +38,7 @@ function metricCharts(jobs) {
         name: jobLabel(job),
         color: JOB_COLORS[index],
         dash: DASHES[index],
-        points: summarizedRounds(job.rounds).map((r) => ({ x: r.epoch, y: value(r) })),
+        points: job.rounds.map((r) => ({ x: r.epoch, y: value(r) })),
       }));
       if (!series.some((line) => line.points.some((p) => p.y != null))) return null;
       const options = { title, xLabel: "epoch", yLabel: "score", yMin: 0, yMax: 1, formatY: (v) => `${Math.round(v * 100)}%` };

@@ -1,6 +1,6 @@
 // The job's overview tab: loss chart, rounds summary and a quality chart per round.
 
-import { passRate, roundScore, summarizedRounds } from "./api.js";
+import { passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
 import { checkpointCell, loadCheckpoints, metricValue } from "./checkpoints.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
@@ -49,21 +49,20 @@ export function overviewTab(panel, context) {
     clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
     if (!predictionsOn) return;
 
-    // Only summarized rounds have metrics: an in-progress round joins the chart when its summary arrives.
-    const summarized = summarizedRounds(rounds);
+    // A round's metrics are null until its summary arrives (the chart skips them): in-progress rounds draw nothing.
     const series = [
-      { name: "Exact match", color: COLORS.exact, points: summarized.map((r) => ({ x: r.round_index, y: roundScore(r, "exact_match") })) },
-      { name: "F1", color: COLORS.f1, points: summarized.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
-      { name: "ROUGE-L", color: COLORS.rouge, points: summarized.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
-      { name: "Validator pass rate", color: COLORS.valid, points: summarized.map((r) => ({ x: r.round_index, y: passRate(r) })) },
-      ...graderSeries(summarized),
-      ...bestSeries(job, summarized),
+      { name: "Exact match", color: COLORS.exact, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "exact_match") })) },
+      { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
+      { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
+      { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
+      ...graderSeries(rounds),
+      ...bestSeries(job, rounds),
     ].filter((line) => line.points.some((p) => p.y != null));
     clear(
       qualityBox,
       series.length
         ? lineChart(series, { title: "Quality by round", xLabel: "round", yLabel: "score", yMin: 0, yMax: 1, integerX: true, formatY: (v) => `${Math.round(v * 100)}%` })
-        : h("p", { class: "muted" }, summarized.length ? "No scores or validator results in these rounds." : rounds.length ? "No round summarized yet." : "No rounds yet."),
+        : h("p", { class: "muted" }, rounds.some((r) => r.summarized) ? "No scores or validator results in these rounds." : rounds.length ? "No round summarized yet." : "No rounds yet."),
     );
 
     if (!rounds.length) {
@@ -78,11 +77,11 @@ export function overviewTab(panel, context) {
           h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
           h("tbody", {},
             rounds.map((r) =>
-              h("tr", { dataset: { roundIndex: r.round_index, summarized: String(r.summarized) }, class: r.round_index === job.best_round ? "best-round" : null },
+              h("tr", { dataset: { roundIndex: r.round_index }, class: r.round_index === job.best_round ? "best-round" : null },
                 h("th", { scope: "row" }, r.round_index),
                 h("td", {}, fmtEpoch(r.epoch)),
                 h("td", {}, r.step),
-                h("td", {}, r.trigger ?? "—", r.summarized ? null : h("span", { class: "muted in-progress", title: "Predictions are arriving; its metrics come with the trainer's summary" }, " (in progress)")),
+                h("td", {}, r.trigger ?? "—", r.summarized ? null : h("span", { class: "muted", title: "Predictions are arriving; its metrics come with the trainer's summary" }, " (in progress)")),
                 h("td", { class: "num" }, fmtInt(r.predictions)),
                 h("td", { class: "num", dataset: { col: "pass-rate" } }, fmtPct(passRate(r))),
                 h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
