@@ -20,9 +20,16 @@ GRADERS = [{"type": "json_parse", "name": "json"}, {"type": "json_field", "name"
 
 
 async def graded_job(
-    admin: asyncpg.Connection, owner: str, rounds: int = 3, samples: int = 4, dataset: str = DATASET, **config: Any
+    admin: asyncpg.Connection,
+    owner: str,
+    rounds: int = 3,
+    samples: int = 4,
+    dataset: str = DATASET,
+    summarized: int | None = None,
+    **config: Any,
 ) -> uuid.UUID:
-    """A completed job with graded predictions: answer i of round r is right when (i + r) is even."""
+    """A job with graded predictions: answer i of round r is right when (i + r) is even; the first `summarized`
+    rounds (all by default) with the trainer's summary of them."""
     config = {"model": "tiny", "dataset_id": dataset, "predictions": {"enabled": True, "graders": GRADERS}} | config
     job_id = await insert_job(admin, owner, status="completed", config=config)
     rows = []
@@ -45,6 +52,21 @@ async def graded_job(
         " now())",
         [row[:13] + (json.dumps(row[13]), row[14]) for row in rows],
     )
+    for r in range(rounds if summarized is None else summarized):
+        right = sum(1 for i in range(samples) if (i + r) % 2 == 0)
+        grader = {"graded": samples, "passed": right, "mean_score": right / samples}
+        await admin.execute(
+            "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated,"
+            " valid, scored, mean_exact_match, mean_f1, mean_rouge_l, graders, tokens_generated, wall_ms, stall_ms,"
+            " occurred_at) VALUES ($1, $2::int, $3, $2::int::float8, $2::int * 10, 'epoch', $4::int, $4::int, $5::int,"
+            " $4::int, $5::int::float8 / $4::int, 0.5, 0.25, $6::jsonb, 0, 0, 0, now())",
+            job_id,
+            r,
+            owner,
+            samples,
+            right,
+            json.dumps({"json": grader, "city": grader}),
+        )
     return job_id
 
 
@@ -93,7 +115,8 @@ async def test_each_export_format_round_trips_with_exactly_the_apis_rows(full_st
 
 async def test_a_comparison_matches_samples_on_dataset_and_id(full_stack: Any, admin: Any) -> None:
     first = await graded_job(admin, "comparer", name="first")
-    second = await graded_job(admin, "comparer", rounds=2, samples=3)  # fewer samples: 3 shared
+    # Fewer samples (3 shared), and its last round's summary not arrived yet.
+    second = await graded_job(admin, "comparer", rounds=2, samples=3, summarized=1)
     elsewhere = await graded_job(admin, "comparer", dataset=str(uuid.uuid4()))  # same ids, other rows
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=auth(full_stack, "comparer")) as c:
         found = (await c.get("/v1/comparisons", params={"job_ids": f"{first},{second}"})).json()
@@ -113,6 +136,10 @@ async def test_a_comparison_matches_samples_on_dataset_and_id(full_stack: Any, a
         "pass_rate": 0.5,
         "mean_score": 0.5,
     }
+    # The comparison reads the stored summaries: the round without one has no metric, though its rows are graded.
+    unsummarized = found["jobs"][1]["rounds"][1]
+    assert (unsummarized["summarized"], unsummarized["predictions"]) == (False, 3)
+    assert unsummarized["graders"] is None and unsummarized["validator_pass_rate"] is None
     row0 = found["samples"][0]
     assert row0["sample_id"] == "row-000000" and [a["job_id"] for a in row0["answers"]] == [str(first), str(second)]
     assert [a["answer"]["epoch"] for a in row0["answers"]] == [2.0, 1.0]  # each job's latest

@@ -85,6 +85,8 @@ async def test_generated_client_creates_a_job_and_reads_its_predictions(full_sta
     assert [(r.round_index, r.predictions, r.summarized) for r in detail.rounds] == [
         (index, SAMPLES, False) for index in range(ROUNDS)
     ]
+    # No summary arrived: the rows are scored and validated, but the rounds carry no metric until one does.
+    assert all(r.mean_f1 is None and r.validator_pass_rate is None and r.graders is None for r in detail.rounds)
     sample = await api_module("predictions.get_sample_history").asyncio(job.job_id, "s0", client=client)
     assert isinstance(sample, models.SampleHistory) and sample.ground_truth == "truth 0"
     assert [r.prediction for r in sample.rounds] == [f"answer {step}/0" for step in range(ROUNDS)]

@@ -93,11 +93,18 @@ async def test_job_page_table_and_comparison_match_the_api_and_update_live(
     await expect(page.locator("#quality-chart svg")).to_be_visible()
     await expect(page.locator("#loss-chart svg")).to_be_visible()
 
-    # Live: a new round written while the page is open appears without a reload.
+    # Live: a new round written while the page is open appears without a reload. Its summary has not arrived: it
+    # is shown in progress with its prediction count, and no metric (its rows are validated and scored).
     await page.evaluate("window.__notReloaded = true")
-    await insert_round(admin, job_id, owner, 2, samples)
+    await insert_round(admin, job_id, owner, 2, samples, summarized=False)
     await expect(table).to_have_count(3)
     assert await page.evaluate("window.__notReloaded === true")
+    await expect(table.nth(2).locator("td").nth(2)).to_have_text("— (in progress)")
+    await expect(table.nth(2).locator("td").nth(3)).to_have_text(str(samples))
+    for column in ("pass-rate", "exact-match", "f1", "rouge-l"):
+        await expect(table.nth(2).locator(f'[data-col="{column}"]')).to_have_text("—")
+    await expect(table.nth(1).locator('[data-col="f1"]')).not_to_have_text("—")
+    await expect(page.locator('#quality-chart [data-series="F1"] circle')).to_have_count(2)
     await page.screenshot(path=screenshot_path("job.png"), full_page=True)
     publish_screenshot("job.png")
 

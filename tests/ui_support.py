@@ -215,9 +215,10 @@ async def insert_job(
 
 
 async def insert_round(
-    admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, round_index: int, samples: int
+    admin: asyncpg.Connection, job_id: uuid.UUID, owner: str, round_index: int, samples: int, summarized: bool = True
 ) -> None:
-    """One round's predictions and its summary, committed and announced the way the writer does it."""
+    """One round's predictions and its summary (none while `summarized` is false: the round is in progress),
+    committed and announced the way the writer does it."""
     step = (round_index + 1) * 10
     epoch = float(round_index + 1)
     rows = []
@@ -244,6 +245,9 @@ async def insert_round(
             " $14, $15, $16, $17, 12.5, now())",
             rows,
         )
+        if not summarized:
+            await admin.execute("SELECT pg_notify($1, $2)", job_channel(job_id), json.dumps({"kind": "predictions"}))
+            return
         await admin.execute(
             "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated,"
             " valid, scored, mean_exact_match, mean_f1, mean_rouge_l, tokens_generated, wall_ms, stall_ms, occurred_at)"

@@ -60,29 +60,35 @@ class GraderRound(BaseModel):
 
 
 class RoundSummary(BaseModel):
-    """One prediction round: the trainer's summary once it arrived, until then aggregated from its predictions."""
+    """One prediction round. Its metrics are the trainer's summary, the only place a round is judged; until the
+    summary arrives (`summarized` false) the round has only its place and the predictions stored so far, and every
+    metric is null."""
 
     round_index: int
     epoch: float
     step: int
     trigger: RoundTrigger | None = Field(description="What started the round; null until summarized.")
     summarized: bool = Field(
-        description="True: the trainer's round summary. False: aggregated from the predictions stored so far."
+        description="True: the trainer's round summary. False: in progress (or its summary was lost): predictions are"
+        " stored, nothing else is known yet."
     )
-    predictions: int
-    validated: int = Field(
-        description="Predictions with a `valid`: the job has format graders (json_parse, json_schema)."
+    predictions: int = Field(description="Predictions in the round: the summary's count, or those stored so far.")
+    validated: int | None = Field(
+        description="Predictions with a `valid`: the job has format graders (json_parse, json_schema). Null until"
+        " summarized."
     )
-    valid: int = Field(description="Predictions that passed every format grader.")
-    validator_pass_rate: float | None = Field(description="valid / validated; null when nothing was validated.")
-    scored: int = Field(description="Predictions scored against a ground truth.")
-    mean_exact_match: float | None
-    mean_f1: float | None
-    mean_rouge_l: float | None
-    graders: dict[str, GraderRound] = Field(
-        default_factory=dict, description="Each grader's count, passes, pass rate and mean score in the round."
+    valid: int | None = Field(description="Predictions that passed every format grader; null until summarized.")
+    validator_pass_rate: float | None = Field(
+        description="valid / validated; null until summarized, or when nothing was validated."
     )
-    tokens: int = Field(description="Tokens generated in the round.")
+    scored: int | None = Field(description="Predictions scored against a ground truth; null until summarized.")
+    mean_exact_match: float | None = Field(description="Null until summarized, or when nothing was scored.")
+    mean_f1: float | None = Field(description="Null until summarized, or when nothing was scored.")
+    mean_rouge_l: float | None = Field(description="Null until summarized, or when nothing was scored.")
+    graders: dict[str, GraderRound] | None = Field(
+        description="Each grader's count, passes, pass rate and mean score in the round; null until summarized."
+    )
+    tokens: int | None = Field(description="Tokens generated in the round; null until summarized.")
     wall_ms: float | None = Field(description="Round wall time; null until summarized.")
     stall_ms: float | None = Field(description="How long training waited for the round; null until summarized.")
     occurred_at: datetime = Field(description="When the round was summarized, or its latest prediction was stored.")

@@ -1,4 +1,5 @@
-"""A job's prediction rounds: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
+"""A job's prediction rounds: the trainer's summary is the only source of a round's metrics. A round whose summary
+has not arrived (in progress, or lost) is listed with its place and how many predictions are stored, nothing judged."""
 
 import uuid
 from typing import Any
@@ -9,27 +10,19 @@ from pydantic import TypeAdapter
 from epochscope_api.response_models import RoundSummary
 from epochscope_schemas.checkpoints import round_metric
 
-# The trainer's round summaries, in the shape of an aggregate over a round's predictions (below).
+# The trainer's round summaries.
 _SUMMARIZED_ROUNDS = (
     "SELECT round_index, epoch, step, trigger, true AS summarized, predictions, validated, valid, scored,"
     " mean_exact_match, mean_f1, mean_rouge_l, graders, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
     " FROM job_rounds WHERE job_id = $1"
 )
-# Each grader over one unsummarized round, in the shape of the trainer's summary (round_index of the outer query).
-_AGGREGATED_GRADERS = (
-    "(SELECT coalesce(jsonb_object_agg(name, jsonb_build_object('graded', graded, 'passed', passed,"
-    " 'mean_score', mean_score)), '{}'::jsonb) FROM (SELECT g.key AS name, count(*) AS graded,"
-    " count(*) FILTER (WHERE (g.value->>'passed')::boolean) AS passed, avg((g.value->>'score')::float8) AS mean_score"
-    " FROM training_predictions AS graded_rows, jsonb_each(graded_rows.grades) AS g"
-    " WHERE graded_rows.job_id = $1 AND graded_rows.round_index = training_predictions.round_index"
-    " GROUP BY g.key) AS per_grader)"
-)
-# Rounds without a summary: those after the last summarized one (in progress), and any gap below it.
-# Only their predictions are read (index on job_id, round_index), not the job's whole history.
-_AGGREGATED_ROUNDS = (
-    "SELECT round_index, min(epoch), min(step), NULL, false, count(*), count(valid), count(*) FILTER (WHERE valid),"
-    f" count(exact_match), avg(exact_match), avg(f1), avg(rouge_l), {_AGGREGATED_GRADERS}, sum(tokens_generated),"
-    " NULL::float8, NULL::float8, max(created_at)"
+# Rounds without a summary: those after the last summarized one (in progress), and any gap below it. Only where
+# they are and how many predictions arrived: every metric stays null until the summary lands. Only their
+# predictions are read (index on job_id, round_index), not the job's whole history.
+_UNSUMMARIZED_ROUNDS = (
+    "SELECT round_index, min(epoch), min(step), NULL, false, count(*), NULL::integer, NULL::integer, NULL::integer,"
+    " NULL::float8, NULL::float8, NULL::float8, NULL::jsonb, NULL::integer, NULL::float8, NULL::float8,"
+    " max(created_at)"
     " FROM training_predictions WHERE job_id = $1 AND (round_index > (SELECT last FROM summarized)"
     " OR round_index = ANY(ARRAY(SELECT generate_series(0, (SELECT last FROM summarized))"
     " EXCEPT SELECT round_index FROM job_rounds WHERE job_id = $1)))"
@@ -37,7 +30,7 @@ _AGGREGATED_ROUNDS = (
 )
 _ROUNDS = (
     "WITH summarized AS (SELECT coalesce(max(round_index), -1) AS last FROM job_rounds WHERE job_id = $1)"
-    f" {_SUMMARIZED_ROUNDS} UNION ALL {_AGGREGATED_ROUNDS} ORDER BY round_index"
+    f" {_SUMMARIZED_ROUNDS} UNION ALL {_UNSUMMARIZED_ROUNDS} ORDER BY round_index"
 )
 
 _ROUND_LIST = TypeAdapter(list[RoundSummary])
@@ -45,12 +38,15 @@ ROUND_BYTES = 512  # at most one RoundSummary's JSON (numbers and a short trigge
 
 
 def _round_fields(row: asyncpg.Record) -> dict[str, Any]:
-    """The row with its pass rates, read as checkpoints and stop_when read them (`round_metric`)."""
+    """The row with its summary's pass rates, read as checkpoints and stop_when read them (`round_metric`); an
+    unsummarized round has none."""
     fields = dict(row)
+    if not fields["summarized"]:
+        return fields | {"validator_pass_rate": None}
     fields["validator_pass_rate"] = round_metric(fields, "validator_pass_rate")
     fields["graders"] = {
         name: summary | {"pass_rate": round_metric(fields, f"grader_pass_rate:{name}")}
-        for name, summary in (fields["graders"] or {}).items()
+        for name, summary in fields["graders"].items()
     }
     return fields
 
@@ -61,7 +57,7 @@ def _rounds_of(rows: list[asyncpg.Record]) -> list[RoundSummary]:
 
 
 async def fetch_rounds(conn: asyncpg.Connection, job_id: uuid.UUID) -> list[RoundSummary]:
-    """Every round in order: the trainer's summary where it arrived, else an aggregate of the round's predictions."""
+    """Every round in order: the trainer's summary where it arrived, else the round's place and prediction count."""
     return _rounds_of(await conn.fetch(_ROUNDS, job_id))
 
 

@@ -41,8 +41,9 @@ async def list_rounds(
         int, Query(ge=-1, le=INT4_MAX, description="Only rounds after this one (the last one a client has).")
     ] = -1,
 ) -> RoundList:
-    """One line per prediction round, in order: the trainer's summary, or an aggregate until it arrives. A page
-    holds at most the server's page limit of rounds and stops short of its page size in bytes (`has_more`)."""
+    """One line per prediction round, in order: the trainer's summary, or until it arrives the round's place and
+    prediction count with every metric null. A page holds at most the server's page limit of rounds and stops short
+    of its page size in bytes (`has_more`)."""
     await ensure_job(conn, job_id)
     page_max = settings.rounds_page_max
     items, more = await fetch_round_page(conn, job_id, after_round, page_max, settings.page_max_bytes)

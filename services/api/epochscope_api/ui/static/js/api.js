@@ -102,15 +102,9 @@ export function score(row, name) {
   return typeof value === "number" ? value : null;
 }
 
-// A round's validator pass rate, as a fraction; null when no prediction was validated.
+// A round's validator pass rate from its summary, as a fraction; null until summarized or when nothing was validated.
 export function passRate(round) {
-  for (const name of ["validator_pass_rate", "pass_rate"]) {
-    if (typeof round?.[name] === "number") return round[name];
-  }
-  if (typeof round?.validated === "number" && round.validated > 0 && typeof round.valid === "number") {
-    return round.valid / round.validated;
-  }
-  return null;
+  return typeof round?.validator_pass_rate === "number" ? round.validator_pass_rate : null;
 }
 
 export function roundScore(round, name) {

@@ -4,14 +4,13 @@ import { api } from "./api.js";
 import { h } from "./dom.js";
 import { downloadExport } from "./export.js";
 
-// A round's value of a checkpoint metric (as the server's `round_metric`): null where it has none.
+// A round's value of a checkpoint metric, read from its summary as the API reports it: null where it has none.
 export function metricValue(round, metric) {
-  if (metric === "validator_pass_rate") return round.validated ? round.valid / round.validated : null;
-  if (["mean_exact_match", "mean_f1", "mean_rouge_l"].includes(metric)) return round[metric] ?? null;
+  if (["validator_pass_rate", "mean_exact_match", "mean_f1", "mean_rouge_l"].includes(metric)) return round[metric] ?? null;
   const match = /^grader_(pass_rate|mean):(.+)$/.exec(metric || "");
   const grader = match ? round.graders?.[match[2]] : null;
   if (!grader) return null;
-  return match[1] === "mean" ? grader.mean_score ?? null : grader.graded ? grader.passed / grader.graded : null;
+  return (match[1] === "mean" ? grader.mean_score : grader.pass_rate) ?? null;
 }
 
 export function fmtBytes(bytes) {

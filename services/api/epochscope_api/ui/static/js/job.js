@@ -256,7 +256,7 @@ export function jobView(root, route, { navigate }) {
     source.addEventListener("prediction", (event) => {
       const prediction = JSON.parse(event.data);
       predictionListeners.forEach((listener) => listener(prediction));
-      scheduleRefresh(); // the round it belongs to is aggregated until the trainer summarizes it
+      scheduleRefresh(); // its round's prediction count grows until the trainer's summary arrives
     });
     source.addEventListener("round", (event) => {
       const round = JSON.parse(event.data);

@@ -49,6 +49,7 @@ export function overviewTab(panel, context) {
     clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
     if (!predictionsOn) return;
 
+    // A round's metrics are null until its summary arrives (the chart skips them): in-progress rounds draw nothing.
     const series = [
       { name: "Exact match", color: COLORS.exact, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "exact_match") })) },
       { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
@@ -61,7 +62,7 @@ export function overviewTab(panel, context) {
       qualityBox,
       series.length
         ? lineChart(series, { title: "Quality by round", xLabel: "round", yLabel: "score", yMin: 0, yMax: 1, integerX: true, formatY: (v) => `${Math.round(v * 100)}%` })
-        : h("p", { class: "muted" }, rounds.length ? "No scores or validator results in these rounds." : "No rounds yet."),
+        : h("p", { class: "muted" }, rounds.some((r) => r.summarized) ? "No scores or validator results in these rounds." : rounds.length ? "No round summarized yet." : "No rounds yet."),
     );
 
     if (!rounds.length) {
@@ -80,13 +81,13 @@ export function overviewTab(panel, context) {
                 h("th", { scope: "row" }, r.round_index),
                 h("td", {}, fmtEpoch(r.epoch)),
                 h("td", {}, r.step),
-                h("td", {}, r.trigger ?? "—", r.summarized === false ? h("span", { class: "muted" }, " (in progress)") : null),
+                h("td", {}, r.trigger ?? "—", r.summarized ? null : h("span", { class: "muted", title: "Predictions are arriving; its metrics come with the trainer's summary" }, " (in progress)")),
                 h("td", { class: "num" }, fmtInt(r.predictions)),
                 h("td", { class: "num", dataset: { col: "pass-rate" } }, fmtPct(passRate(r))),
                 h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
                 h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
                 h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
-                h("td", { class: "num" }, fmtInt(r.tokens ?? r.tokens_generated)),
+                h("td", { class: "num" }, fmtInt(r.tokens)),
                 checkpointCell(context.jobId, checkpoints.get(r.round_index), `round-${r.round_index}`),
                 h("td", {},
                   h("a", { href: `#/jobs/${context.jobId}/predictions?step=${r.step}` }, `Round ${r.round_index} predictions`),
