@@ -70,10 +70,15 @@ def demo_job_config(train_id: str, samples_id: str, epochs: int, samples: int) -
     }
 
 
+def exact(row: dict[str, Any]) -> bool:
+    """The judge's exact match, as stored with the prediction (the trainer's graders score it, not the demo)."""
+    return (row.get("scores") or {}).get("exact_match") == 1.0
+
+
 def round_table(round_index: int, rows: list[dict[str, Any]]) -> Table:
-    """One round: each sample's ground truth next to the prediction, green when they match exactly."""
+    """One round: each sample's ground truth next to the prediction, green when the judge found them equal."""
     first = rows[0]
-    matches = sum(row["prediction"].strip() == (row["ground_truth"] or "").strip() for row in rows)
+    matches = sum(exact(row) for row in rows)
     valid = sum(bool(row.get("valid")) for row in rows)
     table = Table(
         title=f"Round {round_index}: epoch {first['epoch']:g}, step {first['step']} - "
@@ -86,8 +91,7 @@ def round_table(round_index: int, rows: list[dict[str, Any]]) -> Table:
     table.add_column("prediction", ratio=1, overflow="fold")
     table.add_column("valid", no_wrap=True)
     for row in sorted(rows, key=lambda r: r["sample_index"]):
-        same = row["prediction"].strip() == (row["ground_truth"] or "").strip()
-        color = "green" if same else "yellow"
+        color = "green" if exact(row) else "yellow"
         mark = {True: "[green]yes", False: "[red]no", None: "-"}[row.get("valid")]
         table.add_row(row["sample_id"], row["ground_truth"] or "", f"[{color}]{row['prediction']}", mark)
     return table
