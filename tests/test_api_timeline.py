@@ -99,11 +99,13 @@ async def test_the_timeline_is_the_predictions_verdicts_paged(full_stack: Any, a
                 break
         only_city = (await c.get(f"/v1/jobs/{job_id}/timeline", params={"grader": "city"})).json()["items"]
         bad_cursor = await c.get(f"/v1/jobs/{job_id}/timeline", params={"cursor": "bm90IG91cnM"})
+        bad_grader = await c.get(f"/v1/jobs/{job_id}/timeline", params={"grader": "js\x00on"})
         limits = (await c.get("/v1/limits")).json()
     assert [len(page) for page in pages] == [2, 2, 1]
     assert [sample for page in pages for sample in page] == expected
     assert only_city == [{**sample, "graders": sample["graders"][:1]} for sample in expected]  # "city" < "json"
     assert bad_cursor.status_code == 422 and limits["timeline_page_max"] == 100
+    assert bad_grader.status_code == 422 and "grader" in bad_grader.text
     # The hand-made pattern, read straight: sample 0 fixed, regressed, fixed; sample 3 regressed then fixed.
     json_of = {s["sample_id"]: next(g for g in s["graders"] if g["grader"] == "json") for s in expected}
     assert [f["kind"] for f in json_of["row-000000"]["flips"]] == ["fix", "regression", "fix"]

@@ -10,6 +10,7 @@ from epochscope_api.deps import SettingsDep, UserConn
 from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.service_layer import timeline
 from epochscope_api.timeline_models import PairedComparison, TimelinePage
+from epochscope_schemas.graders import GRADER_NAME_PATTERN
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
@@ -19,7 +20,7 @@ async def get_answer_timeline(
     job_id: uuid.UUID,
     conn: UserConn,
     settings: SettingsDep,
-    grader: Annotated[str | None, Query(max_length=64, description="Only this grader.")] = None,
+    grader: Annotated[str | None, Query(pattern=GRADER_NAME_PATTERN, description="Only this grader.")] = None,
     limit: Annotated[int, Query(ge=1, description="Samples per page, at most the server's timeline page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
 ) -> TimelinePage:
