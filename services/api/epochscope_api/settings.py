@@ -93,7 +93,7 @@ class ApiSettings(BaseSettings):
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
     timeline_page_max: int = Field(default=100, ge=1, description="Most samples per page of a job's answer timeline.")
     bootstrap_resamples: int = Field(
-        default=2000, ge=100, le=100_000, description="Resamples of the paired bootstrap intervals of a comparison."
+        default=2000, ge=100, le=20_000, description="Resamples of the paired bootstrap intervals of a comparison."
     )
     bootstrap_seed: int = Field(
         default=0, ge=0, description="Seed of those resamples: a comparison always reads the same."

@@ -9,6 +9,7 @@ import numpy as np
 
 SIGNIFICANCE_LEVEL = 0.05
 CONFIDENCE = 0.95
+_RESAMPLES_PER_CHUNK = 1000
 
 
 def mcnemar_exact(fixes: int, regressions: int) -> float:
@@ -35,8 +36,12 @@ def paired_bootstrap(before: list[float], after: list[float], resamples: int, se
     if not before:
         return None
     pairs = np.array([before, after], dtype=float)
-    picks = np.random.default_rng(seed).integers(0, len(before), size=(resamples, len(before)))
-    means = pairs[:, picks].mean(axis=2)
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for start in range(0, resamples, _RESAMPLES_PER_CHUNK):  # bounded memory, whatever the resample count
+        picks = rng.integers(0, len(before), size=(min(_RESAMPLES_PER_CHUNK, resamples - start), len(before)))
+        chunks.append(pairs[:, picks].mean(axis=2))
+    means = np.concatenate(chunks, axis=1)
     tails = [(1 - CONFIDENCE) / 2 * 100, (1 + CONFIDENCE) / 2 * 100]
 
     def interval(values: np.ndarray) -> tuple[float, float]:

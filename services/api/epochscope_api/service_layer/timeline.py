@@ -1,6 +1,7 @@
 """Answer timeline use cases: each sample's verdicts across a job's rounds (first pass, flips), and the changes
 between two rounds of a job or two jobs on the same samples, with their significance."""
 
+import asyncio
 import uuid
 from itertools import groupby
 
@@ -9,7 +10,7 @@ import asyncpg
 from epochscope_api.data.comparisons import fetch_compared_jobs, shared_sample_ids
 from epochscope_api.data.cursor import decode_cursor, encode_cursor, text
 from epochscope_api.data.jobs import ensure_job
-from epochscope_api.data.timeline import fetch_latest_verdicts, fetch_round_verdicts, fetch_timeline_rows
+from epochscope_api.data.timeline import Verdicts, fetch_latest_verdicts, fetch_round_verdicts, fetch_timeline_rows
 from epochscope_api.errors import BadParameter
 from epochscope_api.service_layer.answer_flips import grader_history
 from epochscope_api.service_layer.paired_changes import paired_comparison
@@ -68,14 +69,7 @@ async def compare_rounds(
     for name, round_index in (("a", before), ("b", after)):
         if round_index not in by_round:
             raise BadParameter(name, f"round {round_index} has no predictions")
-    return paired_comparison(
-        f"round {before}",
-        f"round {after}",
-        by_round[before],
-        by_round[after],
-        settings.bootstrap_resamples,
-        settings.bootstrap_seed,
-    )
+    return await _in_thread(f"round {before}", f"round {after}", by_round[before], by_round[after], settings)
 
 
 async def compare_two_jobs(
@@ -89,6 +83,12 @@ async def compare_two_jobs(
     by_job = await fetch_latest_verdicts(conn, job_ids, shared)
     labels = [f"job {job['name'] or job['job_id']}" for job in jobs]
     before, after = job_ids
-    return paired_comparison(
-        labels[0], labels[1], by_job[before], by_job[after], settings.bootstrap_resamples, settings.bootstrap_seed
-    )
+    return await _in_thread(labels[0], labels[1], by_job[before], by_job[after], settings)
+
+
+async def _in_thread(
+    before_label: str, after_label: str, before: dict[str, Verdicts], after: dict[str, Verdicts], settings: ApiSettings
+) -> PairedComparison:
+    """The bootstrap is CPU work (tens of milliseconds at the default resamples): off the event loop."""
+    resamples, seed = settings.bootstrap_resamples, settings.bootstrap_seed
+    return await asyncio.to_thread(paired_comparison, before_label, after_label, before, after, resamples, seed)
