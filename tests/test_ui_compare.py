@@ -123,6 +123,12 @@ async def test_two_jobs_selected_in_the_list_compare_side_by_side_with_filters_a
 
     await expect(page.get_by_role("heading", name="Compare jobs")).to_be_visible()
     await expect(page.locator("#compare-summary")).to_contain_text("4 shared samples")
+    # The latest rounds differ on one verdict, sample 3's city (the slow job's Lyon): one flip is noise.
+    city_change = page.locator('#compare-significance li[data-grader="city"]')
+    await expect(city_change).to_contain_text(  # after (the fast one) vs before (the slow one, selected first)
+        "city: job booking lr 1e-3 vs job booking lr 2e-4: +1 passes, -0, p = 1: not significant at this sample size"
+    )
+    await expect(page.locator('#compare-significance li[data-grader="json"]')).to_contain_text("+0 passes, -0, p = 1")
     city_chart = page.locator('[data-metric="city (mean score)"]')
     await expect(city_chart.locator("[data-series]")).to_have_count(2)
     await expect(city_chart.locator(".legend")).to_contain_text("booking lr 1e-3")

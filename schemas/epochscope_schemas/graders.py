@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from epochscope_schemas.linear_regex import UnsafePattern, compile_linear, schema_problems
 
+GRADER_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 GraderName = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        pattern=GRADER_NAME_PATTERN,
         description="Unique within the job: the key of this grader's score in predictions, rounds and exports.",
     ),
 ]

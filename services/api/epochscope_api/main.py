@@ -47,6 +47,7 @@ from epochscope_api.routers import (
     models,
     predictions,
     stream,
+    timeline,
 )
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
@@ -119,6 +120,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         datasets,
         jobs,
         predictions,
+        timeline,
         stream,
         estimate,
         limits,

@@ -91,6 +91,13 @@ class ApiSettings(BaseSettings):
     sample_rounds_max: int = Field(default=500, ge=1, description="Most rounds per read of one sample's history.")
     rounds_page_max: int = Field(default=10_000, ge=1, description="Most round summaries per read.")
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
+    timeline_page_max: int = Field(default=100, ge=1, description="Most samples per page of a job's answer timeline.")
+    bootstrap_resamples: int = Field(
+        default=2000, ge=100, le=20_000, description="Resamples of the paired bootstrap intervals of a comparison."
+    )
+    bootstrap_seed: int = Field(
+        default=0, ge=0, description="Seed of those resamples: a comparison always reads the same."
+    )
     stream_poll_seconds: float = Field(default=5.0, gt=0, description="Live stream re-check without a NOTIFY.")
     models: list[CatalogModel] = Field(
         default_factory=demo_catalog, min_length=1, description="The model catalog (JSON in env): what jobs may name."

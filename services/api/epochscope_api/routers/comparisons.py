@@ -6,10 +6,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query
 
 from epochscope_api.data.comparisons import fetch_comparison, fetch_sample_across_jobs
-from epochscope_api.deps import CurrentUser, UserConn
+from epochscope_api.deps import CurrentUser, SettingsDep, UserConn
 from epochscope_api.errors import BadParameter
 from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import Comparison, SampleAcrossJobs
+from epochscope_api.service_layer import timeline
+from epochscope_api.timeline_models import PairedComparison
 
 router = APIRouter(prefix="/v1/comparisons", tags=["comparisons"])
 
@@ -57,3 +59,10 @@ async def compare_sample(
 ) -> SampleAcrossJobs:
     """One sample at every round of every job."""
     return await fetch_sample_across_jobs(conn, job_ids, sample_id)
+
+
+@router.get("/changes", response_model=PairedComparison, responses=NOT_FOUND, operation_id="compare_job_changes")
+async def compare_job_changes(job_ids: JobIds, conn: UserConn, settings: SettingsDep) -> PairedComparison:
+    """The second job's latest answers against the first's on the samples they share: per grader the fixes and
+    regressions, the exact McNemar p-value, paired bootstrap intervals of the mean scores, in words too."""
+    return await timeline.compare_two_jobs(conn, job_ids, settings)

@@ -17,6 +17,7 @@ class Limits(BaseModel):
     rounds_page_max: int = Field(description="Most round summaries per read of GET /v1/jobs/{id}/rounds.")
     sample_rounds_max: int = Field(description="Most rounds per read of one sample's history.")
     progress_page_max: int = Field(description="Most progress points per read of GET /v1/jobs/{id}/progress.")
+    timeline_page_max: int = Field(description="Most samples per page of GET /v1/jobs/{id}/timeline.")
     datasets_page_max: int = Field(description="Most datasets per page of GET /v1/datasets.")
     dataset_rows_page_max: int = Field(description="Most rows per page of GET /v1/datasets/{id}/rows.")
     page_max_bytes: int = Field(description="A page or a stream read stops adding rows past these bytes (each list).")
@@ -40,6 +41,7 @@ async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
         rounds_page_max=settings.rounds_page_max,
         sample_rounds_max=settings.sample_rounds_max,
         progress_page_max=settings.progress_page_max,
+        timeline_page_max=settings.timeline_page_max,
         datasets_page_max=settings.datasets_page_max,
         dataset_rows_page_max=settings.dataset_rows_page_max,
         page_max_bytes=settings.page_max_bytes,

@@ -6,6 +6,7 @@ import { lineChart } from "./charts.js";
 import { renderDiff } from "./diff.js";
 import { clear, fmtEpoch, fmtNum, h } from "./dom.js";
 import { downloadExport, exportButtons } from "./export.js";
+import { changeLine } from "./timeline.js";
 
 const JOB_COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea"];
 const DASHES = [null, "6 3", "2 3", "8 3 2 3"];
@@ -95,6 +96,7 @@ export function compareJobsView(root, route) {
 
   const summary = h("p", { id: "compare-summary", role: "status" });
   const charts = h("div", { class: "grid-2 charts", id: "compare-charts" });
+  const significance = h("section", { class: "card", id: "compare-significance", hidden: true });
   const body = h("tbody");
   const head = h("thead");
   const error = h("p", { class: "error", role: "alert", hidden: true });
@@ -110,6 +112,7 @@ export function compareJobsView(root, route) {
     h("div", { class: "page-head" }, h("h1", {}, "Compare jobs"), exports),
     error,
     summary,
+    significance,
     charts,
     h("section", { class: "card", "aria-labelledby": "compare-samples-title" },
       h("h2", { id: "compare-samples-title" }, "Shared samples"),
@@ -151,6 +154,19 @@ export function compareJobsView(root, route) {
       : `${names}: these jobs predict on different datasets, so they share no samples.`;
     clear(charts, metricCharts(comparison.jobs));
     renderSamples();
+    if (ids.length === 2 && comparison.shared_samples) await loadSignificance();
+  }
+
+  // Two jobs on the same samples: the second's latest answers against the first's, per grader, in words.
+  async function loadSignificance() {
+    const changes = await api("/v1/comparisons/changes", { query: { job_ids: ids.join(",") } });
+    clear(
+      significance,
+      h("h2", {}, "Is it really better?"),
+      h("p", { class: "muted" }, `Each job's latest answers on ${changes.shared_samples} shared samples; exact McNemar test, ${Math.round(changes.confidence * 100)}% paired bootstrap intervals.`),
+      h("ul", { id: "significance-list" }, changes.graders.map(changeLine)),
+    );
+    significance.hidden = false;
   }
 
   load();

@@ -7,6 +7,7 @@ import { downloadExport, exportButtons } from "./export.js";
 import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
 import { predictionsTab } from "./predictions.js";
+import { timelineTab } from "./timeline.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
 const REOPEN_MS = 3000;
@@ -131,7 +132,7 @@ export function jobView(root, route, { navigate }) {
 
   function renderTabs() {
     const names = [["overview", "Overview"]];
-    if (predictionsEnabled()) names.push(["predictions", "Predictions"], ["compare", "Compare"]);
+    if (predictionsEnabled()) names.push(["predictions", "Predictions"], ["timeline", "Timeline"], ["compare", "Compare"]);
     clear(
       tabs,
       names.map(([name, label]) =>
@@ -166,7 +167,7 @@ export function jobView(root, route, { navigate }) {
     tab = name;
     renderTabs();
     clear(panel);
-    const factory = { overview: overviewTab, predictions: predictionsTab, compare: compareTab }[name];
+    const factory = { overview: overviewTab, predictions: predictionsTab, timeline: timelineTab, compare: compareTab }[name];
     tabView = factory(panel, context, query);
   }
 
