@@ -153,3 +153,18 @@ def test_the_sft_trainer_is_given_the_labels(tiny_model_dir: Path, tokenizer: An
     labels = trainer.train_dataset[0]["labels"]
     assert labels == labelled_tokens(chat(SYSTEM, USER, ANSWER), tokenizer, ANSWERS)["labels"]
     assert IGNORED in labels
+
+
+def test_a_weight_first_seen_past_the_first_arrow_batch_is_kept(tmp_path: Path) -> None:
+    """The training rows are written to Arrow in batches; a field first seen in a later batch would not fit."""
+    import json
+
+    from epochscope_runtime.dataset_limits import DatasetLimits
+    from epochscope_runtime.dataset_rows import FileType
+    from epochscope_trainer.job.inputs import Dataset
+
+    rows = [{"messages": [USER, ANSWER]}] * 2500 + [{"messages": [USER, {**ANSWER, "weight": 0}]}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    training = Dataset(path, FileType.JSONL, DatasetLimits()).training_rows(tmp_path / "rows")
+    assert [m["weight"] for m in training[2500]["messages"]] == [1, 0]
