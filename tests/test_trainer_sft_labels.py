@@ -130,17 +130,16 @@ def test_existing_configs_default_to_answers_and_every_assistant_turn() -> None:
         SftMethod.model_validate({"train_on": "prompts"})
 
 
-def test_the_sft_trainer_is_given_the_labels(tiny_model_dir: Path, tokenizer: Any, tmp_path: Path) -> None:
-    """The method's trainer trains on these labels (SFTTrainer keeps a `labels` column as is)."""
-    from datasets import Dataset
-
-    rows = Dataset.from_list([chat(SYSTEM, USER, ANSWER)])
-    config = JobConfig.model_validate(
+def rows_config() -> JobConfig:
+    return JobConfig.model_validate(
         {"model": "m", "dataset_id": str(uuid.uuid4()), "max_length": 64, "predictions": {"enabled": False}}
     )
-    parts = TrainingParts(
-        config=config,
-        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+
+
+def parts_of(rows: Any, model_dir: Path, tokenizer: Any, tmp_path: Path) -> TrainingParts:
+    return TrainingParts(
+        config=rows_config(),
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
         tokenizer=tokenizer,
         train_rows=rows,
         eval_rows=None,
@@ -149,7 +148,14 @@ def test_the_sft_trainer_is_given_the_labels(tiny_model_dir: Path, tokenizer: An
         logging_steps=1,
         callbacks=[],
     )
-    trainer = method_for(config).build_trainer(parts)
+
+
+def test_the_sft_trainer_is_given_the_labels(tiny_model_dir: Path, tokenizer: Any, tmp_path: Path) -> None:
+    """The method's trainer trains on these labels (SFTTrainer keeps a `labels` column as is)."""
+    from datasets import Dataset
+
+    rows = Dataset.from_list([chat(SYSTEM, USER, ANSWER)])
+    trainer = method_for(rows_config()).build_trainer(parts_of(rows, tiny_model_dir, tokenizer, tmp_path))
     labels = trainer.train_dataset[0]["labels"]
     assert labels == labelled_tokens(chat(SYSTEM, USER, ANSWER), tokenizer, ANSWERS)["labels"]
     assert IGNORED in labels
@@ -168,3 +174,11 @@ def test_a_weight_first_seen_past_the_first_arrow_batch_is_kept(tmp_path: Path) 
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     training = Dataset(path, FileType.JSONL, DatasetLimits()).training_rows(tmp_path / "rows")
     assert [m["weight"] for m in training[2500]["messages"]] == [1, 0]
+
+
+def test_rows_with_nothing_to_train_on_are_a_clear_error(tiny_model_dir: Path, tokenizer: Any, tmp_path: Path) -> None:
+    from datasets import Dataset
+
+    rows = Dataset.from_list([chat(SYSTEM, USER, {**ANSWER, "weight": 0})])
+    with pytest.raises(ValueError, match="no training row has an answer token within max_length 64"):
+        method_for(rows_config()).build_trainer(parts_of(rows, tiny_model_dir, tokenizer, tmp_path))

@@ -22,7 +22,7 @@ class SupervisedFineTuning:
         args = sft_config(
             parts.config, parts.precision, parts.output_dir, parts.logging_steps, has_eval=bool(parts.eval_rows)
         )
-        return SFTTrainer(
+        trainer = SFTTrainer(
             model=parts.model,
             args=args,
             train_dataset=labelled(parts.train_rows, parts.tokenizer, method),
@@ -31,6 +31,12 @@ class SupervisedFineTuning:
             peft_config=lora_config(parts.config.lora),
             callbacks=parts.callbacks,
         )
+        if len(trainer.train_dataset) == 0:  # SFTTrainer leaves out the rows with no label within max_length
+            raise ValueError(
+                f"no training row has an answer token within max_length {parts.config.max_length} "
+                f"(train_on {method.train_on}; assistant turns of weight 0 are not trained on)"
+            )
+        return trainer
 
 
 def labelled(rows: Any, tokenizer: Any, method: SftMethod) -> Any:
