@@ -26,7 +26,9 @@ pytestmark = pytest.mark.stack
 
 MAX_NEW_TOKENS = 8
 ANSWER = "The capital of France is Paris"  # words of the tiny tokenizer's corpus: learnt within an epoch
-LEARNING = {"batch_size": 1, "learning_rate": 1e-2}  # a step per row (16 an epoch), a rate 10 times the usual
+# A step per row (16 an epoch), a rate 10 times the usual, the loss on every token: on the answers alone the one
+# shared answer is learned in the first epoch (ROUGE-L 1.0 in rounds 1 and 2), leaving no best round to pick.
+LEARNING = {"batch_size": 1, "learning_rate": 1e-2, "method": {"type": "sft", "train_on": "all"}}
 
 
 async def memorable_dataset(full_stack: Any, user: str) -> str:

@@ -3,7 +3,8 @@
 File types: JSONL, CSV (columns `messages` as JSON text, `prompt`/`completion`, or `text`) and Parquet
 (the same columns; `messages` a list of {role, content} structs). Row formats, fixed by the first usable row:
 - chat: {"messages": [{"role": ..., "content": ...}, ...]}; the prompt is the conversation up to the last
-  assistant turn, the ground truth that last assistant turn;
+  assistant turn, the ground truth that last assistant turn. An assistant turn may carry `"weight": 0` or `1`
+  (OpenAI's chat fine-tuning format): 0 keeps it as context that SFT does not train on; null is no weight;
 - prompt_completion: {"prompt": str, "completion": str};
 - conversational: {"prompt": [messages], "completion": [messages]} (TRL's conversational prompt-completion);
 - text: {"text": str}; no ground truth.
@@ -64,6 +65,9 @@ def _messages_problem(messages: object, field: str) -> str | None:
             return f"a message in {field} without a known role"
         if not isinstance(message.get("content"), str):
             return f"a message in {field} without text content"
+        weight = message.get("weight")
+        if weight is not None and (message["role"] != "assistant" or type(weight) is not int or weight not in (0, 1)):
+            return f"a message in {field} with a weight that is not 0 or 1 on an assistant turn"
     return None
 
 
@@ -214,7 +218,19 @@ def training_record(example: Example) -> dict[str, Any]:
     """The row as TRL's SFTTrainer expects it (conversational, prompt-completion or language modeling)."""
     data = example.data
     if "messages" in data:
-        return {"messages": data["messages"]}
+        return {"messages": _training_messages(data["messages"])}
     if "prompt" in data:
-        return {"prompt": data["prompt"], "completion": data["completion"]}
+        prompt, completion = data["prompt"], data["completion"]
+        if isinstance(prompt, list):
+            return {"prompt": _training_messages(prompt), "completion": _training_messages(completion)}
+        return {"prompt": prompt, "completion": completion}
     return {"text": data["text"]}
+
+
+def _training_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every message with the same fields (role, content, weight; 1 where the row gives none): the training rows
+    are written to Arrow, whose columns take the fields of the first rows and refuse a later row's other ones."""
+    return [
+        {"role": m["role"], "content": m["content"], "weight": 1 if m.get("weight") is None else m["weight"]}
+        for m in messages
+    ]
