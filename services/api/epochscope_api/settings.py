@@ -11,6 +11,7 @@ from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.config import PredictionLimits
+from epochscope_schemas.methods import GrpoLimits
 
 
 class ApiSettings(BaseSettings):
@@ -165,6 +166,7 @@ class ApiSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     limits: PredictionLimits = Field(default_factory=PredictionLimits)
+    grpo_limits: GrpoLimits = Field(default_factory=GrpoLimits)
 
     @model_validator(mode="after")
     def _some_way_to_verify_users(self) -> "ApiSettings":
