@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from trl import SFTTrainer
 
+from epochscope_runtime.dataset_rows import training_record
 from epochscope_trainer.job.training_args import lora_config, sft_config
 
 if TYPE_CHECKING:
@@ -14,6 +15,8 @@ class SupervisedFineTuning:
     """SFTTrainer with the job's hyperparameters; rows as TRL's conversational, prompt-completion or language
     modeling records (`training_record`, streamed to disk by job/inputs.py), collated by SFTTrainer itself; LoRA
     through PEFT when the job asks."""
+
+    training_record = staticmethod(training_record)
 
     def build_trainer(self, parts: "TrainingParts") -> SFTTrainer:
         args = sft_config(
