@@ -171,6 +171,9 @@ class JobRun:
                 output_dir=self.job_dir / "output",
                 logging_steps=self.settings.progress_every_steps,
                 callbacks=callbacks,
+                publish=self.publish,
+                job=self.job,
+                text_max_bytes=self.settings.prediction_text_max_bytes,
             )
         )
         processes = trainer.accelerator.num_processes

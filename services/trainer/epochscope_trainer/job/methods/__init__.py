@@ -14,6 +14,8 @@ from typing import Any, Protocol
 
 from epochscope_runtime.dataset_rows import Example
 from epochscope_schemas.config import JobConfig
+from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job.callbacks import Publish
 from epochscope_trainer.job.methods.grpo import GroupRelativePolicyOptimization
 from epochscope_trainer.job.methods.sft import SupervisedFineTuning
 from epochscope_trainer.job.precision import Precision
@@ -32,6 +34,9 @@ class TrainingParts:
     output_dir: Path
     logging_steps: int  # progress events at this step interval
     callbacks: list[Any]  # the runner's: predictions, progress, stopping
+    publish: Publish  # events a method publishes itself (GRPO's rollouts)
+    job: JobIdentity
+    text_max_bytes: int  # each text an event carries is cut to this many UTF-8 bytes
 
 
 class TrainingMethod(Protocol):

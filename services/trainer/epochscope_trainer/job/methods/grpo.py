@@ -16,6 +16,7 @@ from epochscope_runtime.grading import Grader
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.methods import GrpoMethod
 from epochscope_trainer.job.methods.grpo_rows import prompt_record, references_of
+from epochscope_trainer.job.methods.rollouts import RolloutRecorder, StepCompletions, text_of
 from epochscope_trainer.job.precision import Precision
 from epochscope_trainer.job.training_args import lora_config, sft_arguments
 
@@ -42,11 +43,6 @@ class GraderReward:
     def score(self, prompt: str, completion: str, references: Mapping[str, str]) -> float | None:
         verdict = self.grader(prompt, completion, references)
         return None if verdict is None else verdict.score
-
-
-def text_of(turns: Any) -> str:
-    """A prompt or completion as text: itself, or its last message's content (conversational rows)."""
-    return turns if isinstance(turns, str) else turns[-1]["content"]
 
 
 def reward_components(config: JobConfig) -> list[tuple[GraderReward, float]]:
@@ -87,23 +83,54 @@ def grpo_arguments(
     }
 
 
+class RecordingGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer that hands each training generation batch, as TRL scored it, to the rollout recorder.
+
+    TRL keeps the last generation batch (gathered from every rank) in `_logs` for its own `log_completions`; it is
+    read here right after TRL fills it, before the update, so nothing is generated or scored twice."""
+
+    def __init__(self, *args: Any, rollouts: RolloutRecorder, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rollouts = rollouts
+
+    def _generate_and_score_completions(self, inputs: Any) -> Any:
+        output = super()._generate_and_score_completions(inputs)
+        if self.model.training and self.is_world_process_zero():
+            logs = self._logs
+            self.rollouts.record(
+                StepCompletions(
+                    step=self.state.global_step + 1,
+                    prompts=list(logs["prompt"]),
+                    completions=list(logs["completion"]),
+                    scores={name: list(values) for name, values in logs["rewards"].items()},
+                    advantages=list(logs["advantages"]),
+                )
+            )
+        return output
+
+
 class GroupRelativePolicyOptimization:
     """GRPOTrainer with the job's hyperparameters, rewarded by its graders; LoRA through PEFT when asked."""
 
     training_record = staticmethod(prompt_record)
 
     def build_trainer(self, parts: "TrainingParts") -> GRPOTrainer:
-        components = reward_components(parts.config)
+        config = parts.config
+        assert isinstance(config.method, GrpoMethod)
+        components = reward_components(config)
         arguments = grpo_arguments(
-            parts.config, parts.precision, parts.output_dir, parts.logging_steps, has_eval=bool(parts.eval_rows)
+            config, parts.precision, parts.output_dir, parts.logging_steps, has_eval=bool(parts.eval_rows)
         )
-        return GRPOTrainer(
+        weights = {reward.__name__: weight for reward, weight in components}
+        recorder = RolloutRecorder(config.method.rollouts, weights, parts.publish, parts.job, parts.text_max_bytes)
+        return RecordingGRPOTrainer(
             model=parts.model,
             reward_funcs=[reward for reward, _ in components],
             args=GRPOConfig(**arguments, reward_weights=[weight for _, weight in components]),
             train_dataset=parts.train_rows,
             eval_dataset=parts.eval_rows,
             processing_class=parts.tokenizer,
-            peft_config=lora_config(parts.config.lora),
+            peft_config=lora_config(config.lora),
             callbacks=parts.callbacks,
+            rollouts=recorder,
         )
