@@ -46,6 +46,7 @@ from epochscope_api.routers import (
     limits,
     models,
     predictions,
+    rollouts,
     stream,
 )
 from epochscope_api.settings import ApiSettings, load_settings
@@ -119,6 +120,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         datasets,
         jobs,
         predictions,
+        rollouts,
         stream,
         estimate,
         limits,

@@ -89,6 +89,7 @@ class ApiSettings(BaseSettings):
     # Each list has its own page limit (a request's `limit` is cut to it).
     jobs_page_max: int = Field(default=500, ge=1, description="Most jobs per page of GET /v1/jobs.")
     predictions_page_max: int = Field(default=500, ge=1, description="Most predictions per page.")
+    rollouts_page_max: int = Field(default=500, ge=1, description="Most GRPO rollouts per page.")
     sample_rounds_max: int = Field(default=500, ge=1, description="Most rounds per read of one sample's history.")
     rounds_page_max: int = Field(default=10_000, ge=1, description="Most round summaries per read.")
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
