@@ -18,6 +18,7 @@ from epochscope_schemas.events import (
     JobStatusEvent,
     PredictionEvent,
     ProgressEvent,
+    RolloutEvent,
     RoundSummaryEvent,
     WarningEvent,
 )
@@ -103,6 +104,17 @@ async def test_every_kind_of_event_is_written() -> None:
         round_summary(job, "alice", 1),
         ProgressEvent(job_id=job, job_token=token, step=1, max_steps=2, epoch=0.5, num_epochs=1),
         WarningEvent(job_id=job, job_token=token, code="samples_missing", message="m"),
+        RolloutEvent(
+            job_id=job,
+            job_token=token,
+            step=1,
+            completion_index=0,
+            prompt="p",
+            completion="c",
+            rewards={"label": 1.0, "is_json": None},
+            reward=1.0,
+            advantage=0.5,
+        ),
         JobStatusEvent(job_id=job, job_token=token, status=JobStatus.RUNNING),
         checkpoint := CheckpointEvent(
             job_id=job,

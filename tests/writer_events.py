@@ -18,6 +18,7 @@ from epochscope_schemas.events import (
     PredictionEvent,
     PredictionScores,
     ProgressEvent,
+    RolloutEvent,
     RoundSummaryEvent,
     WarningEvent,
     encode_event,
@@ -126,7 +127,7 @@ async def redelivery_rewrites_nothing(
 
 async def publish_events(producer: AIOKafkaProducer, events: list[Envelope]) -> None:
     for event in events:
-        topic = TRAINING_PREDICTIONS if isinstance(event, PredictionEvent) else TRAINING_STATUS
+        topic = TRAINING_PREDICTIONS if isinstance(event, PredictionEvent | RolloutEvent) else TRAINING_STATUS
         await publish(producer, topic, event.job_id, encode_event(event))
     await producer.flush()
 

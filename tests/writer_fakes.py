@@ -22,6 +22,7 @@ from epochscope_schemas.events import (
     JobStatusEvent,
     PredictionEvent,
     ProgressEvent,
+    RolloutEvent,
     RoundSummaryEvent,
     WarningEvent,
     encode_event,
@@ -50,7 +51,7 @@ class FakeRecord:
 
 
 def record_of(event: Envelope, offset: int = 0) -> FakeRecord:
-    topic = TRAINING_PREDICTIONS if isinstance(event, PredictionEvent) else TRAINING_STATUS
+    topic = TRAINING_PREDICTIONS if isinstance(event, PredictionEvent | RolloutEvent) else TRAINING_STATUS
     return FakeRecord(topic, 0, offset, str(event.job_id).encode(), encode_event(event))
 
 
@@ -70,6 +71,7 @@ class _Tables:
     progress: set[tuple[UUID, int]] = field(default_factory=set)
     warnings: set[UUID] = field(default_factory=set)
     checkpoints: set[UUID] = field(default_factory=set)
+    rollouts: set[tuple[UUID, int, int]] = field(default_factory=set)
     checkpoints_deleted: set[UUID] = field(default_factory=set)
     notified: list[Notification] = field(default_factory=list)
     queue_moves: list[tuple[UUID, UUID, object]] = field(default_factory=list)  # the queue's (job, attempt, status)
@@ -142,6 +144,7 @@ class FakeEventStore:
         RoundSummaryEvent: ("rounds", lambda e: (e.job_id, e.round_index)),
         WarningEvent: ("warnings", lambda e: e.event_id),
         CheckpointEvent: ("checkpoints", lambda e: e.checkpoint_id),
+        RolloutEvent: ("rollouts", lambda e: (e.job_id, e.step, e.completion_index)),
     }
 
     async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from epochscope_schemas.checkpoints import CheckpointsConfig, StopWhen
 from epochscope_schemas.graders import MAX_GRADERS, MAX_VALIDATORS, GraderConfig, validator_graders
 from epochscope_schemas.linear_regex import schema_problems
-from epochscope_schemas.methods import MethodConfig, SftMethod
+from epochscope_schemas.methods import GrpoMethod, MethodConfig, SftMethod
 
 
 class PredictionLimits(BaseSettings):
@@ -210,6 +210,24 @@ class JobConfig(BaseModel):
             raise ValueError("give eval_dataset_id or eval_fraction, not both")
         if self.predictions.sample_frequency == SampleFrequency.EVAL and not self.has_eval_split:
             raise ValueError("sample_frequency 'eval' needs an eval split: set eval_dataset_id or eval_fraction")
+        return self
+
+    @model_validator(mode="after")
+    def _grpo_fits_the_job(self) -> "JobConfig":
+        """A reward names one of the job's graders; a batch holds whole groups of generations."""
+        if not isinstance(self.method, GrpoMethod):
+            return self
+        graders = {grader.name for grader in self.predictions.graders}
+        for index, component in enumerate(self.method.rewards):
+            if isinstance(component.grader, str) and component.grader not in graders:
+                raise ValueError(
+                    f"method.rewards.{index}.grader: no grader named {component.grader!r} in predictions.graders"
+                )
+        if self.batch_size % self.method.num_generations:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must be a multiple of method.num_generations "
+                f"({self.method.num_generations}): a batch holds whole groups of completions"
+            )
         return self
 
     @property

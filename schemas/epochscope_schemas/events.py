@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_formats import FileType, RowFormat
-from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderSummary
+from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderName, GraderSummary
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
 
 SCHEMA_VERSION = 1
@@ -170,6 +170,28 @@ class PredictionEvent(Envelope):
     )
 
 
+class RolloutEvent(Envelope):
+    """One completion a GRPO training step generated and rewarded: its prompt, each reward component's score (the
+    job's graders), the total (their weighted mean) and the advantage the update used."""
+
+    type: Literal["rollout"] = "rollout"
+    step: Annotated[int, Field(ge=1, description="The training step the completion was generated for.")]
+    completion_index: Annotated[int, Field(ge=0, description="Its place among the step's completions.")]
+    prompt: str
+    completion: str
+    rewards: dict[GraderName, Annotated[float, Field(ge=0, le=1)] | None] = Field(
+        max_length=MAX_GRADERS, description="Each reward component's score, by grader name; null: not graded."
+    )
+    reward: float | None = Field(
+        description="The total: the weighted mean of the scores (weights summing to 1; a component that did not grade "
+        "it adds nothing); null when none graded it."
+    )
+    advantage: float
+    truncated: list[Literal["prompt", "completion"]] = Field(
+        default_factory=list, max_length=2, description="The texts cut to the trainer's text limit, as predictions."
+    )
+
+
 class RoundTrigger(StrEnum):
     """What started a prediction round."""
 
@@ -308,7 +330,8 @@ Event = Annotated[
     | ProgressEvent
     | WarningEvent
     | CheckpointEvent
-    | CheckpointDeletedEvent,
+    | CheckpointDeletedEvent
+    | RolloutEvent,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: tuple[type[Envelope], ...] = (
@@ -321,12 +344,13 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     WarningEvent,
     CheckpointEvent,
     CheckpointDeletedEvent,
+    RolloutEvent,
 )
 
 # The topic each event travels on: a consumer applies an event only from its own topic.
 EVENTS_BY_TOPIC: dict[str, tuple[type[Envelope], ...]] = {
     JOB_COMMANDS: (JobStartEvent, JobCancelEvent),
-    TRAINING_PREDICTIONS: (PredictionEvent,),
+    TRAINING_PREDICTIONS: (PredictionEvent, RolloutEvent),
     TRAINING_STATUS: (
         JobStatusEvent,
         RoundSummaryEvent,

@@ -26,6 +26,7 @@ GraderName = Annotated[
         description="Unique within the job: the key of this grader's score in predictions, rounds and exports.",
     ),
 ]
+GROUND_TRUTH = "ground_truth"  # the reference field a grader compares with unless told otherwise
 Threshold = Annotated[float, Field(ge=0.0, le=1.0, description="A score at or above this passes.")]
 
 
@@ -34,6 +35,14 @@ class _Grader(BaseModel):
 
     name: GraderName
     threshold: Threshold = 1.0
+    reference_field: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+            description="The row field this grader compares with (a GRPO row's `label`, say); the ground truth "
+            "by default.",
+        ),
+    ] = GROUND_TRUTH
 
 
 class JsonParseGrader(_Grader):

@@ -18,3 +18,4 @@ class ChangeKind(StrEnum):
     PROGRESS = "progress"
     WARNING = "warning"
     CHECKPOINT = "checkpoint"
+    ROLLOUTS = "rollouts"

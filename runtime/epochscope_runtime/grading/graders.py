@@ -28,7 +28,6 @@ from epochscope_schemas.linear_regex import LinearValidator, compile_linear
 
 log = logging.getLogger("epochscope.grading")
 
-GROUND_TRUTH = "ground_truth"  # the reference field a grader compares with unless told otherwise
 REASON_MAX = 500
 
 
@@ -59,7 +58,7 @@ class Grader:
     def __call__(self, prompt: str, answer: str, references: Mapping[str, Any]) -> Verdict | None:
         """The verdict on `answer` (to `prompt`) against `references`; None when it needs a reference there is
         none of. No grader type reads the prompt yet; it is part of the call for graders that will."""
-        reference = references.get(GROUND_TRUTH)
+        reference = references.get(self.config.reference_field)
         try:
             scored = self._check(answer, None if reference is None else str(reference))
         except Exception as exc:  # noqa: BLE001  one grader's bug must not fail the caller

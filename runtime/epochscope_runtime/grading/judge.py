@@ -10,10 +10,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from epochscope_runtime.grading.graders import GROUND_TRUTH, Grader
+from epochscope_runtime.grading.graders import Grader
 from epochscope_runtime.grading.similarity import similarity
 from epochscope_schemas.events import PredictionScores
-from epochscope_schemas.graders import Grade, GraderConfig, GraderSummary, JsonParseGrader, JsonSchemaGrader
+from epochscope_schemas.graders import (
+    GROUND_TRUTH,
+    Grade,
+    GraderConfig,
+    GraderSummary,
+    JsonParseGrader,
+    JsonSchemaGrader,
+)
 from epochscope_schemas.graders import SimilarityMetric as Metric
 
 FORMAT_GRADERS = (JsonParseGrader, JsonSchemaGrader)

@@ -46,6 +46,7 @@ from epochscope_api.routers import (
     limits,
     models,
     predictions,
+    rollouts,
     stream,
     timeline,
 )
@@ -121,6 +122,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         jobs,
         predictions,
         timeline,
+        rollouts,
         stream,
         estimate,
         limits,

@@ -189,6 +189,27 @@ class PredictionPage(BaseModel):
     has_more: bool = Field(description="More rows exist now; a live client keeps next_cursor to ask for newer ones.")
 
 
+class Rollout(BaseModel):
+    """One completion a GRPO training step generated, with each reward component's score, the total and the
+    advantage."""
+
+    step: int
+    completion_index: int
+    prompt: str
+    completion: str
+    rewards: dict[str, float | None]
+    reward: float | None
+    advantage: float
+    truncated: list[str]
+    occurred_at: datetime
+
+
+class RolloutPage(BaseModel):
+    items: list[Rollout]
+    next_cursor: str | None = Field(description="Continue after this page's last row; null when the page is empty.")
+    has_more: bool = Field(description="More rows exist now; a live client keeps next_cursor to ask for newer ones.")
+
+
 class SampleRound(BaseModel):
     round_index: int
     epoch: float

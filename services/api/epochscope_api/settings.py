@@ -11,6 +11,7 @@ from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.config import PredictionLimits
+from epochscope_schemas.methods import GrpoLimits
 
 
 class ApiSettings(BaseSettings):
@@ -88,6 +89,7 @@ class ApiSettings(BaseSettings):
     # Each list has its own page limit (a request's `limit` is cut to it).
     jobs_page_max: int = Field(default=500, ge=1, description="Most jobs per page of GET /v1/jobs.")
     predictions_page_max: int = Field(default=500, ge=1, description="Most predictions per page.")
+    rollouts_page_max: int = Field(default=500, ge=1, description="Most GRPO rollouts per page.")
     sample_rounds_max: int = Field(default=500, ge=1, description="Most rounds per read of one sample's history.")
     rounds_page_max: int = Field(default=10_000, ge=1, description="Most round summaries per read.")
     progress_page_max: int = Field(default=10_000, ge=1, description="Most progress points per request.")
@@ -172,6 +174,7 @@ class ApiSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     limits: PredictionLimits = Field(default_factory=PredictionLimits)
+    grpo_limits: GrpoLimits = Field(default_factory=GrpoLimits)
 
     @model_validator(mode="after")
     def _some_way_to_verify_users(self) -> "ApiSettings":

@@ -10,7 +10,7 @@ from typing import Literal
 
 DEFAULT_TEXT_MAX_BYTES = 64 * 1024
 
-TextField = Literal["prompt", "ground_truth", "prediction"]
+TextField = Literal["prompt", "ground_truth", "prediction", "completion"]
 
 
 def truncate_utf8(text: str, max_bytes: int) -> tuple[str, bool]:

@@ -16,6 +16,7 @@ from epochscope_api.jobs.estimate import count_rounds
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.config import JobConfig, limit_violations
+from epochscope_schemas.methods import grpo_limit_violations
 
 FieldProblem = tuple[tuple[str | int, ...], str]  # (location in the body, message); http/errors.FieldError is its JSON
 
@@ -51,6 +52,7 @@ def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
     """The job's catalog model; a 422 naming every field that breaks a server limit, names a model outside the
     catalog or holds a NUL."""
     errors: list[FieldProblem] = list(limit_violations(config, settings.limits))
+    errors += grpo_limit_violations(config.method, settings.grpo_limits)
     errors += [(loc, "must not contain a NUL character") for loc in _with_nul(config.model_dump(mode="json"))]
     model = settings.catalog_model(config.model)
     if model is None:

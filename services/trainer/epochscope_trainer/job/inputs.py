@@ -10,16 +10,18 @@ import hashlib
 import os
 import random
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from epochscope_runtime.dataset_limits import DatasetLimits
-from epochscope_runtime.dataset_rows import Example, FileType, Malformed, read_rows, training_record
+from epochscope_runtime.dataset_rows import Example, FileType, Malformed, read_rows
 from epochscope_runtime.object_store import ObjectStore, download
 from epochscope_runtime.sampler import Sample, sample_positions, to_sample
 from epochscope_schemas.events import DatasetObject
+
+Record = Callable[[Example], dict[str, Any]]  # a usable row as a training method's trainer reads it
 
 
 class InputError(ValueError):
@@ -55,14 +57,15 @@ class Dataset:
                 if isinstance(item, Example):
                     yield item
 
-    def training_rows(self, cache_dir: Path) -> Any:
-        """Every usable row as TRL expects it: a datasets.Dataset on disk (memory-mapped), built row by row."""
+    def training_rows(self, cache_dir: Path, record: Record) -> Any:
+        """Every usable row as the method's TRL trainer expects it (`record`): a datasets.Dataset on disk
+        (memory-mapped), built row by row."""
         from datasets import Dataset as HFDataset
 
-        kwargs = {"path": str(self.path), "file_type": self.file_type, "limits": self.limits}
+        kwargs = {"path": str(self.path), "file_type": self.file_type, "limits": self.limits, "record": record}
         return HFDataset.from_generator(_training_records, gen_kwargs=kwargs, cache_dir=str(cache_dir))
 
-    def split(self, fraction: float, seed: int, cache_dir: Path) -> tuple[Any, Any]:
+    def split(self, fraction: float, seed: int, cache_dir: Path, record: Record) -> tuple[Any, Any]:
         """(train, eval): max(1, round(n * fraction)) rows held out for eval, chosen and ordered by a shuffle with
         `seed` (the order a shuffled list of the rows had)."""
         import numpy as np
@@ -70,7 +73,7 @@ class Dataset:
         order = array("q", range(self.usable))
         random.Random(seed).shuffle(order)
         held_out = max(1, round(self.usable * fraction))
-        rows = self.training_rows(cache_dir)
+        rows = self.training_rows(cache_dir, record)
         positions = np.frombuffer(order, dtype=np.int64)
         return rows.select(positions[held_out:]), rows.select(positions[:held_out])
 
@@ -87,11 +90,13 @@ class Dataset:
         return chosen
 
 
-def _training_records(path: str, file_type: FileType, limits: DatasetLimits) -> Iterator[dict[str, Any]]:
+def _training_records(
+    path: str, file_type: FileType, limits: DatasetLimits, record: Record
+) -> Iterator[dict[str, Any]]:
     with open(path, "rb") as handle:
         for item in read_rows(handle, file_type, limits):
             if isinstance(item, Example):
-                yield training_record(item)
+                yield record(item)
 
 
 def sha256_of(path: Path) -> str:

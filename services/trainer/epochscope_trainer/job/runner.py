@@ -47,7 +47,7 @@ from epochscope_trainer.child_protocol import (
 )
 from epochscope_trainer.job.callbacks import ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.job.checkpointing import Checkpointer
-from epochscope_trainer.job.inputs import Dataset, fetch, read_dataset
+from epochscope_trainer.job.inputs import Dataset, Record, fetch, read_dataset
 from epochscope_trainer.job.methods import TrainingParts, method_for
 from epochscope_trainer.job.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.job.precision import this_machine
@@ -128,7 +128,8 @@ class JobRun:
         train = self._load("train", self.inputs.train)
         if not train.usable:
             raise ValueError(f"no usable rows in dataset {self.inputs.train.dataset_id} ({train.skipped} malformed)")
-        train_rows, eval_rows = self._split(train)
+        method = method_for(config)
+        train_rows, eval_rows = self._split(train, method.training_record)
         samples = self._samples(train)
         precision = this_machine()
         model, tokenizer = load_model_and_tokenizer(model_path, precision.torch_dtype())
@@ -159,7 +160,7 @@ class JobRun:
             )
             if self.stop_rule is not None:
                 callbacks.append(StopOnRule(self.stop_rule))
-        trainer = method_for(config).build_trainer(
+        trainer = method.build_trainer(
             TrainingParts(
                 config=config,
                 model=model,
@@ -170,6 +171,9 @@ class JobRun:
                 output_dir=self.job_dir / "output",
                 logging_steps=self.settings.progress_every_steps,
                 callbacks=callbacks,
+                publish=self.publish,
+                job=self.job,
+                text_max_bytes=self.settings.prediction_text_max_bytes,
             )
         )
         processes = trainer.accelerator.num_processes
@@ -221,15 +225,15 @@ class JobRun:
             self.warn("rows_skipped", f"{name} dataset {obj.dataset_id}: {skipped}")
         return dataset
 
-    def _split(self, train: Dataset) -> tuple[Any, Any | None]:
-        """The training and eval rows (datasets.Dataset on disk)."""
+    def _split(self, train: Dataset, record: Record) -> tuple[Any, Any | None]:
+        """The training and eval rows (datasets.Dataset on disk), each a `record` of the method's."""
         config = self.config
         cache = self.job_dir / ROWS_DIR
         if self.inputs.eval is not None:
-            return train.training_rows(cache), self._load("eval", self.inputs.eval).training_rows(cache)
+            return train.training_rows(cache, record), self._load("eval", self.inputs.eval).training_rows(cache, record)
         if config.eval_fraction is None:
-            return train.training_rows(cache), None
-        return train.split(config.eval_fraction, config.predictions.seed, cache)
+            return train.training_rows(cache, record), None
+        return train.split(config.eval_fraction, config.predictions.seed, cache, record)
 
     def _samples(self, train: Dataset) -> list[Sample]:
         """The prediction set; an unreadable or empty samples dataset is a warning and training goes on."""

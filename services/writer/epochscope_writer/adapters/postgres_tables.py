@@ -21,6 +21,7 @@ from epochscope_schemas.events import (
     JobStatus,
     PredictionEvent,
     ProgressEvent,
+    RolloutEvent,
     RoundSummaryEvent,
     WarningEvent,
 )
@@ -187,8 +188,30 @@ CHECKPOINTS_TABLE = Table(
     conflict="checkpoint_id",
     returning="job_id, checkpoint_id",
 )
+ROLLOUTS_TABLE = Table(
+    RolloutEvent,
+    "training_rollouts",
+    (
+        _field("job_id", "uuid"),
+        _field("step", "int4"),
+        _field("completion_index", "int4"),
+        _OWNER,
+        _field("prompt", "text"),
+        _field("completion", "text"),
+        Column("rewards", "jsonb", lambda event, owner: json.dumps(event.rewards)),
+        _field("reward", "float8"),
+        _field("advantage", "float8"),
+        Column("truncated", "jsonb", lambda event, owner: json.dumps(event.truncated)),
+        _field("event_id", "uuid"),
+        _field("occurred_at", "timestamptz"),
+    ),
+    conflict="job_id, step, completion_index",
+    returning="job_id",
+)
+
 TABLES: dict[type[Envelope], Table] = {
-    table.event: table for table in (PREDICTIONS_TABLE, ROUNDS_TABLE, PROGRESS_TABLE, WARNINGS_TABLE, CHECKPOINTS_TABLE)
+    table.event: table
+    for table in (PREDICTIONS_TABLE, ROUNDS_TABLE, PROGRESS_TABLE, WARNINGS_TABLE, CHECKPOINTS_TABLE, ROLLOUTS_TABLE)
 }
 
 # A pruned checkpoint of the event's own job: marked once; a redelivered deletion changes nothing.

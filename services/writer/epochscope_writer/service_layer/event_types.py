@@ -19,6 +19,7 @@ from epochscope_schemas.events import (
     JobStatusEvent,
     PredictionEvent,
     ProgressEvent,
+    RolloutEvent,
     RoundSummaryEvent,
     WarningEvent,
 )
@@ -37,6 +38,7 @@ class EventKind(StrEnum):
     WARNING = "warning"
     CHECKPOINT = "checkpoint"
     CHECKPOINT_DELETED = "checkpoint_deleted"
+    ROLLOUT = "rollout"
     STATUS = "status"
 
 
@@ -94,6 +96,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
         store=lambda store, owner, events: store.insert_predictions(owner, events),
         summary=_prediction_range,
     ),
+    EventType(RolloutEvent, EventKind.ROLLOUT, ChangeKind.ROLLOUTS),
     EventType(RoundSummaryEvent, EventKind.ROUND, ChangeKind.ROUND),
     EventType(
         ProgressEvent,

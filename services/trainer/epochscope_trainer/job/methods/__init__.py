@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from epochscope_runtime.dataset_rows import Example
 from epochscope_schemas.config import JobConfig
+from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job.callbacks import Publish
+from epochscope_trainer.job.methods.grpo import GroupRelativePolicyOptimization
 from epochscope_trainer.job.methods.sft import SupervisedFineTuning
 from epochscope_trainer.job.precision import Precision
 
@@ -24,21 +28,30 @@ class TrainingParts:
     config: JobConfig
     model: Any
     tokenizer: Any
-    train_rows: Any  # a datasets.Dataset of TRL records (training_record), memory-mapped on disk
+    train_rows: Any  # a datasets.Dataset of the method's TRL records (its training_record), memory-mapped on disk
     eval_rows: Any | None  # the same, for evaluation; None without an eval set
     precision: Precision
     output_dir: Path
     logging_steps: int  # progress events at this step interval
     callbacks: list[Any]  # the runner's: predictions, progress, stopping
+    publish: Publish  # events a method publishes itself (GRPO's rollouts)
+    job: JobIdentity
+    text_max_bytes: int  # each text an event carries is cut to this many UTF-8 bytes
 
 
 class TrainingMethod(Protocol):
+    # A usable row as the method's trainer reads it (a module-level function: datasets fingerprints it).
+    training_record: Callable[[Example], dict[str, Any]]
+
     def build_trainer(self, parts: TrainingParts) -> Any:
         """The TRL trainer for the job, with `parts.callbacks`; `train()` is the runner's to call."""
         ...
 
 
-_METHODS: dict[str, Callable[[], TrainingMethod]] = {"sft": SupervisedFineTuning}
+_METHODS: dict[str, Callable[[], TrainingMethod]] = {
+    "sft": SupervisedFineTuning,
+    "grpo": GroupRelativePolicyOptimization,
+}
 
 
 def method_for(config: JobConfig) -> TrainingMethod:

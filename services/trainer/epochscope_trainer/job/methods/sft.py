@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Any
 
 from trl import SFTTrainer
 
+from epochscope_runtime.dataset_rows import training_record
 from epochscope_schemas.methods import SftMethod
 from epochscope_trainer.job.methods.sft_labels import labelled_tokens
 from epochscope_trainer.job.training_args import lora_config, sft_config
@@ -16,6 +17,8 @@ class SupervisedFineTuning:
     """SFTTrainer with the job's hyperparameters; rows (`training_record`, streamed to disk by job/inputs.py)
     tokenized here with the labels of what the job trains on (sft_labels.py), then truncated and collated by
     SFTTrainer; LoRA through PEFT when the job asks."""
+
+    training_record = staticmethod(training_record)
 
     def build_trainer(self, parts: "TrainingParts") -> SFTTrainer:
         method = parts.config.method
