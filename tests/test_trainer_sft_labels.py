@@ -13,9 +13,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from epochscope_runtime.dataset_rows import Example, row_problem, training_record
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.methods import SftMethod
+from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.methods import TrainingParts, method_for
 from epochscope_trainer.job.methods.sft_labels import IGNORED, labelled_tokens
 from epochscope_trainer.job.precision import precision_for
+from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
 ANSWERS, ALL = SftMethod(), SftMethod(train_on="all")
 
@@ -147,6 +149,9 @@ def parts_of(rows: Any, model_dir: Path, tokenizer: Any, tmp_path: Path) -> Trai
         output_dir=tmp_path / "output",
         logging_steps=1,
         callbacks=[],
+        publish=lambda topic, event: None,  # SFT publishes nothing itself
+        job=JobIdentity(uuid.uuid4(), "job-token"),
+        text_max_bytes=DEFAULT_TEXT_MAX_BYTES,
     )
 
 
@@ -166,13 +171,13 @@ def test_a_weight_first_seen_past_the_first_arrow_batch_is_kept(tmp_path: Path) 
     import json
 
     from epochscope_runtime.dataset_limits import DatasetLimits
-    from epochscope_runtime.dataset_rows import FileType
-    from epochscope_trainer.job.inputs import Dataset
+    from epochscope_runtime.dataset_rows import FileType, training_record
+    from epochscope_trainer.job.inputs import InputFile
 
     rows = [{"messages": [USER, ANSWER]}] * 2500 + [{"messages": [USER, {**ANSWER, "weight": 0}]}]
     path = tmp_path / "train.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    training = Dataset(path, FileType.JSONL, DatasetLimits()).training_rows(tmp_path / "rows")
+    training = InputFile(path, FileType.JSONL, DatasetLimits()).training_rows(tmp_path / "rows", training_record)
     assert [m["weight"] for m in training[2500]["messages"]] == [1, 0]
 
 

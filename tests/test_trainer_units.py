@@ -19,7 +19,7 @@ from epochscope_schemas.config import PredictionsConfig, ValidatorConfig
 from epochscope_schemas.events import Envelope, PredictionEvent, RoundSummaryEvent
 from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.generation import GenerationSettings, generate
-from epochscope_trainer.job.inputs import Dataset, read_dataset
+from epochscope_trainer.job.inputs import InputFile, read_dataset
 from epochscope_trainer.job.predictions import prediction_rounds
 from epochscope_trainer.job.prompts import render_prompt
 
@@ -33,7 +33,7 @@ def chat(question: str, answer: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
-def load_jsonl(path: Path) -> Dataset:
+def load_jsonl(path: Path) -> InputFile:
     return read_dataset(path, FileType.JSONL, DatasetLimits())
 
 

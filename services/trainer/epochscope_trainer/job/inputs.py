@@ -29,7 +29,7 @@ class InputError(ValueError):
 
 
 @dataclass
-class Dataset:
+class InputFile:
     """A downloaded dataset file: how many rows are usable, how many malformed and why (counted in one pass);
     its rows read again from the file when they are needed."""
 
@@ -134,9 +134,9 @@ def fetch(store: ObjectStore, obj: DatasetObject, folder: Path, name: str) -> Pa
     return target
 
 
-def read_dataset(path: Path, file_type: FileType, limits: DatasetLimits) -> Dataset:
+def read_dataset(path: Path, file_type: FileType, limits: DatasetLimits) -> InputFile:
     """A downloaded dataset with its rows counted (raises ValueError on a broken file or a row past the budgets)."""
-    dataset = Dataset(path, file_type, limits)
+    dataset = InputFile(path, file_type, limits)
     with path.open("rb") as handle:
         for item in read_rows(handle, file_type, limits):
             dataset.count(item)

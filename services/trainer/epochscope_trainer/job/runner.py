@@ -47,7 +47,7 @@ from epochscope_trainer.child_protocol import (
 )
 from epochscope_trainer.job.callbacks import ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.job.checkpointing import Checkpointer
-from epochscope_trainer.job.inputs import Dataset, Record, fetch, read_dataset
+from epochscope_trainer.job.inputs import InputFile, Record, fetch, read_dataset
 from epochscope_trainer.job.methods import TrainingParts, method_for
 from epochscope_trainer.job.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.job.precision import this_machine
@@ -60,7 +60,7 @@ from epochscope_trainer.settings import TrainerSettings
 
 log = logging.getLogger("epochscope.trainer.job")
 
-ROWS_DIR = "rows"  # the training rows as Arrow files (inputs.Dataset.training_rows)
+ROWS_DIR = "rows"  # the training rows as Arrow files (inputs.InputFile.training_rows)
 
 
 class JobRun:
@@ -216,7 +216,7 @@ class JobRun:
 
         return after
 
-    def _load(self, name: str, obj: DatasetObject) -> Dataset:
+    def _load(self, name: str, obj: DatasetObject) -> InputFile:
         """Download, check and read one input dataset; malformed rows are a warning."""
         path = fetch(self.store, obj, self.job_dir / INPUTS_DIR, name)
         dataset = read_dataset(path, obj.file_type, self.settings.datasets)
@@ -225,7 +225,7 @@ class JobRun:
             self.warn("rows_skipped", f"{name} dataset {obj.dataset_id}: {skipped}")
         return dataset
 
-    def _split(self, train: Dataset, record: Record) -> tuple[Any, Any | None]:
+    def _split(self, train: InputFile, record: Record) -> tuple[Any, Any | None]:
         """The training and eval rows (datasets.Dataset on disk), each a `record` of the method's."""
         config = self.config
         cache = self.job_dir / ROWS_DIR
@@ -235,7 +235,7 @@ class JobRun:
             return train.training_rows(cache, record), None
         return train.split(config.eval_fraction, config.predictions.seed, cache, record)
 
-    def _samples(self, train: Dataset) -> list[Sample]:
+    def _samples(self, train: InputFile) -> list[Sample]:
         """The prediction set; an unreadable or empty samples dataset is a warning and training goes on."""
         predictions = self.config.predictions
         if not predictions.enabled:
