@@ -26,7 +26,15 @@ class TrainerSettings(BaseSettings):
     model_cache_dir: Path = Field(default=Path("model-cache"), description="Converted models (GGUF -> safetensors).")
     progress_every_steps: int = Field(default=1, ge=1, description="Publish a progress event every N global steps.")
     publish_queue_size: int = Field(default=10_000, ge=1, description="Events held in memory before spooling.")
-    flush_timeout_s: float = Field(default=30.0, ge=0, description="How long the end of a job waits for delivery.")
+    flush_timeout_s: float = Field(
+        default=30.0, ge=0, description="How long the end of a job waits for its events to reach its spool."
+    )
+    held_events_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="Events a job holds in memory while its spool cannot be written (a full disk); past it the job"
+        " takes no more events, stops and fails (EVENTS_LOST).",
+    )
     cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
     cancel_grace_s: float = Field(
         default=5.0, gt=0, description="How long a cancelled job may take to stop before its process is killed."
