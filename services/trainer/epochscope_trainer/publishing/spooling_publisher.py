@@ -1,5 +1,9 @@
 """Publish events without ever blocking training, and without losing them.
 
+A job's child publishes with `to_broker=False`: it holds no broker credentials, and its thread writes every event
+to the spool, which the trainer service delivers with a publisher of its own (`service.spool_delivery`), reading
+the same file while the child writes it. What follows describes the delivering side.
+
 `publish()` puts the event on a bounded in-memory queue; a background thread drains it to Kafka. While
 the broker is unreachable the thread moves what is queued to the on-disk spool (`spool_store`, sqlite in
 the job's folder), and delivers the spool, in order, when the broker returns; a full queue is moved to
@@ -86,8 +90,9 @@ class EventPublisher:
     attempt_id: stamped on every event published without one (the child's `JobIdentity.attempt_id`).
     to_broker: False in a job's child, which holds no broker credentials: its thread writes every event to the
         spool, which the trainer service delivers (`service.spool_delivery`).
-    held_max: events held in memory while the spool refuses them; past it the publisher takes no more events
-        (each dropped, with a warning) and calls `on_overflow` once: the process is to stop, its exit not clean.
+    held_max: events held in memory while the spool refuses them; past it the newest are dropped, the publisher
+        takes no more events (counted in `dropped`, logged once) and calls `on_overflow` once: the process is to
+        stop, and its exit is not clean (EVENTS_LOST).
     """
 
     def __init__(

@@ -13,7 +13,7 @@ POLL_S = 0.2
 
 class SpoolDelivery:
     """Delivers a job folder's spool, in order, while its child runs and after: until the child has exited and the
-    spool is out, or the service shuts down (what is left stays on disk, for the job's next run)."""
+    spool is out, or has exited at a shutdown (what is left stays on disk, for the job's next run)."""
 
     def __init__(self, kafka: KafkaSettings, queue_size: int, stopping: asyncio.Event) -> None:
         self._kafka = kafka
@@ -31,6 +31,7 @@ class SpoolDelivery:
             await asyncio.sleep(POLL_S)
         publisher = EventPublisher(self._kafka, job_dir / SPOOL_FILE, self._queue_size)
         publisher.start()
-        while not self._stopping.is_set() and (not exited.is_set() or publisher.pending()):
+        # While the child runs (a shutdown's SIGTERM lets it finish its events), then until the spool is out.
+        while not exited.is_set() or (publisher.pending() and not self._stopping.is_set()):
             await asyncio.sleep(POLL_S)
         await asyncio.to_thread(publisher.close, CLOSE_TIMEOUT_S)
