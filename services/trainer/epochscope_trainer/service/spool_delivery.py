@@ -26,7 +26,7 @@ class SpoolDelivery:
             done = exited.is_set()  # read before the file: a child that made it and exited is then seen to have
             if has_spool(job_dir):
                 break
-            if done or self._stopping.is_set():
+            if done:
                 return
             await asyncio.sleep(POLL_S)
         publisher = EventPublisher(self._kafka, job_dir / SPOOL_FILE, self._queue_size)
