@@ -24,6 +24,7 @@ if [ ! -f "$env_file" ]; then
       -e "s/^EPOCHSCOPE_JWT_SECRET=.*/EPOCHSCOPE_JWT_SECRET=$(secret)/" \
       -e "s/^EPOCHSCOPE_JOB_TOKEN_SECRET=.*/EPOCHSCOPE_JOB_TOKEN_SECRET=$(secret)/" \
       -e "s/^EPOCHSCOPE_TRAINER_KEY=.*/EPOCHSCOPE_TRAINER_KEY=$(secret)/" \
+      -e "s/^EPOCHSCOPE_DISPATCH_KEY=.*/EPOCHSCOPE_DISPATCH_KEY=$(secret)/" \
       -e "s/^KAFKA_CLUSTER_ID=.*/KAFKA_CLUSTER_ID=$(cluster_id)/" \
       -e "s/^MINIO_ROOT_PASSWORD=.*/MINIO_ROOT_PASSWORD=$(secret)/" \
       -e "s/^STORE_API_SECRET_KEY=.*/STORE_API_SECRET_KEY=$(secret)/" \

@@ -69,8 +69,9 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
     """Every environment variable a settings class reads, nested settings (read by their own prefix) included."""
     prefix = cls.model_config.get("env_prefix", "")
     names = set()
-    for field_name, field in cls.model_fields.items():
-        names.add(f"{prefix}{field_name}".upper())
+    for field_name, field in cls.model_fields.items():  # a field with its own name reads that name instead
+        alias = field.validation_alias
+        names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper())
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
             names |= env_names(field.annotation)
     return names

@@ -176,6 +176,13 @@ def test_compose_settings_are_names_the_services_read(compose: dict[str, Any]) -
             assert not used, f"{name} is not an Epochscope service but sets {sorted(used)}"
 
 
+def test_compose_gives_the_dispatch_key_to_the_api_and_the_trainers_only(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("api", "trainer", "trainer-cpu"):
+        assert services[name]["environment"]["EPOCHSCOPE_DISPATCH_KEY"].startswith("${EPOCHSCOPE_DISPATCH_KEY:?"), name
+    assert "EPOCHSCOPE_DISPATCH_KEY" not in services["writer"]["environment"]
+
+
 def test_every_epochscope_name_in_deploy_files_is_a_real_setting() -> None:
     files = [COMPOSE_FILE, *DEPLOY.rglob("*")]
     for path in files:
@@ -212,6 +219,8 @@ def test_compose_values_parse_into_each_services_settings(
         if kafka is not None:
             assert kafka.bootstrap_servers == "kafka:9092" and kafka.sasl_mechanism == "PLAIN"
             assert kafka.partitions == int(shell.get("EPOCHSCOPE_KAFKA_PARTITIONS", 6))
+    assert loaded["api"].dispatch_key.get_secret_value() == shell["EPOCHSCOPE_DISPATCH_KEY"]
+    assert loaded["api"].scan_memory_bytes == 256 << 20  # under the API's 512 MiB (Kubernetes) with room to spare
     for role in ("api", "writer"):
         url = loaded[role].database_url
         assert url.startswith(f"postgresql://epochscope_{role}:") and url.endswith("@postgres:5432/epochscope")
@@ -240,6 +249,8 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
             "EPOCHSCOPE_WRITER_DB_PASSWORD",
             "EPOCHSCOPE_JWT_SECRET",
             "EPOCHSCOPE_JOB_TOKEN_SECRET",
+            "EPOCHSCOPE_TRAINER_KEY",
+            "EPOCHSCOPE_DISPATCH_KEY",
             "MINIO_ROOT_PASSWORD",
             "STORE_API_SECRET_KEY",
             "STORE_TRAINER_SECRET_KEY",

@@ -196,6 +196,30 @@ def test_k8s_settings_resolve_and_parse_for_each_service(manifests: dict, monkey
     assert migrate["restartPolicy"] in ("Never", "OnFailure")
 
 
+def test_k8s_gives_the_dispatch_key_to_the_api_and_the_trainers_only(manifests: dict) -> None:
+    specs = pod_specs(manifests)
+    env = {name: container_env(manifests, specs[name]["containers"][0]) for name in ("api", "trainer", "writer")}
+    assert "EPOCHSCOPE_DISPATCH_KEY" in env["api"] and "EPOCHSCOPE_DISPATCH_KEY" in env["trainer"]
+    assert "EPOCHSCOPE_DISPATCH_KEY" not in env["writer"]
+    for name in ("api", "trainer"):  # one Secret, so the trainers verify what the API signs
+        refs = {s["secretRef"]["name"] for s in specs[name]["containers"][0]["envFrom"] if "secretRef" in s}
+        assert "epochscope-dispatch-key" in refs, name
+        assert not any(
+            s.get("optional")
+            for s in specs[name]["containers"][0]["envFrom"]
+            if "secretRef" in s and s["secretRef"]["name"] == "epochscope-dispatch-key"
+        )
+
+
+def test_k8s_upload_scan_memory_fits_inside_the_api_pod(manifests: dict) -> None:
+    (api,) = pod_specs(manifests)["api"]["containers"]
+    limit = api["resources"]["limits"]["memory"]
+    units = {"Mi": 1 << 20, "Gi": 1 << 30}
+    pod_bytes = int(limit[:-2]) * units[limit[-2:]]
+    scan_bytes = int(container_env(manifests, api)["EPOCHSCOPE_SCAN_MEMORY_BYTES"])
+    assert scan_bytes <= pod_bytes // 2, (scan_bytes, limit)  # the API's own memory beside the scan's
+
+
 def test_k8s_topics_job_runs_the_same_script_as_compose(manifests: dict) -> None:
     spec = pod_specs(manifests)["epochscope-topics"]
     (volume,) = [v for v in spec["volumes"] if "configMap" in v]

@@ -132,7 +132,12 @@ def test_k8s_gives_the_trainer_read_only_store_keys_and_the_api_its_own() -> Non
     for env in (api_env, trainer_env):
         assert store.items() <= env.items()
     trainer_secrets = {s["secretRef"]["name"] for s in trainer["envFrom"] if "secretRef" in s}
-    assert trainer_secrets == {"epochscope-kafka-trainer", "epochscope-store-trainer", "epochscope-trainer-key"}
+    assert trainer_secrets == {
+        "epochscope-kafka-trainer",
+        "epochscope-store-trainer",
+        "epochscope-trainer-key",
+        "epochscope-dispatch-key",
+    }
     assert trainer_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"] != api_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"]
     assert "read-only" in (K8S / "base" / "secrets.example.yaml").read_text()
     assert not any("DATABASE" in key or key.startswith("DB_") for key in trainer_env)

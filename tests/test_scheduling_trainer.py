@@ -121,7 +121,10 @@ def test_production_needs_the_key_and_the_job_never_gets_it(monkeypatch: pytest.
     production = {"environment": "production", "store": STORE}
     assert "EPOCHSCOPE_TRAINER_KEY" in (TrainerSettings(**production).missing_key() or "")
     assert TrainerSettings(**production, heartbeat_s=0).missing_key() is None  # no heartbeats: no key needed
-    assert TrainerSettings(**production, key=KEY).missing_key() is None
+    assert "EPOCHSCOPE_DISPATCH_KEY" in (TrainerSettings(**production, key=KEY).missing_key() or "")
+    assert TrainerSettings(**production, key=KEY, dispatch_key=KEY).missing_key() is None
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_DISPATCH_KEY is a placeholder"):
+        TrainerSettings(**production, key=KEY, dispatch_key="replace_me")
     with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is a placeholder"):
         TrainerSettings(**production, key="replace_me")
     monkeypatch.setenv("EPOCHSCOPE_TRAINER_KEY", KEY)

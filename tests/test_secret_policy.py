@@ -27,13 +27,21 @@ def test_a_random_32_byte_secret_is_not_weak() -> None:
     assert weak_secret("EPOCHSCOPE_JWT_SECRET", STRONG) is None
 
 
-@pytest.mark.parametrize("field", ["jwt_secret", "job_token_secret"])
+@pytest.mark.parametrize("field", ["jwt_secret", "job_token_secret", "dispatch_key"])
 def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> None:
-    settings = {"jwt_secret": STRONG, "job_token_secret": STRONG, "store": STORE} | {field: "change-me"}
+    strong = {"jwt_secret": STRONG, "job_token_secret": STRONG, "dispatch_key": STRONG}
+    settings = {**strong, "store": STORE} | {field: "change-me"}
     with pytest.raises(ValidationError, match=f"EPOCHSCOPE_{field.upper()} is a placeholder"):
         ApiSettings(**settings)
     assert ApiSettings(**settings, environment="development").environment == "development"
     assert ApiSettings(**(settings | {field: STRONG})).environment == "production"  # the default
+
+
+def test_the_api_refuses_a_missing_dispatch_key_in_production() -> None:
+    settings = {"jwt_secret": STRONG, "job_token_secret": STRONG, "store": STORE}
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_DISPATCH_KEY is required in production"):
+        ApiSettings(**settings)
+    assert ApiSettings(**settings, environment="development").dispatch_key is None
 
 
 def test_the_writer_refuses_a_weak_job_token_secret_in_production() -> None:
@@ -62,6 +70,7 @@ def test_the_api_process_will_not_start_with_a_placeholder_secret_and_logs_no_se
         "PATH": "/usr/bin:/bin",
         "EPOCHSCOPE_JWT_SECRET": "REPLACE_ME",
         "EPOCHSCOPE_JOB_TOKEN_SECRET": STRONG,
+        "EPOCHSCOPE_DISPATCH_KEY": STRONG,
         "EPOCHSCOPE_STORE_LOCAL_DIR": str(tmp_path),
     }
     started = subprocess.run(

@@ -265,6 +265,23 @@ async def test_eval_rounds_and_a_warning_for_an_empty_samples_dataset(
     assert [w.code for w in stack.of(warned.job_id, WarningEvent)] == ["samples_empty"]
 
 
+async def test_a_child_without_broker_settings_completes_and_the_service_delivers_its_predictions(
+    stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
+) -> None:
+    """The child gets no EPOCHSCOPE_KAFKA_* setting but the message limit (`child_env`) and writes its events to its
+    spool only; the trainer service delivers them: the job completes, every round's predictions on the broker."""
+    event = start_event(long_job(num_epochs=1, batch_size=8), train, dir_model(tiny_model_dir))
+    await stack.send(event)
+    assert (await stack.finished(event.job_id)).status == "completed"
+
+    def delivered() -> bool:
+        rounds = stack.of(event.job_id, RoundSummaryEvent)
+        return bool(rounds) and len(stack.of(event.job_id, PredictionEvent)) == 2 * len(rounds)  # 2 samples each
+
+    await stack.until(delivered, "every round's predictions")
+    await stack.until(lambda: not (stack.root / "work" / str(event.job_id)).exists(), "the job folder to go")
+
+
 async def test_a_failing_job_reports_the_error_class_without_a_traceback(
     stack: TrainerStack, train: DatasetObject, tmp_path: Path
 ) -> None:

@@ -115,3 +115,70 @@ async def test_a_child_that_lost_events_is_reported_failed_not_finished(tmp_path
     (status,) = h.producer.statuses()
     assert (status.job_id, status.status) == (event.job_id, JobStatus.FAILED)
     assert status.message and "disk full" in status.message
+
+
+def test_events_held_past_the_limit_stop_the_child_instead_of_growing(tmp_path: Path) -> None:
+    """A job's child (no broker) on a full disk: it holds at most `held_max` events, then takes no more, asks the job
+    to stop (once) and reports the loss (the child's EVENTS_LOST exit)."""
+    path = tmp_path / "spool.sqlite"
+    Spool(path)._conn.close()
+    stops: list[bool] = []
+    publisher = EventPublisher(
+        KafkaSettings(), path, queue_size=1000, to_broker=False, held_max=25, on_overflow=lambda: stops.append(True)
+    )
+    spool = publisher._spool
+    assert spool is not None
+    spool._conn.execute(f"PRAGMA max_page_count = {spool._conn.execute('PRAGMA page_count').fetchone()[0]}")
+    publisher.start()
+    job_id = uuid.uuid4()
+    for event in statuses(job_id, 0, 20):
+        publisher.publish(TRAINING_STATUS, event)
+    wait_for(lambda: publisher.unspooled >= 20, 30)
+    assert not publisher.overflowed and publisher.held() == 21  # 20 events and the warning: under the limit
+    for event in statuses(job_id, 20, 40):
+        publisher.publish(TRAINING_STATUS, event)
+    wait_for(lambda: publisher.overflowed, 30)
+    for event in statuses(job_id, 40, 50):
+        publisher.publish(TRAINING_STATUS, event)
+    assert stops == [True] and publisher.held() == 25  # the oldest kept, never more
+    assert publisher.dropped == 41 - 25 + 10  # the newest held ones (the warning among 41), then the 10 refused
+    held = [json.loads(item.value) for item in publisher._held]
+    assert [event["message"] for event in held if event["type"] == "job.status"][:20] == [
+        f"event {n}" for n in range(20)
+    ]
+    publisher.close(0.5)
+    assert publisher.held() == 25 and publisher.dropped == 26
+
+
+async def test_the_childs_spool_is_delivered_in_order_while_it_is_written(tmp_path: Path) -> None:
+    """The child writes only to its spool (no broker settings); the service's delivery reads the same file while the
+    child writes and after it closed: every event reaches the real broker once, in order, and the file is gone."""
+    from epochscope_trainer.service.spool_delivery import SpoolDelivery
+
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    broker = TansuBroker(tmp_path / "broker.log", port=port)
+    broker.start()
+    try:
+        await ensure_topics(bootstrap, partitions=1)
+        job_dir = tmp_path / "job"
+        exited = asyncio.Event()
+        delivery = asyncio.create_task(
+            SpoolDelivery(KafkaSettings(bootstrap_servers=bootstrap), 100, asyncio.Event())(job_dir, exited)
+        )
+        child = EventPublisher(KafkaSettings(), job_dir / "spool.sqlite", queue_size=50, to_broker=False)
+        child.start()
+        job_id = uuid.uuid4()
+        for first in range(0, 300, 30):
+            for event in statuses(job_id, first, first + 30):
+                child.publish(TRAINING_STATUS, event)
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(child.close, 10)
+        assert child.held() == 0 and child.delivered == 0  # the child sent nothing itself
+        exited.set()
+        await asyncio.wait_for(delivery, 60)
+        events = await received(bootstrap, 300)
+    finally:
+        broker.stop()
+    assert [event["message"] for event in events] == [f"event {n}" for n in range(300)]
+    assert not (job_dir / "spool.sqlite").exists()

@@ -116,7 +116,8 @@ def harness(
         commands.append(job_dir)
         return [sys.executable, "-c", CHILD, str(job_dir)]
 
-    async def deliver_spool(job_dir: Path) -> None:
+    async def deliver_spool(job_dir: Path, exited: asyncio.Event) -> None:
+        await exited.wait()  # delivery runs beside the child, and ends only once it has exited
         spools.append(job_dir)
 
     settings = TrainerSettings(
@@ -146,7 +147,7 @@ async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
     h = harness(tmp_path, [first.model_dump_json().encode(), second.model_dump_json().encode()])
     await asyncio.wait_for(h.service.run(), 30)
     assert h.commands == [tmp_path / str(first.job_id), tmp_path / str(second.job_id)]
-    assert h.producer.sent == [] and h.spools == []
+    assert h.producer.sent == [] and h.spools == h.commands  # each child's spool delivered, to its exit
     assert h.jobs.polls_while_paused > 0 and h.jobs.paused() == set() and not h.jobs.running
     seen = json.loads((tmp_path / str(first.job_id) / "seen.json").read_text())
     assert seen == {
@@ -156,6 +157,32 @@ async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
     }
     inputs = JobInputs.model_validate_json((tmp_path / str(first.job_id) / "inputs.json").read_text())
     assert inputs == first.inputs  # the child reads the start event's inputs, exactly
+
+
+async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service_only = {
+        "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        "EPOCHSCOPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "EPOCHSCOPE_KAFKA_SASL_USERNAME": "epochscope-trainer",
+        "EPOCHSCOPE_KAFKA_SASL_PASSWORD": "broker-password-" + "p" * 32,
+        "EPOCHSCOPE_TRAINER_KEY": "trainer-key-" + "k" * 32,
+        "EPOCHSCOPE_DISPATCH_KEY": "dispatch-key-" + "d" * 32,
+    }
+    for name, value in {**service_only, "EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES": "2097152"}.items():
+        monkeypatch.setenv(name, value)
+    event = start_event("exit:0")
+    dump = "import json, os, sys; open(sys.argv[1] + '/env.json', 'w').write(json.dumps(dict(os.environ)))"
+    h = harness(
+        tmp_path, [event.model_dump_json().encode()], lambda job_dir: [sys.executable, "-c", dump, str(job_dir)]
+    )
+    await asyncio.wait_for(h.service.run(), 30)
+    env = json.loads((tmp_path / str(event.job_id) / "env.json").read_text())
+    assert not service_only.keys() & env.keys()
+    assert not any(value in env.values() for value in service_only.values())
+    assert [name for name in env if name.startswith("EPOCHSCOPE_KAFKA_")] == ["EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"]
+    assert (env["JOB_ID"], env["JOB_TOKEN"]) == (str(event.job_id), "token-1")
 
 
 async def test_a_crashed_child_is_reported_failed(tmp_path: Path) -> None:

@@ -30,7 +30,11 @@ def started(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def test_a_trainers_environment_is_not_readable_by_a_process_of_its_user() -> None:
-    env = {"EPOCHSCOPE_TRAINER_KEY": SECRET, "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    env = {
+        "EPOCHSCOPE_TRAINER_KEY": SECRET,
+        "EPOCHSCOPE_DISPATCH_KEY": "dispatch-key-that-the-trainer-needs-in-production",
+        "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+    }
     with tempfile.TemporaryDirectory() as work_dir:
         env["EPOCHSCOPE_TRAINER_WORK_DIR"] = env["EPOCHSCOPE_STORE_LOCAL_DIR"] = work_dir
         control = started(["sleep", "60"], env)  # any other process of the user: readable

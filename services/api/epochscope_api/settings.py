@@ -46,7 +46,7 @@ class ApiSettings(BaseSettings):
     dispatch_key: SecretStr | None = Field(
         default=None,
         description="EPOCHSCOPE_DISPATCH_KEY: signs each job start (shared with the trainers, which then refuse a"
-        " start that does not verify); unset, starts go unsigned.",
+        " start that does not verify); required in production; unset (development only), starts go unsigned.",
     )
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
@@ -188,6 +188,8 @@ class ApiSettings(BaseSettings):
             )
         if self.jwks_url is not None and not (self.jwt_audience and self.jwt_issuer):
             raise ValueError("EPOCHSCOPE_JWKS_URL needs EPOCHSCOPE_JWT_AUDIENCE and EPOCHSCOPE_JWT_ISSUER")
+        if self.environment == Environment.PRODUCTION and self.dispatch_key is None:
+            raise ValueError("EPOCHSCOPE_DISPATCH_KEY is required in production: it signs the job starts trainers run")
         refuse_weak_secrets(
             self.environment,
             {

@@ -2,7 +2,8 @@
 
 The service writes the job's config and inputs (object keys, model source) into the job folder, starts
 the child with the job's identity in its environment, asks it to cancel by creating a file, and reads the
-outcome from its exit code and from a spool file of events it could not deliver. Under torchrun every rank
+outcome from its exit code. The child writes its events to a spool file, which the service delivers to the
+broker while the child runs and after: the child holds no broker credentials. Under torchrun every rank
 reads the same folder.
 """
 
@@ -23,7 +24,9 @@ INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model so
 INPUTS_DIR = "inputs"  # the child downloads the job's datasets here
 CANCEL_FILE = "cancel"  # created by the service, holding why: the child ends the job as cancelled, with that reason
 USER_CANCEL = "cancelled by the user"  # the reason of a cancel file with none in it
-SPOOL_FILE = "spool.sqlite"  # events the child could not deliver (`spool_store`); the service delivers them
+SPOOL_FILE = "spool.sqlite"  # the child's events (`spool_store`); the service delivers them to the broker
+KAFKA_ENV_PREFIX = "EPOCHSCOPE_KAFKA_"  # the broker's address and the service's login: never the child's
+KAFKA_ENV_KEPT = frozenset({"EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"})  # the child sizes its events by it
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
 ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every event the child publishes (fencing)
@@ -32,10 +35,10 @@ ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every eve
 class ChildExit(IntEnum):
     """The child's exit codes; any other code is a crash."""
 
-    FINISHED = 0  # completed, failed or cancelled, and all events delivered
-    UNDELIVERED = 3  # events left in the spool file
+    FINISHED = 0  # completed, failed or cancelled, and all events in the spool file (the service delivers them)
+    UNDELIVERED = 3  # events left in the spool file (a child that published to the broker itself said so)
     INTERRUPTED = 4  # stopped by SIGTERM for a trainer shutdown: no final status, the job is re-run
-    EVENTS_LOST = 5  # events neither delivered nor spooled (a full disk): the job's final status among them
+    EVENTS_LOST = 5  # events not spooled (a full disk, or too many held in memory): the final status among them
 
 
 def prepare_job_dir(work_dir: Path, event: JobStartEvent) -> Path:
@@ -58,11 +61,16 @@ def read_job_inputs(job_dir: Path) -> JobInputs:
 
 
 def child_env(event: JobStartEvent) -> dict[str, str]:
-    """The service's environment (less the service's keys: a job speaks only for itself) plus the job's identity."""
+    """The service's environment plus the job's identity, less the service's keys (a job speaks only for itself)
+    and the broker's settings (the child writes its events to its spool, never to the broker)."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
     attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
-    service = {name: value for name, value in os.environ.items() if name not in SERVICE_KEYS}
+    service = {name: value for name, value in os.environ.items() if not _withheld_from_child(name)}
     return {**service, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
+
+
+def _withheld_from_child(name: str) -> bool:
+    return name in SERVICE_KEYS or (name.startswith(KAFKA_ENV_PREFIX) and name not in KAFKA_ENV_KEPT)
 
 
 def read_identity() -> dict[str, str]:

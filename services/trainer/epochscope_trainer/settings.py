@@ -26,7 +26,15 @@ class TrainerSettings(BaseSettings):
     model_cache_dir: Path = Field(default=Path("model-cache"), description="Converted models (GGUF -> safetensors).")
     progress_every_steps: int = Field(default=1, ge=1, description="Publish a progress event every N global steps.")
     publish_queue_size: int = Field(default=10_000, ge=1, description="Events held in memory before spooling.")
-    flush_timeout_s: float = Field(default=30.0, ge=0, description="How long the end of a job waits for delivery.")
+    flush_timeout_s: float = Field(
+        default=30.0, ge=0, description="How long the end of a job waits for its events to reach its spool."
+    )
+    held_events_max: int = Field(
+        default=100_000,
+        ge=1,
+        description="Events a job holds in memory while its spool cannot be written (a full disk); past it the job"
+        " takes no more events, stops and fails (EVENTS_LOST).",
+    )
     cancel_check_s: float = Field(default=0.5, gt=0, description="How often the running job looks for a cancel.")
     cancel_grace_s: float = Field(
         default=5.0, gt=0, description="How long a cancelled job may take to stop before its process is killed."
@@ -61,12 +69,13 @@ class TrainerSettings(BaseSettings):
         default=None,
         validation_alias=DISPATCH_KEY_ENV,  # the API's dispatcher signs starts with the same key
         description="EPOCHSCOPE_DISPATCH_KEY: set, the trainer runs only starts the dispatcher signed with it and"
-        " dead-letters any other addressed to it, unread; unset, it takes unsigned starts.",
+        " dead-letters any other addressed to it, unread; unset (development only), it takes unsigned starts."
+        " Required in production.",
     )
     environment: Environment = Field(
         default=Environment.PRODUCTION,
         validation_alias="EPOCHSCOPE_ENVIRONMENT",  # the one setting every service shares
-        description="production refuses a weak or (at start-up) missing trainer key.",
+        description="production refuses a weak or (at start-up) missing trainer key or dispatch key.",
     )
     log_level: str = "INFO"
     datasets: DatasetLimits = Field(
@@ -86,7 +95,11 @@ class TrainerSettings(BaseSettings):
 
     def missing_key(self) -> str | None:
         """Why the service may not start without a key (production, heartbeats on), or None. Checked at start-up,
-        not in the settings: the job's child process reads the settings too, and is not given the key."""
-        if self.environment == Environment.PRODUCTION and self.heartbeat_s > 0 and self.key is None:
+        not in the settings: the job's child process reads the settings too, and is given neither key."""
+        if self.environment != Environment.PRODUCTION or self.heartbeat_s <= 0:
+            return None
+        if self.key is None:
             return f"{KEY_ENV} is required in production: the writer records only signed heartbeats"
+        if self.dispatch_key is None:
+            return f"{DISPATCH_KEY_ENV} is required in production: the trainer runs only signed starts"
         return None

@@ -267,7 +267,13 @@ def main(argv: list[str] | None = None) -> None:
     publisher = None
     if rank == 0:
         publisher = EventPublisher(
-            settings.kafka, args.job_dir / SPOOL_FILE, settings.publish_queue_size, attempt_id=job.attempt_id
+            settings.kafka,
+            args.job_dir / SPOOL_FILE,
+            settings.publish_queue_size,
+            attempt_id=job.attempt_id,
+            to_broker=False,  # the service delivers the spool: the child holds no broker credentials
+            held_max=settings.held_events_max,
+            on_overflow=lambda: run.shutdown.set(),  # `run` is bound by then: only its events can overflow
         )
         publisher.start()
     run = JobRun(
@@ -282,17 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: run.shutdown.set())
     outcome = run.run()
     if publisher is not None:
-        undelivered = publisher.close(settings.flush_timeout_s)
-        if publisher.held():  # logged by close(); the service reports the job failed
+        publisher.close(settings.flush_timeout_s)
+        if publisher.held() or publisher.dropped:  # logged by the publisher; the service reports the job failed
             sys.exit(ChildExit.EVENTS_LOST)
-        if undelivered:
-            log.error(
-                "%d event(s) undelivered after %.0fs; left in %s",
-                undelivered,
-                settings.flush_timeout_s,
-                args.job_dir / SPOOL_FILE,
-            )
-            sys.exit(ChildExit.UNDELIVERED)
     sys.exit(ChildExit.INTERRUPTED if outcome is None else ChildExit.FINISHED)
 
 

@@ -41,13 +41,14 @@ class Spooled:
 
 
 class Spool:
-    """Events in delivery order. Not thread-safe: the caller serialises access (one lock)."""
+    """Events in delivery order. Not thread-safe: the caller serialises access (one lock). Two processes may share
+    one: a job's child appends while the trainer service delivers and removes (sqlite's locks order the writes)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn, self._count = self._open()
+            self._conn = self._open()
         except sqlite3.DatabaseError as exc:
             aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
             log.error("spool %s is unreadable (%s); set aside as %s, starting a new one", path, exc, aside.name)
@@ -55,22 +56,22 @@ class Spool:
                 part = Path(f"{path}{suffix}")
                 if part.exists():
                     part.replace(f"{aside}{suffix}")
-            self._conn, self._count = self._open()
+            self._conn = self._open()
 
-    def _open(self) -> tuple[sqlite3.Connection, int]:
+    def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(_SCHEMA)
-            count = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         except sqlite3.DatabaseError:
             conn.close()
             raise
-        return conn, count
+        return conn
 
     def __len__(self) -> int:
-        return self._count
+        """Read each time: the other process sharing the spool may have added or removed events."""
+        return self._conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def append(self, items: Sequence[Outgoing]) -> None:
         """After everything spooled, in one transaction."""
@@ -90,7 +91,6 @@ class Spool:
                 head = conn.execute("SELECT coalesce(min(seq), 1) FROM events").fetchone()[0]
                 rows = [(head - before_head + n, i.topic, i.key, i.value) for n, i in enumerate(items)]
             conn.executemany("INSERT INTO events (seq, topic, key, value) VALUES (?, ?, ?, ?)", rows)
-        self._count += len(items)
 
     def head(self, limit: int) -> list[Spooled]:
         rows = self._conn.execute("SELECT seq, topic, key, value FROM events ORDER BY seq LIMIT ?", (limit,))
@@ -101,11 +101,10 @@ class Spool:
         if delivered:
             with self._transaction() as conn:
                 conn.executemany("DELETE FROM events WHERE seq = ?", [(s.seq,) for s in delivered])
-            self._count = self._conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
     def close(self) -> None:
         """Close; an empty spool's file is removed, so a job folder keeps one only while events wait."""
-        empty = self._count == 0
+        empty = len(self) == 0
         self._conn.close()
         if empty:  # side files first: a stale WAL must never meet a new database of the same name
             for suffix in (*_SIDE_FILES, ""):

@@ -1,5 +1,9 @@
 """Publish events without ever blocking training, and without losing them.
 
+A job's child publishes with `to_broker=False`: it holds no broker credentials, and its thread writes every event
+to the spool, which the trainer service delivers with a publisher of its own (`service.spool_delivery`), reading
+the same file while the child writes it. What follows describes the delivering side.
+
 `publish()` puts the event on a bounded in-memory queue; a background thread drains it to Kafka. While
 the broker is unreachable the thread moves what is queued to the on-disk spool (`spool_store`, sqlite in
 the job's folder), and delivers the spool, in order, when the broker returns; a full queue is moved to
@@ -26,7 +30,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -79,11 +83,33 @@ def _describe(item: Outgoing) -> str:
 
 
 class EventPublisher:
+    """Args:
+    kafka: the broker, and its message limit.
+    spool_path: the on-disk spool (sqlite).
+    queue_size: events queued in memory before the queue is moved to the spool.
+    attempt_id: stamped on every event published without one (the child's `JobIdentity.attempt_id`).
+    to_broker: False in a job's child, which holds no broker credentials: its thread writes every event to the
+        spool, which the trainer service delivers (`service.spool_delivery`).
+    held_max: events held in memory while the spool refuses them; past it the newest are dropped, the publisher
+        takes no more events (counted in `dropped`, logged once) and calls `on_overflow` once: the process is to
+        stop, and its exit is not clean (EVENTS_LOST).
+    """
+
     def __init__(
-        self, kafka: KafkaSettings, spool_path: Path, queue_size: int, attempt_id: uuid.UUID | None = None
+        self,
+        kafka: KafkaSettings,
+        spool_path: Path,
+        queue_size: int,
+        attempt_id: uuid.UUID | None = None,
+        to_broker: bool = True,
+        held_max: int = 100_000,
+        on_overflow: Callable[[], None] = lambda: None,
     ) -> None:
-        """`attempt_id`: stamped on every event published without one (the child's `JobIdentity.attempt_id`)."""
         self._kafka = kafka
+        self._to_broker = to_broker
+        self._held_max = held_max
+        self._on_overflow = on_overflow
+        self.overflowed = False  # held_max was passed: events are dropped, the process is to stop
         self._max_bytes = kafka.max_message_bytes
         self._spool_path = spool_path
         self._spool: Spool | None = Spool(spool_path) if spool_path.exists() else None
@@ -98,12 +124,16 @@ class EventPublisher:
         self.delivered = 0
         self.refused = 0
         self.unspooled = 0  # events the spool refused (each time), kept in memory instead
+        self.dropped = 0  # events neither delivered, spooled nor held: past held_max
 
     def start(self) -> None:
         self._thread.start()
 
     def publish(self, topic: str, event: Envelope) -> None:
         """Never blocks on the network and never raises for it: queue it, or spool the queue if it is full."""
+        if self.overflowed:  # logged once, by _overflow
+            self.dropped += 1
+            return
         if self.attempt_id is not None and event.attempt_id is None:
             event = event.model_copy(update={"attempt_id": self.attempt_id})
         item = Outgoing(topic, str(event.job_id), encode_event(event))
@@ -123,7 +153,7 @@ class EventPublisher:
     def close(self, timeout_s: float) -> int:
         """Deliver what is pending within `timeout_s`; what is left stays in the spool. Returns how many."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.pending():
+        while time.monotonic() < deadline and (self.pending() if self._to_broker else self._unwritten()):
             time.sleep(0.05)
         self._stop.set()
         self._thread.join(max(deadline - time.monotonic(), 0) + 5)
@@ -146,6 +176,11 @@ class EventPublisher:
         """Events neither acknowledged nor on disk (the spool refused them): they end with this process."""
         with self._lock:
             return len(self._held)
+
+    def _unwritten(self) -> int:
+        """Events neither acknowledged nor in the spool: queued, in flight or held."""
+        with self._lock:
+            return self._queue.qsize() + self._in_flight + len(self._held)
 
     def _pending(self) -> int:
         spooled = len(self._spool) if self._spool is not None else 0
@@ -178,6 +213,22 @@ class EventPublisher:
                 reason = f"the trainer could not write its event spool ({exc}); events are kept in memory"
                 queued.append(job_warning(refused[0], "events_not_spooled", reason))
             self._held = [*in_flight, *self._held, *queued]
+            if len(self._held) > self._held_max:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        """Caller holds the lock. Keep the first `held_max` held events, drop the rest, take no more events."""
+        lost = len(self._held) - self._held_max
+        self._held, self.dropped = self._held[: self._held_max], self.dropped + lost
+        if not self.overflowed:
+            self.overflowed = True
+            log.error(
+                "%d event(s) held in memory, over the limit of %d (EPOCHSCOPE_TRAINER_HELD_EVENTS_MAX): taking no"
+                " more events; the job stops",
+                self._held_max + lost,
+                self._held_max,
+            )
+            self._on_overflow()
 
     def _take(self, limit: int) -> list[Outgoing]:
         items: list[Outgoing] = []
@@ -192,6 +243,9 @@ class EventPublisher:
         asyncio.run(self._drain())
 
     async def _drain(self) -> None:
+        if not self._to_broker:
+            await self._write_spool()
+            return
         producer: AIOKafkaProducer | None = None
         while not self._stop.is_set():
             in_flight: list[Outgoing] = []
@@ -233,6 +287,14 @@ class EventPublisher:
                 await asyncio.sleep(RETRY_S)
         if producer is not None:
             await _stop_quietly(producer)
+
+    async def _write_spool(self) -> None:
+        """Without a broker: move what is queued (and held) to the spool, a batch at a time."""
+        while not self._stop.is_set():
+            with self._lock:
+                if self._queue.qsize() or self._held:
+                    self._spool_queue([])
+            await asyncio.sleep(0.05 if not self._held else RETRY_S)
 
     async def _deliver(self, producer: AIOKafkaProducer, items: list[Outgoing]) -> None:
         """Send and wait for every acknowledgement; an event refused as too large becomes a warning, sent next.

@@ -52,7 +52,7 @@ def bootstrap(
     stopping: asyncio.Event,
     adapters: KafkaAdapters | None = None,
     command: Callable[[Path], list[str]] | None = None,
-    deliver_spool: Callable[[Path], Awaitable[None]] | None = None,
+    deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]] | None = None,
 ) -> JobConsumerLoop:
     """The service, ready to run: real Kafka clients, child and spool delivery unless others are given."""
     adapters = adapters or kafka_adapters(settings)

@@ -45,7 +45,7 @@ class JobSupervisor:
         stop_reason: why a job's attempt is to stop, or None (the cancel watcher's).
         stopping: set when the service shuts down.
         status: publishes the service's own status events.
-        deliver_spool: delivers a job folder's spool file.
+        deliver_spool: delivers a job folder's spool file while its child runs and once it has exited (the event).
         keep_job_dirs: keep each job's folder after the job, for debugging.
     """
 
@@ -57,7 +57,7 @@ class JobSupervisor:
         stop_reason: Callable[[JobStartEvent], str | None],
         stopping: asyncio.Event,
         status: StatusPublisher,
-        deliver_spool: Callable[[Path], Awaitable[None]],
+        deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]],
         cancel_grace_s: float = 5.0,
         keep_job_dirs: bool = False,
     ) -> None:
@@ -82,6 +82,32 @@ class JobSupervisor:
     async def _run_child(self, event: JobStartEvent, job_dir: Path) -> bool:
         job_id = str(event.job_id)
         log.info("starting job %s", job_id, extra={"job_id": job_id})
+        exited = asyncio.Event()
+        delivery = asyncio.create_task(self.deliver_spool(job_dir, exited))
+        try:
+            code, killed_for = await self._start_and_wait(event, job_dir)
+        finally:
+            exited.set()
+            await delivery  # the child's events out (or kept on disk at a shutdown) before the service's own
+        if code is None:  # it never started (reported)
+            return True
+        log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
+        if killed_for:
+            message = f"{killed_for} (the training process did not stop within {self.cancel_grace_s:g}s)"
+            await self.status.publish(event, JobStatus.CANCELLED, message)
+            return True
+        if self.stopping.is_set() and code != ChildExit.FINISHED:
+            return False
+        if code == ChildExit.EVENTS_LOST:
+            message = "the training process could not spool all its events (is the trainer's disk full?)"
+            await self.status.publish(event, JobStatus.FAILED, message)
+        elif code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
+            log.warning("job %s crashed; the end of its log:\n%s", job_id, _log_tail(job_dir), extra={"job_id": job_id})
+            await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
+        return True
+
+    async def _start_and_wait(self, event: JobStartEvent, job_dir: Path) -> tuple[int | None, str | None]:
+        """The child's exit code (None: it could not start, reported here) and why it was killed, if it was."""
         with open(job_dir / LOG_FILE, "ab") as job_log:
             try:
                 child = await asyncio.create_subprocess_exec(
@@ -93,24 +119,8 @@ class JobSupervisor:
                 )
             except OSError as exc:
                 await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
-                return True
-            code, killed_for = await self._wait(child, job_dir, event)
-        log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
-        if code == ChildExit.UNDELIVERED or has_spool(job_dir):
-            await self.deliver_spool(job_dir)
-        if killed_for:
-            message = f"{killed_for} (the training process did not stop within {self.cancel_grace_s:g}s)"
-            await self.status.publish(event, JobStatus.CANCELLED, message)
-            return True
-        if self.stopping.is_set() and code != ChildExit.FINISHED:
-            return False
-        if code == ChildExit.EVENTS_LOST:
-            message = "the training process could neither deliver nor spool its events (is the trainer's disk full?)"
-            await self.status.publish(event, JobStatus.FAILED, message)
-        elif code not in (ChildExit.FINISHED, ChildExit.UNDELIVERED):
-            log.warning("job %s crashed; the end of its log:\n%s", job_id, _log_tail(job_dir), extra={"job_id": job_id})
-            await self.status.publish(event, JobStatus.FAILED, f"the training process exited with code {code}")
-        return True
+                return None, None
+            return await self._wait(child, job_dir, event)
 
     async def _wait(
         self, child: asyncio.subprocess.Process, job_dir: Path, event: JobStartEvent
