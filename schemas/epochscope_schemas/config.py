@@ -267,17 +267,27 @@ def limit_violations(config: JobConfig, limits: PredictionLimits) -> list[tuple[
             (("predictions", "max_new_tokens"), f"must be at most {limits.max_new_tokens} (server limit)")
         )
     for index, grader in enumerate(predictions.graders):
-        schema = getattr(grader, "json_schema", None)
-        size = len(json.dumps(schema)) if schema is not None else 0
-        if size > limits.max_json_schema_bytes:
-            violations.append(
-                (
-                    ("predictions", *predictions.submitted_location(index), "json_schema"),
-                    f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
-                )
-            )
+        violations += [
+            (("predictions", *predictions.submitted_location(index), *loc), message)
+            for loc, message in grader_limit_violations(grader, limits)
+        ]
     if predictions.step_interval is not None and predictions.step_interval < limits.min_step_interval:
         violations.append(
             (("predictions", "step_interval"), f"must be at least {limits.min_step_interval} (server limit)")
         )
     return violations
+
+
+def grader_limit_violations(grader: GraderConfig, limits: PredictionLimits) -> list[tuple[Loc, str]]:
+    """(field path within the grader, message) for every server limit one grader exceeds: a job's graders and a
+    grader tried alone (POST /v1/graders/run) are bounded alike."""
+    schema = getattr(grader, "json_schema", None)
+    size = len(json.dumps(schema)) if schema is not None else 0
+    if size > limits.max_json_schema_bytes:
+        return [
+            (
+                ("json_schema",),
+                f"must be at most {limits.max_json_schema_bytes} bytes as JSON (server limit); it is {size}",
+            )
+        ]
+    return []

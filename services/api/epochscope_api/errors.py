@@ -145,3 +145,10 @@ def _human_bytes(count: int) -> str:
         if count >= size:
             return f"{count / size:g} {unit}"
     return f"{count} bytes"
+
+
+class GraderTimedOut(DomainError):
+    """A grader tried on one answer (POST /v1/graders/run) took longer than the setting allows (a 503)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the grader took longer than {seconds:g} s (EPOCHSCOPE_GRADER_RUN_TIMEOUT_SECONDS)")

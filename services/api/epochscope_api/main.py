@@ -24,6 +24,7 @@ from epochscope_api.errors import (
     DatasetNotFound,
     DomainError,
     EventTooLarge,
+    GraderTimedOut,
     JobNotFound,
     QuotaExceeded,
     SampleNotFound,
@@ -41,6 +42,7 @@ from epochscope_api.routers import (
     datasets,
     estimate,
     exports,
+    graders,
     health,
     jobs,
     limits,
@@ -68,6 +70,7 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     UnusableUpload: status.HTTP_422_UNPROCESSABLE_CONTENT,
     QuotaExceeded: status.HTTP_429_TOO_MANY_REQUESTS,
     DatabaseBusy: status.HTTP_503_SERVICE_UNAVAILABLE,
+    GraderTimedOut: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 
@@ -125,6 +128,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         rollouts,
         stream,
         estimate,
+        graders,
         limits,
         comparisons,
         exports,

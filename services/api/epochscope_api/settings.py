@@ -168,6 +168,14 @@ class ApiSettings(BaseSettings):
     job_max_generated_tokens: int = Field(
         default=20_000_000, ge=1, description="Most generated tokens per job (every answer at max_new_tokens)."
     )
+    grader_run_max_chars: int = Field(
+        default=32 << 10,
+        ge=1,
+        description="Characters of the answer, the prompt and each reference POST /v1/graders/run grades.",
+    )
+    grader_run_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="How long POST /v1/graders/run waits for its grader; beyond, a 503."
+    )
     estimate_price_per_hour: float = Field(default=2.5, ge=0, description="Compute price of a trainer, USD/hour.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed browser origins; none by default.")
     log_level: str = "INFO"

@@ -38,6 +38,7 @@ def error_responses(*codes: int) -> dict[int | str, dict]:
         413: "The request body is larger than the server's limit; `detail` names it.",
         422: "A field is invalid; `detail` names it.",
         429: "A per-user quota is exceeded and nothing was done; `limit` names it, Retry-After says when to retry.",
+        503: "The server could not finish in time; nothing was stored.",
     }
     return {code: {"model": ErrorResponse, "description": descriptions[code]} | _headers(code) for code in codes}
 

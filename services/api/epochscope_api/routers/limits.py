@@ -26,6 +26,10 @@ class Limits(BaseModel):
     quota_dataset_bytes: int = Field(description="Most bytes of datasets per user.")
     quota_checkpoint_bytes: int = Field(description="Most bytes of checkpoints a user's jobs may keep.")
     quota_writes_per_minute: int = Field(description="Most write requests (POST, DELETE) a minute.")
+    grader_run_max_chars: int = Field(
+        description="Most characters of the answer, the prompt and each reference of POST /v1/graders/run."
+    )
+    max_json_schema_bytes: int = Field(description="Largest JSON Schema of a grader, in bytes as JSON.")
 
 
 @router.get("/limits", response_model=Limits, operation_id="get_limits")
@@ -50,4 +54,6 @@ async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
         quota_dataset_bytes=settings.quota_dataset_bytes,
         quota_checkpoint_bytes=settings.quota_checkpoint_bytes,
         quota_writes_per_minute=settings.quota_writes_per_minute,
+        grader_run_max_chars=settings.grader_run_max_chars,
+        max_json_schema_bytes=limits.max_json_schema_bytes,
     )
