@@ -1,6 +1,7 @@
 """A GRPO job through the real stack (API, broker, trainer, writer, Postgres; tiny model on CPU): it completes with
 prediction rounds and rollouts, and every stored rollout's rewards are an independent grading of its stored
-completion by the same graders, its total their weighted mean. Bad GRPO configs are 422s naming the field."""
+completion by the same graders, its total their weighted mean; its progress history carries each component's mean
+and pass rate per step. Bad GRPO configs are 422s naming the field."""
 
 import json
 from typing import Any
@@ -64,6 +65,7 @@ async def test_a_grpo_job_is_rewarded_by_its_graders_and_stores_every_rollout(fu
         assert job["status"] == "completed", job
         assert job["rounds"], job  # prediction rounds as for SFT (the baseline at least)
         rollouts = await all_rollouts(client, job["job_id"])
+        progress = (await client.get(f"/v1/jobs/{job['job_id']}/progress")).json()["items"]
     assert sorted((r["step"], r["completion_index"]) for r in rollouts) == [(s, i) for s in (1, 2) for i in range(4)]
     graders = {g["name"]: Grader(TypeAdapter(GraderConfig).validate_python(g)) for g in (LABEL, IS_JSON, SOME_TEXT)}
     for rollout in rollouts:
@@ -72,6 +74,34 @@ async def test_a_grpo_job_is_rewarded_by_its_graders_and_stores_every_rollout(fu
         assert rollout["rewards"] == graded, rollout
         assert rollout["reward"] == pytest.approx(sum(WEIGHTS[n] * graded[n] for n in WEIGHTS) / sum(WEIGHTS.values()))
     assert any(rollout["reward"] for rollout in rollouts)
+    assert_progress_rewards_are_the_rollouts(progress, rollouts, graders)
+
+
+def assert_progress_rewards_are_the_rollouts(
+    progress: list[dict[str, Any]], rollouts: list[dict[str, Any]], graders: dict[str, Grader]
+) -> None:
+    """Each progress point's reward components are the mean, over the steps since the previous point, of each step's
+    mean score and pass rate, from an independent grading of every stored rollout (all are logged)."""
+
+    def per_step(step: int, name: str) -> tuple[float, float]:
+        verdicts = [
+            graders[name](r["prompt"], r["completion"], {"label": LABELS[r["prompt"]]})
+            for r in rollouts
+            if r["step"] == step
+        ]
+        return sum(v.score for v in verdicts) / len(verdicts), sum(v.passed for v in verdicts) / len(verdicts)
+
+    assert [point["step"] for point in progress][-1] == 2
+    previous = 0
+    for point in progress:
+        steps = range(previous + 1, point["step"] + 1)
+        assert set(point["rewards"]) == set(graders), point
+        for name, logged in point["rewards"].items():
+            means, rates = zip(*(per_step(step, name) for step in steps), strict=True)
+            assert logged["mean"] == pytest.approx(sum(means) / len(means)), (name, point)
+            assert logged["pass_rate"] == pytest.approx(sum(rates) / len(rates)), (name, point)
+        assert point["reward"] is not None
+        previous = point["step"]
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,12 @@ def test_a_grpo_job_trains_on_prompt_rows_rewarded_by_its_graders(
     assert status == JobStatus.COMPLETED, final_message(published)
     resolved = [json.loads(e.message) for e in published if isinstance(e, JobStatusEvent) and "{" in (e.message or "")]
     assert [(r["method"], r["train_rows"]) for r in resolved] == [("grpo", 8)]
-    assert max(e.step for e in published if isinstance(e, ProgressEvent)) == 2
+    progress = [e for e in published if isinstance(e, ProgressEvent)]
+    assert max(e.step for e in progress) == 2
+    for point in progress:  # each component's mean and pass rate at every logged step, and the total's mean
+        assert point.rewards is not None and set(point.rewards) == {"label", "is_json", "some_text"}
+        assert all(c.mean is not None and c.pass_rate is not None for c in point.rewards.values())
+        assert point.reward is not None
     rollouts = [e for e in published if isinstance(e, RolloutEvent)]
     for step in (1, 2):  # 3 of each step's 4 completions (2 prompts x 2 generations)
         indices = [r.completion_index for r in rollouts if r.step == step]

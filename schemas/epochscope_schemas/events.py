@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.dataset_formats import FileType, RowFormat
 from epochscope_schemas.graders import MAX_GRADERS, Grade, GraderName, GraderSummary
+from epochscope_schemas.methods import MAX_REWARDS
 from epochscope_schemas.topics import JOB_COMMANDS, TRAINING_PREDICTIONS, TRAINING_STATUS
 
 SCHEMA_VERSION = 1
@@ -279,6 +280,16 @@ class CheckpointDeletedEvent(Envelope):
     round_index: Annotated[int | None, Field(ge=0)] = None
 
 
+class RewardProgress(BaseModel):
+    """One GRPO reward component over the training steps since the last progress event: its mean score, and the
+    fraction of its graded completions that passed (score at the grader's threshold); null where nothing was graded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    pass_rate: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+
+
 class ProgressEvent(Envelope):
     """Training progress at a configurable interval: the data of the progress bar and the loss chart."""
 
@@ -290,6 +301,9 @@ class ProgressEvent(Envelope):
     loss: float | None = None
     learning_rate: float | None = None
     samples_per_second: float | None = None
+    # GRPO only (null for SFT): each reward component by grader name, and the mean total reward.
+    rewards: Annotated[dict[GraderName, RewardProgress], Field(max_length=MAX_REWARDS)] | None = None
+    reward: float | None = None
 
 
 class WarningEvent(Envelope):

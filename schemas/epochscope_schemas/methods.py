@@ -55,6 +55,16 @@ class RolloutLogging(BaseModel):
     seed: int = 0
 
 
+class DivergenceWatch(BaseModel):
+    """When a `reward_divergence` warning is recorded: one component's mean score rose by at least `min_change` while
+    another's fell by at least as much, across the last `window` training steps."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    window: Annotated[int, Field(ge=2, le=1000, description="Training steps compared, first to last.")] = 5
+    min_change: Annotated[float, Field(gt=0.0, le=1.0, description="Least rise and fall of a mean score.")] = 0.2
+
+
 MAX_REWARDS = 8
 
 
@@ -73,6 +83,7 @@ class GrpoMethod(BaseModel):
     beta: Annotated[float, Field(ge=0.0, le=10.0, description="Weight of the KL penalty to the starting model.")] = 0.0
     max_steps: Annotated[int | None, Field(ge=1, le=1_000_000, description="Stop after this many steps.")] = None
     rollouts: RolloutLogging = Field(default_factory=RolloutLogging)
+    reward_divergence: DivergenceWatch = Field(default_factory=DivergenceWatch)
 
     @model_validator(mode="after")
     def _rewards_weigh_something(self) -> "GrpoMethod":

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from epochscope_runtime.dataset_rows import FileType, RowFormat
 from epochscope_schemas.config import JobConfig
-from epochscope_schemas.events import JobStatus, PredictionScores, RoundTrigger
+from epochscope_schemas.events import JobStatus, PredictionScores, RewardProgress, RoundTrigger
 from epochscope_schemas.graders import Grade
 
 
@@ -21,6 +21,10 @@ class ProgressPoint(BaseModel):
     loss: float | None = Field(description="Training loss; null when not logged at this step or not finite.")
     learning_rate: float | None
     samples_per_second: float | None
+    rewards: dict[str, RewardProgress] | None = Field(
+        default=None, description="GRPO: each reward component's mean score and pass rate by grader name; else null."
+    )
+    reward: float | None = Field(default=None, description="GRPO: the mean total reward; null for SFT.")
     occurred_at: datetime
 
 

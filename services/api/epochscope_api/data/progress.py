@@ -5,9 +5,12 @@ import uuid
 import asyncpg
 
 from epochscope_api.response_models import ProgressHistory, ProgressPoint
+from epochscope_schemas.methods import MAX_REWARDS
 
-PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, occurred_at"
-PROGRESS_POINT_BYTES = 256  # at most one ProgressPoint's JSON (numbers and a timestamp): pages count by it
+PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, rewards, reward, occurred_at"
+# At most one ProgressPoint's JSON (numbers and a timestamp, and a GRPO job's rewards: up to MAX_REWARDS names of
+# 64 characters with two numbers each): pages count by it.
+PROGRESS_POINT_BYTES = 256 + MAX_REWARDS * 128
 
 
 async def fetch_progress(
@@ -20,7 +23,7 @@ async def fetch_progress(
         after_step,
         limit,
     )
-    return [ProgressPoint(**dict(row)) for row in rows]
+    return [ProgressPoint(**dict(row)) for row in rows]  # rewards: jsonb, decoded by the pool's codec
 
 
 async def fetch_progress_history(

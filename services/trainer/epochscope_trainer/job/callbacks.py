@@ -8,7 +8,7 @@ from typing import Any
 from accelerate.utils import gather_object
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from epochscope_schemas.events import Envelope, ProgressEvent
+from epochscope_schemas.events import Envelope, ProgressEvent, RewardProgress
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.child_protocol import JobIdentity
 
@@ -16,7 +16,8 @@ Publish = Callable[[str, Envelope], None]
 
 
 class ProgressCallback(TrainerCallback):
-    """A progress event at every log step (logging_steps): step, epoch, loss, learning rate, throughput."""
+    """A progress event at every log step (logging_steps): step, epoch, loss, learning rate, throughput, and a GRPO
+    job's rewards as TRL logs them (`reward`, `rewards/<name>/mean`, and our `rewards/<name>/pass_rate`)."""
 
     def __init__(self, publish: Publish, job: JobIdentity, num_epochs: int) -> None:
         self.publish = publish
@@ -50,8 +51,21 @@ class ProgressCallback(TrainerCallback):
                 loss=logs.get("loss"),
                 learning_rate=logs.get("learning_rate"),
                 samples_per_second=self._samples_seen / elapsed if elapsed > 0 else None,
+                rewards=reward_progress(logs),
+                reward=logs.get("reward"),
             ),
         )
+
+
+def reward_progress(logs: dict[str, float | None]) -> dict[str, RewardProgress] | None:
+    """Each reward component's logged mean and pass rate by name; None for a job without rewards (SFT)."""
+    names = {key.split("/")[1] for key in logs if key.startswith("rewards/") and key.count("/") == 2}
+    if not names:
+        return None
+    return {
+        name: RewardProgress(mean=logs.get(f"rewards/{name}/mean"), pass_rate=logs.get(f"rewards/{name}/pass_rate"))
+        for name in sorted(names)
+    }
 
 
 class StopOnRequest(TrainerCallback):

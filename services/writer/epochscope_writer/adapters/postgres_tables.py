@@ -57,6 +57,11 @@ def _json_map(name: str) -> Column:
     )
 
 
+def _json_or_null(models: dict[str, Any] | None) -> str | None:
+    """A jsonb value from an optional dict of models (a GRPO progress event's rewards); SQL null without one."""
+    return None if models is None else json.dumps({k: v.model_dump(mode="json") for k, v in models.items()})
+
+
 @dataclass(frozen=True)
 class Table:
     """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
@@ -146,6 +151,8 @@ PROGRESS_TABLE = Table(
         _OWNER,
         _field("max_steps", "int4"),
         *(_field(name, "float8") for name in ("epoch", "loss", "learning_rate", "samples_per_second")),
+        Column("rewards", "jsonb", lambda event, owner: _json_or_null(event.rewards)),
+        _field("reward", "float8"),
         _field("occurred_at", "timestamptz"),
     ),
     conflict="job_id, step",

@@ -7,6 +7,7 @@ not grade it, for want of its reference, adds nothing).
 """
 
 import importlib.util
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ from epochscope_runtime.grading import Grader
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.methods import GrpoMethod
 from epochscope_trainer.job.methods.grpo_rows import prompt_record, references_of
+from epochscope_trainer.job.methods.reward_divergence import DivergenceDetector
+from epochscope_trainer.job.methods.reward_steps import RewardWatch
 from epochscope_trainer.job.methods.rollouts import RolloutRecorder, StepCompletions, text_of
 from epochscope_trainer.job.precision import Precision
 from epochscope_trainer.job.training_args import lora_config, sft_arguments
@@ -84,28 +87,31 @@ def grpo_arguments(
 
 
 class RecordingGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer that hands each training generation batch, as TRL scored it, to the rollout recorder.
+    """GRPOTrainer that hands each training generation batch, as TRL scored it, to the rollout recorder and the
+    reward watch; each component's pass rate joins TRL's metrics (`rewards/<name>/pass_rate`, averaged per log).
 
     TRL keeps the last generation batch (gathered from every rank) in `_logs` for its own `log_completions`; it is
     read here right after TRL fills it, before the update, so nothing is generated or scored twice."""
 
-    def __init__(self, *args: Any, rollouts: RolloutRecorder, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, rollouts: RolloutRecorder, reward_watch: RewardWatch, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rollouts = rollouts
+        self.reward_watch = reward_watch
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
         output = super()._generate_and_score_completions(inputs)
         if self.model.training and self.is_world_process_zero():
             logs = self._logs
-            self.rollouts.record(
-                StepCompletions(
-                    step=self.state.global_step + 1,
-                    prompts=list(logs["prompt"]),
-                    completions=list(logs["completion"]),
-                    scores={name: list(values) for name, values in logs["rewards"].items()},
-                    advantages=list(logs["advantages"]),
-                )
+            batch = StepCompletions(
+                step=self.state.global_step + 1,
+                prompts=list(logs["prompt"]),
+                completions=list(logs["completion"]),
+                scores={name: list(values) for name, values in logs["rewards"].items()},
+                advantages=list(logs["advantages"]),
             )
+            self.rollouts.record(batch)
+            for name, rate in self.reward_watch.observe(batch).items():
+                self._metrics["train"][f"rewards/{name}/pass_rate"].append(math.nan if rate is None else rate)
         return output
 
 
@@ -123,6 +129,9 @@ class GroupRelativePolicyOptimization:
         )
         weights = {reward.__name__: weight for reward, weight in components}
         recorder = RolloutRecorder(config.method.rollouts, weights, parts.publish, parts.job, parts.text_max_bytes)
+        thresholds = {reward.__name__: reward.grader.config.threshold for reward, _ in components}
+        detector = DivergenceDetector(config.method.reward_divergence)
+        watch = RewardWatch(thresholds, detector, parts.publish, parts.job)
         return RecordingGRPOTrainer(
             model=parts.model,
             reward_funcs=[reward for reward, _ in components],
@@ -133,4 +142,5 @@ class GroupRelativePolicyOptimization:
             peft_config=lora_config(config.lora),
             callbacks=parts.callbacks,
             rollouts=recorder,
+            reward_watch=watch,
         )
