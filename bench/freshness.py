@@ -101,7 +101,7 @@ def job_config(model_id: str, dataset_id: str, size: Size) -> dict[str, Any]:
         "num_epochs": size.epochs,
         "batch_size": 1,
         "learning_rate": 1e-3,
-        "max_length": 128,
+        "max_length": 256,  # the demo rows' answers come after ~100 tiny-tokenizer tokens: all of each row trains
         "predictions": {
             "enabled": True,
             "sample_count": size.samples,

@@ -82,7 +82,11 @@ async def test_old_rows_are_deleted_and_young_ones_kept(admin: asyncpg.Connectio
         owner,
         busy,
     )
-    deleted = await prune(api_pool, POLICY)
+    async with admin.transaction():
+        # The stack's dispatcher would re-queue the busy trainer's job (its lease ran out 30 days ago) and so free the
+        # trainer before the pass: holding the queue row's lock makes the dispatcher's pass wait until this one ends.
+        await admin.execute("SELECT 1 FROM job_queue WHERE job_id = $1 FOR UPDATE", running)
+        deleted = await prune(api_pool, POLICY)
     assert deleted["predictions"] >= 6 and deleted["progress"] >= 6 and deleted["attempts"] >= 2
     assert await counts(admin, old) == (0, 0, 0)
     assert await counts(admin, others_old) == (0, 0, 0)  # each user's rows, under row-level security

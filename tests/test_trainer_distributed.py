@@ -1,5 +1,6 @@
 """A job under torchrun with 2 CPU processes (gloo): prompts split across ranks, only rank 0 publishes."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,9 +14,11 @@ from aiokafka import AIOKafkaConsumer
 from trainer_fakes import chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
+from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, RoundSummaryEvent, parse_event
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_trainer.child_protocol import prepare_job_dir
+from epochscope_trainer.service.spool_delivery import SpoolDelivery
 
 pytestmark = pytest.mark.stack
 
@@ -58,7 +61,6 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
             "JOB_ID": job_id,
             "JOB_USER_ID": "ddp-user",
             "JOB_TOKEN": "not-checked-here",
-            "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
             "OMP_NUM_THREADS": "1",
         }
@@ -75,6 +77,11 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
         ]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        # The child holds no broker credentials: its events are in its spool, which the trainer service delivers.
+        exited = asyncio.Event()
+        exited.set()
+        kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers)
+        await SpoolDelivery(kafka, queue_size=1000, stopping=asyncio.Event())(job_dir, exited)
         predictions = await read_all(broker.bootstrap_servers, TRAINING_PREDICTIONS, job_id)
         statuses = await read_all(broker.bootstrap_servers, TRAINING_STATUS, job_id)
     finally:
