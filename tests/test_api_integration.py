@@ -208,6 +208,8 @@ async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admi
         "learning_rate": 0.001,
         "samples_per_second": 12.5,
         "occurred_at": None,
+        "reward": None,  # GRPO's reward per step: none for an SFT job
+        "rewards": None,
     }
     assert [p["step"] for p in tail["items"]] == [5, 6, 7] and tail["has_more"]
     assert next(item for item in listed if item["job_id"] == str(job_id))["progress"]["step"] == 9
