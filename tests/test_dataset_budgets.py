@@ -24,10 +24,11 @@ from epochscope_runtime.dataset_limits import DatasetLimits, OverBudget
 from epochscope_runtime.dataset_rows import Example, FileType, read_rows
 
 MiB = 1 << 20
+BENCH = Path(__file__).resolve().parent.parent / "bench"  # memory.py: a process's RSS and peak
 
 READ_AND_MEASURE = textwrap.dedent(
     """
-    import json, sys, time
+    import json, os, sys, time
     from epochscope_runtime.dataset_rows import FileType, read_rows
     from epochscope_runtime.dataset_limits import OverBudget
     import io, pyarrow, pyarrow.parquet
@@ -36,13 +37,11 @@ READ_AND_MEASURE = textwrap.dedent(
     pyarrow.parquet.write_table(pyarrow.table({"text": ["t"]}), warm)
     list(read_rows(io.BytesIO(warm.getvalue()), FileType.PARQUET))
 
-    def status(field):
-        with open("/proc/self/status") as lines:
-            return int(next(line for line in lines if line.startswith(field)).split()[1]) * 1024
+    from memory import memory_kib, reset_peak  # bench/memory.py, on this process's PYTHONPATH
 
-    before = status("VmRSS:")
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # the peak (VmHWM) starts again from here
+    pid = os.getpid()
+    before = memory_kib(pid) * 1024
+    reset_peak(pid)  # the peak (VmHWM) starts again from here
     started = time.monotonic()
     try:
         with open(sys.argv[1], "rb") as file:
@@ -50,7 +49,7 @@ READ_AND_MEASURE = textwrap.dedent(
         outcome = f"read {rows} rows"
     except OverBudget as exc:
         outcome = str(exc)
-    grown = status("VmHWM:") - before
+    grown = memory_kib(pid, "VmHWM") * 1024 - before
     print(json.dumps({"outcome": outcome, "grown": grown, "seconds": time.monotonic() - started}))
     """
 )
@@ -59,6 +58,7 @@ READ_AND_MEASURE = textwrap.dedent(
 def read_in_fresh_process(path: Path, file_type: FileType, **limits: int) -> dict:
     """What reading the file gives, how much the reading process's peak memory grew, and how long it took."""
     env = {**os.environ, **{f"EPOCHSCOPE_DATASET_{name.upper()}": str(value) for name, value in limits.items()}}
+    env["PYTHONPATH"] = str(BENCH)
     done = subprocess.run(
         [sys.executable, "-c", READ_AND_MEASURE, str(path), file_type.value],
         env=env,

@@ -4,6 +4,7 @@ in JSONL, CSV and Parquet; the model from its catalog source. Jobs run in-proces
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -177,23 +178,21 @@ def test_csv_and_parquet_datasets_train_and_predict(
     assert sorted(p.name for p in job_inputs.iterdir()) == sorted([f"train.{file_type}", f"eval.{file_type}"])
 
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"  # memory.py: a process's RSS and peak
 READ_AND_MEASURE = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.dataset_rows import FileType
 from epochscope_trainer.job.inputs import read_dataset
+from memory import memory_kib, reset_peak  # bench/memory.py, on this process's PYTHONPATH
 
-def status(field):
-    with open("/proc/self/status") as lines:
-        return int(next(line for line in lines if line.startswith(field)).split()[1]) * 1024
-
-before = status("VmRSS:")
-with open("/proc/self/clear_refs", "w") as clear:
-    clear.write("5")  # the peak (VmHWM) starts again from here
+pid = os.getpid()
+before = memory_kib(pid) * 1024
+reset_peak(pid)  # the peak (VmHWM) starts again from here
 dataset = read_dataset(Path(sys.argv[1]), FileType.JSONL, DatasetLimits())
 samples = dataset.samples(4, 0)
-grown = status("VmHWM:") - before
+grown = memory_kib(pid, "VmHWM") * 1024 - before
 print(json.dumps({"usable": dataset.usable, "samples": [s.sample_id for s in samples], "grown": grown}))
 """
 
@@ -203,7 +202,12 @@ def test_a_dataset_is_counted_and_sampled_without_holding_its_rows(tmp_path: Pat
     path = tmp_path / "train.jsonl"
     path.write_bytes(jsonl_bytes(chat_rows(100_000)))
     done = subprocess.run(
-        [sys.executable, "-c", READ_AND_MEASURE, str(path)], capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, "-c", READ_AND_MEASURE, str(path)],
+        env={**os.environ, "PYTHONPATH": str(BENCH)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result = json.loads(done.stdout)
     assert result["usable"] == 100_000
