@@ -96,7 +96,21 @@ class GrpoMethod(BaseModel):
         return self
 
 
-MethodConfig = Annotated[SftMethod | GrpoMethod, Field(discriminator="type")]
+class DpoMethod(BaseModel):
+    """Direct preference optimisation (TRL's DPOTrainer) on preference rows (`prompt`/`chosen`/`rejected`, text or
+    conversational, or OpenAI's `input`/`preferred_output`/`non_preferred_output`). The job's `learning_rate` and
+    `num_epochs` apply; with LoRA the reference model is the base with the adapter disabled."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    type: Literal["dpo"]
+    beta: Annotated[
+        float, Field(gt=0.0, le=10.0, description="How far from the reference model the policy may move (DPO's beta).")
+    ] = 0.1
+    max_steps: Annotated[int | None, Field(ge=1, le=1_000_000, description="Stop after this many steps.")] = None
+
+
+MethodConfig = Annotated[SftMethod | GrpoMethod | DpoMethod, Field(discriminator="type")]
 
 
 class GrpoLimits(BaseSettings):
@@ -109,7 +123,9 @@ class GrpoLimits(BaseSettings):
     max_rollouts_per_step: int = 64
 
 
-def grpo_limit_violations(method: SftMethod | GrpoMethod, limits: GrpoLimits) -> list[tuple[tuple[str, ...], str]]:
+def grpo_limit_violations(
+    method: SftMethod | GrpoMethod | DpoMethod, limits: GrpoLimits
+) -> list[tuple[tuple[str, ...], str]]:
     """(field path, message) for every GRPO server limit the method exceeds; empty when it fits (or is not GRPO)."""
     if not isinstance(method, GrpoMethod):
         return []
