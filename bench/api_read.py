@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 from common import RESULTS, percentile, print_table, write_results
+from cpu import cpu_seconds
 from seeding import PREDICTION_COLUMNS, insert_completed_job
 
 from epochscope.local_stack import LocalStack
@@ -75,6 +76,8 @@ class Page:
 class Measurement:
     latencies_ms: list[float]
     duration_s: float
+    requests: int  # all sent, warm-up included
+    cpu_ms: float = 0.0  # CPU time of the side under test (the API process, or this client's asyncpg) per request
 
     @property
     def p50(self) -> float:
@@ -162,6 +165,7 @@ async def measure(request: Callable[[int], Awaitable[None]], clients: int, size:
     """Each client sends requests back to back; latencies of those started after the warm-up, for duration_s
     (and at least two per client, so a slow machine still yields percentiles)."""
     latencies: list[float] = []
+    sent = [0]  # every request, warm-up included: what the CPU time of the whole measurement is divided by
     start = time.perf_counter()
     measure_from = start + size.warmup_s
     end = measure_from + size.duration_s
@@ -170,12 +174,13 @@ async def measure(request: Callable[[int], Awaitable[None]], clients: int, size:
         measured = 0
         while (began := time.perf_counter()) < end or measured < 2:
             await request(index)
+            sent[0] += 1
             if began >= measure_from:
                 latencies.append((time.perf_counter() - began) * 1000)
                 measured += 1
 
     await asyncio.gather(*(client(index) for index in range(clients)))
-    return Measurement(latencies, time.perf_counter() - measure_from)
+    return Measurement(latencies, time.perf_counter() - measure_from, sent[0])
 
 
 @asynccontextmanager
@@ -189,7 +194,7 @@ async def http_connections(host: str, port: int, count: int) -> AsyncIterator[li
             await connection.close()
 
 
-async def measure_api(host: str, port: int, request: bytes, clients: int, size: Size) -> Measurement:
+async def measure_api(host: str, port: int, api_pid: int, request: bytes, clients: int, size: Size) -> Measurement:
     async with http_connections(host, port, clients) as connections:
 
         async def one(index: int) -> None:
@@ -197,7 +202,15 @@ async def measure_api(host: str, port: int, request: bytes, clients: int, size: 
             if status != 200:
                 raise RuntimeError(f"the API answered {status}")
 
-        return await measure(one, clients, size)
+        return await with_cpu(lambda: measure(one, clients, size), lambda: cpu_seconds(api_pid))
+
+
+async def with_cpu(run: Callable[[], Awaitable[Measurement]], cpu: Callable[[], float]) -> Measurement:
+    """The measurement, with the CPU time `cpu` reports over the whole of it (warm-up included) per request."""
+    before = cpu()
+    measurement = await run()
+    per_request_ms = (cpu() - before) * 1000 / measurement.requests
+    return Measurement(measurement.latencies_ms, measurement.duration_s, measurement.requests, per_request_ms)
 
 
 async def measure_sql(
@@ -207,7 +220,7 @@ async def measure_sql(
         async with user_transaction(pool, OWNER) as conn:
             await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES)
 
-    return await measure(one, clients, size)
+    return await with_cpu(lambda: measure(one, clients, size), time.process_time)
 
 
 def run(size: Size, api_workers: int, results_dir: Path) -> Path:
@@ -232,6 +245,9 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
         Page(f"page {size.deep_page:,}", deep_key, f"{path}&cursor={encode_cursor(list(deep_key))}"),
     )
     host, port = "127.0.0.1", stack.api_port
+    api_process = stack.service("api").process
+    assert api_process is not None
+    api_pid = api_process.pid
     rows: list[dict[str, Any]] = []
     p99_at_most: list[tuple[float, float]] = []  # (ours, peer) per page, at the highest concurrency
     try:
@@ -250,13 +266,14 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 
             for clients in CONCURRENCY:
-                api = await measure_api(host, port, request_bytes, clients, size)
+                api = await measure_api(host, port, api_pid, request_bytes, clients, size)
                 sql = await measure_sql(pool, job_id, page.after, clients, size)
                 case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
                 rows += [
                     row(f"p50 {case}", "ms", api.p50, sql.p50),
                     row(f"p99 {case}", "ms", api.p99, sql.p99),
                     row(f"requests/s {case}", "req/s", api.per_second, sql.per_second),
+                    row(f"CPU per request {case}", "ms", api.cpu_ms, sql.cpu_ms) | {"better": "lower"},
                 ]
                 if clients == max(CONCURRENCY):
                     p99_at_most.append((api.p99, sql.p99))
