@@ -23,7 +23,7 @@ from httpx_sse import aconnect_sse
 from own_stack import own_stack
 
 from epochscope.local_stack import LocalStack
-from epochscope_api.data.db import PoolTimeouts, create_pool
+from epochscope_api.data.db import PoolTimeouts, create_pool, user_transaction
 
 pytestmark = pytest.mark.stack
 
@@ -244,3 +244,31 @@ async def test_browser_headers_model_catalog_and_metrics_as_a_client_sees_them(
     assert (await client.get("/metrics", headers=bearer(edge_stack, new_user()))).status_code == 401
     metrics = await client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+
+
+async def test_a_user_transaction_sets_any_user_id_exactly_and_leaves_nothing_on_the_pooled_connection(
+    edge_stack: LocalStack,
+) -> None:
+    """The user goes into the transaction as an SQL literal (one round trip with BEGIN): quotes, backslashes and
+    anything else a token's `sub` may hold come out as they went in, and nothing of it outlives the transaction on
+    the pooled connection, which the pool does not reset."""
+    pool = await create_pool(edge_stack.api_database_url, 1, 1, PoolTimeouts(1, STATEMENT_MS, IDLE_MS))
+    try:
+        for user_id in ("o'brien", "back\\slash\\'", "'); SELECT 1; --", "ünï\u200bcode", "$$"):
+            async with user_transaction(pool, user_id) as conn:
+                assert await conn.fetchval("SELECT current_setting('app.user_id')") == user_id
+            async with pool.acquire() as conn:  # the same connection, back from the pool
+                assert not conn.is_in_transaction()
+                assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in ("", None)
+        with pytest.raises(RuntimeError):
+            async with user_transaction(pool, "alice") as conn:
+                await conn.execute("SELECT set_config('app.probe', 'committed', false)")  # session-wide if committed
+                raise RuntimeError("the route failed")
+        async with pool.acquire() as conn:  # rolled back: the session setting went with the transaction
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT current_setting('app.probe', true)") in ("", None)
+        with pytest.raises(ValueError):
+            async with user_transaction(pool, "nul\x00"):
+                pass
+    finally:
+        await pool.close()

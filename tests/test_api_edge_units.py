@@ -151,8 +151,19 @@ def test_the_docs_page_loads_pinned_local_assets_only(client: TestClient) -> Non
 def test_metrics_need_the_metrics_bearer_token(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer " + "x" * 32}).status_code == 401
+    client.get("/ui/js/app.js")  # counted under its route's path template, not its own path
+    client.get("/no/such/path")
     served = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32})
-    assert served.status_code == 200 and "http_request" in served.text
+    assert served.status_code == 200
+    counted = {
+        line.split(" ")[0]
+        for line in served.text.splitlines()
+        if line.startswith("http_requests_total{") and not line.endswith(" 0.0")
+    }
+    assert 'http_requests_total{handler="/ui/{path:path}",method="GET",status="200"}' in counted  # the template
+    assert 'http_requests_total{handler="none",method="GET",status="404"}' in counted
+    assert not any('handler="/metrics"' in line for line in counted)  # scrapes are not counted
+    assert "http_request_duration_seconds_bucket{" in served.text
     unset = TestClient(create_app(api_settings(jwt_secret=SecretStr(SECRET))))
     assert unset.get("/metrics").status_code == 404  # not served without a token to require
 

@@ -17,6 +17,7 @@ from writer_stack import (
 )
 
 from epochscope_api.data.predictions import fetch_prediction_page
+from epochscope_api.response_models import PredictionPage
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,7 +34,8 @@ async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-        page = await fetch_prediction_page(conn, job.job_id, None, None, 10, None, max_bytes=1 << 22)
+        body = await fetch_prediction_page(conn, job.job_id, None, None, 10, None, max_bytes=1 << 22)
+        page = PredictionPage.model_validate_json(body)  # Postgres's JSON is the response model's
     finally:
         await conn.close()
     assert [(p.sample_id, p.truncated) for p in page.items] == [("s1", ["ground_truth", "prediction"]), ("s2", [])]

@@ -10,7 +10,6 @@ from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_fastapi_instrumentator import Instrumentator
 from pydantic import ValidationError
 
 from epochscope_api.auth.metrics_token import metrics_token_check
@@ -35,6 +34,7 @@ from epochscope_api.errors import (
 from epochscope_api.http.api_docs import install_api_docs
 from epochscope_api.http.body_limit import BodyLimit
 from epochscope_api.http.errors import error_response, error_responses, install_error_handlers
+from epochscope_api.http.request_metrics import RequestMetrics
 from epochscope_api.http.security_headers import SecurityHeaders
 from epochscope_api.routers import (
     checkpoints,
@@ -114,10 +114,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
     app.add_middleware(SecurityHeaders)  # outermost: every response gets the headers
-    instrumentator = Instrumentator(excluded_handlers=["/metrics", "/healthz", "/readyz"]).instrument(app)
+    metrics = RequestMetrics(excluded=frozenset({"/metrics", "/healthz", "/readyz"}))
+    app.add_middleware(metrics.middleware)  # outermost: it times everything below it
     if settings.metrics_token is not None:
         check = metrics_token_check(settings.metrics_token.get_secret_value())
-        instrumentator.expose(app, include_in_schema=False, dependencies=[Depends(check)])
+        app.add_api_route("/metrics", metrics.endpoint, include_in_schema=False, dependencies=[Depends(check)])
     routers = (
         health,
         models,

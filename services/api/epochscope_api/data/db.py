@@ -40,6 +40,13 @@ class BoundedPool(asyncpg.Pool):
         return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release: none. The API's work is all transaction-scoped (the user by
+    set_config(..., true), advisory locks by pg_advisory_xact_lock, no LISTEN on a pooled connection), and asyncpg
+    itself rolls back a transaction left open before it calls this: there is no session state to reset, and no
+    reset query's round trip on every request."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -54,6 +61,7 @@ async def create_pool(dsn: str, min_size: int, max_size: int, timeouts: PoolTime
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
         init=_init_connection,
+        reset=_keep_session,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
@@ -71,6 +79,21 @@ async def user_transaction(pool: asyncpg.Pool, user_id: str) -> AsyncIterator[as
             conn = await stack.enter_async_context(pool.acquire())
         except TimeoutError:
             raise DatabaseBusy from None
-        await stack.enter_async_context(conn.transaction())
-        await conn.execute("SELECT set_config('app.user_id', $1, true)", user_id)
-        yield conn
+        # BEGIN and the user in one round trip (a simple query takes no parameters: the id goes in as a literal).
+        await conn.execute(f"BEGIN; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)")
+        try:
+            yield conn
+        except BaseException:
+            if not conn.is_closed() and conn.is_in_transaction():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+def sql_literal(value: str) -> str:
+    """`value` as an SQL string literal: quotes doubled, backslashes kept as themselves whatever
+    standard_conforming_strings says (an E'' literal with each one doubled). A NUL, which no text holds, is a
+    ValueError."""
+    if "\x00" in value:
+        raise ValueError("a NUL character cannot be in an SQL text")
+    return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -4,12 +4,13 @@ import uuid
 from typing import Any
 
 import asyncpg
+import orjson
 from pydantic import TypeAdapter
 
 from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.page_bytes import bounded_by_bytes, text_bytes, without_measures
 from epochscope_api.errors import JobNotFound, SampleNotFound
-from epochscope_api.response_models import Prediction, PredictionPage, SampleHistory, SampleRound
+from epochscope_api.response_models import Prediction, SampleHistory, SampleRound
 
 # What the API reads of a prediction row (the writer inserts more: job_id, seq, ...).
 PREDICTION_READ_COLUMNS = (
@@ -18,13 +19,35 @@ PREDICTION_READ_COLUMNS = (
 )
 # A row's size, for pages bounded in bytes (page_bytes.py): its text columns, measured in Postgres.
 PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error", "grades::text")
+
+
+def _finite(column: str) -> str:
+    """SQL: a float8 column, null where it is not finite (JSON has no Infinity or NaN; pydantic writes null)."""
+    return f"CASE WHEN {column} IN ('Infinity', '-Infinity', 'NaN') THEN NULL ELSE {column} END"
+
+
+_SCORES_JSON = (
+    "CASE WHEN exact_match IS NULL OR f1 IS NULL OR rouge_l IS NULL THEN NULL ELSE json_build_object("
+    f"'exact_match', {_finite('exact_match')}, 'f1', {_finite('f1')}, 'rouge_l', {_finite('rouge_l')}) END"
+)
+# A prediction as the JSON of the API's Prediction model, built by Postgres: a page is encoded once, where the rows
+# are, and the API passes it through (no per-row decoding, validation and re-encoding in Python). Non-finite numbers
+# become null, as pydantic writes them.
+PREDICTION_JSON = (
+    f"json_build_object('round_index', round_index, 'epoch', {_finite('epoch')}, 'step', step,"
+    " 'sample_id', sample_id, 'sample_index', sample_index, 'prompt', prompt, 'ground_truth', ground_truth,"
+    f" 'prediction', prediction, 'tokens_generated', tokens_generated, 'latency_ms', {_finite('latency_ms')},"
+    f" 'valid', valid, 'validation_error', validation_error, 'scores', {_SCORES_JSON},"
+    " 'grades', grades, 'truncated', truncated, 'created_at', created_at)::text"
+)
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
 # The job comes along in the same round trip: no row means no such job for this user (RLS), and a
 # single row of NULLs means the job has nothing past the cursor.
 PREDICTION_PAGE_SQL = (
-    "SELECT page.* FROM jobs LEFT JOIN LATERAL ("
+    "SELECT page.step, page.sample_id, page.item, page.followed FROM jobs LEFT JOIN LATERAL ("
     + bounded_by_bytes(
-        f"SELECT {PREDICTION_READ_COLUMNS}, {PREDICTION_BYTES} AS row_bytes FROM training_predictions"
+        f"SELECT step, sample_id, {PREDICTION_JSON} AS item, {PREDICTION_BYTES} AS row_bytes"
+        " FROM training_predictions"
         " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
         " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
         " ORDER BY step, sample_id LIMIT $6",
@@ -67,22 +90,18 @@ async def fetch_prediction_page(
     limit: int,
     cursor: str | None,
     max_bytes: int,
-) -> PredictionPage:
+) -> bytes:
     """Up to `limit` predictions, and about `max_bytes` (at least one row), in (step, sample_id) order after
-    `cursor`; JobNotFound without the job."""
+    `cursor`, as the JSON of a PredictionPage; JobNotFound without the job."""
     after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
     rows = await conn.fetch(PREDICTION_PAGE_SQL, job_id, after_step, after_sample, epoch, step, limit + 1, max_bytes)
     if not rows:
         raise JobNotFound
     rows = [row for row in rows if row["step"] is not None][:limit]
     last = rows[-1] if rows else None
-    return PredictionPage.model_validate(
-        {
-            "items": [_prediction_fields(row) for row in rows],
-            "next_cursor": encode_cursor([last["step"], last["sample_id"]]) if last else cursor,
-            "has_more": bool(last and last["followed"]),
-        }
-    )
+    next_cursor = encode_cursor([last["step"], last["sample_id"]]) if last else cursor
+    ending = orjson.dumps({"next_cursor": next_cursor, "has_more": bool(last and last["followed"])})
+    return b"".join([b'{"items":[', ",".join(row["item"] for row in rows).encode(), b"],", ending[1:]])
 
 
 async def fetch_new_predictions(

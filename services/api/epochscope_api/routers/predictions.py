@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from epochscope_api.data.cursor import INT4_MAX
 from epochscope_api.data.jobs import ensure_job
@@ -25,11 +25,12 @@ async def list_predictions(
     step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
-) -> PredictionPage:
+) -> Response:
     """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice. A page
     holds at most `limit` rows and stops early past the server's page size in bytes (always one row at least)."""
     limit = min(limit, settings.predictions_page_max)
-    return await fetch_prediction_page(conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes)
+    page = await fetch_prediction_page(conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes)
+    return Response(page, media_type="application/json")  # already PredictionPage's JSON, built by Postgres
 
 
 @router.get("/rounds", response_model=RoundList, responses=NOT_FOUND, operation_id="list_rounds")
