@@ -25,6 +25,12 @@ class ProgressPoint(BaseModel):
         default=None, description="GRPO: each reward component's mean score and pass rate by grader name; else null."
     )
     reward: float | None = Field(default=None, description="GRPO: the mean total reward; null for SFT.")
+    chosen_reward: float | None = Field(default=None, description="DPO: the chosen answers' mean implicit reward.")
+    rejected_reward: float | None = Field(default=None, description="DPO: the rejected answers' mean implicit reward.")
+    reward_margin: float | None = Field(default=None, description="DPO: chosen minus rejected reward, the mean.")
+    reward_accuracy: float | None = Field(
+        default=None, description="DPO: the fraction of pairs whose chosen answer has the higher reward."
+    )
     occurred_at: datetime
 
 
