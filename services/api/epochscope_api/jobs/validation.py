@@ -108,3 +108,21 @@ async def check_job_work_of(conn: asyncpg.Connection, config: JobConfig, setting
     except DatasetNotFound:
         return
     check_job_work(config, train.usable_rows, source.usable_rows, settings)
+
+
+async def check_method_rows_of(conn: asyncpg.Connection, config: JobConfig) -> None:
+    """A 422 naming `dataset_id` when the job's training method can use none of its dataset's rows (by the upload's
+    per-method report; a dataset reported before it had one, or a missing one, is left to the trainer and the
+    inputs' own check)."""
+    try:
+        dataset = await fetch_dataset(conn, config.dataset_id)
+    except DatasetNotFound:
+        return
+    method = config.method.type
+    rows = dataset.public().report.methods.get(method)
+    if rows is None or rows.usable:
+        return
+    reasons = "; ".join(f"{reason} ({unusable.rows})" for reason, unusable in list(rows.unusable.items())[:3])
+    raise field_errors(
+        [(("dataset_id",), f"dataset {config.dataset_id} has no row a {method} job can use: {reasons or 'no rows'}")]
+    )
