@@ -100,12 +100,17 @@ async def test_a_lora_dpo_job_learns_in_rounds_reproduced_by_its_checkpoints_wit
 async def test_a_dpo_job_on_a_dataset_without_preference_rows_is_a_422_naming_the_dataset(full_stack: Any) -> None:
     chat = await uploaded(full_stack, "alice")
     token = full_stack.mint_token("alice")
-    config = {"model": "tiny", "dataset_id": chat, "method": {"type": "dpo"}}
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=headers(token)) as client:
-        response = await client.post("/v1/jobs", json=config)
-    assert response.status_code == 422, response.text
-    (error,) = response.json()["detail"]
-    assert error["loc"] == ["body", "dataset_id"], error
-    assert (
-        f"dataset {chat} has no row a dpo job can use: not a preference row (prompt, chosen, rejected)" in error["msg"]
-    )
+        pairs = (await upload(client, token, "prefs.jsonl", openai_preference_file()))["dataset_id"]
+        on_chat = await client.post("/v1/jobs", json={"model": "tiny", "dataset_id": chat, "method": {"type": "dpo"}})
+        eval_chat = {"model": "tiny", "dataset_id": pairs, "eval_dataset_id": chat, "method": {"type": "dpo"}}
+        on_eval_chat = await client.post("/v1/jobs", json=eval_chat)
+        sft_on_pairs = await client.post("/v1/jobs", json={"model": "tiny", "dataset_id": pairs})
+    why = "has no row a dpo job can use: not a preference row (prompt, chosen, rejected) (8)"
+    for response, field in ((on_chat, "dataset_id"), (on_eval_chat, "eval_dataset_id")):
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["detail"]
+        assert error["loc"] == ["body", field] and error["msg"] == f"dataset {chat} {why}", error
+    assert sft_on_pairs.status_code == 422, sft_on_pairs.text
+    (error,) = sft_on_pairs.json()["detail"]
+    assert error["msg"].startswith(f"dataset {pairs} has no row a sft job can use: a preference row (for DPO) (16)")
