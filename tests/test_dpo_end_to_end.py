@@ -47,11 +47,14 @@ async def test_a_lora_dpo_job_learns_in_rounds_reproduced_by_its_checkpoints_wit
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=headers(token)) as client:
         dataset = await upload(client, token, "prefs.jsonl", openai_preference_file())
         fetched = (await client.get(f"/v1/datasets/{dataset['dataset_id']}")).json()
+        rows = (await client.get(f"/v1/datasets/{dataset['dataset_id']}/rows", params={"limit": 50})).json()["items"]
     assert fetched["report"]["methods"] == dataset["report"]["methods"]
     methods = dataset["report"]["methods"]
     same = {"chosen and rejected are the same answer": {"rows": 1, "first_lines": [17]}}
     assert methods["dpo"] == {"usable": 16, "unusable": same}
     assert methods["sft"]["usable"] == 0 and dataset["row_format"] == "conversational_preference"
+    assert [(row["line"], row["ground_truth"]) for row in rows] == [(i + 1, ANSWER) for i in range(16)]  # chosen
+    assert rows[3]["prompt"] == [{"role": "user", "content": "What is 3 plus 3?"}]
 
     stop = {"metric": "mean_rouge_l", "threshold": 0.0, "rounds": 2}  # met by every round: stops at round 2 of 3
     checkpoints = {"mode": "every_round", "metric": "mean_rouge_l"}
