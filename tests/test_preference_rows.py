@@ -14,6 +14,7 @@ from obstore.store import LocalStore
 from epochscope_api.datasets.method_report import MethodTally
 from epochscope_api.datasets.scan import scan_dataset
 from epochscope_api.settings import ApiSettings
+from epochscope_runtime.dataset_limits import DatasetLimits, OverBudget
 from epochscope_runtime.dataset_rows import Example, FileType, Malformed, RowFormat, read_rows
 from epochscope_runtime.method_rows import NO_ANSWER, NO_PROMPT, NOT_PREFERENCE, PREFERENCE_FOR_DPO
 from epochscope_runtime.sampler import to_sample
@@ -99,6 +100,19 @@ def test_text_and_conversational_preference_rows_do_not_mix_in_one_dataset() -> 
     )
     assert isinstance(rows[1], Malformed)
     assert rows[1].reason == "a conversational_preference row in a preference dataset"
+
+
+def test_a_preference_row_past_the_row_budget_is_refused_naming_its_row() -> None:
+    small = {"prompt": "2+2=", "chosen": "4", "rejected": "5"}
+    big = {
+        "input": {"messages": [USER]},
+        "preferred_output": [GOOD],
+        "non_preferred_output": [BAD | {"content": "x" * 2048}],
+    }
+    rows = read_rows(io.BytesIO(jsonl([small, big])), FileType.JSONL, DatasetLimits(row_max_bytes=1024))
+    assert isinstance(next(rows), Example)
+    with pytest.raises(OverBudget, match="row 2"):
+        next(rows)
 
 
 def test_the_per_method_report_counts_usable_rows_and_reasons_with_first_lines() -> None:
