@@ -210,6 +210,7 @@ async def test_job_detail_has_progress_rounds_and_warnings(full_stack: Any, admi
         "occurred_at": None,
         "reward": None,  # GRPO's reward per step: none for an SFT job
         "rewards": None,
+        **dict.fromkeys(("chosen_reward", "rejected_reward", "reward_margin", "reward_accuracy")),  # DPO's: none
     }
     assert [p["step"] for p in tail["items"]] == [5, 6, 7] and tail["has_more"]
     assert next(item for item in listed if item["job_id"] == str(job_id))["progress"]["step"] == 9

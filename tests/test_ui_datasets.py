@@ -113,6 +113,13 @@ async def test_a_malformed_upload_lists_its_bad_lines_and_refusals_are_explained
         await expect(examples.nth(index)).to_have_attribute("data-line", str(example["line"]))
         await expect(examples.nth(index)).to_contain_text(f"line {example['line']}")
         await expect(examples.nth(index)).to_contain_text(example["reason"])
+    # Per training method: its usable rows and each reason the others are not, with their first lines.
+    assert set(report["methods"]) == {"sft", "dpo", "grpo"} and report["methods"]["dpo"]["usable"] == 0
+    for method, rows in report["methods"].items():
+        row = result.locator(f'#method-rows tr[data-method="{method}"]')
+        await expect(row.locator("td.num")).to_have_text(str(rows["usable"]))
+        for reason, unusable in rows["unusable"].items():
+            await expect(row).to_contain_text(f"{reason}: {unusable['rows']}")
     await expect(page.locator(f'#datasets-table tr[data-dataset-id="{dataset["dataset_id"]}"]')).to_contain_text(
         f"{dataset['usable_rows']} usable of {dataset['rows']} rows"
     )

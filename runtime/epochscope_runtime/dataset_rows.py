@@ -7,7 +7,10 @@ File types: JSONL, CSV (columns `messages` as JSON text, `prompt`/`completion`, 
   (OpenAI's chat fine-tuning format): 0 keeps it as context that SFT does not train on; null is no weight;
 - prompt_completion: {"prompt": str, "completion": str};
 - conversational: {"prompt": [messages], "completion": [messages]} (TRL's conversational prompt-completion);
-- text: {"text": str}; no ground truth.
+- text: {"text": str}; no ground truth;
+- preference and conversational_preference (for DPO): TRL's prompt/chosen/rejected (text or messages) or OpenAI's
+  input/preferred_output/non_preferred_output, normalised to TRL's shape by preference_rows.py; the ground truth
+  is the chosen answer.
 
 `row` is a row's 0-based position in its file (its line in JSONL, its record in CSV and Parquet): the source of
 its stable sample id. Reports show it 1-based as `line`.
@@ -24,9 +27,14 @@ from typing import IO, Any
 import orjson
 
 from epochscope_runtime.dataset_limits import DatasetLimits, DecodedBudget
+from epochscope_runtime.preference_rows import (
+    is_preference_row,
+    normalised_preference,
+    preference_format,
+    preference_problem,
+)
+from epochscope_runtime.row_messages import messages_problem
 from epochscope_schemas.dataset_formats import FileType, RowFormat
-
-ROLES = frozenset({"system", "user", "assistant", "tool"})
 
 
 @dataclass(frozen=True)
@@ -57,30 +65,18 @@ def file_type_of(filename: str) -> FileType | None:
     )
 
 
-def _messages_problem(messages: object, field: str) -> str | None:
-    if not isinstance(messages, list) or not messages:
-        return f"{field} is not a non-empty list of messages"
-    for message in messages:
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            return f"a message in {field} without a known role"
-        if not isinstance(message.get("content"), str):
-            return f"a message in {field} without text content"
-        weight = message.get("weight")
-        if weight is not None and (message["role"] != "assistant" or type(weight) is not int or weight not in (0, 1)):
-            return f"a message in {field} with a weight that is not 0 or 1 on an assistant turn"
-    return None
-
-
 def row_problem(data: object) -> str | None:
     """Why a row cannot be used, or None."""
     if not isinstance(data, dict):
         return "not an object"
+    if is_preference_row(data):
+        return preference_problem(data)
     if "messages" in data:
-        return _messages_problem(data["messages"], "messages")
+        return messages_problem(data["messages"], "messages")
     if "prompt" in data or "completion" in data:
         prompt, completion = data.get("prompt"), data.get("completion")
         if isinstance(prompt, list) or isinstance(completion, list):
-            return _messages_problem(prompt, "prompt") or _messages_problem(completion, "completion")
+            return messages_problem(prompt, "prompt") or messages_problem(completion, "completion")
         if isinstance(prompt, str) and isinstance(completion, str) and prompt:
             return None
         return "prompt/completion must both be strings (a non-empty prompt) or both lists of messages"
@@ -90,6 +86,9 @@ def row_problem(data: object) -> str | None:
 
 
 def row_format(data: dict[str, Any]) -> RowFormat:
+    """The format of a usable row as read (a preference row normalised)."""
+    if "chosen" in data:
+        return preference_format(data)
     if "messages" in data:
         return RowFormat.CHAT
     if "prompt" in data:
@@ -99,7 +98,9 @@ def row_format(data: dict[str, Any]) -> RowFormat:
 
 def _checked(row: int, data: object) -> Example | Malformed:
     problem = row_problem(data)
-    return Malformed(row, problem) if problem else Example(row, data)  # type: ignore[arg-type]
+    if problem:
+        return Malformed(row, problem)
+    return Example(row, normalised_preference(data) if is_preference_row(data) else data)  # type: ignore[arg-type]
 
 
 def _jsonl_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | Malformed]:

@@ -49,7 +49,8 @@ def to_sample(example: Example, index: int) -> Sample:
             return Sample(sample_id, index, messages, None, None)
         return Sample(sample_id, index, messages[:last_assistant], None, messages[last_assistant]["content"])
     if "prompt" in data:
-        if isinstance(data["prompt"], list):  # conversational prompt-completion
-            return Sample(sample_id, index, data["prompt"], None, _text_of(data["completion"]))
-        return Sample(sample_id, index, None, data["prompt"], data["completion"])
+        answer = data.get("chosen", data.get("completion"))  # a preference row's ground truth is its chosen answer
+        if isinstance(data["prompt"], list):  # conversational prompt-completion or preference
+            return Sample(sample_id, index, data["prompt"], None, None if answer is None else _text_of(answer))
+        return Sample(sample_id, index, None, data["prompt"], answer)
     return Sample(sample_id, index, None, data["text"], None)

@@ -15,3 +15,5 @@ class RowFormat(StrEnum):
     PROMPT_COMPLETION = "prompt_completion"
     CONVERSATIONAL = "conversational"
     TEXT = "text"
+    PREFERENCE = "preference"  # prompt, chosen, rejected as text
+    CONVERSATIONAL_PREFERENCE = "conversational_preference"  # the same as lists of messages

@@ -304,6 +304,13 @@ class ProgressEvent(Envelope):
     # GRPO only (null for SFT): each reward component by grader name, and the mean total reward.
     rewards: Annotated[dict[GraderName, RewardProgress], Field(max_length=MAX_REWARDS)] | None = None
     reward: float | None = None
+    # DPO only (null otherwise), means over the pairs since the last progress event: the implicit rewards (beta times
+    # the policy's log-ratio to the reference) of the chosen and the rejected answers, the chosen one's margin over
+    # the rejected one, and the fraction of pairs whose chosen answer has the higher reward.
+    chosen_reward: float | None = None
+    rejected_reward: float | None = None
+    reward_margin: float | None = None
+    reward_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
 class WarningEvent(Envelope):

@@ -1,7 +1,7 @@
 """Response bodies of the REST API (request bodies are the shared models in epochscope_schemas)."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, Field
@@ -25,6 +25,12 @@ class ProgressPoint(BaseModel):
         default=None, description="GRPO: each reward component's mean score and pass rate by grader name; else null."
     )
     reward: float | None = Field(default=None, description="GRPO: the mean total reward; null for SFT.")
+    chosen_reward: float | None = Field(default=None, description="DPO: the chosen answers' mean implicit reward.")
+    rejected_reward: float | None = Field(default=None, description="DPO: the rejected answers' mean implicit reward.")
+    reward_margin: float | None = Field(default=None, description="DPO: chosen minus rejected reward, the mean.")
+    reward_accuracy: float | None = Field(
+        default=None, description="DPO: the fraction of pairs whose chosen answer has the higher reward."
+    )
     occurred_at: datetime
 
 
@@ -312,11 +318,28 @@ class TokenTotals(BaseModel):
     )
 
 
+class UnusableRows(BaseModel):
+    rows: int = Field(description="How many rows are unusable for this reason.")
+    first_lines: list[int] = Field(description="The first few of them, 1-based lines or records, in file order.")
+
+
+class MethodRows(BaseModel):
+    """Which rows one training method can use, and why it cannot use the others."""
+
+    usable: int
+    unusable: dict[str, UnusableRows] = Field(description="By reason: a malformed row's, or the method's own.")
+
+
 class DatasetReport(BaseModel):
     malformed: int = Field(description="Rows that cannot be used.")
     malformed_by_reason: dict[str, int]
     malformed_examples: list[MalformedRow] = Field(description="The first malformed rows, in file order.")
     tokens: dict[str, TokenTotals] = Field(description="By catalog model id, for the models with a tokenizer.")
+    methods: dict[Literal["sft", "dpo", "grpo"], MethodRows] = Field(
+        default_factory=dict,
+        description="By training method (`method.type`): its usable rows and why the rest are not (empty for a "
+        "dataset uploaded before this report existed).",
+    )
 
 
 class Dataset(BaseModel):

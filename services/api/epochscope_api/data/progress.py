@@ -7,10 +7,13 @@ import asyncpg
 from epochscope_api.response_models import ProgressHistory, ProgressPoint
 from epochscope_schemas.methods import MAX_REWARDS
 
-PROGRESS_COLUMNS = "step, max_steps, epoch, loss, learning_rate, samples_per_second, rewards, reward, occurred_at"
+PROGRESS_COLUMNS = (
+    "step, max_steps, epoch, loss, learning_rate, samples_per_second, rewards, reward,"
+    " chosen_reward, rejected_reward, reward_margin, reward_accuracy, occurred_at"
+)
 # At most one ProgressPoint's JSON (numbers and a timestamp, and a GRPO job's rewards: up to MAX_REWARDS names of
 # 64 characters with two numbers each): pages count by it.
-PROGRESS_POINT_BYTES = 256 + MAX_REWARDS * 128
+PROGRESS_POINT_BYTES = 384 + MAX_REWARDS * 128  # and a DPO job's four numbers
 
 
 async def fetch_progress(

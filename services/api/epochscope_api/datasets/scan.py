@@ -1,8 +1,8 @@
 """Validation of a stored upload: one streaming pass of the shared `read_rows` (the trainer's reader) over the
-object, which counts rows, collects the malformed ones with their reasons, counts tokens per catalog model and
-writes the row index (dataset_index.py) as it goes. Synchronous and isolated: it runs in a child process with a
-memory limit and a timeout (isolation.py), within the decoded-bytes budgets of the row reader (dataset_limits.py),
-so that no upload can take the API process down with it.
+object, which counts rows, collects the malformed ones with their reasons, counts the rows each training method can
+use (method_report.py), counts tokens per catalog model and writes the row index (dataset_index.py) as it goes.
+Synchronous and isolated: it runs in a child process with a memory limit and a timeout (isolation.py), within the
+decoded-bytes budgets of the row reader (dataset_limits.py), so that no upload can take the API process down with it.
 """
 
 import csv
@@ -17,6 +17,7 @@ import obstore
 import pyarrow
 
 from epochscope_api.datasets.isolation import OutOfMemory, TimedOut, preload, run_isolated
+from epochscope_api.datasets.method_report import MethodTally
 from epochscope_api.datasets.row_index import TRAILER, encode_entries, index_key
 from epochscope_api.datasets.token_counts import TokenCounter
 from epochscope_api.errors import UnusableUpload
@@ -193,6 +194,7 @@ def _scan(
 ) -> Scan:
     tallies = {model_id: _TokenTally(counter) for model_id, counter in counters.items()}
     by_reason: Counter[str] = Counter()
+    by_method = MethodTally()
     malformed_examples: list[MalformedRow] = []
     rows = usable = 0
     row_format: RowFormat | None = None
@@ -205,6 +207,7 @@ def _scan(
     try:
         for item, offset in _items_with_offsets(store, key, file_type, limits, stack, header_end):
             rows += 1
+            by_method.add(item)
             if isinstance(item, Malformed):
                 by_reason[item.reason] += 1
                 if len(malformed_examples) < examples:
@@ -250,6 +253,7 @@ def _scan(
         malformed_by_reason=dict(by_reason.most_common()),
         malformed_examples=malformed_examples,
         tokens={model_id: tally.result() for model_id, tally in tallies.items()},
+        methods=by_method.result(),
     )
     return Scan(rows=rows, usable_rows=usable, row_format=row_format, report=report)
 

@@ -108,3 +108,25 @@ async def check_job_work_of(conn: asyncpg.Connection, config: JobConfig, setting
     except DatasetNotFound:
         return
     check_job_work(config, train.usable_rows, source.usable_rows, settings)
+
+
+async def check_method_rows_of(conn: asyncpg.Connection, config: JobConfig) -> None:
+    """A 422 naming `dataset_id` (or `eval_dataset_id`) when the job's training method can use none of that
+    dataset's rows, by the upload's per-method report. A dataset reported before it had one, or a missing one, is
+    left to the trainer and the inputs' own check."""
+    method = config.method.type
+    errors: list[FieldProblem] = []
+    for field, dataset_id in (("dataset_id", config.dataset_id), ("eval_dataset_id", config.eval_dataset_id)):
+        if dataset_id is None:
+            continue
+        try:
+            dataset = await fetch_dataset(conn, dataset_id)
+        except DatasetNotFound:
+            continue
+        rows = dataset.public().report.methods.get(method)
+        if rows is None or rows.usable:
+            continue
+        reasons = "; ".join(f"{reason} ({unusable.rows})" for reason, unusable in list(rows.unusable.items())[:3])
+        errors.append(((field,), f"dataset {dataset_id} has no row a {method} job can use: {reasons or 'no rows'}"))
+    if errors:
+        raise field_errors(errors)

@@ -26,7 +26,7 @@ from epochscope_api.data.jobs import (
 )
 from epochscope_api.data.quotas import check_active_jobs, check_prediction_bytes, checkpoint_bytes_left
 from epochscope_api.jobs.objects import delete_job_objects
-from epochscope_api.jobs.validation import check_job_config, check_job_work_of
+from epochscope_api.jobs.validation import check_job_config, check_job_work_of, check_method_rows_of
 from epochscope_api.response_models import Job, JobDetail, JobPage
 from epochscope_api.service_layer.queue import job_token, queue_job, withdraw_if_queued
 from epochscope_api.service_layer.queue_places import queue_places
@@ -56,6 +56,7 @@ async def submit_job(
     the tokens' expiry."""
     model = check_job_config(config, settings)
     inputs = await resolve_inputs(conn, config, model)
+    await check_method_rows_of(conn, config)
     await check_job_work_of(conn, config, settings)
     await check_active_jobs(conn, user_id, settings)
     if config.predictions.enabled:

@@ -1,6 +1,7 @@
 """TRL/transformers callbacks of every job: progress events, and stopping on a cancel or a shutdown. (Prediction
 rounds are `job.predictions`.)"""
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,8 @@ Publish = Callable[[str, Envelope], None]
 
 class ProgressCallback(TrainerCallback):
     """A progress event at every log step (logging_steps): step, epoch, loss, learning rate, throughput, and a GRPO
-    job's rewards as TRL logs them (`reward`, `rewards/<name>/mean`, and our `rewards/<name>/pass_rate`)."""
+    job's rewards as TRL logs them (`reward`, `rewards/<name>/mean`, and our `rewards/<name>/pass_rate`), and a DPO
+    job's (`rewards/chosen`, `rewards/rejected`, `rewards/margins`, `rewards/accuracies`)."""
 
     def __init__(self, publish: Publish, job: JobIdentity, num_epochs: int) -> None:
         self.publish = publish
@@ -53,6 +55,7 @@ class ProgressCallback(TrainerCallback):
                 samples_per_second=self._samples_seen / elapsed if elapsed > 0 else None,
                 rewards=reward_progress(logs),
                 reward=logs.get("reward"),
+                **preference_progress(logs),
             ),
         )
 
@@ -66,6 +69,24 @@ def reward_progress(logs: dict[str, float | None]) -> dict[str, RewardProgress] 
         name: RewardProgress(mean=logs.get(f"rewards/{name}/mean"), pass_rate=logs.get(f"rewards/{name}/pass_rate"))
         for name in sorted(names)
     }
+
+
+# The progress event's DPO fields and the metrics TRL's DPOTrainer logs for them.
+PREFERENCE_METRICS = {
+    "chosen_reward": "rewards/chosen",
+    "rejected_reward": "rewards/rejected",
+    "reward_margin": "rewards/margins",
+    "reward_accuracy": "rewards/accuracies",
+}
+
+
+def preference_progress(logs: dict[str, float | None]) -> dict[str, float | None]:
+    """A DPO job's logged rewards, margin and accuracy as the progress event's fields (None where TRL logged none,
+    or a value that is not finite); empty for other methods."""
+    if not any(key in logs for key in PREFERENCE_METRICS.values()):
+        return {}
+    values = {field: logs.get(key) for field, key in PREFERENCE_METRICS.items()}
+    return {field: value if value is not None and math.isfinite(value) else None for field, value in values.items()}
 
 
 class StopOnRequest(TrainerCallback):

@@ -159,7 +159,10 @@ PROGRESS_TABLE = Table(
         _field("max_steps", "int4"),
         *(_field(name, "float8") for name in ("epoch", "loss", "learning_rate", "samples_per_second")),
         Column("rewards", "jsonb", lambda event, owner: _json_or_null(event.rewards)),
-        _field("reward", "float8"),
+        *(
+            _field(name, "float8")
+            for name in ("reward", "chosen_reward", "rejected_reward", "reward_margin", "reward_accuracy")
+        ),
         _field("occurred_at", "timestamptz"),
     ),
     conflict="job_id, step",

@@ -16,6 +16,7 @@ from epochscope_runtime.dataset_rows import Example
 from epochscope_schemas.config import JobConfig
 from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.callbacks import Publish
+from epochscope_trainer.job.methods.dpo import DirectPreferenceOptimization
 from epochscope_trainer.job.methods.grpo import GroupRelativePolicyOptimization
 from epochscope_trainer.job.methods.sft import SupervisedFineTuning
 from epochscope_trainer.job.precision import Precision
@@ -51,6 +52,7 @@ class TrainingMethod(Protocol):
 _METHODS: dict[str, Callable[[], TrainingMethod]] = {
     "sft": SupervisedFineTuning,
     "grpo": GroupRelativePolicyOptimization,
+    "dpo": DirectPreferenceOptimization,
 }
 
 

@@ -1,4 +1,5 @@
-// A dataset's validation report: its facts, malformed rows by reason, the first malformed lines, tokens per model.
+// A dataset's validation report: its facts, malformed rows by reason, the first malformed lines, the rows each
+// training method can use (and why not the others), tokens per model.
 
 import { api } from "./api.js";
 import { fmtDate, fmtInt, h } from "./dom.js";
@@ -18,7 +19,14 @@ export function getModels() {
 }
 
 export function formatLabel(dataset) {
-  const rowFormat = { chat: "chat messages", prompt_completion: "prompt / completion", conversational: "conversational", text: "text" }[dataset.row_format];
+  const rowFormat = {
+    chat: "chat messages",
+    prompt_completion: "prompt / completion",
+    conversational: "conversational",
+    text: "text",
+    preference: "preference pairs (text)",
+    conversational_preference: "preference pairs (messages)",
+  }[dataset.row_format];
   return `${(dataset.file_type ?? "?").toUpperCase()}${rowFormat ? ` · ${rowFormat}` : ""}`;
 }
 
@@ -95,6 +103,55 @@ function malformedSection(report) {
   );
 }
 
+const METHOD_NAMES = { sft: "SFT", dpo: "DPO", grpo: "GRPO" };
+
+// Per training method: its usable rows, and each reason the others are not with their first lines. Absent for a
+// dataset reported before the server counted per method.
+function methodsSection(report) {
+  const entries = Object.entries(report.methods ?? {});
+  if (!entries.length) return null;
+  const reasonCell = (unusable) => {
+    const reasons = Object.entries(unusable ?? {});
+    if (!reasons.length) return h("span", { class: "ok-text" }, "✓ every row");
+    return h(
+      "ul",
+      { class: "reasons" },
+      reasons.map(([reason, rows]) =>
+        h("li", {}, `${reason}: ${fmtInt(rows.rows)} ${rows.rows === 1 ? "row" : "rows"}`, h("span", { class: "muted" }, ` (line ${rows.first_lines.join(", ")}${rows.rows > rows.first_lines.length ? ", …" : ""})`)),
+      ),
+    );
+  };
+  return h(
+    "section",
+    { class: "report-part", id: "methods" },
+    h("h3", {}, "Rows per training method"),
+    h("p", { class: "help" }, "A job's method trains on the rows it can use; a method with none is refused when the job is submitted."),
+    h(
+      "div",
+      { class: "table-wrap" },
+      h(
+        "table",
+        { class: "data", id: "method-rows" },
+        h("caption", { class: "sr-only" }, "Usable rows per training method, and why the others are not"),
+        h("thead", {}, h("tr", {}, ["Method", "Usable rows", "Not usable, by reason"].map((name) => h("th", { scope: "col" }, name)))),
+        h(
+          "tbody",
+          {},
+          entries.map(([method, rows]) =>
+            h(
+              "tr",
+              { dataset: { method }, class: rows.usable ? null : "unusable" },
+              h("td", {}, METHOD_NAMES[method] ?? method),
+              h("td", { class: "num" }, fmtInt(rows.usable)),
+              h("td", { class: "text" }, reasonCell(rows.unusable)),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 function tokensSection(report, models) {
   const entries = Object.entries(report.tokens ?? {});
   const byId = new Map(models.map((model) => [model.id, model]));
@@ -148,5 +205,5 @@ function tokensSection(report, models) {
 // The report's two parts. `models` is the catalog (may be empty: then ids stand for names).
 export function datasetReport(dataset, models = []) {
   const report = dataset.report ?? {};
-  return h("div", { class: "dataset-report" }, malformedSection(report), tokensSection(report, models));
+  return h("div", { class: "dataset-report" }, malformedSection(report), methodsSection(report), tokensSection(report, models));
 }

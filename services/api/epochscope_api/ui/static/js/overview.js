@@ -4,6 +4,7 @@ import { passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
 import { checkpointCell, loadCheckpoints, metricValue } from "./checkpoints.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
+import { isPreferenceJob, preferenceCharts } from "./preference_chart.js";
 
 const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
 const GRADER_COLORS = ["#dc2626", "#0d9488", "#ca8a04", "#4f46e5", "#db2777", "#65a30d", "#7c3aed", "#0284c7"];
@@ -29,12 +30,13 @@ function bestSeries(job, rounds) {
 
 export function overviewTab(panel, context) {
   const lossBox = h("div", { id: "loss-chart" });
+  const preferenceBox = isPreferenceJob(context.state.job) ? h("div", { id: "preference-chart" }) : null;
   const qualityBox = h("div", { id: "quality-chart" });
   const roundsBox = h("div", { id: "rounds-summary" });
   const predictionsOn = Boolean(context.state.job.config.predictions?.enabled);
   panel.append(
     h("div", { class: predictionsOn ? "grid-2 charts" : "charts" },
-      h("section", { class: "card", "aria-labelledby": "loss-title" }, h("h2", { id: "loss-title" }, "Training loss"), lossBox),
+      h("section", { class: "card", "aria-labelledby": "loss-title" }, h("h2", { id: "loss-title" }, "Training loss"), lossBox, preferenceBox),
       predictionsOn ? h("section", { class: "card", "aria-labelledby": "quality-title" }, h("h2", { id: "quality-title" }, "Prediction quality per round"), qualityBox) : null,
     ),
     predictionsOn
@@ -47,6 +49,7 @@ export function overviewTab(panel, context) {
     let lossPoints = progress.filter((p) => p.loss != null).map((p) => ({ x: p.step, y: p.loss }));
     if (!lossPoints.length && job.progress?.loss != null) lossPoints = [{ x: job.progress.step, y: job.progress.loss }];
     clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
+    if (preferenceBox) clear(preferenceBox, preferenceCharts(progress));
     if (!predictionsOn) return;
 
     // A round's metrics are null until its summary arrives (the chart skips them): in-progress rounds draw nothing.
