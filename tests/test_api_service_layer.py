@@ -72,9 +72,11 @@ class FakeConnection:
         """(topic, key, event) of every row inserted into the outbox."""
         return [(a[0], a[1], parse_event(a[2])) for query, a in self.executed if query.startswith("INSERT INTO outbox")]
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        yield
+    def is_closed(self) -> bool:
+        return False
+
+    def is_in_transaction(self) -> bool:
+        return any(query.startswith("BEGIN") for query, _ in self.executed)
 
 
 class FakePool:
