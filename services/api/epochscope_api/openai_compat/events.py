@@ -65,8 +65,8 @@ def job_event(row: EventRow) -> OpenAIJobEvent:
     else:
         assert row.kind == FINISHED
         status = data["status"]
-        message = data.get("message") or _FINAL_MESSAGES[status]
-        message = message if status != "failed" else f"{_FINAL_MESSAGES[status]}: {message}"
+        reason = data.get("message")
+        message = f"{_FINAL_MESSAGES[status]}: {reason}" if reason else _FINAL_MESSAGES[status]
         level = "error" if status == "failed" else "info"
     return OpenAIJobEvent(
         id=event_id(row), created_at=int(row.at.timestamp()), level=level, message=message, type=kind, data=data or None

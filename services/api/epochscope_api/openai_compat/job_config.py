@@ -30,7 +30,7 @@ def openai_param(loc: tuple[str | int, ...], method_type: str) -> str | None:
         return f"method.{method_type}.hyperparameters.{_HYPERPARAMETER[head]}"
     if head in _TOP_LEVEL:
         return _TOP_LEVEL[head]
-    if loc[:2] == ("method", "beta") and method_type == "dpo":
+    if head == "method" and loc[-1] == "beta" and method_type == "dpo":  # ("method", "dpo", "beta"): the union's tag
         return "method.dpo.hyperparameters.beta"
     if head == "method":
         return f"method.{method_type}"
