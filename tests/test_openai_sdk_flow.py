@@ -61,6 +61,8 @@ def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
     done = wait_until(client, job.id)
     assert done.status == "succeeded", done.error
     assert done.finished_at is not None and done.error is None
+    tokens = own.get(f"/v1/datasets/{dataset['dataset_id']}").json()["report"]["tokens"][TINY_MODEL_ID]
+    assert done.trained_tokens == (tokens["prompt_tokens"] + tokens["completion_tokens"]) * 2  # two epochs
     native = own.get(f"/v1/jobs/{done.epochscope_job_id}").json()  # type: ignore[attr-defined]
     assert (native["status"], native["config"]["learning_rate"], native["name"]) == ("completed", 1e-3, "sdk-flow")
     assert native["config"]["predictions"]["enabled"] and native["config"]["predictions"]["seed"] == 7

@@ -66,3 +66,18 @@ async def fetch_losses(conn: asyncpg.Connection, job_id: uuid.UUID, steps: list[
         "SELECT step, loss FROM job_progress WHERE job_id = $1 AND step = ANY($2::integer[])", job_id, steps
     )
     return {row["step"]: row["loss"] for row in rows}
+
+
+async def fetch_file_tokens(conn: asyncpg.Connection, dataset_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, int]]:
+    """Each dataset's tokens (prompts and answers of its usable rows) by catalog model id, from its upload report;
+    datasets deleted since are absent."""
+    rows = await conn.fetch(
+        "SELECT dataset_id, report->'tokens' AS tokens FROM datasets WHERE dataset_id = ANY($1::uuid[])", dataset_ids
+    )
+    return {
+        row["dataset_id"]: {
+            model: totals["prompt_tokens"] + totals["completion_tokens"]
+            for model, totals in (row["tokens"] or {}).items()
+        }
+        for row in rows
+    }

@@ -20,8 +20,6 @@ from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStatus
 from epochscope_schemas.methods import DpoMethod
 
-TRAINED_TOKENS_METRIC = "num_tokens"  # TRL's count of the tokens trained on, in the final status's metrics
-
 
 def unix(moment: datetime | None) -> int | None:
     return int(moment.timestamp()) if moment is not None else None
@@ -46,28 +44,29 @@ def method_of(config: JobConfig) -> OpenAIMethod:
     return OpenAIMethod(type=method_type, **{method_type: settings})
 
 
-def fine_tuning_job(job: Job, user_id: str, final_checkpoint: uuid.UUID | None, now: datetime) -> OpenAIFineTuningJob:
-    """`final_checkpoint`: the id of the job's final weights, if kept; `now` dates the queued job's estimate."""
+def fine_tuning_job(
+    job: Job, user_id: str, final_checkpoint: uuid.UUID | None, file_tokens: int | None, now: datetime
+) -> OpenAIFineTuningJob:
+    """`final_checkpoint`: the id of the job's final weights, if kept; `file_tokens`: the training file's tokens
+    with the job's model (its upload report), trained once per epoch; `now` dates the queued job's estimate."""
     config = job.config
     failed = job.status is JobStatus.FAILED
     queued_for = job.estimated_start_seconds if job.status is JobStatus.QUEUED else None
-    tokens = job.metrics.get(TRAINED_TOKENS_METRIC)
+    succeeded = job.status is JobStatus.COMPLETED
     ref = CheckpointRef(job.job_id, final_checkpoint) if final_checkpoint else None
     return OpenAIFineTuningJob(
         id=openai_id(JOB, job.job_id),
         created_at=unix(job.created_at),
         finished_at=unix(job.finished_at),
         error=OpenAIJobError(code="training_failed", message=job.status_message or "failed") if failed else None,
-        fine_tuned_model=model_name(config.model, config.name, ref)
-        if ref and job.status is JobStatus.COMPLETED
-        else None,
+        fine_tuned_model=model_name(config.model, config.name, ref) if ref and succeeded else None,
         hyperparameters=hyperparameters_of(config),
         method=method_of(config),
         model=config.model,
         organization_id=user_id,
         seed=config.predictions.seed,
         status=OPENAI_STATUS[job.status],
-        trained_tokens=int(tokens) if tokens is not None else None,
+        trained_tokens=file_tokens * config.num_epochs if succeeded and file_tokens is not None else None,
         training_file=openai_id(FILE, config.dataset_id),
         validation_file=openai_id(FILE, config.eval_dataset_id) if config.eval_dataset_id else None,
         estimated_finish=int(now.timestamp() + queued_for) if queued_for is not None else None,

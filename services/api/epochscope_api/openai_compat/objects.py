@@ -84,7 +84,10 @@ class OpenAIFineTuningJob(BaseModel):
     result_files: list[str] = Field(default_factory=list, description="Always empty.")
     seed: int = Field(description="The seed of the prediction samples and of the eval split.")
     status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled"]
-    trained_tokens: int | None
+    trained_tokens: int | None = Field(
+        description="Once succeeded: the training file's tokens with the job's model (its upload report) times the "
+        "epochs; null before, or once the file is deleted."
+    )
     training_file: str
     validation_file: str | None
     estimated_finish: int | None = Field(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from epochscope_api.data.cursor import encode_cursor
 from epochscope_api.data.jobs import JobFilter, ensure_job, fetch_job
-from epochscope_api.data.openai_events import fetch_final_checkpoints
+from epochscope_api.data.openai_events import fetch_file_tokens, fetch_final_checkpoints
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, SettingsDep, UserConn
 from epochscope_api.openai_compat.errors import OpenAIError
 from epochscope_api.openai_compat.ids import JOB, parse_id
@@ -29,8 +29,14 @@ MAX_METADATA_FILTERS: int = JobConfig.model_fields["metadata"].metadata[0].max_l
 
 async def _shown(conn: UserConn, user_id: str, found: list[Job]) -> list[OpenAIFineTuningJob]:
     finals = await fetch_final_checkpoints(conn, [job.job_id for job in found])
+    tokens = await fetch_file_tokens(conn, [job.config.dataset_id for job in found])
     now = utc_now()
-    return [fine_tuning_job(job, user_id, finals.get(job.job_id), now) for job in found]
+    return [
+        fine_tuning_job(
+            job, user_id, finals.get(job.job_id), tokens.get(job.config.dataset_id, {}).get(job.config.model), now
+        )
+        for job in found
+    ]
 
 
 def metadata_filter(request: Request) -> dict[str, str]:
