@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from epochscope_api.errors import DomainError, JobNotFound, QuotaExceeded, UploadTooLarge
+from epochscope_api.http.body_limit import BodyLimit
 from epochscope_api.http.errors import install_error_handlers
 from epochscope_api.main import _domain_error, _statement_timeout, status_of
 from epochscope_api.openai_compat.error_handlers import install_openai_errors
@@ -21,12 +22,13 @@ from epochscope_api.openai_compat.job_config import BASE_LEARNING_RATE, job_conf
 from epochscope_api.openai_compat.model_names import CheckpointRef, model_name, resolve_model_name
 from epochscope_api.openai_compat.requests import JobCreateRequest
 from epochscope_schemas.checkpoints import CheckpointMode
+from epochscope_schemas.config import JobConfig
 from epochscope_schemas.methods import DpoMethod, SftMethod
 
 TRAINING, VALIDATION = uuid.uuid4(), uuid.uuid4()
 
 
-def config_of(method_type: str = "supervised", validation: uuid.UUID | None = None, **request: Any):  # noqa: ANN201
+def config_of(method_type: str = "supervised", validation: uuid.UUID | None = None, **request: Any) -> JobConfig:
     body = JobCreateRequest(model="m", training_file=f"file-{TRAINING.hex}", **request)
     return job_config(body, TRAINING, validation, method_type)
 
@@ -148,3 +150,14 @@ def test_epochscopes_own_api_keeps_its_error_shape() -> None:
     assert response.status_code == 404 and response.json() == {"detail": "job not found"}
     invalid = TestClient(errors_app(JobNotFound())).get("/openai/v1/nowhere")
     assert invalid.status_code == 404 and set(invalid.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_body_past_the_limit_is_a_413_in_openais_shape_under_openai_only() -> None:
+    app = errors_app(JobNotFound())
+    app.add_middleware(BodyLimit, max_bytes=100, exempt=frozenset())
+    with pytest.raises(openai.APIStatusError) as too_large:
+        sdk_on(app).fine_tuning.jobs.create(model="m", training_file="file-x", metadata={"k": "v" * 200})
+    assert too_large.value.status_code == 413 and "100 bytes" in too_large.value.message
+    assert too_large.value.body["type"] == "invalid_request_error"
+    own = TestClient(app).post("/v1/datasets", content=b"x" * 200)
+    assert own.status_code == 413 and "detail" in own.json()
