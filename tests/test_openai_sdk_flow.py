@@ -18,6 +18,10 @@ from epochscope_schemas.dataset_formats import RowFormat
 pytestmark = pytest.mark.stack
 
 PREDICTIONS = {"sample_count": 3, "max_new_tokens": 8}  # Epochscope's own options, as the SDK's extra_body
+GRADERS = [
+    {"name": "answered", "type": "regex", "pattern": "[0-9a-z]"},
+    {"name": "exact", "type": "string_check", "operation": "equals"},
+]
 
 
 def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
@@ -47,7 +51,7 @@ def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
         suffix="sdk-flow",
         seed=7,
         metadata={"run": "flow"},
-        extra_body={"predictions": PREDICTIONS},
+        extra_body={"predictions": PREDICTIONS | {"graders": GRADERS}},
     )
     assert (job.object, job.status, job.training_file, job.seed) == ("fine_tuning.job", "queued", uploaded.id, 7)
     hyper = job.method.supervised.hyperparameters
@@ -95,6 +99,9 @@ def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
     assert sorted(event.data["step"] for event in steps) == [point["step"] for point in progress]
     rounds = [event for event in events if event.type == "metrics" and "round_index" in (event.data or {})]
     assert sorted(event.data["round_index"] for event in rounds) == [r["round_index"] for r in native["rounds"]]
+    pass_rates = {r["round_index"]: {n: g["pass_rate"] for n, g in r["graders"].items()} for r in native["rounds"]}
+    assert {event.data["round_index"]: event.data["graders"] for event in rounds} == pass_rates
+    assert all(set(rates) == {"answered", "exact"} for rates in pass_rates.values())
     again = client.fine_tuning.jobs.list_events(job.id, after=first_page.data[-1].id, limit=2)
     assert [event.id for event in again.data] == [event.id for event in events[3:5]]  # ids are stable
 
