@@ -27,6 +27,7 @@ REFUSED_JOBS: list[tuple[str, dict[str, Any]]] = [
     ("training_file", {"training_file": f"file-{uuid.uuid4().hex}"}),
     ("validation_file", {"validation_file": f"file-{uuid.uuid4().hex}"}),
     (f"{SUPERVISED}.n_epochs", {"method": supervised(n_epochs=1000)}),
+    (f"{SUPERVISED}.n_epochs", {"method": supervised(n_epochs="many")}),  # neither an int nor "auto"
     (f"{SUPERVISED}.batch_size", {"method": supervised(batch_size=0)}),
     (f"{SUPERVISED}.learning_rate_multiplier", {"method": supervised(learning_rate_multiplier=10_000)}),
     ("method.dpo.hyperparameters.beta", {"method": {"type": "dpo", "dpo": {"hyperparameters": {"beta": 50.0}}}}),

@@ -82,6 +82,11 @@ def test_a_job_without_predictions_predicts_on_a_seeded_sample_of_the_validation
         ("supervised", {"integrations": [{"type": "wandb"}]}, "integrations"),
         ("supervised", {"predictions": {"temperature": 9.0}}, "predictions.temperature"),
         ("reinforcement", {"method": {"type": "reinforcement"}}, "method.reinforcement"),
+        (
+            "reinforcement",
+            {"method": {"type": "reinforcement", "reinforcement": {"hyperparameters": {"n_epochs": "many"}}}},
+            "method.reinforcement.hyperparameters.n_epochs",
+        ),
     ],
 )
 def test_a_mapping_refusal_names_the_requests_field(method_type: str, request_fields: dict, param: str) -> None:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from epochscope_api.errors import DatabaseBusy, DomainError, QuotaExceeded, UnusableUpload, UploadTooLarge
 from epochscope_api.http.errors import http_status_and_detail
 from epochscope_api.openai_compat.errors import OpenAIError
+from epochscope_api.openai_compat.params import param_path
 
 log = logging.getLogger("epochscope.api.errors")
 OPENAI_PREFIX = "/openai/"
@@ -36,8 +37,7 @@ def _error_type(status_code: int) -> str:
 
 
 def _param_of(loc: tuple[str | int, ...]) -> str | None:
-    inside = loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
-    return ".".join(str(part) for part in inside) or None
+    return param_path(loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc)
 
 
 async def _openai_error(_: Request, exc: OpenAIError) -> JSONResponse:

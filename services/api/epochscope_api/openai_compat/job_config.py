@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from epochscope_api.openai_compat.errors import OpenAIError
+from epochscope_api.openai_compat.params import param_path
 from epochscope_api.openai_compat.reinforcement import reinforcement_job_parts
 from epochscope_api.openai_compat.requests import Hyperparameters, JobCreateRequest, ReinforcementHyperparameters
 from epochscope_schemas.config import JobConfig
@@ -36,14 +37,26 @@ def openai_param(loc: tuple[str | int, ...], method_type: str) -> str | None:
         return f"method.{method_type}"
     if head == "metadata":
         return "metadata"
-    return ".".join(str(part) for part in loc)
+    return param_path(loc)
+
+
+def _reinforcement_hyperparameters(given: Any) -> ReinforcementHyperparameters | None:
+    """The mapped part of `method.reinforcement.hyperparameters` (it is a dict the SDK does not check)."""
+    if given is None:
+        return None
+    try:
+        return ReinforcementHyperparameters.model_validate(given)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = param_path(["method", "reinforcement", "hyperparameters", *first["loc"]])
+        raise OpenAIError(400, first["msg"], param=param) from None
 
 
 def _hyperparameters(request: JobCreateRequest, method_type: str) -> Hyperparameters:
     method = request.method
     settings = getattr(method, method_type, None) if method else None
     if method_type == "reinforcement":
-        given = ReinforcementHyperparameters(**(settings or {}).get("hyperparameters", {}))
+        given = _reinforcement_hyperparameters((settings or {}).get("hyperparameters"))
     else:
         given = getattr(settings, "hyperparameters", None)
     if given is not None and request.hyperparameters is not None:
