@@ -26,7 +26,7 @@ def openai_param(loc: tuple[str | int, ...], method_type: str) -> str | None:
     .n_epochs`); None for a rule across fields."""
     if not loc:
         return None
-    head = str(loc[0]) if loc else ""
+    head = str(loc[0])
     if head in _HYPERPARAMETER:
         return f"method.{method_type}.hyperparameters.{_HYPERPARAMETER[head]}"
     if head in _TOP_LEVEL:
