@@ -69,16 +69,22 @@ def test_other_refusals_name_their_param(full_stack: Any) -> None:
         openai.OpenAI(base_url=str(client.base_url), api_key="not-a-token", max_retries=0).files.list()
 
 
-def test_pause_and_resume_are_refused_clearly(full_stack: Any) -> None:
+def test_pause_and_resume_are_refused_clearly_and_a_file_in_use_is_a_conflict(full_stack: Any) -> None:
     client = sdk(full_stack, f"oai-pause-{uuid.uuid4()}")
     training = client.files.create(file=("train.jsonl", chat_rows(4)), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model=TINY_MODEL_ID, training_file=training.id)
+    with pytest.raises(openai.ConflictError) as in_use:  # the job (queued or running) reads it
+        client.files.delete(training.id)
+    assert job.id.removeprefix("ftjob-") in in_use.value.message.replace("-", "")
     for action in (client.fine_tuning.jobs.pause, client.fine_tuning.jobs.resume):
         with pytest.raises(openai.BadRequestError) as refused:
             action(job.id)
         assert refused.value.code == "unsupported_operation" and "cannot" in refused.value.message
     client.fine_tuning.jobs.cancel(job.id)
     assert wait_until(client, job.id).status == "cancelled"
+    assert client.files.delete(training.id).deleted
+    with pytest.raises(openai.NotFoundError):
+        client.files.retrieve(training.id)
 
 
 def test_another_users_files_and_jobs_are_not_found(full_stack: Any) -> None:
