@@ -27,7 +27,7 @@ GRADERS = [
 def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
     user = f"oai-{uuid.uuid4()}"
     client, own = sdk(full_stack, user), epochscope(full_stack, user)
-    content = chat_rows(8)
+    content = chat_rows(8) + b"not json\n"  # a malformed row: the trainer skips it with a warning
     uploaded = client.files.create(file=("train.jsonl", content), purpose="fine-tune")
     assert (uploaded.object, uploaded.purpose, uploaded.status, uploaded.bytes) == (
         "file",
@@ -36,6 +36,7 @@ def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
         len(content),
     )
     assert client.files.retrieve(uploaded.id) == uploaded
+    assert uploaded.status_details.startswith("8 usable rows of 9") and "1 malformed" in uploaded.status_details
     assert client.files.content(uploaded.id).read() == content
     dataset = own.get(f"/v1/datasets/{uuid.UUID(uploaded.id.removeprefix('file-'))}").json()
     assert (dataset["bytes"], dataset["usable_rows"]) == (len(content), 8)  # the file is a dataset
@@ -94,6 +95,9 @@ def test_the_supervised_flow_end_to_end(full_stack: Any) -> None:
     assert events[-1].message == "Created fine-tuning job" and events[0].message.startswith(
         "The job has successfully completed"
     )
+    warnings = [event for event in events if event.level == "warn"]
+    assert [event.message.split(":")[0] for event in warnings] == [w["code"] for w in reversed(native["warnings"])]
+    assert "rows_skipped" in [w["code"] for w in native["warnings"]]
     steps = [event for event in events if event.type == "metrics" and "train_loss" in (event.data or {})]
     progress = own.get(f"/v1/jobs/{native['job_id']}/progress").json()["items"]
     assert sorted(event.data["step"] for event in steps) == [point["step"] for point in progress]
