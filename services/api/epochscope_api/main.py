@@ -47,6 +47,7 @@ from epochscope_api.routers import (
     jobs,
     limits,
     models,
+    openai_graders,
     predictions,
     rollouts,
     stream,
@@ -133,6 +134,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         comparisons,
         exports,
         checkpoints,
+        openai_graders,
     )
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None
