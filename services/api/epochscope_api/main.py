@@ -36,6 +36,8 @@ from epochscope_api.http.api_docs import install_api_docs
 from epochscope_api.http.body_limit import BodyLimit
 from epochscope_api.http.errors import error_response, error_responses, install_error_handlers
 from epochscope_api.http.security_headers import SecurityHeaders
+from epochscope_api.openai_compat.error_handlers import install_openai_errors
+from epochscope_api.openai_compat.objects import openai_error_responses
 from epochscope_api.routers import (
     checkpoints,
     comparisons,
@@ -47,7 +49,10 @@ from epochscope_api.routers import (
     jobs,
     limits,
     models,
+    openai_files,
     openai_graders,
+    openai_job_history,
+    openai_jobs,
     predictions,
     rollouts,
     stream,
@@ -73,6 +78,9 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     DatabaseBusy: status.HTTP_503_SERVICE_UNAVAILABLE,
     GraderTimedOut: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
+
+
+UPLOADS = frozenset({("POST", "/v1/datasets"), ("POST", "/openai/v1/files")})  # bounded as they stream
 
 
 def status_of(error: DomainError) -> int:
@@ -108,8 +116,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(asyncpg.QueryCanceledError, _statement_timeout)
+    install_openai_errors(app, status_of)  # wraps the handlers above: OpenAI's error shape under /openai/
     app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=frozenset({("POST", "/v1/datasets")}))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, exempt=UPLOADS)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
@@ -134,11 +143,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         comparisons,
         exports,
         checkpoints,
-        openai_graders,
     )
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None
         app.include_router(router, responses=shared)
+    for router in (openai_files.router, openai_jobs.router, openai_job_history.router, openai_graders.router):
+        app.include_router(router, responses=openai_error_responses(400, 401, "default"))
     app.include_router(ui.router)
     install_api_docs(app)
     return app

@@ -8,6 +8,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from epochscope_api.openai_compat.errors import OpenAIError
+
 
 class BodyTooLarge(Exception):
     """Raised from `receive` once a streamed body passes the limit. FastAPI wraps it in its 400 "error parsing the
@@ -30,7 +32,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         started = False
@@ -53,10 +55,12 @@ class BodyLimit:
             await self.app(scope, counting_receive, watching_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": str(BodyTooLarge(self.max_bytes))}).encode()
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = str(BodyTooLarge(self.max_bytes))
+        error = OpenAIError(413, message) if scope["path"].startswith("/openai/") else None
+        body = json.dumps(error.body() if error else {"detail": message}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

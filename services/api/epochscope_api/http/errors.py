@@ -77,7 +77,7 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-def _status_and_detail(exc: StarletteHTTPException) -> tuple[int, str]:
+def http_status_and_detail(exc: StarletteHTTPException) -> tuple[int, str]:
     """FastAPI answers any failure to read a body "400 There was an error parsing the body"; say why instead."""
     cause = exc.__cause__
     if isinstance(cause, BodyTooLarge):
@@ -91,7 +91,7 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
     headers = dict(exc.headers or {})
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
         headers["Allow"] = _allowed_methods(request)
-    return error_response(*_status_and_detail(exc), headers)
+    return error_response(*http_status_and_detail(exc), headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
