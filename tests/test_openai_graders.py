@@ -168,7 +168,7 @@ def test_a_reinforcement_job_from_the_sdk_is_rewarded_by_its_openai_graders(full
     client, own = sdk(full_stack, user), own_api(full_stack, user)
     training = client.files.create(file=("rft.jsonl", questions()), purpose="fine-tune")
     reinforcement = {
-        "grader": BOTH | {"calculate_output": "0.5 * exact + 0.5 * close"},
+        "grader": BOTH | {"calculate_output": "0.25 * exact + 0.75 * close"},
         "hyperparameters": {"n_epochs": 1, "batch_size": 4, "compute_multiplier": 0.5, "eval_interval": "auto"},
     }
     job = client.fine_tuning.jobs.create(
@@ -196,7 +196,7 @@ def test_a_reinforcement_job_from_the_sdk_is_rewarded_by_its_openai_graders(full
         references = {"answer": answers[rollout["prompt"]]}
         scores = {name: g(rollout["prompt"], rollout["completion"], references).score for name, g in graders.items()}
         assert rollout["rewards"] == pytest.approx(scores, abs=1e-6), rollout  # TRL keeps rewards as float32
-        assert rollout["reward"] == pytest.approx(0.5 * scores["exact"] + 0.5 * scores["close"])
+        assert rollout["reward"] == pytest.approx(0.25 * scores["exact"] + 0.75 * scores["close"])
 
 
 def all_rollouts(own: httpx.Client, job_id: uuid.UUID) -> list[dict[str, Any]]:
