@@ -66,12 +66,11 @@ def item_references(item: Any, graders: Sequence[GraderConfig]) -> dict[str, str
         return {}
     if not isinstance(item, dict):
         raise OpenAIError(400, "item must be a JSON object (the dataset row)", param="item")
-    return {
-        field: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        for field in fields
-        if field in item
-        for value in [item[field]]
-    }
+    return {field: _as_text(item[field]) for field in fields if field in item}
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 async def _verdict(
