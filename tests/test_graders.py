@@ -50,6 +50,9 @@ def test_json_schema_names_where_the_answer_fails() -> None:
         ({"operation": "starts_with", "reference": "{"}, '{"a": 1}', None, 1.0),
         ({"operation": "ends_with", "reference": "}"}, '{"a": 1', None, 0.0),
         ({"operation": "contains"}, "", "Paris", 0.0),
+        ({"operation": "not_equals"}, "Lyon", "Paris", 1.0),
+        ({"operation": "not_equals"}, " Paris", "Paris", 0.0),
+        ({"operation": "not_equals", "case_sensitive": False}, "PARIS", "paris", 0.0),
     ],
 )
 def test_string_check(config: dict[str, Any], prediction: str, truth: str | None, expected: float) -> None:
@@ -116,10 +119,30 @@ def test_json_field_fails_malformed_answers_and_skips_a_truth_without_the_field(
         ("chrf", "Zürich", "Zürich", 1.0),
         ("bleu", "", "the cat", 0.0),
         ("chrf", "", "", 1.0),
+        ("fuzzy_match", "this is a test", "this is a test!", 28 / 29),  # rapidfuzz's fuzz.ratio docs: 96.55
+        ("fuzzy_match", "kitten", "sitting", 2 * 4 / 13),  # "ittn" in common
+        ("fuzzy_match", "Zürich", "Zurich", 2 * 5 / 12),  # characters, not bytes
+        ("fuzzy_match", "abc", "", 0.0),
+        ("fuzzy_match", "", "", 1.0),
     ],
 )
 def test_text_similarity_metrics(metric: str, prediction: str, truth: str, expected: float) -> None:
     assert similarity(metric, prediction, truth) == pytest.approx(expected, abs=1e-6)
+
+
+def test_fuzzy_match_counts_the_longest_common_subsequence_on_long_texts_in_milliseconds() -> None:
+    answer, reference = "ab" * 5000, "ba" * 5000  # 10,000 characters each: a quadratic table would take seconds
+    started = time.perf_counter()
+    assert similarity("fuzzy_match", answer, reference) == pytest.approx(2 * 9999 / 20000)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_string_check_not_equals_says_what_it_equals() -> None:
+    assert grade({"type": "string_check", "operation": "not_equals"}, "Paris", "Paris") == (
+        0.0,
+        False,
+        "equals 'Paris'",
+    )
 
 
 def test_text_similarity_threshold_and_partial_bleu_chrf() -> None:

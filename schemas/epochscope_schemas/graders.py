@@ -72,13 +72,14 @@ class JsonSchemaGrader(_Grader):
 
 class StringOperation(StrEnum):
     EQUALS = "equals"
+    NOT_EQUALS = "not_equals"
     CONTAINS = "contains"
     STARTS_WITH = "starts_with"
     ENDS_WITH = "ends_with"
 
 
 class StringCheckGrader(_Grader):
-    """1 when the prediction (stripped) equals, contains, starts or ends with the reference, else 0."""
+    """1 when the prediction (stripped) equals, does not equal, contains, starts or ends with the reference, else 0."""
 
     type: Literal["string_check"] = "string_check"
     operation: Annotated[StringOperation, Field(strict=False)] = StringOperation.EQUALS
@@ -125,11 +126,13 @@ class SimilarityMetric(StrEnum):
     ROUGE_L = "rouge_l"
     BLEU = "bleu"
     CHRF = "chrf"
+    FUZZY_MATCH = "fuzzy_match"
 
 
 class TextSimilarityGrader(_Grader):
     """A similarity of the prediction to the ground truth in [0, 1]: normalized exact match, token F1,
-    ROUGE-1/2/L F-measure, sentence BLEU or chrF (sacrebleu, divided by 100)."""
+    ROUGE-1/2/L F-measure, sentence BLEU or chrF (sacrebleu, divided by 100), or fuzzy_match (characters in common,
+    as rapidfuzz's `fuzz.ratio` / 100: twice the longest common subsequence over both lengths)."""
 
     type: Literal["text_similarity"] = "text_similarity"
     metric: Annotated[SimilarityMetric, Field(strict=False)] = SimilarityMetric.F1

@@ -97,6 +97,7 @@ def _json_schema(config: JsonSchemaGrader) -> _Check:
 
 _STRING_OPS: dict[StringOperation, Callable[[str, str], bool]] = {
     StringOperation.EQUALS: str.__eq__,
+    StringOperation.NOT_EQUALS: str.__ne__,
     StringOperation.CONTAINS: str.__contains__,
     StringOperation.STARTS_WITH: str.startswith,
     StringOperation.ENDS_WITH: str.endswith,
@@ -113,7 +114,11 @@ def _string_check(config: StringCheckGrader) -> _Check:
         text, expected = answer.strip(), expected.strip()
         if not config.case_sensitive:
             text, expected = text.casefold(), expected.casefold()
-        return (1.0, None) if operation(text, expected) else (0.0, f"does not {config.operation.value} {expected!r}")
+        if operation(text, expected):
+            return 1.0, None
+        if config.operation == StringOperation.NOT_EQUALS:
+            return 0.0, f"equals {expected!r}"
+        return 0.0, f"does not {config.operation.value} {expected!r}"
 
     return check
 

@@ -2,7 +2,8 @@
 
 Words are Unicode-aware (`normalize`): lower case, no punctuation, no articles, single spaces, so "café crème"
 counts as two words (rouge-score's own tokenizer keeps only ASCII letters and digits, and would drop them).
-Exact match, token F1 and ROUGE-1/2/L all count these words; BLEU and chrF are sacrebleu's, on the raw texts.
+Exact match, token F1 and ROUGE-1/2/L all count these words; BLEU and chrF are sacrebleu's, on the raw texts;
+fuzzy_match counts characters of the raw texts (rapidfuzz's `fuzz.ratio`, without the dependency).
 """
 
 import re
@@ -48,6 +49,24 @@ def rouge_l(answer: str, reference: str) -> float:
     return _word_f_measure(answer, reference, lambda a, r: (_lcs(a, r), len(a), len(r)))
 
 
+def fuzzy_ratio(answer: str, reference: str) -> float:
+    """Indel similarity (rapidfuzz's `fuzz.ratio` / 100): twice the longest common subsequence of characters over
+    both lengths. The subsequence is counted bit-parallel (Allison-Dix; Hyyro), one big-integer step per character
+    of the reference, so long texts cost milliseconds, not a quadratic table."""
+    if not answer and not reference:
+        return 1.0
+    positions: dict[str, int] = {}
+    for index, char in enumerate(answer):
+        positions[char] = positions.get(char, 0) | (1 << index)
+    width = (1 << len(answer)) - 1
+    unmatched = width
+    for char in reference:
+        matched = unmatched & positions.get(char, 0)
+        unmatched = ((unmatched + matched) | (unmatched - matched)) & width
+    common = len(answer) - unmatched.bit_count()
+    return 2 * common / (len(answer) + len(reference))
+
+
 def similarity(metric: SimilarityMetric, answer: str, reference: str) -> float:
     """The metric of the answer against the reference, in [0, 1]. Two texts with no words are the same (1)."""
     if metric == SimilarityMetric.EXACT_MATCH:
@@ -60,6 +79,8 @@ def similarity(metric: SimilarityMetric, answer: str, reference: str) -> float:
         return rouge_n(answer, reference, 2)
     if metric == SimilarityMetric.ROUGE_L:
         return rouge_l(answer, reference)
+    if metric == SimilarityMetric.FUZZY_MATCH:
+        return fuzzy_ratio(answer, reference)
     if not answer.strip() or not reference.strip():
         return float(answer.strip() == reference.strip())
     if metric == SimilarityMetric.BLEU:

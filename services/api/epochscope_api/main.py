@@ -50,6 +50,7 @@ from epochscope_api.routers import (
     limits,
     models,
     openai_files,
+    openai_graders,
     openai_job_history,
     openai_jobs,
     predictions,
@@ -147,7 +148,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None
         app.include_router(router, responses=shared)
-    for router in (openai_files.router, openai_jobs.router, openai_job_history.router):
+    for router in (openai_files.router, openai_jobs.router, openai_job_history.router, openai_graders.router):
         app.include_router(router, responses=openai_error_responses(400, 401, "default"))
     app.include_router(ui.router)
     install_api_docs(app)
