@@ -4,13 +4,13 @@ import { passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
 import { checkpointCell, loadCheckpoints, metricValue } from "./checkpoints.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
+import { jobGraderNames } from "./predictions.js";
 
 const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
 const GRADER_COLORS = ["#dc2626", "#0d9488", "#ca8a04", "#4f46e5", "#db2777", "#65a30d", "#7c3aed", "#0284c7"];
 
 // One line per grader: its pass rate in each round.
-function graderSeries(rounds) {
-  const names = [...new Set(rounds.flatMap((r) => Object.keys(r.graders || {})))];
+function graderSeries(names, rounds) {
   return names.map((name, index) => ({
     name: `${name} pass rate`,
     color: GRADER_COLORS[index % GRADER_COLORS.length],
@@ -25,6 +25,12 @@ function bestSeries(job, rounds) {
   if (!best) return [];
   const metric = job.config?.predictions?.checkpoints?.metric ?? "validator_pass_rate";
   return [{ name: `★ Best round (${metric.replace(/_/g, " ")})`, color: "#b8860b", points: [{ x: best.round_index, y: metricValue(best, metric) }] }];
+}
+
+// A grader's pass rate in one round, with its counts and mean score on hover.
+function graderCell(summary, name) {
+  const title = summary ? `${name}: ${summary.passed} of ${summary.graded} passed, mean score ${fmtNum(summary.mean_score)}` : `${name}: not graded`;
+  return h("td", { class: "num", dataset: { col: "grader", grader: name }, title }, fmtPct(summary?.pass_rate ?? null));
 }
 
 export function overviewTab(panel, context) {
@@ -48,6 +54,7 @@ export function overviewTab(panel, context) {
     if (!lossPoints.length && job.progress?.loss != null) lossPoints = [{ x: job.progress.step, y: job.progress.loss }];
     clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
     if (!predictionsOn) return;
+    const graders = jobGraderNames(context.state);
 
     // A round's metrics are null until its summary arrives (the chart skips them): in-progress rounds draw nothing.
     const series = [
@@ -55,7 +62,7 @@ export function overviewTab(panel, context) {
       { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
       { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
       { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
-      ...graderSeries(rounds),
+      ...graderSeries(graders, rounds),
       ...bestSeries(job, rounds),
     ].filter((line) => line.points.some((p) => p.y != null));
     clear(
@@ -74,7 +81,9 @@ export function overviewTab(panel, context) {
       h("div", { class: "table-wrap" },
         h("table", { class: "data", id: "rounds-table" },
           h("caption", { class: "sr-only" }, "One row per prediction round"),
-          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
+          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L"].map((name) => h("th", { scope: "col" }, name)),
+            graders.map((name) => h("th", { scope: "col", class: "grader-col", title: `Grader ${name}: pass rate` }, `${name} pass rate`)),
+            ["Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
           h("tbody", {},
             rounds.map((r) =>
               h("tr", { dataset: { roundIndex: r.round_index }, class: r.round_index === job.best_round ? "best-round" : null },
@@ -87,6 +96,7 @@ export function overviewTab(panel, context) {
                 h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
                 h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
                 h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
+                graders.map((name) => graderCell(r.graders?.[name], name)),
                 h("td", { class: "num" }, fmtInt(r.tokens)),
                 checkpointCell(context.jobId, checkpoints.get(r.round_index), `round-${r.round_index}`),
                 h("td", {},
