@@ -133,6 +133,7 @@ async def test_a_job_with_every_setting_is_stored_as_the_form_set_it(
     await page.get_by_label("Stop training").select_option("patience")
     await page.get_by_label("Judged by").select_option("grader_mean:says_answer")
     await page.get_by_label("Rounds without improvement").fill("3")
+    await expect(page.locator("#estimate-status")).to_contain_text("generated tokens/s")  # the estimate is in
     await page.screenshot(path=screenshot_path("form_graders.png"), full_page=True)
     publish_screenshot("form_graders.png")
 

@@ -10,11 +10,6 @@ function choice(options, value) {
   return h("select", {}, Object.entries(options).map(([key, label]) => h("option", { value: key, selected: key === value }, label)));
 }
 
-function at(loc, element) {
-  element.dataset.loc = loc;
-  return element;
-}
-
 // `graderNames()` lists the form's graders: a GRPO reward names one of them.
 export function methodPanel({ graderNames }) {
   const type = choice(METHODS, "sft");
@@ -85,8 +80,8 @@ export function methodPanel({ graderNames }) {
   const sftSettings = h(
     "div",
     { class: "grid-2 method-settings", id: "sft-settings" },
-    at("method.train_on", field({ id: "train-on", label: "Train on", control: trainOn })),
-    at("method.assistant_turns", field({ id: "assistant-turns", label: "Assistant turns (with answers only)", control: assistantTurns })),
+    field({ id: "train-on", loc: "method.train_on", label: "Train on", control: trainOn }),
+    field({ id: "assistant-turns", loc: "method.assistant_turns", label: "Assistant turns (with answers only)", control: assistantTurns }),
   );
   const grpoSettings = h(
     "div",
@@ -95,26 +90,26 @@ export function methodPanel({ graderNames }) {
     h(
       "div",
       { class: "grid-2" },
-      at("method.num_generations", field({ id: "num-generations", label: "Generations per prompt", control: grpo.numGenerations, help: "The batch size must be a multiple." })),
-      at("method.max_completion_length", field({ id: "max-completion-length", label: "Max completion tokens", control: grpo.maxCompletionLength })),
-      at("method.temperature", field({ id: "grpo-temperature", label: "Sampling temperature", control: grpo.temperature })),
-      at("method.beta", field({ id: "grpo-beta", label: "KL penalty (beta)", control: grpo.beta })),
-      at("method.max_steps", field({ id: "grpo-max-steps", label: "Max steps (optional)", control: grpo.maxSteps })),
-      at("method.rollouts.log", field({ id: "rollouts-log", label: "Rollouts kept", control: grpo.rolloutsLog })),
-      at("method.rollouts.per_step", field({ id: "rollouts-per-step", label: "Rollouts per step (sample)", control: grpo.rolloutsPerStep })),
-      at("method.rollouts.seed", field({ id: "rollouts-seed", label: "Rollout sample seed", control: grpo.rolloutsSeed })),
-      at("method.reward_divergence.window", field({ id: "divergence-window", label: "Divergence window (steps)", control: grpo.divergenceWindow })),
-      at("method.reward_divergence.min_change", field({ id: "divergence-change", label: "Divergence min change", control: grpo.divergenceChange })),
+      field({ id: "num-generations", loc: "method.num_generations", label: "Generations per prompt", control: grpo.numGenerations, help: "The batch size must be a multiple." }),
+      field({ id: "max-completion-length", loc: "method.max_completion_length", label: "Max completion tokens", control: grpo.maxCompletionLength }),
+      field({ id: "grpo-temperature", loc: "method.temperature", label: "Sampling temperature", control: grpo.temperature }),
+      field({ id: "grpo-beta", loc: "method.beta", label: "KL penalty (beta)", control: grpo.beta }),
+      field({ id: "grpo-max-steps", loc: "method.max_steps", label: "Max steps (optional)", control: grpo.maxSteps }),
+      field({ id: "rollouts-log", loc: "method.rollouts.log", label: "Rollouts kept", control: grpo.rolloutsLog }),
+      field({ id: "rollouts-per-step", loc: "method.rollouts.per_step", label: "Rollouts per step (sample)", control: grpo.rolloutsPerStep }),
+      field({ id: "rollouts-seed", loc: "method.rollouts.seed", label: "Rollout sample seed", control: grpo.rolloutsSeed }),
+      field({ id: "divergence-window", loc: "method.reward_divergence.window", label: "Divergence window (steps)", control: grpo.divergenceWindow }),
+      field({ id: "divergence-change", loc: "method.reward_divergence.min_change", label: "Divergence min change", control: grpo.divergenceChange }),
     ),
   );
   const dpoSettings = h(
     "div",
     { class: "grid-2 method-settings", id: "dpo-settings" },
-    at("method.beta", field({ id: "dpo-beta", label: "DPO beta", control: dpoBeta, help: "How far from the reference model the policy may move." })),
-    at("method.max_steps", field({ id: "dpo-max-steps", label: "Max steps (optional)", control: dpoMaxSteps })),
+    field({ id: "dpo-beta", loc: "method.beta", label: "DPO beta", control: dpoBeta, help: "How far from the reference model the policy may move." }),
+    field({ id: "dpo-max-steps", loc: "method.max_steps", label: "Max steps (optional)", control: dpoMaxSteps }),
   );
   const panels = { sft: sftSettings, grpo: grpoSettings, dpo: dpoSettings };
-  const element = h("fieldset", { class: "method", dataset: { loc: "method" } }, h("legend", {}, "Method"), at("method.type", field({ id: "method-type", label: "Training method", control: type })), sftSettings, grpoSettings, dpoSettings, h("p", { class: "field-error", id: "method-error", hidden: true }));
+  const element = h("fieldset", { class: "method", dataset: { loc: "method" } }, h("legend", {}, "Method"), field({ id: "method-type", loc: "method.type", label: "Training method", control: type }), sftSettings, grpoSettings, dpoSettings, h("p", { class: "field-error", id: "method-error", hidden: true }));
 
   function sync() {
     for (const [name, panel] of Object.entries(panels)) {

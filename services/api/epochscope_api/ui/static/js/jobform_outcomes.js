@@ -16,11 +16,6 @@ function metricSelect() {
   return h("select", {}, BUILT_IN_METRICS.map((metric) => h("option", { value: metric }, metricLabel(metric))));
 }
 
-function at(loc, element) {
-  element.dataset.loc = loc;
-  return element;
-}
-
 // `graderNames()` lists the form's graders, whose metrics join the built-in ones.
 export function outcomesPanel({ graderNames }) {
   const mode = h("select", {}, [["none", "None"], ["every_round", "Every round"], ["best", "The best rounds"]].map(([value, label]) => h("option", { value }, label)));
@@ -39,9 +34,9 @@ export function outcomesPanel({ graderNames }) {
       "fieldset",
       { class: "grid-3", dataset: { loc: "predictions.checkpoints" } },
       h("legend", {}, "Checkpoints"),
-      at("predictions.checkpoints.mode", field({ id: "checkpoint-mode", label: "Keep weights of", control: mode })),
-      at("predictions.checkpoints.metric", field({ id: "checkpoint-metric", label: "Best by", control: checkpointMetric })),
-      at("predictions.checkpoints.keep", field({ id: "checkpoint-keep", label: "How many best", control: keep })),
+      field({ id: "checkpoint-mode", loc: "predictions.checkpoints.mode", label: "Keep weights of", control: mode }),
+      field({ id: "checkpoint-metric", loc: "predictions.checkpoints.metric", label: "Best by", control: checkpointMetric }),
+      field({ id: "checkpoint-keep", loc: "predictions.checkpoints.keep", label: "How many best", control: keep }),
       h("p", { class: "field-error", id: "checkpoints-error", hidden: true }),
     ),
     h(
@@ -49,10 +44,10 @@ export function outcomesPanel({ graderNames }) {
       { class: "grid-3", dataset: { loc: "predictions.stop_when" } },
       h("legend", {}, "Stop early"),
       field({ id: "stop-rule", label: "Stop training", control: stopRule }),
-      at("predictions.stop_when.metric", field({ id: "stop-metric", label: "Judged by", control: stopMetric })),
-      at("predictions.stop_when.threshold", field({ id: "stop-threshold", label: "Threshold", control: threshold })),
-      at("predictions.stop_when.rounds", field({ id: "stop-rounds", label: "Rounds in a row at it", control: rounds })),
-      at("predictions.stop_when.patience", field({ id: "stop-patience", label: "Rounds without improvement", control: patience })),
+      field({ id: "stop-metric", loc: "predictions.stop_when.metric", label: "Judged by", control: stopMetric }),
+      field({ id: "stop-threshold", loc: "predictions.stop_when.threshold", label: "Threshold", control: threshold }),
+      field({ id: "stop-rounds", loc: "predictions.stop_when.rounds", label: "Rounds in a row at it", control: rounds }),
+      field({ id: "stop-patience", loc: "predictions.stop_when.patience", label: "Rounds without improvement", control: patience }),
       h("p", { class: "field-error", id: "stop-when-error", hidden: true }),
     ),
   );

@@ -5,8 +5,8 @@ import { api, ApiError } from "./api.js";
 import { clear, fmtNum, h } from "./dom.js";
 import { field } from "./jobform_fields.js";
 
-// `graders` is the graders editor (its configs and names).
-export function tryItBox({ graders }) {
+// `graders` is the graders editor (its configs and names); `describeErrors(list)` turns a 422's detail into one line.
+export function tryItBox({ graders, describeErrors }) {
   const grader = h("select", {});
   const answer = h("textarea", { rows: 3, spellcheck: "false", placeholder: "An answer the model might give" });
   const reference = h("textarea", { rows: 2, spellcheck: "false", placeholder: "The reference (ground truth) it is compared with" });
@@ -56,9 +56,7 @@ export function tryItBox({ graders }) {
         verdict.reason ? h("span", { class: "muted" }, ` · ${verdict.reason}`) : null,
       );
     } catch (exc) {
-      const detail = exc instanceof ApiError && exc.fieldErrors.length
-        ? exc.fieldErrors.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg.replace(/^Value error, /, "")}`).join("; ")
-        : exc.message;
+      const detail = exc instanceof ApiError && exc.fieldErrors.length ? describeErrors(exc.fieldErrors) : exc.message;
       clear(result, h("span", { class: "error" }, `Could not score it: ${detail}`));
     }
   });

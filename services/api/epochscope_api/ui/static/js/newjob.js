@@ -28,7 +28,7 @@ export function newJobView(root, route, { navigate }) {
   const graders = gradersEditor({ onChange: () => sync() });
   const method = methodPanel({ graderNames: graders.names });
   const outcomes = outcomesPanel({ graderNames: graders.names });
-  const tryIt = tryItBox({ graders });
+  const tryIt = tryItBox({ graders, describeErrors: (list) => errors.describe(list) });
   predictions.settings.append(outcomes.element);
   const submit = h("button", { type: "submit", class: "primary", id: "submit-job" }, "Create job");
   const cloneNote = h("p", { class: "help", id: "clone-note", role: "status", hidden: !fromJob });
