@@ -43,6 +43,17 @@ async def test_every_grader_by_name_in_rounds_chart_filter_and_sample_history(
     for name in names:
         await expect(page.locator(f'#quality-chart [data-series="{name} pass rate"]')).to_have_count(1)
 
+    # A round's grader cell links to the answers that grader failed in that round.
+    last = rounds[-1]
+    await table.locator(f'tbody tr[data-round-index="{last["round_index"]}"] td[data-grader="city"] a').click()
+    failed_there = await api_get(
+        full_stack, owner, f"/v1/jobs/{job_id}/predictions", step=last["step"], failing_grader="city"
+    )
+    assert [item["sample_id"] for item in failed_there["items"]] == ["row-000003"]  # the slow job's Lyon
+    await expect(page.locator("#failing-filter")).to_have_value("city")
+    await expect(page.locator("#predictions-table tbody tr")).to_have_count(1)
+    await expect(page.locator("#predictions-table tbody tr")).to_have_attribute("data-sample-id", "row-000003")
+
     # The predictions table filtered by a grader failing: the API's rows, each showing that grader failed.
     await page.get_by_role("link", name="Predictions", exact=True).click()
     rows = page.locator("#predictions-table tbody tr")

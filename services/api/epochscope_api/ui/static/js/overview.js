@@ -27,10 +27,15 @@ function bestSeries(job, rounds) {
   return [{ name: `★ Best round (${metric.replace(/_/g, " ")})`, color: "#b8860b", points: [{ x: best.round_index, y: metricValue(best, metric) }] }];
 }
 
-// A grader's pass rate in one round, with its counts and mean score on hover.
-function graderCell(summary, name) {
+// A grader's pass rate in one round, with its counts and mean score on hover; where it failed some answers, a link
+// to them (the predictions table filtered by that round and that grader failing).
+function graderCell(jobId, round, name) {
+  const summary = round.graders?.[name];
   const title = summary ? `${name}: ${summary.passed} of ${summary.graded} passed, mean score ${fmtNum(summary.mean_score)}` : `${name}: not graded`;
-  return h("td", { class: "num", dataset: { col: "grader", grader: name }, title }, fmtPct(summary?.pass_rate ?? null));
+  const rate = fmtPct(summary?.pass_rate ?? null);
+  const failed = summary && summary.passed < summary.graded;
+  const query = `step=${round.step}&failing=${encodeURIComponent(name)}`;
+  return h("td", { class: "num", dataset: { col: "grader", grader: name }, title }, failed ? h("a", { href: `#/jobs/${jobId}/predictions?${query}` }, rate) : rate);
 }
 
 export function overviewTab(panel, context) {
@@ -96,7 +101,7 @@ export function overviewTab(panel, context) {
                 h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
                 h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
                 h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
-                graders.map((name) => graderCell(r.graders?.[name], name)),
+                graders.map((name) => graderCell(context.jobId, r, name)),
                 h("td", { class: "num" }, fmtInt(r.tokens)),
                 checkpointCell(context.jobId, checkpoints.get(r.round_index), `round-${r.round_index}`),
                 h("td", {},
