@@ -40,7 +40,7 @@ export function methodPanel({ graderNames }) {
     const inline = initial.grader && typeof initial.grader === "object" ? initial.grader : null;
     const grader = h("select", {});
     const weight = numberInput({ min: 0, max: 1000, step: "any", value: initial.weight ?? 1 });
-    const remove = h("button", { type: "button", class: "link" }, "Remove");
+    const remove = h("button", { type: "button", class: "link", "aria-label": "Remove this reward" }, "Remove");
     const element = h(
       "div",
       { class: "grid-3 reward", id },
