@@ -46,12 +46,12 @@ async def timeline_job(admin: asyncpg.Connection, owner: str, dataset: str, flip
     return job_id
 
 
-async def all_predictions(client: httpx.AsyncClient, job_id: uuid.UUID) -> list[dict[str, Any]]:
-    items, params = [], {}
+async def all_predictions(client: httpx.AsyncClient, job_id: uuid.UUID, **query: str) -> list[dict[str, Any]]:
+    items, params = [], {**query, "limit": 3}  # several pages
     while True:
         page = (await client.get(f"/v1/jobs/{job_id}/predictions", params=params)).json()
         items += page["items"]
-        params = {"cursor": page["next_cursor"]}
+        params = {**query, "limit": 3, "cursor": page["next_cursor"]}
         if not page["has_more"]:
             return items
 
@@ -101,6 +101,14 @@ async def test_the_timeline_is_the_predictions_verdicts_paged(full_stack: Any, a
         bad_cursor = await c.get(f"/v1/jobs/{job_id}/timeline", params={"cursor": "bm90IG91cnM"})
         bad_grader = await c.get(f"/v1/jobs/{job_id}/timeline", params={"grader": "js\x00on"})
         limits = (await c.get("/v1/limits")).json()
+        everything = await all_predictions(c, job_id)
+        failing = {grader: await all_predictions(c, job_id, failing_grader=grader) for grader in ("json", "city")}
+        bad_filter = await c.get(f"/v1/jobs/{job_id}/predictions", params={"failing_grader": "x" * 65})
+    # The grader filter: exactly the rows that grader graded and failed (an ungraded row is not failing).
+    for grader, rows in failing.items():
+        expected_rows = [row for row in everything if grader in row["grades"] and not row["grades"][grader]["passed"]]
+        assert rows == expected_rows and 0 < len(rows) < len(everything)
+    assert bad_filter.status_code == 422 and "failing_grader" in bad_filter.text
     assert [len(page) for page in pages] == [2, 2, 1]
     assert [sample for page in pages for sample in page] == expected
     assert only_city == [{**sample, "graders": sample["graders"][:1]} for sample in expected]  # "city" < "json"

@@ -14,6 +14,7 @@ from epochscope_api.deps import CurrentUser, current_user, limit_writes
 from epochscope_api.main import create_app
 from epochscope_runtime.grading import GROUND_TRUTH, Grader
 from epochscope_schemas.graders import GraderConfig
+from epochscope_schemas.methods import GrpoLimits
 from tests.test_api_units import api_settings
 
 GRADER = TypeAdapter(GraderConfig)
@@ -159,3 +160,10 @@ def test_without_a_token_it_is_a_401() -> None:
 def test_the_limits_endpoint_shows_the_bounds(client: TestClient) -> None:
     limits = client.get("/v1/limits").json()
     assert (limits["grader_run_max_chars"], limits["max_json_schema_bytes"]) == (1000, 64 * 1024)
+
+
+def test_the_limits_endpoint_shows_the_grpo_bounds_from_the_settings() -> None:
+    grpo = GrpoLimits(max_num_generations=6, max_completion_length=200, max_rollouts_per_step=9)
+    limits = _signed_in(_app(grpo_limits=grpo)).get("/v1/limits").json()
+    assert [limits[f"grpo_{name}"] for name in ("max_num_generations", "max_completion_length")] == [6, 200]
+    assert limits["grpo_max_rollouts_per_step"] == 9

@@ -50,6 +50,7 @@ PREDICTION_PAGE_SQL = (
         " FROM training_predictions"
         " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
         " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
+        " AND ($8::text IS NULL OR grades -> $8 ->> 'passed' = 'false')"
         " ORDER BY step, sample_id LIMIT $6",
         "step, sample_id",
         "$7",
@@ -90,11 +91,15 @@ async def fetch_prediction_page(
     limit: int,
     cursor: str | None,
     max_bytes: int,
+    failing_grader: str | None = None,
 ) -> bytes:
     """Up to `limit` predictions, and about `max_bytes` (at least one row), in (step, sample_id) order after
-    `cursor`, as the JSON of a PredictionPage; JobNotFound without the job."""
+    `cursor`, as the JSON of a PredictionPage; with `failing_grader`, only those that grader graded and failed;
+    JobNotFound without the job."""
     after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
-    rows = await conn.fetch(PREDICTION_PAGE_SQL, job_id, after_step, after_sample, epoch, step, limit + 1, max_bytes)
+    rows = await conn.fetch(
+        PREDICTION_PAGE_SQL, job_id, after_step, after_sample, epoch, step, limit + 1, max_bytes, failing_grader
+    )
     if not rows:
         raise JobNotFound
     rows = [row for row in rows if row["step"] is not None][:limit]

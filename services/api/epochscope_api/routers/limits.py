@@ -30,6 +30,9 @@ class Limits(BaseModel):
         description="Most characters of the answer, the prompt and each reference of POST /v1/graders/run."
     )
     max_json_schema_bytes: int = Field(description="Largest JSON Schema of a grader, in bytes as JSON.")
+    grpo_max_num_generations: int = Field(description="Most completions per prompt of a GRPO method.")
+    grpo_max_completion_length: int = Field(description="Most tokens generated per GRPO completion.")
+    grpo_max_rollouts_per_step: int = Field(description="Most rollouts a GRPO method may keep per step.")
 
 
 @router.get("/limits", response_model=Limits, operation_id="get_limits")
@@ -56,4 +59,7 @@ async def get_limits(_: CurrentUser, settings: SettingsDep) -> Limits:
         quota_writes_per_minute=settings.quota_writes_per_minute,
         grader_run_max_chars=settings.grader_run_max_chars,
         max_json_schema_bytes=limits.max_json_schema_bytes,
+        grpo_max_num_generations=settings.grpo_limits.max_num_generations,
+        grpo_max_completion_length=settings.grpo_limits.max_completion_length,
+        grpo_max_rollouts_per_step=settings.grpo_limits.max_rollouts_per_step,
     )

@@ -12,6 +12,7 @@ from epochscope_api.data.rounds import fetch_round_page
 from epochscope_api.deps import SettingsDep, UserConn
 from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
+from epochscope_schemas.graders import GRADER_NAME_PATTERN
 
 router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 
@@ -25,11 +26,16 @@ async def list_predictions(
     step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page.")] = None,
+    failing_grader: Annotated[
+        str | None, Query(pattern=GRADER_NAME_PATTERN, description="Only predictions this grader graded and failed.")
+    ] = None,
 ) -> Response:
     """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice. A page
     holds at most `limit` rows and stops early past the server's page size in bytes (always one row at least)."""
     limit = min(limit, settings.predictions_page_max)
-    page = await fetch_prediction_page(conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes)
+    page = await fetch_prediction_page(
+        conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes, failing_grader
+    )
     return Response(page, media_type="application/json")  # already PredictionPage's JSON, built by Postgres
 
 

@@ -4,7 +4,7 @@
 import { api, ApiError, score } from "./api.js";
 import { clear, debounce, fmtEpoch, fmtNum, h } from "./dom.js";
 import { renderDiff } from "./diff.js";
-import { validatorBadge } from "./predictions.js";
+import { gradeBadges, validatorBadge } from "./predictions.js";
 
 const SCORE_NAMES = { exact_match: "exact match", f1: "F1", rouge_l: "ROUGE-L" };
 
@@ -89,6 +89,7 @@ export function compareTab(panel, context, query) {
         scores.map(([name, value]) => h("span", { class: "badge score" }, `${SCORE_NAMES[name]} ${fmtNum(value, 2)}`)),
         h("span", { class: "badge score" }, `${round.tokens_generated} tokens`),
       ),
+      Object.keys(round.grades || {}).length ? h("div", { class: "round-grades" }, h("h4", {}, "Graders"), gradeBadges(round.grades)) : null,
       h("h4", {}, "Prediction"),
       h("div", { class: "pre prediction-text" }, round.prediction || h("span", { class: "muted" }, "(empty)")),
       h("h4", {}, previous ? `Since round ${previous.round_index}` : "Since previous round"),

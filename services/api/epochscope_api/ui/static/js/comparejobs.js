@@ -4,8 +4,9 @@
 import { api, ApiError, passRate, roundScore } from "./api.js";
 import { lineChart } from "./charts.js";
 import { renderDiff } from "./diff.js";
-import { clear, fmtEpoch, fmtNum, h } from "./dom.js";
+import { clear, fmtEpoch, h } from "./dom.js";
 import { downloadExport, exportButtons } from "./export.js";
+import { gradeBadges } from "./predictions.js";
 import { changeLine } from "./timeline.js";
 
 const JOB_COLORS = ["#2563eb", "#ea580c", "#16a34a", "#9333ea"];
@@ -70,15 +71,7 @@ export function samplesMatching(samples, filter) {
 }
 
 function gradeList(answer) {
-  const grades = Object.entries(answer?.grades || {});
-  if (!grades.length) return null;
-  return h(
-    "ul",
-    { class: "grades" },
-    grades.map(([name, grade]) =>
-      h("li", { class: grade.passed ? "pass" : "fail", title: grade.error ?? "" }, `${grade.passed ? "✓" : "✗"} ${name} ${fmtNum(grade.score, 2)}`),
-    ),
-  );
+  return Object.keys(answer?.grades || {}).length ? gradeBadges(answer.grades) : null;
 }
 
 function answerCell(first, entry, index) {

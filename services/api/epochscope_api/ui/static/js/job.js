@@ -61,7 +61,7 @@ export function jobView(root, route, { navigate }) {
     const job = state.job;
     const config = job.config;
     const predictions = config.predictions;
-    const actions = [];
+    const actions = [h("a", { href: `#/new?from=${encodeURIComponent(jobId)}`, class: "button", id: "clone-job" }, "New job from this one")];
     if (!FINAL.has(job.status)) {
       actions.push(h("button", { type: "button", onclick: cancelJob }, "Cancel job"));
     }

@@ -2,6 +2,9 @@
 
 import { clear, h } from "./dom.js";
 
+// The `type` of each grader and method: pydantic puts it in the loc of an error inside that union member.
+const UNION_TAGS = new Set(["json_parse", "json_schema", "string_check", "regex", "json_field", "text_similarity", "sft", "grpo", "dpo"]);
+
 export function formErrors(form, { keep = [], validatorIds = () => [] } = {}) {
   const summaryBox = h("div", { class: "form-errors", id: "form-errors", role: "alert", tabindex: "-1", hidden: true });
 
@@ -16,7 +19,18 @@ export function formErrors(form, { keep = [], validatorIds = () => [] } = {}) {
     for (const el of form.querySelectorAll("[aria-invalid]")) if (!keep.includes(el)) el.removeAttribute("aria-invalid");
   }
 
-  // The error slot for a server `loc`: the field with that exact loc, or the nearest enclosing one.
+  // The holder of a config path: a visible element with that data-loc (two methods may share a path) and its error slot.
+  function holderAt(path) {
+    for (const holder of form.querySelectorAll(`[data-loc="${CSS.escape(path.join("."))}"]`)) {
+      if (holder.closest("[hidden]")) continue;
+      const error = holder.classList.contains("field-error") ? holder : holder.querySelector(":scope > .field-error");
+      if (error) return { error, control: holder.querySelector("input, textarea, select") };
+    }
+    return null;
+  }
+
+  // The error slot for a server `loc`: the field with that exact loc, or the nearest enclosing one. A list's items
+  // (graders, rewards) carry their index; pydantic names a union's member (`regex`, `grpo`) after it: skipped.
   function slotFor(loc) {
     const validators = validatorIds();
     let path = loc.slice(loc[0] === "body" ? 1 : 0);
@@ -25,15 +39,14 @@ export function formErrors(form, { keep = [], validatorIds = () => [] } = {}) {
       const id = validators[path[2]];
       return { error: document.getElementById(`${id}-error`), control: document.getElementById(id) };
     }
-    path = path.filter((part) => typeof part === "string");
-    while (path.length) {
-      const holder = form.querySelector(`[data-loc="${CSS.escape(path.join("."))}"]`);
-      if (holder) {
-        const error = holder.classList.contains("field-error") ? holder : holder.querySelector(":scope > .field-error");
-        const control = holder.querySelector("input, textarea, select");
-        if (error) return { error, control };
+    const untagged = path.filter((part, index) => !(UNION_TAGS.has(part) && (Number.isInteger(path[index - 1]) || path[index - 1] === "method")));
+    const exact = holderAt(path);
+    if (exact) return exact;
+    for (const candidate of [untagged, untagged.filter((part) => typeof part === "string")]) {
+      for (let length = candidate.length; length > 0; length -= 1) {
+        const found = holderAt(candidate.slice(0, length));
+        if (found) return found;
       }
-      path = path.slice(0, -1);
     }
     return { error: null, control: null };
   }

@@ -1,4 +1,5 @@
-// The job form's predictions panel: which prompts, how often, how to generate, and the validators.
+// The job form's predictions panel: which prompts, how often, how to generate, and the older validators (graders,
+// checkpoints and stop_when have their own modules).
 
 import { h } from "./dom.js";
 import { field, num, numberInput } from "./jobform_fields.js";
@@ -16,6 +17,8 @@ export function predictionsPanel({ samplesDataset }) {
   const temperature = numberInput({ min: 0, max: 5, step: 0.05, value: 0 });
   const topP = numberInput({ min: 0.01, max: 1, step: 0.01, value: 1 });
   const seed = numberInput({ step: 1, value: 42, inputmode: "numeric" });
+  const baselineRound = h("input", { type: "checkbox", id: "baseline-round", checked: true });
+  const background = h("input", { type: "checkbox", id: "background" });
   const requireJson = h("input", { type: "checkbox", id: "require-json" });
   const useSchema = h("input", { type: "checkbox", id: "use-schema" });
   const schemaText = h("textarea", {
@@ -63,6 +66,22 @@ export function predictionsPanel({ samplesDataset }) {
       { class: "grid-2" },
       field({ id: "samples-dataset", label: "Prediction set (optional)", loc: "predictions.samples_dataset_id", control: samplesDataset, help: "Draw the prompts from another dataset." }),
       field({ id: "seed", label: "Sampling seed", loc: "predictions.seed", control: seed, help: "Picks which prompts are predicted." }),
+    ),
+    h(
+      "div",
+      { class: "grid-2" },
+      h(
+        "div",
+        { class: "field check", dataset: { loc: "predictions.baseline_round" } },
+        h("label", { for: "baseline-round" }, baselineRound, " Predict once before training (baseline)"),
+        h("p", { class: "field-error", id: "baseline-round-error", hidden: true }),
+      ),
+      h(
+        "div",
+        { class: "field check", dataset: { loc: "predictions.background" } },
+        h("label", { for: "background" }, background, " Generate in the background while training goes on"),
+        h("p", { class: "field-error", id: "background-error", hidden: true }),
+      ),
     ),
     h(
       "fieldset",
@@ -152,8 +171,26 @@ export function predictionsPanel({ samplesDataset }) {
       max_new_tokens: num(maxNewTokens),
       temperature: num(temperature),
       top_p: num(topP),
+      baseline_round: baselineRound.checked,
+      background: background.checked,
       validators: forEstimate ? [] : validators,
     };
+  }
+
+  // A stored config's predictions settings (a stored config has graders, never validators).
+  function fill(predictions) {
+    enabled.checked = predictions.enabled;
+    sampleCount.value = String(predictions.sample_count);
+    for (const radio of frequency) radio.checked = radio.value === predictions.sample_frequency;
+    if (predictions.step_interval != null) stepInterval.value = String(predictions.step_interval);
+    samplesDataset.value = predictions.samples_dataset_id ?? "";
+    seed.value = String(predictions.seed);
+    maxNewTokens.value = String(predictions.max_new_tokens);
+    temperature.value = String(predictions.temperature);
+    topP.value = String(predictions.top_p);
+    baselineRound.checked = predictions.baseline_round ?? true;
+    background.checked = predictions.background ?? false;
+    sync();
   }
 
   // The server's limits: the slider's range, the token cap, the smallest step interval.
@@ -182,6 +219,7 @@ export function predictionsPanel({ samplesDataset }) {
     sync,
     parseSchema,
     config,
+    fill,
     applyLimits,
     validatorIds,
   };

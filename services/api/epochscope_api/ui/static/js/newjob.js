@@ -1,46 +1,51 @@
-// The new job form: a catalog model, uploaded datasets, hyperparameters, the predictions panel, and the live
-// estimate with its prediction set. Each part lives in its own jobform_*.js file; this one assembles and submits.
+// The new job form: name and tags, a catalog model and uploaded datasets, hyperparameters, the method, the
+// predictions panel with its graders, checkpoints and stop_when, and the live estimate with its prediction set. Each
+// part lives in its own jobform_*.js file; this one assembles, fills from another job ("New job from this one") and
+// submits.
 
 import { api, ApiError, getLimits } from "./api.js";
-import { h } from "./dom.js";
+import { h, shortId } from "./dom.js";
+import { aboutPanel } from "./jobform_about.js";
 import { formErrors } from "./jobform_errors.js";
 import { estimatePanel } from "./jobform_estimate.js";
-import { field, num, numberInput } from "./jobform_fields.js";
+import { gradersEditor } from "./jobform_graders.js";
+import { methodPanel } from "./jobform_method.js";
+import { outcomesPanel } from "./jobform_outcomes.js";
 import { predictionsPanel } from "./jobform_predictions.js";
 import { sourcePickers } from "./jobform_sources.js";
+import { trainingPanel } from "./jobform_training.js";
+import { tryItBox } from "./jobform_tryit.js";
 
 const MISSING_DATASET = "Choose a training dataset, or upload one on the Datasets page.";
 
 export function newJobView(root, route, { navigate }) {
   let destroyed = false;
+  const fromJob = route.query.get("from");
   const sources = sourcePickers({ initialDataset: route.query.get("dataset") });
+  const training = trainingPanel({ sources });
+  const about = aboutPanel();
   const predictions = predictionsPanel({ samplesDataset: sources.samplesDataset });
-
-  const epochs = numberInput({ min: 1, max: 100, step: 1, value: 3, inputmode: "numeric" });
-  const batchSize = numberInput({ min: 1, max: 1024, step: 1, value: 8, inputmode: "numeric" });
-  const learningRate = numberInput({ min: 0, max: 1, step: "any", value: "0.0002" });
-  const maxLength = numberInput({ min: 8, max: 32768, step: 1, value: 512, inputmode: "numeric" });
-  const evalFraction = numberInput({ min: 0, max: 1, step: "any", placeholder: "none" });
-  const loraOn = h("input", { type: "checkbox", role: "switch", checked: true, id: "lora-enabled" });
-  const loraR = numberInput({ min: 1, max: 256, step: 1, value: 8, inputmode: "numeric" });
-  const loraAlpha = numberInput({ min: 1, step: 1, value: 16, inputmode: "numeric" });
+  const graders = gradersEditor({ onChange: () => sync() });
+  const method = methodPanel({ graderNames: graders.names });
+  const outcomes = outcomesPanel({ graderNames: graders.names });
+  const tryIt = tryItBox({ graders, describeErrors: (list) => errors.describe(list) });
+  predictions.settings.append(outcomes.element);
   const submit = h("button", { type: "submit", class: "primary", id: "submit-job" }, "Create job");
+  const cloneNote = h("p", { class: "help", id: "clone-note", role: "status", hidden: !fromJob });
+
+  // The predictions config: graders travel even with predictions off (a GRPO reward names them).
+  function predictionsConfig({ forEstimate }) {
+    const part = { ...predictions.config({ forEstimate }), graders: graders.configs() };
+    if (!predictions.enabled.checked) return part;
+    return { ...part, checkpoints: outcomes.checkpoints(), stop_when: outcomes.stopWhen() };
+  }
 
   // The config as the form holds it; `forEstimate` leaves the validators out.
   function jobConfig({ forEstimate = false } = {}) {
-    const config = {
-      model: sources.model.value,
-      dataset_id: sources.dataset.value || null,
-      num_epochs: num(epochs),
-      batch_size: num(batchSize),
-      learning_rate: num(learningRate),
-      max_length: num(maxLength),
-      lora: loraOn.checked ? { r: num(loraR), alpha: num(loraAlpha) } : null,
-      predictions: predictions.config({ forEstimate }),
-    };
-    if (sources.evalDataset.value) config.eval_dataset_id = sources.evalDataset.value;
-    const fraction = num(evalFraction);
-    if (fraction != null) config.eval_fraction = fraction;
+    const config = { ...training.config(), method: method.config(), predictions: predictionsConfig({ forEstimate }) };
+    const name = about.name();
+    if (name != null) config.name = name;
+    config.metadata = about.metadata();
     return config;
   }
 
@@ -53,44 +58,11 @@ export function newJobView(root, route, { navigate }) {
     describeErrors: (list) => errors.describe(list),
   });
 
-  const training = h(
-    "fieldset",
-    { class: "card" },
-    h("legend", {}, "Training"),
-    field({ id: "model", label: "Model", loc: "model", control: sources.model, extra: sources.modelDetails }),
-    field({ id: "dataset", label: "Training dataset", loc: "dataset_id", control: sources.dataset, extra: sources.datasetNote }),
-    h(
-      "div",
-      { class: "grid-2" },
-      field({ id: "num-epochs", label: "Epochs", loc: "num_epochs", control: epochs }),
-      field({ id: "batch-size", label: "Batch size", loc: "batch_size", control: batchSize }),
-      field({ id: "learning-rate", label: "Learning rate", loc: "learning_rate", control: learningRate }),
-      field({ id: "max-length", label: "Max sequence length", loc: "max_length", control: maxLength }),
-    ),
-    h(
-      "div",
-      { class: "grid-2" },
-      field({ id: "eval-dataset", label: "Eval dataset (optional)", loc: "eval_dataset_id", control: sources.evalDataset, help: "An uploaded eval split." }),
-      field({ id: "eval-fraction", label: "Or eval fraction (optional)", loc: "eval_fraction", control: evalFraction, help: "Hold out this fraction of the training data." }),
-    ),
-    h(
-      "div",
-      { class: "field check", dataset: { loc: "lora" } },
-      h("label", { for: "lora-enabled" }, loraOn, " LoRA"),
-      h("p", { class: "field-error", id: "lora-enabled-error", hidden: true }),
-    ),
-    h(
-      "div",
-      { class: "grid-2", id: "lora-settings" },
-      field({ id: "lora-r", label: "LoRA rank (r)", loc: "lora.r", control: loraR }),
-      field({ id: "lora-alpha", label: "LoRA alpha", loc: "lora.alpha", control: loraAlpha }),
-    ),
-  );
-
   const form = h(
     "form",
     { class: "job-form", novalidate: true, "aria-labelledby": "new-job-title" },
     h("h1", { id: "new-job-title" }, "New fine-tuning job"),
+    cloneNote,
   );
   const errors = formErrors(form, {
     keep: [predictions.schemaError, predictions.schemaText],
@@ -101,13 +73,15 @@ export function newJobView(root, route, { navigate }) {
     h(
       "div",
       { class: "form-columns" },
-      training,
+      h("div", {}, training.element, h("div", { class: "card" }, method.element), h("div", { class: "card" }, about.element)),
       h(
         "fieldset",
         { class: "card predictions-panel" },
         h("legend", {}, "Predictions"),
         predictions.header,
         predictions.settings,
+        graders.element,
+        tryIt.element,
         h("p", { class: "field-error", id: "predictions-error", dataset: { loc: "predictions" }, hidden: true }),
         estimate.element,
       ),
@@ -118,17 +92,20 @@ export function newJobView(root, route, { navigate }) {
 
   function sync() {
     predictions.sync();
-    for (const input of [loraR, loraAlpha]) input.disabled = !loraOn.checked;
+    training.sync();
+    method.sync();
+    outcomes.sync();
+    tryIt.sync();
   }
 
   form.addEventListener("input", (event) => {
     sync();
     if (event.target === predictions.schemaText || event.target === predictions.useSchema) predictions.parseSchema();
-    if (event.target !== predictions.schemaText) estimate.schedule();
+    if (event.target !== predictions.schemaText && !tryIt.element.contains(event.target)) estimate.schedule();
   });
-  form.addEventListener("change", () => {
+  form.addEventListener("change", (event) => {
     sync();
-    estimate.schedule();
+    if (!tryIt.element.contains(event.target)) estimate.schedule();
   });
 
   form.addEventListener("submit", async (event) => {
@@ -156,15 +133,38 @@ export function newJobView(root, route, { navigate }) {
     }
   });
 
+  // "New job from this one": every setting of that job, once the selects hold the catalog and the datasets.
+  async function fillFrom(jobId) {
+    try {
+      const job = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
+      if (destroyed) return;
+      const config = job.config;
+      graders.fill(config.predictions.graders);
+      method.fill(config.method);
+      outcomes.fill(config.predictions);
+      training.fill(config);
+      predictions.fill(config.predictions);
+      about.fill(config);
+      cloneNote.textContent = `Filled from job ${job.name ?? shortId(job.job_id)}: change what you want, then create the new job.`;
+      sync();
+    } catch (exc) {
+      cloneNote.textContent = `Could not read job ${jobId}: ${exc.message}`;
+    }
+  }
+
   sync();
   Promise.allSettled([
     getLimits().then((limits) => {
-      if (!destroyed) predictions.applyLimits(limits);
+      if (destroyed) return;
+      predictions.applyLimits(limits);
+      method.applyLimits(limits);
     }),
     sources.load(),
-  ]).then(() => {
-    if (!destroyed) estimate.update();
-  });
+  ])
+    .then(() => (fromJob && !destroyed ? fillFrom(fromJob) : null))
+    .then(() => {
+      if (!destroyed) estimate.update();
+    });
   sources.model.focus();
 
   return {

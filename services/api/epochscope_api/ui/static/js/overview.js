@@ -5,13 +5,13 @@ import { lineChart } from "./charts.js";
 import { checkpointCell, loadCheckpoints, metricValue } from "./checkpoints.js";
 import { clear, fmtEpoch, fmtInt, fmtNum, fmtPct, h } from "./dom.js";
 import { isPreferenceJob, preferenceCharts } from "./preference_chart.js";
+import { jobGraderNames } from "./predictions.js";
 
 const COLORS = { loss: "#2563eb", exact: "#16a34a", f1: "#9333ea", rouge: "#ea580c", valid: "#0891b2" };
 const GRADER_COLORS = ["#dc2626", "#0d9488", "#ca8a04", "#4f46e5", "#db2777", "#65a30d", "#7c3aed", "#0284c7"];
 
 // One line per grader: its pass rate in each round.
-function graderSeries(rounds) {
-  const names = [...new Set(rounds.flatMap((r) => Object.keys(r.graders || {})))];
+function graderSeries(names, rounds) {
   return names.map((name, index) => ({
     name: `${name} pass rate`,
     color: GRADER_COLORS[index % GRADER_COLORS.length],
@@ -26,6 +26,17 @@ function bestSeries(job, rounds) {
   if (!best) return [];
   const metric = job.config?.predictions?.checkpoints?.metric ?? "validator_pass_rate";
   return [{ name: `★ Best round (${metric.replace(/_/g, " ")})`, color: "#b8860b", points: [{ x: best.round_index, y: metricValue(best, metric) }] }];
+}
+
+// A grader's pass rate in one round, with its counts and mean score on hover; where it failed some answers, a link
+// to them (the predictions table filtered by that round and that grader failing).
+function graderCell(jobId, round, name) {
+  const summary = round.graders?.[name];
+  const title = summary ? `${name}: ${summary.passed} of ${summary.graded} passed, mean score ${fmtNum(summary.mean_score)}` : `${name}: not graded`;
+  const rate = fmtPct(summary?.pass_rate ?? null);
+  const failed = summary && summary.passed < summary.graded;
+  const query = `step=${round.step}&failing=${encodeURIComponent(name)}`;
+  return h("td", { class: "num", dataset: { col: "grader", grader: name }, title }, failed ? h("a", { href: `#/jobs/${jobId}/predictions?${query}` }, rate) : rate);
 }
 
 export function overviewTab(panel, context) {
@@ -51,6 +62,7 @@ export function overviewTab(panel, context) {
     clear(lossBox, lineChart([{ name: "Loss", color: COLORS.loss, points: lossPoints }], { title: "Training loss by step", xLabel: "step", yLabel: "loss", integerX: true }));
     if (preferenceBox) clear(preferenceBox, preferenceCharts(progress));
     if (!predictionsOn) return;
+    const graders = jobGraderNames(context.state);
 
     // A round's metrics are null until its summary arrives (the chart skips them): in-progress rounds draw nothing.
     const series = [
@@ -58,7 +70,7 @@ export function overviewTab(panel, context) {
       { name: "F1", color: COLORS.f1, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "f1") })) },
       { name: "ROUGE-L", color: COLORS.rouge, points: rounds.map((r) => ({ x: r.round_index, y: roundScore(r, "rouge_l") })), dash: "5 3" },
       { name: "Validator pass rate", color: COLORS.valid, points: rounds.map((r) => ({ x: r.round_index, y: passRate(r) })) },
-      ...graderSeries(rounds),
+      ...graderSeries(graders, rounds),
       ...bestSeries(job, rounds),
     ].filter((line) => line.points.some((p) => p.y != null));
     clear(
@@ -77,7 +89,9 @@ export function overviewTab(panel, context) {
       h("div", { class: "table-wrap" },
         h("table", { class: "data", id: "rounds-table" },
           h("caption", { class: "sr-only" }, "One row per prediction round"),
-          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L", "Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
+          h("thead", {}, h("tr", {}, ["Round", "Epoch", "Step", "Trigger", "Predictions", "Validator pass rate", "Exact match", "F1", "ROUGE-L"].map((name) => h("th", { scope: "col" }, name)),
+            graders.map((name) => h("th", { scope: "col", class: "grader-col", title: `Grader ${name}: pass rate` }, `${name} pass rate`)),
+            ["Tokens", "Checkpoint", ""].map((name) => h("th", { scope: "col" }, name)))),
           h("tbody", {},
             rounds.map((r) =>
               h("tr", { dataset: { roundIndex: r.round_index }, class: r.round_index === job.best_round ? "best-round" : null },
@@ -90,6 +104,7 @@ export function overviewTab(panel, context) {
                 h("td", { class: "num", dataset: { col: "exact-match" } }, fmtPct(roundScore(r, "exact_match"))),
                 h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(roundScore(r, "f1"))),
                 h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(roundScore(r, "rouge_l"))),
+                graders.map((name) => graderCell(context.jobId, r, name)),
                 h("td", { class: "num" }, fmtInt(r.tokens)),
                 checkpointCell(context.jobId, checkpoints.get(r.round_index), `round-${r.round_index}`),
                 h("td", {},

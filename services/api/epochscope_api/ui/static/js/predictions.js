@@ -1,4 +1,5 @@
-// The predictions table: round / epoch filters, keyset pagination, click to expand, validator badge, scores.
+// The predictions table: round / epoch / failing-grader filters, keyset pagination, click to expand, validator badge,
+// each grader's verdict, scores.
 
 import { api, score } from "./api.js";
 import { clear, debounce, expandable, fmtEpoch, fmtNum, h } from "./dom.js";
@@ -13,9 +14,29 @@ export function validatorBadge(row) {
   return h("span", { class: "badge valid-none", title: "No validators configured" }, "—");
 }
 
+// Each grader's verdict on one answer, by name; its reason on hover.
+export function gradeBadges(grades) {
+  const entries = Object.entries(grades || {});
+  if (!entries.length) return h("span", { class: "muted" }, "—");
+  return h(
+    "ul",
+    { class: "grades" },
+    entries.map(([name, grade]) =>
+      h("li", { class: grade.passed ? "pass" : "fail", dataset: { grader: name, passed: String(grade.passed) }, title: grade.error ?? "" }, `${grade.passed ? "✓" : "✗"} ${name} ${fmtNum(grade.score, 2)}`),
+    ),
+  );
+}
+
+// The job's graders by name: its config's, then any other its rounds name.
+export function jobGraderNames(state) {
+  const configured = (state.job?.config?.predictions?.graders ?? []).map((grader) => grader.name);
+  return [...new Set([...configured, ...state.rounds.flatMap((r) => Object.keys(r.graders || {}))])];
+}
+
 export function predictionsTab(panel, context, query) {
   let step = query.get("step") ?? "";
   let epoch = query.get("epoch") ?? "";
+  let failing = query.get("failing") ?? "";
   let pageSize = 25;
   let cursors = [null]; // cursors[i] fetches page i
   let page = 0;
@@ -25,6 +46,7 @@ export function predictionsTab(panel, context, query) {
 
   const roundSelect = h("select", { id: "round-filter" });
   const epochSelect = h("select", { id: "epoch-filter" });
+  const failingSelect = h("select", { id: "failing-filter" });
   const sizeSelect = h("select", { id: "page-size" }, PAGE_SIZES.map((size) => h("option", { value: size }, size)));
   const prev = h("button", { type: "button", id: "prev-page", onclick: () => go(page - 1) }, "← Previous");
   const next = h("button", { type: "button", id: "next-page", onclick: () => go(page + 1) }, "Next →");
@@ -39,13 +61,14 @@ export function predictionsTab(panel, context, query) {
       { class: "toolbar" },
       h("label", { for: "round-filter" }, "Round"), roundSelect,
       h("label", { for: "epoch-filter" }, "Epoch"), epochSelect,
+      h("label", { for: "failing-filter" }, "Failing grader"), failingSelect,
       h("label", { for: "page-size" }, "Rows per page"), sizeSelect,
     ),
     h("div", { class: "table-wrap" },
       h("table", { class: "data predictions", id: "predictions-table" },
         h("caption", { class: "sr-only" }, "Predictions; buttons in the text columns expand the full text"),
         h("thead", {}, h("tr", {},
-          ["Round", "Epoch", "Step", "Sample", "Prompt", "Ground truth", "Prediction", "Validator", "Exact match", "F1", "ROUGE-L", "Tokens"].map((name) => h("th", { scope: "col" }, name)))),
+          ["Round", "Epoch", "Step", "Sample", "Prompt", "Ground truth", "Prediction", "Validator", "Graders", "Exact match", "F1", "ROUGE-L", "Tokens"].map((name) => h("th", { scope: "col" }, name)))),
         body,
       ),
     ),
@@ -65,6 +88,10 @@ export function predictionsTab(panel, context, query) {
     if (step && !rounds.some((r) => String(r.step) === step)) roundSelect.append(h("option", { value: step }, `Step ${step}`));
     roundSelect.value = step;
     epochSelect.value = epoch;
+    const graders = jobGraderNames(context.state);
+    if (failing && !graders.includes(failing)) graders.push(failing);
+    clear(failingSelect, h("option", { value: "" }, "Any answer"), graders.map((name) => h("option", { value: name }, name)));
+    failingSelect.value = failing;
   }
 
   function row(p) {
@@ -79,6 +106,7 @@ export function predictionsTab(panel, context, query) {
       h("td", { class: "text", dataset: { col: "ground-truth" } }, p.ground_truth == null ? h("span", { class: "muted" }, "none") : expandable(p.ground_truth, 60, "ground truth")),
       h("td", { class: "text", dataset: { col: "prediction" } }, expandable(p.prediction, 60, "prediction")),
       h("td", { dataset: { col: "validator" } }, validatorBadge(p)),
+      h("td", { dataset: { col: "graders" } }, gradeBadges(p.grades)),
       h("td", { class: "num", dataset: { col: "exact-match" } }, fmtNum(score(p, "exact_match"), 2)),
       h("td", { class: "num", dataset: { col: "f1" } }, fmtNum(score(p, "f1"))),
       h("td", { class: "num", dataset: { col: "rouge-l" } }, fmtNum(score(p, "rouge_l"))),
@@ -91,7 +119,7 @@ export function predictionsTab(panel, context, query) {
     status.textContent = "Loading…";
     try {
       const data = await api(`/v1/jobs/${context.jobId}/predictions`, {
-        query: { limit: pageSize, cursor: cursors[page], step, epoch },
+        query: { limit: pageSize, cursor: cursors[page], step, epoch, failing_grader: failing },
       });
       if (destroyed || mine !== request) return;
       result = data;
@@ -127,6 +155,10 @@ export function predictionsTab(panel, context, query) {
     epoch = epochSelect.value;
     reset();
   });
+  failingSelect.addEventListener("change", () => {
+    failing = failingSelect.value;
+    reset();
+  });
   sizeSelect.addEventListener("change", () => {
     pageSize = Number(sizeSelect.value);
     reset();
@@ -145,9 +177,11 @@ export function predictionsTab(panel, context, query) {
     update(nextQuery) {
       const newStep = nextQuery.get("step") ?? "";
       const newEpoch = nextQuery.get("epoch") ?? "";
-      if (newStep !== step || newEpoch !== epoch) {
+      const newFailing = nextQuery.get("failing") ?? "";
+      if (newStep !== step || newEpoch !== epoch || newFailing !== failing) {
         step = newStep;
         epoch = newEpoch;
+        failing = newFailing;
         renderFilters();
         reset();
       }
