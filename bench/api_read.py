@@ -218,7 +218,7 @@ async def measure_sql(
 ) -> Measurement:
     async def one(_: int) -> None:
         async with user_transaction(pool, OWNER) as conn:
-            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES)
+            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES, None)
 
     return await with_cpu(lambda: measure(one, clients, size), time.process_time)
 
@@ -260,7 +260,7 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
             async with user_transaction(pool, OWNER) as conn:
                 sql_rows = await conn.fetch(
-                    PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE, PAGE_MAX_BYTES
+                    PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE, PAGE_MAX_BYTES, None
                 )
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
