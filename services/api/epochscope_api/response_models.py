@@ -130,6 +130,15 @@ class CheckpointFileInfo(BaseModel):
     sha256: str
 
 
+class HumanRanking(BaseModel):
+    """A checkpoint's round as the user judged it (the `human` grader)."""
+
+    graded: int = Field(description="Verdicts on the round's predictions.")
+    passed: int = Field(description="Of them, good.")
+    pass_rate: float
+    lower_bound: float = Field(description="The Wilson 95% interval's low end of the pass rate: what ranks.")
+
+
 class Checkpoint(BaseModel):
     """The weights behind one round (or the final weights), kept in the object store."""
 
@@ -142,7 +151,10 @@ class Checkpoint(BaseModel):
     sha256: str = Field(description="Of the files' names and SHA-256s, one 'name sha256' line each, in order.")
     files: list[CheckpointFileInfo]
     metrics: dict[str, float | None] = Field(description="The round's metrics by name.")
-    best: bool = Field(description="The best round checkpoint by the job's checkpoint metric.")
+    best: bool = Field(description="The best round checkpoint by the list's `metric`.")
+    human: HumanRanking | None = Field(
+        default=None, description="With rank_by=human: the user's verdicts on the round; null without any."
+    )
     save_ms: float = Field(description="Writing the weights to the trainer's disk.")
     stall_ms: float | None = Field(
         description="How long training waited for the save; null for a background round's (it ran beside training)."
@@ -151,7 +163,10 @@ class Checkpoint(BaseModel):
 
 
 class CheckpointList(BaseModel):
-    metric: str = Field(description="The metric `best` is judged by: the job's predictions.checkpoints.metric.")
+    metric: str = Field(
+        description="The metric `best` is judged by: the job's predictions.checkpoints.metric, or"
+        " `grader_pass_rate:human` with rank_by=human."
+    )
     items: list[Checkpoint] = Field(description="Kept checkpoints in round order, the final weights last.")
     best_checkpoint_id: UUID | None
 

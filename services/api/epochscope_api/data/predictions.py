@@ -8,14 +8,24 @@ from pydantic import TypeAdapter
 
 from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.page_bytes import bounded_by_bytes, text_bytes, without_measures
+from epochscope_api.data.verdicts import graded
 from epochscope_api.errors import JobNotFound, SampleNotFound
 from epochscope_api.response_models import Prediction, PredictionPage, SampleHistory, SampleRound
 
-# What the API reads of a prediction row (the writer inserts more: job_id, seq, ...).
-PREDICTION_READ_COLUMNS = (
+_READ_COLUMNS = (
     "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
-    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, grades, truncated, created_at"
+    " latency_ms, valid, validation_error, exact_match, f1, rouge_l"
 )
+
+
+def prediction_columns(table: str) -> str:
+    """What the API reads of a prediction row of `table` (a name or alias; the writer inserts more: job_id, seq,
+    ...): its grades with the user's verdict as the `human` grade."""
+    columns = ", ".join(f"{table}.{column.strip()}" for column in _READ_COLUMNS.split(","))
+    return f"{columns}, {graded(table)} AS grades, {table}.truncated, {table}.created_at"
+
+
+PREDICTION_READ_COLUMNS = prediction_columns("training_predictions")
 # A row's size, for pages bounded in bytes (page_bytes.py): its text columns, measured in Postgres.
 PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error", "grades::text")
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
