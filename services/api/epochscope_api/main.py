@@ -50,6 +50,7 @@ from epochscope_api.routers import (
     limits,
     models,
     predictions,
+    preference_pairs,
     rollouts,
     stream,
     timeline,
@@ -139,6 +140,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         exports,
         checkpoints,
         verdicts,
+        preference_pairs,
     )
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None

@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from epochscope_api.preference_models import DatasetProvenance
 from epochscope_runtime.dataset_rows import FileType, RowFormat
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStatus, PredictionScores, RewardProgress, RoundTrigger
@@ -345,6 +346,9 @@ class Dataset(BaseModel):
     usable_rows: int
     created_at: datetime
     report: DatasetReport
+    provenance: DatasetProvenance | None = Field(
+        default=None, description="Where the API built it from (preference pairs of a job's rounds); null: uploaded."
+    )
 
 
 class DatasetPage(BaseModel):
