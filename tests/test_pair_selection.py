@@ -5,7 +5,9 @@ from epochscope_api.service_layer.pair_selection import Answer, Pair, pair_row, 
 ALL = ["correction", "ground_truth", "passed"]
 
 
-def answer(r: int, passed: bool | None, text: str | None = None, correction: str | None = None, cut: bool = False):
+def answer(
+    r: int, passed: bool | None, text: str | None = None, correction: str | None = None, cut: bool = False
+) -> Answer:
     return Answer("row-000001", r, text or f"a{r}", "truth", passed, correction, cut)
 
 
