@@ -45,7 +45,8 @@ def chat_rows() -> list[dict[str, Any]]:
 
 async def pairs_job(admin: Any, owner: str, dataset_id: str) -> uuid.UUID:
     """A completed job on the dataset whose answers follow PASSES; round 1's answer of sample 3 was cut."""
-    config = {"model": "tiny", "dataset_id": dataset_id, "predictions": {"enabled": True}}
+    predictions = {"enabled": True, "graders": [{"name": "json", "type": "json_parse"}]}
+    config = {"model": "tiny", "dataset_id": dataset_id, "predictions": predictions}
     job_id = await insert_job(admin, owner, status="completed", config=config)
     rows = []
     for r in range(len(PASSES[0])):
