@@ -203,3 +203,34 @@ async def test_verdicts_are_the_human_grader_everywhere(full_stack: Any, admin: 
     assert best["round_index"] == 1 and best["checkpoint_id"] == by_human["best_checkpoint_id"]
     assert [(c["human"]["graded"], c["human"]["passed"]) for c in by_human["items"]] == [(3, 1), (2, 2), (2, 1)]
     assert bad_rank.status_code == 422
+
+
+async def test_the_best_checkpoint_by_verdicts_does_not_reward_few_verdicts(full_stack: Any, admin: Any) -> None:
+    """Round 0: 1 good of 1 judged (a rate of 1, Wilson low end 0.21); round 1: 4 good of 5 (0.8, low end 0.38).
+    A demanding user trusts round 1 more, and so does the ranking; by the raw rate round 0 would win."""
+    job_id = await timeline_job(admin, "ranker", str(uuid.uuid4()))
+    for r in range(2):
+        await admin.execute(
+            "INSERT INTO job_rounds (job_id, round_index, owner_id, epoch, step, trigger, predictions, validated,"
+            " valid, scored, tokens_generated, wall_ms, stall_ms, occurred_at)"
+            " VALUES ($1, $2::int, 'ranker', $2::int::float8, $2::int * 10, 'epoch', 5, 0, 0, 0, 0, 1, 1, now())",
+            job_id,
+            r,
+        )
+        await admin.execute(
+            "INSERT INTO job_checkpoints (checkpoint_id, job_id, owner_id, round_index, step, epoch, final, key,"
+            " files, bytes, sha256, metrics, save_ms, stall_ms, upload_ms, occurred_at)"
+            " VALUES (gen_random_uuid(), $1, 'ranker', $2::int, $2::int * 10, $2::int, false, 'k', '[]', 0, 's',"
+            " '{}', 0, 0, 0, now())",
+            job_id,
+            r,
+        )
+    async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=30, headers=auth(full_stack, "ranker")) as c:
+        await c.put(verdict_path(job_id, 0, 0), json={"good": True})
+        for i in range(5):
+            await c.put(verdict_path(job_id, 1, i), json={"good": i != 4})
+        ranked = (await c.get(f"/v1/jobs/{job_id}/checkpoints", params={"rank_by": "human"})).json()
+    humans = [c["human"] for c in ranked["items"]]
+    assert [(h["graded"], h["passed"], h["pass_rate"]) for h in humans] == [(1, 1, 1.0), (5, 4, 0.8)]
+    assert [round(h["lower_bound"], 4) for h in humans] == [0.2065, 0.3755]
+    assert [c["best"] for c in ranked["items"]] == [False, True]
