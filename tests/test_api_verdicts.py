@@ -53,6 +53,7 @@ async def test_a_verdict_is_set_changed_read_listed_and_removed(full_stack: Any,
         removed_again = await c.delete(path)
         no_prediction = await c.put(f"/v1/jobs/{job_id}/predictions/11/row-000003/verdict", json={"good": True})
         nul = await c.put(f"/v1/jobs/{job_id}/predictions/10/row%00/verdict", json={"good": True})
+        too_long = await c.get(f"/v1/jobs/{job_id}/predictions/10/{'r' * 201}/verdict")
         limits = await c.put(path, json={"good": False, "note": "n" * 2001, "correction": "c" * (32 << 10)})
         nul_note = await c.put(path, json={"good": False, "note": "a\x00b"})
         extra = await c.put(path, json={"good": False, "score": 1})
@@ -62,7 +63,7 @@ async def test_a_verdict_is_set_changed_read_listed_and_removed(full_stack: Any,
     assert read.json() == changed.json() and listed["items"] == [changed.json()] and listed["next_cursor"] is None
     assert removed.status_code == 204 and gone.status_code == 404 and removed_again.status_code == 404
     assert no_prediction.status_code == 404 and "prediction not found" in no_prediction.text
-    assert nul.status_code == 404
+    assert nul.status_code == 404 and too_long.status_code == 404
     assert limits.status_code == 422
     assert [e["loc"] for e in limits.json()["detail"]] == [["body", "note"]]  # the correction is at its limit
     assert "EPOCHSCOPE_VERDICT_NOTE_MAX_CHARS" in limits.text

@@ -37,6 +37,14 @@ def with_human_summary(graders: str, job_id: str, step: str) -> str:
     )
 
 
+SAMPLE_ID_MAX_CHARS = 200  # sample ids are `row-NNNNNN`: a longer one names no prediction
+
+
+def _no_such_id(sample_id: str) -> bool:
+    """A sample id no prediction has: too long, or holding a NUL (which no text in Postgres holds)."""
+    return len(sample_id) > SAMPLE_ID_MAX_CHARS or "\x00" in sample_id
+
+
 _READ_SQL = (
     "SELECT v.step, v.sample_id, p.round_index, v.good, v.note, v.correction, v.created_at, v.updated_at"
     " FROM prediction_verdicts v JOIN training_predictions p USING (job_id, step, sample_id)"
@@ -55,7 +63,7 @@ async def upsert_verdict(
 ) -> tuple[dict[str, Any], bool]:
     """Sets the verdict on the prediction (job, step, sample); (its fields, whether it is new). PredictionNotFound
     when the user has no such prediction (another user's reads as none)."""
-    if "\x00" in sample_id or not await conn.fetchval(
+    if _no_such_id(sample_id) or not await conn.fetchval(
         "SELECT true FROM training_predictions WHERE job_id = $1 AND step = $2 AND sample_id = $3",
         job_id,
         step,
@@ -80,7 +88,7 @@ async def upsert_verdict(
 
 async def fetch_verdict(conn: asyncpg.Connection, job_id: uuid.UUID, step: int, sample_id: str) -> dict[str, Any]:
     """The verdict on one prediction; VerdictNotFound without one."""
-    if "\x00" in sample_id:
+    if _no_such_id(sample_id):
         raise VerdictNotFound
     row = await conn.fetchrow(
         f"{_READ_SQL} WHERE v.job_id = $1 AND v.step = $2 AND v.sample_id = $3", job_id, step, sample_id
@@ -92,7 +100,7 @@ async def fetch_verdict(conn: asyncpg.Connection, job_id: uuid.UUID, step: int, 
 
 async def delete_verdict(conn: asyncpg.Connection, job_id: uuid.UUID, step: int, sample_id: str) -> None:
     """Removes the verdict on one prediction; VerdictNotFound without one."""
-    if "\x00" in sample_id:
+    if _no_such_id(sample_id):
         raise VerdictNotFound
     deleted = await conn.fetchval(
         "DELETE FROM prediction_verdicts WHERE job_id = $1 AND step = $2 AND sample_id = $3 RETURNING true",

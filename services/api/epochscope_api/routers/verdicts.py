@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["verdicts"])
 
 PREDICTION = "/predictions/{step}/{sample_id}/verdict"
 Step = Annotated[int, Path(ge=0, le=INT4_MAX, description="The prediction's global step.")]
-SampleId = Annotated[str, Path(max_length=200, description="The prediction's sample id.")]
+# Not bounded in the schema: a path value past SAMPLE_ID_MAX_CHARS names no prediction (a 404), as an unknown one.
+SampleId = Annotated[str, Path(description="The prediction's sample id.")]
 
 
 @router.put(
