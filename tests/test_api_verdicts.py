@@ -57,6 +57,7 @@ async def test_a_verdict_is_set_changed_read_listed_and_removed(full_stack: Any,
         limits = await c.put(path, json={"good": False, "note": "n" * 2001, "correction": "c" * (32 << 10)})
         nul_note = await c.put(path, json={"good": False, "note": "a\x00b"})
         extra = await c.put(path, json={"good": False, "score": 1})
+        coerced = await c.put(path, json={"good": 0})
     assert created.status_code == 201 and created.json()["note"] == "too long"
     assert created.json()["round_index"] == 1 and created.json()["correction"] == '{"city": "Oslo"}'
     assert changed.status_code == 200 and changed.json()["good"] is True and changed.json()["note"] is None
@@ -68,7 +69,7 @@ async def test_a_verdict_is_set_changed_read_listed_and_removed(full_stack: Any,
     assert [e["loc"] for e in limits.json()["detail"]] == [["body", "note"]]  # the correction is at its limit
     assert "EPOCHSCOPE_VERDICT_NOTE_MAX_CHARS" in limits.text
     assert nul_note.status_code == 422 and nul_note.json()["detail"][0]["loc"] == ["body", "note"]
-    assert extra.status_code == 422
+    assert extra.status_code == 422 and coerced.status_code == 422
 
 
 async def test_another_users_predictions_and_verdicts_are_not_found(full_stack: Any, admin: Any) -> None:

@@ -16,7 +16,7 @@ class PairRule(BaseModel):
     an earlier round got right against the one a later round got wrong); then for every other failed answer the
     first source of `chosen` the sample has."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     grader: str = Field(
         pattern=GRADER_NAME_PATTERN,

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class VerdictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # `good: 0` is no verdict: no lax coercion
 
     good: bool = Field(description="True: the answer is good (the `human` grader passes it); false: bad.")
     note: str | None = Field(default=None, description="Why, in a few words; at most the server's note limit.")
