@@ -182,6 +182,16 @@ def test_a_nul_character_and_a_model_outside_the_catalog_are_field_errors() -> N
     assert "catalog" in raised.value.errors()[0]["msg"]
 
 
+def test_a_grader_named_human_is_refused_at_the_field_the_user_wrote() -> None:
+    settings = api_settings(jwt_secret="j" * 32, models=[MODEL])
+    graders = [{"name": "ok", "type": "json_parse"}, {"name": "human", "type": "json_parse"}]
+    config = JobConfig(model="m", dataset_id=DATASET_ID, predictions={"graders": graders})
+    with pytest.raises(RequestValidationError) as raised:
+        check_job_config(config, settings)
+    assert [error["loc"] for error in raised.value.errors()] == [("body", "predictions", "graders", 1, "name")]
+    assert "verdicts" in raised.value.errors()[0]["msg"]
+
+
 JWKS_FETCHES: Counter[str] = Counter()
 
 

@@ -29,6 +29,20 @@ class SampleNotFound(DomainError):
         super().__init__("sample not found")
 
 
+class PredictionNotFound(DomainError):
+    """The job has no prediction at this step for this sample (another user's reads as none)."""
+
+    def __init__(self) -> None:
+        super().__init__("prediction not found")
+
+
+class VerdictNotFound(DomainError):
+    """The user has not judged this prediction."""
+
+    def __init__(self) -> None:
+        super().__init__("verdict not found")
+
+
 class BadParameter(DomainError):
     """A query parameter the schema accepts but the request cannot be served with; the message names it."""
 

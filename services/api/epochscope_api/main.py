@@ -25,11 +25,13 @@ from epochscope_api.errors import (
     EventTooLarge,
     GraderTimedOut,
     JobNotFound,
+    PredictionNotFound,
     QuotaExceeded,
     SampleNotFound,
     UnknownDatasets,
     UnusableUpload,
     UploadTooLarge,
+    VerdictNotFound,
 )
 from epochscope_api.http.api_docs import install_api_docs
 from epochscope_api.http.body_limit import BodyLimit
@@ -54,9 +56,11 @@ from epochscope_api.routers import (
     openai_job_history,
     openai_jobs,
     predictions,
+    preference_pairs,
     rollouts,
     stream,
     timeline,
+    verdicts,
 )
 from epochscope_api.settings import ApiSettings, load_settings
 from epochscope_api.ui import ui
@@ -66,6 +70,8 @@ DOMAIN_ERROR_STATUS: dict[type[DomainError], int] = {
     JobNotFound: status.HTTP_404_NOT_FOUND,
     CheckpointNotFound: status.HTTP_404_NOT_FOUND,
     SampleNotFound: status.HTTP_404_NOT_FOUND,
+    PredictionNotFound: status.HTTP_404_NOT_FOUND,
+    VerdictNotFound: status.HTTP_404_NOT_FOUND,
     BadCursor: status.HTTP_422_UNPROCESSABLE_CONTENT,
     BadParameter: status.HTTP_422_UNPROCESSABLE_CONTENT,
     UnknownDatasets: status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -144,6 +150,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         comparisons,
         exports,
         checkpoints,
+        verdicts,
+        preference_pairs,
     )
     for router in (module.router for module in routers):
         shared = error_responses(400, 401, 413, 422) if router is not health.router else None

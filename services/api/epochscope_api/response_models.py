@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from epochscope_api.preference_models import DatasetProvenance
 from epochscope_runtime.dataset_rows import FileType, RowFormat
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStatus, PredictionScores, RewardProgress, RoundTrigger
@@ -136,6 +137,15 @@ class CheckpointFileInfo(BaseModel):
     sha256: str
 
 
+class HumanRanking(BaseModel):
+    """A checkpoint's round as the user judged it (the `human` grader)."""
+
+    graded: int = Field(description="Verdicts on the round's predictions.")
+    passed: int = Field(description="Of them, good.")
+    pass_rate: float
+    lower_bound: float = Field(description="The Wilson 95% interval's low end of the pass rate: what ranks.")
+
+
 class Checkpoint(BaseModel):
     """The weights behind one round (or the final weights), kept in the object store."""
 
@@ -148,7 +158,10 @@ class Checkpoint(BaseModel):
     sha256: str = Field(description="Of the files' names and SHA-256s, one 'name sha256' line each, in order.")
     files: list[CheckpointFileInfo]
     metrics: dict[str, float | None] = Field(description="The round's metrics by name.")
-    best: bool = Field(description="The best round checkpoint by the job's checkpoint metric.")
+    best: bool = Field(description="The best round checkpoint by the list's `metric`.")
+    human: HumanRanking | None = Field(
+        default=None, description="With rank_by=human: the user's verdicts on the round; null without any."
+    )
     save_ms: float = Field(description="Writing the weights to the trainer's disk.")
     stall_ms: float | None = Field(
         description="How long training waited for the save; null for a background round's (it ran beside training)."
@@ -157,7 +170,10 @@ class Checkpoint(BaseModel):
 
 
 class CheckpointList(BaseModel):
-    metric: str = Field(description="The metric `best` is judged by: the job's predictions.checkpoints.metric.")
+    metric: str = Field(
+        description="The metric `best` is judged by: the job's predictions.checkpoints.metric, or"
+        " `grader_pass_rate:human` with rank_by=human."
+    )
     items: list[Checkpoint] = Field(description="Kept checkpoints in round order, the final weights last.")
     best_checkpoint_id: UUID | None
 
@@ -353,6 +369,9 @@ class Dataset(BaseModel):
     usable_rows: int
     created_at: datetime
     report: DatasetReport
+    provenance: DatasetProvenance | None = Field(
+        default=None, description="Where the API built it from (preference pairs of a job's rounds); null: uploaded."
+    )
 
 
 class DatasetPage(BaseModel):

@@ -173,6 +173,14 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Characters of the answer, the prompt and each reference POST /v1/graders/run grades.",
     )
+    verdict_note_max_chars: int = Field(default=2000, ge=1, description="Characters of a verdict's note.")
+    verdict_correction_max_chars: int = Field(
+        default=32 << 10, ge=1, description="Characters of a verdict's corrected answer."
+    )
+    verdicts_page_max: int = Field(default=500, ge=1, description="Most verdicts per page of a job's verdicts.")
+    preference_pairs_max: int = Field(
+        default=2000, ge=1, description="Most preference pairs one POST /v1/jobs/{id}/preference-pairs builds."
+    )
     grader_run_timeout_seconds: float = Field(
         default=5.0, gt=0, description="How long POST /v1/graders/run waits for its grader; beyond, a 503."
     )

@@ -16,7 +16,9 @@ from epochscope_api.response_models import Dataset, DatasetPage, DatasetReport
 from epochscope_runtime.dataset_rows import FileType, RowFormat
 
 DATASET_COLUMNS = (
-    "dataset_id, filename, file_type, row_format, object_key, bytes, sha256, rows, usable_rows, report, created_at"
+    "dataset_id, filename, file_type, row_format, object_key, bytes, sha256, rows, usable_rows, report, created_at,"
+    " (SELECT jsonb_build_object('job_id', p.job_id, 'rounds', p.rounds, 'rule', p.rule, 'pairs', p.pairs,"
+    " 'regressions', p.regressions) FROM dataset_provenance p WHERE p.dataset_id = datasets.dataset_id) AS provenance"
 )
 LIVE_JOBS_SQL = (
     "SELECT j.job_id FROM job_datasets jd JOIN jobs j ON j.job_id = jd.job_id"
@@ -39,6 +41,7 @@ class StoredDataset:
     usable_rows: int
     report: dict[str, Any]
     created_at: datetime | None = None  # None until the row is inserted
+    provenance: dict[str, Any] | None = None  # set for a dataset the API built (dataset_provenance)
 
     def public(self) -> Dataset:
         assert self.created_at is not None, "a stored row has its created_at"
@@ -53,6 +56,7 @@ class StoredDataset:
             usable_rows=self.usable_rows,
             created_at=self.created_at,
             report=DatasetReport.model_validate(self.report),
+            provenance=self.provenance,
         )
 
 
@@ -89,6 +93,23 @@ async def insert_dataset(conn: asyncpg.Connection, owner_id: str, dataset: Store
         dataset.report,
     )
     return _stored(row)
+
+
+async def insert_provenance(
+    conn: asyncpg.Connection, owner_id: str, dataset_id: uuid.UUID, provenance: dict[str, Any]
+) -> None:
+    """Records what a built dataset came from (DatasetProvenance's fields)."""
+    await conn.execute(
+        "INSERT INTO dataset_provenance (dataset_id, owner_id, job_id, rounds, rule, pairs, regressions)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        dataset_id,
+        owner_id,
+        provenance["job_id"],
+        provenance["rounds"],
+        provenance["rule"],
+        provenance["pairs"],
+        provenance["regressions"],
+    )
 
 
 def _timestamp(value: Any) -> datetime:

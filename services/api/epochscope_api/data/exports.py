@@ -9,12 +9,12 @@ import asyncpg
 
 from epochscope_api.data.comparisons import fetch_compared_jobs, shared_sample_ids
 from epochscope_api.data.db import user_transaction
-from epochscope_api.data.predictions import PREDICTION_READ_COLUMNS
+from epochscope_api.data.predictions import prediction_columns
 from epochscope_schemas.config import JobConfig
 
 PAGE_ROWS = 200  # rows per page; a row holds at most 3 texts of the trainer's size limit each
 _EXPORT_SQL = (
-    f"SELECT p.job_id, j.name AS job_name, {', '.join('p.' + c.strip() for c in PREDICTION_READ_COLUMNS.split(','))}"
+    f"SELECT p.job_id, j.name AS job_name, {prediction_columns('p')}"
     " FROM training_predictions p JOIN jobs j USING (job_id)"
     " WHERE p.job_id = ANY($1) AND ($2::text[] IS NULL OR p.sample_id = ANY($2))"
     " AND ($3::uuid IS NULL OR (p.job_id, p.step, p.sample_id) > ($3, $4, $5))"

@@ -9,14 +9,24 @@ from pydantic import TypeAdapter
 
 from epochscope_api.data.cursor import INT4, decode_cursor, encode_cursor, text
 from epochscope_api.data.page_bytes import bounded_by_bytes, text_bytes, without_measures
+from epochscope_api.data.verdicts import graded
 from epochscope_api.errors import JobNotFound, SampleNotFound
 from epochscope_api.response_models import Prediction, SampleHistory, SampleRound
 
-# What the API reads of a prediction row (the writer inserts more: job_id, seq, ...).
-PREDICTION_READ_COLUMNS = (
+_READ_COLUMNS = (
     "round_index, epoch, step, sample_id, sample_index, prompt, ground_truth, prediction, tokens_generated,"
-    " latency_ms, valid, validation_error, exact_match, f1, rouge_l, grades, truncated, created_at"
+    " latency_ms, valid, validation_error, exact_match, f1, rouge_l"
 )
+
+
+def prediction_columns(table: str) -> str:
+    """What the API reads of a prediction row of `table` (a name or alias; the writer inserts more: job_id, seq,
+    ...): its grades with the user's verdict as the `human` grade."""
+    columns = ", ".join(f"{table}.{column.strip()}" for column in _READ_COLUMNS.split(","))
+    return f"{columns}, {graded(table)} AS grades, {table}.truncated, {table}.created_at"
+
+
+PREDICTION_READ_COLUMNS = prediction_columns("training_predictions")
 # A row's size, for pages bounded in bytes (page_bytes.py): its text columns, measured in Postgres.
 PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error", "grades::text")
 
@@ -32,13 +42,13 @@ _SCORES_JSON = (
 )
 # A prediction as the JSON of the API's Prediction model, built by Postgres: a page is encoded once, where the rows
 # are, and the API passes it through (no per-row decoding, validation and re-encoding in Python). Non-finite numbers
-# become null, as pydantic writes them.
+# become null, as pydantic writes them; the grades carry the user's verdict as the `human` grade.
 PREDICTION_JSON = (
     f"json_build_object('round_index', round_index, 'epoch', {_finite('epoch')}, 'step', step,"
     " 'sample_id', sample_id, 'sample_index', sample_index, 'prompt', prompt, 'ground_truth', ground_truth,"
     f" 'prediction', prediction, 'tokens_generated', tokens_generated, 'latency_ms', {_finite('latency_ms')},"
     f" 'valid', valid, 'validation_error', validation_error, 'scores', {_SCORES_JSON},"
-    " 'grades', grades, 'truncated', truncated, 'created_at', created_at)::text"
+    f" 'grades', {graded('training_predictions')}, 'truncated', truncated, 'created_at', created_at)::text"
 )
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
 # The job comes along in the same round trip: no row means no such job for this user (RLS), and a
@@ -50,7 +60,7 @@ PREDICTION_PAGE_SQL = (
         " FROM training_predictions"
         " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
         " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
-        " AND ($8::text IS NULL OR grades -> $8 ->> 'passed' = 'false')"
+        f" AND ($8::text IS NULL OR {graded('training_predictions')} -> $8 ->> 'passed' = 'false')"
         " ORDER BY step, sample_id LIMIT $6",
         "step, sample_id",
         "$7",

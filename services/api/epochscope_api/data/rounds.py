@@ -1,5 +1,6 @@
-"""A job's prediction rounds: the trainer's summary is the only source of a round's metrics. A round whose summary
-has not arrived (in progress, or lost) is listed with its place and how many predictions are stored, nothing judged."""
+"""A job's prediction rounds: the trainer's summary is the only source of a round's metrics, and the user's verdicts
+add the `human` grader to it. A round whose summary has not arrived (in progress, or lost) is listed with its place
+and how many predictions are stored, nothing judged."""
 
 import uuid
 from typing import Any
@@ -7,13 +8,16 @@ from typing import Any
 import asyncpg
 from pydantic import TypeAdapter
 
+from epochscope_api.data.verdicts import with_human_summary
 from epochscope_api.response_models import RoundSummary
 from epochscope_schemas.checkpoints import round_metric
 
 # The trainer's round summaries.
 _SUMMARIZED_ROUNDS = (
     "SELECT round_index, epoch, step, trigger, true AS summarized, predictions, validated, valid, scored,"
-    " mean_exact_match, mean_f1, mean_rouge_l, graders, tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
+    " mean_exact_match, mean_f1, mean_rouge_l,"
+    f" {with_human_summary('job_rounds.graders', 'job_rounds.job_id', 'job_rounds.step')} AS graders,"
+    " tokens_generated AS tokens, wall_ms, stall_ms, occurred_at"
     " FROM job_rounds WHERE job_id = $1"
 )
 # Rounds without a summary: those after the last summarized one (in progress), and any gap below it. Only where

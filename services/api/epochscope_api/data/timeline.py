@@ -6,19 +6,23 @@ from typing import Any
 
 import asyncpg
 
+from epochscope_api.data.verdicts import graded
 
-def _verdicts(grader: str) -> str:
-    """Each grader's {"passed", "score"} of a row; only `grader`'s (an SQL expression) unless it is NULL."""
+
+def _verdicts(grader: str, table: str = "training_predictions") -> str:
+    """Each grader's {"passed", "score"} of a row of `table`, the user's `human` verdict included; only `grader`'s
+    (an SQL expression) unless it is NULL."""
     return (
         "(SELECT coalesce(jsonb_object_agg(key, jsonb_build_object('passed', value->'passed', 'score',"
-        f" value->'score')), '{{}}') FROM jsonb_each(grades) WHERE {grader} IS NULL OR key = {grader}) AS verdicts"
+        f" value->'score')), '{{}}') FROM jsonb_each({graded(table)}) WHERE {grader} IS NULL OR key = {grader})"
+        " AS verdicts"
     )
 
 
 TIMELINE_SQL = (
     "WITH page AS (SELECT DISTINCT sample_id FROM training_predictions WHERE job_id = $1 AND sample_id > $2"
     " ORDER BY sample_id LIMIT $3)"
-    f" SELECT p.sample_id, p.sample_index, p.round_index, {_verdicts('$4::text')}"
+    f" SELECT p.sample_id, p.sample_index, p.round_index, {_verdicts('$4::text', 'p')}"
     " FROM training_predictions p JOIN page USING (sample_id) WHERE p.job_id = $1 ORDER BY p.sample_id, p.round_index"
 )
 ROUNDS_SQL = (

@@ -5,10 +5,11 @@ Synchronous and isolated: it runs in a child process with a memory limit and a t
 decoded-bytes budgets of the row reader (dataset_limits.py), so that no upload can take the API process down with it.
 """
 
+import asyncio
 import csv
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
@@ -259,3 +260,14 @@ def _scan(
 
 
 preload(__name__)
+
+
+def scanner(
+    store: ObjectStore, counters: dict[str, TokenCounter], settings: ApiSettings
+) -> Callable[[str, FileType], Awaitable[Scan]]:
+    """scan_dataset off the event loop, as service_layer/datasets.py's upload runs it (an upload, a built file)."""
+
+    def scan(key: str, file_type: FileType) -> Awaitable[Scan]:
+        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings)
+
+    return scan

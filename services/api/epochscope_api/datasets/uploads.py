@@ -213,3 +213,27 @@ class RequestUpload:
 
     async def discard(self) -> None:
         await drain_body(self.request)
+
+
+@dataclass(frozen=True)
+class BuiltUpload:
+    """A file the API built (preference pairs, JSONL) as service_layer/datasets.py's UploadBody: stored under the
+    user's key as an upload is, then scanned and reported as one."""
+
+    store_: ObjectStore
+    user_id: str
+    filename: str
+    content: bytes
+
+    async def store(
+        self, dataset_id: uuid.UUID, limit: int, too_large: Callable[[], DomainError] | None
+    ) -> StoredUpload:
+        if len(self.content) > limit:
+            raise (too_large or (lambda: UploadTooLarge(limit)))()
+        key = object_key(self.user_id, dataset_id, FileType.JSONL)
+        await obstore.put_async(self.store_, key, self.content)
+        sha256 = hashlib.sha256(self.content).hexdigest()
+        return StoredUpload(self.filename, FileType.JSONL, key, len(self.content), sha256)
+
+    async def discard(self) -> None:
+        """Nothing arrived over the network: nothing to drain."""

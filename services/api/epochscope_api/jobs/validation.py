@@ -11,6 +11,7 @@ import asyncpg
 from fastapi.exceptions import RequestValidationError
 
 from epochscope_api.data.datasets import fetch_dataset
+from epochscope_api.data.verdicts import HUMAN
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
 from epochscope_api.jobs.estimate import count_rounds
 from epochscope_api.settings import ApiSettings
@@ -50,10 +51,15 @@ def _with_nul(value: Any, loc: tuple[str | int, ...] = ()) -> Iterator[tuple[str
 
 def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
     """The job's catalog model; a 422 naming every field that breaks a server limit, names a model outside the
-    catalog or holds a NUL."""
+    catalog, holds a NUL or names a grader `human` (the verdicts' grader)."""
     errors: list[FieldProblem] = list(limit_violations(config, settings.limits))
     errors += grpo_limit_violations(config.method, settings.grpo_limits)
     errors += [(loc, "must not contain a NUL character") for loc in _with_nul(config.model_dump(mode="json"))]
+    errors += [
+        (("predictions", *config.predictions.submitted_location(index), "name"), f"{HUMAN!r} is users' verdicts' name")
+        for index, grader in enumerate(config.predictions.graders)
+        if grader.name == HUMAN
+    ]
     model = settings.catalog_model(config.model)
     if model is None:
         offered = ", ".join(entry.id for entry in settings.models)

@@ -1,8 +1,9 @@
 """Checkpoints: a job's kept weights, listed with their round metrics, and downloaded as a streamed tar."""
 
 import uuid
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from epochscope_api.data.checkpoints import fetch_checkpoints, fetch_stored_checkpoint
@@ -10,6 +11,7 @@ from epochscope_api.deps import StoreDep, UserConn
 from epochscope_api.exports.checkpoint_archive import archive_bytes, check_objects, tar_stream
 from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import CheckpointList
+from epochscope_api.service_layer.checkpoints import checkpoints_ranked_by_human
 
 # A tar archive, served as generic binary: generated clients (openapi-python-client) read it as a File.
 TAR = "application/octet-stream"
@@ -19,8 +21,19 @@ router = APIRouter(prefix="/v1/jobs", tags=["checkpoints"])
 @router.get(
     "/{job_id}/checkpoints", response_model=CheckpointList, responses=NOT_FOUND, operation_id="list_checkpoints"
 )
-async def list_checkpoints(job_id: uuid.UUID, conn: UserConn) -> CheckpointList:
-    """The job's kept checkpoints in round order, each with its round's metrics; the best one marked."""
+async def list_checkpoints(
+    job_id: uuid.UUID,
+    conn: UserConn,
+    rank_by: Annotated[
+        Literal["job", "human"],
+        Query(description="job: the job's checkpoint metric; human: the user's verdicts on each round."),
+    ] = "job",
+) -> CheckpointList:
+    """The job's kept checkpoints in round order, each with its round's metrics; the best one marked. Ranked by
+    the user's verdicts (rank_by=human), a round's `human` pass rate counts by the low end of its Wilson 95%
+    interval, so 1 good of 1 judged does not beat 9 of 10; rounds without verdicts are not ranked."""
+    if rank_by == "human":
+        return await checkpoints_ranked_by_human(conn, job_id)
     return await fetch_checkpoints(conn, job_id)
 
 

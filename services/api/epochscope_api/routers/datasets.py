@@ -4,9 +4,7 @@ the validation report, page through the usable rows as the trainer reads them, d
 The upload and the deletion are service_layer/datasets.py's use cases.
 """
 
-import asyncio
 import uuid
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -14,13 +12,12 @@ from fastapi import APIRouter, Query, Request, status
 from epochscope_api.data.cursor import INT8, decode_cursor, encode_cursor
 from epochscope_api.data.datasets import fetch_dataset, fetch_dataset_page
 from epochscope_api.datasets.row_index import read_page
-from epochscope_api.datasets.scan import Scan, scan_dataset
+from epochscope_api.datasets.scan import scanner
 from epochscope_api.datasets.uploads import RequestUpload
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
 from epochscope_api.http.errors import QUOTA, error_responses
 from epochscope_api.response_models import Dataset, DatasetPage, DatasetRow, DatasetRowPage
 from epochscope_api.service_layer import datasets
-from epochscope_runtime.dataset_rows import FileType
 from epochscope_runtime.sampler import sample_id_of, to_sample
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -71,12 +68,8 @@ async def upload_dataset(
 ) -> Dataset:
     """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts). Past the
     user's quota of datasets or of their bytes, a 429 (`limit`: datasets or dataset_bytes) and nothing is kept."""
-
-    def scan(key: str, file_type: FileType) -> Awaitable[Scan]:
-        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings)
-
     body = RequestUpload(request, store, user_id)
-    return await datasets.upload_dataset(pool, store, user_id, body, scan, settings)
+    return await datasets.upload_dataset(pool, store, user_id, body, scanner(store, counters, settings), settings)
 
 
 @router.get("", response_model=DatasetPage, operation_id="list_datasets")

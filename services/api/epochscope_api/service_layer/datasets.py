@@ -8,11 +8,17 @@ arrives, and a dataset's objects are deleted only once the deletion of its row h
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
-from epochscope_api.data.datasets import StoredDataset, delete_dataset_row, insert_dataset
+from epochscope_api.data.datasets import (
+    StoredDataset,
+    delete_dataset_row,
+    fetch_dataset,
+    insert_dataset,
+    insert_provenance,
+)
 from epochscope_api.data.db import user_transaction
 from epochscope_api.data.quotas import check_dataset_room, dataset_bytes_left
 from epochscope_api.datasets.row_index import index_key
@@ -45,10 +51,12 @@ async def upload_dataset(
     body: UploadBody,
     scan: Scanner,
     settings: ApiSettings,
+    provenance: dict[str, Any] | None = None,
 ) -> Dataset:
     """The uploaded dataset with its validation report. Past the user's quota of datasets or of their bytes,
     QuotaExceeded and nothing is kept (the body discarded unread, or the stored part deleted); a file that is not
-    a usable dataset is refused by the scan and its objects deleted too."""
+    a usable dataset is refused by the scan and its objects deleted too. A dataset the API built records its
+    `provenance` (DatasetProvenance's fields) in the same transaction."""
     dataset_id = uuid.uuid4()
     try:
         async with user_transaction(pool, user_id) as conn:
@@ -77,7 +85,11 @@ async def upload_dataset(
         )
         async with user_transaction(pool, user_id) as conn:
             await check_dataset_room(conn, user_id, upload.bytes, settings)
-            return (await insert_dataset(conn, user_id, stored)).public()
+            inserted = await insert_dataset(conn, user_id, stored)
+            if provenance is not None:
+                await insert_provenance(conn, user_id, dataset_id, provenance)
+                inserted = await fetch_dataset(conn, dataset_id)
+            return inserted.public()
     except BaseException:
         await asyncio.shield(delete_quietly(store, upload.object_key, index_key(upload.object_key)))
         raise

@@ -22,6 +22,18 @@ def mcnemar_exact(fixes: int, regressions: int) -> float:
     return min(1.0, 2 * tail / 2**discordant)
 
 
+def wilson_lower_bound(passed: int, graded: int) -> float:
+    """The low end of the Wilson score interval (95%) of a pass rate: 1 pass of 1 reads about 0.21, 9 of 10 about
+    0.60, so a rate on few verdicts does not outrank a slightly lower one on many."""
+    if graded == 0:
+        return 0.0
+    z = 1.959963984540054
+    rate = passed / graded
+    centre = rate + z * z / (2 * graded)
+    spread = z * math.sqrt(rate * (1 - rate) / graded + z * z / (4 * graded * graded))
+    return (centre - spread) / (1 + z * z / graded)
+
+
 @dataclass(frozen=True)
 class PairedInterval:
     """Percentile intervals, from the same resamples of the samples, of each side's mean and of after - before."""

@@ -5,6 +5,7 @@ import { api, ApiError, score } from "./api.js";
 import { clear, debounce, fmtEpoch, fmtNum, h } from "./dom.js";
 import { renderDiff } from "./diff.js";
 import { gradeBadges, validatorBadge } from "./predictions.js";
+import { sampleVerdicts, verdictControls } from "./verdicts.js";
 
 const SCORE_NAMES = { exact_match: "exact match", f1: "F1", rouge_l: "ROUGE-L" };
 
@@ -76,7 +77,7 @@ export function compareTab(panel, context, query) {
     return h("section", { class: "card reference" }, h("h3", {}, label), h("div", { class: "pre", id }, value ?? "(none)"));
   }
 
-  function roundCard(round, previous, groundTruth) {
+  function roundCard(round, previous, groundTruth, verdict) {
     const sincePrevious = previous ? renderDiff(previous.prediction, round.prediction, { insTitle: "new since the previous round", delTitle: "gone since the previous round" }) : null;
     const vsTruth = groundTruth != null ? renderDiff(groundTruth, round.prediction, { insTitle: "not in the ground truth", delTitle: "missing from the prediction" }) : null;
     const scores = ["exact_match", "f1", "rouge_l"].map((name) => [name, score(round, name)]).filter(([, value]) => value != null);
@@ -100,6 +101,7 @@ export function compareTab(panel, context, query) {
       vsTruth
         ? h("div", { class: "diff-block diff-truth" }, vsTruth.same ? h("p", { class: "match" }, "✓ Matches the ground truth word for word.") : vsTruth.element)
         : h("p", { class: "muted diff-truth" }, "No ground truth for this sample."),
+      verdictControls(context.jobId, { ...round, sample_id: sampleId }, verdict),
     );
   }
 
@@ -110,14 +112,17 @@ export function compareTab(panel, context, query) {
       return;
     }
     try {
-      const history = await api(`/v1/jobs/${context.jobId}/samples/${encodeURIComponent(sampleId)}`);
+      const [history, verdicts] = await Promise.all([
+        api(`/v1/jobs/${context.jobId}/samples/${encodeURIComponent(sampleId)}`),
+        sampleVerdicts(context.jobId, sampleId),
+      ]);
       if (destroyed || mine !== request) return;
       const rounds = [...history.rounds].sort((a, b) => a.step - b.step);
       clear(
         content,
         h("div", { class: "grid-2" }, text("Prompt", history.prompt, "compare-prompt"), text("Ground truth", history.ground_truth, "compare-ground-truth")),
         h("div", { class: "rounds-strip", role: "list", "aria-label": `Sample ${history.sample_id} at every round`, tabindex: "0" },
-          rounds.map((round, index) => roundCard(round, rounds[index - 1], history.ground_truth))),
+          rounds.map((round, index) => roundCard(round, rounds[index - 1], history.ground_truth, verdicts.get(round.step)))),
       );
     } catch (exc) {
       if (destroyed || mine !== request) return;

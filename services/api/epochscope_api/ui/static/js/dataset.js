@@ -61,6 +61,19 @@ export function datasetView(root, route, { navigate }) {
         ),
       ),
       datasetFacts(dataset),
+      dataset.provenance ? provenanceLine(dataset.provenance) : null,
+    );
+  }
+
+  // A dataset the API built: which job's rounds, by which rule.
+  function provenanceLine(built) {
+    const rule = built.rule;
+    return h(
+      "p",
+      { id: "dataset-provenance" },
+      `${built.pairs} preference pairs (${built.regressions} regressions) from `,
+      h("a", { href: `#/jobs/${built.job_id}` }, `job ${built.job_id.slice(0, 8)}`),
+      `, rounds ${built.rounds.join(", ")}: rejected failed ${rule.grader === "human" ? "your verdicts" : rule.grader}, chosen from ${rule.chosen.join(" then ").replaceAll("_", " ")}.`,
     );
   }
 

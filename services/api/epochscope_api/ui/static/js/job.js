@@ -6,6 +6,7 @@ import { clear, debounce, fmtDate, fmtEpoch, fmtNum, h, queuePlace, shortId, sta
 import { downloadExport, exportButtons } from "./export.js";
 import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
+import { pairsButton } from "./pairs.js";
 import { predictionsTab } from "./predictions.js";
 import { timelineTab } from "./timeline.js";
 
@@ -78,6 +79,7 @@ export function jobView(root, route, { navigate }) {
       ),
       h("div", { class: "toolbar" },
         exportButtons((format) => downloadExport(`/v1/jobs/${jobId}/predictions/export`, { format }, `${job.name || jobId}.${format}`)),
+        pairsButton(job),
         Object.entries(job.metadata || {}).map(([key, value]) => h("span", { class: "badge tag", dataset: { key } }, `${key}: ${value}`)),
       ),
       job.status_message ? h("p", { class: job.status === "failed" ? "error" : "muted", id: "status-message" }, job.status_message) : null,
