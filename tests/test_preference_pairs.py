@@ -14,16 +14,10 @@ from api_rows import admin_fixture, auth, insert_job  # noqa: F401  fixture
 from test_api_timeline import all_predictions
 
 from epochscope_api.datasets.uploads import object_key
-from epochscope_runtime.dataset_rows import FileType, row_problem
+from epochscope_runtime.dataset_rows import FileType
 
 pytestmark = pytest.mark.stack
 
-# Until the dpo branch's preference row formats land, an upload (and so a built file) of preference rows has no
-# usable row: the build answers 422. Strict: once they land this must pass, and this marker goes.
-PREFERENCE_ROWS = row_problem({"prompt": "p", "chosen": "a", "rejected": "b"}) is None
-needs_preference_rows = pytest.mark.xfail(
-    not PREFERENCE_ROWS, strict=True, reason="needs the dpo branch's preference row format in the upload's reader"
-)
 
 SYSTEM = "Answer with the city only."
 # `json`'s verdict of sample i (rows) at round r (columns).
@@ -104,7 +98,6 @@ def expected_pairs(predictions: list[dict[str, Any]], corrections: dict[str, str
     return [{"prompt": prompts[s], "chosen": turn(c), "rejected": turn(r)} for s, c, r in pairs]
 
 
-@needs_preference_rows
 async def test_pairs_from_a_finished_job_are_a_reported_dataset(full_stack: Any, admin: Any) -> None:
     owner = "pairer"
     async with httpx.AsyncClient(base_url=full_stack.api_url, timeout=60, headers=auth(full_stack, owner)) as c:

@@ -1,21 +1,15 @@
 """The loop on the real local stack with the tiny model: an SFT job runs, its last round's answers are judged (one
-corrected), preference pairs are built from them, and a DPO job trains on those pairs to the end.
-
-NEEDS THE DPO BRANCH: until its preference row format and DpoMethod's trainer land, the pairs are refused by the
-upload's reader (the test fails at the build, xfail below) and no trainer runs `method: dpo`. Everything before
-the DPO submission runs on this branch."""
+corrected), preference pairs are built from them, and a DPO job trains on those pairs to the end."""
 
 from typing import Any
 
 import httpx
 import pytest
 from test_end_to_end import headers, job_config, uploaded, wait_for_final_status
-from test_preference_pairs import needs_preference_rows
 
 pytestmark = pytest.mark.stack
 
 
-@needs_preference_rows
 async def test_pairs_from_a_judged_job_train_a_dpo_job(full_stack: Any) -> None:
     token = full_stack.mint_token("looper")
     dataset_id = await uploaded(full_stack, "looper")

@@ -12,7 +12,7 @@ import pytest
 from api_rows import auth
 from playwright.async_api import Page, expect
 from test_api_timeline import timeline_job
-from test_preference_pairs import chat_rows, needs_preference_rows, pairs_job
+from test_preference_pairs import chat_rows, pairs_job
 from ui_support import (
     admin_fixture,  # noqa: F401  fixture
     browser_fixture,  # noqa: F401  fixture
@@ -58,7 +58,6 @@ async def test_a_prediction_is_judged_in_the_sample_view_and_read_as_the_human_g
     await expect(cells).to_have_text(["·", "✗", "·", "✓"])  # "·": not judged in that round
 
 
-@needs_preference_rows
 async def test_the_job_page_builds_preference_pairs_and_links_to_them(
     full_stack: Any, admin: asyncpg.Connection, page: Page
 ) -> None:
