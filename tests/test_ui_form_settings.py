@@ -3,6 +3,7 @@ each setting set (SFT, GRPO and DPO), its stored config read back from GET /v1/j
 grader or method field they name; the "try it" box scoring through POST /v1/graders/run. "New job from this one"
 is tests/test_ui_form_clone.py."""
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -239,9 +240,17 @@ async def test_a_job_with_every_setting_is_stored_as_the_form_set_it(
     assert [grader["name"] for grader in job["config"]["predictions"]["graders"]] == ["correct", "json_ok"]
     assert (await api_delete(full_stack, user, f"/v1/jobs/{job['job_id']}")).status_code == 204
 
-    # DPO: beta and max_steps.
+    # DPO: beta and max_steps, on preference rows (a DPO job on the chat rows above is a 422).
+    pairs_file = tmp_path / "pairs.jsonl"
+    pairs_file.write_text(
+        "".join(
+            json.dumps({"prompt": f"What is {i} + {i}?", "chosen": str(2 * i), "rejected": str(2 * i + 1)}) + "\n"
+            for i in range(12)
+        )
+    )
+    pairs = await api_upload(full_stack, user, pairs_file)
     await open_form(page)
-    await page.get_by_label("Training dataset").select_option(train["dataset_id"])
+    await page.get_by_label("Training dataset").select_option(pairs["dataset_id"])
     await page.get_by_label("Training method").select_option("dpo")
     await page.get_by_label("DPO beta").fill("0.2")
     await page.locator("#dpo-max-steps").fill("5")
