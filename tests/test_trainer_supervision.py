@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from start_keys import DISPATCH_PRIVATE_KEY, TRAINER_SEALING_KEY
 from trainer_fakes import (
     TRAINER_ID,
     FakeCancelStream,
@@ -105,7 +106,7 @@ def harness(
     command: Callable[[Path], list[str]] | None = None,
     keep: bool = True,
     heartbeat_s: float = 0,
-    dispatch_key: str | None = None,
+    dispatch_public_keys: str | None = None,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -128,7 +129,8 @@ def harness(
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
         trainer_id=TRAINER_ID,
-        dispatch_key=dispatch_key,
+        dispatch_public_keys=dispatch_public_keys,
+        sealing_key=TRAINER_SEALING_KEY,
     )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
@@ -168,7 +170,8 @@ async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
         "EPOCHSCOPE_KAFKA_SASL_USERNAME": "epochscope-trainer",
         "EPOCHSCOPE_KAFKA_SASL_PASSWORD": "broker-password-" + "p" * 32,
         "EPOCHSCOPE_TRAINER_KEY": "trainer-key-" + "k" * 32,
-        "EPOCHSCOPE_DISPATCH_KEY": "dispatch-key-" + "d" * 32,
+        "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,
+        "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": DISPATCH_PRIVATE_KEY,  # never the trainer's: withheld should it be there
     }
     for name, value in {**service_only, "EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES": "2097152"}.items():
         monkeypatch.setenv(name, value)
