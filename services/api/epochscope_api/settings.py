@@ -203,20 +203,23 @@ class ApiSettings(BaseSettings):
             )
         if self.jwks_url is not None and not (self.jwt_audience and self.jwt_issuer):
             raise ValueError("EPOCHSCOPE_JWKS_URL needs EPOCHSCOPE_JWT_AUDIENCE and EPOCHSCOPE_JWT_ISSUER")
-        signing_key = self.dispatch_signing_key()  # an unreadable key stops the start, in any environment
-        if self.environment == Environment.PRODUCTION and signing_key is None:
-            raise ValueError(
-                "EPOCHSCOPE_DISPATCH_PRIVATE_KEY (or _FILE) is required in production: it signs the job starts"
-                " trainers run"
-            )
         refuse_weak_secrets(
             self.environment,
             {
                 "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
                 "EPOCHSCOPE_METRICS_TOKEN": self.metrics_token.get_secret_value() if self.metrics_token else None,
+                "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": (
+                    self.dispatch_private_key.get_secret_value() if self.dispatch_private_key else None
+                ),
             },
         )
+        signing_key = self.dispatch_signing_key()  # an unreadable key stops the start, in any environment
+        if self.environment == Environment.PRODUCTION and signing_key is None:
+            raise ValueError(
+                "EPOCHSCOPE_DISPATCH_PRIVATE_KEY (or _FILE) is required in production: it signs the job starts"
+                " trainers run"
+            )
         if len({model.id for model in self.models}) != len(self.models):
             raise ValueError("models: two catalog entries share an id")
         return self
