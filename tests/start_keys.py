@@ -7,7 +7,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from epochscope_runtime.command_signing import signed_start
 from epochscope_runtime.dispatch_keys import encode_raw_key, load_private_key, new_key_pair
-from epochscope_runtime.token_sealing import binding, load_public_key, public_key_text, seal
+from epochscope_runtime.token_sealing import binding, load_public_key, open_sealed, public_key_text, seal
+from epochscope_runtime.token_sealing import load_private_key as load_sealing_key
 from epochscope_schemas.events import JobStartEvent
 
 DISPATCH_PRIVATE_KEY, DISPATCH_PUBLIC_KEY = new_key_pair()
@@ -33,3 +34,9 @@ def dispatched(
     return signed_start(
         event.model_copy(update={"job_token": None, "sealed_job_token": sealed}), signing_key or SIGNING_KEY
     )
+
+
+def opened_token(start: JobStartEvent, sealing_key: str = TRAINER_SEALING_KEY) -> str:
+    """The start's job token, opened as the addressed trainer (holding `sealing_key`) opens it."""
+    bound = binding(start.job_id, start.attempt_id, start.trainer_id)
+    return open_sealed(start.sealed_job_token or "", load_sealing_key(sealing_key), bound)
