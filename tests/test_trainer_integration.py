@@ -146,6 +146,9 @@ async def stack() -> AsyncIterator[TrainerStack]:
         **{k: v for k, v in os.environ.items() if not k.startswith("EPOCHSCOPE_")},
         "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
+        # Credentials a folder store ignores: the service holds them, the job's child never does
+        # (test_trainer_store_access.py).
+        "EPOCHSCOPE_STORE_SECRET_ACCESS_KEY": "store-secret-the-job-must-never-hold-0123456789",
         "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",

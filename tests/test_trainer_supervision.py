@@ -161,7 +161,7 @@ async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
     assert inputs == first.inputs  # the child reads the start event's inputs, exactly
 
 
-async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
+async def test_the_child_gets_neither_broker_nor_store_credentials_nor_a_service_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service_only = {
@@ -172,6 +172,9 @@ async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
         "EPOCHSCOPE_TRAINER_KEY": "trainer-key-" + "k" * 32,
         "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,
         "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": DISPATCH_PRIVATE_KEY,  # never the trainer's: withheld should it be there
+        "EPOCHSCOPE_STORE_ACCESS_KEY_ID": "epochscope-trainer",  # the service stages inputs and uploads checkpoints
+        "EPOCHSCOPE_STORE_SECRET_ACCESS_KEY": "store-secret-" + "s" * 32,
+        "AWS_SECRET_ACCESS_KEY": "cloud-secret-" + "c" * 32,
     }
     for name, value in {**service_only, "EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES": "2097152"}.items():
         monkeypatch.setenv(name, value)
@@ -185,6 +188,7 @@ async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
     assert not service_only.keys() & env.keys()
     assert not any(value in env.values() for value in service_only.values())
     assert [name for name in env if name.startswith("EPOCHSCOPE_KAFKA_")] == ["EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"]
+    assert not [name for name in env if name.startswith(("EPOCHSCOPE_STORE_", "AWS_"))]
     assert (env["JOB_ID"], env["JOB_TOKEN"]) == (str(event.job_id), "token-1")
 
 

@@ -26,6 +26,11 @@ DISPATCH_PUBLIC_KEYS_ENV = "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"
 SERVICE_KEYS = (KEY_ENV, SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
 
 
+def _store_configured() -> bool:
+    """Whether the environment names an object store (the service's does; a job's child's never does)."""
+    return any(os.environ.get(name) for name in ("EPOCHSCOPE_STORE_LOCAL_DIR", "EPOCHSCOPE_STORE_BUCKET"))
+
+
 class TrainerSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EPOCHSCOPE_TRAINER_",
@@ -105,7 +110,10 @@ class TrainerSettings(BaseSettings):
         default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    store: StoreSettings | None = Field(
+        default_factory=lambda: StoreSettings() if _store_configured() else None,
+        description="The object store (EPOCHSCOPE_STORE_*): the service's alone; a job's process gets none of it.",
+    )
 
     @model_validator(mode="after")
     def _no_weak_key(self) -> "TrainerSettings":

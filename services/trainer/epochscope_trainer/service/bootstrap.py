@@ -12,6 +12,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from epochscope_runtime.object_store import open_store
 from epochscope_runtime.token_sealing import public_key_text
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_trainer.child_protocol import job_command
@@ -57,6 +58,8 @@ def bootstrap(
     deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]] | None = None,
 ) -> JobConsumerLoop:
     """The service, ready to run: real Kafka clients, child and spool delivery unless others are given."""
+    if settings.store is None:
+        raise ValueError("the trainer service needs its object store (EPOCHSCOPE_STORE_*): it stages the inputs")
     adapters = adapters or kafka_adapters(settings)
     status = StatusPublisher(adapters.producer)
     cancels = CancelWatcher(adapters.cancels)
@@ -69,6 +72,7 @@ def bootstrap(
         stopping=stopping,
         status=status,
         deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),
+        store=open_store(settings.store),
         keep_job_dirs=settings.keep_job_dirs,
     )
     sealing_key = settings.sealing_key_pair() or X25519PrivateKey.generate()  # in memory only, by default
