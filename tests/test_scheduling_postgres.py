@@ -181,6 +181,22 @@ async def test_a_trainer_without_a_sealing_key_gets_no_job_and_the_job_waits_que
     assert verify_job_token(TOKEN_SECRET, opened_token(start), job_id).attempt_id == start.attempt_id
 
 
+async def test_only_the_api_role_reads_a_queued_start(postgres: PostgresCluster, admin: asyncpg.Connection) -> None:
+    job_id = await add_queued_job(admin, "gil")
+    writer = await asyncpg.connect(postgres.url_for("epochscope_writer", WRITER_PASSWORD))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await writer.fetchval("SELECT start_payload FROM job_queue WHERE job_id = $1", job_id)
+        assert await writer.fetchval("SELECT state FROM job_queue WHERE job_id = $1", job_id) == "queued"
+    finally:
+        await writer.close()
+    api = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
+    try:  # the dispatcher's
+        assert await api.fetchval("SELECT start_payload IS NOT NULL FROM job_queue WHERE job_id = $1", job_id)
+    finally:
+        await api.close()
+
+
 async def test_an_unreadable_start_fails_its_job_not_the_pass(
     postgres: PostgresCluster, admin: asyncpg.Connection
 ) -> None:
