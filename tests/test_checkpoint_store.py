@@ -1,7 +1,8 @@
 """A job's child asks the trainer service to upload its checkpoints (it holds no store credentials): the request
 protocol against a real folder store, with the child's side in a thread as in the job. The service builds every key
 from the job id; a checkpoint or file name that is not one, or a file that is a link out of the checkpoint's folder,
-is refused and nothing is uploaded."""
+is refused and nothing is uploaded. The inputs the service stages: a store failure is the job's, not the
+service's."""
 
 import asyncio
 import os
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from obstore.store import LocalStore
+from test_trainer_supervision import start_event
 
+from epochscope_trainer import input_staging
 from epochscope_trainer.checkpoint_store import (
     CHECKPOINTS_DIR,
     DirectCheckpointStore,
@@ -87,3 +90,16 @@ async def test_names_that_are_not_a_checkpoints_and_links_out_of_its_folder_are_
 def test_a_request_the_service_never_answers_times_out(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError, match="did not answer within 0.2s"):
         RequestedCheckpointStore(tmp_path, timeout_s=0.2).put("final", ["a"])
+
+
+def test_a_store_failure_while_staging_fails_the_job_not_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(*_: object) -> int:
+        raise RuntimeError("the store is unreachable")
+
+    inputs = start_event("exit:0").inputs
+    monkeypatch.setattr(input_staging, "download", unreachable)  # a store error that is not a missing object
+    input_staging.stage_inputs(LocalStore(tmp_path / "store", mkdir=True), inputs, tmp_path / "inputs")
+    with pytest.raises(input_staging.InputError, match="RuntimeError\\('the store is unreachable'\\)"):
+        input_staging.staged_input(tmp_path / "inputs", inputs.train, "train")  # the child reports it, failing

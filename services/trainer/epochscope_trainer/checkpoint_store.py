@@ -10,7 +10,6 @@ cannot have the service upload a file from outside its checkpoint's folder (no l
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -88,7 +87,6 @@ class RequestedCheckpointStore:
     def __init__(self, job_dir: Path, timeout_s: float = ANSWER_TIMEOUT_S) -> None:
         self.requests = job_dir / REQUESTS_DIR
         self.timeout_s = timeout_s
-        self._numbers = itertools.count()
 
     def put(self, name: str, files: list[str]) -> None:
         self._ask({"op": "put", "checkpoint": name, "files": files})
@@ -98,7 +96,7 @@ class RequestedCheckpointStore:
 
     def _ask(self, request: dict[str, Any]) -> None:
         self.requests.mkdir(parents=True, exist_ok=True)
-        stem = f"{next(self._numbers):08d}"
+        stem = uuid.uuid4().hex  # one request at a time; never an answer left from an earlier run of the job
         partial = self.requests / f".{stem}.partial"
         partial.write_text(json.dumps(request))
         partial.rename(self.requests / f"{stem}.json")  # the service never reads half a request
@@ -114,18 +112,23 @@ class RequestedCheckpointStore:
 
 
 async def serve_requests(store: DirectCheckpointStore, job_dir: Path, exited: asyncio.Event) -> None:
-    """In the service: answer the child's requests, in order, until the child has exited."""
+    """In the service: answer the child's requests (one at a time: the child waits for each answer) until it has
+    exited."""
     folder = job_dir / REQUESTS_DIR
     answered: set[str] = set()
     while True:
         done = exited.is_set()  # read before the folder: a last request made before the exit is still answered
         for request in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            if request.name not in answered:
+            if request.name not in answered and not _answered(request):  # never twice, not an earlier run's
                 answered.add(request.name)
                 await _answer(store, request)
         if done:
             return
         await asyncio.sleep(POLL_S * 2)
+
+
+def _answered(request: Path) -> bool:
+    return request.with_suffix(".done").exists() or request.with_suffix(".failed").exists()
 
 
 async def _answer(store: DirectCheckpointStore, request: Path) -> None:

@@ -64,9 +64,9 @@ def stage_inputs(store: ObjectStore, inputs: JobInputs, folder: Path) -> None:
         (folder / f"{name}{ERROR_SUFFIX}").unlink(missing_ok=True)
         try:
             fetch(store, obj, folder, name)
-        except (InputError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001  the store away or refusing: the job fails saying so, not the service
             folder.mkdir(parents=True, exist_ok=True)
-            message = str(exc) if isinstance(exc, InputError) else f"{name} dataset {obj.dataset_id}: {exc}"
+            message = str(exc) if isinstance(exc, InputError) else f"{name} dataset {obj.dataset_id}: {exc!r}"
             (folder / f"{name}{ERROR_SUFFIX}").write_text(message[:2000])
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import JobStartEvent, JobStatus
-from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, DirectCheckpointStore, serve_requests
+from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, REQUESTS_DIR, DirectCheckpointStore, serve_requests
 from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     LOG_FILE,
@@ -93,6 +93,7 @@ class JobSupervisor:
         log.info("starting job %s", job_id, extra={"job_id": job_id})
         exited = asyncio.Event()
         delivery = asyncio.create_task(self.deliver_spool(job_dir, exited))
+        shutil.rmtree(job_dir / REQUESTS_DIR, ignore_errors=True)  # an earlier attempt's, in a folder kept for it
         checkpoints = DirectCheckpointStore(self.store, event.job_id, job_dir / CHECKPOINTS_DIR)
         uploads = asyncio.create_task(serve_requests(checkpoints, job_dir, exited))
         try:
