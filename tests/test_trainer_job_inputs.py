@@ -90,7 +90,8 @@ def test_a_checksum_mismatch_fails_the_job_with_a_clear_reason(
     assert status == JobStatus.FAILED
     message = final_message(published)
     assert message.startswith("InputError: train dataset") and f"SHA-256 {train.sha256}, not {'0' * 64}" in message
-    assert not list((settings.work_dir / str(published[0].job_id) / "inputs").iterdir())  # nothing half-checked kept
+    kept = [p.name for p in (settings.work_dir / str(published[0].job_id) / "inputs").iterdir()]
+    assert kept == ["train.error"]  # the staging's reason, and nothing half-checked
 
 
 def test_a_size_mismatch_and_a_missing_object_are_input_errors(
