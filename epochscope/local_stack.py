@@ -24,6 +24,7 @@ from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
 from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_runtime.catalog import CatalogModel
+from epochscope_runtime.dispatch_keys import new_key_pair
 
 PARTITIONS = 4
 API_START_TIMEOUT_S = 60
@@ -72,7 +73,7 @@ class LocalStack:
             "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
             "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
             "EPOCHSCOPE_TRAINER_KEY": self._secrets["trainer_key"],
-            "EPOCHSCOPE_DISPATCH_KEY": self._secrets["dispatch_key"],
+            "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": self._secrets["dispatch_public_key"],
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
             "EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / "trainer"),
@@ -126,6 +127,7 @@ class LocalStack:
                 ["epochscope-api"],
                 {
                     "EPOCHSCOPE_DATABASE_URL": self.api_database_url,
+                    "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": self._secrets["dispatch_private_key"],  # the API's alone
                     "EPOCHSCOPE_API_PORT": str(self.api_port),
                     "EPOCHSCOPE_MODELS": json.dumps([model.model_dump(mode="json") for model in catalog]),
                 },
@@ -220,11 +222,14 @@ class LocalStack:
             "api_db_password",
             "writer_db_password",
             "trainer_key",
-            "dispatch_key",
         )
-        if all(name in kept for name in names):
+        if all(name in kept for name in (*names, "dispatch_private_key", "dispatch_public_key")):
             return kept
         generated = {name: kept.get(name) or secrets.token_urlsafe(32) for name in names}
+        pair = ("dispatch_private_key", "dispatch_public_key")  # the dispatcher's Ed25519 pair
+        if not all(name in kept for name in pair):
+            kept = {**kept, **dict(zip(pair, new_key_pair(), strict=True))}
+        generated.update({name: kept[name] for name in pair})
         self.data_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(generated, indent=2))
         path.chmod(0o600)

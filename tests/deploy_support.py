@@ -3,6 +3,7 @@ process reads, which packages each image installs, and small readers for env fil
 
 import os
 import re
+import secrets
 import stat
 import tomllib
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic_settings import BaseSettings
 
 from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
+from epochscope_runtime.dispatch_keys import new_key_pair
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.topics import (
     TRAINING_PREDICTIONS,
@@ -27,6 +29,15 @@ K8S = DEPLOY / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TOPICS_SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 ENV_NAME = re.compile(r"\bEPOCHSCOPE_[A-Z0-9_]+\b")
+DISPATCH_KEYS = dict(
+    zip(("EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"), new_key_pair(), strict=True)
+)
+
+
+def filled_secret(name: str) -> str:
+    """A value for a secret an operator fills in: the dispatcher's key pair for its two settings, else random."""
+    return DISPATCH_KEYS.get(name) or secrets.token_hex(24)
+
 
 PACKAGE_DIRS = {
     "schemas": ROOT / "schemas",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+from start_keys import TRAINER_SEALING_PUBLIC
 from test_trainer_supervision import start_event
 
 from epochscope.postgres import PostgresCluster
@@ -72,15 +73,22 @@ async def add_queued_job(admin: asyncpg.Connection, owner: str, start_payload: s
 
 
 async def heartbeat(
-    admin: asyncpg.Connection, trainer_id: str, free: int = 1, attempt_id: uuid.UUID | None = None, slots: int = 1
+    admin: asyncpg.Connection,
+    trainer_id: str,
+    free: int = 1,
+    attempt_id: uuid.UUID | None = None,
+    slots: int = 1,
+    sealing_key: str | None = TRAINER_SEALING_PUBLIC,
 ) -> None:
-    """The trainers row a verified heartbeat leaves (written as the writer would, now)."""
+    """The trainers row a verified heartbeat leaves (written as the writer would, now); its sealing key the tests'
+    trainer key unless given (None: a trainer that published none)."""
     await admin.execute(
-        "INSERT INTO trainers (trainer_id, device, slots, free_slots, attempt_id, last_heartbeat_at)"
-        " VALUES ($1, 'cpu', $4, $2, $3, now()) ON CONFLICT (trainer_id) DO UPDATE SET free_slots = $2,"
-        " attempt_id = $3, slots = $4, last_heartbeat_at = now()",
+        "INSERT INTO trainers (trainer_id, device, slots, free_slots, attempt_id, last_heartbeat_at, sealing_key)"
+        " VALUES ($1, 'cpu', $4, $2, $3, now(), $5) ON CONFLICT (trainer_id) DO UPDATE SET free_slots = $2,"
+        " attempt_id = $3, slots = $4, last_heartbeat_at = now(), sealing_key = $5",
         trainer_id,
         free,
         attempt_id,
         slots,
+        sealing_key,
     )

@@ -19,6 +19,7 @@ from uploads import chat_rows, upload
 
 from epochscope_api.data.outbox import delete_published
 from epochscope_api.jobs.objects import job_objects_prefix
+from epochscope_api.service_layer.queue import job_token
 from epochscope_runtime.command_signing import verify_command
 from epochscope_runtime.job_token import verify_job_token
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
@@ -66,11 +67,19 @@ async def test_tokens_leave_the_outbox_cancels_are_signed_and_deleting_a_job_rem
         assert created.status_code == 201, created.text
         job_id = created.json()["job_id"]
         start = await published_payload(admin, job_id, "job.start")
-        assert "job_token" not in start and start["job_id"] == job_id  # published: the token is gone from the table
+        assert start.get("job_token") is None and "sealed_job_token" not in start  # published: no token left in
+        assert start["job_id"] == job_id  # the table, sealed or not
         (start_event,) = await commands_for(full_stack, job_id, 1)
-        assert isinstance(start_event, JobStartEvent)  # the trainer got the token, on the topic
+        assert isinstance(start_event, JobStartEvent) and start_event.job_token is None  # never in the clear
+        expires_at = await admin.fetchval("SELECT token_expires_at FROM jobs WHERE job_id = $1", uuid.UUID(job_id))
         secret = full_stack.env["EPOCHSCOPE_JOB_TOKEN_SECRET"]
-        assert verify_job_token(secret, start_event.job_token, start_event.job_id).user_id == user
+        token = job_token(secret, start_event.job_id, user, expires_at, start_event.attempt_id)  # as the API has it
+        assert verify_job_token(secret, token, start_event.job_id).user_id == user
+        assert start_event.sealed_job_token and token not in start_event.model_dump_json()  # sealed for its trainer
+        sealed_for = await admin.fetchval(
+            "SELECT sealing_key FROM trainers WHERE trainer_id = $1", start_event.trainer_id
+        )
+        assert sealed_for  # the key from the trainer's heartbeat, which only that trainer can open with
         job_dir = full_stack.data_dir / "trainer" / job_id
         deadline = time.monotonic() + 120
         while not job_dir.exists():  # the trainer runs it: the delete below cancels a running job
@@ -88,7 +97,7 @@ async def test_tokens_leave_the_outbox_cancels_are_signed_and_deleting_a_job_rem
 
     _, cancel = await commands_for(full_stack, job_id, 2)
     assert isinstance(cancel, JobCancelEvent) and cancel.job_token is None
-    assert verify_command(cancel, start_event.job_token)  # signed with the job's token, which it does not carry
+    assert verify_command(cancel, token)  # signed with the job's token, which it does not carry
     assert await admin.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", uuid.UUID(job_id)) == 0
     deadline = time.monotonic() + 60
     while job_dir.exists() and time.monotonic() < deadline:

@@ -3,6 +3,7 @@ data functions they call replaced where a use case's logic, not its SQL, is unde
 the real stack in test_api_integration.py, test_datasets_api.py and test_scheduling*.py."""
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from start_keys import DISPATCH_PUBLIC_KEY, SIGNING_KEY, TRAINER_SEALING_KEY, TRAINER_SEALING_PUBLIC
 
 from epochscope_api.datasets.scan import Scan
 from epochscope_api.datasets.uploads import StoredUpload
@@ -19,9 +21,12 @@ from epochscope_api.response_models import DatasetReport, Job
 from epochscope_api.service_layer import datasets, jobs, queue
 from epochscope_api.service_layer.queue_places import replay_turns
 from epochscope_api.settings import ApiSettings
-from epochscope_runtime.command_signing import verify_command
+from epochscope_runtime.command_signing import start_refusal, verify_command
+from epochscope_runtime.dispatch_keys import load_public_keys
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for, verify_job_token
 from epochscope_runtime.object_store import StoreSettings
+from epochscope_runtime.token_sealing import binding, open_sealed
+from epochscope_runtime.token_sealing import load_private_key as load_sealing_key
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import (
     DatasetObject,
@@ -206,10 +211,12 @@ async def test_a_start_too_large_for_the_bus_once_dispatched_is_refused_before_t
     assert not any(query.startswith("INSERT INTO job_queue") for query, _ in conn.executed)
 
 
-# --- queue: a dispatch mints the attempt's token --------------------------------------------------------------------
+# --- queue: a dispatch mints the attempt's token, seals it for the trainer and signs the start -----------------------
 
 
-async def test_a_dispatch_mints_the_attempts_token_its_start_carries(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_dispatch_mints_the_attempts_token_sealed_for_its_trainer_and_signs_the_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     job_id, expires_at = uuid.uuid4(), NOW + timedelta(hours=2)
     start = JobStartEvent(
         job_id=job_id,
@@ -232,11 +239,17 @@ async def test_a_dispatch_mints_the_attempts_token_its_start_carries(monkeypatch
     monkeypatch.setattr(queue.sql, "mark_dispatched", mark_dispatched)
     monkeypatch.setattr(queue.sql, "insert_attempt", insert_attempt)
     conn = FakeConnection()
-    assert await queue._dispatch(conn, job_id, "alice", "trainer-7", SECRET, 1 << 20) == 1
+    trainer = queue.sql.FreeTrainer("trainer-7", 1, TRAINER_SEALING_PUBLIC)
+    assert await queue._dispatch(conn, job_id, "alice", trainer, SECRET, 1 << 20, SIGNING_KEY) == 1
     ((topic, key, sent),) = conn.queued_events()
     assert (topic, key) == (JOB_COMMANDS, str(job_id))
     assert isinstance(sent, JobStartEvent) and sent.trainer_id == "trainer-7" and sent.attempt_no == 1
-    claims = verify_job_token(SECRET, sent.job_token, job_id)
+    assert sent.job_token is None and sent.sealed_job_token  # never in the clear on the topic
+    assert start_refusal(json.loads(sent.model_dump_json()), load_public_keys(DISPATCH_PUBLIC_KEY)) is None
+    assert len(sent.model_dump_json()) - len(start.model_dump_json()) <= queue.DISPATCH_ROOM
+    bound = binding(job_id, sent.attempt_id, "trainer-7")
+    token = open_sealed(sent.sealed_job_token, load_sealing_key(TRAINER_SEALING_KEY), bound)
+    claims = verify_job_token(SECRET, token, job_id)
     assert (claims.user_id, claims.expires_at, claims.attempt_id) == ("alice", expires_at, sent.attempt_id)
 
 

@@ -26,6 +26,7 @@ from epochscope_schemas.events import (
     encode_event,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.checkpoint_store import DirectCheckpointStore
 from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.checkpointing import Checkpointer, within_allowance
 from epochscope_trainer.job.stopping import StopRule
@@ -69,8 +70,14 @@ def run_rounds(
     published: list[Any] = []
     store_dir = tmp_path / "store"
     store = LocalStore(store_dir, mkdir=True)
+    work = tmp_path / "work"
     checkpointer = Checkpointer(
-        config, store, JOB, lambda topic, e: published.append(e), tmp_path / "work", byte_allowance=allowance
+        config,
+        DirectCheckpointStore(store, JOB.job_id, work),
+        JOB,
+        lambda topic, e: published.append(e),
+        work,
+        byte_allowance=allowance,
     )
     model = FakeModel()
     for index, value in enumerate(metrics):
@@ -97,7 +104,7 @@ def test_a_background_rounds_save_claims_no_measured_stall(tmp_path: Path) -> No
     published: list[Any] = []
     checkpointer = Checkpointer(
         CheckpointsConfig(mode="every_round"),
-        LocalStore(tmp_path / "s", mkdir=True),
+        DirectCheckpointStore(LocalStore(tmp_path / "s", mkdir=True), JOB.job_id, tmp_path),
         JOB,
         lambda _t, e: published.append(e),
         tmp_path,

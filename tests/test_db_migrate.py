@@ -112,7 +112,7 @@ async def backfill_and_dispatch(postgres: PostgresCluster) -> None:
             assert row["state"] == "queued"
         pending = await admin.fetchrow("SELECT * FROM outbox WHERE key = $1", str(jobs["pending"]))
         assert pending["published_at"] is not None and "superseded" in pending["set_aside_reason"]
-        assert "job_token" not in pending["payload"]
+        assert "job_token" not in json.loads(pending["payload"])
         gone = await admin.fetchrow("SELECT status, status_message FROM jobs WHERE job_id = $1", jobs["gone"])
         assert gone["status"] == "failed" and "submit it again" in gone["status_message"]
         await heartbeat(admin, "t1", free=2, slots=2)
@@ -131,7 +131,7 @@ async def backfill_and_dispatch(postgres: PostgresCluster) -> None:
             (jobs["published"], "t1", 1),
             (jobs["pending"], "t1", 1),
         }
-        assert all(isinstance(e, JobStartEvent) and e.job_token for e in sent)
+        assert all(isinstance(e, JobStartEvent) and e.sealed_job_token and e.job_token is None for e in sent)
     finally:
         await admin.close()
 

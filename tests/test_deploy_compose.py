@@ -8,7 +8,6 @@ deploy/kafka/create-topics.sh run against stand-ins for docker and kafka-topics.
 
 import json
 import re
-import secrets
 import shlex
 import stat
 import subprocess
@@ -29,6 +28,7 @@ from deploy_support import (
     TOPICS_SCRIPT,
     console_scripts,
     env_names,
+    filled_secret,
     image_scripts,
     interpolate,
     load_settings,
@@ -37,6 +37,7 @@ from deploy_support import (
     write_executable,
 )
 
+from epochscope_runtime.dispatch_keys import load_private_key, load_public_keys
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.topics import (
     ALL_TOPICS,
@@ -176,11 +177,14 @@ def test_compose_settings_are_names_the_services_read(compose: dict[str, Any]) -
             assert not used, f"{name} is not an Epochscope service but sets {sorted(used)}"
 
 
-def test_compose_gives_the_dispatch_key_to_the_api_and_the_trainers_only(compose: dict[str, Any]) -> None:
+def test_compose_gives_the_dispatch_private_key_to_the_api_alone(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("api", "trainer", "trainer-cpu"):
-        assert services[name]["environment"]["EPOCHSCOPE_DISPATCH_KEY"].startswith("${EPOCHSCOPE_DISPATCH_KEY:?"), name
-    assert "EPOCHSCOPE_DISPATCH_KEY" not in services["writer"]["environment"]
+    private, public = "EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"
+    assert services["api"]["environment"][private].startswith(f"${{{private}:?")
+    for name in ("trainer", "trainer-cpu"):
+        assert services[name]["environment"][public].startswith(f"${{{public}:?"), name
+        assert private not in services[name]["environment"], name  # a trainer verifies starts, never signs one
+    assert not {private, public} & set(services["writer"]["environment"])
 
 
 def test_every_epochscope_name_in_deploy_files_is_a_real_setting() -> None:
@@ -197,8 +201,8 @@ def compose_env_for_tests(defaults_only: bool = False) -> dict[str, str]:
     services refuse short ones in production); or the secrets alone."""
     env = read_env_file(DEPLOY / "compose.env.example")
     if defaults_only:
-        return {name: secrets.token_hex(24) for name, value in env.items() if not value}
-    return {name: value or secrets.token_hex(24) for name, value in env.items()}
+        return {name: filled_secret(name) for name, value in env.items() if not value}
+    return {name: value or filled_secret(name) for name, value in env.items()}
 
 
 @pytest.mark.parametrize("defaults_only", [False, True], ids=["example-env", "compose-defaults"])
@@ -219,7 +223,8 @@ def test_compose_values_parse_into_each_services_settings(
         if kafka is not None:
             assert kafka.bootstrap_servers == "kafka:9092" and kafka.sasl_mechanism == "PLAIN"
             assert kafka.partitions == int(shell.get("EPOCHSCOPE_KAFKA_PARTITIONS", 6))
-    assert loaded["api"].dispatch_key.get_secret_value() == shell["EPOCHSCOPE_DISPATCH_KEY"]
+    assert loaded["api"].dispatch_signing_key() is not None
+    assert loaded["trainer"].start_verifying_keys() is not None
     assert loaded["api"].scan_memory_bytes == 256 << 20  # under the API's 512 MiB (Kubernetes) with room to spare
     for role in ("api", "writer"):
         url = loaded[role].database_url
@@ -250,7 +255,6 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
             "EPOCHSCOPE_JWT_SECRET",
             "EPOCHSCOPE_JOB_TOKEN_SECRET",
             "EPOCHSCOPE_TRAINER_KEY",
-            "EPOCHSCOPE_DISPATCH_KEY",
             "MINIO_ROOT_PASSWORD",
             "STORE_API_SECRET_KEY",
             "STORE_TRAINER_SECRET_KEY",
@@ -258,6 +262,9 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
     ]
     assert all(re.fullmatch(r"[0-9a-f]{48}", secret) for secret in secrets) and len(set(secrets)) == len(secrets)
     assert re.fullmatch(r"[0-9a-f]{22}", first["KAFKA_CLUSTER_ID"])
+    signing = load_private_key(first["EPOCHSCOPE_DISPATCH_PRIVATE_KEY"])  # a matching Ed25519 pair, made by openssl
+    (verifying,) = load_public_keys(first["EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"])
+    verifying.verify(signing.sign(b"start"), b"start")
     # Every variable the compose file requires is in the generated file.
     required = set(re.findall(r"\$\{(\w+):?\?", COMPOSE_FILE.read_text()))
     assert required and all(first.get(name) for name in required)

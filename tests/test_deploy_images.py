@@ -22,6 +22,7 @@ from deploy_support import (
     PACKAGE_DIRS,
     ROOT,
     env_names,
+    filled_secret,
     image_scripts,
     pyproject,
 )
@@ -228,7 +229,7 @@ def test_service_wheel_installs_into_a_fresh_venv_without_torch(package: str, tm
             "app = create_app(); print(sorted(app.openapi()['paths']))",
             EPOCHSCOPE_JWT_SECRET=secrets.token_hex(24),
             EPOCHSCOPE_JOB_TOKEN_SECRET=secrets.token_hex(24),
-            EPOCHSCOPE_DISPATCH_KEY=secrets.token_hex(24),
+            EPOCHSCOPE_DISPATCH_PRIVATE_KEY=filled_secret("EPOCHSCOPE_DISPATCH_PRIVATE_KEY"),
             EPOCHSCOPE_STORE_LOCAL_DIR=str(tmp_path / "store"),  # the image carries obstore and pyarrow
         )
         assert smoke.returncode == 0, smoke.stderr

@@ -2,7 +2,6 @@
 the Kubernetes OpenAPI schemas (kubernetes-validate) and each overlay as kustomize renders it (tests/kustomize.py)."""
 
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from deploy_support import (
     TOPICS_SCRIPT,
     WRITER_TOPICS,
     env_names,
+    filled_secret,
     image_scripts,
     load_settings,
     required_env_names,
@@ -187,7 +187,7 @@ def test_k8s_settings_resolve_and_parse_for_each_service(manifests: dict, monkey
             with pytest.raises(ValueError, match="placeholder"):  # the example's secrets, left as they are
                 load_settings(cls, resolved, monkeypatch)
         # As an operator fills them in:
-        settings = load_settings(cls, resolved | {key: secrets.token_hex(24) for key in placeholders}, monkeypatch)
+        settings = load_settings(cls, resolved | {key: filled_secret(key) for key in placeholders}, monkeypatch)
         if name in ("api", "writer"):
             assert settings.database_url.startswith(f"postgresql://epochscope_{name}:")
             assert settings.database_url.endswith("?sslmode=require")
@@ -196,19 +196,17 @@ def test_k8s_settings_resolve_and_parse_for_each_service(manifests: dict, monkey
     assert migrate["restartPolicy"] in ("Never", "OnFailure")
 
 
-def test_k8s_gives_the_dispatch_key_to_the_api_and_the_trainers_only(manifests: dict) -> None:
+def test_k8s_gives_the_dispatch_private_key_to_the_api_alone_and_the_public_keys_to_the_trainers(
+    manifests: dict,
+) -> None:
     specs = pod_specs(manifests)
     env = {name: container_env(manifests, specs[name]["containers"][0]) for name in ("api", "trainer", "writer")}
-    assert "EPOCHSCOPE_DISPATCH_KEY" in env["api"] and "EPOCHSCOPE_DISPATCH_KEY" in env["trainer"]
-    assert "EPOCHSCOPE_DISPATCH_KEY" not in env["writer"]
-    for name in ("api", "trainer"):  # one Secret, so the trainers verify what the API signs
-        refs = {s["secretRef"]["name"] for s in specs[name]["containers"][0]["envFrom"] if "secretRef" in s}
-        assert "epochscope-dispatch-key" in refs, name
-        assert not any(
-            s.get("optional")
-            for s in specs[name]["containers"][0]["envFrom"]
-            if "secretRef" in s and s["secretRef"]["name"] == "epochscope-dispatch-key"
-        )
+    assert "EPOCHSCOPE_DISPATCH_PRIVATE_KEY" in env["api"] and "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS" in env["trainer"]
+    assert "EPOCHSCOPE_DISPATCH_PRIVATE_KEY" not in env["trainer"]  # a trainer can verify a start, never sign one
+    assert not {"EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"} & set(env["writer"])
+    for name, secret in (("api", "epochscope-dispatch-private-key"), ("trainer", "epochscope-dispatch-public-keys")):
+        refs = [s for s in specs[name]["containers"][0]["envFrom"] if s.get("secretRef", {}).get("name") == secret]
+        assert refs and not any(s.get("optional") for s in refs), name
 
 
 def test_k8s_upload_scan_memory_fits_inside_the_api_pod(manifests: dict) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 from queue_postgres import API_PASSWORD, WRITER_PASSWORD, add_queued_job, heartbeat, migrate_settings, started_cluster
+from start_keys import opened_token
 from test_writer_units import applier, prediction
 from writer_fakes import record_of
 
@@ -21,6 +22,7 @@ from epochscope_api.service_layer.queue import DispatchSettings, dispatch_once, 
 from epochscope_api.service_layer.queue_places import queue_places
 from epochscope_db.migrate import migrate
 from epochscope_runtime.command_signing import verify_command
+from epochscope_runtime.job_token import verify_job_token
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_writer.adapters.postgres import PostgresDatabase
@@ -118,7 +120,7 @@ async def test_each_lost_attempt_is_fenced_by_a_signed_cancel_of_it_behind_its_s
     assert isinstance(first, JobStartEvent) and isinstance(second, JobStartEvent)
     assert isinstance(fence_1, JobCancelEvent) and isinstance(fence_2, JobCancelEvent)
     assert (fence_1.attempt_id, fence_2.attempt_id) == (first.attempt_id, second.attempt_id)
-    assert verify_command(fence_1, first.job_token) and verify_command(fence_2, second.job_token)  # the start's token
+    assert verify_command(fence_1, opened_token(first)) and verify_command(fence_2, opened_token(second))
     outcomes = await admin.fetch("SELECT outcome FROM job_attempts WHERE job_id = $1 ORDER BY attempt_no", job_id)
     assert [row["outcome"] for row in outcomes] == ["start_timeout", "lease_lost"]
 
@@ -162,6 +164,37 @@ async def test_a_trainer_that_says_it_is_busy_gets_no_job(postgres: PostgresClus
     assert await dispatch(postgres) == 0
     await heartbeat(admin, "t1", free=1)
     assert await dispatch(postgres) == 1
+
+
+async def test_a_trainer_without_a_sealing_key_gets_no_job_and_the_job_waits_queued(
+    postgres: PostgresCluster, admin: asyncpg.Connection
+) -> None:
+    job_id = await add_queued_job(admin, "fay")
+    await heartbeat(admin, "t1", sealing_key=None)  # its token could only go in the clear
+    assert await dispatch(postgres) == 0
+    assert await admin.fetchval("SELECT state FROM job_queue WHERE job_id = $1", job_id) == "queued"
+    assert await sent_starts(admin) == []
+    await heartbeat(admin, "t1")  # its next heartbeat carries its key
+    assert await dispatch(postgres) == 1
+    (start,) = await sent_starts(admin)
+    assert start.trainer_id == "t1" and start.job_token is None and start.sealed_job_token
+    assert verify_job_token(TOKEN_SECRET, opened_token(start), job_id).attempt_id == start.attempt_id
+
+
+async def test_only_the_api_role_reads_a_queued_start(postgres: PostgresCluster, admin: asyncpg.Connection) -> None:
+    job_id = await add_queued_job(admin, "gil")
+    writer = await asyncpg.connect(postgres.url_for("epochscope_writer", WRITER_PASSWORD))
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await writer.fetchval("SELECT start_payload FROM job_queue WHERE job_id = $1", job_id)
+        assert await writer.fetchval("SELECT state FROM job_queue WHERE job_id = $1", job_id) == "queued"
+    finally:
+        await writer.close()
+    api = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
+    try:  # the dispatcher's
+        assert await api.fetchval("SELECT start_payload IS NOT NULL FROM job_queue WHERE job_id = $1", job_id)
+    finally:
+        await api.close()
 
 
 async def test_an_unreadable_start_fails_its_job_not_the_pass(

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from start_keys import DISPATCH_PUBLIC_KEY, TRAINER_SEALING_PUBLIC
 from test_trainer_supervision import STORE, harness, start_event, wait_for_file
 from trainer_fakes import FakeCancelStream, FakeProducer, FakeRecord
 
@@ -107,13 +108,16 @@ KEY = "trainers-key-for-the-tests-0123456789abcdef"
 
 async def test_heartbeats_are_signed_with_the_trainers_key() -> None:
     producer, attempt = FakeProducer(), uuid.uuid4()
-    beating = asyncio.create_task(heartbeat_forever(producer, "trainer-1", "cpu", 0.01, KEY, lambda: attempt))
+    beating = asyncio.create_task(
+        heartbeat_forever(producer, "trainer-1", "cpu", 0.01, KEY, TRAINER_SEALING_PUBLIC, lambda: attempt)
+    )
     while len(producer.sent) < 2:
         await asyncio.sleep(0.01)
     beating.cancel()
     beats = [TrainerHeartbeat.model_validate_json(value or b"") for _, value, _, _ in producer.sent]
     assert all(signature_refusal(beat, KEY) is None for beat in beats)
     assert beats[0].attempt_id == attempt and beats[0].free_slots == 0
+    assert beats[0].sealing_key == TRAINER_SEALING_PUBLIC  # signed with the rest: the key its tokens are sealed to
     assert signature_refusal(beats[0], KEY + "x") is not None
 
 
@@ -121,10 +125,10 @@ def test_production_needs_the_key_and_the_job_never_gets_it(monkeypatch: pytest.
     production = {"environment": "production", "store": STORE}
     assert "EPOCHSCOPE_TRAINER_KEY" in (TrainerSettings(**production).missing_key() or "")
     assert TrainerSettings(**production, heartbeat_s=0).missing_key() is None  # no heartbeats: no key needed
-    assert "EPOCHSCOPE_DISPATCH_KEY" in (TrainerSettings(**production, key=KEY).missing_key() or "")
-    assert TrainerSettings(**production, key=KEY, dispatch_key=KEY).missing_key() is None
-    with pytest.raises(ValidationError, match="EPOCHSCOPE_DISPATCH_KEY is a placeholder"):
-        TrainerSettings(**production, key=KEY, dispatch_key="replace_me")
+    assert "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS" in (TrainerSettings(**production, key=KEY).missing_key() or "")
+    assert TrainerSettings(**production, key=KEY, dispatch_public_keys=DISPATCH_PUBLIC_KEY).missing_key() is None
+    with pytest.raises(ValidationError, match="a dispatch public key is not base64"):
+        TrainerSettings(**production, key=KEY, dispatch_public_keys="replace_me!")
     with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is a placeholder"):
         TrainerSettings(**production, key="replace_me")
     monkeypatch.setenv("EPOCHSCOPE_TRAINER_KEY", KEY)

@@ -6,6 +6,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from start_keys import TRAINER_SEALING_PUBLIC, new_sealing_key
 from test_writer_units import applier, prediction
 from writer_fakes import FakeEventStore, FakeRecord, job_token, record_of
 
@@ -84,12 +85,16 @@ def test_unsigned_forged_stale_and_malformed_heartbeats_are_dead_lettered_with_t
     tampered = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", free_slots=0), KEY).model_copy(
         update={"free_slots": 1}  # a real signature, over other capacity
     )
+    rekeyed = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", sealing_key=TRAINER_SEALING_PUBLIC), KEY).model_copy(
+        update={"sealing_key": new_sealing_key()[1]}  # a real signature, over another sealing key: tokens go to its
+    )
     stale = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", occurred_at=NOW - timedelta(minutes=5)), KEY)
     ahead = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", occurred_at=NOW + timedelta(minutes=5)), KEY)
-    values = [unsigned, forged, tampered, stale, ahead, b"not json"]
+    values = [unsigned, forged, tampered, rekeyed, stale, ahead, b"not json"]
     beats, refused = verified_newest([beat_record(v, i) for i, v in enumerate(values)], KEY, MAX_AGE, NOW)
     assert beats == []
     assert [d.reason for d in refused] == [
+        DeadLetterReason.INVALID_SIGNATURE,
         DeadLetterReason.INVALID_SIGNATURE,
         DeadLetterReason.INVALID_SIGNATURE,
         DeadLetterReason.INVALID_SIGNATURE,
@@ -98,7 +103,7 @@ def test_unsigned_forged_stale_and_malformed_heartbeats_are_dead_lettered_with_t
         DeadLetterReason.SCHEMA_INVALID,
     ]
     assert "unsigned" in refused[0].detail and "wrong signature" in refused[1].detail
-    assert "300s off" in refused[3].detail and refused[0].offset == 0 and refused[5].offset == 5
+    assert "300s off" in refused[4].detail and refused[0].offset == 0 and refused[6].offset == 6
 
 
 def test_a_writer_without_the_key_records_no_heartbeat() -> None:
@@ -113,6 +118,7 @@ def test_a_heartbeat_past_its_field_bounds_is_dead_lettered_as_invalid() -> None
         {**beat, "trainer_id": "t" * 201},  # max 200
         {**beat, "device": "d" * 201},  # max 200
         {**beat, "signature": "0" * 129},  # max 128
+        {**beat, "sealing_key": "k" * 44},  # a 32-byte key in url-safe base64: 43 characters
         {**beat, "slots": 65, "free_slots": 65},  # max 64: no trainer claims unbounded capacity
     ]
     records = [beat_record(json.dumps(value).encode(), i) for i, value in enumerate(oversized)]

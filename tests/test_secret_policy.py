@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from start_keys import DISPATCH_PRIVATE_KEY
 
 from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
@@ -27,9 +28,9 @@ def test_a_random_32_byte_secret_is_not_weak() -> None:
     assert weak_secret("EPOCHSCOPE_JWT_SECRET", STRONG) is None
 
 
-@pytest.mark.parametrize("field", ["jwt_secret", "job_token_secret", "dispatch_key"])
+@pytest.mark.parametrize("field", ["jwt_secret", "job_token_secret"])
 def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> None:
-    strong = {"jwt_secret": STRONG, "job_token_secret": STRONG, "dispatch_key": STRONG}
+    strong = {"jwt_secret": STRONG, "job_token_secret": STRONG, "dispatch_private_key": DISPATCH_PRIVATE_KEY}
     settings = {**strong, "store": STORE} | {field: "change-me"}
     with pytest.raises(ValidationError, match=f"EPOCHSCOPE_{field.upper()} is a placeholder"):
         ApiSettings(**settings)
@@ -37,11 +38,19 @@ def test_the_api_refuses_a_weak_secret_in_production_naming_it(field: str) -> No
     assert ApiSettings(**(settings | {field: STRONG})).environment == "production"  # the default
 
 
-def test_the_api_refuses_a_missing_dispatch_key_in_production() -> None:
+def test_the_api_refuses_a_missing_or_unreadable_dispatch_key_in_production(tmp_path: Path) -> None:
     settings = {"jwt_secret": STRONG, "job_token_secret": STRONG, "store": STORE}
-    with pytest.raises(ValidationError, match="EPOCHSCOPE_DISPATCH_KEY is required in production"):
+    with pytest.raises(
+        ValidationError, match=r"EPOCHSCOPE_DISPATCH_PRIVATE_KEY \(or _FILE\) is required in production"
+    ):
         ApiSettings(**settings)
-    assert ApiSettings(**settings, environment="development").dispatch_key is None
+    assert ApiSettings(**settings, environment="development").dispatch_signing_key() is None
+    with pytest.raises(ValidationError, match="the dispatch private key is not base64") as refused:
+        ApiSettings(**settings, dispatch_private_key="change-me-" + STRONG)
+    assert STRONG not in str(refused.value)  # the key's text is in no error
+    key_file = tmp_path / "dispatch.key"
+    key_file.write_text(DISPATCH_PRIVATE_KEY + "\n")  # a mounted secret
+    assert ApiSettings(**settings, dispatch_private_key_file=key_file).dispatch_signing_key() is not None
 
 
 def test_the_writer_refuses_a_weak_job_token_secret_in_production() -> None:
@@ -70,7 +79,7 @@ def test_the_api_process_will_not_start_with_a_placeholder_secret_and_logs_no_se
         "PATH": "/usr/bin:/bin",
         "EPOCHSCOPE_JWT_SECRET": "REPLACE_ME",
         "EPOCHSCOPE_JOB_TOKEN_SECRET": STRONG,
-        "EPOCHSCOPE_DISPATCH_KEY": STRONG,
+        "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": DISPATCH_PRIVATE_KEY,
         "EPOCHSCOPE_STORE_LOCAL_DIR": str(tmp_path),
     }
     started = subprocess.run(

@@ -17,7 +17,8 @@ from epochscope.broker import TansuBroker, ensure_topics
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent, RoundSummaryEvent, parse_event
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
-from epochscope_trainer.child_protocol import prepare_job_dir
+from epochscope_trainer.child_protocol import INPUTS_DIR, prepare_job_dir
+from epochscope_trainer.input_staging import stage_inputs
 from epochscope_trainer.service.spool_delivery import SpoolDelivery
 
 pytestmark = pytest.mark.stack
@@ -45,7 +46,7 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
     broker.start()
     try:
         await ensure_topics(broker.bootstrap_servers, partitions=1)
-        store_settings, store = local_store(root / "store")
+        _, store = local_store(root / "store")
         train = put_dataset(store, jsonl_bytes(chat_rows(16)))
         config = {
             "num_epochs": 2,
@@ -55,13 +56,13 @@ async def test_two_gloo_ranks_split_the_prompts_and_rank_zero_publishes_once(tin
         }
         event = start_event(config, train, dir_model(tiny_model_dir))
         job_id = str(event.job_id)
-        job_dir = prepare_job_dir(root, event)  # both ranks download the dataset into this one folder
+        job_dir = prepare_job_dir(root, event)  # both ranks read the dataset from this one folder
+        stage_inputs(store, event.inputs, job_dir / INPUTS_DIR)  # as the trainer service does: the child has no store
         env = {
             **os.environ,
             "JOB_ID": job_id,
             "JOB_USER_ID": "ddp-user",
             "JOB_TOKEN": "not-checked-here",
-            "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
             "OMP_NUM_THREADS": "1",
         }
         command = [

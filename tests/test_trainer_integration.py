@@ -19,11 +19,21 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from start_keys import (
+    DISPATCH_PUBLIC_KEY,
+    SIGNING_KEY,
+    TRAINER_SEALING_KEY,
+    TRAINER_SEALING_PUBLIC,
+    dispatched,
+    new_sealing_key,
+)
 from trainer_fakes import TRAINER_ID, chat_rows, dir_model, jsonl_bytes, local_store, put_dataset, start_event
 
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.ports import free_port
-from epochscope_runtime.command_signing import signed_cancel, signed_start
+from epochscope_runtime.command_signing import signed_cancel
+from epochscope_runtime.dispatch_keys import load_private_key, new_key_pair
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import (
@@ -47,7 +57,6 @@ pytestmark = pytest.mark.stack
 
 JOB_TIMEOUT_S = 300
 TRAINER = Path(sys.executable).with_name("epochscope-trainer")
-DISPATCH_KEY = "trainer-tests-dispatch-key-0123456789abcdef"  # the dispatcher's, shared with the trainer
 
 
 @dataclass
@@ -97,10 +106,13 @@ class TrainerStack:
         assert final is not None
         return final
 
-    async def send(self, event: Envelope, dispatch_key: str | None = DISPATCH_KEY) -> None:
-        """Publish the command; a start signed with `dispatch_key` as the dispatcher signs it (None: unsigned)."""
-        if isinstance(event, JobStartEvent) and dispatch_key is not None:
-            event = signed_start(event, dispatch_key)
+    async def send(
+        self, event: Envelope, signing_key: Ed25519PrivateKey | None = SIGNING_KEY, sealed_for: str | None = None
+    ) -> None:
+        """Publish the command; a start as the dispatcher sends it: its token sealed for this trainer (or the
+        `sealed_for` public key), signed with `signing_key` (None: unsigned, its token in the clear)."""
+        if isinstance(event, JobStartEvent) and signing_key is not None:
+            event = dispatched(event, sealed_for or TRAINER_SEALING_PUBLIC, signing_key)
         producer = AIOKafkaProducer(bootstrap_servers=self.broker.bootstrap_servers)
         await producer.start()
         try:
@@ -134,12 +146,16 @@ async def stack() -> AsyncIterator[TrainerStack]:
         **{k: v for k, v in os.environ.items() if not k.startswith("EPOCHSCOPE_")},
         "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "EPOCHSCOPE_STORE_LOCAL_DIR": str(store_settings.local_dir),
+        # Credentials a folder store ignores: the service holds them, the job's child never does
+        # (test_trainer_store_access.py).
+        "EPOCHSCOPE_STORE_SECRET_ACCESS_KEY": "store-secret-the-job-must-never-hold-0123456789",
         "EPOCHSCOPE_TRAINER_WORK_DIR": str(root / "work"),
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
         # No dispatcher here: the test publishes starts addressed to this trainer and signed, as the dispatcher would.
         "EPOCHSCOPE_TRAINER_TRAINER_ID": TRAINER_ID,
-        "EPOCHSCOPE_DISPATCH_KEY": DISPATCH_KEY,
+        "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": DISPATCH_PUBLIC_KEY,
+        "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,  # so the test can seal for it, as the dispatcher would
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",
         "OMP_NUM_THREADS": "1",
     }
@@ -200,20 +216,27 @@ async def run_until_step(stack: TrainerStack, event: JobStartEvent, step: int) -
 async def test_a_forged_or_unsigned_start_is_dead_lettered_with_its_reason_and_nothing_of_it_is_read(
     stack: TrainerStack, tiny_model_dir: Path, train: DatasetObject
 ) -> None:
-    forged, unsigned, genuine = (start_event(long_job(num_epochs=1), train, dir_model(tiny_model_dir)) for _ in "abc")
-    await stack.send(forged, dispatch_key="a-guessed-dispatch-key-0123456789abcdef")
-    await stack.send(unsigned, dispatch_key=None)
+    starts = [start_event(long_job(num_epochs=1), train, dir_model(tiny_model_dir)) for _ in "abcd"]
+    forged, unsigned, not_mine, genuine = starts
+    await stack.send(forged, signing_key=load_private_key(new_key_pair()[0]))  # a key the dispatcher does not hold
+    await stack.send(unsigned, signing_key=None)
+    await stack.send(not_mine, sealed_for=new_sealing_key()[1])  # signed, its token sealed for another trainer
     await stack.send(genuine)
     assert await command_dead_letters(stack, forged.job_id, 1) == [
-        "start_forged: the signature does not verify against the dispatch key (job_token removed from the payload)"
+        "start_forged: the signature does not verify against the dispatcher's public key(s)"
+        " (job_token removed from the payload)"
     ]
     assert await command_dead_letters(stack, unsigned.job_id, 1) == [
         "start_unsigned: no signature (job_token removed from the payload)"
     ]
+    assert await command_dead_letters(stack, not_mine.job_id, 1) == [
+        "token_unsealable: the token was not sealed for this trainer's key (or not for this start)"
+        " (job_token removed from the payload)"
+    ]
     final = await stack.finished(genuine.job_id)  # the trainer went on to the next start, and ran it
     assert final.status == "completed", final.message
     work_dir = Path(stack.env["EPOCHSCOPE_TRAINER_WORK_DIR"])
-    for refused in (forged, unsigned):
+    for refused in (forged, unsigned, not_mine):
         assert stack.of(refused.job_id, JobStatusEvent) == []  # never run, never reported
         assert not (work_dir / str(refused.job_id)).exists()  # its inputs never written, its dataset never read
         assert f"starting job {refused.job_id}" not in stack.log_path.read_text()

@@ -27,8 +27,9 @@ from epochscope_schemas.events import (
     PredictionEvent,
     WarningEvent,
 )
-from epochscope_trainer.child_protocol import JobIdentity
-from epochscope_trainer.job.inputs import InputError, fetch
+from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, DirectCheckpointStore
+from epochscope_trainer.child_protocol import INPUTS_DIR, JobIdentity
+from epochscope_trainer.input_staging import InputError, fetch, stage_inputs
 from epochscope_trainer.job.model_loading import ModelSourceError, resolve_model
 from epochscope_trainer.job.runner import JobRun
 from epochscope_trainer.settings import TrainerSettings
@@ -47,10 +48,11 @@ def run_job(settings: TrainerSettings, store: ObjectStore, event: Any) -> tuple[
     published: list[Envelope] = []
     job_dir = settings.work_dir / str(event.job_id)
     job_dir.mkdir(parents=True)
+    stage_inputs(store, event.inputs, job_dir / INPUTS_DIR)  # as the trainer service does before the child starts
     run = JobRun(
         event.config,
         event.inputs,
-        store,
+        DirectCheckpointStore(store, event.job_id, job_dir / CHECKPOINTS_DIR),
         JobIdentity(event.job_id, "token-1"),
         job_dir,
         settings,
@@ -88,7 +90,8 @@ def test_a_checksum_mismatch_fails_the_job_with_a_clear_reason(
     assert status == JobStatus.FAILED
     message = final_message(published)
     assert message.startswith("InputError: train dataset") and f"SHA-256 {train.sha256}, not {'0' * 64}" in message
-    assert not list((settings.work_dir / str(published[0].job_id) / "inputs").iterdir())  # nothing half-checked kept
+    kept = [p.name for p in (settings.work_dir / str(published[0].job_id) / "inputs").iterdir()]
+    assert kept == ["train.error"]  # the staging's reason, and nothing half-checked
 
 
 def test_a_size_mismatch_and_a_missing_object_are_input_errors(

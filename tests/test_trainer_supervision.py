@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from start_keys import DISPATCH_PRIVATE_KEY, TRAINER_SEALING_KEY
 from trainer_fakes import (
     TRAINER_ID,
     FakeCancelStream,
@@ -105,7 +106,7 @@ def harness(
     command: Callable[[Path], list[str]] | None = None,
     keep: bool = True,
     heartbeat_s: float = 0,
-    dispatch_key: str | None = None,
+    dispatch_public_keys: str | None = None,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -128,7 +129,8 @@ def harness(
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
         trainer_id=TRAINER_ID,
-        dispatch_key=dispatch_key,
+        dispatch_public_keys=dispatch_public_keys,
+        sealing_key=TRAINER_SEALING_KEY,
     )
     service = bootstrap(
         settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
@@ -159,7 +161,7 @@ async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
     assert inputs == first.inputs  # the child reads the start event's inputs, exactly
 
 
-async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
+async def test_the_child_gets_neither_broker_nor_store_credentials_nor_a_service_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service_only = {
@@ -168,7 +170,11 @@ async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
         "EPOCHSCOPE_KAFKA_SASL_USERNAME": "epochscope-trainer",
         "EPOCHSCOPE_KAFKA_SASL_PASSWORD": "broker-password-" + "p" * 32,
         "EPOCHSCOPE_TRAINER_KEY": "trainer-key-" + "k" * 32,
-        "EPOCHSCOPE_DISPATCH_KEY": "dispatch-key-" + "d" * 32,
+        "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,
+        "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": DISPATCH_PRIVATE_KEY,  # never the trainer's: withheld should it be there
+        "EPOCHSCOPE_STORE_ACCESS_KEY_ID": "epochscope-trainer",  # the service stages inputs and uploads checkpoints
+        "EPOCHSCOPE_STORE_SECRET_ACCESS_KEY": "store-secret-" + "s" * 32,
+        "AWS_SECRET_ACCESS_KEY": "cloud-secret-" + "c" * 32,
     }
     for name, value in {**service_only, "EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES": "2097152"}.items():
         monkeypatch.setenv(name, value)
@@ -182,6 +188,7 @@ async def test_the_child_gets_neither_broker_credentials_nor_a_service_key(
     assert not service_only.keys() & env.keys()
     assert not any(value in env.values() for value in service_only.values())
     assert [name for name in env if name.startswith("EPOCHSCOPE_KAFKA_")] == ["EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"]
+    assert not [name for name in env if name.startswith(("EPOCHSCOPE_STORE_", "AWS_"))]
     assert (env["JOB_ID"], env["JOB_TOKEN"]) == (str(event.job_id), "token-1")
 
 

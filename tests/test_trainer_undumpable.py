@@ -11,6 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from start_keys import DISPATCH_PUBLIC_KEY
+
 from epochscope.ports import free_port
 
 BIN = Path(sys.executable).parent
@@ -32,7 +34,7 @@ def started(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 def test_a_trainers_environment_is_not_readable_by_a_process_of_its_user() -> None:
     env = {
         "EPOCHSCOPE_TRAINER_KEY": SECRET,
-        "EPOCHSCOPE_DISPATCH_KEY": "dispatch-key-that-the-trainer-needs-in-production",
+        "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": DISPATCH_PUBLIC_KEY,
         "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     }
     with tempfile.TemporaryDirectory() as work_dir:

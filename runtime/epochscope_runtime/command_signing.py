@@ -1,5 +1,6 @@
-"""Commands the API sends trainers are signed, so a trainer can tell them from forgeries: a start with the dispatch
-key (EPOCHSCOPE_DISPATCH_KEY, the API's and the trainers'; see the end of this module), a cancel with its job's token.
+"""Commands the API sends trainers are signed, so a trainer can tell them from forgeries: a start with the
+dispatcher's Ed25519 key (the API holds the private key, trainers the public ones; see the end of this module), a
+cancel with its job's token.
 
 Only the API (which mints the token) and the trainer running the job (which learns it from the start event) know
 a job's token. A cancel carries an HMAC-SHA256 keyed by the token over the command's type, job id, user id,
@@ -19,12 +20,17 @@ signature, or a job it has never seen) is dead-lettered and ignored.
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from datetime import UTC
 from uuid import UUID
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from epochscope_schemas.events import JobCancelEvent, JobStartEvent
 
 JOB_TOKEN_FIELD = "job_token"
+TOKEN_FIELDS = (JOB_TOKEN_FIELD, "sealed_job_token")  # a start's token travels sealed for its addressee
 
 
 def _message(event: JobCancelEvent) -> bytes:
@@ -54,7 +60,8 @@ def verify_command(event: JobCancelEvent, job_token: str | None) -> bool:
 
 
 def without_job_token(value: bytes | None) -> tuple[bytes, bool]:
-    """A record value with its top-level `job_token` removed (for dead letters), and whether one was removed.
+    """A record value with its top-level `job_token` and `sealed_job_token` removed (for dead letters), and whether
+    one was removed.
 
     A value that is not a JSON object, or holds no token (none, null or empty), is returned as it is.
     """
@@ -63,15 +70,19 @@ def without_job_token(value: bytes | None) -> tuple[bytes, bool]:
         document = json.loads(raw)
     except ValueError:
         return raw, False
-    if not isinstance(document, dict) or document.get(JOB_TOKEN_FIELD) in (None, ""):
+    present = [name for name in TOKEN_FIELDS if isinstance(document, dict) and document.get(name) not in (None, "")]
+    if not present:
         return raw, False
-    del document[JOB_TOKEN_FIELD]
+    for name in present:
+        del document[name]
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode(), True
 
 
-# Starts: signed by the API's dispatcher with EPOCHSCOPE_DISPATCH_KEY, verified by the trainer they are addressed to.
+# Starts: signed by the API's dispatcher with its Ed25519 private key, verified by the trainer they are addressed to
+# with the dispatcher's public keys (`dispatch_keys`): a trainer can verify a start but not sign one.
 
 START_SIGNATURE_FIELD = "signature"
+SIGNATURE_BYTES = 64
 
 
 def _canonical(document: dict) -> bytes:
@@ -79,19 +90,31 @@ def _canonical(document: dict) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signed_start(event: JobStartEvent, dispatch_key: str) -> JobStartEvent:
-    """The start with its signature: an HMAC-SHA256 under the dispatch key over every other field (the addressee,
-    the attempt, the inputs and the job token included), so none can be changed or the start replayed elsewhere."""
-    signature = hmac.new(dispatch_key.encode(), _canonical(event.model_dump(mode="json")), hashlib.sha256)
-    return event.model_copy(update={"signature": signature.hexdigest()})
+def signed_start(event: JobStartEvent, private_key: Ed25519PrivateKey) -> JobStartEvent:
+    """The start with its signature: Ed25519 under the dispatcher's key over every other field (the addressee, the
+    attempt, the inputs and the sealed job token included), so none can be changed or the start replayed elsewhere."""
+    signature = private_key.sign(_canonical(event.model_dump(mode="json")))
+    return event.model_copy(update={"signature": signature.hex()})
 
 
-def start_refusal(document: dict, dispatch_key: str) -> str | None:
-    """Why a start (its JSON, not yet validated) is not to be read, or None when the dispatcher signed it."""
+def start_refusal(document: dict, public_keys: Sequence[Ed25519PublicKey]) -> str | None:
+    """Why a start (its JSON, not yet validated) is not to be read, or None when one of the dispatcher's keys signed
+    it (several during a rotation)."""
     signature = document.get(START_SIGNATURE_FIELD)
     if not isinstance(signature, str) or not signature:
         return "start_unsigned: no signature"
-    expected = hmac.new(dispatch_key.encode(), _canonical(document), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature):
-        return "start_forged: the signature does not verify against the dispatch key"
-    return None
+    forged = "start_forged: the signature does not verify against the dispatcher's public key(s)"
+    try:
+        raw = bytes.fromhex(signature)
+    except ValueError:
+        return forged
+    if len(raw) != SIGNATURE_BYTES:
+        return forged
+    message = _canonical(document)
+    for key in public_keys:
+        try:
+            key.verify(raw, message)
+        except InvalidSignature:
+            continue
+        return None
+    return forged

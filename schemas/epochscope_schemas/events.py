@@ -94,11 +94,19 @@ class JobStartEvent(Envelope):
     attempt_no: Annotated[int, Field(ge=0)] = 0
     config: JobConfig
     inputs: JobInputs
+    sealed_job_token: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="The attempt's job token sealed for the addressed trainer's public key (X25519, HKDF-SHA256,"
+        " AES-256-GCM; `epochscope_runtime.token_sealing`): only that trainer can open it. The dispatcher never sends"
+        " `job_token` in the clear.",
+    )
     signature: str | None = Field(
         default=None,
         max_length=128,
-        description="HMAC-SHA256 (hex) of every other field under the dispatch key: proof the API's dispatcher sent"
-        " this start to this trainer; a trainer with the key refuses a start without it.",
+        description="Ed25519 signature (hex) of every other field under the dispatcher's private key: proof the API's"
+        " dispatcher sent this start to this trainer; a trainer with the dispatcher's public keys refuses a start"
+        " without it.",
     )
 
 

@@ -29,6 +29,11 @@ class TrainerHeartbeat(BaseModel):
     slots: Annotated[int, Field(ge=1, le=64)] = 1
     free_slots: Annotated[int, Field(ge=0, le=64)] = 1
     attempt_id: UUID | None = None
+    sealing_key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$")] | None = Field(
+        default=None,
+        description="The trainer's X25519 public key (url-safe base64 of 32 bytes): the dispatcher seals the job"
+        " tokens of the starts it addresses here to it; a trainer without one gets no job.",
+    )
     signature: str = Field(
         default="",
         max_length=128,

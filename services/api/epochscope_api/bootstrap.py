@@ -87,7 +87,7 @@ async def running_adapters(settings: ApiSettings) -> AsyncIterator[Adapters]:
         dispatch_settings(settings),
         settings.job_token_secret.get_secret_value(),
         settings.kafka.max_message_bytes,
-        settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
+        settings.dispatch_signing_key(),
     )
     retention = run_retention(pool, retention_policy(settings), settings.retention_every_seconds)
     tasks = [

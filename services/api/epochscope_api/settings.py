@@ -1,12 +1,15 @@
 """The API's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
 from functools import lru_cache
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_runtime.catalog import CatalogModel, demo_catalog
 from epochscope_runtime.dataset_limits import DatasetLimits
+from epochscope_runtime.dispatch_keys import key_text, load_private_key
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
@@ -15,7 +18,7 @@ from epochscope_schemas.methods import GrpoLimits
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_", hide_input_in_errors=True)  # errors name no secret
 
     environment: Environment = Field(
         default=Environment.PRODUCTION, description="production refuses weak secrets; development allows them."
@@ -43,10 +46,14 @@ class ApiSettings(BaseSettings):
         default=None, description="Bearer token /metrics requires; unset: /metrics is not served."
     )
     job_token_secret: SecretStr  # required: HS256 key for job tokens, shared with the writer
-    dispatch_key: SecretStr | None = Field(
+    dispatch_private_key: SecretStr | None = Field(
         default=None,
-        description="EPOCHSCOPE_DISPATCH_KEY: signs each job start (shared with the trainers, which then refuse a"
-        " start that does not verify); required in production; unset (development only), starts go unsigned.",
+        description="EPOCHSCOPE_DISPATCH_PRIVATE_KEY: the dispatcher's Ed25519 private key (PEM, or its 32 raw bytes"
+        " in base64), which signs each job start; trainers hold only the public key. Or EPOCHSCOPE_DISPATCH_PRIVATE_"
+        "KEY_FILE. Required in production; unset (development only), starts go unsigned.",
+    )
+    dispatch_private_key_file: Path | None = Field(
+        default=None, description="A file holding the dispatcher's private key (a mounted secret), instead."
     )
     job_token_ttl_hours: float = 72.0
     api_host: str = "127.0.0.1"
@@ -204,20 +211,32 @@ class ApiSettings(BaseSettings):
             )
         if self.jwks_url is not None and not (self.jwt_audience and self.jwt_issuer):
             raise ValueError("EPOCHSCOPE_JWKS_URL needs EPOCHSCOPE_JWT_AUDIENCE and EPOCHSCOPE_JWT_ISSUER")
-        if self.environment == Environment.PRODUCTION and self.dispatch_key is None:
-            raise ValueError("EPOCHSCOPE_DISPATCH_KEY is required in production: it signs the job starts trainers run")
         refuse_weak_secrets(
             self.environment,
             {
                 "EPOCHSCOPE_JWT_SECRET": self.jwt_secret.get_secret_value() if self.jwt_secret else None,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
                 "EPOCHSCOPE_METRICS_TOKEN": self.metrics_token.get_secret_value() if self.metrics_token else None,
-                "EPOCHSCOPE_DISPATCH_KEY": self.dispatch_key.get_secret_value() if self.dispatch_key else None,
+                "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": (
+                    self.dispatch_private_key.get_secret_value() if self.dispatch_private_key else None
+                ),
             },
         )
+        signing_key = self.dispatch_signing_key()  # an unreadable key stops the start, in any environment
+        if self.environment == Environment.PRODUCTION and signing_key is None:
+            raise ValueError(
+                "EPOCHSCOPE_DISPATCH_PRIVATE_KEY (or _FILE) is required in production: it signs the job starts"
+                " trainers run"
+            )
         if len({model.id for model in self.models}) != len(self.models):
             raise ValueError("models: two catalog entries share an id")
         return self
+
+    def dispatch_signing_key(self) -> Ed25519PrivateKey | None:
+        """The dispatcher's private key from its setting or file (ValueError when unreadable), or None."""
+        value = self.dispatch_private_key.get_secret_value() if self.dispatch_private_key else None
+        text = key_text(value, self.dispatch_private_key_file, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
+        return load_private_key(text) if text is not None else None
 
     def catalog_model(self, model_id: str) -> CatalogModel | None:
         return next((model for model in self.models if model.id == model_id), None)

@@ -1,8 +1,9 @@
 """The contract between the trainer service and a job's child process; both sides import it.
 
-The service writes the job's config and inputs (object keys, model source) into the job folder, starts
-the child with the job's identity in its environment, asks it to cancel by creating a file, and reads the
-outcome from its exit code. The child writes its events to a spool file, which the service delivers to the
+The service writes the job's config and inputs (object keys, model source) into the job folder, stages the
+datasets there, starts the child with the job's identity in its environment, uploads the checkpoints the child
+asks it to (`checkpoint_store`: the child holds no store credentials), asks it to cancel by creating a file,
+and reads the outcome from its exit code. The child writes its events to a spool file, which the service delivers to the
 broker while the child runs and after: the child holds no broker credentials. Under torchrun every rank
 reads the same folder.
 """
@@ -21,12 +22,15 @@ from epochscope_trainer.settings import SERVICE_KEYS
 
 CONFIG_FILE = "config.json"  # the job's config, written by the service before the child starts
 INPUTS_FILE = "inputs.json"  # what the job reads (object keys, hashes, model source): the start event's `inputs`
-INPUTS_DIR = "inputs"  # the child downloads the job's datasets here
+INPUTS_DIR = "inputs"  # the service stages the job's datasets here (`input_staging`)
 CANCEL_FILE = "cancel"  # created by the service, holding why: the child ends the job as cancelled, with that reason
 USER_CANCEL = "cancelled by the user"  # the reason of a cancel file with none in it
 SPOOL_FILE = "spool.sqlite"  # the child's events (`spool_store`); the service delivers them to the broker
 KAFKA_ENV_PREFIX = "EPOCHSCOPE_KAFKA_"  # the broker's address and the service's login: never the child's
 KAFKA_ENV_KEPT = frozenset({"EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"})  # the child sizes its events by it
+# The object store's location and credentials (and any cloud credentials from the environment): the service stages
+# the inputs and uploads the checkpoints, so the child holds none.
+STORE_ENV_PREFIXES = ("EPOCHSCOPE_STORE_", "AWS_")
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
 ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every event the child publishes (fencing)
@@ -61,8 +65,9 @@ def read_job_inputs(job_dir: Path) -> JobInputs:
 
 
 def child_env(event: JobStartEvent) -> dict[str, str]:
-    """The service's environment plus the job's identity, less the service's keys (a job speaks only for itself)
-    and the broker's settings (the child writes its events to its spool, never to the broker)."""
+    """The service's environment plus the job's identity, less the service's keys (a job speaks only for itself),
+    the broker's settings (the child writes its events to its spool, never to the broker) and the object store's
+    (the service stages its inputs and uploads its checkpoints)."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
     attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
     service = {name: value for name, value in os.environ.items() if not _withheld_from_child(name)}
@@ -70,7 +75,11 @@ def child_env(event: JobStartEvent) -> dict[str, str]:
 
 
 def _withheld_from_child(name: str) -> bool:
-    return name in SERVICE_KEYS or (name.startswith(KAFKA_ENV_PREFIX) and name not in KAFKA_ENV_KEPT)
+    return (
+        name in SERVICE_KEYS
+        or (name.startswith(KAFKA_ENV_PREFIX) and name not in KAFKA_ENV_KEPT)
+        or name.startswith(STORE_ENV_PREFIXES)
+    )
 
 
 def read_identity() -> dict[str, str]:

@@ -5,22 +5,38 @@ import socket
 import uuid
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_runtime.dataset_limits import DatasetLimits
+from epochscope_runtime.dispatch_keys import key_text, load_public_keys
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
+from epochscope_runtime.token_sealing import load_private_key
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
 KEY_ENV = "EPOCHSCOPE_TRAINER_KEY"
-DISPATCH_KEY_ENV = "EPOCHSCOPE_DISPATCH_KEY"
-SERVICE_KEYS = (KEY_ENV, DISPATCH_KEY_ENV)  # the service's own secrets, never passed to a job's process
+SEALING_KEY_ENV = "EPOCHSCOPE_TRAINER_SEALING_KEY"
+DISPATCH_PUBLIC_KEYS_ENV = "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"
+# The service's own secrets, never passed to a job's process (the dispatcher's private key is the API's alone: withheld
+# too, should a deployment give every service one environment).
+SERVICE_KEYS = (KEY_ENV, SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
+
+
+def _store_configured() -> bool:
+    """Whether the environment names an object store (the service's does; a job's child's never does)."""
+    return any(os.environ.get(name) for name in ("EPOCHSCOPE_STORE_LOCAL_DIR", "EPOCHSCOPE_STORE_BUCKET"))
 
 
 class TrainerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_TRAINER_", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="EPOCHSCOPE_TRAINER_",
+        populate_by_name=True,
+        hide_input_in_errors=True,  # errors name no secret
+    )
 
     work_dir: Path = Field(default=Path("trainer-work"), description="One folder per job: config, spool, outputs.")
     model_cache_dir: Path = Field(default=Path("model-cache"), description="Converted models (GGUF -> safetensors).")
@@ -65,33 +81,60 @@ class TrainerSettings(BaseSettings):
         description="EPOCHSCOPE_TRAINER_KEY: signs heartbeats (shared with the writers); unset, they go unsigned and"
         " the writer records none, so the trainer gets no job. Required in production.",
     )
-    dispatch_key: SecretStr | None = Field(
+    dispatch_public_keys: str | None = Field(
         default=None,
-        validation_alias=DISPATCH_KEY_ENV,  # the API's dispatcher signs starts with the same key
-        description="EPOCHSCOPE_DISPATCH_KEY: set, the trainer runs only starts the dispatcher signed with it and"
-        " dead-letters any other addressed to it, unread; unset (development only), it takes unsigned starts."
-        " Required in production.",
+        validation_alias=DISPATCH_PUBLIC_KEYS_ENV,  # the API's dispatcher signs starts with the private half
+        description="EPOCHSCOPE_DISPATCH_PUBLIC_KEYS: the dispatcher's Ed25519 public key(s) (PEM or base64 raw keys,"
+        " comma-separated: more than one while a key is rotated). Set, the trainer runs only starts one of them"
+        " verifies, with the job token sealed for it, and dead-letters any other addressed to it, unread; unset"
+        " (development only), it takes unsigned starts. Required in production.",
+    )
+    dispatch_public_keys_file: Path | None = Field(
+        default=None,
+        validation_alias="EPOCHSCOPE_DISPATCH_PUBLIC_KEYS_FILE",
+        description="A file holding the dispatcher's public key(s), instead.",
+    )
+    sealing_key: SecretStr | None = Field(
+        default=None,
+        description="EPOCHSCOPE_TRAINER_SEALING_KEY: this trainer's X25519 private key (base64 of 32 raw bytes), whose"
+        " public half its heartbeats publish and to which the dispatcher seals its starts' job tokens. Unset (the"
+        " default, and the advice): a fresh key is made each time the service starts, held in memory only.",
     )
     environment: Environment = Field(
         default=Environment.PRODUCTION,
         validation_alias="EPOCHSCOPE_ENVIRONMENT",  # the one setting every service shares
-        description="production refuses a weak or (at start-up) missing trainer key or dispatch key.",
+        description="production refuses a weak or (at start-up) missing trainer key or dispatch public key.",
     )
     log_level: str = "INFO"
     datasets: DatasetLimits = Field(
         default_factory=DatasetLimits, description="Bytes a row and a file may decode to (EPOCHSCOPE_DATASET_*)."
     )
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    store: StoreSettings = Field(default_factory=StoreSettings)
+    store: StoreSettings | None = Field(
+        default_factory=lambda: StoreSettings() if _store_configured() else None,
+        description="The object store (EPOCHSCOPE_STORE_*): the service's alone; a job's process gets none of it.",
+    )
 
     @model_validator(mode="after")
     def _no_weak_key(self) -> "TrainerSettings":
-        dispatch_key = self.dispatch_key.get_secret_value() if self.dispatch_key else None
-        refuse_weak_secrets(
-            self.environment,
-            {KEY_ENV: self.key.get_secret_value() if self.key else None, DISPATCH_KEY_ENV: dispatch_key},
-        )
+        refuse_weak_secrets(self.environment, {KEY_ENV: self.key.get_secret_value() if self.key else None})
+        self.start_verifying_keys()  # an unreadable key stops the start
+        self.sealing_key_pair()
         return self
+
+    def start_verifying_keys(self) -> list[Ed25519PublicKey] | None:
+        """The dispatcher's public keys from the setting or its file (ValueError when unreadable), or None."""
+        text = key_text(self.dispatch_public_keys, self.dispatch_public_keys_file, DISPATCH_PUBLIC_KEYS_ENV)
+        return load_public_keys(text) if text is not None else None
+
+    def sealing_key_pair(self) -> X25519PrivateKey | None:
+        """This trainer's configured X25519 private key (ValueError when unreadable), or None: make one."""
+        if self.sealing_key is None:
+            return None
+        try:
+            return load_private_key(self.sealing_key.get_secret_value())
+        except ValueError:
+            raise ValueError(f"{SEALING_KEY_ENV} is not an X25519 private key (32 raw bytes in base64)") from None
 
     def missing_key(self) -> str | None:
         """Why the service may not start without a key (production, heartbeats on), or None. Checked at start-up,
@@ -100,6 +143,6 @@ class TrainerSettings(BaseSettings):
             return None
         if self.key is None:
             return f"{KEY_ENV} is required in production: the writer records only signed heartbeats"
-        if self.dispatch_key is None:
-            return f"{DISPATCH_KEY_ENV} is required in production: the trainer runs only signed starts"
+        if self.dispatch_public_keys is None and self.dispatch_public_keys_file is None:
+            return f"{DISPATCH_PUBLIC_KEYS_ENV} is required in production: the trainer runs only signed starts"
         return None

@@ -84,17 +84,25 @@ async def waiting_jobs(conn: asyncpg.Connection, limit: int) -> list[uuid.UUID]:
     return [row["job_id"] for row in rows]
 
 
-async def free_slots(conn: asyncpg.Connection, lease_s: float) -> list[tuple[str, int]]:
-    """Live trainers (fresh heartbeat) and their free slots, most free first."""
+@dataclass(frozen=True)
+class FreeTrainer:
+    trainer_id: str
+    free: int
+    sealing_key: str  # its X25519 public key, from its heartbeat: the start's job token is sealed to it
+
+
+async def free_slots(conn: asyncpg.Connection, lease_s: float) -> list[FreeTrainer]:
+    """Live trainers (fresh heartbeat) with a sealing key and free slots, most free first. A trainer that published
+    no sealing key gets no job (its token could only go in the clear): the jobs wait in the queue."""
     free = "least(t.slots - count(q.job_id), t.free_slots)"
     rows = await conn.fetch(
-        f"SELECT t.trainer_id, {free} AS free FROM trainers t"
+        f"SELECT t.trainer_id, {free} AS free, t.sealing_key FROM trainers t"
         f" LEFT JOIN job_queue q ON q.trainer_id = t.trainer_id AND q.state IN {ACTIVE}"
-        " WHERE t.last_heartbeat_at >= now() - make_interval(secs => $1)"
+        " WHERE t.last_heartbeat_at >= now() - make_interval(secs => $1) AND t.sealing_key IS NOT NULL"
         f" GROUP BY t.trainer_id HAVING {free} > 0 ORDER BY 2 DESC, t.trainer_id",
         lease_s,
     )
-    return [(row["trainer_id"], int(row["free"])) for row in rows]
+    return [FreeTrainer(row["trainer_id"], int(row["free"]), row["sealing_key"]) for row in rows]
 
 
 async def queued_users(conn: asyncpg.Connection) -> list[QueuedUser]:

@@ -7,6 +7,7 @@ sent without its attempt committed); one API replica dispatches at a time (each 
 import logging
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from epochscope_api.data.job_queue import NOTIFY_CHANNEL
 from epochscope_api.queue.wakeup import Wakeup
@@ -24,13 +25,13 @@ class Dispatcher:
         settings: DispatchSettings,
         token_secret: str,
         max_bytes: int,
-        dispatch_key: str | None,
+        signing_key: Ed25519PrivateKey | None,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._token_secret = token_secret
         self._max_bytes = max_bytes
-        self._dispatch_key = dispatch_key
+        self._signing_key = signing_key
 
     async def run(self) -> None:
         async with Wakeup(self._pool, NOTIFY_CHANNEL) as wakeup:
@@ -38,7 +39,7 @@ class Dispatcher:
                 try:
                     async with self._pool.acquire() as conn:
                         await dispatch_once(
-                            conn, self._settings, self._token_secret, self._max_bytes, self._dispatch_key
+                            conn, self._settings, self._token_secret, self._max_bytes, self._signing_key
                         )
                 except Exception as exc:  # the database away: try again on the next pass
                     log.warning("dispatcher: %s: %s", type(exc).__name__, exc)

@@ -11,7 +11,9 @@ no more than its heartbeat says are free; (3) the slots are filled round-robin a
 recently goes first, each user's oldest queued job, within `per_user` concurrency; (4) each dispatch is an attempt
 (a new `attempt_id`, `attempt_no` + 1), recorded in `job_attempts`, and its start event, addressed to the trainer
 and carrying a job token minted here for that attempt (the only place a start gets one; the writer refuses it on
-another attempt's events), is queued in the outbox in the same transaction.
+another attempt's events), is queued in the outbox in the same transaction. The token travels sealed for the
+addressed trainer's public key (from its heartbeat; a trainer without one gets no job), and the start is signed with
+the dispatcher's Ed25519 key (`command_signing`).
 """
 
 import logging
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from epochscope_api.bus.event_size import encoded_within
@@ -28,13 +31,14 @@ from epochscope_api.data import dispatch as sql
 from epochscope_api.data.job_queue import end_in_queue, end_job, insert_queue_row, notify_status
 from epochscope_runtime.command_signing import signed_cancel, signed_start
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
+from epochscope_runtime.token_sealing import binding, load_public_key, seal
 from epochscope_schemas.events import JobStartEvent, JobStatus, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS
 
 log = logging.getLogger("epochscope.api.dispatcher")
 
 NOTIFY_WAITING = 200  # queued jobs told of their new place after a dispatch (the rest see it on their next poll)
-DISPATCH_ROOM = 512  # bytes a dispatch adds to a stored start: its job token (~250), trainer id and attempt
+DISPATCH_ROOM = 1024  # bytes a dispatch adds to a stored start: its sealed token (~480), signature, trainer, attempt
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,20 @@ async def dispatch_once(
     settings: DispatchSettings,
     token_secret: str,
     max_bytes: int,
-    dispatch_key: str | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> int:
     """One pass in one transaction; how many jobs were dispatched (0 when another replica holds the lock). Each
-    start is signed with `dispatch_key` (None: development without one, unsigned)."""
+    start is signed with `signing_key` (None: development without one, unsigned)."""
     async with conn.transaction():
         if not await sql.take_dispatch_lock(conn):
             return 0
         await requeue_lost(conn, settings, token_secret, max_bytes)
         slots = await sql.free_slots(conn, settings.lease_s)
-        picks = await pick_jobs(conn, sum(free for _, free in slots), settings.per_user)
-        trainers = [trainer for trainer, free in slots for _ in range(free)]
+        picks = await pick_jobs(conn, sum(slot.free for slot in slots), settings.per_user)
+        trainers = [slot for slot in slots for _ in range(slot.free)]
         sent = 0
         for (job_id, owner), trainer in zip(picks, trainers, strict=False):
-            sent += await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes, dispatch_key)
+            sent += await _dispatch(conn, job_id, owner, trainer, token_secret, max_bytes, signing_key)
         if sent:  # the jobs still waiting moved up: their live streams re-read their place in line
             for waiting in await sql.waiting_jobs(conn, NOTIFY_WAITING):
                 await notify_status(conn, waiting, "queued")
@@ -155,13 +159,14 @@ async def _dispatch(
     conn: asyncpg.Connection,
     job_id: uuid.UUID,
     owner: str,
-    trainer: str,
+    to: sql.FreeTrainer,
     token_secret: str,
     max_bytes: int,
-    dispatch_key: str | None = None,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> int:
-    """Send the job to the trainer as a new attempt: 1, or 0 when its stored start is not one (the job fails)."""
-    attempt_id = uuid.uuid4()
+    """Send the job to the trainer as a new attempt, its token sealed for the trainer: 1, or 0 when its stored start
+    is not one (the job fails)."""
+    attempt_id, trainer = uuid.uuid4(), to.trainer_id
     row = await sql.mark_dispatched(conn, job_id, attempt_id, trainer)
     try:
         start = parse_event(row.start_payload or "")
@@ -173,17 +178,19 @@ async def _dispatch(
         await fail_job(conn, job_id, owner, message)
         return 0
     await sql.insert_attempt(conn, attempt_id, job_id, row.attempt_no, trainer)
+    token = job_token(token_secret, job_id, owner, row.token_expires_at, attempt_id)
     event = start.model_copy(
         update={
             "event_id": uuid.uuid4(),
             "trainer_id": trainer,
             "attempt_id": attempt_id,
             "attempt_no": row.attempt_no,
-            "job_token": job_token(token_secret, job_id, owner, row.token_expires_at, attempt_id),
+            "job_token": None,
+            "sealed_job_token": seal(token, load_public_key(to.sealing_key), binding(job_id, attempt_id, trainer)),
         }
     )
-    if dispatch_key is not None:
-        event = signed_start(event, dispatch_key)
+    if signing_key is not None:
+        event = signed_start(event, signing_key)
     await enqueue(conn, JOB_COMMANDS, event, max_bytes)
     log.info("dispatcher: job %s attempt %d to trainer %s", job_id, row.attempt_no, trainer)
     return 1

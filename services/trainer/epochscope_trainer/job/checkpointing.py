@@ -2,7 +2,8 @@
 
 A round's weights are written to local disk in the thread that ran the round (inline: training waits for that
 write; background: the snapshot is written by the round's worker, training does not wait), then uploaded by
-one upload thread under `jobs/<job_id>/checkpoints/<name>/`, and announced by a CheckpointEvent. With mode
+one upload thread under `jobs/<job_id>/checkpoints/<name>/`, and announced by a CheckpointEvent. In a job's child the
+upload is the trainer service's (`checkpoint_store`): the child holds no store credentials and names no key. With mode
 `best`, a checkpoint that falls out of the top `keep` by the metric is deleted from the store and announced by a
 CheckpointDeletedEvent. A store failure is a warning event; training and later saves go on.
 
@@ -23,9 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import obstore
-
-from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.checkpoints import CheckpointMode, CheckpointsConfig, round_metric
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
@@ -35,16 +33,12 @@ from epochscope_schemas.events import (
     WarningEvent,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.checkpoint_store import CheckpointStore, checkpoint_prefix
 from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.callbacks import Publish
 
 log = logging.getLogger("epochscope.trainer.checkpoints")
 ROUND_METRICS = ("validator_pass_rate", "mean_exact_match", "mean_f1", "mean_rouge_l")
-
-
-def checkpoint_prefix(job_id: Any, name: str) -> str:
-    """Where a checkpoint's files live: under the job's own prefix, which the API deletes with the job."""
-    return f"jobs/{job_id}/checkpoints/{name}"
 
 
 def checkpoint_id(job_id: Any, name: str) -> uuid.UUID:
@@ -72,7 +66,7 @@ class Checkpointer:
 
     Args:
         config: the job's `predictions.checkpoints`.
-        store: the object store (the trainer's credentials may write only under `jobs/`).
+        store: puts and deletes a checkpoint's files by name (the service's upload, in a job's child).
         job: the job identity every event carries.
         publish: the non-blocking event publisher.
         work_dir: a local folder for the saves before upload.
@@ -82,7 +76,7 @@ class Checkpointer:
     def __init__(
         self,
         config: CheckpointsConfig,
-        store: ObjectStore,
+        store: CheckpointStore,
         job: JobIdentity,
         publish: Publish,
         work_dir: Path,
@@ -98,7 +92,7 @@ class Checkpointer:
         self._lock = threading.Lock()
         self._uploads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-upload")
         self._pending: list[Future[None]] = []
-        self._keys: dict[str, list[str]] = {}  # each uploaded checkpoint's objects: deleted by key, never by listing
+        self._files: dict[str, list[str]] = {}  # each uploaded checkpoint's files: deleted by name, never by listing
         self._sizes: dict[str, int] = {}  # each kept checkpoint's bytes (upload thread only)
 
     @property
@@ -173,7 +167,7 @@ class Checkpointer:
     def _upload(self, folder: Path, name: str, fields: dict[str, Any], pruned: list[_Kept]) -> None:
         prefix = checkpoint_prefix(self.job.job_id, name)
         started = time.perf_counter()
-        keys: list[str] = []
+        names: list[str] = []
         try:
             if not self._fits(name, fields["round_index"], folder, pruned):
                 self._forget(name, pruned)
@@ -181,8 +175,8 @@ class Checkpointer:
             files = []
             for path in sorted(p for p in folder.iterdir() if p.is_file()):
                 files.append(CheckpointFile(name=path.name, bytes=path.stat().st_size, sha256=_sha256(path)))
-                keys.append(f"{prefix}/{path.name}")
-                obstore.put(self.store, keys[-1], path)
+            names = [file.name for file in files]
+            self.store.put(name, names)
             manifest = "\n".join(f"{f.name} {f.sha256}" for f in files).encode()
             event = CheckpointEvent(
                 **self.job.envelope(),
@@ -197,12 +191,12 @@ class Checkpointer:
         except Exception as exc:  # noqa: BLE001  the store is down or refuses: a warning, training goes on
             self._warn(name, fields["round_index"], exc)
             self._forget(name, pruned)
-            self._remove_objects(keys)
+            self._remove_objects(name, names)
             return
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self.publish(TRAINING_STATUS, event)
-        self._keys[name], self._sizes[name] = keys, event.bytes  # (upload thread only)
+        self._files[name], self._sizes[name] = names, event.bytes  # (upload thread only)
         log.info(
             "checkpoint %s: %d bytes, saved in %.0f ms (%s), uploaded to %s in %.0f ms",
             name,
@@ -217,7 +211,7 @@ class Checkpointer:
 
     def _delete(self, gone: _Kept) -> None:
         try:
-            self._remove_objects(self._keys.pop(gone.name, []), strict=True)
+            self._remove_objects(gone.name, self._files.pop(gone.name, []), strict=True)
         except Exception as exc:  # noqa: BLE001
             self._warn(gone.name, gone.round_index, exc, action="delete")
             return
@@ -249,15 +243,15 @@ class Checkpointer:
         self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code="checkpoint_quota", message=message))
         return False
 
-    def _remove_objects(self, keys: list[str], strict: bool = False) -> None:
-        """Delete by key (the trainer may not list the bucket)."""
+    def _remove_objects(self, name: str, files: list[str], strict: bool = False) -> None:
+        """Delete by name (the trainer may not list the bucket)."""
         try:
-            if keys:
-                obstore.delete(self.store, keys)
+            if files:
+                self.store.delete(name, files)
         except Exception:
             if strict:
                 raise
-            log.warning("could not remove the partial checkpoint %s", keys, exc_info=True)
+            log.warning("could not remove the partial checkpoint %s %s", name, files, exc_info=True)
 
     def _forget(self, name: str, pruned: list[_Kept]) -> None:
         """A checkpoint that did not make it: what it would have displaced is kept after all."""

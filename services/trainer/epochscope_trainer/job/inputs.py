@@ -1,13 +1,10 @@
-"""A job's datasets: downloaded from the object store by the keys the start event carries, checked against the
-event's size and SHA-256, and read with the shared row reader (the same one the API validated the upload with).
-
-The trainer reads only the keys in the event's `inputs`; it has read-only store credentials and no database.
+"""A job's datasets: staged in the job folder by the trainer service (`input_staging`: downloaded by the keys the
+start event carries, checked against the event's size and SHA-256), and read here with the shared row reader (the
+same one the API validated the upload with). The job's process holds no store credentials and no database.
 A dataset's rows are never all held in memory: one pass counts them, the training rows are written row by row to
 a memory-mapped Arrow file (datasets' `from_generator`), and the prediction set is picked in a second pass.
 """
 
-import hashlib
-import os
 import random
 from array import array
 from collections.abc import Callable, Iterator
@@ -17,15 +14,9 @@ from typing import Any
 
 from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.dataset_rows import Example, FileType, Malformed, read_rows
-from epochscope_runtime.object_store import ObjectStore, download
 from epochscope_runtime.sampler import Sample, sample_positions, to_sample
-from epochscope_schemas.events import DatasetObject
 
 Record = Callable[[Example], dict[str, Any]]  # a usable row as a training method's trainer reads it
-
-
-class InputError(ValueError):
-    """A dataset object the job cannot use (missing, or not the bytes the API stored); the message says why."""
 
 
 @dataclass
@@ -97,41 +88,6 @@ def _training_records(
         for item in read_rows(handle, file_type, limits):
             if isinstance(item, Example):
                 yield record(item)
-
-
-def sha256_of(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def fetch(store: ObjectStore, obj: DatasetObject, folder: Path, name: str) -> Path:
-    """Download the object to `folder/<name>.<file type>` (streamed) and check it is the bytes the event names.
-
-    Raises InputError on a missing object or a size or SHA-256 mismatch. Each process downloads to its own
-    partial file and renames it into place once checked, so ranks of one job never see a half-written file.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}.{obj.file_type}"
-    partial = folder / f".{name}.{obj.file_type}.partial-{os.getpid()}"
-    try:
-        written = download(store, obj.key, partial)
-    except FileNotFoundError:
-        partial.unlink(missing_ok=True)
-        raise InputError(f"{name} dataset {obj.dataset_id}: object {obj.key} is not in the store") from None
-    try:
-        if written != obj.bytes:
-            raise InputError(f"{name} dataset {obj.dataset_id}: object {obj.key} has {written} bytes, not {obj.bytes}")
-        actual = sha256_of(partial)
-        if actual != obj.sha256:
-            raise InputError(
-                f"{name} dataset {obj.dataset_id}: object {obj.key} has SHA-256 {actual}, not {obj.sha256} "
-                "(the stored object changed after upload)"
-            )
-    except InputError:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, target)
-    return target
 
 
 def read_dataset(path: Path, file_type: FileType, limits: DatasetLimits) -> InputFile:

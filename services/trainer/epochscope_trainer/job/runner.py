@@ -1,7 +1,8 @@
 """`epochscope-train-job`: run one job in its own process (started by the trainer service).
 
 Speaks the child side of `child_protocol`: reads the job's config and inputs from the job folder and
-its identity from the environment; downloads the datasets from the object store (`job_inputs`);
+its identity from the environment; reads the datasets the service staged in the job folder (`input_staging`) and
+hands its checkpoints to the service to upload (`checkpoint_store`): it holds no store credentials;
 publishes status, progress, warning, prediction and round-summary events. The cancel file cancels the
 job (it ends as cancelled); SIGTERM stops it for a trainer shutdown (no final status: the job is re-run
 when a trainer picks it up again). The exit code is a `ChildExit`. Under torchrun every rank trains;
@@ -21,7 +22,6 @@ from typing import Any
 import torch
 
 from epochscope_runtime.log_config import configure_logging
-from epochscope_runtime.object_store import ObjectStore, open_store
 from epochscope_runtime.sampler import Sample
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import (
@@ -34,6 +34,7 @@ from epochscope_schemas.events import (
     WarningEvent,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
+from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, CheckpointStore, RequestedCheckpointStore
 from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     SPOOL_FILE,
@@ -45,9 +46,10 @@ from epochscope_trainer.child_protocol import (
     read_job_config,
     read_job_inputs,
 )
+from epochscope_trainer.input_staging import staged_input
 from epochscope_trainer.job.callbacks import ProgressCallback, Publish, StopOnRequest
 from epochscope_trainer.job.checkpointing import Checkpointer
-from epochscope_trainer.job.inputs import InputFile, Record, fetch, read_dataset
+from epochscope_trainer.job.inputs import InputFile, Record, read_dataset
 from epochscope_trainer.job.methods import TrainingParts, method_for
 from epochscope_trainer.job.model_loading import load_model_and_tokenizer, resolve_model
 from epochscope_trainer.job.precision import this_machine
@@ -70,7 +72,7 @@ class JobRun:
         self,
         config: JobConfig,
         inputs: JobInputs,
-        store: ObjectStore,
+        store: CheckpointStore,
         job: JobIdentity,
         job_dir: Path,
         settings: TrainerSettings,
@@ -143,7 +145,7 @@ class JobRun:
             self.store,
             self.job,
             self.publish,
-            self.job_dir / "checkpoints",
+            self.job_dir / CHECKPOINTS_DIR,
             byte_allowance=self.inputs.checkpoint_bytes_max,
         )
         if samples:
@@ -217,8 +219,8 @@ class JobRun:
         return after
 
     def _load(self, name: str, obj: DatasetObject) -> InputFile:
-        """Download, check and read one input dataset; malformed rows are a warning."""
-        path = fetch(self.store, obj, self.job_dir / INPUTS_DIR, name)
+        """Read one input dataset the service staged; malformed rows are a warning."""
+        path = staged_input(self.job_dir / INPUTS_DIR, obj, name)
         dataset = read_dataset(path, obj.file_type, self.settings.datasets)
         if dataset.skipped:
             skipped = f"skipped {dataset.skipped} malformed row(s): {dataset.skip_summary()}"
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     run = JobRun(
         config,
         inputs,
-        open_store(settings.store),
+        RequestedCheckpointStore(args.job_dir),
         job,
         args.job_dir,
         settings,

@@ -10,7 +10,10 @@ from functools import partial
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from epochscope_runtime.object_store import open_store
+from epochscope_runtime.token_sealing import public_key_text
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_trainer.child_protocol import job_command
 from epochscope_trainer.service.cancel_watcher import CancelWatcher
@@ -55,6 +58,8 @@ def bootstrap(
     deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]] | None = None,
 ) -> JobConsumerLoop:
     """The service, ready to run: real Kafka clients, child and spool delivery unless others are given."""
+    if settings.store is None:
+        raise ValueError("the trainer service needs its object store (EPOCHSCOPE_STORE_*): it stages the inputs")
     adapters = adapters or kafka_adapters(settings)
     status = StatusPublisher(adapters.producer)
     cancels = CancelWatcher(adapters.cancels)
@@ -67,13 +72,21 @@ def bootstrap(
         stopping=stopping,
         status=status,
         deliver_spool=deliver_spool or SpoolDelivery(settings.kafka, settings.publish_queue_size, stopping),
+        store=open_store(settings.store),
         keep_job_dirs=settings.keep_job_dirs,
     )
+    sealing_key = settings.sealing_key_pair() or X25519PrivateKey.generate()  # in memory only, by default
     heartbeat = None
     if settings.heartbeat_s > 0:  # 0: never heartbeats, so the dispatcher never sends it a job
         key = settings.key.get_secret_value() if settings.key else None
         heartbeat = partial(
-            heartbeat_forever, adapters.producer, settings.trainer_id, settings.device, settings.heartbeat_s, key
+            heartbeat_forever,
+            adapters.producer,
+            settings.trainer_id,
+            settings.device,
+            settings.heartbeat_s,
+            key,
+            public_key_text(sealing_key),
         )
     return JobConsumerLoop(
         adapters.jobs,
@@ -84,6 +97,7 @@ def bootstrap(
         stopping,
         keep_alive_s=settings.cancel_check_s,
         trainer_id=settings.trainer_id,
+        sealing_key=sealing_key,
         heartbeat=heartbeat,
-        dispatch_key=settings.dispatch_key.get_secret_value() if settings.dispatch_key else None,
+        dispatch_keys=settings.start_verifying_keys(),
     )

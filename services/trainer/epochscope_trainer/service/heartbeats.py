@@ -34,10 +34,12 @@ async def heartbeat_forever(
     device: str,
     interval_s: float,
     key: str | None,
+    sealing_key: str,
     running: Callable[[], UUID | None],
 ) -> None:
-    """Publish a heartbeat every `interval_s` (one slot: free unless `running()` names an attempt), signed with
-    `key` (unsigned without one: the writer then records none, so this trainer gets no job)."""
+    """Publish a heartbeat every `interval_s` (one slot: free unless `running()` names an attempt), with the public
+    key the dispatcher seals this trainer's job tokens to, signed with `key` (unsigned without one: the writer then
+    records none, so this trainer gets no job)."""
     memory = memory_bytes()
     while True:
         attempt = running()
@@ -48,6 +50,7 @@ async def heartbeat_forever(
             slots=1,
             free_slots=0 if attempt else 1,
             attempt_id=attempt,
+            sealing_key=sealing_key,
         )
         if key:
             beat = signed_heartbeat(beat, key)

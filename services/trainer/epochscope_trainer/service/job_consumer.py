@@ -3,8 +3,11 @@
 One job at a time per trainer (one per GPU). Every trainer reads every start outside any group and runs only those
 the API's dispatcher addressed to it (its `trainer_id`), each attempt once; the queue's truth is Postgres, so no
 offset is committed, and a trainer killed mid-job loses its lease (heartbeats) and the dispatcher sends the job again.
-With a dispatch key, a start addressed here is checked against the dispatcher's signature before anything in it is
-read (its inputs, its token): one unsigned or forged is dead-lettered with the reason, and nothing of it is used.
+With the dispatcher's public keys, a start addressed here is checked against the dispatcher's Ed25519 signature
+before anything in it is read (its inputs, its token): one unsigned or forged is dead-lettered with the reason, and
+nothing of it is used. Its job token comes sealed for this trainer's key (`token_sealing`): one that does not open
+here (sealed for another trainer, or moved from another start) is dead-lettered too; with the public keys set, a
+start with its token in the clear is refused.
 
 Cancels are read here too, once per group: one that does not verify against the job's start event is
 dead-lettered with the reason (the cancel watcher has already ignored it). A start whose attempt the dispatcher has
@@ -21,9 +24,12 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from aiokafka import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError
 
 from epochscope_runtime.command_signing import start_refusal, without_job_token
+from epochscope_runtime.token_sealing import Unsealable, binding, open_sealed
 from epochscope_schemas.events import (
     JOB_CANCEL_SCHEMA_VERSION,
     JOB_START_SCHEMA_VERSION,
@@ -59,6 +65,8 @@ class JobConsumerLoop:
         status: publishes the service's own status events.
         stopping: set when the service shuts down.
         keep_alive_s: how often the paused consumer polls while a job runs.
+        sealing_key: this trainer's X25519 private key: opens the job tokens sealed for it.
+        dispatch_keys: the dispatcher's public keys; set, only starts one of them signed are read.
     """
 
     def __init__(
@@ -71,8 +79,9 @@ class JobConsumerLoop:
         stopping: asyncio.Event,
         keep_alive_s: float,
         trainer_id: str,
+        sealing_key: X25519PrivateKey,
         heartbeat: Callable[[Callable[[], UUID | None]], Awaitable[None]] | None = None,
-        dispatch_key: str | None = None,
+        dispatch_keys: list[Ed25519PublicKey] | None = None,
     ) -> None:
         self.consumer = consumer
         self.producer = producer
@@ -85,7 +94,8 @@ class JobConsumerLoop:
         self.attempts_run: set[UUID | None] = set()  # a start delivered twice runs once
         self.running_attempt: UUID | None = None
         self.heartbeat = heartbeat  # run beside the loop, told which attempt runs
-        self.dispatch_key = dispatch_key  # set: only starts the dispatcher signed with it are read
+        self.sealing_key = sealing_key
+        self.dispatch_keys = dispatch_keys  # set: only starts the dispatcher signed are read
 
     async def run(self) -> None:
         await self.producer.start()
@@ -116,13 +126,15 @@ class JobConsumerLoop:
             addressee = start.get("trainer_id")
             if isinstance(addressee, str) and addressee != self.trainer_id:
                 return True  # another trainer's start: not read
-            if self.dispatch_key is not None:
-                reason = start_refusal(start, self.dispatch_key)
+            if self.dispatch_keys is not None:
+                reason = start_refusal(start, self.dispatch_keys)
         if reason is None:
             try:
                 event = parse_event(value)
             except ValidationError as exc:
                 reason = f"schema_invalid: {exc.error_count()} error(s)"
+        if reason is None and isinstance(event, JobStartEvent) and event.trainer_id == self.trainer_id:
+            event, reason = self._with_token(event)
         if reason is None and isinstance(event, JobCancelEvent):
             reason = self.cancels.refusal(event)  # a verified cancel is the watcher's to pass on
             if reason and reason.startswith(NOT_MINE):
@@ -143,6 +155,20 @@ class JobConsumerLoop:
             log.info("not running job %s: its attempt %s was fenced", event.job_id, event.attempt_id)
             return True
         return await self._run_paused(event)
+
+    def _with_token(self, event: JobStartEvent) -> tuple[JobStartEvent, str | None]:
+        """The start with its job token opened (sealed for this trainer), or why it cannot be run."""
+        if event.sealed_job_token is None:
+            if self.dispatch_keys is not None and event.job_token:
+                return event, "start_token_in_clear: a signed start carries its job token sealed for its trainer"
+            return event, None  # development without the dispatcher's keys: a token in the clear is taken
+        try:
+            token = open_sealed(
+                event.sealed_job_token, self.sealing_key, binding(event.job_id, event.attempt_id, event.trainer_id)
+            )
+        except Unsealable as exc:
+            return event, f"token_unsealable: {exc}"
+        return event.model_copy(update={"job_token": token, "sealed_job_token": None}), None
 
     async def _dead_letter(self, value: bytes, reason: str, tp: TopicPartition, offset: int) -> None:
         log.warning("dead-lettering a record at %s:%d@%d: %s", tp.topic, tp.partition, offset, reason)

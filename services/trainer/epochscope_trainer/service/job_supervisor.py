@@ -9,8 +9,11 @@ import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, REQUESTS_DIR, DirectCheckpointStore, serve_requests
 from epochscope_trainer.child_protocol import (
+    INPUTS_DIR,
     LOG_FILE,
     ChildExit,
     child_env,
@@ -18,6 +21,7 @@ from epochscope_trainer.child_protocol import (
     prepare_job_dir,
     request_cancel,
 )
+from epochscope_trainer.input_staging import stage_inputs
 from epochscope_trainer.service.status_publisher import StatusPublisher
 
 log = logging.getLogger("epochscope.trainer")
@@ -27,8 +31,9 @@ LOG_TAIL_BYTES = 4096  # of a crashed child's log, copied into the service's log
 
 
 class JobSupervisor:
-    """Starts a job's child, passes on a cancel (a file in the job folder, saying why: the user cancelled the job,
-    or the dispatcher fenced this attempt of it) or a shutdown (SIGTERM),
+    """Stages a job's datasets, starts its child, uploads the checkpoints the child asks it to, passes on a cancel
+    (a file in the job folder, saying why: the user cancelled the job, or the dispatcher fenced this attempt of it)
+    or a shutdown (SIGTERM),
     delivers the events it left undelivered, and reports a crash as a failed job.
 
     A child that has not stopped `cancel_grace_s` after a cancel (stuck in a step, in generation, in a user's
@@ -47,6 +52,7 @@ class JobSupervisor:
         status: publishes the service's own status events.
         deliver_spool: delivers a job folder's spool file while its child runs and once it has exited (the event).
         keep_job_dirs: keep each job's folder after the job, for debugging.
+        store: the object store, with the service's credentials (the child holds none).
     """
 
     def __init__(
@@ -58,9 +64,11 @@ class JobSupervisor:
         stopping: asyncio.Event,
         status: StatusPublisher,
         deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]],
+        store: ObjectStore,
         cancel_grace_s: float = 5.0,
         keep_job_dirs: bool = False,
     ) -> None:
+        self.store = store
         self.work_dir = work_dir
         self.check_s = check_s
         self.cancel_grace_s = cancel_grace_s
@@ -74,6 +82,7 @@ class JobSupervisor:
     async def run(self, event: JobStartEvent) -> bool:
         """Run the job; False when a shutdown interrupted it (it is to be re-run), True when it is done with."""
         job_dir = prepare_job_dir(self.work_dir, event)
+        await asyncio.to_thread(stage_inputs, self.store, event.inputs, job_dir / INPUTS_DIR)
         done = await self._run_child(event, job_dir)
         if done and not self.keep_job_dirs:
             await asyncio.to_thread(_remove_job_dir, job_dir)
@@ -84,10 +93,14 @@ class JobSupervisor:
         log.info("starting job %s", job_id, extra={"job_id": job_id})
         exited = asyncio.Event()
         delivery = asyncio.create_task(self.deliver_spool(job_dir, exited))
+        shutil.rmtree(job_dir / REQUESTS_DIR, ignore_errors=True)  # an earlier attempt's, in a folder kept for it
+        checkpoints = DirectCheckpointStore(self.store, event.job_id, job_dir / CHECKPOINTS_DIR)
+        uploads = asyncio.create_task(serve_requests(checkpoints, job_dir, exited))
         try:
             code, killed_for = await self._start_and_wait(event, job_dir)
         finally:
             exited.set()
+            await uploads
             await delivery  # the child's events out (or kept on disk at a shutdown) before the service's own
         if code is None:  # it never started (reported)
             return True

@@ -73,6 +73,9 @@ def make_undumpable() -> None:
 def run() -> None:
     make_undumpable()
     settings = TrainerSettings()
+    if settings.store is None:
+        print("epochscope-trainer: invalid settings: set EPOCHSCOPE_STORE_LOCAL_DIR or _BUCKET", file=sys.stderr)
+        raise SystemExit(2)
     if problem := settings.missing_key():
         print(f"epochscope-trainer: invalid settings: {problem}", file=sys.stderr)
         raise SystemExit(2)
