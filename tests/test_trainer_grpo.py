@@ -23,7 +23,7 @@ from epochscope_trainer.job.methods import grpo
 from epochscope_trainer.job.methods.grpo import GraderReward, grpo_arguments, reward_components, uses_vllm
 from epochscope_trainer.job.methods.grpo_rows import prompt_record
 from epochscope_trainer.job.methods.rollouts import RolloutRecorder
-from epochscope_trainer.job.precision import Precision
+from epochscope_trainer.job.precision import Precision, precision_for
 from epochscope_trainer.settings import TrainerSettings
 
 LABEL = {"type": "string_check", "name": "label", "operation": "equals", "reference_field": "label"}
@@ -92,6 +92,15 @@ def test_generation_uses_vllm_only_with_cuda_and_vllm(monkeypatch: pytest.Monkey
     assert uses_vllm(Precision(use_cuda=True, bf16=True)) and not uses_vllm(Precision(use_cuda=False, bf16=False))
     monkeypatch.setattr(grpo.importlib.util, "find_spec", lambda name: None)
     assert not uses_vllm(Precision(use_cuda=True, bf16=True))
+
+
+def test_a_cuda_machine_with_vllm_generates_by_colocated_vllm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = grpo_job([{"grader": "is_json"}])
+    monkeypatch.setattr(grpo.importlib.util, "find_spec", lambda name: object() if name == "vllm" else None)
+    on_gpu = grpo_arguments(config, precision_for(cuda_available=True, cuda_bf16_supported=True), tmp_path, 1, False)
+    assert on_gpu["use_vllm"] is True and on_gpu["vllm_mode"] == "colocate" and on_gpu["bf16"] is True
+    on_cpu = grpo_arguments(config, precision_for(cuda_available=False, cuda_bf16_supported=False), tmp_path, 1, False)
+    assert on_cpu["use_vllm"] is False and "vllm_mode" not in on_cpu
 
 
 def test_the_method_s_settings_reach_grpo_config(tmp_path: Path) -> None:
