@@ -71,7 +71,7 @@ class Size:
     max_completion_length: int
 
 
-FULL = Size(DEMO_MODEL, steps=8, prompts_per_step=2, num_generations=4, max_completion_length=32)
+FULL = Size(DEMO_MODEL, steps=5, prompts_per_step=1, num_generations=4, max_completion_length=24)
 SMOKE = Size("tiny", steps=3, prompts_per_step=2, num_generations=2, max_completion_length=8)
 
 
