@@ -2,7 +2,8 @@
 
 Starts the stack, uploads the demo data and submits the demo job over HTTP as any client would (upload, then
 submit by dataset id), prints each round's predictions next to the ground truth as they arrive, and exits 0 when
-the job completes.
+the job completes. `--method grpo` trains by GRPO rewarded by the booking's fields (demo_grpo.py) and prints the
+reward per step too.
 """
 
 import argparse
@@ -14,6 +15,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from epochscope.demo_grpo import RewardFollower, grpo_job_config
 from epochscope.local_stack import LocalStack
 from epochscope_runtime.catalog import DEMO_MODEL_ID
 
@@ -138,7 +140,7 @@ class JobFollower:
                 self.printed.add(index)
 
 
-def submit(client: httpx.Client, console: Console, epochs: int, samples: int) -> dict[str, Any]:
+def submit(client: httpx.Client, console: Console, args: argparse.Namespace) -> dict[str, Any]:
     """Upload the demo data, show the prediction set and the estimate, submit the job by dataset id."""
     train, held_out = (upload(client, DEMO_DIR / "data" / name) for name in ("train.jsonl", "samples.jsonl"))
     for dataset in (train, held_out):
@@ -148,7 +150,10 @@ def submit(client: httpx.Client, console: Console, epochs: int, samples: int) ->
             f" {dataset['row_format']} rows, {tokens.get('prompt_tokens', '?')} prompt tokens"
             f" -> dataset {dataset['dataset_id']}"
         )
+    epochs, samples = args.epochs, args.samples
     config = demo_job_config(train["dataset_id"], held_out["dataset_id"], epochs, samples)
+    if args.method == "grpo":
+        config = grpo_job_config(config, args.steps)
     estimate = client.post("/v1/predictions/estimate", json={"config": config}).raise_for_status().json()
     console.print(
         f"Estimate: {estimate['rounds']} rounds (the baseline included) x {len(estimate['samples'])} samples"
@@ -157,7 +162,8 @@ def submit(client: httpx.Client, console: Console, epochs: int, samples: int) ->
         f" about {estimate['seconds']:.0f}s of generation"
     )
     job = client.post("/v1/jobs", json=config).raise_for_status().json()
-    console.print(f"Submitted job {job['job_id']}: {epochs} epochs, {samples} samples per round")
+    length = f"{args.steps} GRPO steps" if args.method == "grpo" else f"{epochs} epochs"
+    console.print(f"Submitted job {job['job_id']}: {length}, {samples} samples per round")
     return job
 
 
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-dir", type=Path, help="where the Postgres cluster keeps its data")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--method", choices=("sft", "grpo"), default="sft", help="How the demo job trains.")
+    parser.add_argument("--steps", type=int, default=8, help="GRPO training steps (with --method grpo).")
     parser.add_argument("--timeout", type=float, default=1500.0, help="Seconds to wait for the job.")
     args = parser.parse_args(argv)
     console = Console()
@@ -179,14 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            job = submit(client, console, args.epochs, args.samples)
+            job = submit(client, console, args)
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
             console.print(f"Job URL: {job_url}")
             follower = JobFollower(client, job["job_id"], args.samples, console)
+            rewards = RewardFollower(client, job["job_id"], console) if args.method == "grpo" else None
             best = None
             with console.status("waiting for the trainer") as status:
                 while True:
                     job = follower.poll()
+                    if rewards is not None:
+                        rewards.poll()
                     status.update(f"{progress_line(job)} - {time.monotonic() - started:.0f}s elapsed")
                     if job["status"] in ("completed", "failed", "cancelled"):
                         best = best_checkpoint(client, job["job_id"])

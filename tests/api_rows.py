@@ -125,7 +125,7 @@ def auth(full_stack: Any, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {full_stack.mint_token(user)}"}
 
 
-DATA_EVENTS = ("prediction", "round", "progress", "warning")
+DATA_EVENTS = ("prediction", "round", "progress", "warning", "rollout")
 
 
 async def read_stream(

@@ -1,5 +1,5 @@
 """Per-user quotas on a dedicated local stack with small ones: active jobs, datasets, dataset bytes, write rate,
-stored predictions.
+stored predictions, stored GRPO rollouts.
 
 Beyond each: a 429 with Retry-After and `limit` naming it, nothing stored, and another user unaffected. The stack
 has no writer and no trainer: created jobs stay queued, which is what the active-jobs quota counts.
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from api_rows import insert_job, insert_round
 from own_stack import own_stack
+from test_api_rollouts import PER_STEP, STEPS, insert_rollouts
 from tiny_model import TINY_MODEL_ID
 from uploads import chat_rows, upload
 
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.stack
 
 ACTIVE_JOBS, DATASETS, DATASET_BYTES, WRITES_PER_MINUTE, RETRY_AFTER = 3, 3, 8000, 12, 45
 PREDICTION_BYTES = 400
+ROLLOUT_BYTES = 40 * STEPS * PER_STEP  # a stored rollout here is 36 bytes (prompt, completion, rewards' JSON text)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,7 @@ def quota_stack(tiny_model_dir: Path) -> Iterator[LocalStack]:
         "EPOCHSCOPE_QUOTA_WRITES_PER_MINUTE": str(WRITES_PER_MINUTE),
         "EPOCHSCOPE_QUOTA_RETRY_AFTER_SECONDS": str(RETRY_AFTER),
         "EPOCHSCOPE_QUOTA_PREDICTION_BYTES": str(PREDICTION_BYTES),
+        "EPOCHSCOPE_QUOTA_ROLLOUT_BYTES": str(ROLLOUT_BYTES),
         "EPOCHSCOPE_OUTBOX_POLL_SECONDS": "0.5",
     }
     with own_stack("epochscope-quotas-", tiny_model_dir, env, writers=0, trainers=0) as stack:
@@ -226,3 +229,32 @@ async def test_a_job_with_predictions_past_the_stored_predictions_quota_is_a_429
             headers={"Authorization": f"Bearer {other}"},
         )
         assert response.status_code == 201, response.text
+
+
+async def test_a_grpo_job_past_the_stored_rollouts_quota_is_a_429(
+    quota_stack: LocalStack, admin: asyncpg.Connection
+) -> None:
+    owner = user()
+    token = quota_stack.mint_token(owner)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=quota_stack.api_url, timeout=60) as client:
+        dataset = await upload(client, token, "train.jsonl", chat_rows())
+        sft = {"model": TINY_MODEL_ID, "dataset_id": dataset["dataset_id"], "batch_size": 4}
+        grpo = sft | {
+            "method": {
+                "type": "grpo",
+                "rewards": [{"grader": {"type": "json_parse", "name": "is_json"}}],
+                "num_generations": 2,
+            }
+        }
+        old_job = await insert_job(admin, owner, status="completed")
+        await insert_rollouts(admin, old_job, owner)  # 9 rollouts: under the quota
+        accepted = await client.post("/v1/jobs", json=grpo, headers=headers)
+        assert accepted.status_code == 201, accepted.text
+        await client.delete(f"/v1/jobs/{accepted.json()['job_id']}", headers=headers)  # out of the active jobs
+        await insert_rollouts(admin, old_job, owner, range(STEPS + 1, 2 * STEPS + 1))  # 18: past it
+        refused = await client.post("/v1/jobs", json=grpo, headers=headers)
+        assert_quota(refused, "rollout_bytes")
+        assert "of stored GRPO rollouts" in refused.json()["detail"]
+        sft_job = await client.post("/v1/jobs", json=sft, headers=headers)
+        assert sft_job.status_code == 201, sft_job.text  # a job that rolls nothing out adds nothing

@@ -199,3 +199,24 @@ def test_scheduling_smoke(tmp_path: Path) -> None:
         assert repeat["load_average_1m"] >= 0 and repeat["ideal"]["makespan"] > 0
     for row in document["rows"]:
         assert row["peer_name"].startswith("ideal schedule") and row["ours"] > 0 and row["peer"] > 0
+
+
+def test_grpo_smoke(tmp_path: Path) -> None:
+    """Every step is split into generation, reward and update that add up to it; the rows are the medians of the
+    steps after the first; every step rewarded every completion; TRL's completions log was timed in the same run."""
+    document = run_smoke("grpo.py", tmp_path)
+    assert document["name"] == "grpo" and document["params"]["smoke"] is True
+    steps = document["steps"]
+    assert len(steps) == document["params"]["steps"]
+    for step in steps:
+        parts = step["generation"] + step["reward"] + step["rollout_logging"] + step["update"]
+        assert parts == pytest.approx(step["step"]) and step["generation"] > 0 and step["update"] > 0, step
+        assert step["trl_log_completions"] > 0 and step["rollout_logging"] > 0, step
+    rows = {row["metric"]: row for row in document["rows"]}
+    median = {part: statistics.median(step[part] for step in steps[1:]) for part in steps[0]}
+    assert rows["generation per step, share of the step"]["ours"] == pytest.approx(median["generation"], abs=1e-4)
+    assert rows["generation per step, share of the step"]["peer"] == pytest.approx(median["step"], abs=1e-4)
+    stall = rows["training stall per step from rollout logging"]
+    assert stall["ours"] == pytest.approx(median["rollout_logging"], abs=1e-4)
+    assert stall["peer"] == pytest.approx(median["trl_log_completions"], abs=1e-4)
+    assert [point["step"] for point in document["reward_per_step"]] == list(range(1, len(steps) + 1))

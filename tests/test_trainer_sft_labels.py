@@ -91,6 +91,13 @@ def test_a_prompt_completion_row_trains_on_the_completion_and_its_eos(tokenizer:
     check(labelled_tokens(row, tokenizer, ANSWERS), expected(tokenizer, pieces))
 
 
+def test_a_prompt_only_row_has_no_answer_to_train_on(tokenizer: Any) -> None:
+    row = training_record(Example(0, {"prompt": "What is the capital of France?", "label": "Paris"}))
+    tokens = labelled_tokens(row, tokenizer, ANSWERS)
+    assert tokens["input_ids"] == expected(tokenizer, [("What is the capital of France?<eos>", False)])[0]
+    assert set(tokens["labels"]) == {IGNORED}
+
+
 def test_a_conversational_prompt_completion_row_trains_on_the_completion(tokenizer: Any) -> None:
     row = training_record(Example(0, {"prompt": [SYSTEM, USER], "completion": [ANSWER]}))
     pieces = turn("system", SYSTEM["content"]) + turn("user", USER["content"]) + turn("assistant", "Paris", True)

@@ -5,7 +5,8 @@ File types: JSONL, CSV (columns `messages` as JSON text, `prompt`/`completion`, 
 - chat: {"messages": [{"role": ..., "content": ...}, ...]}; the prompt is the conversation up to the last
   assistant turn, the ground truth that last assistant turn. An assistant turn may carry `"weight": 0` or `1`
   (OpenAI's chat fine-tuning format): 0 keeps it as context that SFT does not train on; null is no weight;
-- prompt_completion: {"prompt": str, "completion": str};
+- prompt_completion: {"prompt": str, "completion": str}; a prompt-only row, {"prompt": str} (a GRPO prompt), has no
+  completion: no ground truth, and nothing for SFT to learn unless it trains on every token;
 - conversational: {"prompt": [messages], "completion": [messages]} (TRL's conversational prompt-completion);
 - text: {"text": str}; no ground truth;
 - preference and conversational_preference (for DPO): TRL's prompt/chosen/rejected (text or messages) or OpenAI's
@@ -77,9 +78,12 @@ def row_problem(data: object) -> str | None:
         prompt, completion = data.get("prompt"), data.get("completion")
         if isinstance(prompt, list) or isinstance(completion, list):
             return messages_problem(prompt, "prompt") or messages_problem(completion, "completion")
-        if isinstance(prompt, str) and isinstance(completion, str) and prompt:
+        if isinstance(prompt, str) and (isinstance(completion, str) or "completion" not in data) and prompt:
             return None
-        return "prompt/completion must both be strings (a non-empty prompt) or both lists of messages"
+        return (
+            "prompt/completion must both be strings (a non-empty prompt; a prompt alone is a prompt-only row) or"
+            " both lists of messages"
+        )
     if isinstance(data.get("text"), str) and data["text"]:
         return None
     return "no messages, prompt/completion or text"
@@ -221,10 +225,10 @@ def training_record(example: Example) -> dict[str, Any]:
     if "messages" in data:
         return {"messages": _training_messages(data["messages"])}
     if "prompt" in data:
-        prompt, completion = data["prompt"], data["completion"]
+        prompt, completion = data["prompt"], data.get("completion")
         if isinstance(prompt, list):
             return {"prompt": _training_messages(prompt), "completion": _training_messages(completion)}
-        return {"prompt": prompt, "completion": completion}
+        return {"prompt": prompt, "completion": completion}  # completion None: a prompt-only row
     return {"text": data["text"]}
 
 

@@ -4,11 +4,16 @@ One implementation for the API (the job form's preview and the estimate) and the
 the preview is exactly the set the job will use.
 """
 
+import json
 import random
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from epochscope_runtime.dataset_rows import Example
+from epochscope_schemas.graders import GROUND_TRUTH
+
+ROW_TEXT_FIELDS = frozenset({"messages", "prompt", "completion", "text"})  # what the row format itself reads
 
 
 @dataclass(frozen=True)
@@ -18,6 +23,13 @@ class Sample:
     messages: list[dict[str, Any]] | None  # chat prompt: the conversation before the last assistant turn
     text: str | None  # plain prompt (prompt/completion or text rows)
     ground_truth: str | None
+    fields: Mapping[str, str] = field(default_factory=dict)  # the row's other fields (`label`, ...), as text
+
+    @property
+    def references(self) -> dict[str, str]:
+        """What the graders read (a `reference_field` names one): the ground truth and the row's other fields."""
+        truth = {} if self.ground_truth is None else {GROUND_TRUTH: self.ground_truth}
+        return {**truth, **self.fields}
 
 
 def sample_positions(usable_rows: int, count: int, seed: int) -> list[int]:
@@ -40,6 +52,12 @@ def _text_of(messages: list[dict[str, Any]]) -> str:
 
 
 def to_sample(example: Example, index: int) -> Sample:
+    sample = _prompt_and_ground_truth(example, index)
+    fields = {name: _as_text(value) for name, value in example.data.items() if name not in ROW_TEXT_FIELDS}
+    return Sample(sample.sample_id, index, sample.messages, sample.text, sample.ground_truth, fields)
+
+
+def _prompt_and_ground_truth(example: Example, index: int) -> Sample:
     data = example.data
     sample_id = sample_id_of(example.row)
     if "messages" in data:
@@ -54,3 +72,7 @@ def to_sample(example: Example, index: int) -> Sample:
             return Sample(sample_id, index, data["prompt"], None, None if answer is None else _text_of(answer))
         return Sample(sample_id, index, None, data["prompt"], answer)
     return Sample(sample_id, index, None, data["text"], None)
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

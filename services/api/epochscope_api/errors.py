@@ -150,6 +150,11 @@ class QuotaExceeded(DomainError):
         return cls("prediction_bytes", what, retry_after)
 
     @classmethod
+    def rollout_bytes(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
+        what = f"at most {maximum} bytes ({_human_bytes(maximum)}) of stored GRPO rollouts (delete jobs to free it)"
+        return cls("rollout_bytes", what, retry_after)
+
+    @classmethod
     def writes_per_minute(cls, maximum: int, retry_after: int) -> "QuotaExceeded":
         return cls("writes_per_minute", f"at most {maximum} write requests a minute", retry_after)
 

@@ -158,6 +158,12 @@ class ApiSettings(BaseSettings):
         ge=1,
         description="Most bytes of stored prediction texts per user; past it, a job with predictions is refused.",
     )
+    quota_rollout_bytes: int = Field(
+        default=10 << 30,
+        ge=1,
+        description="Most bytes of stored GRPO rollouts (prompt, completion, reward components) per user; past it,"
+        " a GRPO job is refused.",
+    )
     quota_writes_per_minute: int = Field(
         default=60, ge=1, description="Most write requests (POST, DELETE) per user per minute, as a token bucket."
     )

@@ -93,14 +93,33 @@ async def check_prediction_bytes(conn: asyncpg.Connection, user_id: str, setting
     """QuotaExceeded once the texts of the user's stored predictions (prompt, ground truth, prediction; their
     octet_length, which reads no TOASTed value) reach the quota. Checked at submission: a running job is not
     stopped by it, and its predictions count at the next submission. Linear in the user's predictions."""
-    used = await conn.fetchval(
-        "SELECT coalesce(sum(octet_length(prompt) + coalesce(octet_length(ground_truth), 0)"
-        " + octet_length(prediction)), 0) FROM training_predictions"
-        " WHERE job_id IN (SELECT job_id FROM jobs WHERE owner_id = $1)",  # by job: the key's index
+    used = await _stored_bytes(
+        conn,
         user_id,
+        "training_predictions",
+        "octet_length(prompt) + coalesce(octet_length(ground_truth), 0) + octet_length(prediction)",
     )
     if used >= settings.quota_prediction_bytes:
         raise QuotaExceeded.prediction_bytes(settings.quota_prediction_bytes, settings.quota_retry_after_seconds)
+
+
+async def check_rollout_bytes(conn: asyncpg.Connection, user_id: str, settings: ApiSettings) -> None:
+    """QuotaExceeded once the user's stored GRPO rollouts (prompt, completion and reward components) reach the
+    quota; checked when a GRPO job is submitted, as check_prediction_bytes is."""
+    row_bytes = "octet_length(prompt) + octet_length(completion) + octet_length(rewards::text)"
+    used = await _stored_bytes(conn, user_id, "training_rollouts", row_bytes)
+    if used >= settings.quota_rollout_bytes:
+        raise QuotaExceeded.rollout_bytes(settings.quota_rollout_bytes, settings.quota_retry_after_seconds)
+
+
+async def _stored_bytes(conn: asyncpg.Connection, user_id: str, table: str, row_bytes: str) -> int:
+    """The sum of `row_bytes` (SQL over a row's columns; octet_length reads no TOASTed value) over the user's rows of
+    `table`, found by job (the primary key's index)."""
+    return await conn.fetchval(
+        f"SELECT coalesce(sum({row_bytes}), 0) FROM {table}"
+        " WHERE job_id IN (SELECT job_id FROM jobs WHERE owner_id = $1)",
+        user_id,
+    )
 
 
 async def admit_write(conn: asyncpg.Connection, user_id: str, per_minute: int) -> None:

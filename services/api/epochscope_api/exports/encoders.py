@@ -1,7 +1,8 @@
-"""Export encoders: prediction rows in, bytes out, a bounded batch at a time, whatever the number of rows.
+"""Export encoders: rows in, bytes out, a bounded batch at a time, whatever the number of rows. What a row looks
+like is its `ExportShape`: predictions' here, GRPO rollouts' in rollout_rows.py.
 
-JSONL lines are the API's prediction rows (as GET /v1/jobs/{id}/predictions returns them) with `job_id` and
-`job_name`. CSV and Parquet are flat: the scores as columns and each grader as `grade.<name>.score`,
+Prediction JSONL lines are the API's prediction rows (as GET /v1/jobs/{id}/predictions returns them) with `job_id`
+and `job_name`. CSV and Parquet are flat: the scores as columns and each grader as `grade.<name>.score`,
 `grade.<name>.passed` and `grade.<name>.error`; `truncated` is a JSON list. Parquet is written in row groups of at
 most ROW_GROUP_ROWS rows or ROW_GROUP_BYTES of text, each sent as soon as it is written.
 """
@@ -10,8 +11,9 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import pyarrow as pa
@@ -78,16 +80,51 @@ def flat_row(row: asyncpg.Record, graders: list[str]) -> list[Any]:
     return values
 
 
-def _jsonl_line(row: asyncpg.Record) -> str:
-    fields = Prediction.model_validate(prediction_fields(row)).model_dump(mode="json")
-    return json.dumps({"job_id": str(row["job_id"]), "job_name": row["job_name"]} | fields) + "\n"
+class ExportShape(Protocol):
+    """What the rows of one kind of export look like."""
+
+    def columns(self) -> list[tuple[str, pa.DataType]]:
+        """The flat columns of a CSV or Parquet export."""
+        ...
+
+    def flat_row(self, row: asyncpg.Record) -> list[Any]:
+        """The row as the values of `columns()`."""
+        ...
+
+    def json_object(self, row: asyncpg.Record) -> dict[str, Any]:
+        """The row as a JSONL line's object."""
+        ...
+
+    def text_length(self, row: asyncpg.Record) -> int:
+        """The characters of the row's texts: what a Parquet row group holds."""
+        ...
 
 
-async def jsonl(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> AsyncIterator[bytes]:
+@dataclass(frozen=True)
+class PredictionRows:
+    """Predictions, with a grade column group per grader."""
+
+    graders: list[str]
+
+    def columns(self) -> list[tuple[str, pa.DataType]]:
+        return flat_columns(self.graders)
+
+    def flat_row(self, row: asyncpg.Record) -> list[Any]:
+        return flat_row(row, self.graders)
+
+    def json_object(self, row: asyncpg.Record) -> dict[str, Any]:
+        fields = Prediction.model_validate(prediction_fields(row)).model_dump(mode="json")
+        return {"job_id": str(row["job_id"]), "job_name": row["job_name"]} | fields
+
+    def text_length(self, row: asyncpg.Record) -> int:
+        return len(row["prompt"]) + len(row["prediction"]) + len(row["ground_truth"] or "")
+
+
+async def jsonl(rows: AsyncIterator[asyncpg.Record], shape: ExportShape) -> AsyncIterator[bytes]:
     buffer: list[str] = []
     size = 0
     async for row in rows:
-        line = _jsonl_line(row)
+        line = json.dumps(shape.json_object(row)) + "\n"
         buffer.append(line)
         size += len(line)
         if size >= CHUNK_BYTES:
@@ -97,12 +134,12 @@ async def jsonl(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> Asyn
         yield "".join(buffer).encode()
 
 
-async def csv_chunks(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> AsyncIterator[bytes]:
+async def csv_chunks(rows: AsyncIterator[asyncpg.Record], shape: ExportShape) -> AsyncIterator[bytes]:
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow([name for name, _ in flat_columns(graders)])
+    writer.writerow([name for name, _ in shape.columns()])
     async for row in rows:
-        writer.writerow(["" if value is None else _csv_value(value) for value in flat_row(row, graders)])
+        writer.writerow(["" if value is None else _csv_value(value) for value in shape.flat_row(row)])
         if text.tell() >= CHUNK_BYTES:
             yield text.getvalue().encode()
             text.seek(0)
@@ -139,8 +176,8 @@ class _Chunks(io.RawIOBase):
         return taken
 
 
-async def parquet(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> AsyncIterator[bytes]:
-    columns = flat_columns(graders)
+async def parquet(rows: AsyncIterator[asyncpg.Record], shape: ExportShape) -> AsyncIterator[bytes]:
+    columns = shape.columns()
     schema = pa.schema([pa.field(name, kind) for name, kind in columns])
     sink = _Chunks()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
@@ -153,10 +190,10 @@ async def parquet(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> As
         batch, rows_held, text_held = [[] for _ in columns], 0, 0
 
     async for row in rows:
-        for column, value in zip(batch, flat_row(row, graders), strict=True):
+        for column, value in zip(batch, shape.flat_row(row), strict=True):
             column.append(value)
         rows_held += 1
-        text_held += len(row["prompt"]) + len(row["prediction"]) + len(row["ground_truth"] or "")
+        text_held += shape.text_length(row)
         if rows_held >= ROW_GROUP_ROWS or text_held >= ROW_GROUP_BYTES:
             flush()
             yield sink.take()
@@ -166,7 +203,7 @@ async def parquet(rows: AsyncIterator[asyncpg.Record], graders: list[str]) -> As
     yield sink.take()
 
 
-ENCODERS: dict[ExportFormat, Callable[[AsyncIterator[asyncpg.Record], list[str]], AsyncIterator[bytes]]] = {
+ENCODERS: dict[ExportFormat, Callable[[AsyncIterator[asyncpg.Record], ExportShape], AsyncIterator[bytes]]] = {
     ExportFormat.JSONL: jsonl,
     ExportFormat.CSV: csv_chunks,
     ExportFormat.PARQUET: parquet,

@@ -31,11 +31,11 @@ STREAM_RESPONSES = {
     200: {
         "description": (
             "text/event-stream. Events and their data: `prediction` (Prediction), `round` (RoundSummary, as the"
-            " trainer summarized it), `progress` (ProgressPoint), `warning` (JobWarning), `status` (Job, on connect"
-            " and on every status change), a final `end` (the final status, or `deleted`), or a final `expired` when"
-            " the ticket or bearer token that opened the stream expires (open it again with a fresh one). Each data"
-            " event's id is the stream position: send the last one back as Last-Event-ID to resume without gaps or"
-            " repeats."
+            " trainer summarized it), `progress` (ProgressPoint), `warning` (JobWarning), `rollout` (Rollout: a GRPO"
+            " training step's completion), `status` (Job, on connect and on every status change), a final `end` (the"
+            " final status, or `deleted`), or a final `expired` when the ticket or bearer token that opened the stream"
+            " expires (open it again with a fresh one). Each data event's id is the stream position: send the last one"
+            " back as Last-Event-ID to resume without gaps or repeats."
         ),
         "content": {"text/event-stream": {}},
     },

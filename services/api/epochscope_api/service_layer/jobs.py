@@ -24,7 +24,12 @@ from epochscope_api.data.jobs import (
     fetch_job_page,
     insert_job,
 )
-from epochscope_api.data.quotas import check_active_jobs, check_prediction_bytes, checkpoint_bytes_left
+from epochscope_api.data.quotas import (
+    check_active_jobs,
+    check_prediction_bytes,
+    check_rollout_bytes,
+    checkpoint_bytes_left,
+)
 from epochscope_api.jobs.objects import delete_job_objects
 from epochscope_api.jobs.validation import check_job_config, check_job_work_of, check_method_rows_of
 from epochscope_api.response_models import Job, JobDetail, JobPage
@@ -36,6 +41,7 @@ from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.checkpoints import CheckpointMode
 from epochscope_schemas.config import JobConfig
 from epochscope_schemas.events import JobStartEvent, JobStatus
+from epochscope_schemas.methods import GrpoMethod
 from epochscope_schemas.topics import JOB_COMMANDS
 
 Clock = Callable[[], datetime]
@@ -50,10 +56,10 @@ async def submit_job(
     conn: asyncpg.Connection, user_id: str, config: JobConfig, settings: ApiSettings, clock: Clock = utc_now
 ) -> Job:
     """Queue a job on the user's datasets and a catalog model. UnknownDatasets naming each field whose dataset the
-    user does not have; a 422 past a job's work limits; QuotaExceeded past active jobs or stored prediction bytes, or
-    for a job that keeps checkpoints when the user's checkpoints fill their quota; EventTooLarge if its start would
-    not fit the bus. The start carries no job token: the dispatcher mints one for each attempt; the job row records
-    the tokens' expiry."""
+    user does not have; a 422 past a job's work limits; QuotaExceeded past active jobs or stored prediction bytes
+    (rollout bytes, for GRPO), or for a job that keeps checkpoints when the user's checkpoints fill their quota;
+    EventTooLarge if its start would not fit the bus. The start carries no job token: the dispatcher mints one for
+    each attempt; the job row records the tokens' expiry."""
     model = check_job_config(config, settings)
     inputs = await resolve_inputs(conn, config, model)
     await check_method_rows_of(conn, config)
@@ -61,6 +67,8 @@ async def submit_job(
     await check_active_jobs(conn, user_id, settings)
     if config.predictions.enabled:
         await check_prediction_bytes(conn, user_id, settings)
+    if isinstance(config.method, GrpoMethod):
+        await check_rollout_bytes(conn, user_id, settings)
     if config.predictions.checkpoints.mode != CheckpointMode.NONE:
         allowance = await checkpoint_bytes_left(conn, user_id, settings)
         inputs = inputs.model_copy(update={"checkpoint_bytes_max": allowance})

@@ -1,8 +1,8 @@
-"""The live-stream use case: one job's predictions, round summaries, progress, warnings and status, merged into
-one ordered feed of events from a stream position on, until the job ends, is deleted, or the caller's credential
-expires.
+"""The live-stream use case: one job's predictions, round summaries, progress, warnings, GRPO rollouts and status,
+merged into one ordered feed of events from a stream position on, until the job ends, is deleted, or the caller's
+credential expires.
 
-Every data event's id is the stream position after it (one opaque cursor over all four feeds); a client that
+Every data event's id is the stream position after it (one opaque cursor over all five feeds); a client that
 reconnects with that position resumes right after it, without gaps or repeats. A NOTIFY from the writer says which
 feed changed, so only that one is read again.
 """
@@ -20,6 +20,7 @@ from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_new_predictions
 from epochscope_api.data.progress import fetch_progress
+from epochscope_api.data.rollouts import fetch_new_rollouts
 from epochscope_api.data.rounds import fetch_summarized_rounds
 from epochscope_api.errors import JobNotFound
 from epochscope_api.live.hub import ALL_CHANGE_KINDS, NotificationHub
@@ -31,8 +32,14 @@ Read = tuple[Rows, bool]  # the rows, and whether the feed had more than one rea
 
 
 async def _predictions(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, max_bytes: int) -> Read:
-    """Bounded in bytes too: prediction rows carry texts (the other feeds' rows are small and fixed in size)."""
+    """Bounded in bytes too: prediction rows carry texts (as rollouts do; the other feeds' rows are small and fixed
+    in size)."""
     rows, more = await fetch_new_predictions(conn, job_id, after, ROWS_PER_READ, max_bytes)
+    return list(rows), more
+
+
+async def _rollouts(conn: asyncpg.Connection, job_id: uuid.UUID, after: int, max_bytes: int) -> Read:
+    rows, more = await fetch_new_rollouts(conn, job_id, after, ROWS_PER_READ, max_bytes)
     return list(rows), more
 
 
@@ -70,6 +77,7 @@ FEEDS = (
     Feed("round", "round", -1, INT4, _rounds),  # key: round index
     Feed("progress", "progress", -1, INT4, _progress),  # key: step
     Feed("warning", "warning", 0, INT8, _warnings),  # key: commit sequence
+    Feed("rollouts", "rollout", 0, INT8, _rollouts),  # key: commit sequence
 )
 
 

@@ -2,7 +2,8 @@
 tokens the loss leaves out (the form SFTTrainer takes as is).
 
 With `train_on: answers` the loss covers a chat row's assistant turns (every one but those with `weight: 0`, or the
-last only), a prompt/completion row's completion, and a text row's whole text; with `train_on: all`, every token.
+last only), a prompt/completion row's completion (nothing of a prompt-only row), and a text row's whole text; with
+`train_on: all`, every token.
 An answer's tokens are found by rendering, never by template markers (SmolLM2's chat template has none): the
 conversation before the turn is rendered with the generation prompt, then with the turn; the tokens the second
 adds are the answer, its end-of-turn token included (what teaches the model to stop). Where a template renders the
@@ -37,7 +38,7 @@ def _token_ids(record: dict[str, Any], tokenizer: Any) -> list[int]:
         return _chat_ids(tokenizer, record["messages"])
     if "prompt" in record and isinstance(record["prompt"], list):
         return _chat_ids(tokenizer, record["prompt"] + record["completion"])
-    text = record["prompt"] + record["completion"] if "prompt" in record else record["text"]
+    text = record["prompt"] + (record["completion"] or "") if "prompt" in record else record["text"]
     return _text_ids(tokenizer, _with_eos(text, tokenizer))
 
 
@@ -48,6 +49,8 @@ def _answer_spans(record: dict[str, Any], tokenizer: Any, ids: list[int], assist
         prompt = record["prompt"]
         if isinstance(prompt, list):
             prompt_ids = _chat_ids(tokenizer, prompt, add_generation_prompt=True)
+        elif record["completion"] is None:  # a prompt-only row: no answer to learn
+            return []
         else:
             prompt_ids = _text_ids(tokenizer, prompt)
         return [(common_prefix_length(prompt_ids, ids), len(ids))]

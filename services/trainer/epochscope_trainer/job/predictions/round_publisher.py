@@ -1,6 +1,6 @@
 """A round's answers as events: each prediction judged and bounded, then the round's summary."""
 
-from epochscope_runtime.grading import GROUND_TRUTH, Judge
+from epochscope_runtime.grading import Judge
 from epochscope_runtime.sampler import Sample
 from epochscope_schemas.events import PredictionEvent, RoundSummaryEvent, WarningEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
@@ -71,8 +71,7 @@ class RoundPublisher:
 
     def prediction(self, key: RoundKey, sample: Sample, prompt: str, generation: Generation) -> PredictionEvent:
         """One judged answer as its event."""
-        references = {} if sample.ground_truth is None else {GROUND_TRUTH: sample.ground_truth}
-        judgement = self.judge(prompt, generation.text, references)
+        judgement = self.judge(prompt, generation.text, sample.references)  # as a GRPO reward grades it
         texts, truncated = bounded_texts(
             self.text_max_bytes, prompt=prompt, ground_truth=sample.ground_truth, prediction=generation.text
         )

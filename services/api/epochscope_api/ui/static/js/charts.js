@@ -39,7 +39,8 @@ function label(value) {
 /**
  * A line chart.
  * series: [{ name, color, points: [{ x, y }] }] (points with y == null are skipped)
- * options: { title, xLabel, yLabel, yMin, yMax, formatY, formatX, integerX }
+ * options: { title, xLabel, yLabel, yMin, yMax, formatY, formatX, integerX,
+ *            marks: [{ from, to, label }] (x spans shaded behind the lines, each named by its label) }
  */
 export function lineChart(series, options = {}) {
   const { title = "", xLabel = "", yLabel = "", formatY = label, formatX = label } = options;
@@ -93,6 +94,15 @@ export function lineChart(series, options = {}) {
     s("text", { class: "axis-label", x: 12, y: (PAD.top + HEIGHT - PAD.bottom) / 2, transform: `rotate(-90 12 ${(PAD.top + HEIGHT - PAD.bottom) / 2})`, "text-anchor": "middle" }, yLabel),
   );
   svg.append(grid);
+
+  for (const mark of options.marks ?? []) {
+    const left = x(Math.max(xMin, Math.min(mark.from, mark.to)));
+    const right = x(Math.min(xMax, Math.max(mark.from, mark.to)));
+    svg.append(
+      s("rect", { class: "mark", x: left, y: PAD.top, width: Math.max(2, right - left), height: HEIGHT - PAD.top - PAD.bottom }, s("title", {}, mark.label)),
+      s("text", { class: "mark-label", x: left + 3, y: PAD.top + 11 }, "⚠"),
+    );
+  }
 
   for (const line of series) {
     const points = line.points.filter((p) => p.y != null && Number.isFinite(p.y));

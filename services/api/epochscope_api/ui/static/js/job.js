@@ -8,6 +8,7 @@ import { sourceFacts } from "./job_sources.js";
 import { overviewTab } from "./overview.js";
 import { pairsButton } from "./pairs.js";
 import { predictionsTab } from "./predictions.js";
+import { rolloutsTab } from "./rollouts.js";
 import { timelineTab } from "./timeline.js";
 
 const FINAL = new Set(["completed", "failed", "cancelled"]);
@@ -51,6 +52,7 @@ export function jobView(root, route, { navigate }) {
   );
 
   const predictionsEnabled = () => Boolean(state.job?.config?.predictions?.enabled);
+  const isGrpo = () => state.job?.config?.method?.type === "grpo";
 
   function latestProgress() {
     const fromJob = state.job?.progress;
@@ -135,6 +137,7 @@ export function jobView(root, route, { navigate }) {
   function renderTabs() {
     const names = [["overview", "Overview"]];
     if (predictionsEnabled()) names.push(["predictions", "Predictions"], ["timeline", "Timeline"], ["compare", "Compare"]);
+    if (isGrpo()) names.push(["rollouts", "Rollouts"]);
     clear(
       tabs,
       names.map(([name, label]) =>
@@ -158,7 +161,7 @@ export function jobView(root, route, { navigate }) {
   };
 
   function showTab(name, query) {
-    if (!predictionsEnabled() && name !== "overview") name = "overview";
+    if (!predictionsEnabled() && name !== "overview" && !(name === "rollouts" && isGrpo())) name = "overview";
     if (tab === name && tabView?.update) {
       tabView.update(query);
       return;
@@ -169,7 +172,7 @@ export function jobView(root, route, { navigate }) {
     tab = name;
     renderTabs();
     clear(panel);
-    const factory = { overview: overviewTab, predictions: predictionsTab, timeline: timelineTab, compare: compareTab }[name];
+    const factory = { overview: overviewTab, predictions: predictionsTab, timeline: timelineTab, compare: compareTab, rollouts: rolloutsTab }[name];
     tabView = factory(panel, context, query);
   }
 
@@ -244,7 +247,7 @@ export function jobView(root, route, { navigate }) {
     }
     if (destroyed || source) return;
     source = new EventSource(url);
-    for (const name of ["prediction", "round", "progress", "warning"]) {
+    for (const name of ["prediction", "round", "progress", "warning", "rollout"]) {
       source.addEventListener(name, (event) => {
         if (event.lastEventId) lastEventId = event.lastEventId;
       });
@@ -274,6 +277,7 @@ export function jobView(root, route, { navigate }) {
       scheduleRender();
     });
     source.addEventListener("warning", () => scheduleRefresh());
+    source.addEventListener("rollout", () => scheduleRender()); // the rollouts tab follows the newest step
     source.addEventListener("expired", () => {
       // The ticket's time is up: open the stream again with a fresh one, from the last event received.
       closeStream();
