@@ -6,6 +6,7 @@ import re
 import secrets
 import stat
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,9 @@ def env_names(cls: type[BaseSettings]) -> set[str]:
     for field_name, field in cls.model_fields.items():  # a field with its own name reads that name instead
         alias = field.validation_alias
         names.add(alias.upper() if isinstance(alias, str) else f"{prefix}{field_name}".upper())
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
-            names |= env_names(field.annotation)
+        for nested in (field.annotation, *typing.get_args(field.annotation)):  # `Settings | None` too
+            if isinstance(nested, type) and issubclass(nested, BaseSettings):
+                names |= env_names(nested)
     return names
 
 

@@ -133,8 +133,10 @@ def test_cursor_round_trip_and_garbage() -> None:
 
 
 def test_stream_position_round_trip() -> None:
-    assert parse_position(None) == [0, -1, -1, 0]
-    assert parse_position(encode_cursor([120, 7, 500, 3])) == [120, 7, 500, 3]
+    assert parse_position(None) == [0, -1, -1, 0, 0]  # predictions, rounds, progress, warnings, rollouts
+    assert parse_position(encode_cursor([120, 7, 500, 3, 9])) == [120, 7, 500, 3, 9]
+    with pytest.raises(BadCursor):
+        parse_position(encode_cursor([120, 7, 500, 3]))  # a position from before rollouts joined the stream
     with pytest.raises(BadCursor):
         parse_position("120")  # a bare prediction sequence: not a position this stream made
 

@@ -136,7 +136,7 @@ def test_k8s_gives_the_trainer_read_only_store_keys_and_the_api_its_own() -> Non
         "epochscope-kafka-trainer",
         "epochscope-store-trainer",
         "epochscope-trainer-key",
-        "epochscope-dispatch-key",
+        "epochscope-dispatch-public-keys",  # the dispatcher's public keys: a trainer verifies starts, cannot sign one
     }
     assert trainer_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"] != api_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"]
     assert "read-only" in (K8S / "base" / "secrets.example.yaml").read_text()
