@@ -157,6 +157,15 @@ def test_epochscopes_own_api_keeps_its_error_shape() -> None:
     assert invalid.status_code == 404 and set(invalid.json()["error"]) == {"message", "type", "param", "code"}
 
 
+def test_a_method_not_allowed_names_every_method_served_at_the_path() -> None:
+    """Starlette's 405 names only the first route's methods; both surfaces name all of them."""
+    app = errors_app(JobNotFound())
+    app.add_api_route("/openai/v1/files", lambda: None, methods=["POST"])  # a second route at the same path
+    refused = TestClient(app).delete("/openai/v1/files")
+    assert refused.status_code == 405 and refused.headers["Allow"] == "GET, POST"
+    assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
+
+
 def test_a_body_past_the_limit_is_a_413_in_openais_shape_under_openai_only() -> None:
     app = errors_app(JobNotFound())
     app.add_middleware(BodyLimit, max_bytes=100, exempt=frozenset())

@@ -67,7 +67,7 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
-def _allowed_methods(request: Request) -> str:
+def allowed_methods(request: Request) -> str:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
     for route in request.app.router.routes:
@@ -90,7 +90,7 @@ def http_status_and_detail(exc: StarletteHTTPException) -> tuple[int, str]:
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
-        headers["Allow"] = _allowed_methods(request)
+        headers["Allow"] = allowed_methods(request)
     return error_response(*http_status_and_detail(exc), headers)
 
 

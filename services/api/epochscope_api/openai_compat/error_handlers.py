@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from epochscope_api.errors import DatabaseBusy, DomainError, QuotaExceeded, UnusableUpload, UploadTooLarge
-from epochscope_api.http.errors import http_status_and_detail
+from epochscope_api.http.errors import allowed_methods, http_status_and_detail
 from epochscope_api.openai_compat.errors import OpenAIError
 from epochscope_api.openai_compat.params import param_path
 
@@ -51,10 +51,13 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return openai_response(OpenAIError(400, message, param=param, code="invalid_value"))
 
 
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     status_code, detail = http_status_and_detail(exc)
     error = OpenAIError(status_code, detail, type=_error_type(status_code))
-    return openai_response(error, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if status_code == 405:
+        headers["Allow"] = allowed_methods(request)
+    return openai_response(error, headers)
 
 
 def _domain_error(status_of: Callable[[DomainError], int]) -> Handler:
