@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.exceptions import RequestValidationError
 
+from epochscope.demo import estimate_lines, real_time_line
 from epochscope_api.jobs.estimate import SamplePreview, count_rounds, estimate
 from epochscope_api.jobs.finish_estimate import estimated_finish
 from epochscope_api.jobs.training_estimate import RowTokens, plan_training
@@ -146,3 +147,14 @@ def test_a_running_jobs_finish_is_its_pace_times_the_steps_left() -> None:
     assert estimated_finish(running_job(started, 10, at), now=late) == late + timedelta(seconds=3)
     assert estimated_finish(running_job(started, 0, at), now=at) is None  # no step yet
     assert estimated_finish(running_job(started, 10, at, status="completed"), now=at) is None
+
+
+def test_the_demo_prints_the_whole_jobs_estimate_and_the_real_time_against_it() -> None:
+    estimate_json = estimate(job(), 1000, previews(16), MODEL, price_per_hour=3.6, tokens=TOKENS).model_dump()
+    printed = estimate_lines(estimate_json)
+    assert "about 948s for the whole job" in printed and "training 300 steps over 450000 tokens" in printed
+    assert "predictions: 5% of this job's time" in printed
+    finished = {"started_at": "2026-12-07T15:00:00Z", "finished_at": "2026-12-07T15:15:48Z"}  # 948 s
+    assert "Real time: 948s" in real_time_line(finished, estimate_json) and "(1.00 x" in real_time_line(
+        finished, estimate_json
+    )
