@@ -10,31 +10,33 @@ prompt plus its answer), so the figure divides exactly what the estimate multipl
 
 On a shared machine the wall time measures the neighbours as much as the model, so the run also records the
 process's CPU seconds (user + system) during training and torch's threads: tokens / (CPU seconds / threads) is the
-whole-epoch rate the same machine would give with those threads to itself ("unshared"). The catalog takes the
-whole-epoch figure of a quiet machine, or the unshared one where none was quiet. Model loading and conversion are
-outside all of them (a job's start-up).
+rate the same machine would give with those threads to itself ("unshared"; an upper bound, as if both threads were
+busy throughout). The catalog takes the wall figure of a quiet machine, or the unshared one where none was quiet.
+Model loading and conversion are outside all of them (a job's start-up). Each result row sets a measured rate
+against the catalog's figure for the model (ratio: measured / catalog).
 
 `--steps N` trains N steps instead of the epoch (a shorter run on a busy machine; its tokens are the mean row's
 tokens x the rows its steps read).
 
-Usage: python bench/train_throughput.py [--model demo|tiny] [--steps N] [--results-dir DIR]
+Usage: python bench/train_throughput.py [--model demo|tiny] [--steps N] [--smoke] [--results-dir DIR]
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, machine_info
+from common import RESULTS, ResultRow, write_results
+from datasets import Dataset
 
 from epochscope.demo import demo_job_config
 from epochscope_api.datasets.token_counts import load_token_counter
-from epochscope_runtime.catalog import DEMO_MODEL_ID, demo_catalog
+from epochscope_runtime.catalog import DEFAULT_TRAIN_TOKENS_PER_SECOND, DEMO_MODEL_ID, demo_catalog
 from epochscope_runtime.dataset_rows import Example, FileType, read_rows, training_record
 from epochscope_runtime.sampler import to_sample
 from epochscope_schemas.config import JobConfig
@@ -82,7 +84,8 @@ def model_path(model: str, scratch: Path) -> tuple[str, str]:
     return entry.id, resolve_model(ModelSource(id=entry.id, source=entry.source), MODEL_CACHE)
 
 
-def run(model: str, steps: int | None, results_dir: Path) -> dict[str, Any]:
+def run(model: str, steps: int | None) -> dict[str, Any]:
+    """One training run of `steps` (None: one epoch) on the demo data; its figures."""
     with DEMO_DATA.open("rb") as handle:
         examples = [row for row in read_rows(handle, FileType.JSONL) if isinstance(row, Example)]
     with tempfile.TemporaryDirectory(prefix="epochscope-bench-") as scratch_dir:
@@ -95,10 +98,8 @@ def run(model: str, steps: int | None, results_dir: Path) -> dict[str, Any]:
         samples = [to_sample(example, index) for index, example in enumerate(examples)]
         dataset_tokens = sum(counter.count_prompt(s) + counter.count([s.ground_truth or ""])[0] for s in samples)
         config = JobConfig.model_validate(
-            {**demo_job_config(str(os.urandom(16).hex()), str(os.urandom(16).hex()), 1, 4), "model": model_id}
+            {**demo_job_config(str(uuid.uuid4()), str(uuid.uuid4()), 1, 4), "model": model_id}
         )
-        from datasets import Dataset
-
         clock = StepClock()
         parts = TrainingParts(
             config=config,
@@ -127,20 +128,14 @@ def run(model: str, steps: int | None, results_dir: Path) -> dict[str, Any]:
     steady_s = clock.ends[-1] - clock.ends[0]
     steady_tokens = dataset_tokens * (rows_read - config.batch_size) / len(examples)
     threads = torch.get_num_threads()
-    result = {
-        "name": NAME,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": machine_info(),
-        "params": {
-            "model": model_id,
-            "rows": len(examples),
-            "batch_size": config.batch_size,
-            "steps": steps_run,
-            "max_length": config.max_length,
-            "lora_r": config.lora.r if config.lora else None,
-            "precision": precision.label,
-            "torch_threads": threads,
-        },
+    return {
+        "model": model_id,
+        "steps": steps_run,
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "lora_r": config.lora.r if config.lora else None,
+        "precision": precision.label,
+        "torch_threads": threads,
         "dataset_tokens": dataset_tokens,
         "trained_tokens": round(tokens),
         "wall_s": round(wall_s, 2),
@@ -151,21 +146,38 @@ def run(model: str, steps: int | None, results_dir: Path) -> dict[str, Any]:
         "unshared_train_tokens_per_second": round(tokens / (cpu_s / threads), 1),
         "load_average_1m": round((load_start + load_end) / 2, 2),
     }
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"{NAME}-{model}.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
+
+
+def result_rows(figures: dict[str, Any], catalog_rate: float) -> list[ResultRow]:
+    """The measured rates against the rate the catalog gives the model (what the estimate assumes)."""
+    peer = f"the catalog's train_tokens_per_second for {figures['model']}"
+    return [
+        ResultRow(metric, "tokens/s", figures[key], catalog_rate, peer, load_average_1m=figures["load_average_1m"])
+        for metric, key in (
+            ("training throughput, wall time", "train_tokens_per_second"),
+            ("training throughput, CPU time / torch threads (unshared)", "unshared_train_tokens_per_second"),
+        )
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=("demo", "tiny"), default="demo")
     parser.add_argument("--steps", type=int, help="Train this many steps instead of one epoch.")
+    parser.add_argument("--smoke", action="store_true", help="The tiny model, 2 steps.")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = run(args.model, args.steps, args.results_dir)
-    for key, value in result.items():
-        if key not in ("machine", "name"):
-            print(f"{key}: {value}")
+    model, steps = ("tiny", 2) if args.smoke else (args.model, args.steps)
+    figures = run(model, steps)
+    catalog = {entry.id: entry.train_tokens_per_second for entry in demo_catalog()}
+    catalog_rate = catalog.get(figures["model"], DEFAULT_TRAIN_TOKENS_PER_SECOND)
+    params = {key: figures[key] for key in ("model", "steps", "batch_size", "max_length", "lora_r", "precision")}
+    path = write_results(
+        NAME, params | {"smoke": args.smoke}, result_rows(figures, catalog_rate), args.results_dir, figures=figures
+    )
+    for key, value in figures.items():
+        print(f"{key}: {value}")
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
