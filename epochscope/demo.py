@@ -8,6 +8,7 @@ reward per step too.
 
 import argparse
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,9 @@ class JobFollower:
                 self.printed.add(index)
 
 
-def submit(client: httpx.Client, console: Console, args: argparse.Namespace) -> dict[str, Any]:
-    """Upload the demo data, show the prediction set and the estimate, submit the job by dataset id."""
+def submit(client: httpx.Client, console: Console, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Upload the demo data, show the prediction set and the whole job's estimate, submit the job by dataset id;
+    the job and its estimate."""
     train, held_out = (upload(client, DEMO_DIR / "data" / name) for name in ("train.jsonl", "samples.jsonl"))
     for dataset in (train, held_out):
         tokens = dataset["report"]["tokens"].get(DEMO_MODEL_ID, {})
@@ -155,16 +157,36 @@ def submit(client: httpx.Client, console: Console, args: argparse.Namespace) -> 
     if args.method == "grpo":
         config = grpo_job_config(config, args.steps)
     estimate = client.post("/v1/predictions/estimate", json={"config": config}).raise_for_status().json()
-    console.print(
-        f"Estimate: {estimate['rounds']} rounds (the baseline included) x {len(estimate['samples'])} samples"
-        f" ({', '.join(sample['sample_id'] for sample in estimate['samples'])}),"
-        f" {estimate['prompt_tokens']} prompt tokens, at most {estimate['generated_tokens']} generated,"
-        f" about {estimate['seconds']:.0f}s of generation"
-    )
+    console.print(estimate_lines(estimate))
     job = client.post("/v1/jobs", json=config).raise_for_status().json()
     length = f"{args.steps} GRPO steps" if args.method == "grpo" else f"{epochs} epochs"
     console.print(f"Submitted job {job['job_id']}: {length}, {samples} samples per round")
-    return job
+    return job, estimate
+
+
+def estimate_lines(estimate: dict[str, Any]) -> str:
+    """The whole job's estimate: training, the prediction rounds, and the rounds' share of the time."""
+    training = estimate["training"]
+    return (
+        f"Estimate: about {estimate['total_seconds']:.0f}s for the whole job (${estimate['total_price_usd']:.4f}):"
+        f" training {training['steps']} steps over {training['train_tokens']} tokens, about {training['seconds']:.0f}s"
+        f" at {training['train_tokens_per_second']:g} tokens/s;"
+        f"\n  {estimate['rounds']} rounds (the baseline included) x {len(estimate['samples'])} samples"
+        f" ({', '.join(sample['sample_id'] for sample in estimate['samples'])}),"
+        f" {estimate['prompt_tokens']} prompt tokens, at most {estimate['generated_tokens']} generated,"
+        f" about {estimate['seconds']:.0f}s of generation;"
+        f" predictions: {estimate['predictions_share']:.0%} of this job's time"
+    )
+
+
+def real_time_line(job: dict[str, Any], estimate: dict[str, Any]) -> str:
+    """The job's real wall time (start to finish on the trainer) next to its estimate."""
+    started, finished = (datetime.fromisoformat(job[key]) for key in ("started_at", "finished_at"))
+    real = (finished - started).total_seconds()
+    return (
+        f"Real time: {real:.0f}s from start to finish on the trainer, against an estimate of"
+        f" {estimate['total_seconds']:.0f}s ({estimate['total_seconds'] / real:.2f} x the real time)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold]Local stack up[/] at {stack.api_url} ({time.monotonic() - started:.1f}s)")
         headers = {"Authorization": f"Bearer {stack.mint_token(DEMO_USER)}"}
         with httpx.Client(base_url=stack.api_url, headers=headers, timeout=30) as client:
-            job = submit(client, console, args)
+            job, estimate = submit(client, console, args)
             job_url = f"{stack.api_url}/v1/jobs/{job['job_id']}"
             console.print(f"Job URL: {job_url}")
             follower = JobFollower(client, job["job_id"], args.samples, console)
@@ -213,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]Job {job['status']}: {job['status_message']}")
         return 1
     console.print(f"[bold green]Job completed[/] in {elapsed:.0f}s with {len(follower.printed)} rounds. {job_url}")
+    console.print(real_time_line(job, estimate))
     if best is not None:
         console.print(
             f"Best round: {best['round_index']} (chrF mean {best['metrics'].get('grader_mean:chrf')}); its checkpoint"

@@ -94,6 +94,11 @@ async def test_new_job_form_picks_model_and_dataset_previews_the_prediction_set_
         for name in ("rounds", "predictions", "prompt_tokens", "generated_tokens"):
             shown = "—" if estimate[name] is None else f"{estimate[name]:,}"
             await expect(page.locator(f"#estimate-{name.replace('_', '-')}")).to_have_text(shown)
+        for name in ("steps", "train_tokens"):  # the whole job's training, beside the rounds
+            shown = f"{estimate['training'][name]:,}"
+            await expect(page.locator(f"#estimate-training-{name.split('_')[-1]}")).to_have_text(shown)
+        share = f"{estimate['predictions_share'] * 100:.{1 if estimate['predictions_share'] < 0.01 else 0}f}%"
+        await expect(page.locator("#estimate-predictions-share")).to_have_text(f"{share} of this job's time")
         rows = page.locator("#prediction-set tbody tr")
         await expect(rows).to_have_count(len(estimate["samples"]))
         for index in (0, len(estimate["samples"]) - 1):

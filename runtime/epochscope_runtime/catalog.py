@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SOURCE_KINDS = ("bundled", "hf", "dir")
 DEMO_MODEL_ID = "smollm2-135m-instruct"
+DEFAULT_TRAIN_TOKENS_PER_SECOND = 100.0
 
 
 class CatalogEntry(BaseModel):
@@ -27,6 +28,15 @@ class CatalogEntry(BaseModel):
     prefill_tokens_per_second: Annotated[
         float, Field(gt=0, description="Prompt-reading throughput on a trainer, for estimates.")
     ] = 2000.0
+    train_tokens_per_second: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="Training throughput on a trainer, for estimates: dataset tokens (prompt and answer, as the "
+            "upload counts them) trained per second. Measure it with bench/train_throughput.py; the default "
+            f"({DEFAULT_TRAIN_TOKENS_PER_SECOND:g}) is a deliberately slow guess for a model nobody measured.",
+        ),
+    ] = DEFAULT_TRAIN_TOKENS_PER_SECOND
 
 
 class CatalogModel(CatalogEntry):
@@ -74,5 +84,8 @@ def demo_catalog() -> list[CatalogModel]:
             context_length=8192,
             chat_template=True,
             tokens_per_second=60.0,
+            # bench/train_throughput.py on the demo job's settings, 2-core CPU: 33.3 tokens per (CPU second / 2
+            # torch threads) at a 1-minute load of 12 (3 steps, 2026-12-07); see docs/estimate.md
+            train_tokens_per_second=33.0,
         )
     ]

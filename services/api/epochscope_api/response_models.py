@@ -54,6 +54,11 @@ class Job(BaseModel):
     estimated_start_seconds: float | None = Field(
         default=None, description="While queued: about how many seconds until it starts; null with no live trainer."
     )
+    estimated_finish: datetime | None = Field(
+        default=None,
+        description="While running: when it should finish, at its pace so far (from its start to its latest step); "
+        "null before its first step and once it ends.",
+    )
 
 
 class JobPage(BaseModel):

@@ -14,6 +14,7 @@ from epochscope_api.data.datasets import fetch_dataset
 from epochscope_api.data.verdicts import HUMAN
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
 from epochscope_api.jobs.estimate import count_rounds
+from epochscope_api.jobs.training_estimate import generated_tokens_per_step, training_steps
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_schemas.config import JobConfig, limit_violations
@@ -71,10 +72,12 @@ def check_job_config(config: JobConfig, settings: ApiSettings) -> CatalogModel:
 
 def work_violations(config: JobConfig, train_rows: int, sample_rows: int, settings: ApiSettings) -> list[FieldProblem]:
     """The per-job limits on total work the job would pass, as the estimate counts it: prediction rounds, and
-    generated tokens (every answer at max_new_tokens)."""
+    generated tokens (every answer at max_new_tokens, and every GRPO completion at max_completion_length)."""
     predictions = config.predictions
     rounds = count_rounds(config, train_rows)
-    generated = rounds * min(predictions.sample_count, sample_rows) * predictions.max_new_tokens
+    in_rounds = rounds * min(predictions.sample_count, sample_rows) * predictions.max_new_tokens
+    in_training = training_steps(config, train_rows)[0] * generated_tokens_per_step(config)
+    generated = in_rounds + in_training
     errors: list[FieldProblem] = []
     if rounds > settings.job_max_rounds:
         errors.append(
@@ -85,14 +88,21 @@ def work_violations(config: JobConfig, train_rows: int, sample_rows: int, settin
             )
         )
     if generated > settings.job_max_generated_tokens:
-        errors.append(
-            (
-                ("predictions", "max_new_tokens"),
-                f"the job could generate {generated} tokens, over the limit of {settings.job_max_generated_tokens}"
-                " per job (EPOCHSCOPE_JOB_MAX_GENERATED_TOKENS): fewer rounds, samples or max_new_tokens",
-            )
-        )
+        errors.append(_generation_over_limit(in_rounds, in_training, settings.job_max_generated_tokens))
     return errors
+
+
+def _generation_over_limit(in_rounds: int, in_training: int, limit: int) -> FieldProblem:
+    """The error naming the field of whichever generates more: the prediction rounds or GRPO's training."""
+    over = f"the job could generate {in_rounds + in_training} tokens"
+    setting = f"over the limit of {limit} per job (EPOCHSCOPE_JOB_MAX_GENERATED_TOKENS)"
+    if in_training > in_rounds:
+        return (
+            ("method", "max_completion_length"),
+            f"{over} ({in_training} by GRPO's training: steps x batch_size completions x max_completion_length, "
+            f"{in_rounds} by prediction rounds), {setting}: fewer steps or epochs, or a shorter max_completion_length",
+        )
+    return (("predictions", "max_new_tokens"), f"{over}, {setting}: fewer rounds, samples or max_new_tokens")
 
 
 def check_job_work(config: JobConfig, train_rows: int, sample_rows: int, settings: ApiSettings) -> None:
@@ -104,7 +114,7 @@ def check_job_work(config: JobConfig, train_rows: int, sample_rows: int, setting
 async def check_job_work_of(conn: asyncpg.Connection, config: JobConfig, settings: ApiSettings) -> None:
     """check_job_work with the usable rows of the job's datasets (the user's own: a missing one is left to the
     inputs' own check)."""
-    if not config.predictions.enabled:
+    if not config.predictions.enabled and not generated_tokens_per_step(config):
         return
     try:
         train = await fetch_dataset(conn, config.dataset_id)

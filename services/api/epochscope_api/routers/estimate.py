@@ -1,4 +1,5 @@
-"""What a job's predictions will cost, and exactly which rows they will ask about: for clients and the job form."""
+"""What a whole job will cost (training and prediction rounds), and exactly which rows its rounds will ask about: for
+clients, the job form and the demo."""
 
 import uuid
 
@@ -11,6 +12,7 @@ from epochscope_api.deps import WRITE_LIMITED, SettingsDep, StoreDep, TokenCount
 from epochscope_api.errors import DatasetNotFound, UnknownDatasets
 from epochscope_api.http.errors import QUOTA
 from epochscope_api.jobs.estimate import Estimate, EstimateRequest, SamplePreview, estimate
+from epochscope_api.jobs.training_estimate import RowTokens
 from epochscope_api.jobs.validation import check_job_config, check_job_work, unknown_datasets
 from epochscope_runtime.sampler import Sample, sample_positions, to_sample
 
@@ -27,9 +29,10 @@ router = APIRouter(prefix="/v1/predictions", tags=["predictions"])
 async def estimate_predictions(
     request: EstimateRequest, conn: UserConn, settings: SettingsDep, store: StoreDep, counters: TokenCountersDep
 ) -> Estimate:
-    """For a job config as POST /v1/jobs takes it: the prediction set (the same sampler as the trainer's, so the
-    same rows), the rounds (the baseline included), predictions, prompt tokens of those rows with the model's
-    tokenizer, an upper bound of generated tokens, time and price."""
+    """For a job config as POST /v1/jobs takes it, the whole job: its training (steps, the tokens its updates read
+    from the dataset's stored token counts, GRPO's generated tokens per step and in all, time) and its prediction
+    rounds (the prediction set, by the trainer's own sampler; rounds, the baseline included; prompt tokens with the
+    model's tokenizer; an upper bound of generated tokens; time), the total time and price, and the rounds' share."""
     config = request.config
     model = check_job_config(config, settings)
     train = await _dataset(conn, "dataset_id", config.dataset_id)
@@ -43,7 +46,8 @@ async def estimate_predictions(
         examples = await read_examples(store, source, positions)
         counter = counters.get(model.id)
         samples = [_preview(to_sample(example, index), example.row, counter) for index, example in enumerate(examples)]
-    return estimate(config, train.usable_rows, samples, model, settings.estimate_price_per_hour)
+    tokens = RowTokens.of(train.usable_rows, train.report.get("tokens", {}).get(model.id))
+    return estimate(config, train.usable_rows, samples, model, settings.estimate_price_per_hour, tokens)
 
 
 async def _dataset(conn: UserConn, field: str, dataset_id: uuid.UUID) -> StoredDataset:

@@ -30,6 +30,7 @@ from epochscope_api.data.quotas import (
     check_rollout_bytes,
     checkpoint_bytes_left,
 )
+from epochscope_api.jobs.finish_estimate import estimated_finish
 from epochscope_api.jobs.objects import delete_job_objects
 from epochscope_api.jobs.validation import check_job_config, check_job_work_of, check_method_rows_of
 from epochscope_api.response_models import Job, JobDetail, JobPage
@@ -81,13 +82,15 @@ async def submit_job(
 
 
 async def with_places(conn: asyncpg.Connection, jobs: list[AnyJob], lease_s: float) -> list[AnyJob]:
-    """The queued ones with their place in line and estimated start (`lease_s`: the dispatcher's lease)."""
+    """The queued ones with their place in line and estimated start (`lease_s`: the dispatcher's lease), the
+    running ones with their estimated finish."""
     queued = [job.job_id for job in jobs if job.status is JobStatus.QUEUED]
     places = await queue_places(conn, queued, lease_s) if queued else {}
+    now = utc_now()
     return [
         job.model_copy(update={"queue_position": p.position, "estimated_start_seconds": p.estimated_start_s})
         if (p := places.get(job.job_id))
-        else job
+        else job.model_copy(update={"estimated_finish": estimated_finish(job, now)})
         for job in jobs
     ]
 

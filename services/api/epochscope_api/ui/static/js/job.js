@@ -131,6 +131,9 @@ export function jobView(root, route, { navigate }) {
       progressBox,
       h("label", { for: "progress-bar", id: "progress-text" }, text, progress.loss != null ? ` · loss ${fmtNum(progress.loss, 4)}` : ""),
       h("progress", { id: "progress-bar", max: progress.max_steps, value: Math.min(progress.step, progress.max_steps), "aria-valuetext": text }),
+      job.status === "running" && job.estimated_finish
+        ? h("p", { class: "muted", id: "estimated-finish" }, `Estimated finish: ${fmtDate(job.estimated_finish)} (at its pace so far).`)
+        : null,
     );
   }
 

@@ -1,5 +1,6 @@
-// The job form's estimate (POST /v1/predictions/estimate): the cost of the predictions, and the exact prediction
-// set the job will use (prompt and ground truth), refreshed as the config changes.
+// The job form's estimate (POST /v1/predictions/estimate): the whole job (training, prediction rounds, their share
+// of the time) and the exact prediction set the job will use (prompt and ground truth), refreshed as the config
+// changes.
 
 import { api, ApiError } from "./api.js";
 import { clear, debounce, fmtInt, fmtSeconds, fmtUsd, h } from "./dom.js";
@@ -18,6 +19,7 @@ export function estimatePanel({ getConfig, describeErrors }) {
 
   const threshold = numberInput({ min: 0, step: 0.01, value: localStorage.getItem(THRESHOLD_KEY) ?? DEFAULT_THRESHOLD_USD });
   const figures = h("dl", { class: "estimate-figures", id: "estimate" });
+  const jobFigures = h("dl", { class: "estimate-figures", id: "estimate-job" });
   const status = h("p", { class: "muted", id: "estimate-status" }, "Estimating…");
   const warning = h("p", { class: "warning", id: "estimate-warning", role: "status", hidden: true });
   const samplesBox = h("div", { id: "prediction-set-box" });
@@ -28,7 +30,16 @@ export function estimatePanel({ getConfig, describeErrors }) {
     { class: "estimate card", "aria-labelledby": "estimate-title" },
     h("h3", { id: "estimate-title" }, "Cost estimate"),
     field({ id: "cost-threshold", label: "Warn above (USD)", control: threshold, help: "Kept in this browser.", className: "threshold" }),
-    h("div", { "aria-live": "polite", "aria-atomic": "true" }, figures, status, warning),
+    h(
+      "div",
+      { "aria-live": "polite", "aria-atomic": "true" },
+      h("h4", {}, "Whole job"),
+      jobFigures,
+      h("h4", {}, "Prediction rounds"),
+      figures,
+      status,
+      warning,
+    ),
     h(
       "section",
       { class: "prediction-set", "aria-labelledby": "prediction-set-title" },
@@ -41,6 +52,7 @@ export function estimatePanel({ getConfig, describeErrors }) {
 
   function nothing(text) {
     clear(figures);
+    clear(jobFigures);
     clear(samplesBox);
     samplesNote.textContent = "";
     warning.hidden = true;
@@ -48,6 +60,25 @@ export function estimatePanel({ getConfig, describeErrors }) {
   }
 
   function render(estimate, predictionsOn) {
+    const training = estimate.training;
+    const generating = training.generated_tokens > 0;
+    clear(
+      jobFigures,
+      [
+        ["Training steps", fmtInt(training.steps), "training-steps"],
+        [training.token_basis === "dataset" ? "Training tokens" : "Training tokens (at most: no token counts)", fmtInt(training.train_tokens), "training-tokens"],
+        ...(generating
+          ? [
+              ["Generated per step (at most)", fmtInt(training.generated_tokens_per_step), "training-generated-per-step"],
+              ["Generated in training (at most)", fmtInt(training.generated_tokens), "training-generated"],
+            ]
+          : []),
+        ["Training time", fmtSeconds(training.seconds), "training-seconds"],
+        ["Job time", fmtSeconds(estimate.total_seconds), "total-seconds"],
+        ["Job price", fmtUsd(estimate.total_price_usd), "total-price"],
+        ["Predictions' share", `${(estimate.predictions_share * 100).toFixed(estimate.predictions_share < 0.01 ? 1 : 0)}% of this job's time`, "predictions-share"],
+      ].map(([term, value, id]) => h("div", {}, h("dt", {}, term), h("dd", { id: `estimate-${id}` }, value))),
+    );
     clear(
       figures,
       [
@@ -59,14 +90,13 @@ export function estimatePanel({ getConfig, describeErrors }) {
         ["Price", fmtUsd(estimate.price_usd), "price"],
       ].map(([term, value, id]) => h("div", {}, h("dt", {}, term), h("dd", { id: `estimate-${id}` }, value))),
     );
-    status.textContent = predictionsOn
-      ? `Assumes ${fmtInt(estimate.tokens_per_second)} generated tokens/s for this model.`
-      : "Predictions are off: they add no cost.";
+    const rates = `Assumes ${fmtInt(training.train_tokens_per_second)} training tokens/s and ${fmtInt(estimate.tokens_per_second)} generated tokens/s for this model.`;
+    status.textContent = predictionsOn ? rates : `${rates} Predictions are off: they add no cost.`;
     const limit = Number(threshold.value);
-    const over = threshold.value !== "" && Number.isFinite(limit) && estimate.price_usd > limit;
+    const over = threshold.value !== "" && Number.isFinite(limit) && estimate.total_price_usd > limit;
     warning.hidden = !over;
     warning.textContent = over
-      ? `⚠ Estimated predictions cost ${fmtUsd(estimate.price_usd)} is above your warning threshold of ${fmtUsd(limit)}. Fewer samples, fewer rounds or fewer new tokens cost less.`
+      ? `⚠ Estimated job cost ${fmtUsd(estimate.total_price_usd)} (predictions ${fmtUsd(estimate.price_usd)}) is above your warning threshold of ${fmtUsd(limit)}. Fewer epochs or steps, fewer samples, fewer rounds or fewer new tokens cost less.`
       : "";
     const samples = predictionsOn ? estimate.samples ?? [] : [];
     samplesNote.textContent = predictionsOn
