@@ -1,6 +1,7 @@
 """The whole-job estimate's arithmetic per method against hand-worked figures, the GRPO generation the per-job work
 limit counts, and a running job's estimated finish."""
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ import pytest
 from fastapi.exceptions import RequestValidationError
 
 from epochscope.demo import estimate_lines, real_time_line
+from epochscope_api.data.datasets import StoredDataset
 from epochscope_api.jobs.estimate import SamplePreview, count_rounds, estimate
 from epochscope_api.jobs.finish_estimate import estimated_finish
 from epochscope_api.jobs.training_estimate import RowTokens, plan_training
@@ -158,3 +160,14 @@ def test_the_demo_prints_the_whole_jobs_estimate_and_the_real_time_against_it() 
     assert "Real time: 948s" in real_time_line(finished, estimate_json) and "(1.00 x" in real_time_line(
         finished, estimate_json
     )
+
+
+def test_a_job_trains_on_the_rows_its_method_can_use_by_the_upload_report() -> None:
+    report = {"methods": {"sft": {"usable": 0}, "dpo": {"usable": 16}, "grpo": {"usable": 16}}}
+    fields = dict(filename="p.jsonl", object_key="k", bytes=1, sha256="0" * 64, rows=17, usable_rows=17)
+    stored = StoredDataset(uuid.uuid4(), file_type="jsonl", row_format="preference", report=report, **fields)
+    assert (stored.rows_for("dpo"), stored.rows_for("sft")) == (16, 0)
+    before_the_report_had_methods = StoredDataset(
+        uuid.uuid4(), file_type="jsonl", row_format="chat", report={}, **fields
+    )
+    assert before_the_report_had_methods.rows_for("sft") == 17

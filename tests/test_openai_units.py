@@ -3,6 +3,7 @@ field names back), ids, model names, and the errors as the official SDK reads th
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,10 +20,13 @@ from epochscope_api.openai_compat.error_handlers import install_openai_errors
 from epochscope_api.openai_compat.errors import OpenAIError
 from epochscope_api.openai_compat.ids import FILE, parse_id
 from epochscope_api.openai_compat.job_config import BASE_LEARNING_RATE, job_config
+from epochscope_api.openai_compat.job_view import fine_tuning_job
 from epochscope_api.openai_compat.model_names import CheckpointRef, model_name, resolve_model_name
 from epochscope_api.openai_compat.requests import JobCreateRequest
+from epochscope_api.response_models import Job
 from epochscope_schemas.checkpoints import CheckpointMode
 from epochscope_schemas.config import JobConfig
+from epochscope_schemas.events import JobStatus
 from epochscope_schemas.methods import DpoMethod, SftMethod
 
 TRAINING, VALIDATION = uuid.uuid4(), uuid.uuid4()
@@ -175,3 +179,29 @@ def test_a_body_past_the_limit_is_a_413_in_openais_shape_under_openai_only() -> 
     assert too_large.value.body["type"] == "invalid_request_error"
     own = TestClient(app).post("/v1/datasets", content=b"x" * 200)
     assert own.status_code == 413 and "detail" in own.json()
+
+
+def test_estimated_finish_is_the_running_jobs_pace_and_the_queued_jobs_start() -> None:
+    now = datetime(2026, 12, 7, 16, 0, tzinfo=UTC)
+    config = JobConfig(model="tiny", dataset_id=uuid.uuid4())
+
+    def job(status: JobStatus, **fields: Any) -> Job:
+        return Job(
+            job_id=uuid.uuid4(),
+            status=status,
+            status_message=None,
+            config=config,
+            metrics={},
+            progress=None,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            finished_at=None,
+            **fields,
+        )
+
+    running = job(JobStatus.RUNNING, estimated_finish=now + timedelta(seconds=90))
+    assert fine_tuning_job(running, "u", None, None, now).estimated_finish == int(now.timestamp()) + 90
+    queued = job(JobStatus.QUEUED, estimated_start_seconds=30.0)
+    assert fine_tuning_job(queued, "u", None, None, now).estimated_finish == int(now.timestamp()) + 30
+    assert fine_tuning_job(job(JobStatus.COMPLETED), "u", None, None, now).estimated_finish is None

@@ -43,6 +43,12 @@ class StoredDataset:
     created_at: datetime | None = None  # None until the row is inserted
     provenance: dict[str, Any] | None = None  # set for a dataset the API built (dataset_provenance)
 
+    def rows_for(self, method: str) -> int:
+        """The rows a job of this training method trains on: the upload's per-method count where the report has
+        one (a preference row is a DPO row, not an SFT one), else every usable row."""
+        usable = self.report.get("methods", {}).get(method, {}).get("usable")
+        return usable if isinstance(usable, int) else self.usable_rows
+
     def public(self) -> Dataset:
         assert self.created_at is not None, "a stored row has its created_at"
         return Dataset(

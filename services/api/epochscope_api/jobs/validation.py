@@ -123,7 +123,7 @@ async def check_job_work_of(conn: asyncpg.Connection, config: JobConfig, setting
             source = await fetch_dataset(conn, config.predictions.samples_dataset_id)
     except DatasetNotFound:
         return
-    check_job_work(config, train.usable_rows, source.usable_rows, settings)
+    check_job_work(config, train.rows_for(config.method.type), source.usable_rows, settings)
 
 
 async def check_method_rows_of(conn: asyncpg.Connection, config: JobConfig) -> None:

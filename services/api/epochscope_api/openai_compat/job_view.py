@@ -44,6 +44,14 @@ def method_of(config: JobConfig) -> OpenAIMethod:
     return OpenAIMethod(type=method_type, **{method_type: settings})
 
 
+def _estimated_finish(job: Job, queued_for: float | None, now: datetime) -> int | None:
+    """A running job's finish from its pace (Epochscope's own estimate); a queued job's estimated start (its
+    training not begun, no pace to go by); None otherwise."""
+    if job.estimated_finish is not None:
+        return unix(job.estimated_finish)
+    return int(now.timestamp() + queued_for) if queued_for is not None else None
+
+
 def fine_tuning_job(
     job: Job, user_id: str, final_checkpoint: uuid.UUID | None, file_tokens: int | None, now: datetime
 ) -> OpenAIFineTuningJob:
@@ -69,7 +77,7 @@ def fine_tuning_job(
         trained_tokens=file_tokens * config.num_epochs if succeeded and file_tokens is not None else None,
         training_file=openai_id(FILE, config.dataset_id),
         validation_file=openai_id(FILE, config.eval_dataset_id) if config.eval_dataset_id else None,
-        estimated_finish=int(now.timestamp() + queued_for) if queued_for is not None else None,
+        estimated_finish=_estimated_finish(job, queued_for, now),
         metadata=job.metadata,
         suffix=config.name,
         epochscope_job_id=str(job.job_id),

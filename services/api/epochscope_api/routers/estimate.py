@@ -39,7 +39,8 @@ async def estimate_predictions(
     source = train
     if config.predictions.samples_dataset_id is not None:
         source = await _dataset(conn, "predictions.samples_dataset_id", config.predictions.samples_dataset_id)
-    check_job_work(config, train.usable_rows, source.usable_rows, settings)
+    train_rows = train.rows_for(config.method.type)
+    check_job_work(config, train_rows, source.usable_rows, settings)
     samples: list[SamplePreview] = []
     if config.predictions.enabled:
         positions = sample_positions(source.usable_rows, config.predictions.sample_count, config.predictions.seed)
@@ -47,7 +48,7 @@ async def estimate_predictions(
         counter = counters.get(model.id)
         samples = [_preview(to_sample(example, index), example.row, counter) for index, example in enumerate(examples)]
     tokens = RowTokens.of(train.usable_rows, train.report.get("tokens", {}).get(model.id))
-    return estimate(config, train.usable_rows, samples, model, settings.estimate_price_per_hour, tokens)
+    return estimate(config, train_rows, samples, model, settings.estimate_price_per_hour, tokens)
 
 
 async def _dataset(conn: UserConn, field: str, dataset_id: uuid.UUID) -> StoredDataset:
