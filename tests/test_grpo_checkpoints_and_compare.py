@@ -157,7 +157,7 @@ async def test_an_sft_job_and_a_grpo_job_on_the_same_samples_compare_round_by_ro
     assert latest["samples"] == by_epoch[-1]["samples"]  # without an epoch: each job's latest round
 
     # The changes from the SFT job's latest round to the GRPO job's, per grader, from the stored verdicts: the SFT
-    # job learned the answer, the GRPO job's four steps did not (regressions: the order of the jobs shows).
+    # job learned the answer, the GRPO job's few steps did not (regressions: the order of the jobs shows).
     [change] = changes["graders"]
     fixes, regressions, p_value = expected_changes(
         verdicts_at(stored[0], ROUNDS[-1], "close"), verdicts_at(stored[1], ROUNDS[-1], "close")
