@@ -36,6 +36,14 @@ def _finite(column: str) -> str:
     return f"CASE WHEN {column} IN ('Infinity', '-Infinity', 'NaN') THEN NULL ELSE {column} END"
 
 
+def _iso_utc(column: str) -> str:
+    """SQL: a timestamptz column as pydantic writes a UTC datetime (`...T16:29:02.102096Z`, no fraction when it is
+    whole), so the page and the exports render a prediction's time alike."""
+    whole = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    fraction = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    return f"CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN {whole} ELSE {fraction} END"
+
+
 _SCORES_JSON = (
     "CASE WHEN exact_match IS NULL OR f1 IS NULL OR rouge_l IS NULL THEN NULL ELSE json_build_object("
     f"'exact_match', {_finite('exact_match')}, 'f1', {_finite('f1')}, 'rouge_l', {_finite('rouge_l')}) END"
@@ -48,7 +56,8 @@ PREDICTION_JSON = (
     " 'sample_id', sample_id, 'sample_index', sample_index, 'prompt', prompt, 'ground_truth', ground_truth,"
     f" 'prediction', prediction, 'tokens_generated', tokens_generated, 'latency_ms', {_finite('latency_ms')},"
     f" 'valid', valid, 'validation_error', validation_error, 'scores', {_SCORES_JSON},"
-    f" 'grades', {graded('training_predictions')}, 'truncated', truncated, 'created_at', created_at)::text"
+    f" 'grades', {graded('training_predictions')}, 'truncated', truncated,"
+    f" 'created_at', {_iso_utc('created_at')})::text"
 )
 # Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
 # The job comes along in the same round trip: no row means no such job for this user (RLS), and a
