@@ -27,6 +27,8 @@ def test_train_throughput_smoke(tmp_path: Path) -> None:
     figures = document["figures"]
     assert (figures["model"], figures["steps"], document["params"]["smoke"]) == ("tiny", 2, True)
     assert figures["trained_tokens"] == round(figures["dataset_tokens"] * 16 / 96)  # 2 steps of 8 of the 96 rows
-    assert figures["train_tokens_per_second"] == pytest.approx(figures["trained_tokens"] / figures["wall_s"], rel=0.01)
+    rounding = 0.005 / figures["wall_s"]  # wall_s is written to 0.01 s: on a fast machine a run lasts well under 1 s
+    rate = figures["trained_tokens"] / figures["wall_s"]
+    assert figures["train_tokens_per_second"] == pytest.approx(rate, rel=0.01 + rounding)
     for row in document["rows"]:  # the tiny model is not in the demo catalog: the default
         assert row["peer"] == DEFAULT_TRAIN_TOKENS_PER_SECOND and row["ours"] > 0 and row["better"] == "higher"

@@ -84,8 +84,8 @@ def demo_catalog() -> list[CatalogModel]:
             context_length=8192,
             chat_template=True,
             tokens_per_second=60.0,
-            # bench/train_throughput.py on the demo job's settings, 2-core CPU: 33.3 tokens per (CPU second / 2
-            # torch threads) at a 1-minute load of 12 (3 steps, 2026-12-07); see docs/estimate.md
-            train_tokens_per_second=33.0,
+            # The demo job alone on the project's 2-core CPU: 17,649 tokens trained in 152 s from start to finish,
+            # its four rounds included (2026-12-07); on a shared machine it is 3-10x slower. See docs/estimate.md
+            train_tokens_per_second=120.0,
         )
     ]
