@@ -53,7 +53,7 @@ def _text_of(messages: list[dict[str, Any]]) -> str:
 
 def to_sample(example: Example, index: int) -> Sample:
     sample = _prompt_and_ground_truth(example, index)
-    fields = {name: _as_text(value) for name, value in example.data.items() if name not in ROW_TEXT_FIELDS}
+    fields = {name: reference_text(value) for name, value in example.data.items() if name not in ROW_TEXT_FIELDS}
     return Sample(sample.sample_id, index, sample.messages, sample.text, sample.ground_truth, fields)
 
 
@@ -74,5 +74,6 @@ def _prompt_and_ground_truth(example: Example, index: int) -> Sample:
     return Sample(sample_id, index, None, data["text"], None)
 
 
-def _as_text(value: Any) -> str:
+def reference_text(value: Any) -> str:
+    """A row field as the text a grader compares with: a string as it is, anything else as its JSON."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

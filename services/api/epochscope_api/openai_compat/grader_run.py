@@ -2,7 +2,6 @@
 `service_layer.graders.run_grader`, the use case behind POST /v1/graders/run, so the scores are the ones a prediction
 round or a GRPO reward gives the same text, under the same bounds and time limit."""
 
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from epochscope_api.openai_compat.graders import translate_grader
 from epochscope_api.service_layer.graders import run_grader
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.grading import Verdict
+from epochscope_runtime.sampler import reference_text
 from epochscope_schemas.graders import GraderConfig, StringCheckGrader
 
 
@@ -66,11 +66,7 @@ def item_references(item: Any, graders: Sequence[GraderConfig]) -> dict[str, str
         return {}
     if not isinstance(item, dict):
         raise OpenAIError(400, "item must be a JSON object (the dataset row)", param="item")
-    return {field: _as_text(item[field]) for field in fields if field in item}
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return {field: reference_text(item[field]) for field in fields if field in item}
 
 
 async def _verdict(
