@@ -29,13 +29,14 @@ from epochscope_writer.main import _start_with_retry
 from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.apply import BatchApplier, EventKind, JobOwners
 from epochscope_writer.service_layer.consumer import Writer
+from epochscope_writer.service_layer.prediction_quota import PredictionQuota
 from epochscope_writer.settings import WriterSettings
 
 LONG_AGO = timedelta(days=5)  # far past the hour the writer used to allow after a job's end, and a token's 72 h
 
 
 def applier() -> BatchApplier:
-    return BatchApplier(JobTokenVerifier(SECRET), JobOwners(100))
+    return BatchApplier(JobTokenVerifier(SECRET), JobOwners(100), PredictionQuota(1 << 30))
 
 
 def prediction(

@@ -67,6 +67,7 @@ class _Tables:
     status_attempt_no: dict[UUID, int] = field(default_factory=dict)  # the attempt whose status was applied last
     attempt_nos: dict[UUID, int] = field(default_factory=dict)  # job_attempts: attempt id -> its number
     predictions: dict[tuple[UUID, int, str], int] = field(default_factory=dict)  # natural key -> seq
+    prediction_sizes: dict[tuple[UUID, int, str], int] = field(default_factory=dict)  # natural key -> text bytes
     rounds: set[tuple[UUID, int]] = field(default_factory=set)
     progress: set[tuple[UUID, int]] = field(default_factory=set)
     warnings: set[UUID] = field(default_factory=set)
@@ -95,13 +96,14 @@ class FakeEventStore:
         del self.tables.jobs[job_id]
         self.tables.status_at.pop(job_id, None)
         self.tables.predictions = {k: v for k, v in self.tables.predictions.items() if k[0] != job_id}
+        self.tables.prediction_sizes = {k: v for k, v in self.tables.prediction_sizes.items() if k[0] != job_id}
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         saved = copy.deepcopy(self.tables)
         try:
             yield
-        except RefusedInput:
+        except Exception:  # as a real savepoint: whatever ends it early undoes it
             self.tables = saved
             raise
 
@@ -130,8 +132,15 @@ class FakeEventStore:
             key = (e.job_id, e.step, e.sample_id)
             if key not in self.tables.predictions:
                 self.tables.predictions[key] = len(self.tables.predictions) + 1
+                texts = (e.prompt, e.ground_truth or "", e.prediction)
+                self.tables.prediction_sizes[key] = sum(len(text.encode()) for text in texts)
                 new.append(NewPrediction(e.job_id, e.step, self.tables.predictions[key]))
         return new
+
+    async def prediction_bytes(self, owner: str) -> int:
+        """As migration 0042 counts them: the UTF-8 bytes of prompt, ground truth and prediction."""
+        jobs = self.tables.jobs
+        return sum(size for key, size in self.tables.prediction_sizes.items() if jobs[key[0]][0] == owner)
 
     async def _insert(self, owner: str, events: list[Envelope], rows: set, key: Callable) -> list[UUID]:
         self._check(owner, events)

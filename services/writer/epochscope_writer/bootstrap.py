@@ -15,6 +15,7 @@ from epochscope_writer.metrics import WriterMetrics
 from epochscope_writer.service_layer.apply import BatchApplier, JobOwners
 from epochscope_writer.service_layer.consumer import Writer
 from epochscope_writer.service_layer.heartbeats import HeartbeatRecorder
+from epochscope_writer.service_layer.prediction_quota import PredictionQuota
 from epochscope_writer.settings import WriterSettings
 
 HEARTBEATS_RETRY_S = 2.0
@@ -30,6 +31,7 @@ def bootstrap(settings: WriterSettings, metrics: WriterMetrics) -> WriterService
     applier = BatchApplier(
         JobTokenVerifier(settings.job_token_secret.get_secret_value(), settings.writer_owner_cache_size),
         JobOwners(settings.writer_owner_cache_size),
+        PredictionQuota(settings.quota_prediction_bytes),
     )
     database = PostgresDatabase(
         settings.database_url, settings.writer_db_connect_timeout_s, settings.writer_db_command_timeout_s

@@ -45,6 +45,12 @@ class WriterSettings(BaseSettings):
     writer_retry_initial_s: float = 0.2
     writer_retry_max_s: float = 10.0
     writer_owner_cache_size: int = 10_000
+    quota_prediction_bytes: int = Field(
+        default=10 << 30,
+        ge=1,
+        description="Most bytes of stored prediction texts per user (the API's setting of the same name): a batch"
+        " of a user's predictions that would pass it is not stored but dead-lettered (`predictions_quota`).",
+    )
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -90,22 +90,17 @@ async def checkpoint_bytes_left(conn: asyncpg.Connection, user_id: str, settings
 
 
 async def check_prediction_bytes(conn: asyncpg.Connection, user_id: str, settings: ApiSettings) -> None:
-    """QuotaExceeded once the texts of the user's stored predictions (prompt, ground truth, prediction; their
-    octet_length, which reads no TOASTed value) reach the quota. Checked at submission: a running job is not
-    stopped by it, and its predictions count at the next submission. Linear in the user's predictions."""
-    used = await _stored_bytes(
-        conn,
-        user_id,
-        "training_predictions",
-        "octet_length(prompt) + coalesce(octet_length(ground_truth), 0) + octet_length(prediction)",
-    )
+    """QuotaExceeded once the texts of the user's stored predictions reach the quota: their bytes as the database
+    counts them (`prediction_usage`, kept by migration 0042's trigger with `prediction_text_bytes`), the one figure
+    the writer also checks before storing a running job's predictions."""
+    used = await conn.fetchval("SELECT coalesce(sum(bytes), 0) FROM prediction_usage WHERE owner_id = $1", user_id)
     if used >= settings.quota_prediction_bytes:
         raise QuotaExceeded.prediction_bytes(settings.quota_prediction_bytes, settings.quota_retry_after_seconds)
 
 
 async def check_rollout_bytes(conn: asyncpg.Connection, user_id: str, settings: ApiSettings) -> None:
     """QuotaExceeded once the user's stored GRPO rollouts (prompt, completion and reward components) reach the
-    quota; checked when a GRPO job is submitted, as check_prediction_bytes is."""
+    quota; checked when a GRPO job is submitted. Linear in the user's rollouts."""
     row_bytes = "octet_length(prompt) + octet_length(completion) + octet_length(rewards::text)"
     used = await _stored_bytes(conn, user_id, "training_rollouts", row_bytes)
     if used >= settings.quota_rollout_bytes:

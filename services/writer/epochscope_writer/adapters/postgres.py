@@ -152,6 +152,12 @@ class PostgresEventStore:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
         return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
 
+    async def prediction_bytes(self, owner: str) -> int:
+        """From the owner's row of `prediction_usage`, which migration 0042's trigger keeps with every insert."""
+        return await self._conn.fetchval(
+            "SELECT coalesce(sum(bytes), 0) FROM prediction_usage WHERE owner_id = $1", owner
+        )
+
     async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
         """Into the events' table (`TABLES`); a redelivered event is a no-op."""
         table = TABLES[type(events[0])]

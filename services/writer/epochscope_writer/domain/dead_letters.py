@@ -31,6 +31,7 @@ class DeadLetterReason(StrEnum):
     FOREIGN_CHECKPOINT = "foreign_checkpoint"  # a checkpoint's key or id not the one built from its job's ids
     INVALID_SIGNATURE = "invalid_signature"  # a heartbeat unsigned, or not signed with the trainers' key
     STALE_HEARTBEAT = "stale_heartbeat"  # a signed heartbeat too far from the writer's clock (a replay, a bad clock)
+    PREDICTIONS_QUOTA = "predictions_quota"  # storing it would pass its owner's stored-predictions quota
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,9 @@ the job finished; a deleted job is the one revocation (`job_deleted`). What surv
 owner with that owner as the RLS user, each kind as its entry in the registry (event_types.py) says:
 predictions idempotently on (job_id, step, sample_id), rounds on (job_id, round_index), progress on (job_id, step)
 with jobs.progress only moving forward, warnings on event_id, statuses by attempt (never by the producer's clock).
+An owner's predictions that would take them past their stored-predictions quota are dead-lettered
+(`predictions_quota`, prediction_quota.py); owners are written in order of their ids, so two writers lock two
+owners' counts in the same order.
 A job in the job queue takes trainer events only of its current attempt (fencing): any other attempt, or none, is
 dead-lettered as `stale_attempt`, as is an event naming an attempt for a job outside the queue. Each commit
 NOTIFYs the channel of every job it changed.
@@ -19,13 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from epochscope_schemas.events import Envelope
+from epochscope_schemas.events import Envelope, WarningEvent
 from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason, Rejection
 from epochscope_writer.domain.decoding import decode_record
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
 from epochscope_writer.domain.records import KafkaRecord
 from epochscope_writer.service_layer.event_types import EVENT_TYPE_OF, EVENT_TYPES, EventKind, EventType
 from epochscope_writer.service_layer.ports import EventStore, JobState, Notification, RefusedInput
+from epochscope_writer.service_layer.prediction_quota import PredictionQuota, QuotaCrossed
 
 
 @dataclass
@@ -73,9 +77,10 @@ class JobOwners:
 
 
 class BatchApplier:
-    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners) -> None:
+    def __init__(self, verifier: JobTokenVerifier, owners: JobOwners, prediction_quota: PredictionQuota) -> None:
         self._verifier = verifier
         self._owners = owners
+        self._prediction_quota = prediction_quota
 
     def check(self, records: list[KafkaRecord]) -> CheckedBatch:
         """Decode and verify tokens: CPU only, so it can run while the previous batch waits on the database."""
@@ -110,9 +115,9 @@ class BatchApplier:
                 _reject(result, item.record, DeadLetterReason.OWNER_MISMATCH, detail)
             else:
                 by_owner[owner].append(item)
-        for owner, items in by_owner.items():
+        for owner in sorted(by_owner):
             await store.act_as(owner)
-            by_kind = await self._live_by_kind(store, items, result)
+            by_kind = await self._live_by_kind(store, by_owner[owner], result)
             await self._write_for_owner(store, owner, by_kind, isolate, result)
         await store.notify(result.notifications)
         return result
@@ -163,15 +168,39 @@ class BatchApplier:
             for item in items:
                 try:
                     async with store.savepoint():
-                        new += await entry.store(store, owner, [item.event])
+                        new += await self._store(store, owner, entry, [item.event])
                 except RefusedInput as exc:
                     rejected += 1
                     _reject(result, item.record, DeadLetterReason.REJECTED_BY_DATABASE, str(exc))
+                except QuotaCrossed as exc:
+                    rejected += 1
+                    await self._over_quota(store, owner, [item], exc, result)
         else:
-            new = await entry.store(store, owner, [item.event for item in items])
+            try:
+                new = await self._store(store, owner, entry, [item.event for item in items])
+            except QuotaCrossed as exc:
+                new, rejected = [], len(items)
+                await self._over_quota(store, owner, items, exc, result)
         result.applied[entry.kind] += len(new)
         result.duplicates[entry.kind] += len(items) - rejected - len(new)
         return new
+
+    async def _store(self, store: EventStore, owner: str, entry: EventType, events: list[Envelope]) -> list[Any]:
+        """The entry's write; predictions within their owner's quota (QuotaCrossed, none stored, if not)."""
+        if entry.kind is not EventKind.PREDICTION:
+            return await entry.store(store, owner, events)
+        return await self._prediction_quota.store(store, owner, lambda: entry.store(store, owner, events))
+
+    async def _over_quota(
+        self, store: EventStore, owner: str, items: list[_Accepted], crossed: QuotaCrossed, result: BatchResult
+    ) -> None:
+        """Predictions refused for their owner's quota: each dead-lettered, and each job told once, by a warning."""
+        for item in items:
+            _reject(result, item.record, DeadLetterReason.PREDICTIONS_QUOTA, self._prediction_quota.detail(crossed))
+        job_ids = list(dict.fromkeys(item.event.job_id for item in items))
+        warned = await store.insert_rows(owner, self._prediction_quota.warnings(job_ids))
+        result.applied[EventKind.WARNING] += len(warned)
+        result.notifications += EVENT_TYPE_OF[WarningEvent].notifications(warned)
 
 
 def _stale(attempt_id: UUID | None, state: JobState) -> str:

@@ -66,6 +66,10 @@ class EventStore(Protocol):
 
     async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]: ...
 
+    async def prediction_bytes(self, owner: str) -> int:
+        """The bytes of the owner's stored prediction texts, this transaction's inserts included; the owner's count is
+        locked by those inserts until the commit, so another writer storing theirs waits and then counts them."""
+
     async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
         """Events of one class into their table, a row each, idempotent on its natural key: the job of each new row."""
 

@@ -1,0 +1,98 @@
+"""The stored-predictions quota while a job runs, on the real broker and Postgres with an `epochscope-writer` process:
+a running job's predictions past its user's quota are not stored but dead-lettered with the reason, its user reads
+the warning through the API's own query under row-level security, and other users and the job's status go on."""
+
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from writer_events import prediction, progress, publish_events, read_dead_letters, status
+from writer_stack import (
+    Job,
+    Stack,
+    WriterProcess,
+    admin_fetch,
+    count_rows,
+    create_job,
+    job_row,
+    now,
+    producer_fixture,  # noqa: F401  fixture
+    stack_fixture,  # noqa: F401  fixture
+    wait_for,
+)
+
+from epochscope_api.data.job_warnings import fetch_warnings
+from epochscope_schemas.events import JobStatus, PredictionEvent
+from epochscope_schemas.topics import TRAINING_PREDICTIONS
+
+pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
+
+QUOTA = 150  # bytes: one round of four predictions below (about 26 bytes each) fits, a second does not
+API_PASSWORD = "epochscope_api"  # the migrator's development default, as writer_stack migrates
+
+
+@pytest.fixture(scope="module", name="writer", autouse=True)
+def writer_fixture(stack: Stack) -> Iterator[WriterProcess]:
+    process = stack.start_writer(EPOCHSCOPE_QUOTA_PREDICTION_BYTES=str(QUOTA))
+    yield process
+    assert process.terminate() == 0, process.log_text()
+
+
+def round_of(job: Job, step: int) -> list[PredictionEvent]:
+    return [prediction(job, step=step, sample=sample) for sample in range(4)]
+
+
+async def warnings_seen_by(stack: Stack, user: str, job: Job) -> list[str]:
+    """The job's warning codes as the API reads them for `user` (the API's role, under row-level security)."""
+    conn = await asyncpg.connect(stack.postgres.url_for("epochscope_api", API_PASSWORD))
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.user_id', $1, true)", user)
+            return [warning.code for _, warning in await fetch_warnings(conn, job.job_id)]
+    finally:
+        await conn.close()
+
+
+async def test_a_running_job_past_its_users_quota_stores_no_more_predictions_and_its_user_is_warned(
+    stack: Stack, producer: AIOKafkaProducer
+) -> None:
+    job, other = await create_job(stack, "quinn"), await create_job(stack, "olive")
+    first = round_of(job, step=1)
+    assert sum(len(p.prompt) + len(p.ground_truth or "") + len(p.prediction) for p in first) <= QUOTA
+    await publish_events(producer, [status(job, JobStatus.RUNNING, now()), *first])
+
+    async def first_round_stored() -> bool:
+        return (await count_rows(stack, job.job_id))[0] == 4
+
+    await wait_for(first_round_stored, timeout=60)
+    crossing = round_of(job, step=2)
+    await publish_events(producer, [*crossing, progress(job, step=2), *round_of(other, step=1)])
+    await publish_events(producer, [status(job, JobStatus.COMPLETED, now())])
+
+    letters = await read_dead_letters(stack, TRAINING_PREDICTIONS, at_least=4, timeout=60)
+    assert (
+        sorted((letter["reason"], letter["detail"]) for letter in letters)
+        == [("predictions_quota", letters[0]["detail"])] * 4
+    )
+    assert f"past the quota of {QUOTA} bytes (EPOCHSCOPE_QUOTA_PREDICTION_BYTES)" in letters[0]["detail"]
+
+    async def settled() -> bool:
+        return (await job_row(stack, job.job_id))["status"] == "completed" and (await count_rows(stack, other.job_id))[
+            0
+        ] == 4
+
+    await wait_for(settled, timeout=60)
+    assert await count_rows(stack, job.job_id) == (4, 4)  # the first round only
+    [row] = await admin_fetch(stack, "SELECT progress->>'step' AS step FROM jobs WHERE job_id = $1", job.job_id)
+    assert row["step"] == "2"  # the batch's other events were stored
+    usage = await admin_fetch(
+        stack,
+        "SELECT u.owner_id, u.bytes, (SELECT sum(octet_length(prompt) + coalesce(octet_length(ground_truth), 0)"
+        " + octet_length(prediction)) FROM training_predictions p WHERE p.owner_id = u.owner_id) AS counted"
+        " FROM prediction_usage u WHERE owner_id IN ('quinn', 'olive') ORDER BY owner_id",
+    )
+    assert [(r["owner_id"], r["bytes"] == r["counted"]) for r in usage] == [("olive", True), ("quinn", True)]
+    assert await warnings_seen_by(stack, "quinn", job) == ["predictions_quota"]
+    assert await warnings_seen_by(stack, "olive", job) == []  # another user's session sees none of it
+    assert await warnings_seen_by(stack, "olive", other) == []  # and olive's own job was not warned
