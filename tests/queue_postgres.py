@@ -64,9 +64,14 @@ async def add_queued_job(admin: asyncpg.Connection, owner: str, start_payload: s
     given)."""
     job_id = await add_job(admin, owner)
     await admin.execute(
-        "INSERT INTO job_queue (job_id, owner_id, start_payload, token_expires_at)"
-        " SELECT job_id, owner_id, $2, token_expires_at FROM jobs WHERE job_id = $1",
+        "INSERT INTO job_queue (job_id, owner_id, token_expires_at)"
+        " SELECT job_id, owner_id, token_expires_at FROM jobs WHERE job_id = $1",
         job_id,
+    )
+    await admin.execute(
+        "INSERT INTO job_start_payloads (job_id, owner_id, payload) VALUES ($1, $2, $3)",
+        job_id,
+        owner,
         start_payload or start_of(job_id, owner).model_dump_json(),
     )
     return job_id

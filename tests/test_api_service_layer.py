@@ -183,11 +183,12 @@ async def test_a_submitted_job_is_queued_with_no_token_and_its_tokens_expiry_fro
     config = JobConfig(model=settings().models[0].id, dataset_id=DATASET_ID)
     job = await jobs.submit_job(conn, "alice", config, settings(job_token_ttl_hours=5), clock=lambda: NOW)
     assert submit_adapters == ["resolve_inputs", "check_active_jobs", "link_job_datasets", "job_with_place"]
-    (insert_job, args_job), (insert_queue, args_queue) = conn.executed[:2]
+    (insert_job, args_job), (insert_queue, args_queue), (insert_start, args_start) = conn.executed[:3]
     assert insert_job.startswith("INSERT INTO jobs") and insert_queue.startswith("INSERT INTO job_queue")
-    assert args_job[0] == job.job_id == args_queue[0] and args_job[1] == "alice"
-    assert args_job[3] == args_queue[3] == NOW + timedelta(hours=5)
-    start = parse_event(args_queue[2])
+    assert insert_start.startswith("INSERT INTO job_start_payloads")  # under row-level security, as its owner
+    assert args_job[0] == job.job_id == args_queue[0] == args_start[0] and args_job[1] == "alice" == args_start[1]
+    assert args_job[3] == args_queue[2] == NOW + timedelta(hours=5)
+    start = parse_event(args_start[2])
     assert isinstance(start, JobStartEvent) and start.job_token is None  # the dispatcher mints one per attempt
     assert conn.queued_events() == []  # nothing goes to the bus at submission
 
@@ -230,7 +231,7 @@ async def test_a_dispatch_mints_the_attempts_token_sealed_for_its_trainer_and_si
         ),
     )
 
-    async def mark_dispatched(conn: Any, job: uuid.UUID, attempt_id: uuid.UUID, trainer: str) -> Any:
+    async def mark_dispatched(conn: Any, job: uuid.UUID, owner: str, attempt_id: uuid.UUID, trainer: str) -> Any:
         return queue.sql.DispatchedRow(attempt_no=1, start_payload=start.model_dump_json(), token_expires_at=expires_at)
 
     async def insert_attempt(*args: Any) -> None:

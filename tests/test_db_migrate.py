@@ -98,18 +98,24 @@ async def queued_before_the_job_queue(admin: asyncpg.Connection) -> dict[str, uu
     return jobs
 
 
+AGAIN = ["0015_job_queue_backfill", "0043_start_payloads_under_rls"]
+
+
 async def backfill_and_dispatch(postgres: PostgresCluster) -> None:
     admin = await asyncpg.connect(postgres.admin_url)
     try:
         jobs = await queued_before_the_job_queue(admin)
-        await admin.execute("DELETE FROM schema_migrations WHERE version = '0015_job_queue_backfill'")
-        assert await migrate(migrate_settings(postgres)) == ["0015_job_queue_backfill"]
+        # 0015 as it ran: into job_queue.start_payload, which 0043 then moved under row-level security
+        await admin.execute("ALTER TABLE job_queue ADD COLUMN start_payload text")
+        await admin.execute("DELETE FROM schema_migrations WHERE version = ANY($1::text[])", AGAIN)
+        assert await migrate(migrate_settings(postgres)) == AGAIN
         rows = {r["job_id"]: r for r in await admin.fetch("SELECT * FROM job_queue")}
-        assert set(rows) == {jobs["published"], jobs["pending"]}
-        for job_id, row in rows.items():
-            start = parse_event(row["start_payload"])
+        assert set(rows) == {jobs["published"], jobs["pending"]} and {r["state"] for r in rows.values()} == {"queued"}
+        starts = dict(await admin.fetch("SELECT job_id, payload FROM job_start_payloads"))
+        assert set(starts) == set(rows)
+        for job_id, payload in starts.items():
+            start = parse_event(payload)
             assert isinstance(start, JobStartEvent) and start.job_id == job_id and start.job_token is None
-            assert row["state"] == "queued"
         pending = await admin.fetchrow("SELECT * FROM outbox WHERE key = $1", str(jobs["pending"]))
         assert pending["published_at"] is not None and "superseded" in pending["set_aside_reason"]
         assert "job_token" not in json.loads(pending["payload"])

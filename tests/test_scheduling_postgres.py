@@ -15,7 +15,7 @@ import pytest
 from queue_postgres import API_PASSWORD, WRITER_PASSWORD, add_queued_job, heartbeat, migrate_settings, started_cluster
 from start_keys import opened_token
 from test_writer_units import applier, prediction
-from writer_fakes import record_of
+from writer_fakes import job_token, record_of
 
 from epochscope.postgres import PostgresCluster
 from epochscope_api.service_layer.queue import DispatchSettings, dispatch_once, requeue_lost
@@ -23,7 +23,7 @@ from epochscope_api.service_layer.queue_places import queue_places
 from epochscope_db.migrate import migrate
 from epochscope_runtime.command_signing import verify_command
 from epochscope_runtime.job_token import verify_job_token
-from epochscope_schemas.events import JobCancelEvent, JobStartEvent, parse_event
+from epochscope_schemas.events import JobCancelEvent, JobStartEvent, JobStatus, JobStatusEvent, parse_event
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_writer.adapters.postgres import PostgresDatabase
 from epochscope_writer.domain.dead_letters import DeadLetterReason
@@ -99,6 +99,7 @@ async def test_a_start_never_taken_is_sent_again_then_fails(
     job = await admin.fetchrow("SELECT status, status_message FROM jobs WHERE job_id = $1", job_id)
     assert job["status"] == "failed"
     assert job["status_message"] == "failed after 2 attempt(s): trainer t1 did not start attempt 2 within 30s"
+    assert await admin.fetchval("SELECT count(*) FROM job_start_payloads WHERE job_id = $1", job_id) == 0
 
 
 async def test_each_lost_attempt_is_fenced_by_a_signed_cancel_of_it_behind_its_start(
@@ -181,20 +182,50 @@ async def test_a_trainer_without_a_sealing_key_gets_no_job_and_the_job_waits_que
     assert verify_job_token(TOKEN_SECRET, opened_token(start), job_id).attempt_id == start.attempt_id
 
 
-async def test_only_the_api_role_reads_a_queued_start(postgres: PostgresCluster, admin: asyncpg.Connection) -> None:
+async def starts_seen(conn: asyncpg.Connection, user: str, job_id: uuid.UUID) -> int:
+    """The job's stored starts `conn`'s role sees with `user` as the row-level security user ("" for none)."""
+    async with conn.transaction():
+        await conn.execute("SELECT set_config('app.user_id', $1, true)", user)
+        return await conn.fetchval("SELECT count(*) FROM job_start_payloads WHERE job_id = $1", job_id)
+
+
+async def test_a_queued_start_is_read_only_as_its_owner_and_removed_when_its_job_ends(
+    postgres: PostgresCluster, admin: asyncpg.Connection
+) -> None:
     job_id = await add_queued_job(admin, "gil")
     writer = await asyncpg.connect(postgres.url_for("epochscope_writer", WRITER_PASSWORD))
+    api = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
     try:
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await writer.fetchval("SELECT start_payload FROM job_queue WHERE job_id = $1", job_id)
-        assert await writer.fetchval("SELECT state FROM job_queue WHERE job_id = $1", job_id) == "queued"
+        for user in ("gil", "hal"):  # the writer reads no start's content, whichever user it acts as
+            async with writer.transaction():
+                await writer.execute("SELECT set_config('app.user_id', $1, true)", user)
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await writer.fetchval("SELECT payload FROM job_start_payloads WHERE job_id = $1", job_id)
+        assert await starts_seen(writer, "hal", job_id) == 0  # nor names another user's
+        assert await starts_seen(api, "hal", job_id) == 0  # another user's session: nothing
+        assert await starts_seen(api, "", job_id) == 0  # no user: nothing
+        assert await starts_seen(api, "gil", job_id) == 1  # its owner's (the dispatcher reads it so)
+        with pytest.raises(asyncpg.UndefinedColumnError):  # nothing of it is left outside row-level security
+            await api.fetchval("SELECT start_payload FROM job_queue WHERE job_id = $1", job_id)
     finally:
         await writer.close()
-    api = await asyncpg.connect(postgres.url_for("epochscope_api", API_PASSWORD))
-    try:  # the dispatcher's
-        assert await api.fetchval("SELECT start_payload IS NOT NULL FROM job_queue WHERE job_id = $1", job_id)
-    finally:
         await api.close()
+    await heartbeat(admin, "t1")
+    assert await dispatch(postgres) == 1
+    (start,) = await sent_starts(admin)
+    assert start.job_id == job_id and start.user_id == "gil"
+    attempt = await admin.fetchval("SELECT attempt_id FROM job_queue WHERE job_id = $1", job_id)
+    ended = JobStatusEvent(job_id=job_id, job_token=job_token(job_id, "gil"), status=JobStatus.COMPLETED)
+    database = PostgresDatabase(postgres.url_for("epochscope_writer", WRITER_PASSWORD), 5, 30)
+    try:
+        rules = applier()
+        async with database.transaction() as store:
+            event = ended.model_copy(update={"attempt_id": attempt})
+            assert (await rules.apply(store, rules.check([record_of(event)]))).dead_letters == []
+    finally:
+        await database.close()
+    assert await admin.fetchval("SELECT state FROM job_queue WHERE job_id = $1", job_id) == "final"
+    assert await admin.fetchval("SELECT count(*) FROM job_start_payloads WHERE job_id = $1", job_id) == 0
 
 
 async def test_an_unreadable_start_fails_its_job_not_the_pass(

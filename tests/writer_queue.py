@@ -14,9 +14,12 @@ async def queue(stack: Stack, job: Job) -> None:
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         await conn.execute(
-            "INSERT INTO job_queue (job_id, owner_id, start_payload, token_expires_at)"
-            " SELECT job_id, owner_id, '{}', token_expires_at FROM jobs WHERE job_id = $1",
+            "INSERT INTO job_queue (job_id, owner_id, token_expires_at)"
+            " SELECT job_id, owner_id, token_expires_at FROM jobs WHERE job_id = $1",
             job.job_id,
+        )
+        await conn.execute(
+            "INSERT INTO job_start_payloads (job_id, owner_id, payload) VALUES ($1, $2, '{}')", job.job_id, job.owner
         )
     finally:
         await conn.close()

@@ -9,6 +9,8 @@ from datetime import datetime
 
 import asyncpg
 
+from epochscope_api.data.job_queue import as_owner
+
 LOCK_KEY = 0x65706F6368  # pg advisory lock: one dispatching API replica at a time
 ACTIVE = "('dispatched', 'running')"
 
@@ -47,7 +49,7 @@ class QueuedUser:
 @dataclass(frozen=True)
 class DispatchedRow:
     attempt_no: int
-    start_payload: str | None
+    start_payload: str | None  # None if the job has no stored start
     token_expires_at: datetime
 
 
@@ -128,18 +130,20 @@ async def queued_job_of(conn: asyncpg.Connection, owner: str, skip: int) -> uuid
 
 
 async def mark_dispatched(
-    conn: asyncpg.Connection, job_id: uuid.UUID, attempt_id: uuid.UUID, trainer: str
+    conn: asyncpg.Connection, job_id: uuid.UUID, owner: str, attempt_id: uuid.UUID, trainer: str
 ) -> DispatchedRow:
-    """The job's queue row as a new attempt on `trainer`, and its stored start."""
+    """The job's queue row as a new attempt on `trainer`, and its stored start, read as its owner (row-level
+    security: the dispatcher reads one user's start at a time, naming them)."""
     row = await conn.fetchrow(
         "UPDATE job_queue SET state = 'dispatched', attempt_id = $2, attempt_no = attempt_no + 1, trainer_id = $3,"
-        " dispatched_at = now(), fraction_done = NULL WHERE job_id = $1"
-        " RETURNING attempt_no, start_payload, token_expires_at",
+        " dispatched_at = now(), fraction_done = NULL WHERE job_id = $1 RETURNING attempt_no, token_expires_at",
         job_id,
         attempt_id,
         trainer,
     )
-    return DispatchedRow(**dict(row))
+    async with as_owner(conn, owner):
+        payload = await conn.fetchval("SELECT payload FROM job_start_payloads WHERE job_id = $1", job_id)
+    return DispatchedRow(row["attempt_no"], payload, row["token_expires_at"])
 
 
 async def insert_attempt(

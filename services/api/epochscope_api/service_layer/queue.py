@@ -167,7 +167,7 @@ async def _dispatch(
     """Send the job to the trainer as a new attempt, its token sealed for the trainer: 1, or 0 when its stored start
     is not one (the job fails)."""
     attempt_id, trainer = uuid.uuid4(), to.trainer_id
-    row = await sql.mark_dispatched(conn, job_id, attempt_id, trainer)
+    row = await sql.mark_dispatched(conn, job_id, owner, attempt_id, trainer)
     try:
         start = parse_event(row.start_payload or "")
         if not isinstance(start, JobStartEvent):

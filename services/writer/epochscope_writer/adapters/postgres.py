@@ -251,9 +251,10 @@ START_ATTEMPT = "UPDATE job_attempts SET started_at = coalesce(started_at, $3) W
 END_ATTEMPT = (
     "UPDATE job_attempts SET ended_at = $3, outcome = $4 WHERE job_id = $1 AND attempt_id = $2 AND ended_at IS NULL"
 )
-ADVANCE_QUEUE_FINAL = (
-    "UPDATE job_queue SET state = 'final', finished_at = $3, start_payload = NULL"
-    " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running')"
+ADVANCE_QUEUE_FINAL = (  # and its stored start removed, as its owner (the acting RLS user): never read
+    "WITH ended AS (UPDATE job_queue SET state = 'final', finished_at = $3"
+    " WHERE job_id = $1 AND attempt_id = $2 AND state IN ('dispatched', 'running') RETURNING job_id)"
+    " DELETE FROM job_start_payloads WHERE job_id IN (SELECT job_id FROM ended)"
 )
 
 
