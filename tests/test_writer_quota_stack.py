@@ -2,7 +2,8 @@
 a running job's predictions past its user's quota are not stored but dead-lettered with the reason, its user reads
 the warning through the API's own query under row-level security, and other users and the job's status go on."""
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -43,15 +44,33 @@ def round_of(job: Job, step: int) -> list[PredictionEvent]:
     return [prediction(job, step=step, sample=sample) for sample in range(4)]
 
 
-async def warnings_seen_by(stack: Stack, user: str, job: Job) -> list[str]:
-    """The job's warning codes as the API reads them for `user` (the API's role, under row-level security)."""
+@asynccontextmanager
+async def api_session(stack: Stack, user: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction of the API's role with `user` as the row-level security user, as a request of theirs runs."""
     conn = await asyncpg.connect(stack.postgres.url_for("epochscope_api", API_PASSWORD))
     try:
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.user_id', $1, true)", user)
-            return [warning.code for _, warning in await fetch_warnings(conn, job.job_id)]
+            yield conn
     finally:
         await conn.close()
+
+
+async def warnings_seen_by(stack: Stack, user: str, job: Job) -> list[str]:
+    """The job's warning codes as the API reads them for `user`."""
+    async with api_session(stack, user) as conn:
+        return [warning.code for _, warning in await fetch_warnings(conn, job.job_id)]
+
+
+async def stored_bytes(stack: Stack) -> dict[str, tuple[int, int]]:
+    """Each test user's (counted bytes in prediction_usage, the bytes of their stored rows summed afresh)."""
+    rows = await admin_fetch(
+        stack,
+        "SELECT u.owner_id, u.bytes, (SELECT coalesce(sum(octet_length(prompt) + coalesce(octet_length(ground_truth),"
+        " 0) + octet_length(prediction)), 0) FROM training_predictions p WHERE p.owner_id = u.owner_id) AS summed"
+        " FROM prediction_usage u WHERE owner_id IN ('quinn', 'olive')",
+    )
+    return {r["owner_id"]: (r["bytes"], r["summed"]) for r in rows}
 
 
 async def test_a_running_job_past_its_users_quota_stores_no_more_predictions_and_its_user_is_warned(
@@ -82,13 +101,11 @@ async def test_a_running_job_past_its_users_quota_stores_no_more_predictions_and
     assert await count_rows(stack, job.job_id) == (4, 4)  # the first round only
     [row] = await admin_fetch(stack, "SELECT progress->>'step' AS step FROM jobs WHERE job_id = $1", job.job_id)
     assert row["step"] == "2"  # the batch's other events were stored
-    usage = await admin_fetch(
-        stack,
-        "SELECT u.owner_id, u.bytes, (SELECT sum(octet_length(prompt) + coalesce(octet_length(ground_truth), 0)"
-        " + octet_length(prediction)) FROM training_predictions p WHERE p.owner_id = u.owner_id) AS counted"
-        " FROM prediction_usage u WHERE owner_id IN ('quinn', 'olive') ORDER BY owner_id",
-    )
-    assert [(r["owner_id"], r["bytes"] == r["counted"]) for r in usage] == [("olive", True), ("quinn", True)]
+    usage = await stored_bytes(stack)
+    assert usage["olive"][0] == usage["olive"][1] > 0 and 0 < usage["quinn"][0] == usage["quinn"][1] <= QUOTA
     assert await warnings_seen_by(stack, "quinn", job) == ["predictions_quota"]
     assert await warnings_seen_by(stack, "olive", job) == []  # another user's session sees none of it
     assert await warnings_seen_by(stack, "olive", other) == []  # and olive's own job was not warned
+    async with api_session(stack, "quinn") as conn:  # the API's delete of the job (a cascade) gives the bytes back
+        await conn.execute("DELETE FROM jobs WHERE job_id = $1", job.job_id)
+    assert (await stored_bytes(stack))["quinn"] == (0, 0)
