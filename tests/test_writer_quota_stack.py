@@ -1,7 +1,9 @@
 """The stored-predictions quota while a job runs, on the real broker and Postgres with an `epochscope-writer` process:
 a running job's predictions past its user's quota are not stored but dead-lettered with the reason, its user reads
-the warning through the API's own query under row-level security, and other users and the job's status go on."""
+the warning through the API's own query under row-level security, and other users and the job's status go on; two
+writers storing one user's predictions at once take turns at the user's count, so together they never pass it."""
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +11,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 from writer_events import prediction, progress, publish_events, read_dead_letters, status
+from writer_fakes import record_of
 from writer_stack import (
+    JOB_TOKEN_SECRET,
     Job,
     Stack,
     WriterProcess,
@@ -26,6 +30,11 @@ from writer_stack import (
 from epochscope_api.data.job_warnings import fetch_warnings
 from epochscope_schemas.events import JobStatus, PredictionEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
+from epochscope_writer.adapters.postgres import PostgresDatabase
+from epochscope_writer.domain.dead_letters import DeadLetterReason
+from epochscope_writer.domain.job_tokens import JobTokenVerifier
+from epochscope_writer.service_layer.apply import BatchApplier, BatchResult, CheckedBatch, JobOwners
+from epochscope_writer.service_layer.prediction_quota import PredictionQuota
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -109,3 +118,34 @@ async def test_a_running_job_past_its_users_quota_stores_no_more_predictions_and
     async with api_session(stack, "quinn") as conn:  # the API's delete of the job (a cascade) gives the bytes back
         await conn.execute("DELETE FROM jobs WHERE job_id = $1", job.job_id)
     assert (await stored_bytes(stack))["quinn"] == (0, 0)
+
+
+async def test_two_writers_storing_one_users_predictions_at_once_never_pass_the_quota_together(stack: Stack) -> None:
+    """Each of two jobs' rounds fits the quota alone, not both: the second writer waits on the user's count (the
+    first's insert holds it until its commit), then counts the first's bytes and refuses its own."""
+    first, second = await create_job(stack, "tess"), await create_job(stack, "tess")
+    rules = BatchApplier(JobTokenVerifier(JOB_TOKEN_SECRET), JobOwners(10), PredictionQuota(QUOTA))
+    batches = [rules.check([record_of(p, n) for n, p in enumerate(round_of(job, step=1))]) for job in (first, second)]
+    one, other = (PostgresDatabase(stack.writer_dsn, 5, 30) for _ in range(2))
+
+    async def apply(database: PostgresDatabase, batch: CheckedBatch) -> BatchResult:
+        async with database.transaction() as store:
+            return await rules.apply(store, batch)
+
+    async def a_writer_waits_on_a_lock() -> bool:
+        query = "SELECT count(*) AS n FROM pg_stat_activity WHERE usename = $1 AND wait_event_type = 'Lock'"
+        return (await admin_fetch(stack, query, "epochscope_writer"))[0]["n"] > 0
+
+    try:
+        async with one.transaction() as store:
+            applied = await rules.apply(store, batches[0])
+            waiting = asyncio.create_task(apply(other, batches[1]))
+            await wait_for(a_writer_waits_on_a_lock, timeout=30)
+            assert not waiting.done()
+        refused = await waiting
+    finally:
+        await one.close()
+        await other.close()
+    assert applied.dead_letters == []
+    assert [letter.reason for letter in refused.dead_letters] == [DeadLetterReason.PREDICTIONS_QUOTA] * 4
+    assert (await count_rows(stack, first.job_id), await count_rows(stack, second.job_id)) == ((4, 4), (0, 0))
