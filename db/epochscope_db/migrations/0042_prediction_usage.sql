@@ -18,8 +18,8 @@ CREATE POLICY prediction_usage_owner ON prediction_usage
     USING (owner_id = current_setting('app.user_id', true))
     WITH CHECK (owner_id = current_setting('app.user_id', true));
 
--- One trigger function for the three kinds of statement; each owner's rows are added (or taken) in owner order, so
--- two transactions never lock two owners' rows in opposite orders.
+-- One trigger function for the three kinds of statement. An insert adds to its owners' rows in owner order (the
+-- writer's batches hold one owner's predictions per statement anyway); the API deletes one user's rows at a time.
 CREATE FUNCTION count_prediction_bytes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
