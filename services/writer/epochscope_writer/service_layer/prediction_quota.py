@@ -6,7 +6,8 @@ batch are stored in a savepoint, and the user's total is read back (the database
 quota, the savepoint is undone, so the batch's predictions of that user are not stored, and the applier dead-letters
 them and tells each job with one `predictions_quota` warning. The batch's other kinds of events, and other users'
 predictions, are stored as usual; the job goes on (its rounds' scores, progress, checkpoints and statuses still
-arrive). Only new rows count: a redelivered batch that was stored adds nothing and is never refused.
+arrive). Only new rows count: a redelivered batch that was stored adds nothing and is never refused. A batch applied
+one event at a time (after the database refused one of its events) checks each prediction alone.
 """
 
 import uuid
