@@ -44,7 +44,7 @@ from writer_stack import (
 )
 
 from epochscope_db.migrate import MigrateSettings, migrate
-from epochscope_runtime.dispatch_keys import load_private_key
+from epochscope_runtime.dispatch_keys import load_private_key, public_key_text
 from epochscope_runtime.heartbeat_signing import bound_trainer_id, signed_heartbeat
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.checkpoints import checkpoint_id, checkpoint_key
@@ -236,36 +236,45 @@ async def test_a_heartbeat_speaks_only_for_its_own_accepted_key(stack: Stack, pr
     alice_seals, bob_seals = new_sealing_key()[1], new_sealing_key()[1]
 
     def beat(trainer_id: str, sealing_key: str, seconds_later: int = 0) -> TrainerHeartbeat:
-        return TrainerHeartbeat(
-            trainer_id=trainer_id,
-            sealing_key=sealing_key,
-            slots=4,
-            free_slots=4,
-            occurred_at=now() + timedelta(seconds=seconds_later),
-        )
+        at = now() + timedelta(seconds=seconds_later)
+        return TrainerHeartbeat(trainer_id=trainer_id, sealing_key=sealing_key, slots=4, free_slots=4, occurred_at=at)
 
-    honest = signed_heartbeat(beat(alice_id, alice_seals), alice)
-    forged = [  # each later than the honest beat: recorded, it would replace it, and Alice's tokens go to its key
-        signed_heartbeat(beat(mallory_id, bob_seals), mallory),  # a key no writer accepts
-        signed_heartbeat(beat(alice_id, bob_seals, 1), bob),  # Bob's accepted key, in Alice's name
-        beat(alice_id, bob_seals, 2),  # unsigned, in Alice's name
-    ]
-    for heartbeat in [honest, *forged]:
-        await producer.send_and_wait(TRAINER_HEARTBEATS, heartbeat.model_dump_json().encode(), key=b"t")
-    dead = await read_dead_letters(stack, TRAINER_HEARTBEATS, at_least=3)
-    reasons = {json.loads(original_payload(d))["event_id"]: (d["reason"], d["detail"]) for d in dead}
-    assert [reasons.get(str(f.event_id), ("none",))[0] for f in forged] == [
-        "unaccepted_trainer_key",
-        "trainer_id_not_bound",
-        "invalid_signature",
-    ], dead
-    assert str(honest.event_id) not in reasons and "unsigned" in reasons[str(forged[2].event_id)][1]
+    async def send_all() -> list[asyncpg.Record]:
+        """A fresh round of every beat (the writer reads its heartbeats from the latest offset once it has joined):
+        the honest one, then forgeries later than it, which would replace it and draw Alice's tokens to Bob's key."""
+        for heartbeat in (
+            signed_heartbeat(beat(alice_id, alice_seals), alice),
+            signed_heartbeat(beat(mallory_id, bob_seals), mallory),  # a key no writer accepts
+            signed_heartbeat(beat(alice_id, bob_seals, 1), bob),  # Bob's accepted key, in Alice's name
+            beat(alice_id, bob_seals, 2),  # unsigned, in Alice's name
+        ):
+            await producer.send_and_wait(TRAINER_HEARTBEATS, heartbeat.model_dump_json().encode(), key=b"t")
+        return await admin_fetch(stack, "SELECT 1 FROM trainers WHERE trainer_id = $1", alice_id)
+
+    await wait_for(send_all, timeout=60, interval=0.5)  # the honest beat is recorded
+    forgeries = {
+        (mallory_id, public_key_text(mallory.public_key())): "unaccepted key",
+        (alice_id, public_key_text(bob.public_key())): "Bob for Alice",
+        (alice_id, None): "unsigned",
+    }
+    reasons: dict[str, set[str]] = {}
+
+    async def every_forgery_dead_lettered() -> bool:
+        await send_all()
+        reasons.clear()
+        for letter in await read_dead_letters(stack, TRAINER_HEARTBEATS, at_least=3, timeout=5):
+            payload = json.loads(original_payload(letter))
+            forgery = forgeries[(payload["trainer_id"], payload["identity_key"])]  # never the honest beat
+            reasons.setdefault(forgery, set()).add(letter["reason"])
+        return len(reasons) == len(forgeries)
+
+    await wait_for(every_forgery_dead_lettered, timeout=60, interval=0.5)
+    assert reasons == {
+        "unaccepted key": {"unaccepted_trainer_key"},
+        "Bob for Alice": {"trainer_id_not_bound"},
+        "unsigned": {"invalid_signature"},
+    }
     rows = await admin_fetch(
-        stack,
-        "SELECT trainer_id, sealing_key FROM trainers WHERE trainer_id = ANY($1)",
-        [
-            alice_id,
-            mallory_id,
-        ],
+        stack, "SELECT trainer_id, sealing_key FROM trainers WHERE trainer_id = ANY($1)", [alice_id, mallory_id]
     )
     assert [(r["trainer_id"], r["sealing_key"]) for r in rows] == [(alice_id, alice_seals)]  # the honest one alone
