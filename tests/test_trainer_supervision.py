@@ -128,7 +128,8 @@ def harness(
         store=STORE,
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
-        instance=TRAINER_ID,  # no identity key: the trainer id is the bare instance
+        instance=TRAINER_ID,
+        identity_key=None,  # none, even with one in the environment: the trainer id is the bare instance
         dispatch_public_keys=dispatch_public_keys,
         sealing_key=TRAINER_SEALING_KEY,
     )
