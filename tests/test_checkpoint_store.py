@@ -8,13 +8,16 @@ service's."""
 
 import asyncio
 import os
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from obstore.store import LocalStore
-from test_trainer_supervision import start_event
+from test_trainer_supervision import STORE, harness, start_event
 
+from epochscope_schemas.events import WarningEvent
+from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer import checkpoint_store, input_staging
 from epochscope_trainer.checkpoint_store import (
     CHECKPOINTS_DIR,
@@ -161,6 +164,35 @@ async def test_a_put_that_fails_halfway_keeps_nothing_and_a_file_is_read_to_its_
     assert [p.relative_to(checkpoints) for p in checkpoints.rglob("*") if p.is_file()] == [Path("round-1/a.bin")]
     assert (checkpoints / "round-1" / "a.bin").read_bytes() == b"a" * 10  # its size when counted, no more
     assert len(calls) == 3
+
+
+# A job's process that does not count: it saves 50 bytes and asks the service to upload them, whatever its allowance.
+OVERSPENDING_CHILD = """
+import sys
+from pathlib import Path
+from epochscope_trainer.checkpoint_store import CHECKPOINTS_DIR, RequestedCheckpointStore
+job_dir = Path(sys.argv[1])
+(job_dir / CHECKPOINTS_DIR / "final").mkdir(parents=True)
+(job_dir / CHECKPOINTS_DIR / "final" / "w.bin").write_bytes(b"w" * 50)
+try:
+    RequestedCheckpointStore(job_dir, timeout_s=20).put("final", ["w.bin"])
+    (job_dir / "outcome").write_text("uploaded")
+except RuntimeError as exc:
+    (job_dir / "outcome").write_text(str(exc))
+"""
+
+
+async def test_the_trainer_service_holds_a_job_that_does_not_count_to_its_allowance(tmp_path: Path) -> None:
+    event = start_event("exit:0")
+    event = event.model_copy(update={"inputs": event.inputs.model_copy(update={"checkpoint_bytes_max": 49})})
+    command = [sys.executable, "-c", OVERSPENDING_CHILD]
+    h = harness(tmp_path / "work", [event.model_dump_json().encode()], lambda job_dir: [*command, str(job_dir)])
+    await asyncio.wait_for(h.service.run(), 60)
+    assert "OverAllowance" in (tmp_path / "work" / str(event.job_id) / "outcome").read_text()
+    (warning,) = [WarningEvent.model_validate_json(v or b"") for t, v, _, _ in h.producer.sent if t == TRAINING_STATUS]
+    assert (warning.job_id, warning.job_token, warning.attempt_id) == (event.job_id, "token-1", event.attempt_id)
+    assert warning.code == "checkpoint_quota" and "50 bytes" in warning.message and "of 49 bytes" in warning.message
+    assert not (STORE.local_dir / "jobs" / str(event.job_id)).exists()  # nothing of it uploaded
 
 
 def test_a_request_the_service_never_answers_times_out(tmp_path: Path) -> None:
