@@ -148,4 +148,7 @@ def test_production_needs_the_identity_key_and_the_job_never_gets_it(
     assert from_file.missing_key() is not None and "DISPATCH" in (from_file.missing_key() or "")
     assert from_file.trainer_id() == f"{key_fingerprint(TRAINER_IDENTITY_PUBLIC)}.a"
     monkeypatch.setenv("EPOCHSCOPE_TRAINER_IDENTITY_KEY", TRAINER_IDENTITY_KEY)
-    assert "EPOCHSCOPE_TRAINER_IDENTITY_KEY" not in child_env(start_event("exit:0"))
+    monkeypatch.setenv("EPOCHSCOPE_TRAINER_IDENTITY_KEY_FILE", str(key_file))
+    assert not {"EPOCHSCOPE_TRAINER_IDENTITY_KEY", "EPOCHSCOPE_TRAINER_IDENTITY_KEY_FILE"} & set(
+        child_env(start_event("exit:0"))
+    )

@@ -24,8 +24,8 @@ IDENTITY_KEY_ENV = "EPOCHSCOPE_TRAINER_IDENTITY_KEY"
 SEALING_KEY_ENV = "EPOCHSCOPE_TRAINER_SEALING_KEY"
 DISPATCH_PUBLIC_KEYS_ENV = "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"
 # The service's own secrets, never passed to a job's process (the dispatcher's private key is the API's alone: withheld
-# too, should a deployment give every service one environment).
-SERVICE_KEYS = (IDENTITY_KEY_ENV, SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
+# too, should a deployment give every service one environment), nor where to read the identity key from.
+SERVICE_KEYS = (IDENTITY_KEY_ENV, f"{IDENTITY_KEY_ENV}_FILE", SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
 
 
 def _store_configured() -> bool:
