@@ -34,7 +34,7 @@ from writer_throughput_peers import naive, raw_copy
 from writer_throughput_stack import (
     PARTITIONS,
     TOKEN_SECRET,
-    TRAINER_KEY,
+    TRAINER_PUBLIC_KEY,
     BenchJob,
     Stack,
     balanced_jobs,
@@ -93,7 +93,7 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> Writer
             env = {
                 "EPOCHSCOPE_DATABASE_URL": stack.writer_dsn,
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": TOKEN_SECRET,
-                "EPOCHSCOPE_TRAINER_KEY": TRAINER_KEY,
+                "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS": TRAINER_PUBLIC_KEY,
                 "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": stack.broker.bootstrap_servers,
                 "EPOCHSCOPE_WRITER_GROUP_ID": group,
                 "EPOCHSCOPE_WRITER_HEALTH_PORT": str(port),

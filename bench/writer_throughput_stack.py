@@ -23,6 +23,7 @@ from aiokafka.partitioner import murmur2
 from epochscope.broker import TansuBroker, ensure_topics
 from epochscope.postgres import PostgresCluster
 from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_runtime.dispatch_keys import new_key_pair
 from epochscope_runtime.job_token import mint_job_token
 from epochscope_schemas.events import PredictionEvent, PredictionScores, encode_event
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
@@ -32,7 +33,7 @@ JOBS_PER_PARTITION = 2
 OWNERS = ("bench-ann", "bench-ben")
 SAMPLES_PER_ROUND = 50
 TOKEN_SECRET = "writer-throughput-benchmark-secret-0123456789"
-TRAINER_KEY = "writer-throughput-benchmark-trainer-key-0123"
+TRAINER_PUBLIC_KEY = new_key_pair()[1]  # the one trainer identity the writers accept (no trainer runs here)
 WRITER_PASSWORD = "writer-throughput-benchmark"
 WORDS = (
     "the model answer step epoch loss token prompt sample gradient weight layer batch train eval score "

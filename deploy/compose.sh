@@ -14,23 +14,25 @@ root="$(dirname "$here")"
 env_file="${ENV_FILE:-$here/.env}"
 
 secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
-# The dispatcher's Ed25519 pair as base64 raw keys: the private key's last 32 DER bytes are its seed, the public's
-# its key.
-dispatch_private() { printf '%s\n' "$dispatch_pem" | openssl pkey -outform DER | tail -c 32 | base64; }
-dispatch_public() { printf '%s\n' "$dispatch_pem" | openssl pkey -pubout -outform DER | tail -c 32 | base64; }
+# An Ed25519 pair (the dispatcher's, the trainer's identity) as base64 raw keys: the private key's last 32 DER bytes
+# are its seed, the public's its key.
+raw_private() { printf '%s\n' "$1" | openssl pkey -outform DER | tail -c 32 | base64; }
+raw_public() { printf '%s\n' "$1" | openssl pkey -pubout -outform DER | tail -c 32 | base64; }
 cluster_id() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n' | cut -c1-22; }
 
 if [ ! -f "$env_file" ]; then
   umask 077
   dispatch_pem="$(openssl genpkey -algorithm ed25519)"
+  identity_pem="$(openssl genpkey -algorithm ed25519)"
   sed -e "s/^POSTGRES_PASSWORD=.*/POSTGRES_PASSWORD=$(secret)/" \
       -e "s/^EPOCHSCOPE_API_DB_PASSWORD=.*/EPOCHSCOPE_API_DB_PASSWORD=$(secret)/" \
       -e "s/^EPOCHSCOPE_WRITER_DB_PASSWORD=.*/EPOCHSCOPE_WRITER_DB_PASSWORD=$(secret)/" \
       -e "s/^EPOCHSCOPE_JWT_SECRET=.*/EPOCHSCOPE_JWT_SECRET=$(secret)/" \
       -e "s/^EPOCHSCOPE_JOB_TOKEN_SECRET=.*/EPOCHSCOPE_JOB_TOKEN_SECRET=$(secret)/" \
-      -e "s/^EPOCHSCOPE_TRAINER_KEY=.*/EPOCHSCOPE_TRAINER_KEY=$(secret)/" \
-      -e "s|^EPOCHSCOPE_DISPATCH_PRIVATE_KEY=.*|EPOCHSCOPE_DISPATCH_PRIVATE_KEY=$(dispatch_private)|" \
-      -e "s|^EPOCHSCOPE_DISPATCH_PUBLIC_KEYS=.*|EPOCHSCOPE_DISPATCH_PUBLIC_KEYS=$(dispatch_public)|" \
+      -e "s|^EPOCHSCOPE_TRAINER_IDENTITY_KEY=.*|EPOCHSCOPE_TRAINER_IDENTITY_KEY=$(raw_private "$identity_pem")|" \
+      -e "s|^EPOCHSCOPE_ACCEPTED_TRAINER_KEYS=.*|EPOCHSCOPE_ACCEPTED_TRAINER_KEYS=$(raw_public "$identity_pem")|" \
+      -e "s|^EPOCHSCOPE_DISPATCH_PRIVATE_KEY=.*|EPOCHSCOPE_DISPATCH_PRIVATE_KEY=$(raw_private "$dispatch_pem")|" \
+      -e "s|^EPOCHSCOPE_DISPATCH_PUBLIC_KEYS=.*|EPOCHSCOPE_DISPATCH_PUBLIC_KEYS=$(raw_public "$dispatch_pem")|" \
       -e "s/^KAFKA_CLUSTER_ID=.*/KAFKA_CLUSTER_ID=$(cluster_id)/" \
       -e "s/^MINIO_ROOT_PASSWORD=.*/MINIO_ROOT_PASSWORD=$(secret)/" \
       -e "s/^STORE_API_SECRET_KEY=.*/STORE_API_SECRET_KEY=$(secret)/" \

@@ -24,9 +24,10 @@ from epochscope.processes import ServiceProcess
 from epochscope.stack_errors import StackError, require_free_port
 from epochscope_db.migrate import MigrateSettings, migrate
 from epochscope_runtime.catalog import CatalogModel
-from epochscope_runtime.dispatch_keys import new_key_pair
+from epochscope_runtime.dispatch_keys import load_private_key, new_key_pair, public_key_text
 
 PARTITIONS = 4
+TRAINER_IDENTITIES_FILE = "trainer-identities.json"  # in the data folder: one Ed25519 private key per trainer index
 API_START_TIMEOUT_S = 60
 
 
@@ -72,7 +73,6 @@ class LocalStack:
             "EPOCHSCOPE_ENVIRONMENT": "development",
             "EPOCHSCOPE_JWT_SECRET": self._secrets["jwt_secret"],
             "EPOCHSCOPE_JOB_TOKEN_SECRET": self._secrets["job_token_secret"],
-            "EPOCHSCOPE_TRAINER_KEY": self._secrets["trainer_key"],
             "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": self._secrets["dispatch_public_key"],
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_KAFKA_PARTITIONS": str(PARTITIONS),
@@ -133,6 +133,8 @@ class LocalStack:
                 },
             )
         )
+        for index in range(self.trainer_count):  # the writers accept each trainer's key, so made before them
+            self._trainer_identity(index)
         for index in range(self.writer_count):
             self.add_writer(index)
         for index in range(self.trainer_count):
@@ -142,9 +144,11 @@ class LocalStack:
         self._wait_for_api()
 
     def add_trainer(self, index: int, env: dict[str, str] | None = None, start: bool = False) -> ServiceProcess:
-        """Trainer `index`, with its own work folder (the first keeps the single-trainer stack's). Each process names
-        itself (host, pid, random) in its heartbeats, so a restarted trainer is a new one to the dispatcher."""
+        """Trainer `index`, with its own work folder (the first keeps the single-trainer stack's) and its own identity
+        key (writers started before its key was made do not accept it). Each process names itself (its key's
+        fingerprint, host, pid, random) in its heartbeats, so a restarted trainer is a new one to the dispatcher."""
         own = {"EPOCHSCOPE_TRAINER_WORK_DIR": str(self.data_dir / f"trainer-{index}")} if index else {}
+        own["EPOCHSCOPE_TRAINER_IDENTITY_KEY"] = self._trainer_identity(index)  # this trainer's alone
         trainer = self._service(f"trainer-{index}", ["epochscope-trainer"], {**own, **(env or {})})
         self.processes.append(trainer)
         if start:
@@ -157,6 +161,7 @@ class LocalStack:
             ["epochscope-writer"],
             {
                 "EPOCHSCOPE_DATABASE_URL": self.writer_database_url,
+                "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS": ",".join(self._trainer_public_keys()),
             },
         )
         self.processes.append(writer)
@@ -212,6 +217,24 @@ class LocalStack:
             time.sleep(0.2)
         raise StackError(f"the API was not ready after {API_START_TIMEOUT_S}s; see {api.log_path}")
 
+    def _trainer_identities(self) -> list[str]:
+        path = self.data_dir / TRAINER_IDENTITIES_FILE
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def _trainer_identity(self, index: int) -> str:
+        """Trainer `index`'s identity private key, made and kept in the data folder on first use."""
+        keys = self._trainer_identities()
+        if len(keys) <= index:
+            keys += [new_key_pair()[0] for _ in range(index + 1 - len(keys))]
+            path = self.data_dir / TRAINER_IDENTITIES_FILE
+            path.touch(mode=0o600)
+            path.write_text(json.dumps(keys, indent=2))
+        return keys[index]
+
+    def _trainer_public_keys(self) -> list[str]:
+        """The identity public keys of every trainer index made so far: the writers accept these."""
+        return [public_key_text(load_private_key(key).public_key()) for key in self._trainer_identities()]
+
     def _load_secrets(self) -> dict[str, str]:
         """This data folder's secrets; any it lacks (a folder from an older version) are generated and added."""
         path = self.data_dir / "secrets.json"
@@ -221,7 +244,6 @@ class LocalStack:
             "job_token_secret",
             "api_db_password",
             "writer_db_password",
-            "trainer_key",
         )
         if all(name in kept for name in (*names, "dispatch_private_key", "dispatch_public_key")):
             return kept

@@ -30,14 +30,15 @@ K8S = DEPLOY / "k8s"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 TOPICS_SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 ENV_NAME = re.compile(r"\bEPOCHSCOPE_[A-Z0-9_]+\b")
-DISPATCH_KEYS = dict(
-    zip(("EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"), new_key_pair(), strict=True)
-)
+KEY_PAIRS = {  # the Ed25519 pairs an operator makes: private and public halves, matching
+    **dict(zip(("EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"), new_key_pair(), strict=True)),
+    **dict(zip(("EPOCHSCOPE_TRAINER_IDENTITY_KEY", "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS"), new_key_pair(), strict=True)),
+}
 
 
 def filled_secret(name: str) -> str:
-    """A value for a secret an operator fills in: the dispatcher's key pair for its two settings, else random."""
-    return DISPATCH_KEYS.get(name) or secrets.token_hex(24)
+    """A value for a secret an operator fills in: a key of the dispatcher's or the trainer's pair, else random."""
+    return KEY_PAIRS.get(name) or secrets.token_hex(24)
 
 
 PACKAGE_DIRS = {

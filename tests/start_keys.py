@@ -1,5 +1,6 @@
-"""Keys for tests of signed starts and sealed tokens: the dispatcher's Ed25519 pair, a trainer's X25519 pair, and a
-start as the dispatcher sends it (its token sealed for the trainer, then signed)."""
+"""Keys for tests of signed starts, sealed tokens and signed heartbeats: the dispatcher's Ed25519 pair, a trainer's
+X25519 pair and its Ed25519 identity pair, and a start as the dispatcher sends it (its token sealed for the trainer,
+then signed)."""
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -13,6 +14,7 @@ from epochscope_schemas.events import JobStartEvent
 
 DISPATCH_PRIVATE_KEY, DISPATCH_PUBLIC_KEY = new_key_pair()
 SIGNING_KEY = load_private_key(DISPATCH_PRIVATE_KEY)
+TRAINER_IDENTITY_KEY, TRAINER_IDENTITY_PUBLIC = new_key_pair()  # a trainer's identity: signs its heartbeats
 
 
 def new_sealing_key() -> tuple[str, str]:

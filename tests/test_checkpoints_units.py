@@ -26,9 +26,9 @@ from epochscope_schemas.events import (
     encode_event,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.checkpoint_store import DirectCheckpointStore
+from epochscope_trainer.checkpoint_store import DirectCheckpointStore, within_allowance
 from epochscope_trainer.child_protocol import JobIdentity
-from epochscope_trainer.job.checkpointing import Checkpointer, within_allowance
+from epochscope_trainer.job.checkpointing import Checkpointer
 from epochscope_trainer.job.stopping import StopRule
 from epochscope_writer.domain.decoding import Rejection, decode_record
 

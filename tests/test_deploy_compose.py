@@ -187,6 +187,17 @@ def test_compose_gives_the_dispatch_private_key_to_the_api_alone(compose: dict[s
     assert not {private, public} & set(services["writer"]["environment"])
 
 
+def test_compose_gives_the_trainer_identity_key_to_the_trainer_alone(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    identity, accepted = "EPOCHSCOPE_TRAINER_IDENTITY_KEY", "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS"
+    for name in ("trainer", "trainer-cpu"):
+        assert services[name]["environment"][identity].startswith(f"${{{identity}:?"), name
+    assert services["writer"]["environment"][accepted].startswith(f"${{{accepted}:?")
+    holders = {name for name, service in services.items() if identity in service.get("environment", {})}
+    assert holders == {"trainer", "trainer-cpu"}  # no writer or API could sign a heartbeat
+    assert "EPOCHSCOPE_TRAINER_KEY" not in COMPOSE_FILE.read_text()  # the shared HMAC key is gone
+
+
 def test_every_epochscope_name_in_deploy_files_is_a_real_setting() -> None:
     files = [COMPOSE_FILE, *DEPLOY.rglob("*")]
     for path in files:
@@ -225,6 +236,7 @@ def test_compose_values_parse_into_each_services_settings(
             assert kafka.partitions == int(shell.get("EPOCHSCOPE_KAFKA_PARTITIONS", 6))
     assert loaded["api"].dispatch_signing_key() is not None
     assert loaded["trainer"].start_verifying_keys() is not None
+    assert loaded["trainer"].identity() is not None and len(loaded["writer"].trainer_keys()) == 1
     assert loaded["api"].scan_memory_bytes == 256 << 20  # under the API's 512 MiB (Kubernetes) with room to spare
     for role in ("api", "writer"):
         url = loaded[role].database_url
@@ -254,7 +266,6 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
             "EPOCHSCOPE_WRITER_DB_PASSWORD",
             "EPOCHSCOPE_JWT_SECRET",
             "EPOCHSCOPE_JOB_TOKEN_SECRET",
-            "EPOCHSCOPE_TRAINER_KEY",
             "MINIO_ROOT_PASSWORD",
             "STORE_API_SECRET_KEY",
             "STORE_TRAINER_SECRET_KEY",
@@ -265,6 +276,10 @@ def test_compose_script_writes_secrets_once_and_picks_the_trainer_profile(tmp_pa
     signing = load_private_key(first["EPOCHSCOPE_DISPATCH_PRIVATE_KEY"])  # a matching Ed25519 pair, made by openssl
     (verifying,) = load_public_keys(first["EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"])
     verifying.verify(signing.sign(b"start"), b"start")
+    identity = load_private_key(first["EPOCHSCOPE_TRAINER_IDENTITY_KEY"])  # the trainer's pair, the writers accept it
+    (accepted,) = load_public_keys(first["EPOCHSCOPE_ACCEPTED_TRAINER_KEYS"])
+    accepted.verify(identity.sign(b"heartbeat"), b"heartbeat")
+    assert first["EPOCHSCOPE_TRAINER_IDENTITY_KEY"] != first["EPOCHSCOPE_DISPATCH_PRIVATE_KEY"]
     # Every variable the compose file requires is in the generated file.
     required = set(re.findall(r"\$\{(\w+):?\?", COMPOSE_FILE.read_text()))
     assert required and all(first.get(name) for name in required)

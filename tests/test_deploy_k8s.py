@@ -196,7 +196,7 @@ def test_k8s_settings_resolve_and_parse_for_each_service(manifests: dict, monkey
     assert migrate["restartPolicy"] in ("Never", "OnFailure")
 
 
-def test_k8s_gives_the_dispatch_private_key_to_the_api_alone_and_the_public_keys_to_the_trainers(
+def test_k8s_gives_each_key_to_the_services_that_need_it_alone(
     manifests: dict,
 ) -> None:
     specs = pod_specs(manifests)
@@ -204,7 +204,14 @@ def test_k8s_gives_the_dispatch_private_key_to_the_api_alone_and_the_public_keys
     assert "EPOCHSCOPE_DISPATCH_PRIVATE_KEY" in env["api"] and "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS" in env["trainer"]
     assert "EPOCHSCOPE_DISPATCH_PRIVATE_KEY" not in env["trainer"]  # a trainer can verify a start, never sign one
     assert not {"EPOCHSCOPE_DISPATCH_PRIVATE_KEY", "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"} & set(env["writer"])
-    for name, secret in (("api", "epochscope-dispatch-private-key"), ("trainer", "epochscope-dispatch-public-keys")):
+    assert "EPOCHSCOPE_TRAINER_IDENTITY_KEY" in env["trainer"] and "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS" in env["writer"]
+    assert "EPOCHSCOPE_TRAINER_IDENTITY_KEY" not in env["writer"] | env["api"]  # only a trainer signs its heartbeats
+    for name, secret in (
+        ("api", "epochscope-dispatch-private-key"),
+        ("trainer", "epochscope-dispatch-public-keys"),
+        ("trainer", "epochscope-trainer-identity"),
+        ("writer", "epochscope-accepted-trainer-keys"),
+    ):
         refs = [s for s in specs[name]["containers"][0]["envFrom"] if s.get("secretRef", {}).get("name") == secret]
         assert refs and not any(s.get("optional") for s in refs), name
 

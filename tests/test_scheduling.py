@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from own_stack import own_stack
 from test_end_to_end import headers, messages_for_job, wait_for_final_status
 from tiny_model import TINY_MODEL_ID
@@ -303,7 +304,7 @@ async def test_a_killed_trainer_loses_its_lease_and_the_job_runs_again(stack: Lo
 
 async def test_a_forged_heartbeat_gets_no_job_and_is_dead_lettered(stack: LocalStack, users: Any) -> None:
     claim = TrainerHeartbeat(trainer_id="forger", slots=64, free_slots=64)  # the most free slots: first served
-    forgeries = [claim, signed_heartbeat(claim, "not-the-trainers-key-though-just-as-long-0123")]
+    forgeries = [claim, signed_heartbeat(claim, Ed25519PrivateKey.generate())]  # unsigned; a key no writer accepts
     producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap_servers)
     await producer.start()
 
@@ -322,7 +323,7 @@ async def test_a_forged_heartbeat_gets_no_job_and_is_dead_lettered(stack: LocalS
     finally:
         forging.cancel()
         await producer.stop()
-    assert {d["reason"] for d in dead if d["key"] == "forger"} == {"invalid_signature"}, dead
+    assert {d["reason"] for d in dead if d["key"] == "forger"} == {"invalid_signature", "unaccepted_trainer_key"}, dead
     assert sent["trainer_id"] != "forger"
     conn = await asyncpg.connect(stack.api_database_url)
     try:

@@ -1,8 +1,9 @@
 """The trainer's side of the job queue, against fake Kafka adapters: it runs only the starts addressed to it,
 each attempt once (a start delivered twice runs once), stamps the attempt on its own status events, commits no
-offset (Postgres is the queue's truth), and heartbeats its capacity, signed with the trainers' key (which the job's
-child process never sees). An attempt the dispatcher fenced (a signed cancel of that attempt) stops, or never starts
-when its start comes after the cancel; the job's other attempts run on."""
+offset (Postgres is the queue's truth), and heartbeats its capacity, signed with its own identity key (which the
+job's child process never sees) under a trainer id bound to that key. An attempt the dispatcher fenced (a signed
+cancel of that attempt) stops, or never starts when its start comes after the cancel; the job's other attempts run
+on."""
 
 import asyncio
 import json
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from start_keys import DISPATCH_PUBLIC_KEY, TRAINER_SEALING_PUBLIC
+from start_keys import DISPATCH_PUBLIC_KEY, TRAINER_IDENTITY_KEY, TRAINER_IDENTITY_PUBLIC, TRAINER_SEALING_PUBLIC
 from test_trainer_supervision import STORE, harness, start_event, wait_for_file
 from trainer_fakes import FakeCancelStream, FakeProducer, FakeRecord
 
 from epochscope_runtime.command_signing import signed_cancel
-from epochscope_runtime.heartbeat_signing import signature_refusal
+from epochscope_runtime.dispatch_keys import load_private_key, load_public_keys
+from epochscope_runtime.heartbeat_signing import AcceptedTrainerKeys, RefusalKind, key_fingerprint
 from epochscope_schemas.events import JobStatus
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS, TRAINING_STATUS
@@ -103,33 +105,50 @@ def test_the_watcher_tells_a_users_cancel_from_a_fence_and_keeps_the_latest_fenc
     assert watcher.stop_reason(attempts[3]) == USER_CANCEL
 
 
-KEY = "trainers-key-for-the-tests-0123456789abcdef"
+IDENTITY = load_private_key(TRAINER_IDENTITY_KEY)
+ACCEPTED = AcceptedTrainerKeys(load_public_keys(TRAINER_IDENTITY_PUBLIC))
 
 
-async def test_heartbeats_are_signed_with_the_trainers_key() -> None:
+async def test_heartbeats_are_signed_with_the_trainers_own_identity_key() -> None:
     producer, attempt = FakeProducer(), uuid.uuid4()
+    trainer_id = TrainerSettings(identity_key=TRAINER_IDENTITY_KEY, instance="host-1", store=STORE).trainer_id()
+    assert trainer_id == f"{key_fingerprint(TRAINER_IDENTITY_PUBLIC)}.host-1"  # bound to its key
     beating = asyncio.create_task(
-        heartbeat_forever(producer, "trainer-1", "cpu", 0.01, KEY, TRAINER_SEALING_PUBLIC, lambda: attempt)
+        heartbeat_forever(producer, trainer_id, "cpu", 0.01, IDENTITY, TRAINER_SEALING_PUBLIC, lambda: attempt)
     )
     while len(producer.sent) < 2:
         await asyncio.sleep(0.01)
     beating.cancel()
     beats = [TrainerHeartbeat.model_validate_json(value or b"") for _, value, _, _ in producer.sent]
-    assert all(signature_refusal(beat, KEY) is None for beat in beats)
+    assert all(ACCEPTED.refusal(beat) is None for beat in beats)
+    assert beats[0].identity_key == TRAINER_IDENTITY_PUBLIC and beats[0].trainer_id == trainer_id
     assert beats[0].attempt_id == attempt and beats[0].free_slots == 0
     assert beats[0].sealing_key == TRAINER_SEALING_PUBLIC  # signed with the rest: the key its tokens are sealed to
-    assert signature_refusal(beats[0], KEY + "x") is not None
+    refusal = AcceptedTrainerKeys([]).refusal(beats[0])
+    assert refusal is not None and refusal.kind is RefusalKind.UNACCEPTED_TRAINER_KEY
 
 
-def test_production_needs_the_key_and_the_job_never_gets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_needs_the_identity_key_and_the_job_never_gets_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     production = {"environment": "production", "store": STORE}
-    assert "EPOCHSCOPE_TRAINER_KEY" in (TrainerSettings(**production).missing_key() or "")
+    assert "EPOCHSCOPE_TRAINER_IDENTITY_KEY" in (TrainerSettings(**production).missing_key() or "")
     assert TrainerSettings(**production, heartbeat_s=0).missing_key() is None  # no heartbeats: no key needed
-    assert "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS" in (TrainerSettings(**production, key=KEY).missing_key() or "")
-    assert TrainerSettings(**production, key=KEY, dispatch_public_keys=DISPATCH_PUBLIC_KEY).missing_key() is None
+    key = {"identity_key": TRAINER_IDENTITY_KEY}
+    assert "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS" in (TrainerSettings(**production, **key).missing_key() or "")
+    assert TrainerSettings(**production, **key, dispatch_public_keys=DISPATCH_PUBLIC_KEY).missing_key() is None
     with pytest.raises(ValidationError, match="a dispatch public key is not base64"):
-        TrainerSettings(**production, key=KEY, dispatch_public_keys="replace_me!")
-    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is a placeholder"):
-        TrainerSettings(**production, key="replace_me")
-    monkeypatch.setenv("EPOCHSCOPE_TRAINER_KEY", KEY)
-    assert "EPOCHSCOPE_TRAINER_KEY" not in child_env(start_event("exit:0"))
+        TrainerSettings(**production, **key, dispatch_public_keys="replace_me!")
+    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_IDENTITY_KEY is not a 32-byte key") as refused:
+        TrainerSettings(**production, identity_key="replace_me")
+    assert "replace_me" not in str(refused.value)  # the key's text is in no error
+    key_file = tmp_path / "identity.key"
+    key_file.write_text(TRAINER_IDENTITY_KEY + "\n")  # a mounted secret
+    from_file = TrainerSettings(**production, identity_key_file=key_file, instance="a")
+    assert from_file.missing_key() is not None and "DISPATCH" in (from_file.missing_key() or "")
+    assert from_file.trainer_id() == f"{key_fingerprint(TRAINER_IDENTITY_PUBLIC)}.a"
+    monkeypatch.setenv("EPOCHSCOPE_TRAINER_IDENTITY_KEY", TRAINER_IDENTITY_KEY)
+    monkeypatch.setenv("EPOCHSCOPE_TRAINER_IDENTITY_KEY_FILE", str(key_file))
+    assert not {"EPOCHSCOPE_TRAINER_IDENTITY_KEY", "EPOCHSCOPE_TRAINER_IDENTITY_KEY_FILE"} & set(
+        child_env(start_event("exit:0"))
+    )

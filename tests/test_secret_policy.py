@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from start_keys import DISPATCH_PRIVATE_KEY
+from start_keys import DISPATCH_PRIVATE_KEY, TRAINER_IDENTITY_PUBLIC
 
 from epochscope_api.settings import ApiSettings
 from epochscope_db.migrate import MigrateSettings
+from epochscope_runtime.dispatch_keys import new_key_pair
 from epochscope_runtime.object_store import StoreSettings
 from epochscope_runtime.secret_policy import weak_secret
 from epochscope_writer.settings import WriterSettings
@@ -55,17 +56,23 @@ def test_the_api_refuses_a_missing_or_unreadable_dispatch_key_in_production(tmp_
 
 def test_the_writer_refuses_a_weak_job_token_secret_in_production() -> None:
     with pytest.raises(ValidationError, match="EPOCHSCOPE_JOB_TOKEN_SECRET is shorter than 32 bytes"):
-        WriterSettings(job_token_secret="0123456789", trainer_key=STRONG)
+        WriterSettings(job_token_secret="0123456789", accepted_trainer_keys=TRAINER_IDENTITY_PUBLIC)
     assert WriterSettings(job_token_secret="0123456789", environment="development").environment == "development"
-    assert WriterSettings(job_token_secret=STRONG, trainer_key=STRONG).environment == "production"
+    assert WriterSettings(job_token_secret=STRONG, accepted_trainer_keys=TRAINER_IDENTITY_PUBLIC).environment == (
+        "production"
+    )
 
 
-def test_the_writer_refuses_a_missing_or_default_trainer_key_in_production() -> None:
-    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is required in production"):
+def test_the_writer_refuses_missing_or_unreadable_trainer_keys_in_production(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"EPOCHSCOPE_ACCEPTED_TRAINER_KEYS \(or _FILE\) is required"):
         WriterSettings(job_token_secret=STRONG)
-    with pytest.raises(ValidationError, match="EPOCHSCOPE_TRAINER_KEY is a placeholder"):
-        WriterSettings(job_token_secret=STRONG, trainer_key="change-me")
-    assert WriterSettings(job_token_secret=STRONG, environment="development").trainer_key is None
+    with pytest.raises(ValidationError, match="a trainer identity public key is not base64"):
+        WriterSettings(job_token_secret=STRONG, accepted_trainer_keys="change-me")
+    assert len(WriterSettings(job_token_secret=STRONG, environment="development").trainer_keys()) == 0
+    other = new_key_pair()[1]
+    keys_file = tmp_path / "accepted_trainer_keys"  # like authorized_keys: a key a line, comments
+    keys_file.write_text(f"# the GPU pool\n{TRAINER_IDENTITY_PUBLIC}  # gpu-a\n\n{other}\n")
+    assert len(WriterSettings(job_token_secret=STRONG, accepted_trainer_keys_file=keys_file).trainer_keys()) == 2
 
 
 def test_the_migrate_step_refuses_the_default_role_passwords_in_production() -> None:

@@ -202,7 +202,7 @@ async def test_a_job_with_a_huge_prediction_ends_and_the_trainer_takes_the_next_
     first, second = start_event(), start_event()
     stopping = asyncio.Event()
     jobs = FakeJobConsumer([encode_event(first), encode_event(second)], stopping)
-    settings = TrainerSettings(work_dir=tmp_path / "work", cancel_check_s=0.05, heartbeat_s=0, trainer_id="trainer-1")
+    settings = TrainerSettings(work_dir=tmp_path / "work", cancel_check_s=0.05, heartbeat_s=0, instance="trainer-1")
     service = bootstrap(
         settings,
         stopping,

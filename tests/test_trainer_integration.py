@@ -153,7 +153,7 @@ async def stack() -> AsyncIterator[TrainerStack]:
         "EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(root / "models"),
         "EPOCHSCOPE_TRAINER_CANCEL_CHECK_S": "0.2",
         # No dispatcher here: the test publishes starts addressed to this trainer and signed, as the dispatcher would.
-        "EPOCHSCOPE_TRAINER_TRAINER_ID": TRAINER_ID,
+        "EPOCHSCOPE_TRAINER_INSTANCE": TRAINER_ID,  # no identity key: its trainer id is the bare instance
         "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": DISPATCH_PUBLIC_KEY,
         "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,  # so the test can seal for it, as the dispatcher would
         "EPOCHSCOPE_TRAINER_HEARTBEAT_S": "0",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from start_keys import DISPATCH_PRIVATE_KEY, TRAINER_SEALING_KEY
+from start_keys import DISPATCH_PRIVATE_KEY, TRAINER_IDENTITY_KEY, TRAINER_SEALING_KEY
 from trainer_fakes import (
     TRAINER_ID,
     FakeCancelStream,
@@ -128,7 +128,8 @@ def harness(
         store=STORE,
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
-        trainer_id=TRAINER_ID,
+        instance=TRAINER_ID,
+        identity_key=None,  # none, even with one in the environment: the trainer id is the bare instance
         dispatch_public_keys=dispatch_public_keys,
         sealing_key=TRAINER_SEALING_KEY,
     )
@@ -169,7 +170,7 @@ async def test_the_child_gets_neither_broker_nor_store_credentials_nor_a_service
         "EPOCHSCOPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
         "EPOCHSCOPE_KAFKA_SASL_USERNAME": "epochscope-trainer",
         "EPOCHSCOPE_KAFKA_SASL_PASSWORD": "broker-password-" + "p" * 32,
-        "EPOCHSCOPE_TRAINER_KEY": "trainer-key-" + "k" * 32,
+        "EPOCHSCOPE_TRAINER_IDENTITY_KEY": TRAINER_IDENTITY_KEY,
         "EPOCHSCOPE_TRAINER_SEALING_KEY": TRAINER_SEALING_KEY,
         "EPOCHSCOPE_DISPATCH_PRIVATE_KEY": DISPATCH_PRIVATE_KEY,  # never the trainer's: withheld should it be there
         "EPOCHSCOPE_STORE_ACCESS_KEY_ID": "epochscope-trainer",  # the service stages inputs and uploads checkpoints

@@ -11,13 +11,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from start_keys import DISPATCH_PUBLIC_KEY
+from start_keys import DISPATCH_PUBLIC_KEY, TRAINER_IDENTITY_KEY
 
 from epochscope.ports import free_port
 
 BIN = Path(sys.executable).parent
 SAME_USER = ["setpriv", "--inh-caps=-all", "--bounding-set=-all"] if os.geteuid() == 0 else []
-SECRET = "trainer-key-that-must-stay-in-the-trainer"
+SECRET = TRAINER_IDENTITY_KEY  # the trainer's identity private key: must stay in the trainer
 
 
 def environ_of(pid: int) -> subprocess.CompletedProcess[bytes]:
@@ -33,7 +33,7 @@ def started(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 def test_a_trainers_environment_is_not_readable_by_a_process_of_its_user() -> None:
     env = {
-        "EPOCHSCOPE_TRAINER_KEY": SECRET,
+        "EPOCHSCOPE_TRAINER_IDENTITY_KEY": SECRET,
         "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS": DISPATCH_PUBLIC_KEY,
         "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
     }

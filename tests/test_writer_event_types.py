@@ -9,9 +9,10 @@ that is away.
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from writer_fakes import FakeRecord
 
-from epochscope_runtime.heartbeat_signing import signed_heartbeat
+from epochscope_runtime.heartbeat_signing import AcceptedTrainerKeys, bound_trainer_id, signed_heartbeat
 from epochscope_schemas.events import EVENTS_BY_TOPIC
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_schemas.topics import TRAINER_HEARTBEATS
@@ -23,7 +24,7 @@ from epochscope_writer.service_layer.event_types import EVENT_TYPE_OF, EVENT_TYP
 from epochscope_writer.service_layer.heartbeats import HeartbeatRecorder
 from epochscope_writer.service_layer.ports import BrokerUnavailable
 
-KEY = "trainers-key-for-the-tests-0123456789abcdef"
+KEY = Ed25519PrivateKey.generate()  # an accepted trainer's identity
 
 
 def test_every_event_of_the_writers_topics_has_one_entry() -> None:
@@ -79,16 +80,19 @@ class FakeRoster:
 
 
 async def test_the_recorder_records_verified_beats_dead_letters_the_rest_and_retries_the_broker() -> None:
-    good = signed_heartbeat(TrainerHeartbeat(trainer_id="t1", free_slots=1, occurred_at=datetime.now(UTC)), KEY)
-    forged = signed_heartbeat(TrainerHeartbeat(trainer_id="t2"), "not-the-trainers-key-but-just-as-long-0123")
+    t1, stranger = bound_trainer_id(KEY, "t1"), Ed25519PrivateKey.generate()
+    good = signed_heartbeat(TrainerHeartbeat(trainer_id=t1, free_slots=1, occurred_at=datetime.now(UTC)), KEY)
+    forged = signed_heartbeat(TrainerHeartbeat(trainer_id=bound_trainer_id(stranger, "t2")), stranger)
     records = [
         FakeRecord(TRAINER_HEARTBEATS, 0, i, b"t", b.model_dump_json().encode()) for i, b in enumerate((good, forged))
     ]
     stopping = asyncio.Event()
     broker, roster = FakeHeartbeats(records, failures=2, stopping=stopping), FakeRoster()
-    recorder = HeartbeatRecorder(broker, roster, KEY, timedelta(seconds=30), retry_s=0.01)
+    recorder = HeartbeatRecorder(
+        broker, roster, AcceptedTrainerKeys([KEY.public_key()]), timedelta(seconds=30), retry_s=0.01
+    )
     await asyncio.wait_for(recorder.run(stopping), timeout=5)
     assert broker.starts == 3
-    assert [beat.trainer_id for beat in roster.recorded] == ["t1"]
-    assert [letter.reason for letter in broker.dead_letters] == [DeadLetterReason.INVALID_SIGNATURE]
+    assert [beat.trainer_id for beat in roster.recorded] == [t1]
+    assert [letter.reason for letter in broker.dead_letters] == [DeadLetterReason.UNACCEPTED_TRAINER_KEY]
     assert roster.closed

@@ -2,16 +2,20 @@
 
 Whatever an event names is checked against what its job's ids build and what the database says: a checkpoint whose
 key or id is not its own job's (the API streams `{key}/{name}` with read-write store credentials), a file named
-`..`, an event naming another job's attempt, a token of another job or of another attempt. Each is dead-lettered
-with its reason and nothing of it is stored, while the honest event beside it is.
+`..`, an event naming another job's attempt, a token of another job or of another attempt, a heartbeat unsigned,
+signed with a key no writer accepts, or in another trainer's name. Each is dead-lettered with its reason and nothing
+of it is stored, while the honest event beside it is.
 """
 
 import json
 import uuid
+from datetime import timedelta
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from start_keys import new_sealing_key
 from writer_events import (
     as_dead_lettered,
     original_payload,
@@ -24,6 +28,7 @@ from writer_events import (
 from writer_queue import dispatch, queue, queue_state
 from writer_stack import (
     JOB_TOKEN_SECRET,
+    TRAINER_IDENTITIES,
     WRITER_DB_PASSWORD,
     Job,
     Stack,
@@ -39,6 +44,8 @@ from writer_stack import (
 )
 
 from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_runtime.dispatch_keys import load_private_key, public_key_text
+from epochscope_runtime.heartbeat_signing import bound_trainer_id, signed_heartbeat
 from epochscope_runtime.job_token import JobTokenClaims, job_token_for
 from epochscope_schemas.checkpoints import checkpoint_id, checkpoint_key
 from epochscope_schemas.events import (
@@ -48,7 +55,8 @@ from epochscope_schemas.events import (
     JobStatus,
     encode_event,
 )
-from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
+from epochscope_schemas.scheduling import TrainerHeartbeat
+from epochscope_schemas.topics import TRAINER_HEARTBEATS, TRAINING_PREDICTIONS, TRAINING_STATUS
 
 pytestmark = [pytest.mark.stack, pytest.mark.asyncio(loop_scope="module")]
 
@@ -219,3 +227,54 @@ SET_ASIDE_MIGRATION = "0018_checkpoints_built_from_ids"
 
 async def _rows_are(stack: Stack, job: Job, expected: int) -> bool:
     return (await count_rows(stack, job.job_id))[0] == expected
+
+
+async def test_a_heartbeat_speaks_only_for_its_own_accepted_key(stack: Stack, producer: AIOKafkaProducer) -> None:
+    alice, bob = (load_private_key(private) for private, _ in TRAINER_IDENTITIES)  # both accepted by the writer
+    mallory = Ed25519PrivateKey.generate()  # accepted by no writer
+    alice_id, mallory_id = bound_trainer_id(alice, "gpu-1"), bound_trainer_id(mallory, "gpu-9")
+    alice_seals, bob_seals = new_sealing_key()[1], new_sealing_key()[1]
+
+    def beat(trainer_id: str, sealing_key: str, seconds_later: int = 0) -> TrainerHeartbeat:
+        at = now() + timedelta(seconds=seconds_later)
+        return TrainerHeartbeat(trainer_id=trainer_id, sealing_key=sealing_key, slots=4, free_slots=4, occurred_at=at)
+
+    async def send_all() -> list[asyncpg.Record]:
+        """A fresh round of every beat (the writer reads its heartbeats from the latest offset once it has joined):
+        the honest one, then forgeries later than it, which would replace it and draw Alice's tokens to Bob's key."""
+        for heartbeat in (
+            signed_heartbeat(beat(alice_id, alice_seals), alice),
+            signed_heartbeat(beat(mallory_id, bob_seals), mallory),  # a key no writer accepts
+            signed_heartbeat(beat(alice_id, bob_seals, 1), bob),  # Bob's accepted key, in Alice's name
+            beat(alice_id, bob_seals, 2),  # unsigned, in Alice's name
+        ):
+            await producer.send_and_wait(TRAINER_HEARTBEATS, heartbeat.model_dump_json().encode(), key=b"t")
+        return await admin_fetch(stack, "SELECT 1 FROM trainers WHERE trainer_id = $1", alice_id)
+
+    await wait_for(send_all, timeout=60, interval=0.5)  # the honest beat is recorded
+    forgeries = {
+        (mallory_id, public_key_text(mallory.public_key())): "unaccepted key",
+        (alice_id, public_key_text(bob.public_key())): "Bob for Alice",
+        (alice_id, None): "unsigned",
+    }
+    reasons: dict[str, set[str]] = {}
+
+    async def every_forgery_dead_lettered() -> bool:
+        await send_all()
+        reasons.clear()
+        for letter in await read_dead_letters(stack, TRAINER_HEARTBEATS, at_least=3, timeout=5):
+            payload = json.loads(original_payload(letter))
+            forgery = forgeries[(payload["trainer_id"], payload["identity_key"])]  # never the honest beat
+            reasons.setdefault(forgery, set()).add(letter["reason"])
+        return len(reasons) == len(forgeries)
+
+    await wait_for(every_forgery_dead_lettered, timeout=60, interval=0.5)
+    assert reasons == {
+        "unaccepted key": {"unaccepted_trainer_key"},
+        "Bob for Alice": {"trainer_id_not_bound"},
+        "unsigned": {"invalid_signature"},
+    }
+    rows = await admin_fetch(
+        stack, "SELECT trainer_id, sealing_key FROM trainers WHERE trainer_id = ANY($1)", [alice_id, mallory_id]
+    )
+    assert [(r["trainer_id"], r["sealing_key"]) for r in rows] == [(alice_id, alice_seals)]  # the honest one alone

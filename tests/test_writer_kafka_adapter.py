@@ -8,6 +8,7 @@ IllegalStateError. The fake below takes the partition away at the same point, ev
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
+from start_keys import TRAINER_IDENTITY_PUBLIC
 from writer_fakes import SECRET, FakeRecord
 
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
@@ -46,7 +47,7 @@ class RebalancingConsumer:
 @pytest.fixture
 async def broker() -> KafkaBroker:
     """aiokafka's clients are built inside a running loop."""
-    settings = WriterSettings(job_token_secret=SECRET, trainer_key=SECRET[::-1])
+    settings = WriterSettings(job_token_secret=SECRET, accepted_trainer_keys=TRAINER_IDENTITY_PUBLIC)
     return KafkaBroker(settings, WriterMetrics())
 
 

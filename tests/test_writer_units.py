@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from start_keys import TRAINER_IDENTITY_PUBLIC
 from writer_fakes import SECRET, FakeBroker, FakeDatabase, FakeEventStore, job_token, record_of
 
 from epochscope_schemas.checkpoints import checkpoint_id
@@ -225,7 +226,10 @@ def test_the_finished_job_grace_setting_is_gone() -> None:
 
 def writer_for(broker: FakeBroker, database: FakeDatabase) -> Writer:
     settings = WriterSettings(
-        job_token_secret=SECRET, trainer_key=SECRET[::-1], writer_retry_initial_s=0.001, writer_retry_max_s=0.002
+        job_token_secret=SECRET,
+        accepted_trainer_keys=TRAINER_IDENTITY_PUBLIC,
+        writer_retry_initial_s=0.001,
+        writer_retry_max_s=0.002,
     )
     return Writer(settings, WriterMetrics(), applier(), broker, database)
 

@@ -30,10 +30,12 @@ from epochscope.ports import free_port
 from epochscope.postgres import PostgresCluster
 from epochscope.processes import ServiceProcess
 from epochscope_db.migrate import MigrateSettings, migrate
+from epochscope_runtime.dispatch_keys import new_key_pair
 from epochscope_runtime.job_token import mint_job_token
 
 JOB_TOKEN_SECRET = "writer-tests-job-token-secret-0123456789"
-TRAINER_KEY = "writer-tests-trainer-key-0123456789abcdef"
+# Two trainers' identity keys (private, public), both accepted by the writers: each may speak only for itself.
+TRAINER_IDENTITIES = (new_key_pair(), new_key_pair())
 WRITER_DB_PASSWORD = "writer-test-password"
 PARTITIONS = 4
 
@@ -116,7 +118,7 @@ class Stack:
         return {
             "EPOCHSCOPE_DATABASE_URL": self.writer_dsn,
             "EPOCHSCOPE_JOB_TOKEN_SECRET": JOB_TOKEN_SECRET,
-            "EPOCHSCOPE_TRAINER_KEY": TRAINER_KEY,
+            "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS": ",".join(public for _, public in TRAINER_IDENTITIES),
             "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "EPOCHSCOPE_WRITER_LINGER_MS": "20",
             "EPOCHSCOPE_WRITER_RETRY_MAX_S": "1",

@@ -36,42 +36,44 @@ def encode_raw_key(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def load_private_key(text: str) -> Ed25519PrivateKey:
-    """The dispatcher's private key from a PEM block (PKCS#8) or the base64 of its 32 raw bytes."""
+def load_private_key(text: str, what: str = "the dispatch private key") -> Ed25519PrivateKey:
+    """An Ed25519 private key (the dispatcher's, or `what`) from a PEM block (PKCS#8) or the base64 of its 32 raw
+    bytes."""
     text = text.strip()
     if text.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(text.encode(), password=None)
         except (ValueError, TypeError):
-            raise ValueError("the dispatch private key is not a readable PEM private key") from None
+            raise ValueError(f"{what} is not a readable PEM private key") from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("the dispatch private key is not an Ed25519 key")
+            raise ValueError(f"{what} is not an Ed25519 key")
         return key
     try:
         return Ed25519PrivateKey.from_private_bytes(decode_raw_key(text))
     except ValueError as exc:
-        raise ValueError(f"the dispatch private key is {exc} (give a PEM block or 32 raw bytes in base64)") from None
+        raise ValueError(f"{what} is {exc} (give a PEM block or 32 raw bytes in base64)") from None
 
 
-def load_public_keys(text: str) -> list[Ed25519PublicKey]:
-    """The dispatcher's public keys (one or more, for rotation): PEM blocks and/or base64 raw keys."""
+def load_public_keys(text: str, what: str = "dispatch public key") -> list[Ed25519PublicKey]:
+    """Ed25519 public keys (the dispatcher's, several during a rotation, or `what`): PEM blocks and/or base64 raw
+    keys."""
     keys: list[Ed25519PublicKey] = []
     for block in _PEM_BLOCK.findall(text):
         try:
             key = serialization.load_pem_public_key(block.encode())
         except ValueError:
-            raise ValueError("a dispatch public key is not a readable PEM public key") from None
+            raise ValueError(f"a {what} is not a readable PEM public key") from None
         if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("a dispatch public key is not an Ed25519 key")
+            raise ValueError(f"a {what} is not an Ed25519 key")
         keys.append(key)
     for item in re.split(r"[\s,]+", _PEM_BLOCK.sub(" ", text)):
         if item:
             try:
                 keys.append(Ed25519PublicKey.from_public_bytes(decode_raw_key(item)))
             except ValueError as exc:
-                raise ValueError(f"a dispatch public key is {exc}") from None
+                raise ValueError(f"a {what} is {exc}") from None
     if not keys:
-        raise ValueError("no dispatch public key given")
+        raise ValueError(f"no {what} given")
     return keys
 
 

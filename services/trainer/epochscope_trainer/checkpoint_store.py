@@ -6,6 +6,12 @@ with a request file; the service checks the checkpoint's name and each file's na
 job id it started the child for (`jobs/<job_id>/checkpoints/<name>/<file>`), does the work with its own credentials,
 and answers. The child never names an object key or a path: it can reach nothing but its job's checkpoints, and it
 cannot have the service upload a file from outside its checkpoint's folder (no links are followed).
+
+The service also holds the job to its checkpoint byte allowance (the signed start's `checkpoint_bytes_max`), which the
+child's checkpointer counts too: it keeps its own tally of the bytes it has put and deleted for the job, and refuses
+a put that would take them past the allowance before uploading anything (a `checkpoint_quota` warning event naming the
+limit; the job goes on). Each file is read to the size counted, no further, and a put that fails halfway has the
+files it put removed: nothing partial is kept.
 """
 
 import asyncio
@@ -13,10 +19,12 @@ import contextlib
 import json
 import os
 import re
+import stat
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import obstore
 
@@ -29,6 +37,8 @@ FILE_NAME = re.compile(r"^(?!\.\.?$)[^/\\\x00]{1,255}$")  # a plain name: no sep
 ANSWER_TIMEOUT_S = 3600.0  # a request the service has not answered by then fails (the checkpoint is a warning)
 POLL_S = 0.05
 REQUEST_MAX_BYTES = 256 << 10  # a request names a checkpoint and its files' names, no more
+UPLOAD_CHUNK_BYTES = 8 << 20
+QUOTA_WARNING = "checkpoint_quota"  # the warning's code, the child's checkpointer's too
 
 
 def checkpoint_prefix(job_id: Any, name: str) -> str:
@@ -55,29 +65,114 @@ def validated(name: Any, files: Any) -> tuple[str, list[str]]:
     return name, files
 
 
-class DirectCheckpointStore:
-    """The service's: uploads and deletes with the store's credentials, every key built from the job id."""
+def within_allowance(allowance: int | None, kept_bytes: int, new_bytes: int) -> bool:
+    """Whether a new checkpoint of `new_bytes` fits beside the `kept_bytes` that stay (None: no limit)."""
+    return allowance is None or kept_bytes + new_bytes <= allowance
 
-    def __init__(self, store: ObjectStore, job_id: uuid.UUID, checkpoints_dir: Path) -> None:
+
+class OverAllowance(ValueError):
+    """A checkpoint the service refuses to upload: it would take the job's checkpoints past their byte allowance."""
+
+
+class CheckpointBytes:
+    """The bytes of one job's checkpoint files in the store, as the service put and deleted them, against the job's
+    byte allowance (None: no limit)."""
+
+    def __init__(self, allowance: int | None) -> None:
+        self.allowance = allowance
+        self._stored: dict[tuple[str, str], int] = {}  # (checkpoint, file) -> bytes
+
+    def refusal(self, name: str, sizes: dict[str, int]) -> str | None:
+        """Why putting checkpoint `name`'s files (`sizes`, by file) would take the job past its allowance, or None.
+        A file put again replaces its earlier bytes."""
+        kept = sum(size for (checkpoint, file), size in self._stored.items() if checkpoint != name or file not in sizes)
+        new = sum(sizes.values())
+        if within_allowance(self.allowance, kept, new):
+            return None
+        return (
+            f"checkpoint {name} not uploaded by the trainer service: its {new} bytes would take this job's checkpoints"
+            f" to {kept + new} bytes, over the job's allowance of {self.allowance} bytes (what was left of the owner's"
+            " checkpoint quota when the job was submitted)"
+        )
+
+    def put(self, name: str, file: str, size: int) -> None:
+        self._stored[(name, file)] = size
+
+    def delete(self, name: str, files: list[str]) -> None:
+        for file in files:
+            self._stored.pop((name, file), None)
+
+
+class DirectCheckpointStore:
+    """The service's: uploads and deletes with the store's credentials, every key built from the job id, within the
+    job's byte allowance (`byte_allowance`, None: no limit)."""
+
+    def __init__(
+        self, store: ObjectStore, job_id: uuid.UUID, checkpoints_dir: Path, byte_allowance: int | None = None
+    ) -> None:
         self.store = store
         self.job_id = job_id
         self.checkpoints_dir = checkpoints_dir
+        self.stored = CheckpointBytes(byte_allowance)
 
     def put(self, name: str, files: list[str]) -> None:
+        """Upload the checkpoint's files, or none of them: OverAllowance past the job's allowance, ValueError or
+        OSError for a name or file it may not upload, or the store's error (what it had put is removed first)."""
         name, files = validated(name, files)
         folder = self.checkpoints_dir / name
         if folder.is_symlink() or folder.resolve() != self.checkpoints_dir.resolve() / name:
             raise ValueError(f"checkpoint {name}: its folder is a link")
+        handles: dict[str, BinaryIO] = {}
+        try:
+            for file in dict.fromkeys(files):
+                # A link to elsewhere is refused; a FIFO opens without waiting for a writer, and is refused below.
+                descriptor = os.open(folder / file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                handles[file] = os.fdopen(descriptor, "rb")
+            sizes = {file: _regular_file_size(file, handle) for file, handle in handles.items()}
+            if refusal := self.stored.refusal(name, sizes):
+                raise OverAllowance(refusal)
+            self._upload(name, handles, sizes)
+        finally:
+            for handle in handles.values():
+                handle.close()
+
+    def _upload(self, name: str, handles: dict[str, BinaryIO], sizes: dict[str, int]) -> None:
         prefix = checkpoint_prefix(self.job_id, name)
-        for file in files:
-            descriptor = os.open(folder / file, os.O_RDONLY | os.O_NOFOLLOW)  # a link to elsewhere is refused
-            with os.fdopen(descriptor, "rb") as handle:
-                obstore.put(self.store, f"{prefix}/{file}", handle)
+        done: list[str] = []
+        try:
+            for file, handle in handles.items():
+                obstore.put(self.store, f"{prefix}/{file}", _chunks(handle, sizes[file]))
+                done.append(file)
+                self.stored.put(name, file, sizes[file])
+        except Exception:
+            with contextlib.suppress(Exception):  # the store's error is the one to report
+                if done:  # a put is whole or absent: the files put before the one it failed on
+                    self.delete(name, done)
+            raise
 
     def delete(self, name: str, files: list[str]) -> None:
         name, files = validated(name, files)
         prefix = checkpoint_prefix(self.job_id, name)
         obstore.delete(self.store, [f"{prefix}/{file}" for file in files])
+        self.stored.delete(name, files)
+
+
+def _regular_file_size(file: str, handle: BinaryIO) -> int:
+    status = os.fstat(handle.fileno())
+    if not stat.S_ISREG(status.st_mode):
+        raise ValueError(f"checkpoint file {file!r} is not a regular file")
+    return status.st_size
+
+
+def _chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:
+    """The file's first `size` bytes (its size when counted against the allowance), however it grows meanwhile."""
+    left = size
+    while left > 0:
+        chunk = handle.read(min(UPLOAD_CHUNK_BYTES, left))
+        if not chunk:
+            raise ValueError("a checkpoint file shrank while it was uploaded")
+        left -= len(chunk)
+        yield chunk
 
 
 class RequestedCheckpointStore:
@@ -111,9 +206,12 @@ class RequestedCheckpointStore:
         raise TimeoutError(f"the trainer service did not answer within {self.timeout_s:g}s")
 
 
-async def serve_requests(store: DirectCheckpointStore, job_dir: Path, exited: asyncio.Event) -> None:
+Warn = Callable[[str, str], Awaitable[None]]  # publishes a warning event of the job: (code, message)
+
+
+async def serve_requests(store: DirectCheckpointStore, job_dir: Path, exited: asyncio.Event, warn: Warn) -> None:
     """In the service: answer the child's requests (one at a time: the child waits for each answer) until it has
-    exited."""
+    exited; a put refused for the job's allowance is also a warning event of the job's (`warn`)."""
     folder = job_dir / REQUESTS_DIR
     answered: set[str] = set()
     while True:
@@ -121,7 +219,7 @@ async def serve_requests(store: DirectCheckpointStore, job_dir: Path, exited: as
         for request in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             if request.name not in answered and not _answered(request):  # never twice, not an earlier run's
                 answered.add(request.name)
-                await _answer(store, request)
+                await _answer(store, request, warn)
         if done:
             return
         await asyncio.sleep(POLL_S * 2)
@@ -131,13 +229,17 @@ def _answered(request: Path) -> bool:
     return request.with_suffix(".done").exists() or request.with_suffix(".failed").exists()
 
 
-async def _answer(store: DirectCheckpointStore, request: Path) -> None:
+async def _answer(store: DirectCheckpointStore, request: Path, warn: Warn) -> None:
     try:
         if request.stat().st_size > REQUEST_MAX_BYTES:
             raise ValueError(f"a request is at most {REQUEST_MAX_BYTES} bytes")
         asked = json.loads(request.read_text())
         operation = {"put": store.put, "delete": store.delete}[asked["op"]]
-        await asyncio.to_thread(operation, asked["checkpoint"], asked["files"])
+        try:
+            await asyncio.to_thread(operation, asked["checkpoint"], asked["files"])
+        except OverAllowance as exc:
+            await warn(QUOTA_WARNING, str(exc))  # the service's own word: the job's process may not be honest
+            raise
     except Exception as exc:  # noqa: BLE001  a bad request or a store failure: the child reports it as a warning
         with contextlib.suppress(OSError):
             request.with_suffix(".failed").write_text(f"{type(exc).__name__}: {exc}"[:1000])

@@ -5,25 +5,27 @@ import socket
 import uuid
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from epochscope_runtime.dataset_limits import DatasetLimits
 from epochscope_runtime.dispatch_keys import key_text, load_public_keys
+from epochscope_runtime.dispatch_keys import load_private_key as load_identity_key
+from epochscope_runtime.heartbeat_signing import bound_trainer_id
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.object_store import StoreSettings
-from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
+from epochscope_runtime.secret_policy import Environment
 from epochscope_runtime.token_sealing import load_private_key
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES
 
-KEY_ENV = "EPOCHSCOPE_TRAINER_KEY"
+IDENTITY_KEY_ENV = "EPOCHSCOPE_TRAINER_IDENTITY_KEY"
 SEALING_KEY_ENV = "EPOCHSCOPE_TRAINER_SEALING_KEY"
 DISPATCH_PUBLIC_KEYS_ENV = "EPOCHSCOPE_DISPATCH_PUBLIC_KEYS"
 # The service's own secrets, never passed to a job's process (the dispatcher's private key is the API's alone: withheld
-# too, should a deployment give every service one environment).
-SERVICE_KEYS = (KEY_ENV, SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
+# too, should a deployment give every service one environment), nor where to read the identity key from.
+SERVICE_KEYS = (IDENTITY_KEY_ENV, f"{IDENTITY_KEY_ENV}_FILE", SEALING_KEY_ENV, "EPOCHSCOPE_DISPATCH_PRIVATE_KEY")
 
 
 def _store_configured() -> bool:
@@ -67,19 +69,29 @@ class TrainerSettings(BaseSettings):
         default=False, description="Keep each job's folder (config, inputs, log) after the job ends, for debugging."
     )
     processes_per_job: int = Field(default=1, ge=1, description="Ranks per job (torchrun); 1 runs a plain process.")
-    trainer_id: str = Field(
+    instance: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-        max_length=200,
-        description="This trainer's id in its heartbeats; the dispatcher addresses starts to it. Unique per process.",
+        min_length=1,
+        max_length=160,
+        description="This process's name, unique per process: its trainer id (in its heartbeats, and the address of"
+        " its starts) is its identity key's fingerprint, a dot, and this (`trainer_id`).",
     )
     heartbeat_s: float = Field(
         default=2.0, ge=0, description="How often the trainer announces its capacity; 0 never (it then gets no job)."
     )
     device: str = Field(default="cpu", max_length=200, description="The device kind announced in heartbeats.")
-    key: SecretStr | None = Field(
+    identity_key: SecretStr | None = Field(
         default=None,
-        description="EPOCHSCOPE_TRAINER_KEY: signs heartbeats (shared with the writers); unset, they go unsigned and"
-        " the writer records none, so the trainer gets no job. Required in production.",
+        description="EPOCHSCOPE_TRAINER_IDENTITY_KEY: this trainer's own Ed25519 identity private key (base64 of its 32"
+        " raw bytes, or a PEM block), never logged nor given to a job's process. It signs the heartbeats, and its"
+        " public key's fingerprint begins the trainer id; the writers record a heartbeat only when they accept the"
+        " public key (EPOCHSCOPE_ACCEPTED_TRAINER_KEYS). Unset, heartbeats go unsigned and the writer records none,"
+        " so the trainer gets no job. Required in production.",
+    )
+    identity_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the identity private key instead (a mounted secret; a job's process runs as the"
+        " same user and could read it, where the variable is withheld from it).",
     )
     dispatch_public_keys: str | None = Field(
         default=None,
@@ -103,7 +115,7 @@ class TrainerSettings(BaseSettings):
     environment: Environment = Field(
         default=Environment.PRODUCTION,
         validation_alias="EPOCHSCOPE_ENVIRONMENT",  # the one setting every service shares
-        description="production refuses a weak or (at start-up) missing trainer key or dispatch public key.",
+        description="production refuses (at start-up) a missing identity key or dispatch public key.",
     )
     log_level: str = "INFO"
     datasets: DatasetLimits = Field(
@@ -116,11 +128,22 @@ class TrainerSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _no_weak_key(self) -> "TrainerSettings":
-        refuse_weak_secrets(self.environment, {KEY_ENV: self.key.get_secret_value() if self.key else None})
+    def _readable_keys(self) -> "TrainerSettings":
         self.start_verifying_keys()  # an unreadable key stops the start
         self.sealing_key_pair()
+        self.identity()
         return self
+
+    def identity(self) -> Ed25519PrivateKey | None:
+        """This trainer's identity private key from the setting or its file (ValueError when unreadable), or None."""
+        value = self.identity_key.get_secret_value() if self.identity_key else None
+        text = key_text(value, self.identity_key_file, IDENTITY_KEY_ENV)
+        return load_identity_key(text, IDENTITY_KEY_ENV) if text is not None else None
+
+    def trainer_id(self) -> str:
+        """This trainer's id: bound to its identity key (`heartbeat_signing`), or the bare instance without one."""
+        identity = self.identity()
+        return bound_trainer_id(identity, self.instance) if identity else self.instance
 
     def start_verifying_keys(self) -> list[Ed25519PublicKey] | None:
         """The dispatcher's public keys from the setting or its file (ValueError when unreadable), or None."""
@@ -141,8 +164,8 @@ class TrainerSettings(BaseSettings):
         not in the settings: the job's child process reads the settings too, and is given neither key."""
         if self.environment != Environment.PRODUCTION or self.heartbeat_s <= 0:
             return None
-        if self.key is None:
-            return f"{KEY_ENV} is required in production: the writer records only signed heartbeats"
+        if self.identity_key is None and self.identity_key_file is None:
+            return f"{IDENTITY_KEY_ENV} (or _FILE) is required in production: the writers record only signed beats"
         if self.dispatch_public_keys is None and self.dispatch_public_keys_file is None:
             return f"{DISPATCH_PUBLIC_KEYS_ENV} is required in production: the trainer runs only signed starts"
         return None

@@ -40,7 +40,7 @@ def bootstrap(settings: WriterSettings, metrics: WriterMetrics) -> WriterService
     heartbeats = HeartbeatRecorder(
         KafkaHeartbeats(settings),
         PostgresTrainers(settings.database_url, settings.writer_db_connect_timeout_s),
-        settings.trainer_key.get_secret_value() if settings.trainer_key else None,
+        settings.trainer_keys(),
         timedelta(seconds=settings.trainer_heartbeat_max_age_s),
         HEARTBEATS_RETRY_S,
     )

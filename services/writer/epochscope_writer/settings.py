@@ -1,25 +1,34 @@
 """The writer's one settings object, read from the environment (EPOCHSCOPE_*)."""
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from epochscope_runtime.dispatch_keys import key_text, load_public_keys
+from epochscope_runtime.heartbeat_signing import AcceptedTrainerKeys
 from epochscope_runtime.kafka import KafkaSettings
 from epochscope_runtime.secret_policy import Environment, refuse_weak_secrets
 from epochscope_schemas.topics import WRITERS_GROUP
 
 
 class WriterSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_")
+    model_config = SettingsConfigDict(env_prefix="EPOCHSCOPE_", hide_input_in_errors=True)  # errors name no secret
 
     environment: Environment = Field(
         default=Environment.PRODUCTION, description="production refuses weak secrets; development allows them."
     )
     database_url: str = "postgresql://epochscope_writer@127.0.0.1:5432/epochscope"
     job_token_secret: SecretStr  # required: HS256 key the API signs job tokens with
-    trainer_key: SecretStr | None = Field(
+    accepted_trainer_keys: str | None = Field(
         default=None,
-        description="EPOCHSCOPE_TRAINER_KEY: the trainers sign their heartbeats with it; unset (development only),"
-        " every heartbeat is dead-lettered and no trainer gets a job.",
+        description="EPOCHSCOPE_ACCEPTED_TRAINER_KEYS: the trainers' Ed25519 identity public keys this writer accepts"
+        " heartbeats from (base64 raw keys or PEM blocks, separated by commas, spaces or lines; `#` starts a comment),"
+        " one per trainer (or per group of replicas sharing a key). Unset (development only), every heartbeat is"
+        " dead-lettered and no trainer gets a job. Required in production.",
+    )
+    accepted_trainer_keys_file: Path | None = Field(
+        default=None, description="A file holding them instead, like an authorized_keys file: one key a line."
     )
     trainer_heartbeat_max_age_s: float = Field(
         default=30.0, gt=0, description="A heartbeat further than this from the writer's clock is refused (stale)."
@@ -55,14 +64,19 @@ class WriterSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_weak_secrets(self) -> "WriterSettings":
-        if self.environment == Environment.PRODUCTION and self.trainer_key is None:
-            raise ValueError("EPOCHSCOPE_TRAINER_KEY is required in production: it verifies the trainers' heartbeats")
-        trainer_key = self.trainer_key.get_secret_value() if self.trainer_key else None
-        refuse_weak_secrets(
-            self.environment,
-            {
-                "EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value(),
-                "EPOCHSCOPE_TRAINER_KEY": trainer_key,
-            },
-        )
+        refuse_weak_secrets(self.environment, {"EPOCHSCOPE_JOB_TOKEN_SECRET": self.job_token_secret.get_secret_value()})
+        accepted = self.trainer_keys()  # an unreadable key stops the start
+        if self.environment == Environment.PRODUCTION and not len(accepted):
+            raise ValueError(
+                "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS (or _FILE) is required in production: the trainers' identity keys"
+            )
         return self
+
+    def trainer_keys(self) -> AcceptedTrainerKeys:
+        """The trainers' identity public keys from the setting or its file (ValueError when unreadable); none when
+        unset."""
+        text = key_text(self.accepted_trainer_keys, self.accepted_trainer_keys_file, "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS")
+        if text is None:
+            return AcceptedTrainerKeys([])
+        lines = (line.split("#", 1)[0] for line in text.splitlines())
+        return AcceptedTrainerKeys(load_public_keys("\n".join(lines), "trainer identity public key"))

@@ -33,7 +33,7 @@ from epochscope_schemas.events import (
     WarningEvent,
 )
 from epochscope_schemas.topics import TRAINING_STATUS
-from epochscope_trainer.checkpoint_store import CheckpointStore, checkpoint_prefix
+from epochscope_trainer.checkpoint_store import QUOTA_WARNING, CheckpointStore, checkpoint_prefix, within_allowance
 from epochscope_trainer.child_protocol import JobIdentity
 from epochscope_trainer.job.callbacks import Publish
 
@@ -240,7 +240,7 @@ class Checkpointer:
             " the job was submitted"
         )
         log.warning(message)
-        self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code="checkpoint_quota", message=message))
+        self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=QUOTA_WARNING, message=message))
         return False
 
     def _remove_objects(self, name: str, files: list[str], strict: bool = False) -> None:
@@ -264,11 +264,6 @@ class Checkpointer:
         log.warning(message)
         code = "checkpoint_failed" if action == "save" else "checkpoint_delete_failed"
         self.publish(TRAINING_STATUS, WarningEvent(**self.job.envelope(), code=code, message=message[:2000]))
-
-
-def within_allowance(allowance: int | None, kept_bytes: int, new_bytes: int) -> bool:
-    """Whether a new checkpoint of `new_bytes` fits beside the `kept_bytes` that stay (None: no limit)."""
-    return allowance is None or kept_bytes + new_bytes <= allowance
 
 
 def _rank(kept: _Kept) -> tuple[float, int]:

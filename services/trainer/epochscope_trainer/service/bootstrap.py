@@ -76,16 +76,16 @@ def bootstrap(
         keep_job_dirs=settings.keep_job_dirs,
     )
     sealing_key = settings.sealing_key_pair() or X25519PrivateKey.generate()  # in memory only, by default
+    trainer_id = settings.trainer_id()
     heartbeat = None
     if settings.heartbeat_s > 0:  # 0: never heartbeats, so the dispatcher never sends it a job
-        key = settings.key.get_secret_value() if settings.key else None
         heartbeat = partial(
             heartbeat_forever,
             adapters.producer,
-            settings.trainer_id,
+            trainer_id,
             settings.device,
             settings.heartbeat_s,
-            key,
+            settings.identity(),
             public_key_text(sealing_key),
         )
     return JobConsumerLoop(
@@ -96,7 +96,7 @@ def bootstrap(
         status,
         stopping,
         keep_alive_s=settings.cancel_check_s,
-        trainer_id=settings.trainer_id,
+        trainer_id=trainer_id,
         sealing_key=sealing_key,
         heartbeat=heartbeat,
         dispatch_keys=settings.start_verifying_keys(),

@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from epochscope_runtime.object_store import ObjectStore
@@ -94,8 +95,10 @@ class JobSupervisor:
         exited = asyncio.Event()
         delivery = asyncio.create_task(self.deliver_spool(job_dir, exited))
         shutil.rmtree(job_dir / REQUESTS_DIR, ignore_errors=True)  # an earlier attempt's, in a folder kept for it
-        checkpoints = DirectCheckpointStore(self.store, event.job_id, job_dir / CHECKPOINTS_DIR)
-        uploads = asyncio.create_task(serve_requests(checkpoints, job_dir, exited))
+        checkpoints = DirectCheckpointStore(
+            self.store, event.job_id, job_dir / CHECKPOINTS_DIR, event.inputs.checkpoint_bytes_max
+        )
+        uploads = asyncio.create_task(serve_requests(checkpoints, job_dir, exited, partial(self.status.warn, event)))
         try:
             code, killed_for = await self._start_and_wait(event, job_dir)
         finally:

@@ -1,9 +1,11 @@
-"""Status events the service itself publishes for a job: when its child never started or crashed.
+"""Status events the service itself publishes for a job: when its child never started or crashed, and warnings of
+what the service refused the child (a checkpoint past the job's byte allowance).
 
-The child publishes everything else about the job; these are the cases where no child is left to.
+The child publishes everything else about the job; these are the cases where no child is left to, or where the
+service does not take the child's word.
 """
 
-from epochscope_schemas.events import JobStartEvent, JobStatus, JobStatusEvent
+from epochscope_schemas.events import Envelope, JobStartEvent, JobStatus, JobStatusEvent, WarningEvent
 from epochscope_schemas.topics import TRAINING_STATUS
 from epochscope_trainer.service.kafka_ports import EventProducer
 
@@ -13,9 +15,28 @@ class StatusPublisher:
         self._producer = producer
 
     async def publish(self, event: JobStartEvent, status: JobStatus, message: str) -> None:
-        status_event = JobStatusEvent(
-            job_id=event.job_id, job_token=event.job_token, attempt_id=event.attempt_id, status=status, message=message
+        await self._send(
+            JobStatusEvent(
+                job_id=event.job_id,
+                job_token=event.job_token,
+                attempt_id=event.attempt_id,
+                status=status,
+                message=message,
+            )
         )
+
+    async def warn(self, event: JobStartEvent, code: str, message: str) -> None:
+        await self._send(
+            WarningEvent(
+                job_id=event.job_id,
+                job_token=event.job_token,
+                attempt_id=event.attempt_id,
+                code=code,
+                message=message[:2000],
+            )
+        )
+
+    async def _send(self, job_event: Envelope) -> None:
         await self._producer.send_and_wait(
-            TRAINING_STATUS, status_event.model_dump_json().encode(), key=str(event.job_id).encode()
+            TRAINING_STATUS, job_event.model_dump_json().encode(), key=str(job_event.job_id).encode()
         )

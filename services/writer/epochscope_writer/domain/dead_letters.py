@@ -29,7 +29,9 @@ class DeadLetterReason(StrEnum):
     REJECTED_BY_DATABASE = "rejected_by_database"  # a constraint refused this one event
     STALE_ATTEMPT = "stale_attempt"  # the event's attempt is not the job's current dispatch (fencing)
     FOREIGN_CHECKPOINT = "foreign_checkpoint"  # a checkpoint's key or id not the one built from its job's ids
-    INVALID_SIGNATURE = "invalid_signature"  # a heartbeat unsigned, or not signed with the trainers' key
+    INVALID_SIGNATURE = "invalid_signature"  # a heartbeat unsigned, or whose signature its named key does not verify
+    UNACCEPTED_TRAINER_KEY = "unaccepted_trainer_key"  # a heartbeat signed with a key the writer does not accept
+    TRAINER_ID_NOT_BOUND = "trainer_id_not_bound"  # a heartbeat for a trainer id not bound to its key (impersonation)
     STALE_HEARTBEAT = "stale_heartbeat"  # a signed heartbeat too far from the writer's clock (a replay, a bad clock)
     PREDICTIONS_QUOTA = "predictions_quota"  # storing it would pass its owner's stored-predictions quota
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 
+from epochscope_runtime.heartbeat_signing import AcceptedTrainerKeys
 from epochscope_writer.domain.heartbeats import verified_newest
 from epochscope_writer.service_layer.ports import HeartbeatBroker, TrainerRoster, Unavailable
 
@@ -18,11 +19,16 @@ log = logging.getLogger("epochscope.writer.heartbeats")
 
 class HeartbeatRecorder:
     def __init__(
-        self, broker: HeartbeatBroker, roster: TrainerRoster, key: str | None, max_age: timedelta, retry_s: float
+        self,
+        broker: HeartbeatBroker,
+        roster: TrainerRoster,
+        accepted: AcceptedTrainerKeys,
+        max_age: timedelta,
+        retry_s: float,
     ) -> None:
         self._broker = broker
         self._roster = roster
-        self._key = key
+        self._accepted = accepted
         self._max_age = max_age
         self._retry_s = retry_s
 
@@ -44,7 +50,7 @@ class HeartbeatRecorder:
 
     async def _record_once(self) -> None:
         records = await self._broker.fetch()
-        beats, refused = verified_newest(records, self._key, self._max_age, datetime.now(UTC))
+        beats, refused = verified_newest(records, self._accepted, self._max_age, datetime.now(UTC))
         for letter in refused:
             log.warning("heartbeat dead-lettered: %s: %s", letter.reason, letter.detail)
         await self._broker.publish_dead_letters(refused)
