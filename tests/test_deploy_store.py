@@ -135,7 +135,7 @@ def test_k8s_gives_the_trainer_read_only_store_keys_and_the_api_its_own() -> Non
     assert trainer_secrets == {
         "epochscope-kafka-trainer",
         "epochscope-store-trainer",
-        "epochscope-trainer-key",
+        "epochscope-trainer-identity",  # its own Ed25519 identity: signs its heartbeats, no key shared with others
         "epochscope-dispatch-public-keys",  # the dispatcher's public keys: a trainer verifies starts, cannot sign one
     }
     assert trainer_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"] != api_env["EPOCHSCOPE_STORE_ACCESS_KEY_ID"]
