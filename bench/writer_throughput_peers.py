@@ -13,13 +13,16 @@ from epochscope_writer.adapters.postgres_tables import PREDICTIONS_TABLE
 
 async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEvent]) -> float:
     """rows/s of COPY of the writer's own rows (built before timing) into the table, as the admin."""
-    owners = {job.job_id: job.owner for job in jobs}
-    rows = [PREDICTIONS_TABLE.row(event, owners[event.job_id]) for event in events]
+    rows = [
+        row
+        for job in jobs
+        for row in PREDICTIONS_TABLE.rows([event for event in events if event.job_id == job.job_id], job.owner)
+    ]
     conn = await asyncpg.connect(stack.postgres.admin_url, command_timeout=3600)
     try:
         started = time.perf_counter()
         await conn.copy_records_to_table(
-            "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.columns]
+            "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.copy_columns]
         )
         return len(rows) / (time.perf_counter() - started)
     finally:
@@ -30,7 +33,7 @@ async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
     """rows/s of a consumer that inserts and commits one event at a time (the first `count` events), timed from its
     first fetched batch in hand, as the writers are."""
     owners = {job.job_id: job.owner for job in jobs}
-    columns = ", ".join(c.name for c in PREDICTIONS_TABLE.columns)
+    columns = ", ".join(c.name for c in PREDICTIONS_TABLE.copy_columns)
     values = ", ".join(f"${i}" for i in range(1, len(PREDICTIONS_TABLE.columns) + 1))
     insert = f"INSERT INTO training_predictions ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap_servers, enable_auto_commit=False)
@@ -57,7 +60,7 @@ async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
                     if owner != acting_as:  # the RLS user for the session, set only when it changes
                         await conn.execute("SELECT set_config('app.user_id', $1, false)", owner)
                         acting_as = owner
-                    await conn.execute(insert, *PREDICTIONS_TABLE.row(event, owner))
+                    await conn.execute(insert, *PREDICTIONS_TABLE.rows([event], owner)[0])
                     done += 1
             if done < count:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=500)
