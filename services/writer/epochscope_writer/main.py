@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 
-import uvloop
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
@@ -96,7 +95,7 @@ def run() -> None:
         settings.writer_health_port = args.health_port
     configure_logging("writer", settings.log_level)
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    uvloop.run(serve(settings))  # asyncpg's and aiokafka's sockets on libuv: less event-loop CPU per batch
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":
