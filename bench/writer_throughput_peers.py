@@ -17,16 +17,13 @@ async def raw_copy(
 ) -> tuple[float, float, float]:
     """rows/s of COPY of the writer's own rows (built before timing) into the table, as the admin, with the CPU
     seconds this process (asyncpg encoding and sending them) and Postgres (`postgres_cpu`) spent meanwhile."""
-    rows = [
-        row
-        for job in jobs
-        for row in PREDICTIONS_TABLE.rows([event for event in events if event.job_id == job.job_id], job.owner)
-    ]
+    owners = {job.job_id: job.owner for job in jobs}
+    rows = [PREDICTIONS_TABLE.row(event, owners[event.job_id]) for event in events]
     conn = await asyncpg.connect(stack.postgres.admin_url, command_timeout=3600)
     try:
         started, client_cpu, postgres_cpu_s = time.perf_counter(), time.process_time(), postgres_cpu()
         await conn.copy_records_to_table(
-            "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.copy_columns]
+            "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.columns]
         )
         rate = len(rows) / (time.perf_counter() - started)
         return rate, time.process_time() - client_cpu, postgres_cpu() - postgres_cpu_s
@@ -38,7 +35,7 @@ async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
     """rows/s of a consumer that inserts and commits one event at a time (the first `count` events), timed from its
     first fetched batch in hand, as the writers are."""
     owners = {job.job_id: job.owner for job in jobs}
-    columns = ", ".join(c.name for c in PREDICTIONS_TABLE.copy_columns)
+    columns = ", ".join(c.name for c in PREDICTIONS_TABLE.columns)
     values = ", ".join(f"${i}" for i in range(1, len(PREDICTIONS_TABLE.columns) + 1))
     insert = f"INSERT INTO training_predictions ({columns}) VALUES ({values}) ON CONFLICT DO NOTHING"
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap_servers, enable_auto_commit=False)
@@ -65,7 +62,7 @@ async def naive(stack: Stack, jobs: list[BenchJob], count: int) -> float:
                     if owner != acting_as:  # the RLS user for the session, set only when it changes
                         await conn.execute("SELECT set_config('app.user_id', $1, false)", owner)
                         acting_as = owner
-                    await conn.execute(insert, *PREDICTIONS_TABLE.rows([event], owner)[0])
+                    await conn.execute(insert, *PREDICTIONS_TABLE.row(event, owner))
                     done += 1
             if done < count:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=500)

@@ -88,15 +88,9 @@ class PostgresDatabase:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            conn = await asyncpg.connect(
+            self._conn = await asyncpg.connect(
                 self._dsn, timeout=self._connect_timeout, command_timeout=self._command_timeout
             )
-            try:  # each table's staging table, for this connection's inserts (Table.insert_new)
-                await conn.execute(";".join(table.create_staging for table in TABLES.values()))
-            except BaseException:
-                conn.terminate()
-                raise
-            self._conn = conn
             log.info("connected to the database")
         return self._conn
 

@@ -1,12 +1,9 @@
 """The tables the writer inserts into, each with the event class it holds and each column listed once with the event
 field that fills it.
 
-Both the SQL and the rows come from that one list, so two columns of the same type cannot be swapped between the
-SQL and the values. A batch of one table is two round trips: a binary COPY of its rows into the connection's staging
-table (a temporary table of the same columns), then one INSERT ... SELECT from it, idempotent on the row's natural
-key. COPY sends the rows as they are encoded, without the per-element checks asyncpg makes on array parameters, and
-most of a row is read from its event by one C-level attrgetter. A new event type's table is one more Table here, in
-`TABLES`.
+Both the INSERT statement and the rows come from that one list, so two columns of the same type cannot be
+swapped between the SQL and the values. Every insert is idempotent on the row's natural key. A new event type's
+table is one more Table here, in `TABLES`.
 """
 
 import json
@@ -36,13 +33,20 @@ class Column:
 
     name: str
     pg_type: str
-    # (event, owner) -> the column's value; None: the event's attribute of the same name (read with the others at once)
-    value: Callable[[Any, str], object] | None = None
+    value: Callable[[Any, str], object]  # (event, owner) -> the column's value
+    attribute: Callable[[Any], object] | None = None  # the same as `value`, where it is one attribute of the event
+
+    def values(self, events: Sequence[object], owner: str) -> list[object]:
+        """The column's value for each event: an attribute read in one C-level loop where the column is one."""
+        if self.attribute is not None:
+            return list(map(self.attribute, events))
+        return [self.value(event, owner) for event in events]
 
 
 def _field(name: str, pg_type: str) -> Column:
     """A column filled from the event's attribute of the same name."""
-    return Column(name, pg_type)
+    get = attrgetter(name)
+    return Column(name, pg_type, lambda event, owner: get(event), get)
 
 
 def _score(name: str) -> Column:
@@ -67,7 +71,7 @@ def _json_or_null(models: dict[str, Any] | None) -> str | None:
 
 @dataclass(frozen=True)
 class Table:
-    """An idempotent insert into one table: the batch's rows COPYed into a staging table, then moved in one INSERT."""
+    """An idempotent insert into one table: column arrays unnested into rows, in one round trip per batch."""
 
     event: type[Envelope]  # each event of this class is one row
     name: str
@@ -75,50 +79,24 @@ class Table:
     conflict: str  # the natural key: a redelivered row is a no-op
     returning: str  # names the rows that were new
 
-    def __post_init__(self) -> None:
-        if sum(c.value is None for c in self.columns) < 2:  # attrgetter of one name returns a value, not a tuple
-            raise ValueError(f"{self.name}: a table's rows read at least two attributes of the event")
-
-    @cached_property
-    def copy_columns(self) -> tuple[Column, ...]:
-        """The columns in the order `rows` builds them: first those that are one attribute of the event."""
-        return tuple(sorted(self.columns, key=lambda c: c.value is not None))
-
-    @cached_property
-    def _attributes(self) -> Callable[[object], tuple[object, ...]]:
-        return attrgetter(*(c.name for c in self.copy_columns if c.value is None))
-
-    @property
-    def staging(self) -> str:
-        return f"staging_{self.name}"
-
-    @cached_property
-    def create_staging(self) -> str:
-        """Once per connection. Emptied at each commit, and by each insert (a savepoint's rows are moved at once)."""
-        columns = ", ".join(f"{c.name} {c.pg_type}" for c in self.columns)
-        return f"CREATE TEMPORARY TABLE IF NOT EXISTS {self.staging} ({columns}) ON COMMIT DELETE ROWS"
-
     @cached_property
     def insert(self) -> str:
         names = ", ".join(c.name for c in self.columns)
+        arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(self.columns, 1))
         return (
-            f"WITH staged AS (DELETE FROM {self.staging} RETURNING *) "
-            f"INSERT INTO {self.name} ({names}) SELECT {names} FROM staged "
+            f"INSERT INTO {self.name} ({names}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
         )
 
-    def rows(self, events: Sequence[object], owner: str) -> list[tuple[object, ...]]:
-        """One tuple per event, in `copy_columns` order: its attributes in one C-level call, then the rest."""
-        computed = [[c.value(event, owner) for event in events] for c in self.copy_columns if c.value is not None]
-        rests = zip(*computed, strict=True)
-        return [read + rest for read, rest in zip(map(self._attributes, events), rests, strict=True)]
+    def row(self, event: object, owner: str) -> tuple[object, ...]:
+        return tuple(c.value(event, owner) for c in self.columns)
+
+    def arrays(self, events: Sequence[object], owner: str) -> list[list[object]]:
+        """One list per column, in column order: the insert's parameters."""
+        return [column.values(events, owner) for column in self.columns]
 
     async def insert_new(self, conn: asyncpg.Connection, events: Sequence[object], owner: str) -> list[asyncpg.Record]:
-        """Needs the staging table (`create_staging`) on `conn`; returns the rows that were new."""
-        await conn.copy_records_to_table(
-            self.staging, records=self.rows(events, owner), columns=[c.name for c in self.copy_columns]
-        )
-        return await conn.fetch(self.insert)
+        return await conn.fetch(self.insert, *self.arrays(events, owner))
 
 
 PREDICTIONS_TABLE = Table(
