@@ -24,12 +24,14 @@ import os
 import statistics
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 from common import RESULTS, ResultRow, console, print_table, write_results
+from cpu import children_cpu_seconds, cpu_seconds
 from writer_throughput_peers import naive, raw_copy
 from writer_throughput_stack import (
     PARTITIONS,
@@ -54,6 +56,7 @@ from epochscope_writer.settings import WriterSettings
 NAME = "writer_throughput"
 TOPIC_PARTITIONS = 2 * PARTITIONS  # the writers subscribe to training.predictions and training.status
 MEASUREMENTS = ("copy", "naive", "writers_1", "writers_2")
+CPU_UNIT = "CPU-s / 1,000 rows"
 TARGETS = {"one_writer_rows_per_s": 20_000, "vs_naive": 10.0, "vs_copy": 0.5, "two_over_one": 1.6}
 
 
@@ -72,13 +75,13 @@ class WriterRun:
     rows_per_s: float
     rows_per_writer: list[float]
     writer_cpu_s: float  # CPU time of the writer processes while timed
-    postgres_cpu_s: float  # CPU time of their database backends while timed
+    postgres_cpu_s: float  # CPU time of Postgres (every backend and background process) while timed
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def postgres_cpu(stack: Stack) -> Callable[[], float]:
+    """CPU seconds of every process of the stack's Postgres so far (all of the postmaster's children)."""
+    postmaster = int((stack.postgres.data / "postmaster.pid").read_text().split()[0])
+    return lambda: children_cpu_seconds(postmaster)
 
 
 async def writers(stack: Stack, count: int, expected: int, group: str) -> WriterRun:
@@ -105,11 +108,10 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> Writer
             process.start()
             processes.append((process, port))
         await _wait_until_blocked(lock, processes)
-        backends = await lock.fetch("SELECT pid FROM pg_stat_activity WHERE usename = 'epochscope_writer'")
         pids = [process.process.pid for process, _ in processes if process.process is not None]
-        backend_pids = [row["pid"] for row in backends]
+        postgres_cpu_now = postgres_cpu(stack)
         writer_cpu = sum(map(cpu_seconds, pids))
-        postgres_cpu = sum(map(cpu_seconds, backend_pids))
+        postgres_cpu_s = postgres_cpu_now()
         started = time.perf_counter()
         await lock.execute("COMMIT")
         while True:
@@ -119,7 +121,7 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> Writer
                     expected / (time.perf_counter() - started),
                     applied,
                     sum(map(cpu_seconds, pids)) - writer_cpu,
-                    sum(map(cpu_seconds, backend_pids)) - postgres_cpu,
+                    postgres_cpu_now() - postgres_cpu_s,
                 )
             for process, _ in processes:
                 if not process.running():
@@ -162,14 +164,17 @@ async def scenario(
     them; each is the median of its rounds. Every run is checked for exactly its rows, no duplicates."""
     runs: dict[str, list[float]] = {name: [] for name in MEASUREMENTS}
     shares: dict[str, list[list[float]]] = {"writers_1": [], "writers_2": []}
-    cpu: dict[str, list[tuple[float, float]]] = {"writers_1": [], "writers_2": []}  # µs per row: writers, postgres
+    # CPU-s per 1,000 rows: (the writer processes, or raw COPY's client; Postgres)
+    cpu: dict[str, list[tuple[float, float]]] = {"copy": [], "writers_1": [], "writers_2": []}
     expected = len(events)
+    loads: list[float] = []  # the machine's 1-minute load after each measurement
     for round_index in range(repeat):
         for name in MEASUREMENTS:
             console.print(f"[bold]{label}[/], round {round_index + 1}/{repeat}: {name} ...")
             wanted = min(naive_events, expected) if name == "naive" else expected
             if name == "copy":
-                rate = await raw_copy(stack, jobs, events)
+                rate, client_cpu_s, postgres_cpu_s = await raw_copy(stack, jobs, events, postgres_cpu(stack))
+                cpu[name].append((1000 * client_cpu_s / expected, 1000 * postgres_cpu_s / expected))
             elif name == "naive":
                 rate = await naive(stack, jobs, wanted)
             else:
@@ -178,30 +183,37 @@ async def scenario(
                 run = await writers(stack, count, expected, group)
                 rate = run.rows_per_s
                 shares[name].append(run.rows_per_writer)
-                cpu[name].append((1e6 * run.writer_cpu_s / expected, 1e6 * run.postgres_cpu_s / expected))
+                cpu[name].append((1000 * run.writer_cpu_s / expected, 1000 * run.postgres_cpu_s / expected))
             rows, distinct = await count_bench_rows(stack, jobs)
             if (rows, distinct) != (wanted, wanted):
                 raise RuntimeError(f"{label} {name}: {rows} rows, {distinct} distinct, expected {wanted}")
-            console.print(f"  {rate:,.0f} rows/s")
+            loads.append(os.getloadavg()[0])
+            console.print(f"  {rate:,.0f} rows/s (load {loads[-1]:.1f})")
             runs[name].append(rate)
             await clear_bench_rows(stack, jobs)
     return {
         **{name: statistics.median(rates) for name, rates in runs.items()},
         "runs": {name: [round(rate, 1) for rate in rates] for name, rates in runs.items()},
+        "load_average_1m": round(statistics.median(loads), 2),
         "rows_per_writer": shares,
-        "cpu_us_per_row": {
+        "cpu_s_per_1000_rows": {
             name: {
-                "writer_processes": round(statistics.median(w for w, _ in pairs), 1),
-                "their_postgres_backends": round(statistics.median(p for _, p in pairs), 1),
+                ("copy_client" if name == "copy" else "writer_processes"): _median(w for w, _ in pairs),
+                "postgres": _median(p for _, p in pairs),
             }
             for name, pairs in cpu.items()
         },
     }
 
 
+def _median(values: Iterable[float]) -> float:
+    return round(statistics.median(values), 4)
+
+
 def result_rows(results: dict[str, Any], label: str) -> list[ResultRow]:
     one, two = round(results["writers_1"]), round(results["writers_2"])
-    return [
+    cpu = results["cpu_s_per_1000_rows"]
+    rows = [
         ResultRow(f"1 writer vs target, {label}", "rows/s", one, TARGETS["one_writer_rows_per_s"], "target"),
         ResultRow(
             f"1 writer vs naive, {label}", "rows/s", one, round(results["naive"], 1), "naive insert+commit per event"
@@ -209,7 +221,24 @@ def result_rows(results: dict[str, Any], label: str) -> list[ResultRow]:
         ResultRow(f"1 writer vs raw COPY, {label}", "rows/s", one, round(results["copy"]), "raw COPY (ceiling)"),
         ResultRow(f"2 writers vs 1 writer, {label}", "rows/s", two, one, "1 writer"),
         ResultRow(f"2 writers vs raw COPY, {label}", "rows/s", two, round(results["copy"]), "raw COPY (ceiling)"),
+        ResultRow(
+            f"1 writer process CPU vs raw COPY's client, {label}",
+            CPU_UNIT,
+            cpu["writers_1"]["writer_processes"],
+            cpu["copy"]["copy_client"],
+            "raw COPY's client (asyncpg)",
+            better="lower",
+        ),
+        ResultRow(
+            f"Postgres CPU, 1 writer vs raw COPY, {label}",
+            CPU_UNIT,
+            cpu["writers_1"]["postgres"],
+            cpu["copy"]["postgres"],
+            "Postgres under raw COPY",
+            better="lower",
+        ),
     ]
+    return [replace(row, load_average_1m=results["load_average_1m"]) for row in rows]
 
 
 async def bench(

@@ -1,6 +1,7 @@
 """What the writer's throughput is compared with: a naive consumer and a raw COPY of the same rows."""
 
 import time
+from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -11,17 +12,21 @@ from epochscope_schemas.topics import TRAINING_PREDICTIONS
 from epochscope_writer.adapters.postgres_tables import PREDICTIONS_TABLE
 
 
-async def raw_copy(stack: Stack, jobs: list[BenchJob], events: list[PredictionEvent]) -> float:
-    """rows/s of COPY of the writer's own rows (built before timing) into the table, as the admin."""
+async def raw_copy(
+    stack: Stack, jobs: list[BenchJob], events: list[PredictionEvent], postgres_cpu: Callable[[], float]
+) -> tuple[float, float, float]:
+    """rows/s of COPY of the writer's own rows (built before timing) into the table, as the admin, with the CPU
+    seconds this process (asyncpg encoding and sending them) and Postgres (`postgres_cpu`) spent meanwhile."""
     owners = {job.job_id: job.owner for job in jobs}
     rows = [PREDICTIONS_TABLE.row(event, owners[event.job_id]) for event in events]
     conn = await asyncpg.connect(stack.postgres.admin_url, command_timeout=3600)
     try:
-        started = time.perf_counter()
+        started, client_cpu, postgres_cpu_s = time.perf_counter(), time.process_time(), postgres_cpu()
         await conn.copy_records_to_table(
             "training_predictions", records=rows, columns=[c.name for c in PREDICTIONS_TABLE.columns]
         )
-        return len(rows) / (time.perf_counter() - started)
+        rate = len(rows) / (time.perf_counter() - started)
+        return rate, time.process_time() - client_cpu, postgres_cpu() - postgres_cpu_s
     finally:
         await conn.close()
 
