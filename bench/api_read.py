@@ -287,7 +287,9 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
     loads = [row["load_average_1m"] for row in rows]
     most = max(CONCURRENCY)
     rows.append(
-        row(f"p99 deep page / first page, {most} clients", "x", deep / first, deep_peer / first_peer)
+        row(
+            f"p99 deep page / first page, {most} clients", "x", deep / first, deep_peer / first_peer, os.getloadavg()[0]
+        )
         | {"better": "lower"}
     )
     params = {
