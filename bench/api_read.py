@@ -17,6 +17,7 @@ Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -157,8 +158,10 @@ async def seed(admin_url: str, size: Size) -> tuple[uuid.UUID, tuple[int, str]]:
     return job_id, (before["step"], before["sample_id"])
 
 
-def row(metric: str, unit: str, ours: float, peer: float) -> dict[str, Any]:
-    return {"metric": metric, "unit": unit, "ours": round(ours, 3), "peer": round(peer, 3), "peer_name": PEER_NAME}
+def row(metric: str, unit: str, ours: float, peer: float, load: float | None = None) -> dict[str, Any]:
+    """A result row; `load`: the machine's 1-minute load when its two measurements ended."""
+    fields = {"metric": metric, "unit": unit, "ours": round(ours, 3), "peer": round(peer, 3), "peer_name": PEER_NAME}
+    return fields | ({"load_average_1m": round(load, 2)} if load is not None else {})
 
 
 async def measure(request: Callable[[int], Awaitable[None]], clients: int, size: Size) -> Measurement:
@@ -269,20 +272,24 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 api = await measure_api(host, port, api_pid, request_bytes, clients, size)
                 sql = await measure_sql(pool, job_id, page.after, clients, size)
                 case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
+                load = os.getloadavg()[0]
                 rows += [
-                    row(f"p50 {case}", "ms", api.p50, sql.p50),
-                    row(f"p99 {case}", "ms", api.p99, sql.p99),
-                    row(f"requests/s {case}", "req/s", api.per_second, sql.per_second),
-                    row(f"CPU per request {case}", "ms", api.cpu_ms, sql.cpu_ms) | {"better": "lower"},
+                    row(f"p50 {case}", "ms", api.p50, sql.p50, load),
+                    row(f"p99 {case}", "ms", api.p99, sql.p99, load),
+                    row(f"requests/s {case}", "req/s", api.per_second, sql.per_second, load),
+                    row(f"CPU per request {case}", "ms", api.cpu_ms, sql.cpu_ms, load) | {"better": "lower"},
                 ]
                 if clients == max(CONCURRENCY):
                     p99_at_most.append((api.p99, sql.p99))
     finally:
         await pool.close()
     (first, first_peer), (deep, deep_peer) = p99_at_most
+    loads = [row["load_average_1m"] for row in rows]
     most = max(CONCURRENCY)
     rows.append(
-        row(f"p99 deep page / first page, {most} clients", "x", deep / first, deep_peer / first_peer)
+        row(
+            f"p99 deep page / first page, {most} clients", "x", deep / first, deep_peer / first_peer, os.getloadavg()[0]
+        )
         | {"better": "lower"}
     )
     params = {
@@ -300,6 +307,7 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
         f" (target <= {TARGET_P99_MS_AT_50:g} ms: {'met' if max(first, deep) <= TARGET_P99_MS_AT_50 else 'missed'})",
         f"deep / first page p99 at {most} clients: {deep / first:.2f}x"
         f" (target <= {TARGET_DEEP_OVER_FIRST:g}x: {'met' if deep / first <= TARGET_DEEP_OVER_FIRST else 'missed'})",
+        f"1-minute load while measured: {min(loads):.1f} to {max(loads):.1f} (each row's in its load_average_1m)",
     ]
     print_table(f"Predictions page, {PAGE_SIZE} rows of {size.rows:,}: API vs {PEER_NAME}", rows, "; ".join(notes))
     targets = {"p99_ms_at_50_clients": TARGET_P99_MS_AT_50, "deep_over_first_p99": TARGET_DEEP_OVER_FIRST}

@@ -58,6 +58,7 @@ def test_api_read_smoke(tmp_path: Path) -> None:
         for clients in ("1 client", "10 clients", "50 clients"):
             assert {f"p50 {page}, {clients}", f"p99 {page}, {clients}", f"requests/s {page}, {clients}"} <= metrics
     assert all(row["ours"] > 0 and row["peer"] > 0 for row in document["rows"])
+    assert all(row["load_average_1m"] >= 0 for row in document["rows"])  # each figure with the load it was taken at
 
 
 @pytest.mark.stack

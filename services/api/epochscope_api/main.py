@@ -185,5 +185,7 @@ def run() -> None:
         host=settings.api_host,
         port=settings.api_port,
         workers=settings.api_workers,
+        loop="uvloop",  # named, not "auto": a missing one fails the start instead of serving on the slower ones
+        http="httptools",
         log_config=None,
     )

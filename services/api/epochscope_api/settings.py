@@ -39,6 +39,12 @@ class ApiSettings(BaseSettings):
         ge=60,
         description="Longest life of an HS256 token: `exp` at most this far after `iat`, and never further from now.",
     )
+    token_cache_size: int = Field(
+        default=10_000, ge=0, description="Verified bearer tokens remembered, so a repeat skips the check (0: none)."
+    )
+    token_cache_seconds: float = Field(
+        default=60.0, gt=0, description="Longest a verified bearer token is remembered (never past its `exp`)."
+    )
     stream_ticket_seconds: int = Field(
         default=300, ge=5, description="Life of a live-stream ticket; the stream it opened ends when it expires."
     )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from epochscope_api.auth.user_tokens import VerifiedUser, unauthorized
+from epochscope_api.auth.user_tokens import unauthorized
+from epochscope_api.auth.verified_tokens import VerifiedUser
 
 AUDIENCE = "epochscope:stream"
 

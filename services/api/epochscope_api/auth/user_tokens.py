@@ -1,4 +1,5 @@
-"""Users' bearer tokens (JWTs), verified per request; user id = `sub`; local ones come from epochscope/dev_tokens.py.
+"""Users' bearer tokens (JWTs), verified on first use and then remembered for a while (verified_tokens.py); user id =
+`sub`; local ones come from epochscope/dev_tokens.py.
 
 Tokens are HS256 with EPOCHSCOPE_JWT_SECRET (local stacks, `epochscope token`), or signed by an
 identity provider whose public keys are at EPOCHSCOPE_JWKS_URL, never both (settings refuse it: the
@@ -10,12 +11,12 @@ live at most EPOCHSCOPE_JWT_MAX_LIFETIME_SECONDS.
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from fastapi import HTTPException, status
 
+from epochscope_api.auth.verified_tokens import VerifiedTokens, VerifiedUser
 from epochscope_api.settings import ApiSettings
 
 HS256 = "HS256"
@@ -23,12 +24,6 @@ HS256 = "HS256"
 
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-@dataclass(frozen=True)
-class VerifiedUser:
-    user_id: str  # the token's `sub`
-    expires_at: float  # the token's `exp`, seconds since the epoch
 
 
 class UserTokenVerifier:
@@ -51,13 +46,21 @@ class UserTokenVerifier:
         self._options: dict[str, Any] = {"require": ["sub", "exp"]}
         self._provider_options: dict[str, Any] = {"require": ["sub", "exp", "aud", "iss"]}
         self._provider_claims: dict[str, Any] = {"audience": settings.jwt_audience, "issuer": settings.jwt_issuer}
+        self._verified = VerifiedTokens(settings.token_cache_size, settings.token_cache_seconds)
 
     async def user_id(self, token: str) -> str:
         """The token's `sub`; a 401 for anything not signed by a configured key, expired, or for someone else."""
         return (await self.verify(token)).user_id
 
     async def verify(self, token: str) -> VerifiedUser:
-        """The token's user and expiry; a 401 as user_id says."""
+        """The token's user and expiry; a 401 as user_id says. A token verified lately is taken from the cache."""
+        user = self._verified.get(token)
+        if user is None:
+            user = await self._verify_signed(token)
+            self._verified.put(token, user)
+        return user
+
+    async def _verify_signed(self, token: str) -> VerifiedUser:
         try:
             if jwt.get_unverified_header(token).get("alg") == HS256 and self._secret is not None:
                 claims = jwt.decode(token, self._secret, algorithms=[HS256], options=self._options)

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from epochscope_api.auth.user_tokens import VerifiedUser, unauthorized
+from epochscope_api.auth.user_tokens import unauthorized
+from epochscope_api.auth.verified_tokens import VerifiedUser
 from epochscope_api.deps import (
     WRITE_LIMITED,
     BearerDep,
