@@ -1,9 +1,9 @@
 """A prediction round's generated tokens/s against the floor this CPU allows for the model, and the round's time
 against TRL's LogCompletionsCallback on the same prompts, measured side by side in one process.
 
-One SFTTrainer is built (the demo model, fp32, the LoRA of bench/prediction_round.py, not trained: its adapters
-are zero, so both sides answer as the base model does) and its model answers the same prompts, greedy, with the
-same max_new_tokens, by:
+One SFTTrainer is built (the demo model, fp32, the LoRA of bench/prediction_round.py) and trained a few steps (so
+its adapters are no longer zero, and every kernel has run once: the warm-up); its model then answers the same
+prompts, greedy, with the same max_new_tokens, by:
 - ours: the trainer's own round callback (prediction_rounds, inline): render, generate, judge, publish;
 - TRL: LogCompletionsCallback as shipped (report_to=[]), at its default batch size.
 Each is called as the training loop calls it (on_step_end at a round's step) and timed: the time training waits.
@@ -12,6 +12,9 @@ moves with the machine's load, so each repeat's round is set against the rates o
 median over repeats; `answers_identical` says whether ours and TRL's answers were the same text.
 
 The floor: bench/prediction_round_floor.py (its docstring states the formula; docs/performance.md repeats it).
+
+On the shared 2-core machine run it as bench/prediction_round.py was: OMP_WAIT_POLICY=PASSIVE nice -n 5 (spinning
+OpenMP workers make a round 10-25x slower at a load of 14; the same for both sides, but the figures mean little).
 
 Usage: python bench/prediction_round_tokens.py [--smoke] [--results-dir DIR]
 """
@@ -47,9 +50,10 @@ from epochscope_trainer.job.prompts import render_prompt
 NAME = "prediction_round_tokens"
 FLOOR_NAME = "this CPU's floor for the model (roofline of measured matmul and copy rates)"
 TARGETS = {"round time, ours inline / TRL": "<= 0.5", "generated tokens/s, ours / floor": "as high as it goes"}
-FULL = Size("smollm2-135m-instruct", 8, 40, interval=1, rounds=1, tail_steps=0, repeats=3, batch_size=1, max_length=64)
+FULL = Size("smollm2-135m-instruct", 4, 16, interval=1, rounds=1, tail_steps=0, repeats=3, batch_size=2, max_length=64)
 SMOKE = Size("tiny", 4, 8, interval=1, rounds=1, tail_steps=0, repeats=1, batch_size=1, max_length=64)
 RATE_SECONDS = 1.0
+TRAIN_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,9 @@ class Sides:
         self.samples = select_samples(examples, size.prompts, SEED)
         self.args = SFTConfig(
             output_dir=str(scratch / "output"),
-            max_steps=1,
+            max_steps=TRAIN_STEPS,
+            per_device_train_batch_size=size.batch_size,
+            learning_rate=2e-3,
             max_length=size.max_length,
             report_to=[],
             use_cpu=True,
@@ -92,6 +98,7 @@ class Sides:
         self.trainer = SFTTrainer(
             model=model, args=self.args, train_dataset=train, processing_class=self.tokenizer, peft_config=LORA
         )
+        self.trainer.train()
         self.trainer.model.train()  # as training leaves it at a round's step
         self.trainer.eval_dataset = HFDataset.from_dict({"prompt": [sample.messages for sample in self.samples]})
         generation = GenerationConfig(
@@ -199,7 +206,6 @@ def run(size: Size, results_dir: Path) -> Path:
         config = sides.trainer.model.config
         work = ModelWork.of(config)
         batch = min(size.prompts, GenerationSettings.batch_size)
-        sides.round("ours"), sides.round("trl")  # warm-up: first calls, allocations
         for repeat in range(size.repeats):
             rates = measure_rates(config.hidden_size, config.intermediate_size, batch, RATE_SECONDS)
             answers: dict[str, list[str]] = {}
@@ -217,10 +223,12 @@ def run(size: Size, results_dir: Path) -> Path:
         **{name: getattr(size, name) for name in ("model", "prompts", "max_new_tokens", "repeats")},
         "decoding": "greedy",
         "precision": "fp32",
-        "lora": {"r": LORA.r, "alpha": LORA.lora_alpha, "target_modules": "all-linear", "trained": False},
+        "lora": {"r": LORA.r, "alpha": LORA.lora_alpha, "target_modules": "all-linear"},
+        "trained_steps": TRAIN_STEPS,
         "model_params_per_token": work.params,
         "answers_identical": identical,
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "matmul_gflops_by_shape_last_repeat": rates.matmul_gflops_by_shape,
         "ours_batch": GenerationSettings.batch_size,
         "trl_batch": TRL_BATCH,
