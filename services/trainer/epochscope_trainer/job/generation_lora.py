@@ -63,13 +63,21 @@ def folded_adapters(model: Any) -> Iterator[None]:
         for name, layer in layers:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
-            weight = layer.base_layer.weight + sum(layer.get_delta_weight(adapter) for adapter in _active(layer))
-            parent._modules[child] = FoldedLinear(weight, layer.base_layer.bias)
+            parent._modules[child] = FoldedLinear(_folded_weight(layer), layer.base_layer.bias)
             swaps.append((parent, child, layer))
         yield
     finally:
         for parent, child, layer in swaps:
             parent._modules[child] = layer
+
+
+def _folded_weight(layer: Any) -> torch.Tensor:
+    """W + scaling * B @ A for each active adapter, each in one pass (addmm: no B @ A matrix of its own)."""
+    weight = layer.base_layer.weight
+    for adapter in _active(layer):
+        lora_a, lora_b = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+        weight = torch.addmm(weight, lora_b.to(weight.dtype), lora_a.to(weight.dtype), alpha=layer.scaling[adapter])
+    return weight
 
 
 def _active(layer: Any) -> list[str]:
