@@ -5,7 +5,9 @@ One SFTTrainer is built (the demo model, fp32, the LoRA of bench/prediction_roun
 its adapters are no longer zero, and every kernel has run once: the warm-up); its model then answers the same
 prompts, greedy, with the same max_new_tokens, by:
 - ours: the trainer's own round callback (prediction_rounds, inline): render, generate, judge, publish;
-- TRL: LogCompletionsCallback as shipped (report_to=[]), at its default batch size.
+- TRL: LogCompletionsCallback as shipped (report_to=[]), at its default batch size;
+- ours_unfolded: ours with the LoRA adapters run as PEFT runs them (the fold's memory bound set to 0 from here):
+  what folding them buys.
 Each is called as the training loop calls it (on_step_end at a round's step) and timed: the time training waits.
 Repeats alternate the order; before each repeat the machine's matmul and copy rates are measured again (the floor
 moves with the machine's load, so each repeat's round is set against the rates of its own moment). Rows give the
@@ -25,6 +27,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ from epochscope_runtime.sampler import select_samples
 from epochscope_schemas.config import PredictionsConfig, SampleFrequency
 from epochscope_schemas.events import Envelope, PredictionEvent
 from epochscope_trainer.child_protocol import JobIdentity
+from epochscope_trainer.job import generation_lora
 from epochscope_trainer.job.generation import GenerationSettings
 from epochscope_trainer.job.predictions import prediction_rounds
 from epochscope_trainer.job.prompts import render_prompt
@@ -50,15 +55,17 @@ from epochscope_trainer.job.prompts import render_prompt
 NAME = "prediction_round_tokens"
 FLOOR_NAME = "this CPU's floor for the model (roofline of measured matmul and copy rates)"
 TARGETS = {"round time, ours inline / TRL": "<= 0.5", "generated tokens/s, ours / floor": "as high as it goes"}
-FULL = Size("smollm2-135m-instruct", 4, 16, interval=1, rounds=1, tail_steps=0, repeats=3, batch_size=2, max_length=64)
+FULL = Size("smollm2-135m-instruct", 4, 16, interval=1, rounds=1, tail_steps=0, repeats=5, batch_size=2, max_length=64)
 SMOKE = Size("tiny", 4, 8, interval=1, rounds=1, tail_steps=0, repeats=1, batch_size=1, max_length=64)
 RATE_SECONDS = 1.0
+SIDES = ("ours", "trl", "ours_unfolded")
+UNFOLDED_NAME = "ours with the LoRA adapters unfolded (as before issue 27)"
 TRAIN_STEPS = 2
 
 
 @dataclass(frozen=True)
 class Measured:
-    side: str  # "ours" or "trl"
+    side: str  # "ours", "ours_unfolded" or "trl"
     repeat: int
     round_s: float
     tokens: int
@@ -130,12 +137,13 @@ class Sides:
         self.step += 1
         state = TrainerState(global_step=self.step, epoch=0.0)
         kwargs: dict[str, Any] = {"model": self.trainer.model, "processing_class": self.tokenizer}
-        callback = self.ours if side == "ours" else self.trl
+        callback = self.trl if side == "trl" else self.ours
         self.published.clear()
-        started = time.perf_counter()
-        callback.on_step_end(self.args, state, TrainerControl(), **kwargs)
-        round_s = time.perf_counter() - started
-        if side == "ours":
+        with _unfolded() if side == "ours_unfolded" else nullcontext():
+            started = time.perf_counter()
+            callback.on_step_end(self.args, state, TrainerControl(), **kwargs)
+            round_s = time.perf_counter() - started
+        if side != "trl":
             events = sorted(self.published, key=lambda event: event.sample_index)
             return round_s, [event.prediction for event in events], [event.tokens_generated for event in events]
         answers = [row[2] for row in self.trl.table if int(row[0]) == self.step]
@@ -148,12 +156,22 @@ class Sides:
         return [self._answer_tokens(render_prompt(sample, self.tokenizer)) for sample in self.samples]
 
 
+@contextmanager
+def _unfolded() -> Iterator[None]:
+    bound = generation_lora.FOLD_MAX_BYTES
+    generation_lora.FOLD_MAX_BYTES = 0
+    try:
+        yield
+    finally:
+        generation_lora.FOLD_MAX_BYTES = bound
+
+
 def measured(side: str, repeat: int, sides: Sides, work: ModelWork, rates: MachineRates) -> tuple[Measured, list[str]]:
     load = os.getloadavg()[0]
     round_s, answers, tokens = sides.round(side)
     prompts = sides.prompt_tokens()
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])  # the floor in batches of similar length
-    batch = GenerationSettings.batch_size if side == "ours" else TRL_BATCH
+    batch = TRL_BATCH if side == "trl" else GenerationSettings.batch_size
     floor = round_floor(work, rates, [prompts[i] for i in order], [tokens[i] for i in order], batch)
     row = Measured(
         side,
@@ -194,7 +212,16 @@ def result_rows(runs: list[Measured]) -> list[ResultRow]:
         "lower",
         load("ours", "trl"),
     )
-    return [rate("ours", "ours inline"), rate("trl", TRL_NAME), round_time]
+    unfolded = ResultRow(
+        "round time (training waits), ours inline",
+        "s",
+        median(runs, "ours", lambda run: run.round_s),
+        median(runs, "ours_unfolded", lambda run: run.round_s),
+        UNFOLDED_NAME,
+        "lower",
+        load("ours", "ours_unfolded"),
+    )
+    return [rate("ours", "ours inline"), rate("trl", TRL_NAME), round_time, unfolded]
 
 
 def run(size: Size, results_dir: Path) -> Path:
@@ -209,7 +236,7 @@ def run(size: Size, results_dir: Path) -> Path:
         for repeat in range(size.repeats):
             rates = measure_rates(config.hidden_size, config.intermediate_size, batch, RATE_SECONDS)
             answers: dict[str, list[str]] = {}
-            for side in ("ours", "trl") if repeat % 2 == 0 else ("trl", "ours"):
+            for side in SIDES if repeat % 2 == 0 else tuple(reversed(SIDES)):
                 row, answers[side] = measured(side, repeat, sides, work, rates)
                 runs.append(row)
                 print(
@@ -217,7 +244,7 @@ def run(size: Size, results_dir: Path) -> Path:
                     f" ({rates.matmul_gflops} GFLOP/s, {rates.copy_gbytes_per_s} GB/s) load {row.load_1m}",
                     flush=True,
                 )
-            identical = identical and answers["ours"] == answers["trl"]
+            identical = identical and answers["ours"] == answers["trl"] == answers["ours_unfolded"]
     rows = result_rows(runs)
     params = {
         **{name: getattr(size, name) for name in ("model", "prompts", "max_new_tokens", "repeats")},
