@@ -2,10 +2,10 @@
 
 Unmerged, every adapted linear layer runs three matmuls per forward (the base weight, then A and B of rank r) and
 PEFT's Python around them: for a small model on a busy CPU the two thin matmuls and their overhead can cost more
-than the base one (a profile of a demo-model round at a load of 15, OpenMP spinning by default: 62% of the matmul
-time in the adapters; with OMP_WAIT_POLICY=PASSIVE folding saved 0-35% of a round's generate). Folded, each layer
-is one matmul with W + scaling * B @ A. The answers are the same up to float rounding (x @ (W + BA) against
-x @ W + x @ A @ B); the round's tests pin greedy answers against the unmerged model's.
+than the base one (a profile of a demo-model round at a load of 15, OpenMP spinning by default: 61% of the matmul
+time in the adapters; with OMP_WAIT_POLICY=PASSIVE a folded generate took 0.47-1.07x of the unfolded time).
+Folded, each layer is one matmul with W + scaling * B @ A. The answers are the same up to float rounding
+(x @ (W + BA) against x @ W + x @ A @ B); the round's tests pin greedy answers against the unmerged model's.
 
 The base weights are never written: each adapted layer is replaced in its parent by a plain linear layer holding a
 new folded tensor, and put back afterwards (PEFT's own merge/unmerge adds and subtracts in place, which leaves the
