@@ -77,6 +77,14 @@ def test_every_adapted_layer_is_folded_within_unless_over_the_memory_bound(
         assert not any(isinstance(layer, FoldedLinear) for layer in model.modules())
 
 
+def test_adapters_with_a_bias_on_b_are_left_unfolded(tiny_model_dir: Path) -> None:
+    """lora_bias adds B's bias too: folding only W + scaling * B @ A would change the answers, so it is not done."""
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_bias=True, task_type="CAUSAL_LM")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config)
+    with torch.inference_mode(), folded_adapters(model):
+        assert not any(isinstance(layer, FoldedLinear) for layer in model.modules())
+
+
 def test_a_model_without_adapters_generates_as_before(tiny_model_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

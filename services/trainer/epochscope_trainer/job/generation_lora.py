@@ -37,9 +37,9 @@ class FoldedLinear(nn.Module):
 
 
 def foldable(layer: nn.Module) -> bool:
-    """A plain LoRA linear layer, adapters on and not merged, no variant (DoRA...), not fan-in-fan-out (Conv1D):
-    its forward is exactly base(x) + sum over active adapters of B(A(dropout(x))) * scaling (dropout is off in
-    eval mode)."""
+    """A plain LoRA linear layer, adapters on and not merged, no variant (DoRA...), not fan-in-fan-out (Conv1D), no
+    bias on B (lora_bias): its forward is exactly base(x) + sum over active adapters of B(A(dropout(x))) * scaling
+    (dropout is off in eval mode)."""
     return (
         isinstance(layer, LoraLinear)
         and isinstance(layer.base_layer, nn.Linear)
@@ -47,6 +47,7 @@ def foldable(layer: nn.Module) -> bool:
         and not layer.merged
         and not layer.lora_variant
         and not layer.fan_in_fan_out
+        and all(layer.lora_B[adapter].bias is None for adapter in _active(layer))  # lora_bias: not folded here
     )
 
 
