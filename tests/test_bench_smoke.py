@@ -115,6 +115,32 @@ def test_prediction_round_smoke(tmp_path: Path) -> None:
         assert row["unit"] == "s" and row["better"] == "lower" and row["load_average_1m"] >= 0
 
 
+def test_prediction_round_tokens_smoke(tmp_path: Path) -> None:
+    """Each round is set against its floor at the rates measured beside it; rows are the medians of the runs."""
+    document = run_smoke("prediction_round_tokens.py", tmp_path)
+    assert document["name"] == "prediction_round_tokens"
+    assert document["params"]["model"] == "tiny"
+    runs = document["runs"]
+    sides = ["ours", "ours_unfolded", "trl"]
+    assert sorted(run["side"] for run in runs) == sorted(sides * document["params"]["repeats"])
+    for run in runs:
+        assert 0 < run["floor_s"] < run["round_s"] and run["matmul_gflops"] > 0 and run["copy_gbytes_per_s"] > 0
+    rows = {(row["metric"], row["peer_name"]): row for row in document["rows"]}
+    floor = "this CPU's floor for the model (roofline of measured matmul and copy rates)"
+    ours = rows[("generated tokens/s in a round, ours inline", floor)]
+    assert ours["ours"] == pytest.approx(
+        statistics.median(r["tokens"] / r["round_s"] for r in runs if r["side"] == "ours")
+    )
+    assert ours["peer"] == pytest.approx(
+        statistics.median(r["tokens"] / r["floor_s"] for r in runs if r["side"] == "ours")
+    )
+    assert ours["ours"] > 0 and ours["ratio"] < 1 and ours["better"] == "higher"
+    for peer in ("TRL LogCompletionsCallback", "ours with the LoRA adapters unfolded (as before issue 27)"):
+        round_time = rows[("round time (training waits), ours inline", peer)]
+        assert round_time["better"] == "lower" and round_time["ours"] > 0 and round_time["peer"] > 0
+    assert document["params"]["answers_identical"] is True  # folded adapters, unfolded ones and TRL: one answer
+
+
 @pytest.mark.stack
 def test_freshness_smoke(tmp_path: Path) -> None:
     document = run_smoke("freshness.py", tmp_path)

@@ -10,6 +10,8 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
+from epochscope_trainer.job.generation_lora import folded_adapters
+
 
 @dataclass(frozen=True)
 class Generation:
@@ -30,7 +32,8 @@ class GenerationSettings:
 
 @contextmanager
 def inference_mode(model: Any, tokenizer: Any) -> Iterator[None]:
-    """Eval mode, KV cache on, activation (gradient) checkpointing off, left padding; all restored afterwards."""
+    """Eval mode, KV cache on, activation (gradient) checkpointing off, left padding, LoRA adapters folded into the
+    weights (generation_lora); all restored afterwards."""
     was_training = model.training
     config = model.config
     use_cache = getattr(config, "use_cache", True)
@@ -42,7 +45,7 @@ def inference_mode(model: Any, tokenizer: Any) -> Iterator[None]:
     config.use_cache = True
     tokenizer.padding_side = tokenizer.truncation_side = "left"  # a cut prompt keeps its end (the turn to answer)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), folded_adapters(model):
             yield
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = padding_side, truncation_side
