@@ -152,3 +152,12 @@ def test_production_needs_the_identity_key_and_the_job_never_gets_it(
     assert not {"EPOCHSCOPE_TRAINER_IDENTITY_KEY", "EPOCHSCOPE_TRAINER_IDENTITY_KEY_FILE"} & set(
         child_env(start_event("exit:0"))
     )
+
+
+def test_the_jobs_openmp_threads_sleep_while_waiting_unless_the_operator_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert child_env(start_event("exit:0"))["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert child_env(start_event("exit:0"))["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -64,14 +64,21 @@ def read_job_inputs(job_dir: Path) -> JobInputs:
     return JobInputs.model_validate_json((job_dir / INPUTS_FILE).read_text())
 
 
+OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
+
+
 def child_env(event: JobStartEvent) -> dict[str, str]:
     """The service's environment plus the job's identity, less the service's keys (a job speaks only for itself),
     the broker's settings (the child writes its events to its spool, never to the broker) and the object store's
-    (the service stages its inputs and uploads its checkpoints)."""
+    (the service stages its inputs and uploads its checkpoints).
+
+    OpenMP's threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE) unless the operator says otherwise: spinning
+    threads fight the services beside them for the cores, and a round measured 245 s spinning against 9.5 s
+    sleeping on a loaded 2-core machine (docs/performance.md)."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
     attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
     service = {name: value for name, value in os.environ.items() if not _withheld_from_child(name)}
-    return {**service, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
+    return {OMP_WAIT_POLICY: "PASSIVE", **service, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
 
 
 def _withheld_from_child(name: str) -> bool:
