@@ -47,7 +47,12 @@ class Example:
 
     @property
     def format(self) -> RowFormat:
-        return row_format(self.data)
+        """Worked out once per row (the reader, the method checks and the scan each ask it), kept in the instance's
+        __dict__ as functools.cached_property does, without its lock (Python 3.11's costs more than the work)."""
+        known = self.__dict__.get("_format")
+        if known is None:
+            known = self.__dict__["_format"] = row_format(self.data)
+        return known
 
 
 @dataclass(frozen=True)
