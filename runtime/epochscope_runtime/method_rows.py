@@ -40,13 +40,9 @@ def _grpo_problem(example: Example) -> str | None:
     return None if messages or text else NO_PROMPT
 
 
+# Why each training method (a `method.type`) cannot use a usable row, or None.
 METHOD_PROBLEMS: dict[str, Callable[[Example], str | None]] = {
     "sft": _sft_problem,
     "dpo": _dpo_problem,
     "grpo": _grpo_problem,
 }
-
-
-def method_problem(method: str, example: Example) -> str | None:
-    """Why the training method `method` (a `method.type`) cannot use the usable row, or None."""
-    return METHOD_PROBLEMS[method](example)
