@@ -3,6 +3,7 @@ by reason, how many it cannot and the first of them. A malformed row is unusable
 reason; a usable row is asked each of `method_rows.METHOD_PROBLEMS`, the rule the job check applies too."""
 
 from collections import Counter
+from collections.abc import Sequence
 
 from epochscope_api.response_models import MethodRows, UnusableRows
 from epochscope_runtime.dataset_rows import Example, Malformed
@@ -29,9 +30,17 @@ class MethodTally:
             verdicts: Verdicts = (item.reason,) * len(METHOD_PROBLEMS)
         else:
             verdicts = tuple([problem(item) for problem in METHOD_PROBLEMS.values()])
-        self._verdicts[verdicts] += 1
-        if self._verdicts[verdicts] <= FIRST_LINES and any(reason is not None for reason in verdicts):
-            self._lines.setdefault(verdicts, []).append(item.row + 1)
+        self._count(verdicts, [item.row])
+
+    def add_alike(self, example: Example, rows: Sequence[int]) -> None:
+        """Usable rows (their row numbers, in file order) that every method judges as it judges `example`."""
+        self._count(tuple([problem(example) for problem in METHOD_PROBLEMS.values()]), rows)
+
+    def _count(self, verdicts: Verdicts, rows: Sequence[int]) -> None:
+        seen = self._verdicts[verdicts]
+        self._verdicts[verdicts] += len(rows)
+        if seen < FIRST_LINES and any(reason is not None for reason in verdicts):
+            self._lines.setdefault(verdicts, []).extend(int(row) + 1 for row in rows[: FIRST_LINES - seen])
 
     def result(self) -> dict[str, MethodRows]:
         return {method: self._method_rows(position) for position, method in enumerate(METHOD_PROBLEMS)}
