@@ -16,8 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from obstore.store import LocalStore
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 from epochscope_api.datasets.scan import scan_dataset
+from epochscope_api.datasets.token_counts import TokenCounter
 from epochscope_api.errors import UnusableUpload
 from epochscope_api.settings import ApiSettings
 from epochscope_runtime.dataset_limits import DatasetLimits, OverBudget
@@ -157,6 +159,23 @@ def test_a_scan_past_its_memory_limit_is_refused_and_the_caller_lives_on(local: 
         scan_dataset(store, "big.jsonl", FileType.JSONL, {}, settings)
     obstore.put(store, "small.jsonl", b'{"text": "t"}\n')
     assert scan_dataset(store, "small.jsonl", FileType.JSONL, {}, settings).usable_rows == 1
+
+
+def test_token_counts_fit_the_smallest_scan_memory_limit(local: tuple[LocalStore, ApiSettings]) -> None:
+    """The tokenizer's batch encoding runs on a pool of threads: without one malloc arena for all of them, their
+    arenas' address space alone passed the limit and every counted upload was refused (compose and Kubernetes set
+    256 MiB)."""
+    store, settings = local
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    tokenizer.train_from_iterator(["hello there"], trainer=trainers.BpeTrainer(initial_alphabet=alphabet))
+    counters = {"m": TokenCounter(tokenizer, None, {})}
+    row = {"prompt": "hello there 123, " * 20, "completion": "hello"}
+    obstore.put(store, "rows.jsonl", (json.dumps(row) + "\n").encode() * 5000)
+    settings = settings.model_copy(update={"scan_memory_bytes": 64 * MiB})
+    scan = scan_dataset(store, "rows.jsonl", FileType.JSONL, counters, settings)
+    assert scan.usable_rows == 5000 and scan.report.tokens["m"].max_prompt_tokens > 20
 
 
 def test_a_scan_past_its_timeout_is_refused(local: tuple[LocalStore, ApiSettings]) -> None:

@@ -26,6 +26,7 @@ from epochscope_runtime.row_messages import ROLES
 from epochscope_schemas.dataset_formats import RowFormat
 
 BLOCK_BYTES = 4 << 20
+EXAMPLES_AT_ONCE = 512  # rows of a block turned into Python objects together (for token counts)
 _MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
 _PARSE = pj.ParseOptions(
     explicit_schema=pa.schema([pa.field("messages", pa.list_(_MESSAGE))]), unexpected_field_behavior="error"
@@ -50,9 +51,12 @@ class ChatBlock:
         return Example(int(self.rows[position]), {"messages": self.messages[position].as_py()})
 
     def examples(self) -> Iterator[Example]:
-        """Every row of the block as the shared reader gives it."""
-        for row, messages in zip(self.rows.tolist(), self.messages.to_pylist(), strict=True):
-            yield Example(row, {"messages": messages})
+        """Every row of the block as the shared reader gives it, built EXAMPLES_AT_ONCE rows at a time."""
+        for start in range(0, len(self.rows), EXAMPLES_AT_ONCE):
+            rows = self.rows[start : start + EXAMPLES_AT_ONCE].tolist()
+            messages = self.messages.slice(start, EXAMPLES_AT_ONCE).to_pylist()
+            for row, row_messages in zip(rows, messages, strict=True):
+                yield Example(row, {"messages": row_messages})
 
 
 def _blocks(file: IO[bytes], row_max_bytes: int) -> Iterator[tuple[int, bytes]]:
