@@ -160,9 +160,14 @@ def test_upload_smoke(tmp_path: Path) -> None:
     assert document["name"] == "upload"
     assert document["params"]["smoke"] is True
     rows = {row["metric"]: row for row in document["rows"]}
-    assert len(rows) == 3
+    assert len(rows) == 4
+    tokenizer_alone = [row for metric, row in rows.items() if metric.endswith("against the tokenizer alone")]
+    assert [row["peer_name"] for row in tokenizer_alone] == [
+        "the tiny model's tokenizer alone: encode_batch of the same prompts and completions"
+    ]
     for row in rows.values():
-        assert row["peer_name"] == "raw obstore.put, same folder store"
+        assert row["peer_name"] == "raw obstore.put, same folder store" or row in tokenizer_alone
+        assert row["load_average_1m"] >= 0
         assert row["ours"] > 0 and row["peer"] > 0
         assert row["better"] == ("higher" if row["unit"] == "MB/s" else "lower")
     assert set(document["tokens"]) == {"tiny"} and document["tokens"]["tiny"]["prompt_tokens"] > 0

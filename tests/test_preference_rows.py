@@ -158,6 +158,20 @@ def test_only_the_first_few_lines_of_a_reason_are_kept() -> None:
     assert tally.result()["dpo"].unusable["not JSON"].model_dump() == {"rows": 9, "first_lines": [1, 2, 3, 4, 5]}
 
 
+def test_a_reasons_first_lines_are_its_first_rows_whatever_the_other_methods_say() -> None:
+    """NOT_PREFERENCE comes with GRPO's verdict usable on some rows and NO_PROMPT on others: its first lines are
+    still the first rows that have it, in order."""
+    tally = MethodTally()
+    for row in range(10):
+        tally.add(Example(row, {"messages": [USER, GOOD] if row % 2 else [GOOD]}))
+    report = tally.result()
+    assert report["dpo"].unusable[NOT_PREFERENCE].model_dump() == {"rows": 10, "first_lines": [1, 2, 3, 4, 5]}
+    assert report["grpo"].model_dump() == {
+        "usable": 5,
+        "unusable": {NO_PROMPT: {"rows": 5, "first_lines": [1, 3, 5, 7, 9]}},
+    }
+
+
 def test_the_upload_scan_reports_an_openai_preference_file_per_method(tmp_path: Path) -> None:
     settings = ApiSettings(
         job_token_secret="s" * 40, jwt_secret="j" * 40, environment="development", store={"local_dir": str(tmp_path)}

@@ -47,7 +47,12 @@ class Example:
 
     @property
     def format(self) -> RowFormat:
-        return row_format(self.data)
+        """Worked out once per row (the reader, the method checks and the scan each ask it), kept in the instance's
+        __dict__ as functools.cached_property does, without its lock (Python 3.11's costs more than the work)."""
+        known = self.__dict__.get("_format")
+        if known is None:
+            known = self.__dict__["_format"] = row_format(self.data)
+        return known
 
 
 @dataclass(frozen=True)
@@ -107,21 +112,28 @@ def _checked(row: int, data: object) -> Example | Malformed:
     return Example(row, normalised_preference(data) if is_preference_row(data) else data)  # type: ignore[arg-type]
 
 
+def jsonl_row(row: int, line: bytes, budget: DecodedBudget) -> Example | Malformed | None:
+    """One JSONL line (`row` its 0-based line number, `line` with its newline if it has one), charged to the budget;
+    None if it is blank. orjson parses a line several times faster than json; it also refuses what Postgres and
+    tokenizers cannot take: invalid UTF-8 and lone surrogates."""
+    budget.charge(row, len(line) - line.endswith(b"\n"))  # a line of limit + 1 bytes without its newline is over
+    if not line.strip():
+        return None
+    try:
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return Malformed(row, _why_not_json(line))
+    return _checked(row, data)
+
+
 def _jsonl_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | Malformed]:
-    """orjson parses a line several times faster than json (the reader's main cost on a large upload); it also
-    refuses what Postgres and tokenizers cannot take: invalid UTF-8 and lone surrogates. A line is read only up to
-    the row budget: a longer one is refused before it is held whole."""
+    """A line is read only up to the row budget: a longer one is refused before it is held whole."""
     limit = budget.limits.row_max_bytes
     row = 0
     while line := file.readline(limit + 1):
-        budget.charge(row, len(line) - line.endswith(b"\n"))  # a line of limit + 1 bytes without its newline is over
-        if line.strip():
-            try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                yield Malformed(row, _why_not_json(line))
-            else:
-                yield _checked(row, data)
+        item = jsonl_row(row, line, budget)
+        if item is not None:
+            yield item
         row += 1
 
 
@@ -201,22 +213,32 @@ def _parquet_rows(file: IO[bytes], budget: DecodedBudget) -> Iterator[Example | 
 READERS = {FileType.JSONL: _jsonl_rows, FileType.CSV: _csv_rows, FileType.PARQUET: _parquet_rows}
 
 
+class OneFormat:
+    """A dataset has one format, its first usable row's: a usable row of another format is Malformed."""
+
+    def __init__(self) -> None:
+        self.first: RowFormat | None = None
+
+    def check(self, item: Example | Malformed) -> Example | Malformed:
+        if isinstance(item, Example):
+            kind = item.format
+            self.first = self.first or kind
+            if kind != self.first:
+                return Malformed(item.row, f"a {kind} row in a {self.first} dataset")
+        return item
+
+
 def read_rows(
     file: IO[bytes], file_type: FileType, limits: DatasetLimits | None = None
 ) -> Iterator[Example | Malformed]:
     """Every row of the file, usable or not, in file order (blank JSONL lines are not rows).
 
-    A row whose format differs from the first usable row's is Malformed: a dataset has one format. Raises
-    OverBudget when a row, or all rows so far, decode past `limits` (by default the EPOCHSCOPE_DATASET_* settings).
+    A row whose format differs from the first usable row's is Malformed (OneFormat). Raises OverBudget when a row,
+    or all rows so far, decode past `limits` (by default the EPOCHSCOPE_DATASET_* settings).
     """
-    first: RowFormat | None = None
+    one_format = OneFormat()
     for item in READERS[file_type](file, DecodedBudget(limits or DatasetLimits())):
-        if isinstance(item, Example):
-            kind = item.format
-            first = first or kind
-            if kind != first:
-                item = Malformed(item.row, f"a {kind} row in a {first} dataset")
-        yield item
+        yield one_format.check(item)
 
 
 def training_record(example: Example) -> dict[str, Any]:

@@ -52,26 +52,25 @@ def _text_of(messages: list[dict[str, Any]]) -> str:
 
 
 def to_sample(example: Example, index: int) -> Sample:
-    sample = _prompt_and_ground_truth(example, index)
+    messages, text, ground_truth = prompt_and_ground_truth(example.data)
     fields = {name: reference_text(value) for name, value in example.data.items() if name not in ROW_TEXT_FIELDS}
-    return Sample(sample.sample_id, index, sample.messages, sample.text, sample.ground_truth, fields)
+    return Sample(sample_id_of(example.row), index, messages, text, ground_truth, fields)
 
 
-def _prompt_and_ground_truth(example: Example, index: int) -> Sample:
-    data = example.data
-    sample_id = sample_id_of(example.row)
+def prompt_and_ground_truth(data: Mapping[str, Any]) -> tuple[list[dict[str, Any]] | None, str | None, str | None]:
+    """A usable row's prompt (chat messages, or a plain text) and its ground truth, as a Sample holds them."""
     if "messages" in data:
         messages = data["messages"]
-        last_assistant = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+        last_assistant = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "assistant"), None)
         if last_assistant is None:
-            return Sample(sample_id, index, messages, None, None)
-        return Sample(sample_id, index, messages[:last_assistant], None, messages[last_assistant]["content"])
+            return messages, None, None
+        return messages[:last_assistant], None, messages[last_assistant]["content"]
     if "prompt" in data:
         answer = data.get("chosen", data.get("completion"))  # a preference row's ground truth is its chosen answer
         if isinstance(data["prompt"], list):  # conversational prompt-completion or preference
-            return Sample(sample_id, index, data["prompt"], None, None if answer is None else _text_of(answer))
-        return Sample(sample_id, index, None, data["prompt"], answer)
-    return Sample(sample_id, index, None, data["text"], None)
+            return data["prompt"], None, None if answer is None else _text_of(answer)
+        return None, data["prompt"], answer
+    return None, data["text"], None
 
 
 def reference_text(value: Any) -> str:

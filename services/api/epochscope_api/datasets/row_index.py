@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Protocol
 
+import numpy as np
 import obstore
 
 from epochscope_runtime.dataset_limits import DatasetLimits
@@ -28,6 +29,7 @@ from epochscope_runtime.parquet_rows import parquet_records
 
 ENTRY = struct.Struct("<qq")
 TRAILER = struct.Struct("<q")
+INDEX_FLUSH_ENTRIES = 1 << 16  # entries an IndexWriter gathers before it writes them
 
 
 def index_key(object_key: str) -> str:
@@ -40,6 +42,32 @@ def encode_entries(entries: array) -> bytes:
         entries = array("q", entries)
         entries.byteswap()
     return entries.tobytes()
+
+
+class IndexWriter:
+    """The index of an object being scanned, written as the scan goes: entries gathered and written in large writes."""
+
+    def __init__(self, store: ObjectStore, key: str) -> None:
+        self._writer = obstore.open_writer(store, index_key(key), buffer_size=8 << 20, max_concurrency=2)
+        self._entries: list[int] = []
+
+    def add(self, row: int, offset: int) -> None:
+        self._entries += (row, offset)
+        if len(self._entries) >= 2 * INDEX_FLUSH_ENTRIES:
+            self._flush()
+
+    def add_many(self, rows: np.ndarray, offsets: np.ndarray) -> None:
+        self._flush()
+        self._writer.write(np.column_stack((rows, offsets)).astype("<i8").tobytes())
+
+    def _flush(self) -> None:
+        self._writer.write(encode_entries(array("q", self._entries)))
+        self._entries.clear()
+
+    def close(self, prefix_length: int) -> None:
+        self._flush()
+        self._writer.write(TRAILER.pack(prefix_length))
+        self._writer.close()
 
 
 class IndexedFile(Protocol):

@@ -7,31 +7,38 @@ decoded-bytes budgets of the row reader (dataset_limits.py), so that no upload c
 
 import asyncio
 import csv
-from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import jinja2
-import obstore
+import numpy as np
 import pyarrow
 
 from epochscope_api.datasets.isolation import OutOfMemory, TimedOut, preload, run_isolated
+from epochscope_api.datasets.jsonl_blocks import ChatBlock, jsonl_items
 from epochscope_api.datasets.method_report import MethodTally
-from epochscope_api.datasets.row_index import TRAILER, encode_entries, index_key
+from epochscope_api.datasets.row_index import IndexWriter
 from epochscope_api.datasets.token_counts import TokenCounter
 from epochscope_api.errors import UnusableUpload
 from epochscope_api.response_models import DatasetReport, MalformedRow, TokenTotals
 from epochscope_api.settings import ApiSettings
-from epochscope_runtime.dataset_limits import DatasetLimits, OverBudget
-from epochscope_runtime.dataset_rows import Example, FileType, Malformed, RowFormat, csv_dict_reader, read_rows
+from epochscope_runtime.dataset_limits import DatasetLimits, DecodedBudget, OverBudget
+from epochscope_runtime.dataset_rows import (
+    Example,
+    FileType,
+    Malformed,
+    OneFormat,
+    RowFormat,
+    csv_dict_reader,
+    read_rows,
+)
 from epochscope_runtime.object_store import ObjectStore, open_object
 from epochscope_runtime.sampler import Sample, to_sample
 
 TOKEN_BATCH = 512  # samples rendered and encoded together, at most
 TOKEN_BATCH_BYTES = 16 << 20  # and at most about this many bytes of rows
-INDEX_FLUSH_ENTRIES = 1 << 16
 CSV_CHUNK = 1 << 20
 
 
@@ -41,21 +48,6 @@ class Scan:
     usable_rows: int
     row_format: RowFormat
     report: DatasetReport
-
-
-class _JsonlLines:
-    """The file's readline, remembering where the last line handed out starts: the JSONL reader pulls one line per
-    row, so when it yields a row, `start` is that row's offset."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self._file = file
-        self.start = 0
-        self._next = 0
-
-    def readline(self, size: int = -1) -> bytes:
-        line = self._file.readline(size)
-        self.start, self._next = self._next, self._next + len(line)
-        return line
 
 
 class _CsvLines:
@@ -140,9 +132,7 @@ def _items_with_offsets(
     file = open_object(store, key)
     stack.append(file)
     if file_type is FileType.JSONL:
-        lines = _JsonlLines(file)
-        for item in read_rows(cast(IO[bytes], lines), file_type, limits):
-            yield item, lines.start
+        yield from jsonl_items(file, DecodedBudget(limits), OneFormat())
     elif file_type is FileType.CSV:
         second = open_object(store, key)
         stack.append(second)
@@ -185,6 +175,36 @@ def scan_dataset(
         ) from None
 
 
+class _TokenBatches:
+    """Usable rows' samples, counted by every model's tally a batch at a time."""
+
+    def __init__(self, tallies: dict[str, _TokenTally]) -> None:
+        self._tallies = tallies
+        self._batch: list[Sample] = []
+        self._bytes = 0
+
+    def add(self, example: Example) -> None:
+        self._batch.append(to_sample(example, 0))
+        self._bytes += _text_length(self._batch[-1])
+        if len(self._batch) >= TOKEN_BATCH or self._bytes >= TOKEN_BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._batch:
+            for tally in self._tallies.values():
+                tally.add(self._batch)
+        self._batch, self._bytes = [], 0
+
+
+def _tally_block(by_method: MethodTally, block: ChatBlock) -> None:
+    """A block's rows in two kinds (a prompt before the answer, or none), each judged as its first row is."""
+    no_prompt = np.zeros(len(block.rows), bool)
+    no_prompt[block.no_prompt] = True
+    kinds = [np.flatnonzero(~no_prompt), np.flatnonzero(no_prompt)]
+    for positions in sorted((kind for kind in kinds if len(kind)), key=lambda kind: kind[0]):
+        by_method.add_alike(block.example(int(positions[0])), block.rows[positions].tolist())
+
+
 def _scan(
     store: ObjectStore,
     key: str,
@@ -194,19 +214,27 @@ def _scan(
     limits: DatasetLimits,
 ) -> Scan:
     tallies = {model_id: _TokenTally(counter) for model_id, counter in counters.items()}
+    batches = _TokenBatches(tallies)
     by_reason: Counter[str] = Counter()
     by_method = MethodTally()
     malformed_examples: list[MalformedRow] = []
     rows = usable = 0
     row_format: RowFormat | None = None
-    batch: list[Sample] = []
-    batch_bytes = 0
-    entries: list[int] = []
     header_end: list[int] = []
     stack: list[Any] = []
-    index = obstore.open_writer(store, index_key(key), buffer_size=8 << 20, max_concurrency=2)
+    index = IndexWriter(store, key)
     try:
         for item, offset in _items_with_offsets(store, key, file_type, limits, stack, header_end):
+            if isinstance(item, ChatBlock):
+                rows += len(item.rows)
+                usable += len(item.rows)
+                row_format = row_format or RowFormat.CHAT
+                _tally_block(by_method, item)
+                index.add_many(item.rows, item.offsets)
+                if tallies:
+                    for example in item.examples():
+                        batches.add(example)
+                continue
             rows += 1
             by_method.add(item)
             if isinstance(item, Malformed):
@@ -214,21 +242,11 @@ def _scan(
                 if len(malformed_examples) < examples:
                     malformed_examples.append(MalformedRow(line=item.row + 1, reason=item.reason))
                 continue
-            example = cast(Example, item)
-            row_format = row_format or example.format
+            row_format = row_format or item.format
             usable += 1
-            entries += (example.row, offset)
-            if len(entries) >= 2 * INDEX_FLUSH_ENTRIES:
-                index.write(encode_entries(array("q", entries)))
-                entries.clear()
+            index.add(item.row, offset)
             if tallies:
-                batch.append(to_sample(example, 0))
-                batch_bytes += _text_length(batch[-1])
-                if len(batch) >= TOKEN_BATCH or batch_bytes >= TOKEN_BATCH_BYTES:
-                    for tally in tallies.values():
-                        tally.add(batch)
-                    batch.clear()
-                    batch_bytes = 0
+                batches.add(item)
     except OverBudget as exc:
         raise UnusableUpload(str(exc)) from None
     except UnicodeDecodeError as exc:
@@ -244,11 +262,8 @@ def _scan(
             file.close()
     if row_format is None:
         raise _no_usable_row(rows, by_reason)
-    for tally in tallies.values():
-        if batch:
-            tally.add(batch)
-    index.write(encode_entries(array("q", entries)) + TRAILER.pack(header_end[0] if header_end else 0))
-    index.close()
+    batches.flush()
+    index.close(header_end[0] if header_end else 0)
     report = DatasetReport(
         malformed=rows - usable,
         malformed_by_reason=dict(by_reason.most_common()),
