@@ -24,8 +24,8 @@ DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEMO_USER = "demo"
 POLL_SECONDS = 1.0
 # A learned round every 12 steps of 4 rows: one epoch of the 96 demo rows gives two (after 48 rows and after 96),
-# the baseline before them. Batches of 4 give twice the updates of 8 for the same tokens: the answers turn into
-# valid bookings within the first 12 updates.
+# the baseline before them. Batches of 4 give twice the updates of 8 for the same tokens (the loss on the answers
+# fell from 1.24 to 0.24 in the first 3 steps of one run).
 BATCH_SIZE = 4
 ROUND_EVERY_STEPS = 12
 
