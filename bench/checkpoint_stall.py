@@ -67,7 +67,10 @@ def job_config(train_id: str, samples_id: str, size: Size, background: bool, mod
     """The demo job, short, with every round's weights kept."""
     config = demo_job_config(train_id, samples_id, size.epochs, size.samples)
     config["name"] = f"checkpoint stall, {'background' if background else 'inline'} rounds"
+    config["batch_size"] = 8  # a round per epoch of 8-row steps, as measured before the demo's rounds went by steps
     config["predictions"] |= {
+        "sample_frequency": "epoch",
+        "step_interval": None,
         "max_new_tokens": size.max_new_tokens,
         "background": background,
         "checkpoints": {"mode": "every_round"},

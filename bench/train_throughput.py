@@ -1,7 +1,7 @@
 """Training throughput for the catalog (`train_tokens_per_second`): the trainer's own SFT method on the demo job.
 
-The demo job's config (epochscope/demo.py: LoRA r16, batch 8, max_length 256) trains for one epoch of the demo
-data (96 rows, 12 steps) through the trainer's SupervisedFineTuning.build_trainer, fp32 on the CPU as the trainer
+The demo job's config (epochscope/demo.py: LoRA r16, batch 4, max_length 256) trains for one epoch of the demo
+data (96 rows, 24 steps) through the trainer's SupervisedFineTuning.build_trainer, fp32 on the CPU as the trainer
 runs it. The tokens are counted the way the upload report stores them (the API's TokenCounter: each row's rendered
 prompt plus its answer), so the figure divides exactly what the estimate multiplies. Two rates:
 

@@ -2,7 +2,7 @@
 
 epochscope up [--writers N] [--trainers N]  start Postgres, the broker, the API, writers and trainers; Ctrl-C stops
 epochscope token --user alice   print a bearer token for the local stack (development only)
-epochscope demo                 run the demo job end to end and print its predictions per epoch
+epochscope demo                 run the demo job end to end and print its predictions per round
 epochscope reset                delete the local stack's data (its Postgres cluster included)
 epochscope backup -o DIR        back a stopped stack up: its database and object store, together
 epochscope restore DIR          make a new stack (--data-dir) from a backup; `epochscope up` then serves it

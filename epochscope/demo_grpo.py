@@ -20,6 +20,7 @@ def grpo_job_config(sft_config: dict[str, Any], steps: int) -> dict[str, Any]:
     config = dict(sft_config)
     config["name"] = "demo booking (GRPO)"
     config["num_epochs"] = 1
+    config["batch_size"] = 8  # 2 prompts x 4 generations per step
     config["learning_rate"] = 5e-4
     config["method"] = {
         "type": "grpo",

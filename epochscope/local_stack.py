@@ -9,6 +9,7 @@ import json
 import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -43,8 +44,11 @@ class LocalStack:
         extra_env: dict[str, str] | None = None,
         postgres_dir: Path | None = None,
         models: list[CatalogModel] | None = None,
+        convert_models: bool = False,
     ) -> None:
-        """`models`: the catalog the API offers (default: the demo model)."""
+        """`models`: the catalog the API offers (default: the demo model). `convert_models`: convert the bundled
+        ones into the trainers' model cache while the stack starts, for a job that follows at once (the demo);
+        otherwise a trainer converts one on its first job of it."""
         self.data_dir = data_dir.resolve()
         self.logs = self.data_dir / "logs"
         self.api_port = api_port or free_port()
@@ -53,6 +57,7 @@ class LocalStack:
         self.trainer_count = trainers
         self._extra_env = extra_env or {}
         self._models = models
+        self._convert_models = convert_models
         self._secrets = self._load_secrets()
         self.postgres = PostgresCluster.for_stack(self.data_dir, postgres_dir)
         self.broker = TansuBroker(self.logs / "broker.log")
@@ -117,10 +122,16 @@ class LocalStack:
 
     def _start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        self.broker.start()
-        self.postgres.start()
-        asyncio.run(self._prepare())
-        catalog = with_tokenizers(self._models, self.data_dir / "tokenizers")
+        # The catalog's models are prepared (tokenizers extracted, bundled models converted) while the broker and
+        # Postgres start and migrate: those wait on their own processes, so the two share the machine.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog") as pool:
+            converting = self._convert_models and self.trainer_count
+            model_cache = Path(self.env["EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR"]) if converting else None
+            preparing = pool.submit(with_tokenizers, self._models, self.data_dir / "tokenizers", model_cache)
+            self.broker.start()
+            self.postgres.start()
+            asyncio.run(self._prepare())
+            catalog = preparing.result()
         self.processes.append(
             self._service(
                 "api",

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from epochscope.demo import BATCH_SIZE
 from epochscope_runtime.catalog import DEFAULT_TRAIN_TOKENS_PER_SECOND
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -26,7 +27,8 @@ def test_train_throughput_smoke(tmp_path: Path) -> None:
     jsonschema.validate(document, json.loads((BENCH / "result.schema.json").read_text()))
     figures = document["figures"]
     assert (figures["model"], figures["steps"], document["params"]["smoke"]) == ("tiny", 2, True)
-    assert figures["trained_tokens"] == round(figures["dataset_tokens"] * 16 / 96)  # 2 steps of 8 of the 96 rows
+    assert figures["batch_size"] == BATCH_SIZE  # the demo job's batch: 2 steps of it, of the 96 rows
+    assert figures["trained_tokens"] == round(figures["dataset_tokens"] * 2 * BATCH_SIZE / 96)
     rounding = 0.005 / figures["wall_s"]  # wall_s is written to 0.01 s: on a fast machine a run lasts well under 1 s
     rate = figures["trained_tokens"] / figures["wall_s"]
     assert figures["train_tokens_per_second"] == pytest.approx(rate, rel=0.01 + rounding)
