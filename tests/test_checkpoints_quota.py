@@ -9,6 +9,7 @@ administrator, of all but ALLOWANCE bytes of it.
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from api_rows import admin_fixture, insert_job  # noqa: F401  (admin: a fixture)
 from test_checkpoints_end_to_end import checkpoints_of, run_job
 from test_end_to_end import headers, job_config, uploaded
 
+from epochscope_api.data.quotas import checkpoint_bytes_left
 from epochscope_api.settings import ApiSettings
 
 pytestmark = pytest.mark.stack
@@ -48,6 +50,9 @@ async def test_checkpoints_past_the_allowance_are_warnings_and_a_full_quota_refu
 ) -> None:
     owner = f"quota-{uuid.uuid4().hex[:8]}"
     earlier = await earlier_checkpoints(admin, owner, QUOTA - ALLOWANCE)
+    quota = SimpleNamespace(quota_checkpoint_bytes=QUOTA, quota_retry_after_seconds=60)
+    left = await checkpoint_bytes_left(admin, owner, quota)  # type: ignore[arg-type]
+    assert type(left) is int and left == ALLOWANCE  # the start event's integer (a Decimal was serialized as a string)
     dataset = await uploaded(full_stack, owner)
     job = await run_job(full_stack, owner, dataset, {"predictions": {"checkpoints": {"mode": "every_round"}}})
     assert job["status"] == "completed", job

@@ -82,8 +82,9 @@ async def checkpoint_bytes_left(conn: asyncpg.Connection, user_id: str, settings
     more than the quota, never more than the quota for any one job, and the next submit sees the total.
     """
     used = await conn.fetchval(
-        "SELECT coalesce(sum(bytes), 0) FROM job_checkpoints WHERE owner_id = $1 AND deleted_at IS NULL", user_id
-    )
+        "SELECT coalesce(sum(bytes), 0)::bigint FROM job_checkpoints WHERE owner_id = $1 AND deleted_at IS NULL",
+        user_id,
+    )  # ::bigint: sum() of a bigint is a numeric, which asyncpg hands over as a Decimal; the start event wants an int
     if used >= settings.quota_checkpoint_bytes:
         raise QuotaExceeded.checkpoint_bytes(settings.quota_checkpoint_bytes, settings.quota_retry_after_seconds)
     return settings.quota_checkpoint_bytes - used
