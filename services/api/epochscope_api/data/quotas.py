@@ -94,7 +94,7 @@ async def check_prediction_bytes(conn: asyncpg.Connection, user_id: str, setting
     """QuotaExceeded once the texts of the user's stored predictions reach the quota: their bytes as the database
     counts them (`prediction_usage`, kept by migration 0042's trigger with `prediction_text_bytes`), the one figure
     the writer also checks before storing a running job's predictions."""
-    used = await conn.fetchval("SELECT coalesce(sum(bytes), 0) FROM prediction_usage WHERE owner_id = $1", user_id)
+    used = await conn.fetchval("SELECT coalesce((SELECT bytes FROM prediction_usage WHERE owner_id = $1), 0)", user_id)
     if used >= settings.quota_prediction_bytes:
         raise QuotaExceeded.prediction_bytes(settings.quota_prediction_bytes, settings.quota_retry_after_seconds)
 

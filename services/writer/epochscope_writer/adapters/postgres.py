@@ -155,7 +155,7 @@ class PostgresEventStore:
     async def prediction_bytes(self, owner: str) -> int:
         """From the owner's row of `prediction_usage`, which migration 0042's trigger keeps with every insert."""
         return await self._conn.fetchval(
-            "SELECT coalesce(sum(bytes), 0) FROM prediction_usage WHERE owner_id = $1", owner
+            "SELECT coalesce((SELECT bytes FROM prediction_usage WHERE owner_id = $1), 0)", owner
         )
 
     async def insert_rows(self, owner: str, events: list[Envelope]) -> list[UUID]:
