@@ -107,6 +107,7 @@ def harness(
     keep: bool = True,
     heartbeat_s: float = 0,
     dispatch_public_keys: str | None = None,
+    cancel_grace_s: float = 1.0,
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -124,7 +125,7 @@ def harness(
     settings = TrainerSettings(
         work_dir=tmp_path,
         cancel_check_s=0.05,
-        cancel_grace_s=1.0,
+        cancel_grace_s=cancel_grace_s,
         store=STORE,
         keep_job_dirs=keep,
         heartbeat_s=heartbeat_s,
@@ -213,7 +214,9 @@ async def test_undelivered_events_are_handed_to_spool_delivery_and_the_job_is_no
 
 async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: Path) -> None:
     event = start_event("until-cancel")
-    h = harness(tmp_path, [event.model_dump_json().encode()])
+    # A grace no loaded machine runs out of: the child heeds the file within its check interval, and a grace of 1 s
+    # (the other tests') was once spent by a child slow to get scheduled, which was then killed (CI at load 8).
+    h = harness(tmp_path, [event.model_dump_json().encode()], cancel_grace_s=30.0)
     running = asyncio.create_task(h.service.run())
     job_dir = tmp_path / str(event.job_id)
     await wait_for_file(job_dir / "started")
