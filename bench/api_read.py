@@ -12,7 +12,8 @@ and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
 - the old floor beside it: the same page in three round trips (BEGIN with the user, the page, COMMIT), the shape the
   API had before the function, so a reader sees what the one round trip saved as well as the framework's overhead.
 
-Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
+Each case measures the three in turn, `repeats` times (the machine's load moves), each side's repeats pooled.
+Reports p50/p99 latency, requests/s and CPU per request per case; writes bench/results/api_read.json.
 Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 """
 
@@ -58,15 +59,16 @@ class Size:
     rounds: int
     deep_page: int  # 1-based page number of the deep page
     warmup_s: float
-    duration_s: float
+    duration_s: float  # of each repeat
+    repeats: int  # the API, the floor and the old floor in turn, this many times per case (the load moves)
 
     @property
     def rows(self) -> int:
         return self.samples_per_round * self.rounds
 
 
-FULL = Size(samples_per_round=50, rounds=1_200, deep_page=1_000, warmup_s=1.0, duration_s=5.0)
-SMOKE = Size(samples_per_round=50, rounds=21, deep_page=20, warmup_s=0.1, duration_s=0.3)
+FULL = Size(samples_per_round=50, rounds=1_200, deep_page=1_000, warmup_s=0.5, duration_s=2.0, repeats=3)
+SMOKE = Size(samples_per_round=50, rounds=21, deep_page=20, warmup_s=0.1, duration_s=0.3, repeats=1)
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,18 @@ class Measurement:
     @property
     def per_second(self) -> float:
         return len(self.latencies_ms) / self.duration_s
+
+    @classmethod
+    def pooled(cls, repeats: list["Measurement"]) -> "Measurement":
+        """Repeats taken in turn with the other sides' as one measurement: every latency, the time measured and
+        the requests sent summed, the CPU time per request weighted by each repeat's requests."""
+        requests = sum(one.requests for one in repeats)
+        return cls(
+            [latency for one in repeats for latency in one.latencies_ms],
+            sum(one.duration_s for one in repeats),
+            requests,
+            sum(one.cpu_ms * one.requests for one in repeats) / requests,
+        )
 
 
 class HttpConnection:
@@ -289,9 +303,12 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 
             for clients in CONCURRENCY:
-                api = await measure_api(host, port, api_pid, request_bytes, clients, size)
-                sql = await measure_sql(pool, job_id, page.after, clients, size)
-                old = await measure_sql_in_transaction(pool, job_id, page.after, clients, size)
+                repeats: tuple[list[Measurement], list[Measurement], list[Measurement]] = ([], [], [])
+                for _ in range(size.repeats):
+                    repeats[0].append(await measure_api(host, port, api_pid, request_bytes, clients, size))
+                    repeats[1].append(await measure_sql(pool, job_id, page.after, clients, size))
+                    repeats[2].append(await measure_sql_in_transaction(pool, job_id, page.after, clients, size))
+                api, sql, old = (Measurement.pooled(sides) for sides in repeats)
                 case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
                 load = os.getloadavg()[0]
                 rows += [
@@ -322,6 +339,7 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
         "concurrency": list(CONCURRENCY),
         "warmup_s": size.warmup_s,
         "duration_s": size.duration_s,
+        "repeats": size.repeats,
         "db_pool": pool_size,
         "api_workers": api_workers,
     }
