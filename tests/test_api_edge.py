@@ -18,14 +18,12 @@ from urllib.parse import urlparse
 import asyncpg
 import httpx
 import pytest
-from api_rows import insert_job, insert_round
+from api_rows import insert_job
 from httpx_sse import aconnect_sse
 from own_stack import own_stack
 
 from epochscope.local_stack import LocalStack
-from epochscope_api.data.db import PoolTimeouts, create_pool, pooled_connection, user_transaction
-from epochscope_api.data.predictions import fetch_prediction_page
-from epochscope_api.errors import JobNotFound
+from epochscope_api.data.db import PoolTimeouts, create_pool, user_transaction
 
 pytestmark = pytest.mark.stack
 
@@ -274,33 +272,3 @@ async def test_a_user_transaction_sets_any_user_id_exactly_and_leaves_nothing_on
                 pass
     finally:
         await pool.close()
-
-
-async def test_the_predictions_page_sets_its_user_for_its_own_statement_alone(
-    edge_stack: LocalStack, admin: asyncpg.Connection
-) -> None:
-    """The page is one statement that sets the user for its own transaction (migration 0044's function): the user
-    sees their rows, the pooled connection keeps no user after it, and another user's job is no job, refused by
-    row-level security in the database (the function is SECURITY INVOKER; the API's role has no BYPASSRLS)."""
-    owner, other = new_user(), new_user()
-    job_id = await insert_job(admin, owner, status="completed")
-    await insert_round(admin, job_id, owner, step=2, samples=3)
-    pool = await create_pool(edge_stack.api_database_url, 1, 1, PoolTimeouts(1, STATEMENT_MS, IDLE_MS))
-    try:
-        async with pooled_connection(pool) as conn:
-            page = json.loads(await fetch_prediction_page(conn, owner, job_id, None, None, 10, None, 1 << 20))
-            assert [item["sample_id"] for item in page["items"]] == [f"row-{i:06d}" for i in range(3)], page
-            assert not conn.is_in_transaction()
-            assert await conn.fetchval("SELECT current_setting('app.user_id', true)") in ("", None)
-            assert await conn.fetchval("SELECT count(*) FROM training_predictions WHERE job_id = $1", job_id) == 0
-            with pytest.raises(JobNotFound):
-                await fetch_prediction_page(conn, other, job_id, None, None, 10, None, 1 << 20)
-        async with pooled_connection(pool) as conn:  # the same connection, back from the pool
-            assert await conn.fetchval("SELECT count(*) FROM jobs WHERE job_id = $1", job_id) == 0
-    finally:
-        await pool.close()
-    async with httpx.AsyncClient(base_url=edge_stack.api_url, timeout=60) as client:
-        path = f"/v1/jobs/{job_id}/predictions"
-        assert (await client.get(path, headers=bearer(edge_stack, other))).status_code == 404
-        mine = await client.get(path, headers=bearer(edge_stack, owner))
-        assert mine.status_code == 200 and len(mine.json()["items"]) == 3, mine.text
