@@ -86,7 +86,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
             output = model.generate(
                 input_ids=inputs.input_ids,
                 attention_mask=inputs.attention_mask,
-                past_key_values=shared_cache(model, inputs),
+                cache=shared_cache(model, inputs),
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=sampling,
                 temperature=settings.temperature if sampling else None,

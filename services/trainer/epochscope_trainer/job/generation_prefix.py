@@ -40,11 +40,11 @@ def prompt_batch(rows: list[list[int]], pad_id: int, device: torch.device) -> Pr
 
 def shared_cache(model: Any, batch: PromptBatch) -> Any | None:
     """The key/value cache of the batch's shared tokens, computed on one row and repeated for every row; None when
-    nothing is shared. For generate's `past_key_values` (generate then prefills only what follows)."""
+    nothing is shared. For generate's `cache` (generate then prefills only what follows)."""
     if not batch.shared:
         return None
     logits = {"logits_to_keep": 1} if model._supports_logits_to_keep() else {}  # the shared run's logits are unused
-    cache = model(input_ids=batch.input_ids[:1, : batch.shared], use_cache=True, **logits).past_key_values
+    cache = model(input_ids=batch.input_ids[:1, : batch.shared], use_cache=True, **logits).cache
     cache.batch_repeat_interleave(batch.input_ids.shape[0])
     return cache
 
