@@ -4,11 +4,14 @@ against TRL's LogCompletionsCallback on the same prompts, measured side by side 
 One SFTTrainer is built (the demo model, fp32, the LoRA of bench/prediction_round.py) and trained a few steps (so
 its adapters are no longer zero, and every kernel has run once: the warm-up); its model then answers the same
 prompts, greedy, with the same max_new_tokens, by:
-- ours: the trainer's own round callback (prediction_rounds, inline): render, generate, judge, publish;
+- ours: the trainer's own round callback (prediction_rounds, inline): render, generate (the prompts' shared
+  beginning run once: job/generation_prefix.py), judge, publish;
 - TRL: LogCompletionsCallback as shipped (report_to=[]), at its default batch size;
 - ours_unfolded: ours with the LoRA adapters run as PEFT runs them (the fold's memory bound set to 0 from here):
   what folding them buys.
-Each is called as the training loop calls it (on_step_end at a round's step) and timed: the time training waits.
+Each is called as the training loop calls it (on_step_end at a round's step) and timed: the time training waits,
+and the CPU-seconds the process used meanwhile (the work: on the shared machine the wall time is mostly how the
+scheduler shares the cores at that moment, so the CPU ratio is the steadier one).
 Repeats alternate the order; before each repeat the machine's matmul and copy rates are measured again (the floor
 moves with the machine's load, so each repeat's round is set against the rates of its own moment). Rows give the
 median over repeats; `answers_identical` says whether ours and TRL's answers were the same text.
@@ -68,6 +71,7 @@ class Measured:
     side: str  # "ours", "ours_unfolded" or "trl"
     repeat: int
     round_s: float
+    cpu_s: float  # CPU-seconds the process used during the round (all its threads)
     tokens: int
     floor_s: float  # the roofline floor for the same prompts and answers, at this repeat's rates
     floor_compute_s: float
@@ -132,22 +136,23 @@ class Sides:
         if isinstance(event, PredictionEvent):
             self.published.append(event)
 
-    def round(self, side: str) -> tuple[float, list[str], list[int]]:
-        """(seconds training waited, the answers, tokens generated per answer) of one round at a new step."""
+    def round(self, side: str) -> tuple[float, float, list[str], list[int]]:
+        """(seconds training waited, CPU-seconds used, the answers, tokens generated per answer) of one round at a
+        new step."""
         self.step += 1
         state = TrainerState(global_step=self.step, epoch=0.0)
         kwargs: dict[str, Any] = {"model": self.trainer.model, "processing_class": self.tokenizer}
         callback = self.trl if side == "trl" else self.ours
         self.published.clear()
         with _unfolded() if side == "ours_unfolded" else nullcontext():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             callback.on_step_end(self.args, state, TrainerControl(), **kwargs)
-            round_s = time.perf_counter() - started
+            round_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         if side != "trl":
             events = sorted(self.published, key=lambda event: event.sample_index)
-            return round_s, [event.prediction for event in events], [event.tokens_generated for event in events]
+            return round_s, cpu_s, [event.prediction for event in events], [event.tokens_generated for event in events]
         answers = [row[2] for row in self.trl.table if int(row[0]) == self.step]
-        return round_s, [answer.strip() for answer in answers], [self._answer_tokens(a) for a in answers]
+        return round_s, cpu_s, [answer.strip() for answer in answers], [self._answer_tokens(a) for a in answers]
 
     def _answer_tokens(self, answer: str) -> int:
         return len(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
@@ -168,7 +173,7 @@ def _unfolded() -> Iterator[None]:
 
 def measured(side: str, repeat: int, sides: Sides, work: ModelWork, rates: MachineRates) -> tuple[Measured, list[str]]:
     load = os.getloadavg()[0]
-    round_s, answers, tokens = sides.round(side)
+    round_s, cpu_s, answers, tokens = sides.round(side)
     prompts = sides.prompt_tokens()
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])  # the floor in batches of similar length
     batch = TRL_BATCH if side == "trl" else GenerationSettings.batch_size
@@ -177,6 +182,7 @@ def measured(side: str, repeat: int, sides: Sides, work: ModelWork, rates: Machi
         side,
         repeat,
         round_s,
+        cpu_s,
         sum(tokens),
         floor.roofline_s,
         floor.compute_s,
@@ -221,7 +227,16 @@ def result_rows(runs: list[Measured]) -> list[ResultRow]:
         "lower",
         load("ours", "ours_unfolded"),
     )
-    return [rate("ours", "ours inline"), rate("trl", TRL_NAME), round_time, unfolded]
+    round_cpu = ResultRow(
+        "round CPU-seconds (the process, all threads), ours inline",
+        "s",
+        median(runs, "ours", lambda run: run.cpu_s),
+        median(runs, "trl", lambda run: run.cpu_s),
+        TRL_NAME,
+        "lower",
+        load("ours", "trl"),
+    )
+    return [rate("ours", "ours inline"), rate("trl", TRL_NAME), round_time, round_cpu, unfolded]
 
 
 def run(size: Size, results_dir: Path) -> Path:
@@ -240,8 +255,9 @@ def run(size: Size, results_dir: Path) -> Path:
                 row, answers[side] = measured(side, repeat, sides, work, rates)
                 runs.append(row)
                 print(
-                    f"repeat {repeat} {side:<4} round {row.round_s:6.2f}s tokens {row.tokens} floor {row.floor_s:.2f}s"
-                    f" ({rates.matmul_gflops} GFLOP/s, {rates.copy_gbytes_per_s} GB/s) load {row.load_1m}",
+                    f"repeat {repeat} {side:<4} round {row.round_s:6.2f}s cpu {row.cpu_s:5.2f}s tokens {row.tokens}"
+                    f" floor {row.floor_s:.2f}s ({rates.matmul_gflops} GFLOP/s, {rates.copy_gbytes_per_s} GB/s)"
+                    f" load {row.load_1m}",
                     flush=True,
                 )
             identical = identical and answers["ours"] == answers["trl"] == answers["ours_unfolded"]

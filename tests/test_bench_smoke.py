@@ -139,6 +139,10 @@ def test_prediction_round_tokens_smoke(tmp_path: Path) -> None:
     for peer in ("TRL LogCompletionsCallback", "ours with the LoRA adapters unfolded (as before issue 27)"):
         round_time = rows[("round time (training waits), ours inline", peer)]
         assert round_time["better"] == "lower" and round_time["ours"] > 0 and round_time["peer"] > 0
+    cpu = rows[("round CPU-seconds (the process, all threads), ours inline", "TRL LogCompletionsCallback")]
+    assert all(run["cpu_s"] > 0 for run in runs)
+    for side, figure in (("ours", "ours"), ("trl", "peer")):
+        assert cpu[figure] == pytest.approx(statistics.median(r["cpu_s"] for r in runs if r["side"] == side))
     assert document["params"]["answers_identical"] is True  # folded adapters, unfolded ones and TRL: one answer
 
 

@@ -11,6 +11,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from epochscope_trainer.job.generation_lora import folded_adapters
+from epochscope_trainer.job.generation_prefix import prompt_batch, shared_cache
 
 
 @dataclass(frozen=True)
@@ -31,24 +32,21 @@ class GenerationSettings:
 
 
 @contextmanager
-def inference_mode(model: Any, tokenizer: Any) -> Iterator[None]:
-    """Eval mode, KV cache on, activation (gradient) checkpointing off, left padding, LoRA adapters folded into the
-    weights (generation_lora); all restored afterwards."""
+def inference_mode(model: Any) -> Iterator[None]:
+    """Eval mode, KV cache on, activation (gradient) checkpointing off, LoRA adapters folded into the weights
+    (generation_lora); all restored afterwards."""
     was_training = model.training
     config = model.config
     use_cache = getattr(config, "use_cache", True)
     checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
-    padding_side, truncation_side = tokenizer.padding_side, tokenizer.truncation_side
     if checkpointing:
         model.activation_checkpointing_disable()
     model.eval()
     config.use_cache = True
-    tokenizer.padding_side = tokenizer.truncation_side = "left"  # a cut prompt keeps its end (the turn to answer)
     try:
         with torch.inference_mode(), folded_adapters(model):
             yield
     finally:
-        tokenizer.padding_side, tokenizer.truncation_side = padding_side, truncation_side
         config.use_cache = use_cache
         if checkpointing:
             model.activation_checkpointing_enable()
@@ -66,33 +64,29 @@ def prompt_token_budget(model: Any, tokenizer: Any, max_new_tokens: int) -> int 
 
 
 def generate(model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings) -> list[Generation]:
-    """One Generation per prompt, in prompt order. Batches hold prompts of similar length (less padding). A prompt
-    longer than the context less max_new_tokens loses its first tokens (Generation.prompt_tokens_cut)."""
+    """One Generation per prompt, in prompt order. Batches hold prompts of similar length (less padding); the
+    tokens a batch's prompts begin with alike are run once (generation_prefix). A prompt longer than the context
+    less max_new_tokens loses its first tokens (Generation.prompt_tokens_cut): it keeps its end, the turn to answer."""
     if not prompts:
         return []
-    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    token_rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     budget = prompt_token_budget(model, tokenizer, settings.max_new_tokens)
-    cut = [max(0, length - budget) if budget is not None else 0 for length in lengths]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    cut = [max(0, len(row) - budget) if budget is not None else 0 for row in token_rows]
+    order = sorted(range(len(prompts)), key=lambda i: len(token_rows[i]))
     results: dict[int, Generation] = {}
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampling = settings.temperature > 0
-    with inference_mode(model, tokenizer):
+    with inference_mode(model):
         for start in range(0, len(order), settings.batch_size):
             batch = order[start : start + settings.batch_size]
-            inputs = tokenizer(
-                [prompts[i] for i in batch],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-                truncation=budget is not None,
-                max_length=budget,
-            ).to(device)
+            inputs = prompt_batch([token_rows[i][cut[i] :] for i in batch], pad_id, device)
             torch.manual_seed(settings.seed + start)
             started = time.perf_counter()
             output = model.generate(
-                **inputs,
+                input_ids=inputs.input_ids,
+                attention_mask=inputs.attention_mask,
+                cache=shared_cache(model, inputs),
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=sampling,
                 temperature=settings.temperature if sampling else None,
@@ -101,7 +95,7 @@ def generate(model: Any, tokenizer: Any, prompts: list[str], settings: Generatio
                 pad_token_id=pad_id,
             )
             latency_ms = (time.perf_counter() - started) * 1000
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            new_tokens = output[:, inputs.input_ids.shape[1] :]
             for row, index in enumerate(batch):
                 tokens = _generated_length(new_tokens[row].tolist(), tokenizer.eos_token_id, pad_id)
                 text = tokenizer.decode(new_tokens[row][:tokens], skip_special_tokens=True)

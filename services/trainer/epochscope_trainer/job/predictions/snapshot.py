@@ -13,7 +13,8 @@ class WeightSnapshot:
     LoRA adapters, or all), into the same copy.
 
     Args:
-        tokenizer: copied once with the model (a round sets its padding side while training uses the original).
+        tokenizer: copied once with the model (a fast tokenizer's padding and truncation settings are state that
+            each call may set: the round's thread and training's do not share one).
     """
 
     def __init__(self, tokenizer: Any) -> None:
