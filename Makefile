@@ -37,12 +37,14 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/epochscope up
 
-# Two pytest-xdist workers, each with its own stack; a test file stays on one worker (its module fixtures).
+# Two pytest-xdist workers, each with its own stack; a test file stays on one worker (its module fixtures). The files
+# go out slowest first (tests/conftest.py orders them by tests/file_seconds.json, not xdist by their test counts);
+# the run's per-test times land in test-artifacts/junit.xml, from which tests/file_seconds.py refreshes that table.
 TEST_WORKERS ?= 2
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --junitxml=test-artifacts/junit.xml
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
