@@ -86,7 +86,7 @@ def tiny_model_dir() -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """On pytest-xdist's workers the slowest files of the last full run come first (tests/file_seconds.py): with
     `--dist loadfile --no-loadscope-reorder` a free worker takes the next file in this order, so the long files start
-    early and the short ones even out the two workers' ends. A run without xdist keeps pytest's order."""
+    early and the short ones even out the workers' ends. A run without xdist keeps pytest's order."""
     if "PYTEST_XDIST_WORKER" in os.environ:
         order = file_seconds.slowest_first([item.nodeid for item in items], file_seconds.load())
         items[:] = [items[index] for index in order]
