@@ -50,7 +50,7 @@ class Size:
 
 
 FULL = Size(stream=11, mean_gap_s=6.0, burst=5, long_share=0.3, repeats=3)
-SMOKE = Size(stream=3, mean_gap_s=1.0, burst=1, long_share=0.0, repeats=2, smoke=True)
+SMOKE = Size(stream=3, mean_gap_s=1.0, burst=1, long_share=0.0, repeats=1, smoke=True)
 
 
 def trace(size: Size) -> list[Arrival]:
@@ -163,9 +163,9 @@ def run(size: Size, results_dir: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="a tiny run (4 jobs, 2 repeats)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run (4 jobs, 1 repeat)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
-    parser.add_argument("--repeats", type=int, help="fresh stacks playing the trace (default: 3, smoke 2)")
+    parser.add_argument("--repeats", type=int, help="fresh stacks playing the trace (default: 3, smoke 1)")
     args = parser.parse_args()
     size = SMOKE if args.smoke else FULL
     print(run(replace(size, repeats=args.repeats or size.repeats), args.results_dir))

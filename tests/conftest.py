@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import file_seconds
 import pytest
 from tiny_model import tiny_catalog
 
@@ -80,3 +81,12 @@ def tiny_model_dir() -> Path:
     from tiny_model import build_tiny_model
 
     return build_tiny_model(Path(tempfile.mkdtemp(prefix="epochscope-tiny-model-")) / "model")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers the slowest files of the last full run come first (tests/file_seconds.py): with
+    `--dist loadfile --no-loadscope-reorder` a free worker takes the next file in this order, so the long files start
+    early and the short ones even out the workers' ends. A run without xdist keeps pytest's order."""
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        order = file_seconds.slowest_first([item.nodeid for item in items], file_seconds.load())
+        items[:] = [items[index] for index in order]
