@@ -6,11 +6,13 @@ import json
 import multiprocessing
 import time
 from pathlib import Path
+from typing import IO
 
 import obstore
 import pytest
 from obstore.store import LocalStore
 
+from epochscope_api.datasets.isolation import FedRun
 from epochscope_api.datasets.row_index import index_key
 from epochscope_api.datasets.scan import FedScan, Scan, Scanner, scan_dataset
 from epochscope_api.errors import UnusableUpload
@@ -126,3 +128,20 @@ async def test_a_cancelled_fed_scan_leaves_no_child_and_writes_no_index(local: t
     assert not multiprocessing.active_children()
     with pytest.raises(FileNotFoundError):
         obstore.get(store, index_key("gone.jsonl"))
+
+
+def read_after_a_while(file: IO[bytes], seconds: float) -> int:
+    time.sleep(seconds)
+    return len(file.read())
+
+
+async def test_the_body_goes_on_arriving_while_the_child_is_busy() -> None:
+    """The child reads its pipe ahead of the scan (up to 8 MiB): the upload does not wait on a child busy with a
+    block for more than the pipe holds (1 MiB)."""
+    run = FedRun(read_after_a_while, (3.0,), 256 * MiB, 60)
+    started = time.monotonic()
+    for _ in range(6):
+        await run.write(b"x" * MiB)
+    written_after = time.monotonic() - started
+    assert await run.result() == 6 * MiB
+    assert written_after < 2.0

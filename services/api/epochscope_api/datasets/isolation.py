@@ -11,10 +11,13 @@ A FedRun's child reads its input from a pipe while the input still arrives.
 import asyncio
 import ctypes
 import fcntl
+import io
 import multiprocessing
 import os
+import queue
 import resource
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable
@@ -25,6 +28,7 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 M_ARENA_MAX = -8  # glibc malloc.h: mallopt's parameter for the most arenas
 F_SETPIPE_SZ = 1031  # fcntl.h (Linux): set a pipe's capacity
 PIPE_BYTES = 1 << 20  # a FedRun's pipe capacity, where the system allows it (the default is 64 KiB)
+READ_AHEAD_CHUNKS = 8  # pipe reads a FedRun's child holds ahead of the function's reads (8 MiB at most)
 _PRELOAD: list[str] = []
 
 
@@ -142,10 +146,45 @@ def run_isolated(function: Callable[..., Any], args: tuple[Any, ...], memory_byt
     return _outcome(process, receiver, memory_bytes, timeout_s)
 
 
+class _ReadAhead(io.RawIOBase):
+    """A pipe read by a thread of its own, up to READ_AHEAD_CHUNKS reads ahead of `readinto`: the writing side
+    goes on while the function works on what it has read (a pipe holds 1 MiB at most, less than a JSONL block)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=READ_AHEAD_CHUNKS)
+        self._current = memoryview(b"")
+        threading.Thread(target=self._fill, args=(fd,), daemon=True).start()
+
+    def _fill(self, fd: int) -> None:
+        try:
+            while chunk := os.read(fd, PIPE_BYTES):
+                self._chunks.put(chunk)
+            self._chunks.put(b"")
+        except BaseException as exc:  # noqa: BLE001  raised again in the reading thread (a MemoryError)
+            self._chunks.put(exc)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if not self._current:
+            chunk = self._chunks.get()
+            if isinstance(chunk, BaseException) or not chunk:
+                self._chunks.put(chunk)  # the end, or the failure, for every later read too
+                if isinstance(chunk, BaseException):
+                    raise chunk
+                return 0
+            self._current = memoryview(chunk)
+        taken = min(len(buffer), len(self._current))
+        buffer[:taken] = self._current[:taken]
+        self._current = self._current[taken:]
+        return taken
+
+
 def _read_feed(function: Callable[..., Any], source: Connection, *args: Any) -> Any:
-    """`function(file, *args)`, `file` the read end of a FedRun's pipe."""
-    with open(source.fileno(), "rb", closefd=False) as file:
-        return function(file, *args)
+    """`function(file, *args)`, `file` the read end of a FedRun's pipe, read ahead (the child ends with it)."""
+    return function(io.BufferedReader(_ReadAhead(source.fileno()), PIPE_BYTES), *args)
 
 
 class FedRun:
