@@ -108,14 +108,19 @@ async def test_a_fed_scan_that_keeps_the_upload_waiting_past_its_timeout_is_refu
     local: tuple[LocalStore, ApiSettings],
 ) -> None:
     """The timeout bounds how long the upload waits on its scan: here the rows arrive far faster than the child
-    reads them, and the writes stop waiting once it has passed."""
+    reads them (line by line, some seconds' work), and the writes stop waiting once it has passed."""
     store, settings = local
     settings = settings.model_copy(update={"scan_timeout_seconds": 0.2})
-    content = b'{"text": "t"}\n' * 2_000_000
+    content = b'{"text": "t"}\n' * 4_000_000
+    scan = Scanner(store, {}, settings).while_stored("rows.jsonl", FileType.JSONL)
+    assert scan is not None
     started = time.monotonic()
+    for start in range(0, len(content), 65_536):
+        await scan.write(content[start : start + 65_536])
+    written_after = time.monotonic() - started
     with pytest.raises(UnusableUpload, match="EPOCHSCOPE_SCAN_TIMEOUT_SECONDS"):
-        await fed(Scanner(store, {}, settings).while_stored("rows.jsonl", FileType.JSONL), content, 65_536)
-    assert time.monotonic() - started < 5
+        await scan.result()
+    assert written_after < 2
 
 
 async def test_a_cancelled_fed_scan_leaves_no_child_and_writes_no_index(local: tuple[LocalStore, ApiSettings]) -> None:
