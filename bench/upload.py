@@ -1,11 +1,13 @@
 """Dataset upload: a generated JSONL of chat rows through the real API, against a raw obstore put of the same file.
 
-Each upload runs on a fresh local stack (embedded Postgres; the API as its own process, as `epochscope up` runs
-it; no writer or trainer), the object store a folder:
+Each file is uploaded `repeats` times on one fresh local stack (embedded Postgres; the API as its own process, as
+`epochscope up` runs it; no writer or trainer), the object store a folder, each upload followed by the peer's put of
+the same file, so that both sides see the same load; each figure is the median of its repeats:
 
 - ours: POST /v1/datasets (multipart, streamed from disk by httpx), answered once the file is stored, read back,
-  validated with the trainer's reader and indexed: MB/s of the whole request, and how much the API process's
-  resident memory peaked above what it held before the upload (VmHWM, reset just before; VmRSS also sampled). The
+  validated with the trainer's reader and indexed: MB/s of the whole request, the CPU seconds of the API process
+  and of the scan (its child processes), and how much the API process's resident memory peaked above what it held
+  before the upload (VmHWM, reset just before; VmRSS also sampled). The
   default catalog has no tokenizer, so this upload counts no tokens; a second, smaller file is uploaded with the
   tiny test model in the catalog, whose tokenizer and chat template count every row's tokens;
 - peer: obstore.put of the same file into a folder store, in a Python process of its own: MB/s, and how much that
@@ -25,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,7 @@ from typing import Any
 import httpx
 import orjson
 from common import RESULTS, print_table, write_results
+from cpu import cpu_seconds
 from memory import RssSampler, memory_kib, reset_peak
 
 from epochscope.local_stack import LocalStack
@@ -58,9 +62,11 @@ class Size:
     megabytes: int
     counted_megabytes: int  # a second file, uploaded with token counting on
 
+    repeats: int  # uploads of each file, each followed by the peer's put
 
-FULL = Size(megabytes=100, counted_megabytes=5)
-SMOKE = Size(megabytes=1, counted_megabytes=1)
+
+FULL = Size(megabytes=100, counted_megabytes=5, repeats=3)
+SMOKE = Size(megabytes=1, counted_megabytes=1, repeats=1)
 
 
 def generate(path: Path, megabytes: int) -> int:
@@ -157,32 +163,64 @@ class Upload:
     rss_peak_kib: int
     hwm_before_kib: int
     hwm_after_kib: int
+    api_cpu_seconds: float
+    scan_cpu_seconds: float
     report: dict[str, Any]
+    peer: dict[str, Any]  # the raw put of the same file that followed
+    load: float
 
 
-def upload_through_api(scratch: Path, data: Path, catalog: list[CatalogModel]) -> Upload:
-    """One upload of `data` on a fresh stack (its own folder store), after a small warm-up upload."""
+def scan_cpu_seconds(api_pid: int) -> float:
+    """CPU seconds of the API's scan children so far: its forkserver's, theirs included once they have ended."""
+    tasks = Path(f"/proc/{api_pid}/task")
+    children = [pid for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+    total = 0.0
+    for pid in children:
+        if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime..cstime
+    return total
+
+
+def uploads_beside_puts(scratch: Path, data: Path, catalog: list[CatalogModel], repeats: int) -> list[Upload]:
+    """`repeats` uploads of `data` on a fresh stack (its own folder store), after a small warm-up upload, each
+    followed by a raw put of the same file into a folder store of its own."""
     env = {"EPOCHSCOPE_UPLOAD_MAX_BYTES": str(2 * data.stat().st_size)}
     stack = LocalStack(scratch / "stack", writers=0, trainers=0, extra_env=env, models=catalog)
+    uploads = []
     try:
         with stack, httpx.Client(base_url=stack.api_url, timeout=3600) as client:
             headers = {"Authorization": f"Bearer {stack.mint_token(OWNER)}"}
             warm = first_rows(data)
             client.post("/v1/datasets", headers=headers, files={"file": ("warm.jsonl", warm)}).raise_for_status()
             pid = stack.service("api").process.pid  # type: ignore[union-attr]
-            reset_peak(pid)
-            before_kib, hwm_before_kib = memory_kib(pid, "VmRSS"), memory_kib(pid, "VmHWM")
-            sampler = RssSampler(pid)
-            sampler.start()
-            started = time.perf_counter()
-            with data.open("rb") as file:
-                response = client.post("/v1/datasets", headers=headers, files={"file": ("chat.jsonl", file)})
-            seconds = time.perf_counter() - started
-            peak_kib = sampler.stop()
-            response.raise_for_status()
-            return Upload(seconds, before_kib, peak_kib, hwm_before_kib, memory_kib(pid, "VmHWM"), response.json())
+            for repeat in range(repeats):
+                reset_peak(pid)
+                before_kib, hwm_before_kib = memory_kib(pid, "VmRSS"), memory_kib(pid, "VmHWM")
+                api_cpu, scan_cpu = cpu_seconds(pid), scan_cpu_seconds(pid)
+                sampler = RssSampler(pid)
+                sampler.start()
+                started = time.perf_counter()
+                with data.open("rb") as file:
+                    response = client.post("/v1/datasets", headers=headers, files={"file": ("chat.jsonl", file)})
+                seconds = time.perf_counter() - started
+                peak_kib = sampler.stop()
+                response.raise_for_status()
+                time.sleep(0.2)  # the scan child reaped, its CPU counted in the forkserver's
+                api_cpu, scan_cpu = cpu_seconds(pid) - api_cpu, scan_cpu_seconds(pid) - scan_cpu
+                peer = peer_put(scratch / f"peer-{repeat}", data)
+                hwm_after = memory_kib(pid, "VmHWM")
+                uploads.append(
+                    Upload(seconds, before_kib, peak_kib, hwm_before_kib, hwm_after, api_cpu, scan_cpu,
+                           response.json(), peer, load())
+                )  # fmt: skip
     finally:
         stack.delete_data()
+    return uploads
+
+
+def median_mb_s(megabytes: float, seconds: list[float]) -> float:
+    return statistics.median(megabytes / second for second in seconds)
 
 
 def run(size: Size, results_dir: Path) -> Path:
@@ -191,28 +229,27 @@ def run(size: Size, results_dir: Path) -> Path:
         data, counted = scratch / "chat.jsonl", scratch / "chat-counted.jsonl"
         rows = generate(data, size.megabytes)
         counted_rows = generate(counted, size.counted_megabytes)
-        plain = upload_through_api(scratch / "plain", data, NO_TOKENIZER)
-        peer, plain_load = peer_put(scratch / "peer", data), load()
+        plain = uploads_beside_puts(scratch / "plain", data, NO_TOKENIZER, size.repeats)
         catalog = tiny_catalog(scratch)
-        tokens = upload_through_api(scratch / "tokens", counted, catalog)
-        counted_peer, tokenizer_seconds = (
-            peer_put(scratch / "peer-counted", counted),
-            tokenizer_alone(Path(catalog[0].tokenizer_dir or ""), counted),
-        )
-        counted_load = load()
+        tokens = uploads_beside_puts(scratch / "tokens", counted, catalog, size.repeats)
+        tokenizer_dir = Path(catalog[0].tokenizer_dir or "")
+        tokenizer_seconds = [tokenizer_alone(tokenizer_dir, counted) for _ in range(size.repeats)]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if plain.report["usable_rows"] != rows or tokens.report["usable_rows"] != counted_rows:
+    if any(up.report["usable_rows"] != rows for up in plain) or tokens[0].report["usable_rows"] != counted_rows:
         raise RuntimeError("the API did not find every row usable")
-    megabytes, counted_mb = data_mb(plain), data_mb(tokens)
-    growth = (max(plain.rss_peak_kib, plain.hwm_after_kib) - plain.rss_before_kib) / 1024
-    peer_growth = (peer["peak_kib"] - peer["before_kib"]) / 1024
+    megabytes, counted_mb = data_mb(plain[0]), data_mb(tokens[0])
+    plain_load = round(statistics.mean(up.load for up in plain), 2)
+    counted_load = round(statistics.mean(up.load for up in tokens), 2)
+    growth = max(max(up.rss_peak_kib, up.hwm_after_kib) - up.rss_before_kib for up in plain) / 1024
+    peer_growth = max(up.peer["peak_kib"] - up.peer["before_kib"] for up in plain) / 1024
+    counted_ours = median_mb_s(counted_mb, [up.seconds for up in tokens])
     result_rows = [
         {
             "metric": f"upload MB/s, {megabytes:.0f} MB (stored + validated + indexed)",
             "unit": "MB/s",
-            "ours": megabytes / plain.seconds,
-            "peer": megabytes / peer["seconds"],
+            "ours": median_mb_s(megabytes, [up.seconds for up in plain]),
+            "peer": median_mb_s(megabytes, [up.peer["seconds"] for up in plain]),
             "peer_name": PEER_NAME,
             "load_average_1m": plain_load,
         },
@@ -228,16 +265,16 @@ def run(size: Size, results_dir: Path) -> Path:
         {
             "metric": f"upload MB/s, {counted_mb:.0f} MB, tokens counted with the tiny model",
             "unit": "MB/s",
-            "ours": counted_mb / tokens.seconds,
-            "peer": counted_mb / counted_peer["seconds"],
+            "ours": counted_ours,
+            "peer": median_mb_s(counted_mb, [up.peer["seconds"] for up in tokens]),
             "peer_name": PEER_NAME,
             "load_average_1m": counted_load,
         },
         {
             "metric": f"upload MB/s, {counted_mb:.0f} MB, tokens counted, against the tokenizer alone",
             "unit": "MB/s",
-            "ours": counted_mb / tokens.seconds,
-            "peer": counted_mb / tokenizer_seconds,
+            "ours": counted_ours,
+            "peer": median_mb_s(counted_mb, tokenizer_seconds),
             "peer_name": TOKENIZER_NAME,
             "load_average_1m": counted_load,
         },
@@ -250,22 +287,37 @@ def run(size: Size, results_dir: Path) -> Path:
         "counted_rows": counted_rows,
         "format": "jsonl chat",
         "store": "local folder",
+        "repeats": size.repeats,
     }
     extra = {
-        "api_rss_mib": {
-            "before": round(plain.rss_before_kib / 1024, 1),
-            "peak_during_upload": round(plain.rss_peak_kib / 1024, 1),
-            "vmhwm_before": round(plain.hwm_before_kib / 1024, 1),
-            "vmhwm_after": round(plain.hwm_after_kib / 1024, 1),
-        },
+        "api_rss_mib": [
+            {
+                "before": round(up.rss_before_kib / 1024, 1),
+                "peak_during_upload": round(up.rss_peak_kib / 1024, 1),
+                "vmhwm_before": round(up.hwm_before_kib / 1024, 1),
+                "vmhwm_after": round(up.hwm_after_kib / 1024, 1),
+            }
+            for up in plain
+        ],
         "seconds": {
-            "ours": round(plain.seconds, 2),
-            "peer": round(peer["seconds"], 3),
-            "counted_ours": round(tokens.seconds, 2),
-            "counted_tokenizer_alone": round(tokenizer_seconds, 2),
+            "ours": [round(up.seconds, 2) for up in plain],
+            "peer": [round(up.peer["seconds"], 3) for up in plain],
+            "counted_ours": [round(up.seconds, 2) for up in tokens],
+            "counted_peer": [round(up.peer["seconds"], 3) for up in tokens],
+            "counted_tokenizer_alone": [round(seconds, 2) for seconds in tokenizer_seconds],
         },
-        "tokens": tokens.report["report"]["tokens"],
+        "cpu_seconds": {
+            "api": [round(up.api_cpu_seconds, 2) for up in plain],
+            "scan": [round(up.scan_cpu_seconds, 2) for up in plain],
+            "counted_api": [round(up.api_cpu_seconds, 2) for up in tokens],
+            "counted_scan": [round(up.scan_cpu_seconds, 2) for up in tokens],
+        },
+        "load_average_1m": {"ours": [up.load for up in plain], "counted": [up.load for up in tokens]},
+        "tokens": tokens[0].report["report"]["tokens"],
         "notes": [
+            "each figure is the median of its repeats, each upload followed by the peer's put of the same file",
+            "the scan reads a JSONL body while it arrives (a child process fed through a pipe): the API's and the"
+            " scan's CPU seconds overlap in time",
             "the tiny test model's tokenizer (a 400-token BPE) is slow per byte; it dominates the counted upload: the"
             " last row compares the upload with that tokenizer alone on the same texts",
         ],

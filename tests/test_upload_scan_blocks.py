@@ -142,6 +142,18 @@ def test_a_file_of_plain_chat_rows_only_is_one_compiled_block_with_the_same_repo
     assert scanned(tmp_path, data, DatasetLimits()) == expected(data, DatasetLimits())
 
 
+def test_a_block_parsed_in_pieces_on_threads_reads_as_row_by_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow parses a block in pieces on its threads, each piece at least the block's longest line (a line longer
+    than a piece would fail the compiled parse and send the whole block line by line)."""
+    monkeypatch.setattr(jsonl_blocks, "PARSE_PIECE_BYTES", 300)
+    long_line = chat(("user", "long " * 200), ("assistant", "ok"))
+    data = b"\n".join(PLAIN * 20 + [long_line] + PLAIN * 20) + b"\n"
+    assert kinds_read(data, DatasetLimits()) == {ChatBlock}
+    assert scanned(tmp_path, data, DatasetLimits()) == expected(data, DatasetLimits())
+
+
 @pytest.mark.parametrize("block_bytes", [400, jsonl_blocks.BLOCK_BYTES], ids=["line by line", "one block"])
 @pytest.mark.parametrize(
     "limits",

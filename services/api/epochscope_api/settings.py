@@ -132,7 +132,10 @@ class ApiSettings(BaseSettings):
         " the upload is refused.",
     )
     scan_timeout_seconds: float = Field(
-        default=600.0, gt=0, description="How long an upload's scan may take; beyond, the upload is refused."
+        default=600.0,
+        gt=0,
+        description="How long an upload may wait on its scan (a JSONL file is scanned while its body arrives: the"
+        " time the body takes is not counted); beyond, the upload is refused.",
     )
     token_count_max_chars: int = Field(
         default=256 << 10, ge=1024, description="Characters of a prompt or completion the token counts encode."

@@ -1,7 +1,7 @@
 """A JSONL upload read in blocks of whole lines, for the scan: a block whose every line is a plain chat row (an
 object with `messages` alone, each message `role` and `content` alone) is decoded and checked by pyarrow's JSON
-reader in compiled code, without a Python object per row; any other block is read line by line with the shared
-reader's `jsonl_row` and `OneFormat`, as `read_rows` reads it.
+reader in compiled code (in pieces, on pyarrow's thread pool), without a Python object per row; any other block is
+read line by line with the shared reader's `jsonl_row` and `OneFormat`, as `read_rows` reads it.
 
 The compiled path takes a block only where the shared reader would find every line a usable chat row and nothing
 else: pyarrow refuses, under the explicit schema, every other field, type, duplicate key, invalid escape or
@@ -26,6 +26,8 @@ from epochscope_runtime.row_messages import ROLES
 from epochscope_schemas.dataset_formats import RowFormat
 
 BLOCK_BYTES = 4 << 20
+PARSE_PIECE_BYTES = 1 << 20  # a block is parsed in pieces about this long (its longest line at least) at once,
+# on pyarrow's thread pool
 EXAMPLES_AT_ONCE = 512  # rows of a block turned into Python objects together (for token counts)
 _MESSAGE = pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())])
 _PARSE = pj.ParseOptions(
@@ -92,11 +94,12 @@ def _plain_chat(block: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[pa.
     raw = np.frombuffer(block, np.uint8)
     if not len(starts) or (ends - starts < 2).any() or (raw[starts] != _OPEN).any() or (raw[ends - 1] != _CLOSE).any():
         return None
+    longest = int((ends - starts).max())
     try:
         block.decode("utf-8")
         table = pj.read_json(
             pa.BufferReader(block),
-            read_options=pj.ReadOptions(use_threads=False, block_size=len(block) + 1),
+            read_options=pj.ReadOptions(use_threads=True, block_size=max(PARSE_PIECE_BYTES, longest + 1)),
             parse_options=_PARSE,
         )
     except MemoryError:

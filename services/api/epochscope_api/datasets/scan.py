@@ -8,7 +8,7 @@ decoded-bytes budgets of the row reader (dataset_limits.py), so that no upload c
 import asyncio
 import csv
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -16,7 +16,8 @@ import jinja2
 import numpy as np
 import pyarrow
 
-from epochscope_api.datasets.isolation import OutOfMemory, TimedOut, preload, run_isolated
+from epochscope_api.datasets.csv_offsets import csv_offsets
+from epochscope_api.datasets.isolation import FedRun, OutOfMemory, TimedOut, preload, run_isolated
 from epochscope_api.datasets.jsonl_blocks import ChatBlock, jsonl_items
 from epochscope_api.datasets.method_report import MethodTally
 from epochscope_api.datasets.row_index import IndexWriter
@@ -31,7 +32,6 @@ from epochscope_runtime.dataset_rows import (
     Malformed,
     OneFormat,
     RowFormat,
-    csv_dict_reader,
     read_rows,
 )
 from epochscope_runtime.object_store import ObjectStore, open_object
@@ -39,7 +39,6 @@ from epochscope_runtime.sampler import Sample, to_sample
 
 TOKEN_BATCH = 512  # samples rendered and encoded together, at most
 TOKEN_BATCH_BYTES = 16 << 20  # and at most about this many bytes of rows
-CSV_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,54 +47,6 @@ class Scan:
     usable_rows: int
     row_format: RowFormat
     report: DatasetReport
-
-
-class _CsvLines:
-    """A UTF-8 CSV's lines split as io.TextIOWrapper(newline="") splits them (\\n, \\r\\n or \\r), decoded, with
-    `position`: the byte offset after the last line handed out. csv pulls lines only as a record needs them, so the
-    position before a record is read is where that record starts."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self._raw = self._split(file)
-        self.position = 0
-        self._first = True
-
-    @staticmethod
-    def _split(file: IO[bytes]) -> Iterator[bytes]:
-        pending = b""
-        while chunk := file.read(CSV_CHUNK):
-            lines = (pending + chunk).splitlines(keepends=True)
-            pending = b"" if lines[-1].endswith(b"\n") else lines.pop()  # maybe cut, or a \r before a \n
-            yield from lines
-        if pending:
-            yield from pending.splitlines(keepends=True)
-
-    def __iter__(self) -> "_CsvLines":
-        return self
-
-    def __next__(self) -> str:
-        raw = next(self._raw)
-        self.position += len(raw)
-        if self._first:
-            self._first = False
-            return raw.decode("utf-8-sig")
-        return raw.decode("utf-8")
-
-
-def _csv_offsets(file: IO[bytes], header_end: list[int], limits: DatasetLimits) -> Iterator[int]:
-    """Where each record of the CSV starts (the records csv.DictReader yields, as in dataset_rows); the header's end
-    goes into `header_end`."""
-    lines = _CsvLines(file)
-    reader = csv_dict_reader(lines, limits)
-    _ = reader.fieldnames
-    header_end.append(lines.position)
-    while True:
-        start = lines.position
-        try:
-            next(reader)
-        except StopIteration:
-            return
-        yield start
 
 
 class _TokenTally:
@@ -126,9 +77,19 @@ class _TokenTally:
 
 
 def _items_with_offsets(
-    store: ObjectStore, key: str, file_type: FileType, limits: DatasetLimits, stack: list[Any], header_end: list[int]
+    store: ObjectStore,
+    key: str,
+    file_type: FileType,
+    limits: DatasetLimits,
+    stack: list[Any],
+    header_end: list[int],
+    source: IO[bytes] | None,
 ):
-    """(row, byte offset) pairs for every row read_rows yields; the readers opened go on `stack` for closing."""
+    """(row, byte offset) pairs for every row read_rows yields, read from `source` (a JSONL body as it arrives) or
+    else the stored object; the readers opened go on `stack` for closing."""
+    if source is not None:
+        yield from jsonl_items(source, DecodedBudget(limits), OneFormat())
+        return
     file = open_object(store, key)
     stack.append(file)
     if file_type is FileType.JSONL:
@@ -137,7 +98,7 @@ def _items_with_offsets(
         second = open_object(store, key)
         stack.append(second)
         # read_rows reads each record first, within the budget, then _csv_offsets the same record
-        yield from zip(read_rows(file, file_type, limits), _csv_offsets(second, header_end, limits), strict=True)
+        yield from zip(read_rows(file, file_type, limits), csv_offsets(second, header_end, limits), strict=True)
     else:
         for item in read_rows(file, file_type, limits):
             yield item, 0
@@ -155,6 +116,18 @@ def _no_usable_row(rows: int, by_reason: Counter[str]) -> UnusableUpload:
     return UnusableUpload(f"no usable row: {reasons}")
 
 
+def _refusal(exc: OutOfMemory | TimedOut, settings: ApiSettings) -> UnusableUpload:
+    if isinstance(exc, OutOfMemory):
+        return UnusableUpload(
+            f"reading the file needed more than {settings.scan_memory_bytes} bytes of memory, the limit"
+            f" (EPOCHSCOPE_SCAN_MEMORY_BYTES): {exc}"
+        )
+    return UnusableUpload(
+        f"reading the file took longer than {settings.scan_timeout_seconds:g} s, the limit"
+        " (EPOCHSCOPE_SCAN_TIMEOUT_SECONDS)"
+    )
+
+
 def scan_dataset(
     store: ObjectStore, key: str, file_type: FileType, counters: dict[str, TokenCounter], settings: ApiSettings
 ) -> Scan:
@@ -163,16 +136,8 @@ def scan_dataset(
     args = (store, key, file_type, counters, settings.upload_report_examples, settings.datasets)
     try:
         return run_isolated(_scan, args, settings.scan_memory_bytes, settings.scan_timeout_seconds)
-    except OutOfMemory as exc:
-        raise UnusableUpload(
-            f"reading the file needed more than {settings.scan_memory_bytes} bytes of memory, the limit"
-            f" (EPOCHSCOPE_SCAN_MEMORY_BYTES): {exc}"
-        ) from None
-    except TimedOut:
-        raise UnusableUpload(
-            f"reading the file took longer than {settings.scan_timeout_seconds:g} s, the limit"
-            " (EPOCHSCOPE_SCAN_TIMEOUT_SECONDS)"
-        ) from None
+    except (OutOfMemory, TimedOut) as exc:
+        raise _refusal(exc, settings) from None
 
 
 class _TokenBatches:
@@ -212,6 +177,7 @@ def _scan(
     counters: dict[str, TokenCounter],
     examples: int,
     limits: DatasetLimits,
+    source: IO[bytes] | None = None,
 ) -> Scan:
     tallies = {model_id: _TokenTally(counter) for model_id, counter in counters.items()}
     batches = _TokenBatches(tallies)
@@ -224,7 +190,7 @@ def _scan(
     stack: list[Any] = []
     index = IndexWriter(store, key)
     try:
-        for item, offset in _items_with_offsets(store, key, file_type, limits, stack, header_end):
+        for item, offset in _items_with_offsets(store, key, file_type, limits, stack, header_end, source):
             if isinstance(item, ChatBlock):
                 rows += len(item.rows)
                 usable += len(item.rows)
@@ -274,15 +240,52 @@ def _scan(
     return Scan(rows=rows, usable_rows=usable, row_format=row_format, report=report)
 
 
+def _scan_body(source: IO[bytes], *args: Any) -> Scan:
+    return _scan(*args, source)
+
+
 preload(__name__)
 
 
-def scanner(
-    store: ObjectStore, counters: dict[str, TokenCounter], settings: ApiSettings
-) -> Callable[[str, FileType], Awaitable[Scan]]:
-    """scan_dataset off the event loop, as service_layer/datasets.py's upload runs it (an upload, a built file)."""
+class FedScan:
+    """scan_dataset of an upload whose body is on its way: the scan child reads the bytes as they are stored (on
+    another core), not the stored object after. The same budgets, memory limit and refusals; the timeout bounds
+    how long the upload waits on the scan (the time the body takes to arrive not counted)."""
 
-    def scan(key: str, file_type: FileType) -> Awaitable[Scan]:
-        return asyncio.to_thread(scan_dataset, store, key, file_type, counters, settings)
+    def __init__(self, run: FedRun, settings: ApiSettings) -> None:
+        self._run = run
+        self._settings = settings
 
-    return scan
+    async def write(self, data: bytes) -> None:
+        await self._run.write(data)
+
+    async def result(self) -> Scan:
+        try:
+            return await self._run.result()
+        except (OutOfMemory, TimedOut) as exc:
+            raise _refusal(exc, self._settings) from None
+
+    def cancel(self) -> None:
+        self._run.cancel()
+
+
+@dataclass(frozen=True)
+class Scanner:
+    """Scans as service_layer/datasets.py's upload runs them: of a stored object (a built file, a CSV or Parquet
+    upload), off the event loop; of a JSONL upload, while its body is stored (`while_stored`)."""
+
+    store: ObjectStore
+    counters: dict[str, TokenCounter]
+    settings: ApiSettings
+
+    def __call__(self, key: str, file_type: FileType) -> Awaitable[Scan]:
+        return asyncio.to_thread(scan_dataset, self.store, key, file_type, self.counters, self.settings)
+
+    def while_stored(self, key: str, file_type: FileType) -> FedScan | None:
+        """The scan of the upload being stored at `key`, fed its bytes as they arrive; None where the type is read
+        from the stored object (a CSV's records are read twice, a Parquet file from its end)."""
+        if file_type is not FileType.JSONL:
+            return None
+        settings = self.settings
+        args = (self.store, key, file_type, self.counters, settings.upload_report_examples, settings.datasets)
+        return FedScan(FedRun(_scan_body, args, settings.scan_memory_bytes, settings.scan_timeout_seconds), settings)

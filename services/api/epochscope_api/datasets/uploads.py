@@ -1,6 +1,8 @@
 """A dataset upload, streamed: the multipart body is parsed as it arrives (python-multipart's push parser) and the
-`file` part goes straight into the object store (a multipart upload), hashed and counted on the way. Neither the
-API's memory nor its disk ever holds the whole file; past the size limit it stops at once and keeps nothing.
+`file` part goes straight into the object store (a multipart upload), hashed and counted on the way, and where
+the scan can read it as it comes (a JSONL file), into the scan's child process too, so that the scan runs while the
+body arrives. Neither the API's memory nor its disk ever holds the whole file; past the size limit it stops at once
+and keeps nothing.
 """
 
 import hashlib
@@ -9,7 +11,7 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import obstore
 from python_multipart import MultipartParser
@@ -30,13 +32,29 @@ FILENAME_MAX_CHARS = 200
 WRITE_BUFFER_BYTES = 5 << 20  # S3's smallest multipart part
 
 
+class BodyScan(Protocol):
+    """A scan fed the file's bytes while they are stored (scan.py's FedScan)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def result(self) -> Any: ...
+
+    def cancel(self) -> None: ...
+
+
+ScanWhileStored = Callable[[str, FileType], BodyScan | None]  # the key and type -> a scan fed as it is stored, or None
+
+
 @dataclass(frozen=True)
 class StoredUpload:
+    """A stored file; `scan` the scan that read it as it arrived (its result still to take), None if none did."""
+
     filename: str
     file_type: FileType
     object_key: str
     bytes: int
     sha256: str
+    scan: BodyScan | None = None
 
 
 def object_key(user_id: str, dataset_id: uuid.UUID, file_type: FileType) -> str:
@@ -136,6 +154,13 @@ async def delete_quietly(store: ObjectStore, *keys: str) -> None:
             log.exception("could not delete %s from the store", key)
 
 
+async def _abandon(store: ObjectStore, key: str | None, scan: BodyScan | None) -> None:
+    if scan is not None:
+        scan.cancel()
+    if key:
+        await delete_quietly(store, key)
+
+
 async def receive_upload(
     request: Request,
     store: ObjectStore,
@@ -143,9 +168,11 @@ async def receive_upload(
     dataset_id: uuid.UUID,
     limit: int,
     too_large: Callable[[], DomainError] | None = None,
+    scan_while_stored: ScanWhileStored | None = None,
 ) -> StoredUpload:
-    """The request's `file` part, stored under object_key(); nothing stays stored if anything goes wrong. Past
-    `limit` bytes, too_large() is raised (UploadTooLarge by default; a quota error where the user's quota binds)."""
+    """The request's `file` part, stored under object_key(), and fed to scan_while_stored's scan where it gives one;
+    nothing stays stored (nor runs) if anything goes wrong. Past `limit` bytes, too_large() is raised (UploadTooLarge
+    by default; a quota error where the user's quota binds)."""
     over_limit = too_large or (lambda: UploadTooLarge(limit))
     stream = request.stream()
     length = request.headers.get("content-length", "")
@@ -154,7 +181,7 @@ async def receive_upload(
         raise over_limit()
     events = _Events()
     parser = MultipartParser(_boundary(request.headers.get("content-type")), events.callbacks())
-    key = writer = part = None
+    key = writer = part = scan = None
     hasher, size, body, done = hashlib.sha256(), 0, 0, False
     try:
         async for chunk in stream:
@@ -167,11 +194,14 @@ async def receive_upload(
                     part = found
                     key = object_key(user_id, dataset_id, part[1])
                     writer = obstore.open_writer_async(store, key, buffer_size=WRITE_BUFFER_BYTES, max_concurrency=4)
+                    scan = scan_while_stored(key, part[1]) if scan_while_stored else None
                 elif kind == "data" and writer is not None and not done:
                     size += len(payload)
                     if size > limit:
                         raise over_limit()
                     hasher.update(payload)
+                    if scan is not None:
+                        await scan.write(payload)
                     await writer.write(payload)
                 elif kind == "end" and writer is not None:
                     done = True
@@ -181,21 +211,18 @@ async def receive_upload(
         await writer.close()
     except FormParserError as exc:
         writer = None  # dropping an unclosed writer aborts its multipart upload
-        if key:
-            await delete_quietly(store, key)
+        await _abandon(store, key, scan)
         raise UnusableUpload(f"not a valid multipart body ({exc})") from exc
     except DomainError:
         writer = None
-        if key:
-            await delete_quietly(store, key)
+        await _abandon(store, key, scan)
         await _drain(stream)
         raise
     except BaseException:  # the client went away, the store failed
         writer = None
-        if key:
-            await delete_quietly(store, key)
+        await _abandon(store, key, scan)
         raise
-    return StoredUpload(filename=part[0], file_type=part[1], object_key=key, bytes=size, sha256=hasher.hexdigest())
+    return StoredUpload(part[0], part[1], key, size, hasher.hexdigest(), scan)
 
 
 @dataclass(frozen=True)
@@ -205,11 +232,14 @@ class RequestUpload:
     request: Request
     store_: ObjectStore
     user_id: str
+    scan_while_stored: ScanWhileStored | None = None
 
     async def store(
         self, dataset_id: uuid.UUID, limit: int, too_large: Callable[[], DomainError] | None
     ) -> StoredUpload:
-        return await receive_upload(self.request, self.store_, self.user_id, dataset_id, limit, too_large)
+        return await receive_upload(
+            self.request, self.store_, self.user_id, dataset_id, limit, too_large, self.scan_while_stored
+        )
 
     async def discard(self) -> None:
         await drain_body(self.request)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request, status
 from epochscope_api.data.cursor import INT8, decode_cursor, encode_cursor
 from epochscope_api.data.datasets import fetch_dataset, fetch_dataset_page
 from epochscope_api.datasets.row_index import read_page
-from epochscope_api.datasets.scan import scanner
+from epochscope_api.datasets.scan import Scanner
 from epochscope_api.datasets.uploads import RequestUpload
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep, UserConn
 from epochscope_api.http.errors import QUOTA, error_responses
@@ -68,8 +68,9 @@ async def upload_dataset(
 ) -> Dataset:
     """Upload a dataset file; the answer is its validation report (rows, malformed rows, token counts). Past the
     user's quota of datasets or of their bytes, a 429 (`limit`: datasets or dataset_bytes) and nothing is kept."""
-    body = RequestUpload(request, store, user_id)
-    return await datasets.upload_dataset(pool, store, user_id, body, scanner(store, counters, settings), settings)
+    scan = Scanner(store, counters, settings)
+    body = RequestUpload(request, store, user_id, scan.while_stored)
+    return await datasets.upload_dataset(pool, store, user_id, body, scan, settings)
 
 
 @router.get("", response_model=DatasetPage, operation_id="list_datasets")

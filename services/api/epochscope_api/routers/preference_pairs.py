@@ -4,7 +4,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from epochscope_api.datasets.scan import scanner
+from epochscope_api.datasets.scan import Scanner
 from epochscope_api.deps import WRITE_LIMITED, CurrentUser, PoolDep, SettingsDep, StoreDep, TokenCountersDep
 from epochscope_api.http.errors import NOT_FOUND, QUOTA, error_responses
 from epochscope_api.preference_models import PairRule
@@ -36,5 +36,5 @@ async def create_preference_pairs(
     right (regressions first), then your correction, the ground truth or a passing answer. It is validated and
     reported as an upload is, counts against the same quotas, and records the job, rounds and rule as its
     provenance. At most EPOCHSCOPE_PREFERENCE_PAIRS_MAX pairs (`max_pairs` past it: a 422)."""
-    scan = scanner(store, counters, settings)
+    scan = Scanner(store, counters, settings)
     return await build_preference_pairs(pool, store, user_id, job_id, rule, scan, settings)

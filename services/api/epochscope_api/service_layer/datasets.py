@@ -70,7 +70,7 @@ async def upload_dataset(
     else:
         upload = await body.store(dataset_id, settings.upload_max_bytes, None)
     try:
-        report = await scan(upload.object_key, upload.file_type)
+        report = await (upload.scan.result() if upload.scan else scan(upload.object_key, upload.file_type))
         stored = StoredDataset(
             dataset_id=dataset_id,
             filename=upload.filename,
