@@ -8,11 +8,14 @@ import asyncio
 import json
 import secrets
 import shutil
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -124,14 +127,13 @@ class LocalStack:
         self.logs.mkdir(parents=True, exist_ok=True)
         # The catalog's models are prepared (tokenizers extracted, bundled models converted) while the broker and
         # Postgres start and migrate: those wait on their own processes, so the two share the machine.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog") as pool:
-            converting = self._convert_models and self.trainer_count
-            model_cache = Path(self.env["EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR"]) if converting else None
-            preparing = pool.submit(with_tokenizers, self._models, self.data_dir / "tokenizers", model_cache)
-            self.broker.start()
-            self.postgres.start()
-            asyncio.run(self._prepare())
-            catalog = preparing.result()
+        converting = self._convert_models and self.trainer_count
+        model_cache = Path(self.env["EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR"]) if converting else None
+        preparing = in_background(with_tokenizers, self._models, self.data_dir / "tokenizers", model_cache)
+        self.broker.start()
+        self.postgres.start()
+        asyncio.run(self._prepare())
+        catalog = preparing.result()
         self.processes.append(
             self._service(
                 "api",
@@ -267,3 +269,19 @@ class LocalStack:
         path.write_text(json.dumps(generated, indent=2))
         path.chmod(0o600)
         return generated
+
+
+def in_background(work: Callable[..., Any], *args: Any) -> Future:
+    """`work(*args)` on a daemon thread: a start that fails (a Postgres lock, a full disk) reports at once instead of
+    waiting out a model conversion of a minute, and the CLI exits without joining the thread."""
+    future: Future = Future()
+
+    def run() -> None:
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(work(*args))
+            except BaseException as exc:  # handed to whoever asks for the result
+                future.set_exception(exc)
+
+    threading.Thread(target=run, name="catalog", daemon=True).start()
+    return future
