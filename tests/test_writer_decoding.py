@@ -10,6 +10,7 @@ from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_writer.domain.dead_letters import DeadLetterReason
 from epochscope_writer.domain.decoding import Rejection, decode_record
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 
 JOB = uuid.uuid4()
 
@@ -31,14 +32,14 @@ def prediction_document(**fields: object) -> dict:
 
 def test_a_valid_prediction_decodes() -> None:
     event = decode_record(TRAINING_PREDICTIONS, json.dumps(prediction_document()).encode())
-    assert isinstance(event, PredictionEvent) and event.step == 10
+    assert isinstance(event, PredictionStruct) and event.step == 10
 
 
 def test_a_naive_timestamp_is_read_as_utc() -> None:
     event = decode_record(
         TRAINING_PREDICTIONS, json.dumps(prediction_document(occurred_at="2026-01-01T00:00:00")).encode()
     )
-    assert isinstance(event, PredictionEvent) and event.occurred_at.tzinfo == UTC
+    assert isinstance(event, PredictionStruct) and event.occurred_at.tzinfo == UTC
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,14 @@ def test_a_naive_timestamp_is_read_as_utc() -> None:
         (json.dumps(prediction_document(step=2**31)).encode(), DeadLetterReason.UNSTORABLE_VALUE),
         (json.dumps(prediction_document(prompt="a\u0000b")).encode(), DeadLetterReason.UNSTORABLE_VALUE),
         (json.dumps(prediction_document(ground_truth="\u0000")).encode(), DeadLetterReason.UNSTORABLE_VALUE),
+        (
+            json.dumps(prediction_document()).replace('"epoch": 1.0', '"epoch": 1e400').encode(),
+            DeadLetterReason.UNSTORABLE_VALUE,
+        ),
+        (
+            json.dumps(prediction_document()).replace('"latency_ms": 0.0', '"latency_ms": Infinity').encode(),
+            DeadLetterReason.UNSTORABLE_VALUE,
+        ),
     ],
 )
 def test_bad_predictions_get_their_reason(payload: bytes, reason: DeadLetterReason) -> None:
@@ -72,7 +81,7 @@ def test_missing_fields_are_named() -> None:
 
 def test_an_escaped_backslash_u_is_not_a_nul() -> None:
     event = decode_record(TRAINING_PREDICTIONS, json.dumps(prediction_document(prompt="\\u0000 as text")).encode())
-    assert isinstance(event, PredictionEvent) and event.prompt == "\\u0000 as text"
+    assert isinstance(event, PredictionStruct) and event.prompt == "\\u0000 as text"
 
 
 def test_events_are_applied_only_from_their_topic() -> None:

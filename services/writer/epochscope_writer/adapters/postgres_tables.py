@@ -28,6 +28,15 @@ from epochscope_schemas.events import (
 
 
 @dataclass(frozen=True)
+class JsonRead:
+    """How an insert from a JSON array of the events (`Table.json_insert`) reads a column: an SQL expression over the
+    array's record `r`, and the key of the record it reads, with that key's type (none: it reads no key)."""
+
+    sql: str
+    key: str | None
+
+
+@dataclass(frozen=True)
 class Column:
     """One column of an insert, with where its value comes from: the one list both the SQL and the rows use."""
 
@@ -35,6 +44,11 @@ class Column:
     pg_type: str
     value: Callable[[Any, str], object]  # (event, owner) -> the column's value
     attribute: Callable[[Any], object] | None = None  # the same as `value`, where it is one attribute of the event
+    from_json: JsonRead | None = None  # None: the record's key of the column's name and type
+
+    @property
+    def json_read(self) -> JsonRead:
+        return self.from_json or JsonRead(f"r.{self.name}", f"{self.name} {self.pg_type}")
 
     def values(self, events: Sequence[object], owner: str) -> list[object]:
         """The column's value for each event: an attribute read in one C-level loop where the column is one."""
@@ -50,10 +64,15 @@ def _field(name: str, pg_type: str) -> Column:
 
 
 def _score(name: str) -> Column:
-    return Column(name, "float8", lambda event, owner: getattr(event.scores, name) if event.scores else None)
+    return Column(
+        name,
+        "float8",
+        lambda event, owner: getattr(event.scores, name) if event.scores else None,
+        from_json=JsonRead(f"(r.scores->>'{name}')::float8", "scores json"),
+    )
 
 
-_OWNER = Column("owner_id", "text", lambda event, owner: owner)
+_OWNER = Column("owner_id", "text", lambda event, owner: owner, from_json=JsonRead("$1::text", None))
 
 
 def _json_map(name: str) -> Column:
@@ -85,6 +104,20 @@ class Table:
         arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(self.columns, 1))
         return (
             f"INSERT INTO {self.name} ({names}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
+        )
+
+    @cached_property
+    def json_insert(self) -> str:
+        """The same insert from one JSON array of the events ($2) for the owner $1: Postgres reads the rows in C, and
+        the client sends one text instead of a typed array per column (json_to_recordset ignores the keys it is not
+        asked for)."""
+        names = ", ".join(c.name for c in self.columns)
+        reads = [c.json_read for c in self.columns]
+        keys = ", ".join(dict.fromkeys(read.key for read in reads if read.key))
+        return (
+            f"INSERT INTO {self.name} ({names}) SELECT {', '.join(read.sql for read in reads)} "
+            f"FROM json_to_recordset($2::json) AS r({keys}) "
             f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
         )
 

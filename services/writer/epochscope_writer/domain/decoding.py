@@ -9,6 +9,7 @@ import math
 from datetime import UTC
 from functools import cache
 
+import msgspec
 from pydantic import ValidationError
 
 from epochscope_schemas.events import (
@@ -17,20 +18,30 @@ from epochscope_schemas.events import (
     CheckpointEvent,
     Envelope,
     JobStatusEvent,
+    PredictionEvent,
     parse_event,
 )
+from epochscope_schemas.topics import TRAINING_PREDICTIONS
 from epochscope_writer.domain.dead_letters import DeadLetterReason, Rejection
+from epochscope_writer.domain.prediction_struct import PredictionStruct, decode_prediction, from_event
 
 PG_INT_MAX = 2**31 - 1
 
+# What decode_record hands on: a contract event, or a prediction in the form the writer carries (prediction_struct.py).
+Decoded = Envelope | PredictionStruct
 
-def decode_record(topic: str, value: bytes | None) -> Envelope | Rejection:
+
+def decode_record(topic: str, value: bytes | None) -> Decoded | Rejection:
     """Parse, validate, check that the event travels on `topic` (`EVENTS_BY_TOPIC`) and that Postgres can store it.
 
-    The valid path parses once (pydantic's JSON parser); only a payload that fails is parsed again, to
-    name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
+    A prediction is decoded by the strict msgspec subset of its contract first (prediction_struct.py); what that
+    refuses, and every other event, by pydantic. The valid path parses once; only a payload that fails is parsed
+    again, to name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
     """
     raw = value or b""
+    if topic == TRAINING_PREDICTIONS and (prediction := decode_prediction(raw)) is not None:
+        problem = _unstorable(prediction, raw)
+        return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem) if problem else prediction
     try:
         event = parse_event(raw)
     except ValidationError as exc:
@@ -44,7 +55,7 @@ def decode_record(topic: str, value: bytes | None) -> Envelope | Rejection:
         return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem)
     if event.occurred_at.tzinfo is None:
         event = event.model_copy(update={"occurred_at": event.occurred_at.replace(tzinfo=UTC)})
-    return event
+    return from_event(event) if isinstance(event, PredictionEvent) else event
 
 
 def _diagnose(raw: bytes, exc: ValidationError) -> Rejection:
@@ -79,22 +90,39 @@ def _int4_fields(cls: type[Envelope]) -> tuple[str, ...]:
     )
 
 
-def _unstorable(event: Envelope, raw: bytes) -> str | None:
-    """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb."""
-    for name in _int4_fields(type(event)):
+# A prediction's floats go to Postgres as JSON (adapters/postgres_tables.py), which has no infinity.
+_FINITE_PREDICTION_FIELDS = ("epoch", "latency_ms")
+
+
+def _unstorable(event: Decoded, raw: bytes) -> str | None:
+    """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb (and in a
+    prediction's JSON)."""
+    contract = PredictionEvent if isinstance(event, PredictionStruct) else type(event)
+    for name in _int4_fields(contract):
         number = getattr(event, name)
         if number > PG_INT_MAX:
             return f"{name} {number} exceeds {PG_INT_MAX}"
     # JSON must escape a NUL as \u0000, so a payload without that escape has none (the fast, usual path).
     if b"\\u0000" in raw:
-        problem = _nul_in(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
+        problem = _nul_in(_fields_of(event), "")
         if problem:
             return problem
     if isinstance(event, JobStatusEvent | CheckpointEvent):
         for name, number in event.metrics.items():
             if number is not None and not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
+    if contract is PredictionEvent:
+        for name in _FINITE_PREDICTION_FIELDS:
+            if not math.isfinite(getattr(event, name)):
+                return f"{name} is not a finite number"
     return None
+
+
+def _fields_of(event: Decoded) -> dict[str, object]:
+    """The event's fields that can hold text, as plain values."""
+    if isinstance(event, PredictionStruct):
+        return msgspec.to_builtins(event)
+    return event.model_dump(exclude={"event_id", "job_id", "occurred_at"})
 
 
 def _nul_in(value: object, path: str) -> str | None:
