@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -39,7 +39,7 @@ def test_a_naive_timestamp_is_read_as_utc() -> None:
     event = decode_record(
         TRAINING_PREDICTIONS, json.dumps(prediction_document(occurred_at="2026-01-01T00:00:00")).encode()
     )
-    assert isinstance(event, PredictionStruct) and event.occurred_at.tzinfo == UTC
+    assert isinstance(event, PredictionStruct) and datetime.fromisoformat(event.occurred_at).tzinfo == UTC
 
 
 @pytest.mark.parametrize(

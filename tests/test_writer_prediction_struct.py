@@ -187,6 +187,9 @@ def mutated_documents(draw: st.DrawFn) -> str:
 def plain(value: object) -> object:
     """A value with its type spelled out, for comparing a Struct with a pydantic model exactly (floats by repr, so
     -0.0 and 0.0 differ; datetimes with their offset, which equality ignores)."""
+    if isinstance(value, PredictionStruct):  # its time is the text it came as
+        fields = {name: plain(getattr(value, name)) for name in value.__struct_fields__}
+        return {**fields, "occurred_at": plain(datetime.fromisoformat(value.occurred_at))}
     if isinstance(value, msgspec.Struct):
         return {name: plain(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, BaseModel):
@@ -289,7 +292,7 @@ _FIELDS: dict[str, Any] = {
 
 
 def test_a_time_past_microseconds_is_cut_as_the_contract_cuts_it() -> None:
-    """msgspec would round these up; the writer carries the contract's value, however the time is spelled."""
+    """msgspec's datetime would round these up; the writer carries the contract's time, however it is spelled."""
     document = json.loads(encode_event(PredictionEvent(job_id=uuid.uuid4(), **_FIELDS)))
     text = json.dumps({**document, "occurred_at": "TIME"})
     for spelled in (
@@ -299,7 +302,6 @@ def test_a_time_past_microseconds_is_cut_as_the_contract_cuts_it() -> None:
     ):
         raw = text.replace("TIME", spelled).encode()
         decoded = decode_record(TRAINING_PREDICTIONS, raw)
-        assert isinstance(decoded, PredictionStruct) and decoded.occurred_at == datetime(
-            2026, 1, 1, 0, 0, 0, 999999, UTC
-        )
+        assert isinstance(decoded, PredictionStruct)
+        assert datetime.fromisoformat(decoded.occurred_at) == datetime(2026, 1, 1, 0, 0, 0, 999999, UTC)
         assert_no_more_than_the_contract(raw)

@@ -40,7 +40,8 @@ def decode_record(topic: str, value: bytes | None) -> Decoded | Rejection:
     """
     raw = value or b""
     if topic == TRAINING_PREDICTIONS and (prediction := decode_prediction(raw)) is not None:
-        problem = _unstorable(prediction, raw)
+        # Its ints fit int4 and its floats are finite (else it was refused): only a NUL is left to look for.
+        problem = _nul_in(msgspec.to_builtins(prediction), "") if b"\\u0000" in raw else None
         return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem) if problem else prediction
     try:
         event = parse_event(raw)
@@ -94,35 +95,27 @@ def _int4_fields(cls: type[Envelope]) -> tuple[str, ...]:
 _FINITE_PREDICTION_FIELDS = ("epoch", "latency_ms")
 
 
-def _unstorable(event: Decoded, raw: bytes) -> str | None:
+def _unstorable(event: Envelope, raw: bytes) -> str | None:
     """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb (and in a
     prediction's JSON)."""
-    contract = PredictionEvent if isinstance(event, PredictionStruct) else type(event)
-    for name in _int4_fields(contract):
+    for name in _int4_fields(type(event)):
         number = getattr(event, name)
         if number > PG_INT_MAX:
             return f"{name} {number} exceeds {PG_INT_MAX}"
     # JSON must escape a NUL as \u0000, so a payload without that escape has none (the fast, usual path).
     if b"\\u0000" in raw:
-        problem = _nul_in(_fields_of(event), "")
+        problem = _nul_in(event.model_dump(exclude={"event_id", "job_id", "occurred_at"}), "")
         if problem:
             return problem
     if isinstance(event, JobStatusEvent | CheckpointEvent):
         for name, number in event.metrics.items():
             if number is not None and not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
-    if contract is PredictionEvent:
+    if isinstance(event, PredictionEvent):
         for name in _FINITE_PREDICTION_FIELDS:
             if not math.isfinite(getattr(event, name)):
                 return f"{name} is not a finite number"
     return None
-
-
-def _fields_of(event: Decoded) -> dict[str, object]:
-    """The event's fields that can hold text, as plain values."""
-    if isinstance(event, PredictionStruct):
-        return msgspec.to_builtins(event)
-    return event.model_dump(exclude={"event_id", "job_id", "occurred_at"})
 
 
 def _nul_in(value: object, path: str) -> str | None:
