@@ -45,9 +45,9 @@ def valid_documents(draw: st.DrawFn) -> dict[str, Any]:
         job_id=draw(st.uuids()),
         job_token=draw(st.none() | texts),
         attempt_id=draw(st.none() | st.uuids()),
-        round_index=draw(st.integers(0, 2**31)),
+        round_index=draw(st.integers(0, 2**31 - 1)),
         epoch=draw(st.floats(min_value=0, max_value=1e6)),
-        step=draw(st.integers(0, 2**31)),
+        step=draw(st.integers(0, 2**31 - 1)),
         sample_id=draw(st.text(min_size=1, max_size=200)),
         sample_index=draw(st.integers(0, 10**6)),
         prompt=draw(texts),
@@ -276,6 +276,14 @@ def test_an_event_pydantic_accepted_is_carried_with_its_values() -> None:
     assert event is not None
     carried = from_event(event)
     assert isinstance(carried, PredictionStruct) and plain(carried) == plain(event) and carried.step == 7
+    for time in (
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59.500000-01:00",
+        "2026-01-01T00:00:00",
+    ):  # no UTC shift
+        coerced = json.dumps({**document, "step": "7", "occurred_at": time}).encode()
+        decoded = decode_record(TRAINING_PREDICTIONS, coerced)
+        assert isinstance(decoded, PredictionStruct) and decoded.occurred_at.startswith(time), decoded
 
 
 _FIELDS: dict[str, Any] = {

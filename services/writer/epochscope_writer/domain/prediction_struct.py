@@ -8,7 +8,7 @@ a naive timestamp, a missing event id or time: what a trainer never sends); what
 decides (decoding.py), so the writer accepts and refuses exactly what the contract says.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
@@ -88,6 +88,7 @@ def decode_prediction(raw: bytes) -> PredictionStruct | None:
 def from_event(event: PredictionEvent) -> PredictionStruct:
     """A prediction pydantic accepted (the rare payload the strict decoder refused), in the form the writer carries.
 
-    Every value already passed the contract's checks, which the Struct's repeat."""
+    Every value already passed the contract's checks, which the Struct's repeat; its time is aware (decoding.py makes
+    a naive one UTC), with an offset in whole minutes (the contract's), written as RFC 3339 by `isoformat`."""
     fields = event.model_dump()
-    return msgspec.convert({**fields, "occurred_at": event.occurred_at.astimezone(UTC).isoformat()}, PredictionStruct)
+    return msgspec.convert({**fields, "occurred_at": event.occurred_at.isoformat()}, PredictionStruct)
