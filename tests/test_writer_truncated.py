@@ -1,5 +1,5 @@
 """The writer stores a prediction's `truncated` flag and the API's prediction rows return it; and every column of a
-prediction as the typed insert of the same contract event stores it."""
+prediction as the contract's event of the same values is stored."""
 
 import json
 from datetime import datetime, timedelta, timezone
@@ -50,8 +50,9 @@ async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer
 async def test_every_column_of_a_prediction_is_stored_as_the_typed_insert_stores_it(
     stack: Stack, producer: AIOKafkaProducer
 ) -> None:
-    """The writer sends a batch's predictions as one JSON array that Postgres reads (`Table.json_insert`); the same
-    event inserted with a typed array per column (`Table.insert`, as every other table is) gives the same row."""
+    """The writer inserts predictions from the msgspec Structs it decoded (its time as text, its grades encoded by
+    msgspec); the contract's event of the same values, inserted with the table's own column types, gives the same
+    row."""
     job, twin = await create_job(stack, "tess"), await create_job(stack, "tess")
     texts = {"prompt": 'a "quote", a \\ back\\slash, a tab\t, a line\n, é, 漢字, 🙂, \x01', "ground_truth": "ü" * 300}
     event = prediction(
@@ -76,7 +77,10 @@ async def test_every_column_of_a_prediction_is_stored_as_the_typed_insert_stores
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         twin_event = event.model_copy(update={"job_id": twin.job_id})
-        await conn.execute(PREDICTIONS_TABLE.insert, *PREDICTIONS_TABLE.arrays([twin_event], "tess"))
+        names = [column.name for column in PREDICTIONS_TABLE.columns]
+        values = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+        insert = f"INSERT INTO training_predictions ({', '.join(names)}) VALUES ({values})"
+        await conn.execute(insert, *PREDICTIONS_TABLE.row(twin_event, "tess"))
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
         rows = await conn.fetch("SELECT * FROM training_predictions WHERE job_id = ANY($1)", [job.job_id, twin.job_id])
     finally:

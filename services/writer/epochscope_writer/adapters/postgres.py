@@ -14,7 +14,6 @@ from typing import NoReturn
 from uuid import UUID
 
 import asyncpg
-import msgspec
 
 from epochscope_schemas.events import (
     CheckpointDeletedEvent,
@@ -48,7 +47,6 @@ log = logging.getLogger("epochscope.writer")
 _INPUT_ERROR_CLASSES = ("22", "23")
 _INPUT_ERROR_STATES = ("42501",)
 _UNREACHABLE = (OSError, asyncpg.InterfaceError, TimeoutError)
-_PREDICTIONS_JSON = msgspec.json.Encoder()
 
 
 def is_input_error(exc: asyncpg.PostgresError) -> bool:
@@ -151,8 +149,7 @@ class PostgresEventStore:
         return {row["job_id"]: JobState(JobStatus(row["status"]), attempts.get(row["job_id"])) for row in rows}
 
     async def insert_predictions(self, owner: str, events: list[PredictionStruct]) -> list[NewPrediction]:
-        """As one JSON array of the events, encoded by msgspec from the values decoding checked."""
-        found = await self._conn.fetch(PREDICTIONS_TABLE.json_insert, owner, _PREDICTIONS_JSON.encode(events).decode())
+        found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
         return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
 
     async def prediction_bytes(self, owner: str) -> int:
