@@ -23,9 +23,7 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.topics import TRAINING_PREDICTIONS
 from epochscope_writer.domain.dead_letters import DeadLetterReason, Rejection
-from epochscope_writer.domain.prediction_struct import PredictionStruct, decode_prediction, from_event
-
-PG_INT_MAX = 2**31 - 1
+from epochscope_writer.domain.prediction_struct import PG_INT_MAX, PredictionStruct, decode_prediction, from_event
 
 # What decode_record hands on: a contract event, or a prediction in the form the writer carries (prediction_struct.py).
 Decoded = Envelope | PredictionStruct
