@@ -47,7 +47,7 @@ async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer
     assert [(p.sample_id, p.truncated) for p in page.items] == [("s1", ["ground_truth", "prediction"]), ("s2", [])]
 
 
-async def test_every_column_of_a_prediction_is_stored_as_the_typed_insert_stores_it(
+async def test_every_column_of_a_prediction_is_stored_as_its_contract_event_would_be(
     stack: Stack, producer: AIOKafkaProducer
 ) -> None:
     """The writer inserts predictions from the msgspec Structs it decoded (its time as text, its grades encoded by
