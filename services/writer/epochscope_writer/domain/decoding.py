@@ -89,13 +89,8 @@ def _int4_fields(cls: type[Envelope]) -> tuple[str, ...]:
     )
 
 
-# A prediction's floats go to Postgres as JSON (adapters/postgres_tables.py), which has no infinity.
-_FINITE_PREDICTION_FIELDS = ("epoch", "latency_ms")
-
-
 def _unstorable(event: Envelope, raw: bytes) -> str | None:
-    """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb (and in a
-    prediction's JSON)."""
+    """Values that pass the schema but Postgres refuses: NUL in text, int4 overflow, NaN or inf in jsonb."""
     for name in _int4_fields(type(event)):
         number = getattr(event, name)
         if number > PG_INT_MAX:
@@ -109,10 +104,6 @@ def _unstorable(event: Envelope, raw: bytes) -> str | None:
         for name, number in event.metrics.items():
             if number is not None and not math.isfinite(number):
                 return f"metrics.{name} is not a finite number"
-    if isinstance(event, PredictionEvent):
-        for name in _FINITE_PREDICTION_FIELDS:
-            if not math.isfinite(getattr(event, name)):
-                return f"{name} is not a finite number"
     return None
 
 

@@ -21,7 +21,8 @@ from epochscope_schemas.graders import MAX_GRADERS
 # RFC 3339 with a zone, to the microsecond: msgspec's own datetime rounds a longer fraction, which the contract cuts
 _TIME = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 PG_INT_MAX = 2**31 - 1
-# An int past int4 or a float past float8 (inf) is refused here and dead-lettered by the contract's path as unstorable.
+# An int past int4 is refused here, and dead-lettered by the contract's path as unstorable; a float past float8 (inf)
+# is refused here too (msgspec reads no infinity), and stored by the contract's path as before.
 NonNegativeInt = Annotated[int, Meta(ge=0, le=PG_INT_MAX)]
 NonNegativeFloat = Annotated[float, Meta(ge=0)]
 UnitFloat = Annotated[float, Meta(ge=0, le=1)]
