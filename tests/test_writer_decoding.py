@@ -1,8 +1,9 @@
 """The writer's decoding, without infrastructure: each bad payload gets its dead-letter reason."""
 
 import json
+import math
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,6 +11,7 @@ from epochscope_schemas.events import JobStatus, JobStatusEvent, PredictionEvent
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_writer.domain.dead_letters import DeadLetterReason
 from epochscope_writer.domain.decoding import Rejection, decode_record
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 
 JOB = uuid.uuid4()
 
@@ -31,14 +33,14 @@ def prediction_document(**fields: object) -> dict:
 
 def test_a_valid_prediction_decodes() -> None:
     event = decode_record(TRAINING_PREDICTIONS, json.dumps(prediction_document()).encode())
-    assert isinstance(event, PredictionEvent) and event.step == 10
+    assert isinstance(event, PredictionStruct) and event.step == 10
 
 
 def test_a_naive_timestamp_is_read_as_utc() -> None:
     event = decode_record(
         TRAINING_PREDICTIONS, json.dumps(prediction_document(occurred_at="2026-01-01T00:00:00")).encode()
     )
-    assert isinstance(event, PredictionEvent) and event.occurred_at.tzinfo == UTC
+    assert isinstance(event, PredictionStruct) and datetime.fromisoformat(event.occurred_at).tzinfo == UTC
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def test_missing_fields_are_named() -> None:
 
 def test_an_escaped_backslash_u_is_not_a_nul() -> None:
     event = decode_record(TRAINING_PREDICTIONS, json.dumps(prediction_document(prompt="\\u0000 as text")).encode())
-    assert isinstance(event, PredictionEvent) and event.prompt == "\\u0000 as text"
+    assert isinstance(event, PredictionStruct) and event.prompt == "\\u0000 as text"
 
 
 def test_events_are_applied_only_from_their_topic() -> None:
@@ -95,3 +97,11 @@ def test_a_diverged_loss_in_progress_is_storable() -> None:
     assert b"NaN" in payload
     decoded = decode_record(TRAINING_STATUS, payload)
     assert isinstance(decoded, ProgressEvent) and decoded.loss != decoded.loss
+
+
+def test_an_infinite_epoch_or_latency_is_carried_as_the_contract_reads_it() -> None:
+    """msgspec reads no infinity; the contract does, and the prediction keeps it, as before (float8 holds it)."""
+    text = json.dumps(prediction_document(epoch=1.5, latency_ms=2.5))
+    for raw in (text.replace("1.5", "1e400"), text.replace("2.5", "Infinity")):
+        event = decode_record(TRAINING_PREDICTIONS, raw.encode())
+        assert isinstance(event, PredictionStruct) and math.inf in (event.epoch, event.latency_ms), raw

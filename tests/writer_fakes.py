@@ -29,6 +29,7 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.topics import TRAINING_PREDICTIONS, TRAINING_STATUS
 from epochscope_writer.domain.dead_letters import DeadLetter
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 from epochscope_writer.domain.records import KafkaRecord
 from epochscope_writer.service_layer.ports import (
     DatabaseUnavailable,
@@ -125,7 +126,7 @@ class FakeEventStore:
             if self.tables.jobs[event.job_id][0] != owner or owner != self._acting_as:
                 raise RefusedInput("42501: new row violates row-level security policy")
 
-    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
+    async def insert_predictions(self, owner: str, events: list[PredictionStruct]) -> list[NewPrediction]:
         self._check(owner, events)
         new = []
         for e in events:

@@ -20,7 +20,6 @@ from epochscope_schemas.events import (
     Envelope,
     JobStatus,
     JobStatusEvent,
-    PredictionEvent,
     ProgressEvent,
 )
 from epochscope_schemas.notify import job_channel
@@ -33,6 +32,7 @@ from epochscope_writer.adapters.postgres_tables import (
     PROGRESS_TABLE,
     TABLES,
 )
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 from epochscope_writer.service_layer.ports import (
     DatabaseUnavailable,
     JobState,
@@ -148,7 +148,7 @@ class PostgresEventStore:
         )
         return {row["job_id"]: JobState(JobStatus(row["status"]), attempts.get(row["job_id"])) for row in rows}
 
-    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]:
+    async def insert_predictions(self, owner: str, events: list[PredictionStruct]) -> list[NewPrediction]:
         found = await PREDICTIONS_TABLE.insert_new(self._conn, events, owner)
         return [NewPrediction(row["job_id"], row["step"], row["seq"]) for row in found]
 

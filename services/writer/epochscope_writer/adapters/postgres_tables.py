@@ -14,6 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from epochscope_schemas.events import (
     CheckpointEvent,
@@ -35,6 +36,7 @@ class Column:
     pg_type: str
     value: Callable[[Any, str], object]  # (event, owner) -> the column's value
     attribute: Callable[[Any], object] | None = None  # the same as `value`, where it is one attribute of the event
+    cast: str | None = None  # the column's type, where the values are sent as another (`pg_type`)
 
     def values(self, events: Sequence[object], owner: str) -> list[object]:
         """The column's value for each event: an attribute read in one C-level loop where the column is one."""
@@ -63,10 +65,14 @@ def _json_map(name: str) -> Column:
 
 
 def _json_or_null(models: dict[str, Any] | None) -> str | None:
-    """A jsonb value from an optional dict of models (a GRPO progress event's rewards); SQL null without one."""
+    """A jsonb value from an optional dict of models, pydantic's or msgspec's (a prediction's grades); SQL null
+    without one (a GRPO progress event's rewards)."""
     if models is None:
         return None
-    return json.dumps({k: v.model_dump(mode="json") for k, v in models.items()}) if models else "{}"
+    return _JSON.encode(models).decode() if models else "{}"
+
+
+_JSON = msgspec.json.Encoder(enc_hook=lambda model: model.model_dump(mode="json"))  # Structs natively, else pydantic
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,9 @@ class Table:
     def insert(self) -> str:
         names = ", ".join(c.name for c in self.columns)
         arrays = ", ".join(f"${i}::{c.pg_type}[]" for i, c in enumerate(self.columns, 1))
+        values = ", ".join(f"{c.name}::{c.cast}" if c.cast else c.name for c in self.columns)
         return (
-            f"INSERT INTO {self.name} ({names}) SELECT * FROM unnest({arrays}) "
+            f"INSERT INTO {self.name} ({names}) SELECT {values} FROM unnest({arrays}) AS u({names}) "
             f"ON CONFLICT ({self.conflict}) DO NOTHING RETURNING {self.returning}"
         )
 
@@ -117,13 +124,14 @@ PREDICTIONS_TABLE = Table(
         _field("latency_ms", "float8"),
         _field("valid", "bool"),
         _field("validation_error", "text"),
-        Column("truncated", "jsonb", lambda event, owner: json.dumps(event.truncated)),
+        Column("truncated", "jsonb", lambda event, owner: _JSON.encode(event.truncated).decode()),
         _score("exact_match"),
         _score("f1"),
         _score("rouge_l"),
         _json_map("grades"),
         _field("event_id", "uuid"),
-        _field("occurred_at", "timestamptz"),
+        # a PredictionStruct's checked RFC 3339 text, which Postgres reads
+        Column("occurred_at", "text", lambda event, owner: event.occurred_at, attrgetter("occurred_at"), "timestamptz"),
     ),
     conflict="job_id, step, sample_id",
     returning="job_id, step, seq",

@@ -9,6 +9,7 @@ import math
 from datetime import UTC
 from functools import cache
 
+import msgspec
 from pydantic import ValidationError
 
 from epochscope_schemas.events import (
@@ -17,20 +18,29 @@ from epochscope_schemas.events import (
     CheckpointEvent,
     Envelope,
     JobStatusEvent,
+    PredictionEvent,
     parse_event,
 )
+from epochscope_schemas.topics import TRAINING_PREDICTIONS
 from epochscope_writer.domain.dead_letters import DeadLetterReason, Rejection
+from epochscope_writer.domain.prediction_struct import PG_INT_MAX, PredictionStruct, decode_prediction, from_event
 
-PG_INT_MAX = 2**31 - 1
+# What decode_record hands on: a contract event, or a prediction in the form the writer carries (prediction_struct.py).
+Decoded = Envelope | PredictionStruct
 
 
-def decode_record(topic: str, value: bytes | None) -> Envelope | Rejection:
+def decode_record(topic: str, value: bytes | None) -> Decoded | Rejection:
     """Parse, validate, check that the event travels on `topic` (`EVENTS_BY_TOPIC`) and that Postgres can store it.
 
-    The valid path parses once (pydantic's JSON parser); only a payload that fails is parsed again, to
-    name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
+    A prediction is decoded by the strict msgspec subset of its contract first (prediction_struct.py); what that
+    refuses, and every other event, by pydantic. The valid path parses once; only a payload that fails is parsed
+    again, to name the reason: not JSON, not an object, an unknown schema version, or the schema itself.
     """
     raw = value or b""
+    if topic == TRAINING_PREDICTIONS and (prediction := decode_prediction(raw)) is not None:
+        # Its ints fit int4 and its floats are finite (else it was refused): only a NUL is left to look for.
+        problem = _nul_in(msgspec.to_builtins(prediction), "") if b"\\u0000" in raw else None
+        return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem) if problem else prediction
     try:
         event = parse_event(raw)
     except ValidationError as exc:
@@ -44,7 +54,7 @@ def decode_record(topic: str, value: bytes | None) -> Envelope | Rejection:
         return Rejection(DeadLetterReason.UNSTORABLE_VALUE, problem)
     if event.occurred_at.tzinfo is None:
         event = event.model_copy(update={"occurred_at": event.occurred_at.replace(tzinfo=UTC)})
-    return event
+    return from_event(event) if isinstance(event, PredictionEvent) else event
 
 
 def _diagnose(raw: bytes, exc: ValidationError) -> Rejection:

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from epochscope_schemas.events import Envelope, WarningEvent
+from epochscope_schemas.events import WarningEvent
 from epochscope_writer.domain.dead_letters import DeadLetter, DeadLetterReason, Rejection
-from epochscope_writer.domain.decoding import decode_record
+from epochscope_writer.domain.decoding import Decoded, decode_record
 from epochscope_writer.domain.job_tokens import JobTokenVerifier
 from epochscope_writer.domain.records import KafkaRecord
-from epochscope_writer.service_layer.event_types import EVENT_TYPE_OF, EVENT_TYPES, EventKind, EventType
+from epochscope_writer.service_layer.event_types import EVENT_TYPE_OF, EVENT_TYPES, EventKind, EventType, entry_of
 from epochscope_writer.service_layer.ports import EventStore, JobState, Notification, RefusedInput
 from epochscope_writer.service_layer.prediction_quota import PredictionQuota, QuotaCrossed
 
@@ -43,7 +43,7 @@ class BatchResult:
 @dataclass(frozen=True)
 class _Accepted:
     record: KafkaRecord
-    event: Envelope
+    event: Decoded
     token_user: str
 
 
@@ -95,7 +95,7 @@ class BatchApplier:
             if isinstance(claims, Rejection):
                 dead_letters.append(DeadLetter.for_record(record, claims.reason, claims.detail))
                 continue
-            refusal = EVENT_TYPE_OF[type(decoded)].refusal
+            refusal = entry_of(decoded).refusal
             if refusal is not None and (rejection := refusal(decoded)) is not None:
                 dead_letters.append(DeadLetter.for_record(record, rejection.reason, rejection.detail))
                 continue
@@ -135,7 +135,7 @@ class BatchApplier:
             elif item.event.attempt_id != state.attempt_id:
                 _reject(result, item.record, DeadLetterReason.STALE_ATTEMPT, _stale(item.event.attempt_id, state))
             else:
-                by_kind[EVENT_TYPE_OF[type(item.event)].kind].append(item)
+                by_kind[entry_of(item.event).kind].append(item)
         return by_kind
 
     async def _write_for_owner(
@@ -185,7 +185,7 @@ class BatchApplier:
         result.duplicates[entry.kind] += len(items) - rejected - len(new)
         return new
 
-    async def _store(self, store: EventStore, owner: str, entry: EventType, events: list[Envelope]) -> list[Any]:
+    async def _store(self, store: EventStore, owner: str, entry: EventType, events: list[Decoded]) -> list[Any]:
         """The entry's write; predictions within their owner's quota (QuotaCrossed, none stored, if not)."""
         if entry.kind is not EventKind.PREDICTION:
             return await entry.store(store, owner, events)

@@ -25,7 +25,9 @@ from epochscope_schemas.events import (
 )
 from epochscope_schemas.notify import ChangeKind
 from epochscope_writer.domain.dead_letters import Rejection
+from epochscope_writer.domain.decoding import Decoded
 from epochscope_writer.domain.object_keys import foreign_checkpoint, foreign_checkpoint_id
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 from epochscope_writer.service_layer.ports import EventStore, NewPrediction, Notification
 
 
@@ -122,3 +124,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     ),
 )
 EVENT_TYPE_OF: dict[type[Envelope], EventType] = {entry.event: entry for entry in EVENT_TYPES}
+
+
+def entry_of(event: Decoded) -> EventType:
+    """The entry of a decoded event: a prediction is carried as a PredictionStruct, every other event as itself."""
+    return EVENT_TYPE_OF[PredictionEvent if isinstance(event, PredictionStruct) else type(event)]

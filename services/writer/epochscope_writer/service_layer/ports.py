@@ -11,11 +11,11 @@ from epochscope_schemas.events import (
     Envelope,
     JobStatus,
     JobStatusEvent,
-    PredictionEvent,
     ProgressEvent,
 )
 from epochscope_schemas.scheduling import TrainerHeartbeat
 from epochscope_writer.domain.dead_letters import DeadLetter
+from epochscope_writer.domain.prediction_struct import PredictionStruct
 from epochscope_writer.domain.records import KafkaRecord
 
 Notification = tuple[UUID, dict[str, object]]  # (job, NOTIFY payload)
@@ -64,7 +64,7 @@ class EventStore(Protocol):
     async def job_states(self, job_ids: list[UUID]) -> dict[UUID, JobState]:
         """The acting owner's jobs among `job_ids` that still exist, locked against deletion until the commit."""
 
-    async def insert_predictions(self, owner: str, events: list[PredictionEvent]) -> list[NewPrediction]: ...
+    async def insert_predictions(self, owner: str, events: list[PredictionStruct]) -> list[NewPrediction]: ...
 
     async def prediction_bytes(self, owner: str) -> int:
         """The bytes of the owner's stored prediction texts, this transaction's inserts included; the owner's count is
