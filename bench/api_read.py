@@ -7,13 +7,10 @@ and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
 - ours: GET /v1/jobs/{job_id}/predictions?limit=50 over keep-alive HTTP/1.1, from a minimal client
   so that the load generator itself costs little;
 - peer: what the API asks of Postgres for that page, through asyncpg, as the API's role, with a pool
-  as large as the API's (all workers'): one statement, the page function (migration 0044), which sets the RLS user
-  for its own transaction and runs the page query (which also checks that the job is the user's);
-- the old floor beside it: the same page in three round trips (BEGIN with the user, the page, COMMIT), the shape the
-  API had before the function, so a reader sees what the one round trip saved as well as the framework's overhead.
+  as large as the API's (all workers'): a transaction that sets the RLS user and runs the page query (which also
+  checks that the job is the user's).
 
-Each case measures the three in turn, `repeats` times (the machine's load moves), each side's repeats pooled.
-Reports p50/p99 latency, requests/s and CPU per request per case; writes bench/results/api_read.json.
+Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
 Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
 """
 
@@ -48,7 +45,6 @@ PAGE_SIZE = 50
 PAGE_MAX_BYTES = ApiSettings.model_fields["page_max_bytes"].default  # as the API bounds its pages
 CONCURRENCY = (1, 10, 50)
 PEER_NAME = "asyncpg, same SQL"
-OLD_PEER_NAME = "asyncpg, 3 round trips (BEGIN + user, page, COMMIT)"
 TARGET_P99_MS_AT_50 = 25.0
 TARGET_DEEP_OVER_FIRST = 1.5
 
@@ -59,16 +55,15 @@ class Size:
     rounds: int
     deep_page: int  # 1-based page number of the deep page
     warmup_s: float
-    duration_s: float  # of each repeat
-    repeats: int  # the API, the floor and the old floor in turn, this many times per case (the load moves)
+    duration_s: float
 
     @property
     def rows(self) -> int:
         return self.samples_per_round * self.rounds
 
 
-FULL = Size(samples_per_round=50, rounds=1_200, deep_page=1_000, warmup_s=0.5, duration_s=2.0, repeats=3)
-SMOKE = Size(samples_per_round=50, rounds=21, deep_page=20, warmup_s=0.1, duration_s=0.3, repeats=1)
+FULL = Size(samples_per_round=50, rounds=1_200, deep_page=1_000, warmup_s=1.0, duration_s=5.0)
+SMOKE = Size(samples_per_round=50, rounds=21, deep_page=20, warmup_s=0.1, duration_s=0.3)
 
 
 @dataclass(frozen=True)
@@ -96,18 +91,6 @@ class Measurement:
     @property
     def per_second(self) -> float:
         return len(self.latencies_ms) / self.duration_s
-
-    @classmethod
-    def pooled(cls, repeats: list["Measurement"]) -> "Measurement":
-        """Repeats taken in turn with the other sides' as one measurement: every latency, the time measured and
-        the requests sent summed, the CPU time per request weighted by each repeat's requests."""
-        requests = sum(one.requests for one in repeats)
-        return cls(
-            [latency for one in repeats for latency in one.latencies_ms],
-            sum(one.duration_s for one in repeats),
-            requests,
-            sum(one.cpu_ms * one.requests for one in repeats) / requests,
-        )
 
 
 class HttpConnection:
@@ -175,11 +158,9 @@ async def seed(admin_url: str, size: Size) -> tuple[uuid.UUID, tuple[int, str]]:
     return job_id, (before["step"], before["sample_id"])
 
 
-def row(
-    metric: str, unit: str, ours: float, peer: float, load: float | None = None, peer_name: str = PEER_NAME
-) -> dict[str, Any]:
+def row(metric: str, unit: str, ours: float, peer: float, load: float | None = None) -> dict[str, Any]:
     """A result row; `load`: the machine's 1-minute load when its two measurements ended."""
-    fields = {"metric": metric, "unit": unit, "ours": round(ours, 3), "peer": round(peer, 3), "peer_name": peer_name}
+    fields = {"metric": metric, "unit": unit, "ours": round(ours, 3), "peer": round(peer, 3), "peer_name": PEER_NAME}
     return fields | ({"load_average_1m": round(load, 2)} if load is not None else {})
 
 
@@ -238,25 +219,9 @@ async def with_cpu(run: Callable[[], Awaitable[Measurement]], cpu: Callable[[], 
 async def measure_sql(
     pool: asyncpg.Pool, job_id: uuid.UUID, after: tuple[int, str], clients: int, size: Size
 ) -> Measurement:
-    """The floor: the API's one statement for the page."""
-    arguments = (OWNER, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES, None)
-
-    async def one(_: int) -> None:
-        async with pool.acquire() as conn:
-            await conn.fetch(PREDICTION_PAGE_SQL, *arguments)
-
-    return await with_cpu(lambda: measure(one, clients, size), time.process_time)
-
-
-async def measure_sql_in_transaction(
-    pool: asyncpg.Pool, job_id: uuid.UUID, after: tuple[int, str], clients: int, size: Size
-) -> Measurement:
-    """The old floor: the same page in a user transaction, three round trips."""
-    arguments = (OWNER, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES, None)
-
     async def one(_: int) -> None:
         async with user_transaction(pool, OWNER) as conn:
-            await conn.fetch(PREDICTION_PAGE_SQL, *arguments)
+            await conn.fetch(PREDICTION_PAGE_SQL, job_id, *after, None, None, PAGE_SIZE + 1, PAGE_MAX_BYTES, None)
 
     return await with_cpu(lambda: measure(one, clients, size), time.process_time)
 
@@ -296,19 +261,16 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
             async with http_connections(host, port, 1) as (connection,):
                 status, body = await connection.get(request_bytes)
             api_keys = [(item["step"], item["sample_id"]) for item in json.loads(body)["items"]]
-            sql_rows = await pool.fetch(
-                PREDICTION_PAGE_SQL, OWNER, job_id, *page.after, None, None, PAGE_SIZE, PAGE_MAX_BYTES, None
-            )
+            async with user_transaction(pool, OWNER) as conn:
+                sql_rows = await conn.fetch(
+                    PREDICTION_PAGE_SQL, job_id, *page.after, None, None, PAGE_SIZE, PAGE_MAX_BYTES, None
+                )
             if status != 200 or api_keys != [(r["step"], r["sample_id"]) for r in sql_rows]:
                 raise RuntimeError(f"the API and the SQL disagree on the {page.name}")
 
             for clients in CONCURRENCY:
-                repeats: tuple[list[Measurement], list[Measurement], list[Measurement]] = ([], [], [])
-                for _ in range(size.repeats):
-                    repeats[0].append(await measure_api(host, port, api_pid, request_bytes, clients, size))
-                    repeats[1].append(await measure_sql(pool, job_id, page.after, clients, size))
-                    repeats[2].append(await measure_sql_in_transaction(pool, job_id, page.after, clients, size))
-                api, sql, old = (Measurement.pooled(sides) for sides in repeats)
+                api = await measure_api(host, port, api_pid, request_bytes, clients, size)
+                sql = await measure_sql(pool, job_id, page.after, clients, size)
                 case = f"{page.name}, {clients} client{'s' if clients > 1 else ''}"
                 load = os.getloadavg()[0]
                 rows += [
@@ -316,8 +278,6 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
                     row(f"p99 {case}", "ms", api.p99, sql.p99, load),
                     row(f"requests/s {case}", "req/s", api.per_second, sql.per_second, load),
                     row(f"CPU per request {case}", "ms", api.cpu_ms, sql.cpu_ms, load) | {"better": "lower"},
-                    row(f"old floor: requests/s {case}", "req/s", api.per_second, old.per_second, load, OLD_PEER_NAME),
-                    row(f"old floor: p99 {case}", "ms", api.p99, old.p99, load, OLD_PEER_NAME),
                 ]
                 if clients == max(CONCURRENCY):
                     p99_at_most.append((api.p99, sql.p99))
@@ -339,7 +299,6 @@ async def bench(stack: LocalStack, size: Size, api_workers: int, results_dir: Pa
         "concurrency": list(CONCURRENCY),
         "warmup_s": size.warmup_s,
         "duration_s": size.duration_s,
-        "repeats": size.repeats,
         "db_pool": pool_size,
         "api_workers": api_workers,
     }

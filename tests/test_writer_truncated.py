@@ -39,7 +39,7 @@ async def test_the_truncated_flag_is_stored_and_read_back(stack: Stack, producer
     conn = await asyncpg.connect(stack.admin_dsn)
     try:
         await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-        body = await fetch_prediction_page(conn, "trudy", job.job_id, None, None, 10, None, max_bytes=1 << 22)
+        body = await fetch_prediction_page(conn, job.job_id, None, None, 10, None, max_bytes=1 << 22)
         page = PredictionPage.model_validate_json(body)  # Postgres's JSON is the response model's
         assert json.loads(body) == json.loads(page.model_dump_json())  # written as pydantic writes it (times too)
     finally:

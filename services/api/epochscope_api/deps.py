@@ -6,7 +6,6 @@ All are async: FastAPI runs a plain `def` dependency in a worker thread, a threa
 """
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 import asyncpg
@@ -44,27 +43,6 @@ class UserBearer(HTTPBearer):
 
 
 current_user = UserBearer(auto_error=False, description=BEARER_DESCRIPTION, scheme_name=type(bearer).__name__)
-
-
-@dataclass(frozen=True)
-class UserRead:
-    """What a read that opens its own database access needs: the current user, the pool and the settings."""
-
-    user_id: str
-    pool: asyncpg.Pool
-    settings: ApiSettings
-
-
-class UserReadBearer(UserBearer):
-    """The current user with the pool and the settings, as one dependency (the same `bearer` scheme in OpenAPI):
-    for the hottest read, where each dependency FastAPI solves costs more than the lookup of a verified token."""
-
-    async def __call__(self, request: Request) -> UserRead:  # type: ignore[override]
-        user_id = await super().__call__(request)
-        return UserRead(user_id, _adapters(request).pool, request.app.state.settings)
-
-
-user_read = UserReadBearer(auto_error=False, description=BEARER_DESCRIPTION, scheme_name=type(bearer).__name__)
 
 
 def _adapters(request: Request) -> Adapters:
@@ -123,7 +101,6 @@ StreamSlotsDep = Annotated[UserSlots, Depends(get_stream_slots)]
 ExportSlotsDep = Annotated[UserSlots, Depends(get_export_slots)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 CurrentUser = Annotated[str, Depends(current_user)]
-UserReadDep = Annotated[UserRead, Depends(user_read)]
 
 
 async def user_connection(request: Request, user_id: CurrentUser) -> AsyncIterator[asyncpg.Connection]:

@@ -71,22 +71,14 @@ async def create_pool(dsn: str, min_size: int, max_size: int, timeouts: PoolTime
 
 
 @asynccontextmanager
-async def pooled_connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection, outside any transaction (for a statement that sets the user itself, in its own implicit
-    transaction); DatabaseBusy when none frees up within the pool's acquire timeout."""
+async def user_transaction(pool: asyncpg.Pool, user_id: str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which row-level security sees only `user_id`'s rows; DatabaseBusy when no pooled
+    connection frees up within the pool's acquire timeout."""
     async with AsyncExitStack() as stack:
         try:
             conn = await stack.enter_async_context(pool.acquire())
         except TimeoutError:
             raise DatabaseBusy from None
-        yield conn
-
-
-@asynccontextmanager
-async def user_transaction(pool: asyncpg.Pool, user_id: str) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction in which row-level security sees only `user_id`'s rows; DatabaseBusy when no pooled
-    connection frees up within the pool's acquire timeout."""
-    async with pooled_connection(pool) as conn:
         # BEGIN and the user in one round trip (a simple query takes no parameters: the id goes in as a literal).
         await conn.execute(f"BEGIN; SELECT set_config('app.user_id', {sql_literal(user_id)}, true)")
         try:

@@ -31,11 +31,51 @@ PREDICTION_READ_COLUMNS = prediction_columns("training_predictions")
 PREDICTION_BYTES = text_bytes("sample_id", "prompt", "ground_truth", "prediction", "validation_error", "grades::text")
 
 
-# Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does. One round
-# trip: the function (migration 0044) sets the user for its statement's transaction, then reads the page, each row
-# already the JSON of the API's Prediction model (encoded once, by Postgres; the API passes it through). The job comes
-# along: no row means no such job for this user (RLS), and a single row of NULLs means nothing past the cursor.
-PREDICTION_PAGE_SQL = "SELECT step, sample_id, item, followed FROM prediction_page($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+def _finite(column: str) -> str:
+    """SQL: a float8 column, null where it is not finite (JSON has no Infinity or NaN; pydantic writes null)."""
+    return f"CASE WHEN {column} IN ('Infinity', '-Infinity', 'NaN') THEN NULL ELSE {column} END"
+
+
+def _iso_utc(column: str) -> str:
+    """SQL: a timestamptz column as pydantic writes a UTC datetime (`...T16:29:02.102096Z`, no fraction when it is
+    whole), so the page and the exports render a prediction's time alike."""
+    whole = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    fraction = f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    return f"CASE WHEN extract(microseconds FROM {column})::bigint % 1000000 = 0 THEN {whole} ELSE {fraction} END"
+
+
+_SCORES_JSON = (
+    "CASE WHEN exact_match IS NULL OR f1 IS NULL OR rouge_l IS NULL THEN NULL ELSE json_build_object("
+    f"'exact_match', {_finite('exact_match')}, 'f1', {_finite('f1')}, 'rouge_l', {_finite('rouge_l')}) END"
+)
+# A prediction as the JSON of the API's Prediction model, built by Postgres: a page is encoded once, where the rows
+# are, and the API passes it through (no per-row decoding, validation and re-encoding in Python). Non-finite numbers
+# become null, as pydantic writes them; the grades carry the user's verdict as the `human` grade.
+PREDICTION_JSON = (
+    f"json_build_object('round_index', round_index, 'epoch', {_finite('epoch')}, 'step', step,"
+    " 'sample_id', sample_id, 'sample_index', sample_index, 'prompt', prompt, 'ground_truth', ground_truth,"
+    f" 'prediction', prediction, 'tokens_generated', tokens_generated, 'latency_ms', {_finite('latency_ms')},"
+    f" 'valid', valid, 'validation_error', validation_error, 'scores', {_SCORES_JSON},"
+    f" 'grades', {graded('training_predictions')}, 'truncated', truncated,"
+    f" 'created_at', {_iso_utc('created_at')})::text"
+)
+# Keyset pagination on the primary key (job_id, step, sample_id): a deep page costs what the first does.
+# The job comes along in the same round trip: no row means no such job for this user (RLS), and a
+# single row of NULLs means the job has nothing past the cursor.
+PREDICTION_PAGE_SQL = (
+    "SELECT page.step, page.sample_id, page.item, page.followed FROM jobs LEFT JOIN LATERAL ("
+    + bounded_by_bytes(
+        f"SELECT step, sample_id, {PREDICTION_JSON} AS item, {PREDICTION_BYTES} AS row_bytes"
+        " FROM training_predictions"
+        " WHERE job_id = $1 AND (step, sample_id) > ($2, $3)"
+        " AND ($4::float8 IS NULL OR epoch = $4) AND ($5::int IS NULL OR step = $5)"
+        f" AND ($8::text IS NULL OR {graded('training_predictions')} -> $8 ->> 'passed' = 'false')"
+        " ORDER BY step, sample_id LIMIT $6",
+        "step, sample_id",
+        "$7",
+    )
+    + ") page ON true WHERE jobs.job_id = $1"
+)
 NEW_PREDICTIONS_SQL = bounded_by_bytes(
     f"SELECT seq, {PREDICTION_READ_COLUMNS}, {PREDICTION_BYTES} AS row_bytes FROM training_predictions"
     " WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -64,7 +104,6 @@ def _prediction_fields(row: asyncpg.Record) -> dict[str, Any]:
 
 async def fetch_prediction_page(
     conn: asyncpg.Connection,
-    user_id: str,
     job_id: uuid.UUID,
     epoch: float | None,
     step: int | None,
@@ -73,22 +112,12 @@ async def fetch_prediction_page(
     max_bytes: int,
     failing_grader: str | None = None,
 ) -> bytes:
-    """Up to `limit` predictions of `user_id`'s job, and about `max_bytes` (at least one row), in (step, sample_id)
-    order after `cursor`, as the JSON of a PredictionPage; with `failing_grader`, only those that grader graded and
-    failed; JobNotFound without the job. `conn` must be outside a transaction: the user is set for this statement's.
-    """
+    """Up to `limit` predictions, and about `max_bytes` (at least one row), in (step, sample_id) order after
+    `cursor`, as the JSON of a PredictionPage; with `failing_grader`, only those that grader graded and failed;
+    JobNotFound without the job."""
     after_step, after_sample = decode_cursor(cursor, INT4, text) if cursor else (-1, "")
     rows = await conn.fetch(
-        PREDICTION_PAGE_SQL,
-        user_id,
-        job_id,
-        after_step,
-        after_sample,
-        epoch,
-        step,
-        limit + 1,
-        max_bytes,
-        failing_grader,
+        PREDICTION_PAGE_SQL, job_id, after_step, after_sample, epoch, step, limit + 1, max_bytes, failing_grader
     )
     if not rows:
         raise JobNotFound

@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from epochscope_api.data.cursor import INT4_MAX
-from epochscope_api.data.db import pooled_connection
+from epochscope_api.data.db import user_transaction
 from epochscope_api.data.jobs import ensure_job
 from epochscope_api.data.predictions import fetch_prediction_page, fetch_sample_history
 from epochscope_api.data.rounds import fetch_round_page
-from epochscope_api.deps import SettingsDep, UserConn, UserReadDep
+from epochscope_api.deps import CurrentUser, PoolDep, SettingsDep, UserConn
 from epochscope_api.http.errors import NOT_FOUND
 from epochscope_api.response_models import PredictionPage, RoundList, SampleHistory
 from epochscope_schemas.graders import GRADER_NAME_PATTERN
@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1/jobs/{job_id}", tags=["predictions"])
 @router.get("/predictions", response_model=PredictionPage, responses=NOT_FOUND, operation_id="list_predictions")
 async def list_predictions(
     job_id: uuid.UUID,
-    read: UserReadDep,
+    pool: PoolDep,
+    user_id: CurrentUser,
+    settings: SettingsDep,
     epoch: Annotated[float | None, Query(description="Only this epoch.")] = None,
     step: Annotated[int | None, Query(ge=0, le=INT4_MAX, description="Only this global step.")] = None,
     limit: Annotated[int, Query(ge=1, description="Page size, at most the server's page limit.")] = 100,
@@ -32,13 +34,12 @@ async def list_predictions(
 ) -> Response:
     """In (step, sample_id) order; rows stored while a client pages appear on a later page, never twice. A page
     holds at most `limit` rows and stops early past the server's page size in bytes (always one row at least)."""
-    limit = min(limit, read.settings.predictions_page_max)
-    # The hottest read takes no UserConn: its one statement sets the user for its own transaction (one round trip,
-    # not BEGIN, page, COMMIT), and FastAPI's machinery for a dependency that yields cost a fifth of its framework
-    # time. The user, pool and settings come as one dependency: each one FastAPI solves costs tens of microseconds.
-    async with pooled_connection(read.pool) as conn:
+    limit = min(limit, settings.predictions_page_max)
+    # The hottest read opens its transaction here rather than through UserConn: FastAPI's machinery for a
+    # dependency that yields (an exit stack, a shielded cancel scope) cost a fifth of the page's framework time.
+    async with user_transaction(pool, user_id) as conn:
         page = await fetch_prediction_page(
-            conn, read.user_id, job_id, epoch, step, limit, cursor, read.settings.page_max_bytes, failing_grader
+            conn, job_id, epoch, step, limit, cursor, settings.page_max_bytes, failing_grader
         )
     return Response(page, media_type="application/json")  # already PredictionPage's JSON, built by Postgres
 
