@@ -30,9 +30,10 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -209,33 +210,15 @@ def result_rows(runs: list[Measured]) -> list[ResultRow]:
             f"generated tokens/s in a round, {name}", "tokens/s", ours, floor, FLOOR_NAME, "higher", load(side)
         )
 
-    round_time = ResultRow(
-        "round time (training waits), ours inline",
-        "s",
-        median(runs, "ours", lambda run: run.round_s),
-        median(runs, "trl", lambda run: run.round_s),
-        TRL_NAME,
-        "lower",
-        load("ours", "trl"),
-    )
-    unfolded = ResultRow(
-        "round time (training waits), ours inline",
-        "s",
-        median(runs, "ours", lambda run: run.round_s),
-        median(runs, "ours_unfolded", lambda run: run.round_s),
-        UNFOLDED_NAME,
-        "lower",
-        load("ours", "ours_unfolded"),
-    )
-    round_cpu = ResultRow(
-        "round CPU-seconds (the process, all threads), ours inline",
-        "s",
-        median(runs, "ours", lambda run: run.cpu_s),
-        median(runs, "trl", lambda run: run.cpu_s),
-        TRL_NAME,
-        "lower",
-        load("ours", "trl"),
-    )
+    def versus(metric: str, figure: Callable[[Measured], float], peer: str, peer_name: str) -> ResultRow:
+        ours, theirs = median(runs, "ours", figure), median(runs, peer, figure)
+        return ResultRow(metric, "s", ours, theirs, peer_name, "lower", load("ours", peer))
+
+    waits = "round time (training waits), ours inline"
+    round_s, cpu_s = attrgetter("round_s"), attrgetter("cpu_s")
+    round_time = versus(waits, round_s, "trl", TRL_NAME)
+    round_cpu = versus("round CPU-seconds (the process, all threads), ours inline", cpu_s, "trl", TRL_NAME)
+    unfolded = versus(waits, round_s, "ours_unfolded", UNFOLDED_NAME)
     return [rate("ours", "ours inline"), rate("trl", TRL_NAME), round_time, round_cpu, unfolded]
 
 
