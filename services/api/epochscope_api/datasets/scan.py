@@ -133,11 +133,18 @@ def scan_dataset(
 ) -> Scan:
     """The report of the object at `key`, its row index written beside it; UnusableUpload if it cannot be used,
     within the row reader's budgets, the scan's memory limit and its timeout."""
-    args = (store, key, file_type, counters, settings.upload_report_examples, settings.datasets)
+    args = _scan_args(store, key, file_type, counters, settings)
     try:
         return run_isolated(_scan, args, settings.scan_memory_bytes, settings.scan_timeout_seconds)
     except (OutOfMemory, TimedOut) as exc:
         raise _refusal(exc, settings) from None
+
+
+def _scan_args(
+    store: ObjectStore, key: str, file_type: FileType, counters: dict[str, TokenCounter], settings: ApiSettings
+) -> tuple[Any, ...]:
+    """_scan's arguments after its source, for a scan of the object or of the body as it arrives alike."""
+    return (store, key, file_type, counters, settings.upload_report_examples, settings.datasets)
 
 
 class _TokenBatches:
@@ -287,5 +294,5 @@ class Scanner:
         if file_type is not FileType.JSONL:
             return None
         settings = self.settings
-        args = (self.store, key, file_type, self.counters, settings.upload_report_examples, settings.datasets)
+        args = _scan_args(self.store, key, file_type, self.counters, settings)
         return FedScan(FedRun(_scan_body, args, settings.scan_memory_bytes, settings.scan_timeout_seconds), settings)
