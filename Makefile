@@ -11,6 +11,11 @@ PACKAGES := -e schemas -e runtime -e db -e services/api -e services/writer -e se
 # command imports, once, when it first imports them. The venv's own pip is used as it comes: it installs all this.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile
 
+# ... which needs Python free to write those compiled files: with PYTHONDONTWRITEBYTECODE set (some images set it),
+# every process compiles torch's, transformers' and TRL's sources again at each start (a job's child 15 user CPU-s
+# instead of 6.5 just to import; measured in docs/testing.md). The venv's own caches are ours to write.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test install lint schemas up
 
 # $(1): the root package with its extras. The demo needs no test tools; `make test` installs them in the same
