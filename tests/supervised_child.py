@@ -3,7 +3,8 @@ cancel file, exit codes out), with no model. Run as a script (`supervised_child.
 or forked from the warm process, which imports it once and calls `main` in each child.
 
 Its behaviour is its job's `model` field: "exit:<code>", "until-cancel", "until-sigterm" or "sleep:<s>" (runs that
-long whatever happens, then exits 0); "dump-env" writes its environment to env.json and exits 0.
+long whatever happens, then exits 0); "dump-env" writes its environment to env.json and exits 0. Importing it takes
+SUPERVISED_CHILD_IMPORT_S seconds (0 unless set): a warm process slow to get ready.
 """
 
 import json

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_trainer_supervision import CHILD, TRAINER_IDENTITY_KEY, start_event, wait_for_file
+from test_trainer_supervision import CHILD, TRAINER_IDENTITY_KEY, RecordingLauncher, harness, start_event, wait_for_file
 
 from epochscope_schemas.events import JobStartEvent
 from epochscope_trainer.child_protocol import IDENTITY_FILE, LOG_FILE, ChildExit, prepare_job_dir
@@ -57,6 +57,18 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def warm_processes() -> list[int]:
+    """This process's children that are warm processes."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == os.getpid():
+                found += [int(stat.parent.name)] if b"warm_process" in (stat.parent / "cmdline").read_bytes() else []
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 def memory_of(pid: int) -> Iterator[bytes]:
@@ -141,6 +153,26 @@ async def test_the_warm_process_starts_at_the_first_job_and_stops_when_closed(tm
     pid = warm_pid(warm)
     await warm.close()
     assert not alive(pid)
+
+
+async def test_a_shutdown_while_the_warm_process_imports_stops_the_trainer_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first job waits on the warm process's imports (seconds): a shutdown meanwhile does not."""
+    monkeypatch.setenv("SUPERVISED_CHILD_IMPORT_S", "60")
+    event = with_token("exit:0")
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind="warm")
+    running = asyncio.create_task(h.run())
+    assert isinstance(h.launcher, RecordingLauncher)
+    async with asyncio.timeout(30):
+        while h.launcher.job_dirs == []:
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the warm process is importing
+    h.service.stopping.set()
+    await asyncio.wait_for(running, 10)
+    assert h.producer.sent == []  # no final status: the job is to be re-run
+    assert not (h.launcher.job_dirs[0] / IDENTITY_FILE).exists()
+    assert warm_processes() == []  # stopped, not left importing
 
 
 TRAINER = """

@@ -1,12 +1,14 @@
 """Running one job's child process to its end, and reporting what the child could not."""
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import JobStartEvent, JobStatus
@@ -124,10 +126,12 @@ class JobSupervisor:
         it was."""
         with open(job_dir / LOG_FILE, "ab") as job_log:
             try:
-                child = await self.launcher.start(job_dir, event, job_log)
+                child = await self._start(event, job_dir, job_log)
             except OSError as exc:
                 await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
                 return None, None
+        if child is None:
+            return ChildExit.INTERRUPTED, None
         try:
             return await self._wait(child, job_dir, event)
         except ChildLost as exc:
@@ -135,6 +139,19 @@ class JobSupervisor:
             log.warning("job %s lost: %s; the end of its log:\n%s", job_id, exc, _log_tail(job_dir))
             await self.status.publish(event, JobStatus.FAILED, f"the training process was lost: {exc}")
             return None, None
+
+    async def _start(self, event: JobStartEvent, job_dir: Path, job_log: BinaryIO) -> RunningChild | None:
+        """The started child, or None when a shutdown came first (the warm process's imports take seconds)."""
+        starting = asyncio.ensure_future(self.launcher.start(job_dir, event, job_log))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if starting.done():
+            return starting.result()
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return None
 
     async def _wait(self, child: RunningChild, job_dir: Path, event: JobStartEvent) -> tuple[int, str | None]:
         """The child's exit code, and the cancel's reason if it was killed for not heeding it. Meanwhile a shutdown

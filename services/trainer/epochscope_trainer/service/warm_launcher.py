@@ -46,7 +46,7 @@ class WarmLauncher:
         try:
             async with self._lock:
                 return await self._fork(job_dir, job_log)
-        except OSError:
+        except BaseException:  # not started: an error, or a shutdown meanwhile
             (job_dir / IDENTITY_FILE).unlink(missing_ok=True)
             raise
 
@@ -79,6 +79,10 @@ class WarmLauncher:
             ours.close()
             await self.close()  # a new one at the next job
             raise OSError(f"the warm process did not start the job: {exc or 'no answer'}") from exc
+        except asyncio.CancelledError:  # a shutdown: a child forked meanwhile gets SIGTERM with the warm process
+            ours.close()
+            await self.close()
+            raise
         return WarmChild(int(message), fds[0], ours, job_dir)
 
     async def _warm(self) -> socket.socket:
@@ -98,7 +102,13 @@ class WarmLauncher:
                 preexec_fn=stop_with_parent,  # in this, the event loop's thread, which lives as long as the trainer
             )
         log.info("warm process %s started: importing %s", process.pid, self.module)
-        message, _ = await _receive(ours, fds_max=0)
+        try:
+            message, _ = await _receive(ours, fds_max=0)
+        except asyncio.CancelledError:  # a shutdown during the imports
+            process.kill()
+            await process.wait()
+            ours.close()
+            raise
         if message != READY:
             ours.close()
             raise OSError(f"the warm process exited with {await process.wait()} before it was ready")
