@@ -22,6 +22,8 @@ from epochscope_trainer.child_protocol import (
     read_job_inputs,
 )
 
+time.sleep(float(os.environ.get("SUPERVISED_CHILD_IMPORT_S", "0")))
+
 
 def main(argv: list[str]) -> None:
     job_dir = Path(argv[argv.index("--job-dir") + 1])
