@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_trainer_supervision import CHILD, TRAINER_IDENTITY_KEY, RecordingLauncher, harness, start_event, wait_for_file
 
-from epochscope_schemas.events import JobStartEvent
+from epochscope_schemas.events import JobStartEvent, JobStatus
 from epochscope_trainer.child_protocol import IDENTITY_FILE, LOG_FILE, ChildExit, prepare_job_dir
 from epochscope_trainer.service.child_launcher import ChildLost
 from epochscope_trainer.service.warm_launcher import WarmChild, WarmLauncher
@@ -173,6 +173,19 @@ async def test_a_shutdown_while_the_warm_process_imports_stops_the_trainer_at_on
     assert h.producer.sent == []  # no final status: the job is to be re-run
     assert not (h.launcher.job_dirs[0] / IDENTITY_FILE).exists()
     assert warm_processes() == []  # stopped, not left importing
+
+
+async def test_a_job_lost_with_its_warm_process_is_reported_failed(tmp_path: Path) -> None:
+    event = with_token("until-sigterm")
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind="warm")
+    running = asyncio.create_task(h.run())
+    await wait_for_file(tmp_path / str(event.job_id) / "started")
+    assert isinstance(h.launcher, RecordingLauncher)
+    os.kill(warm_pid(h.launcher.warm), signal.SIGKILL)
+    await asyncio.wait_for(running, 30)
+    (status,) = h.producer.statuses()
+    assert (status.job_id, status.status) == (event.job_id, JobStatus.FAILED)
+    assert status.message == "the training process was lost: the warm process that started the training process died"
 
 
 TRAINER = """

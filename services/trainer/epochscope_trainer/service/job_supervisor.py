@@ -136,7 +136,8 @@ class JobSupervisor:
             return await self._wait(child, job_dir, event)
         except ChildLost as exc:
             job_id = str(event.job_id)
-            log.warning("job %s lost: %s; the end of its log:\n%s", job_id, exc, _log_tail(job_dir))
+            tail = _log_tail(job_dir)
+            log.warning("job %s lost: %s; the end of its log:\n%s", job_id, exc, tail, extra={"job_id": job_id})
             await self.status.publish(event, JobStatus.FAILED, f"the training process was lost: {exc}")
             return None, None
 
