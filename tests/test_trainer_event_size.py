@@ -41,6 +41,7 @@ from epochscope_trainer.job.predictions.round_runner import RoundKey
 from epochscope_trainer.publishing.spool_store import Outgoing
 from epochscope_trainer.publishing.spooling_publisher import EventPublisher
 from epochscope_trainer.service.bootstrap import KafkaAdapters, bootstrap
+from epochscope_trainer.service.child_launcher import SubprocessLauncher
 from epochscope_trainer.settings import TrainerSettings
 from epochscope_trainer.text_limits import DEFAULT_TEXT_MAX_BYTES, truncate_utf8
 
@@ -206,8 +207,8 @@ async def test_a_job_with_a_huge_prediction_ends_and_the_trainer_takes_the_next_
     service = bootstrap(
         settings,
         stopping,
+        SubprocessLauncher(lambda job_dir: [sys.executable, "-c", CHILD, str(job_dir)]),
         KafkaAdapters(jobs, FakeCancelStream(), FakeProducer()),
-        lambda job_dir: [sys.executable, "-c", CHILD, str(job_dir)],
     )  # the real spool delivery: before, it retried the huge event forever and no next job ever started
     await asyncio.wait_for(service.run(), 120)
     assert not any((settings.work_dir / str(e.job_id) / SPOOL_FILE).exists() for e in (first, second))

@@ -1,11 +1,13 @@
 """The trainer service's job supervision against fake Kafka adapters and a trivial child: no broker, no model.
 
-The child below speaks `child_protocol` as the real one does (config and identity in, cancel file,
-exit codes out), so these tests pin the service's side of the protocol.
+The child (`supervised_child`) speaks `child_protocol` as the real one does (config and identity in, cancel file,
+exit codes out), so these tests pin the service's side of the protocol, for a child started afresh and for one forked
+from the warm process.
 """
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -13,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
@@ -33,50 +36,54 @@ from epochscope_schemas.topics import JOB_COMMANDS, dead_letter_topic
 from epochscope_trainer.child_protocol import CANCEL_FILE, ChildExit, job_command
 from epochscope_trainer.service import main
 from epochscope_trainer.service.bootstrap import KafkaAdapters, bootstrap
+from epochscope_trainer.service.child_launcher import ChildLauncher, RunningChild, SubprocessLauncher
 from epochscope_trainer.service.job_consumer import JobConsumerLoop
+from epochscope_trainer.service.warm_launcher import WarmLauncher
 from epochscope_trainer.settings import TrainerSettings
 
-# The child's behaviour is its job's `model` field: "exit:<code>", "until-cancel", "until-sigterm" or
-# "sleep:<s>" (runs that long whatever happens, then exits 0).
-CHILD = """
-import json, signal, sys, time
-from pathlib import Path
-from epochscope_trainer.child_protocol import (
-    ChildExit, cancel_requested, read_identity, read_job_config, read_job_inputs
-)
+CHILD = Path(__file__).with_name("supervised_child.py")  # its behaviour is its job's `model` field
 
-job_dir = Path(sys.argv[1])
-config = read_job_config(job_dir)
-inputs = read_job_inputs(job_dir)
-(job_dir / "seen.json").write_text(
-    json.dumps({"identity": read_identity(), "dataset": inputs.train.key, "model": inputs.model.source})
-)
-mode = config.model
-if mode.startswith("exit:"):
-    time.sleep(0.3)
-    sys.exit(int(mode.split(":")[1]))
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(ChildExit.INTERRUPTED))
-(job_dir / "started").touch()
-if mode.startswith("sleep:"):
-    time.sleep(float(mode.split(":")[1]))
-    sys.exit(ChildExit.FINISHED)
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    if mode == "until-cancel" and cancel_requested(job_dir):
-        sys.exit(ChildExit.FINISHED)
-    time.sleep(0.02)
-sys.exit(9)
-"""
+
+KINDS = ["subprocess", "warm"]  # a child started afresh, or forked from the warm process
 
 
 @dataclass
 class Harness:
     service: JobConsumerLoop
+    launcher: ChildLauncher
     jobs: FakeJobConsumer
     cancels: FakeCancelStream
     producer: FakeProducer
     spools: list[Path]
     commands: list[Path]
+
+    async def run(self) -> None:
+        """The service's run, then its launcher closed, as `main.serve` does."""
+        try:
+            await self.service.run()
+        finally:
+            await self.launcher.close()
+
+
+class RecordingLauncher:
+    """The warm launcher, noting each job folder it starts a child for."""
+
+    def __init__(self, job_dirs: list[Path]) -> None:
+        self.warm = WarmLauncher(module=CHILD.stem)
+        self.job_dirs = job_dirs
+
+    async def start(self, job_dir: Path, event: JobStartEvent, job_log: BinaryIO) -> RunningChild:
+        self.job_dirs.append(job_dir)
+        return await self.warm.start(job_dir, event, job_log)
+
+    async def close(self) -> None:
+        await self.warm.close()
+
+
+@pytest.fixture(autouse=True)
+def _child_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm process imports the child by module name (it starts with the service's environment)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(CHILD.parent), os.environ.get("PYTHONPATH")])))
 
 
 STORE, _store = local_store(Path(tempfile.mkdtemp(prefix="epochscope-store-")))
@@ -108,6 +115,7 @@ def harness(
     heartbeat_s: float = 0,
     dispatch_public_keys: str | None = None,
     cancel_grace_s: float = 1.0,
+    kind: str = "subprocess",
 ) -> Harness:
     stopping = asyncio.Event()
     jobs, cancels, producer = FakeJobConsumer(values, stopping), FakeCancelStream(), FakeProducer()
@@ -116,7 +124,7 @@ def harness(
 
     def child(job_dir: Path) -> list[str]:
         commands.append(job_dir)
-        return [sys.executable, "-c", CHILD, str(job_dir)]
+        return [sys.executable, str(CHILD), "--job-dir", str(job_dir)]
 
     async def deliver_spool(job_dir: Path, exited: asyncio.Event) -> None:
         await exited.wait()  # delivery runs beside the child, and ends only once it has exited
@@ -134,10 +142,10 @@ def harness(
         dispatch_public_keys=dispatch_public_keys,
         sealing_key=TRAINER_SEALING_KEY,
     )
-    service = bootstrap(
-        settings, stopping, KafkaAdapters(jobs, cancels, producer), command or child, deliver_spool=deliver_spool
-    )
-    return Harness(service, jobs, cancels, producer, spools, commands)
+    adapters = KafkaAdapters(jobs, cancels, producer)
+    launcher = RecordingLauncher(commands) if kind == "warm" else SubprocessLauncher(command or child)
+    service = bootstrap(settings, stopping, launcher, adapters, deliver_spool=deliver_spool)
+    return Harness(service, launcher, jobs, cancels, producer, spools, commands)
 
 
 async def wait_for_file(path: Path, timeout: float = 20) -> None:
@@ -146,10 +154,11 @@ async def wait_for_file(path: Path, timeout: float = 20) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_finished_jobs_run_one_at_a_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_finished_jobs_run_one_at_a_time(tmp_path: Path, kind: str) -> None:
     first, second = start_event("exit:0"), start_event("exit:0")
-    h = harness(tmp_path, [first.model_dump_json().encode(), second.model_dump_json().encode()])
-    await asyncio.wait_for(h.service.run(), 30)
+    h = harness(tmp_path, [first.model_dump_json().encode(), second.model_dump_json().encode()], kind=kind)
+    await asyncio.wait_for(h.run(), 30)
     assert h.commands == [tmp_path / str(first.job_id), tmp_path / str(second.job_id)]
     assert h.producer.sent == [] and h.spools == h.commands  # each child's spool delivered, to its exit
     assert h.jobs.polls_while_paused > 0 and h.jobs.paused() == set() and not h.jobs.running
@@ -185,7 +194,7 @@ async def test_the_child_gets_neither_broker_nor_store_credentials_nor_a_service
     h = harness(
         tmp_path, [event.model_dump_json().encode()], lambda job_dir: [sys.executable, "-c", dump, str(job_dir)]
     )
-    await asyncio.wait_for(h.service.run(), 30)
+    await asyncio.wait_for(h.run(), 30)
     env = json.loads((tmp_path / str(event.job_id) / "env.json").read_text())
     assert not service_only.keys() & env.keys()
     assert not any(value in env.values() for value in service_only.values())
@@ -194,30 +203,35 @@ async def test_the_child_gets_neither_broker_nor_store_credentials_nor_a_service
     assert (env["JOB_ID"], env["JOB_TOKEN"]) == (str(event.job_id), "token-1")
 
 
-async def test_a_crashed_child_is_reported_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_crashed_child_is_reported_failed(tmp_path: Path, kind: str) -> None:
     event = start_event("exit:7")
-    h = harness(tmp_path, [event.model_dump_json().encode()])
-    await asyncio.wait_for(h.service.run(), 30)
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind=kind)
+    await asyncio.wait_for(h.run(), 30)
     (status,) = h.producer.statuses()
     assert (status.job_id, status.job_token, status.status) == (event.job_id, "token-1", JobStatus.FAILED)
     assert status.message == "the training process exited with code 7"
     assert h.producer.sent[0][2] == str(event.job_id).encode()
 
 
-async def test_undelivered_events_are_handed_to_spool_delivery_and_the_job_is_not_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_undelivered_events_are_handed_to_spool_delivery_and_the_job_is_not_failed(
+    tmp_path: Path, kind: str
+) -> None:
     event = start_event(f"exit:{int(ChildExit.UNDELIVERED)}")
-    h = harness(tmp_path, [event.model_dump_json().encode()])
-    await asyncio.wait_for(h.service.run(), 30)
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind=kind)
+    await asyncio.wait_for(h.run(), 30)
     assert h.spools == [tmp_path / str(event.job_id)]
     assert h.producer.sent == []
 
 
-async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: Path, kind: str) -> None:
     event = start_event("until-cancel")
     # A grace no loaded machine runs out of: the child heeds the file within its check interval, and a grace of 1 s
     # (the other tests') was once spent by a child slow to get scheduled, which was then killed (CI at load 8).
-    h = harness(tmp_path, [event.model_dump_json().encode()], cancel_grace_s=30.0)
-    running = asyncio.create_task(h.service.run())
+    h = harness(tmp_path, [event.model_dump_json().encode()], cancel_grace_s=30.0, kind=kind)
+    running = asyncio.create_task(h.run())
     job_dir = tmp_path / str(event.job_id)
     await wait_for_file(job_dir / "started")
     await h.cancels.queue.put(FakeRecord(cancel_of(event), 0))
@@ -226,13 +240,14 @@ async def test_a_cancel_reaches_the_running_child_as_the_cancel_file(tmp_path: P
     assert h.producer.sent == []  # the child reports the cancel itself
 
 
+@pytest.mark.parametrize("kind", KINDS)
 async def test_a_child_that_ignores_a_cancel_is_killed_after_the_grace_and_the_job_reported_cancelled(
-    tmp_path: Path,
+    tmp_path: Path, kind: str
 ) -> None:
     """Whatever the child is stuck in (a long step, a user's validator), a cancel ends the job within seconds."""
     event = start_event("until-sigterm")  # never looks at the cancel file
-    h = harness(tmp_path, [event.model_dump_json().encode()])
-    running = asyncio.create_task(h.service.run())
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind=kind)
+    running = asyncio.create_task(h.run())
     await wait_for_file(tmp_path / str(event.job_id) / "started")
     cancelled_at = asyncio.get_running_loop().time()
     await h.cancels.queue.put(FakeRecord(cancel_of(event), 0))
@@ -250,7 +265,7 @@ async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> No
     await h.cancels.queue.put(FakeRecord(b"not an event", 0))  # skipped: the group consumer dead-letters it
     await h.cancels.queue.put(FakeRecord(cancel_of(event, token="not-the-job-token"), 1))  # a forgery: no effect
     await h.cancels.queue.put(FakeRecord(cancel_of(event), 2))
-    await asyncio.wait_for(h.service.run(), 30)
+    await asyncio.wait_for(h.run(), 30)
     assert h.commands == []
     (status,) = h.producer.statuses()
     assert (status.status, status.message) == (JobStatus.CANCELLED, "cancelled before it started")
@@ -258,7 +273,7 @@ async def test_a_job_cancelled_before_it_starts_never_runs(tmp_path: Path) -> No
 
 async def test_an_invalid_record_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
     h = harness(tmp_path, [b'{"type": "job.start"}'])
-    await asyncio.wait_for(h.service.run(), 30)
+    await asyncio.wait_for(h.run(), 30)
     ((topic, value, _, headers),) = h.producer.sent
     assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), b'{"type": "job.start"}')
     assert headers is not None and headers[0][0] == "reason" and headers[0][1].startswith(b"schema_invalid: ")
@@ -271,7 +286,7 @@ async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path
     v1["config"] = {"model": "m", "dataset_path": "/data/train.jsonl"}  # v1 named a server path
     raw = json.dumps(v1).encode()
     h = harness(tmp_path, [raw])
-    await asyncio.wait_for(h.service.run(), 30)
+    await asyncio.wait_for(h.run(), 30)
     ((topic, value, _, headers),) = h.producer.sent
     assert (topic, value) == (dead_letter_topic(JOB_COMMANDS), without_job_token(raw)[0])
     assert value is not None and b"token-1" not in value  # dead letters carry no job token
@@ -280,10 +295,11 @@ async def test_a_version_1_start_event_is_refused_with_its_reason(tmp_path: Path
     assert h.commands == []
 
 
-async def test_a_shutdown_mid_job_stops_the_child(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_shutdown_mid_job_stops_the_child(tmp_path: Path, kind: str) -> None:
     event = start_event("until-sigterm")
-    h = harness(tmp_path, [event.model_dump_json().encode()])
-    running = asyncio.create_task(h.service.run())
+    h = harness(tmp_path, [event.model_dump_json().encode()], kind=kind)
+    running = asyncio.create_task(h.run())
     await wait_for_file(tmp_path / str(event.job_id) / "started")
     h.service.stopping.set()
     await asyncio.wait_for(running, 30)
@@ -294,7 +310,7 @@ async def test_a_shutdown_mid_job_stops_the_child(tmp_path: Path) -> None:
 async def test_a_child_that_cannot_start_is_reported_failed(tmp_path: Path) -> None:
     event = start_event("exit:0")
     h = harness(tmp_path, [event.model_dump_json().encode()], command=lambda _: [str(tmp_path / "no-such-program")])
-    await asyncio.wait_for(h.service.run(), 30)
+    await asyncio.wait_for(h.run(), 30)
     (status,) = h.producer.statuses()
     assert status.status == JobStatus.FAILED
     assert status.message is not None and status.message.startswith("cannot start the training process: ")
@@ -329,11 +345,15 @@ async def test_serve_restarts_the_service_while_the_broker_is_unreachable_and_no
     settings = TrainerSettings(work_dir=tmp_path, store=STORE)
     loop = asyncio.get_running_loop()
     try:
-        monkeypatch.setattr(main, "bootstrap", lambda _settings, stopping: Unreachable(stopping, succeed_at=3))
+        monkeypatch.setattr(
+            main, "bootstrap", lambda _settings, stopping, _launcher: Unreachable(stopping, succeed_at=3)
+        )
         await asyncio.wait_for(main.serve(settings), 30)
         assert len(attempts) == 3 and len(set(map(id, attempts))) == 1  # one stop signal across the attempts
         attempts.clear()
-        monkeypatch.setattr(main, "bootstrap", lambda _settings, stopping: Unreachable(stopping, succeed_at=None))
+        monkeypatch.setattr(
+            main, "bootstrap", lambda _settings, stopping, _launcher: Unreachable(stopping, succeed_at=None)
+        )
         await asyncio.wait_for(main.serve(settings), 30)
         assert len(attempts) == 1
     finally:

@@ -1,13 +1,14 @@
 """The contract between the trainer service and a job's child process; both sides import it.
 
 The service writes the job's config and inputs (object keys, model source) into the job folder, stages the
-datasets there, starts the child with the job's identity in its environment, uploads the checkpoints the child
-asks it to (`checkpoint_store`: the child holds no store credentials), asks it to cancel by creating a file,
-and reads the outcome from its exit code. The child writes its events to a spool file, which the service delivers to the
-broker while the child runs and after: the child holds no broker credentials. Under torchrun every rank
-reads the same folder.
+datasets there, starts the child with the job's identity in its environment (a child forked from the warm process
+takes it from a file), uploads the checkpoints the child asks it to (`checkpoint_store`: the child holds no store
+credentials), asks it to cancel by creating a file, and reads the outcome from its exit code. The child writes its
+events to a spool file, which the service delivers to the broker while the child runs and after: the child holds no
+broker credentials. Under torchrun every rank reads the same folder.
 """
 
+import json
 import os
 import sys
 import uuid
@@ -33,6 +34,7 @@ KAFKA_ENV_KEPT = frozenset({"EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"})  # the child 
 STORE_ENV_PREFIXES = ("EPOCHSCOPE_STORE_", "AWS_")
 LOG_FILE = "job.log"  # the child's stdout and stderr
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
+IDENTITY_FILE = "identity.json"  # the identity for a forked child, which it reads and removes (`take_identity`)
 ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every event the child publishes (fencing)
 
 
@@ -68,17 +70,47 @@ OMP_WAIT_POLICY = "OMP_WAIT_POLICY"
 
 
 def child_env(event: JobStartEvent) -> dict[str, str]:
-    """The service's environment plus the job's identity, less the service's keys (a job speaks only for itself),
-    the broker's settings (the child writes its events to its spool, never to the broker) and the object store's
-    (the service stages its inputs and uploads its checkpoints).
+    """The child's environment: `worker_env` plus the job's identity."""
+    return {**worker_env(), **identity_env(event)}
+
+
+def worker_env() -> dict[str, str]:
+    """The service's environment less the service's keys (a job speaks only for itself), the broker's settings (the
+    child writes its events to its spool, never to the broker) and the object store's (the service stages its inputs
+    and uploads its checkpoints): what a job's child runs with, before its identity. The warm process a child is
+    forked from (`warm_launcher`) starts with it, so libraries that read a variable at import see the child's.
 
     OpenMP's threads sleep while they wait (OMP_WAIT_POLICY=PASSIVE) unless the operator says otherwise: spinning
     threads fight the services beside them for the cores, and a round measured 245 s spinning against 9.5 s
     sleeping on a loaded 2-core machine (docs/performance.md)."""
+    service = {name: value for name, value in os.environ.items() if not _withheld_from_child(name)}
+    return {OMP_WAIT_POLICY: "PASSIVE", **service}
+
+
+def identity_env(event: JobStartEvent) -> dict[str, str]:
+    """The job's identity, by IDENTITY_ENV and ATTEMPT_ENV name."""
     identity = (str(event.job_id), event.user_id, event.job_token or "")
     attempt = {ATTEMPT_ENV: str(event.attempt_id)} if event.attempt_id else {}
-    service = {name: value for name, value in os.environ.items() if not _withheld_from_child(name)}
-    return {OMP_WAIT_POLICY: "PASSIVE", **service, **dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
+    return {**dict(zip(IDENTITY_ENV, identity, strict=True)), **attempt}
+
+
+def write_identity(job_dir: Path, event: JobStartEvent) -> None:
+    """For a child forked from the warm process: the job's identity in a file only the trainer's user can read,
+    which the child takes (`take_identity`) and removes, so the warm process never holds it."""
+    path = job_dir / IDENTITY_FILE
+    path.unlink(missing_ok=True)  # an earlier attempt's, whose child never read it
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as identity:
+        json.dump(identity_env(event), identity)
+
+
+def take_identity(job_dir: Path) -> dict[str, str]:
+    """In a forked child: the job's identity (`write_identity`), its file removed."""
+    path = job_dir / IDENTITY_FILE
+    try:
+        return {str(name): str(value) for name, value in json.loads(path.read_text()).items()}
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _withheld_from_child(name: str) -> bool:

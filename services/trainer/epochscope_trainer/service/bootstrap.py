@@ -1,6 +1,6 @@
 """The one place that builds the trainer service's Kafka clients and wires its units together.
 
-Tests pass their own (fake) adapters, child command and spool delivery; nothing else changes.
+Tests pass their own (fake) adapters, child launcher and spool delivery; nothing else changes.
 """
 
 import asyncio
@@ -17,12 +17,14 @@ from epochscope_runtime.token_sealing import public_key_text
 from epochscope_schemas.topics import JOB_COMMANDS
 from epochscope_trainer.child_protocol import job_command
 from epochscope_trainer.service.cancel_watcher import CancelWatcher
+from epochscope_trainer.service.child_launcher import ChildLauncher, SubprocessLauncher
 from epochscope_trainer.service.heartbeats import heartbeat_forever
 from epochscope_trainer.service.job_consumer import JobConsumerLoop
 from epochscope_trainer.service.job_supervisor import JobSupervisor
 from epochscope_trainer.service.kafka_ports import EventProducer, JobConsumer, RecordStream
 from epochscope_trainer.service.spool_delivery import SpoolDelivery
 from epochscope_trainer.service.status_publisher import StatusPublisher
+from epochscope_trainer.service.warm_launcher import WarmLauncher
 from epochscope_trainer.settings import TrainerSettings
 
 
@@ -50,14 +52,22 @@ def kafka_adapters(settings: TrainerSettings) -> KafkaAdapters:
     )
 
 
+def child_launcher(settings: TrainerSettings) -> ChildLauncher:
+    """A one-process job's child forked from a warm process; torchrun's ranks started afresh, as torchrun does."""
+    if settings.processes_per_job == 1:
+        return WarmLauncher()
+    return SubprocessLauncher(partial(job_command, processes=settings.processes_per_job))
+
+
 def bootstrap(
     settings: TrainerSettings,
     stopping: asyncio.Event,
+    launcher: ChildLauncher,
     adapters: KafkaAdapters | None = None,
-    command: Callable[[Path], list[str]] | None = None,
     deliver_spool: Callable[[Path, asyncio.Event], Awaitable[None]] | None = None,
 ) -> JobConsumerLoop:
-    """The service, ready to run: real Kafka clients, child and spool delivery unless others are given."""
+    """The service, ready to run: real Kafka clients and spool delivery unless others are given. The launcher
+    outlives a run (the caller closes it): a broker outage restarts the service, not the warm process."""
     if settings.store is None:
         raise ValueError("the trainer service needs its object store (EPOCHSCOPE_STORE_*): it stages the inputs")
     adapters = adapters or kafka_adapters(settings)
@@ -67,7 +77,7 @@ def bootstrap(
         work_dir=settings.work_dir,
         check_s=settings.cancel_check_s,
         cancel_grace_s=settings.cancel_grace_s,
-        command=command or partial(job_command, processes=settings.processes_per_job),
+        launcher=launcher,
         stop_reason=cancels.stop_reason,
         stopping=stopping,
         status=status,

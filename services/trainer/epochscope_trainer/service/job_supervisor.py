@@ -1,14 +1,14 @@
 """Running one job's child process to its end, and reporting what the child could not."""
 
 import asyncio
-import ctypes
-import ctypes.util
+import contextlib
 import logging
 import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from epochscope_runtime.object_store import ObjectStore
 from epochscope_schemas.events import JobStartEvent, JobStatus
@@ -17,17 +17,16 @@ from epochscope_trainer.child_protocol import (
     INPUTS_DIR,
     LOG_FILE,
     ChildExit,
-    child_env,
     has_spool,
     prepare_job_dir,
     request_cancel,
 )
 from epochscope_trainer.input_staging import stage_inputs
+from epochscope_trainer.service.child_launcher import ChildLauncher, ChildLost, RunningChild
 from epochscope_trainer.service.status_publisher import StatusPublisher
 
 log = logging.getLogger("epochscope.trainer")
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 LOG_TAIL_BYTES = 4096  # of a crashed child's log, copied into the service's log before its folder goes
 
 
@@ -47,7 +46,7 @@ class JobSupervisor:
         work_dir: one folder per job is made under it.
         check_s: how often a running child is checked for a cancel or a shutdown.
         cancel_grace_s: how long a cancelled child may take to stop by itself before it is killed.
-        command: the child's command line for a job folder (`child_protocol.job_command`).
+        launcher: starts a job's child (`child_launcher`).
         stop_reason: why a job's attempt is to stop, or None (the cancel watcher's).
         stopping: set when the service shuts down.
         status: publishes the service's own status events.
@@ -60,7 +59,7 @@ class JobSupervisor:
         self,
         work_dir: Path,
         check_s: float,
-        command: Callable[[Path], list[str]],
+        launcher: ChildLauncher,
         stop_reason: Callable[[JobStartEvent], str | None],
         stopping: asyncio.Event,
         status: StatusPublisher,
@@ -73,7 +72,7 @@ class JobSupervisor:
         self.work_dir = work_dir
         self.check_s = check_s
         self.cancel_grace_s = cancel_grace_s
-        self.command = command
+        self.launcher = launcher
         self.stop_reason = stop_reason
         self.stopping = stopping
         self.status = status
@@ -105,7 +104,7 @@ class JobSupervisor:
             exited.set()
             await uploads
             await delivery  # the child's events out (or kept on disk at a shutdown) before the service's own
-        if code is None:  # it never started (reported)
+        if code is None:  # it never started, or was lost (reported)
             return True
         log.info("job %s exited with %s", job_id, code, extra={"job_id": job_id, "exit_code": code})
         if killed_for:
@@ -123,24 +122,39 @@ class JobSupervisor:
         return True
 
     async def _start_and_wait(self, event: JobStartEvent, job_dir: Path) -> tuple[int | None, str | None]:
-        """The child's exit code (None: it could not start, reported here) and why it was killed, if it was."""
+        """The child's exit code (None: it could not start, or was lost; reported here) and why it was killed, if
+        it was."""
         with open(job_dir / LOG_FILE, "ab") as job_log:
             try:
-                child = await asyncio.create_subprocess_exec(
-                    *self.command(job_dir),
-                    env=child_env(event),
-                    stdout=job_log,
-                    stderr=job_log,
-                    preexec_fn=_stop_with_parent,
-                )
+                child = await self._start(event, job_dir, job_log)
             except OSError as exc:
                 await self.status.publish(event, JobStatus.FAILED, f"cannot start the training process: {exc}")
                 return None, None
+        if child is None:
+            return ChildExit.INTERRUPTED, None
+        try:
             return await self._wait(child, job_dir, event)
+        except ChildLost as exc:
+            job_id = str(event.job_id)
+            tail = _log_tail(job_dir)
+            log.warning("job %s lost: %s; the end of its log:\n%s", job_id, exc, tail, extra={"job_id": job_id})
+            await self.status.publish(event, JobStatus.FAILED, f"the training process was lost: {exc}")
+            return None, None
 
-    async def _wait(
-        self, child: asyncio.subprocess.Process, job_dir: Path, event: JobStartEvent
-    ) -> tuple[int, str | None]:
+    async def _start(self, event: JobStartEvent, job_dir: Path, job_log: BinaryIO) -> RunningChild | None:
+        """The started child, or None when a shutdown came first (the warm process's imports take seconds)."""
+        starting = asyncio.ensure_future(self.launcher.start(job_dir, event, job_log))
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if starting.done():
+            return starting.result()
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        return None
+
+    async def _wait(self, child: RunningChild, job_dir: Path, event: JobStartEvent) -> tuple[int, str | None]:
         """The child's exit code, and the cancel's reason if it was killed for not heeding it. Meanwhile a shutdown
         becomes SIGTERM and a cancel the cancel file, once each; a cancel still unheeded after the grace, SIGKILL."""
         job_id = str(event.job_id)
@@ -182,9 +196,3 @@ def _log_tail(job_dir: Path, size: int = LOG_TAIL_BYTES) -> str:
             return job_log.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def _stop_with_parent() -> None:
-    """In the child: get SIGTERM (a shutdown, so the job is re-run) if this trainer dies, even by SIGKILL."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

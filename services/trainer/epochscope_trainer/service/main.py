@@ -7,8 +7,6 @@ unreachable.
 """
 
 import asyncio
-import ctypes
-import ctypes.util
 import logging
 import signal
 import sys
@@ -23,14 +21,14 @@ from tenacity import (
 )
 
 from epochscope_runtime.log_config import configure_logging
-from epochscope_trainer.service.bootstrap import bootstrap
+from epochscope_trainer.process_control import set_dumpable
+from epochscope_trainer.service.bootstrap import bootstrap, child_launcher
 from epochscope_trainer.settings import TrainerSettings
 
 log = logging.getLogger("epochscope.trainer")
 
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 10.0
-PR_SET_DUMPABLE = 4  # linux/prctl.h
 
 
 async def serve(settings: TrainerSettings) -> None:
@@ -46,13 +44,16 @@ async def serve(settings: TrainerSettings) -> None:
         before_sleep=_log_retry,
         reraise=True,
     )
+    launcher = child_launcher(settings)
     try:
         async for attempt in retrying:
             with attempt:
-                await bootstrap(settings, stopping).run()
+                await bootstrap(settings, stopping, launcher).run()
     except KafkaError:
         if not stopping.is_set():
             raise
+    finally:
+        await launcher.close()
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -63,11 +64,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 def make_undumpable() -> None:
     """Keep this process's memory and environment (the trainer key, the broker's credentials) from the jobs' child
-    processes, which run the same user's code: a process that is not dumpable has no core dumps, and its
-    /proc/<pid>/environ, mem and ptrace need CAP_SYS_PTRACE, even for the same user."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+    processes, which run the same user's code (`process_control.set_dumpable`)."""
+    set_dumpable(False)
 
 
 def run() -> None:
