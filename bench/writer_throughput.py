@@ -287,6 +287,7 @@ def main() -> None:
         "jobs": len(measured["jobs"]),
         "partitions": PARTITIONS,
         "writer_batch_size": WriterSettings.model_fields["writer_batch_size"].default,
+        "writer_db_connections": WriterSettings.model_fields["writer_db_connections"].default,
         "writer_linger_ms": WriterSettings.model_fields["writer_linger_ms"].default,
         "durable_commits": not args.no_fsync,
         "load_average_1m_at_start": load_at_start,
