@@ -94,7 +94,8 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> Writer
         for index in range(count):
             port = free_port()
             env = {
-                "EPOCHSCOPE_DATABASE_URL": stack.writer_dsn,
+                # named, so that the writer's connections (one per lane) are counted as one process's
+                "EPOCHSCOPE_DATABASE_URL": f"{stack.writer_dsn}?application_name={group}-{index}",
                 "EPOCHSCOPE_JOB_TOKEN_SECRET": TOKEN_SECRET,
                 "EPOCHSCOPE_ACCEPTED_TRAINER_KEYS": TRAINER_PUBLIC_KEY,
                 "EPOCHSCOPE_KAFKA_BOOTSTRAP_SERVERS": stack.broker.bootstrap_servers,
@@ -134,7 +135,7 @@ async def writers(stack: Stack, count: int, expected: int, group: str) -> Writer
 
 
 async def _wait_until_blocked(lock: asyncpg.Connection, processes: list[tuple[ServiceProcess, int]]) -> None:
-    """Every writer owns partitions and waits on the lock with a fetched batch."""
+    """Every writer owns partitions and waits on the lock with a fetched batch (on one of its lanes at least)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -142,8 +143,9 @@ async def _wait_until_blocked(lock: asyncpg.Connection, processes: list[tuple[Se
         except OSError:
             assigned = []
         await lock.execute("SELECT pg_stat_clear_snapshot()")  # else this transaction sees its first snapshot
-        waiting = await lock.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'epochscope_writer' AND wait_event_type = 'Lock'"
+        waiting = await lock.fetchval(  # writers with a connection waiting on the lock
+            "SELECT count(DISTINCT application_name) FROM pg_stat_activity"
+            " WHERE usename = 'epochscope_writer' AND wait_event_type = 'Lock'"
         )
         if len(assigned) == len(processes) and all(assigned) and sum(assigned) == TOPIC_PARTITIONS:
             if waiting == len(processes):
@@ -287,6 +289,7 @@ def main() -> None:
         "jobs": len(measured["jobs"]),
         "partitions": PARTITIONS,
         "writer_batch_size": WriterSettings.model_fields["writer_batch_size"].default,
+        "writer_db_connections": WriterSettings.model_fields["writer_db_connections"].default,
         "writer_linger_ms": WriterSettings.model_fields["writer_linger_ms"].default,
         "durable_commits": not args.no_fsync,
         "load_average_1m_at_start": load_at_start,

@@ -224,14 +224,15 @@ def test_the_finished_job_grace_setting_is_gone() -> None:
     assert not any("grace" in name for name in WriterSettings.model_fields)
 
 
-def writer_for(broker: FakeBroker, database: FakeDatabase) -> Writer:
+def writer_for(broker: FakeBroker, *databases: FakeDatabase) -> Writer:
+    """A writer with a lane per database."""
     settings = WriterSettings(
         job_token_secret=SECRET,
         accepted_trainer_keys=TRAINER_IDENTITY_PUBLIC,
         writer_retry_initial_s=0.001,
         writer_retry_max_s=0.002,
     )
-    return Writer(settings, WriterMetrics(), applier(), broker, database)
+    return Writer(settings, WriterMetrics(), applier(), broker, databases)
 
 
 @asynccontextmanager

@@ -33,10 +33,12 @@ def bootstrap(settings: WriterSettings, metrics: WriterMetrics) -> WriterService
         JobOwners(settings.writer_owner_cache_size),
         PredictionQuota(settings.quota_prediction_bytes),
     )
-    database = PostgresDatabase(
-        settings.database_url, settings.writer_db_connect_timeout_s, settings.writer_db_command_timeout_s
-    )
-    writer = Writer(settings, metrics, applier, KafkaBroker(settings, metrics), database)
+    s = settings
+    databases = [
+        PostgresDatabase(s.database_url, s.writer_db_connect_timeout_s, s.writer_db_command_timeout_s)
+        for _ in range(s.writer_db_connections)
+    ]
+    writer = Writer(settings, metrics, applier, KafkaBroker(settings, metrics), databases)
     heartbeats = HeartbeatRecorder(
         KafkaHeartbeats(settings),
         PostgresTrainers(settings.database_url, settings.writer_db_connect_timeout_s),

@@ -32,13 +32,13 @@ class WriterMetrics:
         )
         self.batch_seconds = Histogram(
             "epochscope_writer_batch_seconds",
-            "From a batch's fetch to its offset commit.",
+            "A lane's part of a batch: from the batch's apply to that lane's database commit.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
         self.batch_size = Histogram(
             "epochscope_writer_batch_records",
-            "Records per applied batch.",
+            "Records per lane's part of an applied batch (one transaction).",
             buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
             registry=self.registry,
         )

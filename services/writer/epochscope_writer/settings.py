@@ -38,8 +38,17 @@ class WriterSettings(BaseSettings):
     writer_group_id: str = Field(
         default=WRITERS_GROUP, description="Kafka consumer group; a second group replays the topics independently."
     )
-    writer_batch_size: int = Field(default=1000, ge=1, description="Most events applied in one DB transaction.")
+    writer_batch_size: int = Field(
+        default=4000, ge=1, description="Most events fetched and applied as one batch (a transaction per lane)."
+    )
     writer_linger_ms: int = Field(default=50, ge=0, description="How long to wait for a batch to fill.")
+    writer_db_connections: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Database connections, each applying its lane of a batch in a transaction of its own, at once: a"
+        " partition's records always go to the same lane (its number modulo this), so their order is kept.",
+    )
     writer_partition_fetch_bytes: int = Field(
         default=4 << 20, ge=1 << 16, description="Most bytes one fetch takes from a partition: a few batches' worth."
     )

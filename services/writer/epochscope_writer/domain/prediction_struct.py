@@ -28,7 +28,7 @@ NonNegativeFloat = Annotated[float, Meta(ge=0)]
 UnitFloat = Annotated[float, Meta(ge=0, le=1)]
 
 
-class GradeStruct(msgspec.Struct, forbid_unknown_fields=True):
+class GradeStruct(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """epochscope_schemas.graders.Grade"""
 
     score: UnitFloat
@@ -36,7 +36,7 @@ class GradeStruct(msgspec.Struct, forbid_unknown_fields=True):
     error: Annotated[str, Meta(max_length=500)] | None = None
 
 
-class ScoresStruct(msgspec.Struct, forbid_unknown_fields=True):
+class ScoresStruct(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """epochscope_schemas.events.PredictionScores"""
 
     exact_match: UnitFloat
@@ -44,10 +44,11 @@ class ScoresStruct(msgspec.Struct, forbid_unknown_fields=True):
     rouge_l: UnitFloat
 
 
-class PredictionStruct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class PredictionStruct(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """epochscope_schemas.events.PredictionEvent, with its envelope's id, time (with a zone) and type required.
 
-    `occurred_at` stays the text it came as (Postgres reads it), once checked to be a real time."""
+    `occurred_at` stays the text it came as (Postgres reads it), once checked to be a real time. Not tracked by the
+    cyclic garbage collector (`gc=False`): it holds no reference back to itself, and a batch makes thousands."""
 
     event_id: UUID
     schema_version: Literal[1] = SCHEMA_VERSION

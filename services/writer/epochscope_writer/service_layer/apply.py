@@ -55,6 +55,19 @@ class CheckedBatch:
     accepted: tuple[_Accepted, ...]
     dead_letters: tuple[DeadLetter, ...]
 
+    def lanes(self, count: int) -> dict[int, "CheckedBatch"]:
+        """The batch split in `count` lanes by partition (its number modulo `count`: a partition's records are all in
+        one lane, in their order), each lane with records; a lane's part is applied in a transaction of its own."""
+        lanes = sorted({record.partition % count for record in self.records})
+        return {
+            lane: CheckedBatch(
+                [record for record in self.records if record.partition % count == lane],
+                tuple(item for item in self.accepted if item.record.partition % count == lane),
+                tuple(letter for letter in self.dead_letters if letter.partition % count == lane),
+            )
+            for lane in lanes
+        }
+
 
 class JobOwners:
     """job id -> owner, read from the jobs table and cached (a job's owner never changes)."""
