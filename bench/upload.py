@@ -12,7 +12,7 @@ the same file, so that both sides see the same load; each figure is the median o
   tiny test model in the catalog, whose tokenizer and chat template count every row's tokens;
 - peer: obstore.put of the same file into a folder store, in a Python process of its own: MB/s, and how much that
   process's resident memory peaked above what it held before the put (VmHWM, reset just before);
-- the counted upload's second floor: the tiny model's tokenizer alone, encode_batch of the file's prompts (rendered
+- the counted upload's second floor: the tiny model's tokenizer alone, encode_batch_fast of the file's prompts (rendered
   by the chat template beforehand, untimed) and completions in the scan's batches, in this process: what counting
   tokens costs at the least, whatever the upload does around it.
 
@@ -53,7 +53,7 @@ NAME = "upload"
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "bench-uploader"
 PEER_NAME = "raw obstore.put, same folder store"
-TOKENIZER_NAME = "the tiny model's tokenizer alone: encode_batch of the same prompts and completions"
+TOKENIZER_NAME = "the tiny model's tokenizer alone: encode_batch_fast of the same prompts and completions"
 MIB = 1 << 20
 
 

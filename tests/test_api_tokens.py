@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from epochscope_api.datasets.token_counts import load_token_counter, load_token_counters
+from epochscope_api.datasets.token_counts import TokenCounter, load_token_counter, load_token_counters
 from epochscope_runtime.catalog import CatalogModel
 from epochscope_runtime.dataset_rows import Example
 from epochscope_runtime.sampler import to_sample
@@ -54,3 +54,22 @@ def test_only_models_with_a_tokenizer_get_a_counter(tiny_model_dir: Path) -> Non
         CatalogModel(id="other", display_name="o", source="hf:org/name", **common),
     ]
     assert set(load_token_counters(models)) == {"tiny"}
+
+
+def test_a_batch_counts_the_tokens_each_text_encodes_to_alone_without_special_tokens(tiny_model_dir: Path) -> None:
+    """count() encodes a batch without offsets (encode_batch_fast): the same ids, one text at a time, with no
+    special tokens added, whatever the post-processor would add (here one before and one after each text)."""
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    tokenizer = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    tokenizer.post_processor = TemplateProcessing(
+        single="<|system|> $A <eos>", special_tokens=[("<|system|>", 2), ("<eos>", 1)]
+    )
+    counter = TokenCounter(tokenizer, None, {})
+    texts = ["", "hello world", "é ü 😀 \u0000 <eos> 42", "  spaces\tand\nlines  ", "x" * 5000, *ROWS_TEXT]
+    assert counter.count(texts) == [len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts]
+    assert len(tokenizer.encode("hello").ids) == len(tokenizer.encode("hello", add_special_tokens=False).ids) + 2
+
+
+ROWS_TEXT = [message["content"] for row in ROWS for message in row.get("messages", [])]

@@ -41,7 +41,7 @@ def test_upload_smoke(tmp_path: Path) -> None:
     assert len(rows) == 4
     tokenizer_alone = [row for metric, row in rows.items() if metric.endswith("against the tokenizer alone")]
     assert [row["peer_name"] for row in tokenizer_alone] == [
-        "the tiny model's tokenizer alone: encode_batch of the same prompts and completions"
+        "the tiny model's tokenizer alone: encode_batch_fast of the same prompts and completions"
     ]
     for row in rows.values():
         assert row["peer_name"] == "raw obstore.put, same folder store" or row in tokenizer_alone

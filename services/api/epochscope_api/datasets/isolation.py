@@ -11,6 +11,7 @@ A FedRun's child reads its input from a pipe while the input still arrives.
 import asyncio
 import ctypes
 import fcntl
+import gc
 import io
 import multiprocessing
 import os
@@ -82,6 +83,8 @@ def _share_malloc_arenas() -> None:
 
 
 def _child(sender: Connection, function: Callable[..., Any], args: tuple[Any, ...], memory_bytes: int) -> None:
+    gc.freeze()  # the forkserver's objects (the API's modules) left out of collections: touching them would copy
+    # their pages, and the scan builds Python objects by the million (rows decoded in blocks, token batches)
     _share_malloc_arenas()
     limit = _address_space() + memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

@@ -125,9 +125,10 @@ class TokenCounter:
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text (of its first `text_max_chars` characters), encoded as a batch (the tokenizer spreads
-        a batch over cores)."""
+        a batch over cores) without the character offsets, which a count does not need: the same ids as encode_batch,
+        in about a third less CPU."""
         cut = [text[: self._text_max_chars] for text in texts]
-        encodings = self._tokenizer.encode_batch(cut, add_special_tokens=False)
+        encodings = self._tokenizer.encode_batch_fast(cut, add_special_tokens=False)
         return [len(encoding.ids) for encoding in encodings]
 
     def count_prompt(self, sample: Sample) -> int:
