@@ -10,6 +10,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import gather_object
 
+from epochscope_trainer.job.generation_head import onednn_output_head
 from epochscope_trainer.job.generation_lora import folded_adapters
 from epochscope_trainer.job.generation_prefix import prompt_batch, shared_cache
 
@@ -34,7 +35,7 @@ class GenerationSettings:
 @contextmanager
 def inference_mode(model: Any) -> Iterator[None]:
     """Eval mode, KV cache on, activation (gradient) checkpointing off, LoRA adapters folded into the weights
-    (generation_lora); all restored afterwards."""
+    (generation_lora), the output projection on oneDNN's kernel (generation_head); all restored afterwards."""
     was_training = model.training
     config = model.config
     use_cache = getattr(config, "use_cache", True)
@@ -44,7 +45,7 @@ def inference_mode(model: Any) -> Iterator[None]:
     model.eval()
     config.use_cache = True
     try:
-        with torch.inference_mode(), folded_adapters(model):
+        with torch.inference_mode(), folded_adapters(model), onednn_output_head(model):
             yield
     finally:
         config.use_cache = use_cache
