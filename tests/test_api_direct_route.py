@@ -170,3 +170,12 @@ def test_a_route_a_direct_route_cannot_serve_plainly_is_refused_when_built(endpo
     router = APIRouter(route_class=DirectRoute)
     with pytest.raises(TypeError, match="DirectRoute"):
         router.add_api_route("/v1/things/{job_id}", endpoint, methods=["GET"])
+
+
+async def _with_default_factory(limit: Annotated[int, Query(default_factory=lambda: 5)]) -> Response:
+    return Response()
+
+
+def test_a_parameter_whose_default_is_made_per_request_is_refused_when_built() -> None:
+    with pytest.raises(TypeError, match="DirectRoute"):
+        APIRouter(route_class=DirectRoute).add_api_route("/v1/things", _with_default_factory, methods=["GET"])

@@ -66,24 +66,27 @@ class _PlainParam:
     alias: str
     loc: tuple[str, str]
     field: ModelField
+    required: bool
+    default: Any
+    validate_default: bool
 
     @classmethod
     def of(cls, field: ModelField) -> "_PlainParam":
         info = field.field_info
-        if not isinstance(info, params.Param) or info.validation_alias is not None:
+        if not isinstance(info, params.Param) or info.validation_alias is not None or info.default_factory:
             raise TypeError(f"{field.name}: a DirectRoute's parameters are plain path or query parameters")
         if field_annotation_is_sequence(info.annotation) or any(type(item) is Json for item in info.metadata):
             raise TypeError(f"{field.name}: a DirectRoute's parameters have one value each")
-        return cls(field.name, field.alias, (info.in_.value, field.alias), field)
+        loc = (info.in_.value, field.alias)
+        return cls(field.name, field.alias, loc, field, info.is_required(), field.default, bool(info.validate_default))
 
     def read(self, received: Mapping[str, Any]) -> tuple[Any, list[Any]]:
         value = received.get(self.alias)
         if value is None:
-            info = self.field.field_info
-            if info.is_required():
+            if self.required:
                 return None, [get_missing_field_error(loc=self.loc)]
-            value = deepcopy(self.field.default)
-            if not info.validate_default:
+            value = deepcopy(self.default)
+            if not self.validate_default:
                 return value, []
         return self.field.validate(value, loc=self.loc)
 
