@@ -5,7 +5,8 @@ The solver walks every dependency as a tree, and for each one looks for path, qu
 and builds exit stacks and caches: on the predictions page that was most of FastAPI's ~250 us per request. A
 DirectRoute accepts only what it can serve plainly, checked when the route is built:
 
-- path and query parameters, validated by FastAPI's own `request_params_to_args` (the same rules, the same 422);
+- path and query parameters of one value each, validated by their own FastAPI fields as `request_params_to_args`
+  does (the same rules, the same 422s), with what kind of parameter each is worked out once, not per request;
 - dependencies that are async functions of the request alone (the current user, the pool, the settings), awaited in
   the order the endpoint names them, before the parameters are validated (as FastAPI does: a 401 before a 422);
   `app.dependency_overrides` does not reach them;
