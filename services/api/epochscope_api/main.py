@@ -135,12 +135,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     if settings.metrics_token is not None:
         check = metrics_token_check(settings.metrics_token.get_secret_value())
         app.add_api_route("/metrics", metrics.endpoint, include_in_schema=False, dependencies=[Depends(check)])
-    routers = (
+    routers = (  # the hottest read first: each request is matched against the routes in this order
+        predictions,
         health,
         models,
         datasets,
         jobs,
-        predictions,
         timeline,
         rollouts,
         stream,
