@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
@@ -34,7 +34,9 @@ SETTINGS = ApiSettings(
     jwt_secret=SecretStr(SECRET),
     store=StoreSettings(local_dir=Path("unused")),
 )
-KNOWN_JOB = uuid4()  # the fake database knows this job alone: any other is another user's, a 404
+# The fake database knows this job alone: any other is another user's, a 404. Fixed ids: the parametrized tests'
+# ids must be alike on every xdist worker.
+KNOWN_JOB = UUID("6f1c0b0e-3a52-4c1e-9d7e-2b1f0c9a4e11")
 PAGE_PATH = "/v1/jobs/{job_id}/predictions"
 
 
@@ -104,7 +106,7 @@ REQUESTS: list[tuple[str, dict[str, str]]] = [
     (f"{PAGE}?limit=1&epoch=0.5&step=3&failing_grader=exact", token("alice")),
     (f"{PAGE}?limit=7&cursor={encode_cursor([2, 'row-1'])}", token("alice")),
     (f"{PAGE}?limit=5&limit=9&unknown=1", token("alice")),  # a repeated key: the last one; an unknown one ignored
-    (f"/v1/jobs/{uuid4()}/predictions", token("alice")),  # not this user's job: 404
+    ("/v1/jobs/0b9e6c1d-8f3a-4d2b-a5c7-91e2f4d6b803/predictions", token("alice")),  # not this user's job: 404
     ("/v1/jobs/not-a-uuid/predictions", token("alice")),
     (f"{PAGE}?limit=0", token("alice")),
     (f"{PAGE}?limit=&step=", token("alice")),
