@@ -11,7 +11,7 @@ and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
   checks that the job is the user's).
 
 Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
-Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
+Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR] [--models FILE]
 """
 
 import argparse

@@ -16,6 +16,7 @@ training is no stall a hook can time, so no row reports one; bench/prediction_ro
 training's wall time with and without rounds and checkpoints. Writes bench/results/checkpoint_stall.json.
 
 Usage: python bench/checkpoint_stall.py [--smoke] [--results-dir DIR] [--model-cache DIR]
+       [--models FILE]
 (--smoke: the tiny test model instead of the demo model.)
 """
 

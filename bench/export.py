@@ -11,7 +11,7 @@ Rows, per format: the API's RSS growth during the large export against the rows'
 export is no peer (it is the same code on less work): its peak and rate are kept in `measured`, beside the large
 one's, to show memory flat in the row count, and make no row.
 Writes bench/results/export.json.
-Usage: python bench/export.py [--smoke] [--results-dir DIR]
+Usage: python bench/export.py [--smoke] [--results-dir DIR] [--models FILE]
 """
 
 import argparse

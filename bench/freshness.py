@@ -15,7 +15,7 @@ There is no peer product; the reference is the writer's own write: the round's r
 writer's transaction start, now(); its commit follows by a few ms), so ours / peer says how much the
 API or the stream adds on top of getting the rows into Postgres. All clocks are this machine's.
 
-Usage: python bench/freshness.py [--smoke] [--results-dir DIR]
+Usage: python bench/freshness.py [--smoke] [--results-dir DIR] [--models FILE]
 """
 
 import argparse
