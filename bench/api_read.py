@@ -11,7 +11,7 @@ and 50 concurrent clients, the first page and page 1,000 (keyset cursor):
   checks that the job is the user's).
 
 Reports p50/p99 latency and requests/s per case; writes bench/results/api_read.json.
-Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR]
+Usage: python bench/api_read.py [--smoke] [--api-workers N] [--results-dir DIR] [--models FILE]
 """
 
 import argparse
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from catalog_option import add_models_option, models_option
 from common import RESULTS, percentile, print_table, write_results
 from cpu import cpu_seconds
 from seeding import PREDICTION_COLUMNS, insert_completed_job
@@ -38,6 +39,7 @@ from epochscope_api.data.cursor import encode_cursor
 from epochscope_api.data.db import create_pool, user_transaction
 from epochscope_api.data.predictions import PREDICTION_PAGE_SQL
 from epochscope_api.settings import ApiSettings
+from epochscope_runtime.catalog import CatalogModel
 
 NAME = "api_read"
 OWNER = "bench-reader"
@@ -226,9 +228,11 @@ async def measure_sql(
     return await with_cpu(lambda: measure(one, clients, size), time.process_time)
 
 
-def run(size: Size, api_workers: int, results_dir: Path) -> Path:
+def run(size: Size, api_workers: int, results_dir: Path, catalog: list[CatalogModel] | None = None) -> Path:
+    """`catalog`: what the stack's API offers (default: the demo model); no job of it runs here."""
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    stack = LocalStack(root, writers=0, trainers=0, extra_env={"EPOCHSCOPE_API_WORKERS": str(api_workers)})
+    env = {"EPOCHSCOPE_API_WORKERS": str(api_workers)}
+    stack = LocalStack(root, writers=0, trainers=0, extra_env=env, models=catalog)
     try:
         with stack:
             return asyncio.run(bench(stack, size, api_workers, results_dir))
@@ -321,8 +325,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that the benchmark works")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of the API")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    add_models_option(parser, "the demo model")
     args = parser.parse_args()
-    run(SMOKE if args.smoke else FULL, args.api_workers, args.results_dir)
+    run(SMOKE if args.smoke else FULL, args.api_workers, args.results_dir, models_option(args))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ training is no stall a hook can time, so no row reports one; bench/prediction_ro
 training's wall time with and without rounds and checkpoints. Writes bench/results/checkpoint_stall.json.
 
 Usage: python bench/checkpoint_stall.py [--smoke] [--results-dir DIR] [--model-cache DIR]
+       [--models FILE]
 (--smoke: the tiny test model instead of the demo model.)
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from catalog_option import add_models_option, models_option
 from common import RESULTS, print_table, write_results
 from job_wait import completed_job
 
@@ -157,9 +159,13 @@ def result_rows(table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def run(size: Size, results_dir: Path, model_cache: Path, smoke: bool) -> Path:
+def run(
+    size: Size, results_dir: Path, model_cache: Path, smoke: bool, catalog: list[CatalogModel] | None = None
+) -> Path:
+    """On `catalog`'s first model; by default the demo model, or in a smoke run a tiny one built here."""
     scratch = Path(tempfile.mkdtemp(prefix="epochscope-bench-ckpt-stall-"))
-    catalog = tiny_catalog(scratch) if smoke else None
+    if catalog is None and smoke:
+        catalog = tiny_catalog(scratch)
     model = catalog[0].id if catalog else None
     env = {"EPOCHSCOPE_TRAINER_MODEL_CACHE_DIR": str(model_cache.resolve())}
     stack = LocalStack(scratch / "stack", writers=1, trainers=1, extra_env=env, models=catalog)
@@ -202,8 +208,9 @@ def main() -> None:
         default=ROOT / "bench" / ".cache" / "models",
         help="the trainer's converted-model cache, kept between runs (the demo model's conversion is not measured)",
     )
+    add_models_option(parser, "the demo model; with --smoke, the tests' tiny model, built for the run")
     args = parser.parse_args()
-    run(SMOKE if args.smoke else FULL, args.results_dir, args.model_cache, args.smoke)
+    run(SMOKE if args.smoke else FULL, args.results_dir, args.model_cache, args.smoke, models_option(args))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Rows, per format: the API's RSS growth during the large export against the rows'
 export is no peer (it is the same code on less work): its peak and rate are kept in `measured`, beside the large
 one's, to show memory flat in the row count, and make no row.
 Writes bench/results/export.json.
-Usage: python bench/export.py [--smoke] [--results-dir DIR]
+Usage: python bench/export.py [--smoke] [--results-dir DIR] [--models FILE]
 """
 
 import argparse
@@ -26,11 +26,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+from catalog_option import add_models_option, models_option
 from common import RESULTS, print_table, write_results
 from memory import RssSampler
 from seeding import PREDICTION_COLUMNS, insert_completed_job
 
 from epochscope.local_stack import LocalStack
+from epochscope_runtime.catalog import CatalogModel
 
 NAME = "export"
 OWNER = "bench-exporter"
@@ -112,9 +114,10 @@ def export_peak(stack: LocalStack, pid: int, job_id: uuid.UUID, fmt: str, token:
     return {"before": sampler.before_kib * 1024, "peak": peak_kib * 1024, "bytes": size, "seconds": elapsed}
 
 
-def run(large: int, small: int, results_dir: Path) -> Path:
+def run(large: int, small: int, results_dir: Path, catalog: list[CatalogModel] | None = None) -> Path:
+    """`catalog`: what the stack's API offers (default: the demo model); no job of it runs here."""
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    stack = LocalStack(root, writers=0, trainers=0, extra_env={"EPOCHSCOPE_API_WORKERS": "1"})
+    stack = LocalStack(root, writers=0, trainers=0, extra_env={"EPOCHSCOPE_API_WORKERS": "1"}, models=catalog)
     try:
         with stack:
             small_job = asyncio.run(seed(stack.postgres.admin_url, small))
@@ -151,9 +154,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    add_models_option(parser, "the demo model")
     args = parser.parse_args()
     large, small = (3_000, 300) if args.smoke else (100_000, 1_000)
-    print(run(large, small, args.results_dir))
+    print(run(large, small, args.results_dir, models_option(args)))
 
 
 if __name__ == "__main__":

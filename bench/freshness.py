@@ -15,7 +15,7 @@ There is no peer product; the reference is the writer's own write: the round's r
 writer's transaction start, now(); its commit follows by a few ms), so ours / peer says how much the
 API or the stream adds on top of getting the rows into Postgres. All clocks are this machine's.
 
-Usage: python bench/freshness.py [--smoke] [--results-dir DIR]
+Usage: python bench/freshness.py [--smoke] [--results-dir DIR] [--models FILE]
 """
 
 import argparse
@@ -32,11 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from catalog_option import add_models_option, models_option
 from common import RESULTS, ResultRow, percentile, print_table, write_results
 from httpx_sse import aconnect_sse
 
 from epochscope.local_stack import LocalStack
 from epochscope_api.settings import ApiSettings
+from epochscope_runtime.catalog import CatalogModel
 from epochscope_writer.settings import WriterSettings
 
 NAME = "freshness"
@@ -188,12 +190,14 @@ def latencies(arrivals: Arrivals) -> dict[str, list[float]]:
     }
 
 
-def run(size: Size, results_dir: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_model import build_tiny_model, tiny_catalog
-
+def run(size: Size, results_dir: Path, catalog: list[CatalogModel] | None = None) -> Path:
+    """On `catalog`'s first model (default: the tests' tiny model, built here)."""
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
-    catalog = tiny_catalog(build_tiny_model(root / "model"))
+    if catalog is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from tiny_model import build_tiny_model, tiny_catalog
+
+        catalog = tiny_catalog(build_tiny_model(root / "model"))
     stack = LocalStack(root / "stack", extra_env={"EPOCHSCOPE_PREDICTIONS_MIN_STEP_INTERVAL": "1"}, models=catalog)
     try:
         dataset = write_dataset(root / "train.jsonl", size.rows)
@@ -244,8 +248,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny CI-size run (about 11 rounds)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    add_models_option(parser, "the tests' tiny model, built for the run")
     args = parser.parse_args()
-    print(run(SMOKE if args.smoke else FULL, args.results_dir))
+    print(run(SMOKE if args.smoke else FULL, args.results_dir, models_option(args)))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,12 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from catalog_option import add_models_option, models_option
 from common import RESULTS, ResultRow, percentile, print_table, write_results
 from scheduling_ideal import Job, ideal_waits
 from scheduling_stack import ROOT, TRAINERS, Arrival, Run, mean, run_stack
+
+from epochscope_runtime.catalog import CatalogModel
 
 NAME = "scheduling"
 MODE = "dispatcher"
@@ -118,15 +121,17 @@ def result_rows(measured: list[Figures], ideals: list[Figures], load: float) -> 
     ]
 
 
-def run(size: Size, results_dir: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tiny_model import build_tiny_model, tiny_catalog
-
+def run(size: Size, results_dir: Path, catalog: list[CatalogModel] | None = None) -> Path:
+    """On `catalog`'s first model (default: the tests' tiny model, built here)."""
     root = Path(tempfile.mkdtemp(prefix="epochscope-bench-"))
     arrivals = trace(size)
     repeats = []
     try:
-        catalog = tiny_catalog(build_tiny_model(root / "model"))
+        if catalog is None:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from tiny_model import build_tiny_model, tiny_catalog
+
+            catalog = tiny_catalog(build_tiny_model(root / "model"))
         for repeat in range(size.repeats):
             runs, loads = run_stack(catalog, arrivals, root / f"repeat-{repeat}")
             repeats.append({"runs": runs, "load": round(mean(loads), 2)})
@@ -166,9 +171,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny run (4 jobs, 1 repeat)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--repeats", type=int, help="fresh stacks playing the trace (default: 3, smoke 1)")
+    add_models_option(parser, "the tests' tiny model, built for the run")
     args = parser.parse_args()
     size = SMOKE if args.smoke else FULL
-    print(run(replace(size, repeats=args.repeats or size.repeats), args.results_dir))
+    print(run(replace(size, repeats=args.repeats or size.repeats), args.results_dir, models_option(args)))
 
 
 if __name__ == "__main__":

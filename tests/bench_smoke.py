@@ -17,10 +17,12 @@ def check_schema(document: dict) -> None:
     jsonschema.validate(document, RESULT_SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
-def run_smoke(script: str, results_dir: Path, timeout: int = 300) -> dict:
-    """Run bench/<script> --smoke into `results_dir`; return the JSON document it wrote."""
+def run_smoke(script: str, results_dir: Path, timeout: int = 300, models: Path | None = None) -> dict:
+    """Run bench/<script> --smoke into `results_dir` (on the model catalog in the file `models`, where given: the
+    worker's tiny model, already built); return the JSON document it wrote."""
+    catalog = ["--models", str(models)] if models else []
     result = subprocess.run(
-        [sys.executable, str(BENCH / script), "--smoke", "--results-dir", str(results_dir)],
+        [sys.executable, str(BENCH / script), "--smoke", "--results-dir", str(results_dir), *catalog],
         capture_output=True,
         text=True,
         timeout=timeout,

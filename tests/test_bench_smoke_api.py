@@ -5,11 +5,13 @@ from pathlib import Path
 
 import pytest
 from bench_smoke import run_smoke
+from tiny_model import tiny_catalog_file
 
 
 @pytest.mark.stack
-def test_api_read_smoke(tmp_path: Path) -> None:
-    document = run_smoke("api_read.py", tmp_path)
+def test_api_read_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
+    results = tmp_path / "results"
+    document = run_smoke("api_read.py", results, models=tiny_catalog_file(tiny_model_dir, tmp_path / "models.json"))
     assert document["name"] == "api_read"
     metrics = {row["metric"] for row in document["rows"]}
     for page in ("first page", f"page {document['params']['deep_page']:,}"):
@@ -20,8 +22,9 @@ def test_api_read_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.stack
-def test_freshness_smoke(tmp_path: Path) -> None:
-    document = run_smoke("freshness.py", tmp_path)
+def test_freshness_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
+    results = tmp_path / "results"
+    document = run_smoke("freshness.py", results, models=tiny_catalog_file(tiny_model_dir, tmp_path / "models.json"))
     assert document["name"] == "freshness"
     assert document["params"]["rounds_measured"] == document["params"]["rounds"]
     metrics = {row["metric"] for row in document["rows"]}
@@ -52,8 +55,9 @@ def test_upload_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.stack
-def test_export_smoke(tmp_path: Path) -> None:
-    document = run_smoke("export.py", tmp_path)
+def test_export_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
+    results = tmp_path / "results"
+    document = run_smoke("export.py", results, models=tiny_catalog_file(tiny_model_dir, tmp_path / "models.json"))
     assert document["name"] == "export"
     rows = document["rows"]
     assert [row["metric"] for row in rows] == [

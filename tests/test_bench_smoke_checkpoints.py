@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from bench_smoke import run_smoke
+from tiny_model import tiny_catalog_file
 
 
 @pytest.mark.stack
@@ -21,10 +22,11 @@ def test_checkpoint_download_smoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.stack
-def test_checkpoint_stall_smoke(tmp_path: Path) -> None:
+def test_checkpoint_stall_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
     """No row reports a background checkpoint's stall: its save runs beside training, and what that costs is
     prediction_round's whole-run figure, not a number the trainer fills in."""
-    document = run_smoke("checkpoint_stall.py", tmp_path)
+    models = tiny_catalog_file(tiny_model_dir, tmp_path / "models.json")
+    document = run_smoke("checkpoint_stall.py", tmp_path / "results", models=models)
     assert document["name"] == "checkpoint_stall"
     lines = document["per_checkpoint"]
     assert [(line["mode"], line["round"]) for line in lines] == [

@@ -4,13 +4,15 @@ from pathlib import Path
 
 import pytest
 from bench_smoke import run_smoke
+from tiny_model import tiny_catalog_file
 
 
 @pytest.mark.stack
-def test_scheduling_smoke(tmp_path: Path) -> None:
+def test_scheduling_smoke(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The fixed trace played on a fresh stack (one repeat: a smoke run proves the benchmark works, not its figures);
     the peer is the ideal schedule of the same jobs."""
-    document = run_smoke("scheduling.py", tmp_path, timeout=900)
+    models = tiny_catalog_file(tiny_model_dir, tmp_path / "models.json")
+    document = run_smoke("scheduling.py", tmp_path / "results", timeout=900, models=models)
     assert document["name"] == "scheduling"
     assert len(document["repeats"]) == document["params"]["repeats"] == 1
     trace = [(arrival["at"], arrival["user"]) for arrival in document["trace"]]

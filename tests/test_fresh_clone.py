@@ -11,7 +11,6 @@ installed over it (editable, as `make install` installs them): a whole `make ins
 `make test` on a fresh clone has just done, the same command from the same files, for 1 to 2 minutes.
 """
 
-import json
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ARTIFACTS
-from tiny_model import TINY_MODEL_ID, tiny_catalog
+from tiny_model import TINY_MODEL_ID, tiny_catalog_file
 
 from epochscope.ports import free_port
 
@@ -93,8 +92,7 @@ def wait_ready(url: str, up: subprocess.Popen[str], timeout_s: float = 180) -> N
 def test_the_stack_runs_a_job_from_a_clone_in_a_private_folder(private_clone: Path, tiny_model_dir: Path) -> None:
     private = private_clone.parent
     model = shutil.copytree(tiny_model_dir, private / "model")  # the model, too, only root may reach
-    catalog = private / "models.json"
-    catalog.write_text(json.dumps([entry.model_dump(mode="json") for entry in tiny_catalog(model)]))
+    catalog = tiny_catalog_file(model, private / "models.json")
     bin_dir = private_clone / ".venv" / "bin"
     data = private_clone / ".epochscope"
     port = free_port()

@@ -3,7 +3,6 @@ of `epochscope up`; the stack stops its services, then the broker, then Postgres
 and no traceback in any log, and the job that was running is left to be re-run (not failed, not completed)."""
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from test_local_stack import data_dir  # noqa: F401  fixture
-from tiny_model import TINY_MODEL_ID, tiny_catalog
+from tiny_model import TINY_MODEL_ID, tiny_catalog_file
 from uploads import chat_rows
 
 from epochscope.ports import free_port
@@ -81,8 +80,7 @@ def test_sigint_to_the_process_group_stops_the_stack_in_order_within_seconds(
     tiny_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    catalog = tmp_path / "models.json"
-    catalog.write_text(json.dumps([model.model_dump(mode="json") for model in tiny_catalog(tiny_model_dir)]))
+    catalog = tiny_catalog_file(tiny_model_dir, tmp_path / "models.json")
     port = free_port()
     command = [str(BIN / "epochscope"), "up", "--api-port", str(port), "--data-dir", str(data_dir)]
     with open(tmp_path / "up.out", "wb") as out:

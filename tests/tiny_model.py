@@ -1,6 +1,7 @@
 """A tiny causal LM built from a config (no download): a byte-level BPE tokenizer with a chat template
 and a 2-layer Llama with random weights. Small enough to fine-tune for a few steps in seconds on a CPU."""
 
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -75,3 +76,10 @@ def tiny_catalog(model_dir: Path) -> list[CatalogModel]:
             tokenizer_dir=str(model_dir),
         )
     ]
+
+
+def tiny_catalog_file(model_dir: Path, path: Path) -> Path:
+    """The tiny model's catalog as a JSON file at `path`, the form `epochscope up --models` and the benches' `--models`
+    read."""
+    path.write_text(json.dumps([model.model_dump(mode="json") for model in tiny_catalog(model_dir)]))
+    return path
