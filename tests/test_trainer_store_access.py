@@ -1,7 +1,7 @@
 """The job's child holds no object-store credentials, on the real broker with a real tiny model: the trainer
-service (given store credentials) stages the job's dataset, the running child's /proc/<pid>/environ and its job
-folder hold none of them, and the checkpoints the child saved reach the store under the job's prefix, uploaded by the
-service. The stack is test_trainer_integration.py's."""
+service (given store credentials) stages the job's dataset, the running child's /proc/<pid>/environ (and the warm
+process's it forks from) and its job folder hold none of them, and the checkpoints the child saved reach the store
+under the job's prefix, uploaded by the service. The stack is test_trainer_integration.py's."""
 
 import asyncio
 import os
@@ -12,8 +12,15 @@ from test_trainer_integration import TrainerStack, long_job, stack, train  # noq
 from trainer_fakes import dir_model, start_event
 
 from epochscope_schemas.events import CheckpointEvent, DatasetObject, ProgressEvent
+from epochscope_trainer.child_protocol import LOG_FILE
 
 STORE_SECRET = "store-secret-the-job-must-never-hold-0123456789"
+
+
+def descendants_of(pid: int) -> list[int]:
+    """`pid`'s children, their children, and so on."""
+    found = children_of(pid)
+    return [*found, *(grandchild for child in found for grandchild in descendants_of(child))]
 
 
 def children_of(pid: int) -> list[int]:
@@ -41,11 +48,13 @@ async def test_the_running_child_holds_no_store_credentials_and_the_service_uplo
     await stack.send(event)
     await stack.until(lambda: bool(stack.of(event.job_id, ProgressEvent)), "the job to train")
     assert stack.process is not None
-    (child,) = children_of(stack.process.pid)
-    environ = Path(f"/proc/{child}/environ").read_bytes()  # the running child's, as the kernel holds it
-    assert b"JOB_TOKEN=" in environ  # it is the job's process
-    assert STORE_SECRET.encode() not in environ and b"EPOCHSCOPE_STORE_" not in environ
     job_dir = stack.root / "work" / str(event.job_id)
+    processes = descendants_of(stack.process.pid)  # the warm process and the job's child forked from it
+    job_log = str(job_dir / LOG_FILE)
+    assert [pid for pid in processes if os.readlink(f"/proc/{pid}/fd/1") == job_log]  # the job's process among them
+    for pid in processes:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()  # as the kernel holds it
+        assert STORE_SECRET.encode() not in environ and b"EPOCHSCOPE_STORE_" not in environ
     staged = job_dir / "inputs" / "train.jsonl"
     assert staged.read_bytes() == (stack.root / "store" / train.key).read_bytes()  # staged by the service
     assert not [p for p in job_dir.rglob("*") if p.is_file() and STORE_SECRET.encode() in p.read_bytes()]
