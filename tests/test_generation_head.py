@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 import torch
+from tiny_model import spread_tiny_model
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from epochscope_trainer.job import generation_head
 from epochscope_trainer.job.generation import GenerationSettings, generate, inference_mode
@@ -22,14 +23,7 @@ pytestmark = pytest.mark.skipif(not onednn_runs(nn.Linear(2, 2)), reason="no one
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
-    """The tiny model with its weights spread wide, so that its answers depend on every token and every row."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" not in name:
-                parameter.normal_(0.0, 0.3)
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+    return spread_tiny_model(tiny_model_dir)
 
 
 def test_the_layer_computes_the_linear_projection_of_every_row() -> None:

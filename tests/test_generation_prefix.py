@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from tiny_model import spread_tiny_model
 
 from epochscope_trainer.job.generation import GenerationSettings, generate
 from epochscope_trainer.job.generation_prefix import MIN_SHARED_TOKENS, prompt_batch
@@ -18,15 +18,7 @@ GREEDY = GenerationSettings(max_new_tokens=12, temperature=0.0, top_p=1.0, seed=
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
-    """The tiny model with its weights spread wide: as built it repeats a prompt's last token whatever came before,
-    so a wrong position or an unmasked pad would not show in its answers."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "norm" not in name:
-                parameter.normal_(0.0, 0.3)
-    return model, AutoTokenizer.from_pretrained(tiny_model_dir)
+    return spread_tiny_model(tiny_model_dir)
 
 
 def prompts() -> list[str]:

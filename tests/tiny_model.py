@@ -3,9 +3,11 @@ and a 2-layer Llama with random weights. Small enough to fine-tune for a few ste
 
 import json
 from pathlib import Path
+from typing import Any
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from epochscope_runtime.catalog import CatalogModel
 
@@ -83,3 +85,15 @@ def tiny_catalog_file(model_dir: Path, path: Path) -> Path:
     read."""
     path.write_text(json.dumps([model.model_dump(mode="json") for model in tiny_catalog(model_dir)]))
     return path
+
+
+def spread_tiny_model(model_dir: Path) -> tuple[Any, Any]:
+    """The tiny model with its weights spread wide (seeded), and its tokenizer: as built it repeats a prompt's last
+    token whatever came before; spread, its answers depend on every token and every row."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" not in name:
+                parameter.normal_(0.0, 0.3)
+    return model, AutoTokenizer.from_pretrained(model_dir)
