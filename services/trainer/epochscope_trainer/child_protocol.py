@@ -33,6 +33,7 @@ KAFKA_ENV_KEPT = frozenset({"EPOCHSCOPE_KAFKA_MAX_MESSAGE_BYTES"})  # the child 
 # the inputs and uploads the checkpoints, so the child holds none.
 STORE_ENV_PREFIXES = ("EPOCHSCOPE_STORE_", "AWS_")
 LOG_FILE = "job.log"  # the child's stdout and stderr
+WARM_READY = b"ready"  # what the warm process (job/warm_process.py) sends the service once it has imported the runner
 IDENTITY_ENV = ("JOB_ID", "JOB_USER_ID", "JOB_TOKEN")  # the job's identity, passed in the environment
 IDENTITY_FILE = "identity.json"  # the identity for a forked child, which it reads and removes (`take_identity`)
 ATTEMPT_ENV = "JOB_ATTEMPT_ID"  # the dispatch this run is; stamped on every event the child publishes (fencing)

@@ -28,10 +28,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from epochscope_trainer.child_protocol import ChildExit, take_identity
+from epochscope_trainer.child_protocol import WARM_READY, ChildExit, take_identity
 from epochscope_trainer.process_control import set_dumpable, stop_with_parent
 
-READY = b"ready"
 REQUEST_MAX_BYTES = 8192
 
 
@@ -128,7 +127,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer decides when this process stops
     control = socket.socket(fileno=args.control_fd)
     module = importlib.import_module(args.module)
-    control.send(READY)
+    control.send(WARM_READY)
     job_dir = Forker(control).serve()
     if job_dir is not None:
         run_job(module, job_dir)

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from epochscope_schemas.events import JobStartEvent
-from epochscope_trainer.child_protocol import IDENTITY_FILE, worker_env, write_identity
-from epochscope_trainer.job.warm_process import READY
+from epochscope_trainer.child_protocol import IDENTITY_FILE, WARM_READY, worker_env, write_identity
 from epochscope_trainer.process_control import stop_with_parent
 from epochscope_trainer.service.child_launcher import ChildLost, RunningChild
 
@@ -109,7 +108,7 @@ class WarmLauncher:
             await process.wait()
             ours.close()
             raise
-        if message != READY:
+        if message != WARM_READY:
             ours.close()
             raise OSError(f"the warm process exited with {await process.wait()} before it was ready")
         self._process, self._control = process, ours
