@@ -174,7 +174,7 @@ class Writer:
         async with self._batch_lock:
             self._generation += 1
             if self._pending is not None:
-                records = len(self._pending.checked.records)
+                records = sum(len(part.records) for part in self._pending.lanes.values())  # its lanes not committed
                 log.info("rebalance: leaving an uncommitted batch of %d records to the next owner", records)
                 self._pending = None
         self.metrics.consumer_lag.clear()
